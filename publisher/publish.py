@@ -1,0 +1,240 @@
+"""Publishing over Redis: ``Publisher.publish(channel, data)`` and the scripts behind it.
+
+:class:`PublishScripts` is the only code that calls ``scripts/publish.lua`` and
+``scripts/history.lua``; :class:`Publisher` (any Python backend) and
+:class:`socketsrv.bus.redis.RedisBus` (the socket fleet) both go through it, so a publication
+made by either is the same in Redis. The result types and :class:`BusUnavailable` come from
+:mod:`socketsrv.bus.base`, where the bus contract that these scripts implement is written.
+
+    async with Publisher("redis://localhost:6379/0") as publisher:
+        result = await publisher.publish("question:42", {"score": 7}, event_id="vote:991")
+        result.position.offset   # the publication's number in the channel's epoch
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from publisher.channels import parse_channel
+from publisher.envelope import MAX_DATA_BYTES, StreamPosition, pack_data
+from publisher.errors import InvalidPayload, PublishFailed
+from publisher.keys import DEFAULT_PREFIX, KeyLayout
+from socketsrv.bus.base import BusUnavailable, HistoryResult, PublishResult
+
+MAX_EVENT_ID_LENGTH = 128
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,%d}" % MAX_EVENT_ID_LENGTH)
+
+
+def check_event_id(event_id: str) -> str:
+    """Return *event_id* if it is ``""`` (none) or 1-128 of ``A-Za-z0-9_.:-``; else raise.
+
+    Raises :class:`InvalidPayload`. The alphabet keeps idempotency keys printable and short.
+    """
+    if event_id and _EVENT_ID.fullmatch(event_id) is None:
+        raise InvalidPayload(
+            f"an event id is 1-{MAX_EVENT_ID_LENGTH} characters of A-Z a-z 0-9 _ . : -"
+        )
+    return event_id
+
+
+def new_epoch() -> str:
+    """A random epoch name (8 URL-safe characters, 48 bits)."""
+    return secrets.token_urlsafe(6)
+
+
+def history_complete(
+    since: StreamPosition, position: StreamPosition, first_offset: int | None, count: int
+) -> bool:
+    """Whether *count* publications from *first_offset* cover every offset after *since*.
+
+    Both buses keep offsets consecutive within an epoch, so starting right after
+    ``since.offset`` with exactly the missing count means reaching ``position.offset``.
+    A *since* in another epoch, or ahead of the top, is never complete.
+    """
+    if since.epoch != position.epoch or not 0 <= since.offset <= position.offset:
+        return False
+    missing = position.offset - since.offset
+    return missing == 0 or (first_offset == since.offset + 1 and count == missing)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How long and how much a channel's history keeps (the same for every channel)."""
+
+    history_size: int = 500
+    history_ttl_s: float = 900.0
+    meta_ttl_s: float = 30 * 86400.0
+    """How long a channel's epoch and top survive without a publication."""
+    idempotency_ttl_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.history_size < 1:
+            raise ValueError(f"history_size must be at least 1, not {self.history_size}")
+        for name in ("history_ttl_s", "meta_ttl_s", "idempotency_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
+
+@cache
+def _script_source(name: str) -> str:
+    return resources.files("publisher").joinpath("scripts", name).read_text(encoding="utf-8")
+
+
+def command_client(redis_url: str, *, socket_timeout_s: float) -> Redis:
+    """A pooled client for scripts: no automatic retry, no decoding (envelopes are bytes).
+
+    A retried publish could publish twice when only the reply was lost, so errors go to the
+    caller, who may retry with an event id. Stale pooled connections are still replaced:
+    the pool checks a connection for EOF before lending it.
+    """
+    return Redis.from_url(
+        redis_url,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+    )
+
+
+class PublishScripts:
+    """The two Lua scripts on one client: atomic publish and atomic history read.
+
+    Every method raises :class:`BusUnavailable` when Redis cannot be reached or refuses the
+    call; the caller owns *client* and closes it.
+    """
+
+    def __init__(self, client: Redis, keys: KeyLayout, settings: HistorySettings) -> None:
+        self._keys = keys
+        self._settings = settings
+        self._publish = client.register_script(_script_source("publish.lua"))
+        self._history = client.register_script(_script_source("history.lua"))
+
+    async def publish(self, channel: str, packed_data: bytes, *, event_id: str = "") -> PublishResult:
+        """Publish *packed_data* (msgpack) to *channel*; see :meth:`socketsrv.bus.base.Bus.publish`.
+
+        Raises :class:`InvalidPayload` for a malformed *event_id*.
+        """
+        check_event_id(event_id)
+        keys, s = self._keys, self._settings
+        args = (
+            keys.live(channel),
+            packed_data,
+            event_id,
+            new_epoch(),
+            s.history_size,
+            _ms(s.history_ttl_s),
+            _ms(s.meta_ttl_s),
+            _ms(s.idempotency_ttl_s),
+            keys.event_prefix(channel),
+        )
+        try:
+            epoch, offset, duplicate = await self._publish(
+                keys=[keys.history(channel), keys.meta(channel)], args=args
+            )
+        except RedisError as exc:
+            raise BusUnavailable(f"publish to {channel!r}: {exc}") from exc
+        return PublishResult(StreamPosition(epoch.decode(), int(offset)), bool(duplicate))
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
+        """See :meth:`socketsrv.bus.base.Bus.history`; *limit* below 0 raises ValueError."""
+        if limit < 0:
+            raise ValueError(f"limit must be at least 0, not {limit}")
+        keys = self._keys
+        # A negative offset cannot be in any history: read the position only.
+        readable = since is not None and since.offset >= 0
+        args = (
+            new_epoch(),
+            _ms(self._settings.meta_ttl_s),
+            since.epoch if readable and since is not None else "",
+            since.offset if readable and since is not None else 0,
+            limit,
+        )
+        try:
+            reply = await self._history(keys=[keys.history(channel), keys.meta(channel)], args=args)
+        except RedisError as exc:
+            raise BusUnavailable(f"history of {channel!r}: {exc}") from exc
+        position = StreamPosition(reply[0].decode(), int(reply[1]))
+        if since is None:
+            return HistoryResult(position, [], True)
+        offsets = [int(offset) for offset in reply[2::2]]
+        envelopes = [bytes(envelope) for envelope in reply[3::2]]
+        first = offsets[0] if offsets else None
+        complete = history_complete(since, position, first, len(envelopes))
+        return HistoryResult(position, envelopes, complete)
+
+
+class Publisher:
+    """Publishes to Herald channels through Redis; one per process, shared by its tasks.
+
+    Construction does no I/O: the first :meth:`publish` connects. Close it with
+    :meth:`close` or ``async with``. Settings must match the socket fleet's (the same
+    *prefix* and history settings), since both write the same keys.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        history_size: int = 500,
+        history_ttl_s: float = 900.0,
+        meta_ttl_s: float = 30 * 86400.0,
+        idempotency_ttl_s: float = 86400.0,
+        max_data_bytes: int = MAX_DATA_BYTES,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
+        self._max_data_bytes = max_data_bytes
+        self._client = command_client(redis_url, socket_timeout_s=socket_timeout_s)
+        self._scripts = PublishScripts(self._client, KeyLayout(prefix), settings)
+
+    async def publish(self, channel: str, data: Any, *, event_id: str = "") -> PublishResult:
+        """Publish *data* (any JSON-compatible value) to *channel*.
+
+        The publication gets the channel's next offset, enters its history and reaches every
+        subscriber, atomically. With an *event_id*, a repeat within ``idempotency_ttl_s``
+        publishes nothing and returns the first position (``duplicate=True``): pass one when
+        retrying after :class:`PublishFailed`.
+
+        Raises :class:`InvalidChannel`, :class:`InvalidPayload` (data or event id) or
+        :class:`PublishFailed` (Redis unreachable or refusing; the publication may or may not
+        have been made).
+        """
+        parse_channel(channel)
+        packed = pack_data(data, max_bytes=self._max_data_bytes)
+        check_event_id(event_id)
+        try:
+            return await self._scripts.publish(channel, packed, event_id=event_id)
+        except BusUnavailable as exc:
+            raise PublishFailed(channel, exc.why) from exc
+
+    async def close(self) -> None:
+        """Close the Redis connections; idempotent."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

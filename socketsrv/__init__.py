@@ -1,0 +1,1 @@
+"""Herald's socket fleet: websocket workers that fan publications out to browsers."""

@@ -1,0 +1,109 @@
+"""The bus contract (both implementations pass tests/socketsrv/bus/test_contract.py).
+
+Guarantees, per channel:
+
+* :meth:`Bus.publish` gives each publication the next offset of the channel's current epoch
+  (1, 2, 3, ... without gaps), appends it to the channel's history and broadcasts it, all at
+  once: no reader sees an offset in the history that was not broadcast, or the reverse.
+* Live delivery (:meth:`BusListener.on_publication`) is at most once and in offset order per
+  channel, for channels this bus is subscribed to, while the bus connection lasts. After a
+  connection loss the bus resubscribes by itself and calls :meth:`BusListener.on_bus_restored`:
+  publications made in between were not delivered, and the listener repairs the gap from
+  :meth:`Bus.history`. That is what makes delivery recoverable rather than at-most-once.
+* :meth:`Bus.history` reads the channel's position and the publications after a given one in
+  one atomic step, so "history, then live from the subscription" has no gap and, after
+  dropping offsets already seen, no duplicate.
+* A history holds at most ``history_size`` publications and forgets those older than
+  ``history_ttl_s``; when it is lost altogether (Redis restarted without persistence, meta key
+  expired) the channel gets a new epoch and offsets start again from 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from publisher.envelope import StreamPosition
+
+
+class BusListener(Protocol):
+    """What a bus calls; every method is synchronous and must not block."""
+
+    def on_publication(self, channel: str, envelope: bytes) -> None:
+        """A live publication on a subscribed channel (envelope bytes, see publisher.envelope)."""
+
+    def on_bus_lost(self) -> None:
+        """The bus connection was lost; live publications stop until on_bus_restored."""
+
+    def on_bus_restored(self) -> None:
+        """The bus is live again and resubscribed; publications in the gap were not delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    position: StreamPosition
+    """The epoch and the offset this publication got."""
+    duplicate: bool
+    """True when the event id was already published: nothing was published again."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    position: StreamPosition
+    """The channel's current epoch and last offset (0 when nothing was published yet)."""
+    publications: list[bytes]
+    """Envelopes after ``since``, in offset order (empty when no ``since`` was given)."""
+    complete: bool
+    """True when ``publications`` holds every offset from ``since.offset + 1`` to the top in
+    ``since.epoch``: the reader can continue without a gap. Always True without ``since``."""
+
+
+class BusUnavailable(Exception):
+    """The bus cannot serve the call right now (Redis down); retry later."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"bus unavailable: {why}")
+
+
+class Bus(Protocol):
+    """A publish/subscribe bus with per-channel history (see the module docstring)."""
+
+    @property
+    def live(self) -> bool:
+        """Whether live publications are flowing (the readiness of a worker)."""
+
+    async def start(self, listener: BusListener) -> None:
+        """Connect and start delivering to *listener*; returns once live (or raises)."""
+
+    async def close(self) -> None:
+        """Stop delivering and release connections; idempotent."""
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to *channel*; returns once every later publication will be delivered.
+
+        Subscribing twice is harmless; the caller reference-counts local subscribers.
+        Raises :class:`BusUnavailable` when the bus is down.
+        """
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop live delivery of *channel*; unknown channels are ignored."""
+
+    async def publish(
+        self, channel: str, packed_data: bytes, *, event_id: str = ""
+    ) -> PublishResult:
+        """Publish msgpack-packed *data* to *channel* (see the guarantees above).
+
+        A non-empty *event_id* makes the call idempotent within ``idempotency_ttl_s``: a
+        second call with the same id publishes nothing and returns the first position.
+        Raises :class:`BusUnavailable` when the bus is down.
+        """
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
+        """The channel's position and, with *since*, up to *limit* publications after it.
+
+        Creates the channel's epoch if it has none yet, so that a subscriber who saw nothing
+        can still recover later. Raises :class:`BusUnavailable` when the bus is down.
+        """

@@ -1,0 +1,162 @@
+"""Run one worker in this process, or supervise N worker processes sharing one port.
+
+With ``workers > 1`` the supervisor binds the port once with SO_REUSEPORT (to resolve port 0
+and hold it), starts each worker in its own process (``spawn``, so nothing of the parent's
+event loop leaks in), and the kernel spreads new connections over the workers' sockets.
+prometheus-client runs in multiprocess mode so any worker's ``/metrics`` reports the fleet.
+
+Signals: SIGTERM or SIGINT makes every worker drain (docs/operations.md); the supervisor waits
+``drain_timeout_s`` plus a margin, then kills what is left. A worker that dies on its own is
+started again after a short backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+
+from socketsrv.metrics import MULTIPROC_ENV
+from socketsrv.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Ready = Callable[[int], None]
+
+
+def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
+    """Run one worker in this process until SIGTERM or SIGINT, then drain."""
+    import uvloop
+
+    uvloop.run(_serve(settings, reuse_port=settings.workers > 1, on_ready=on_ready))
+
+
+async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None) -> None:
+    from socketsrv.app import build_bus
+    from socketsrv.demo import run_demo
+    from socketsrv.metrics import build_metrics
+    from socketsrv.worker import Worker
+
+    metrics = build_metrics()
+    worker = Worker(settings, bus=build_bus(settings, metrics), metrics=metrics,
+                    reuse_port=reuse_port)
+    await worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(worker.port)
+    demo: asyncio.Task[None] | None = None
+    if settings.demo:
+        demo = asyncio.ensure_future(run_demo(worker.bus))
+    await stop.wait()
+    log.info("draining %d connections", len(worker.connections))
+    if demo is not None:
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
+    await worker.drain()
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s w{index} %(name)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
+    run_single(settings)
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) -> int:
+    """Supervise ``settings.workers`` processes until SIGTERM/SIGINT; return an exit code."""
+    reserved = _reserve_port(settings.host, settings.port)
+    port = int(reserved.getsockname()[1])
+    multiproc_dir = tempfile.mkdtemp(prefix="herald-metrics-")
+    os.environ[MULTIPROC_ENV] = multiproc_dir  # read by prometheus-client in the children
+    worker_settings = settings.replace(port=port, metrics_multiproc_dir=multiproc_dir)
+    ctx = multiprocessing.get_context("spawn")
+    procs: dict[int, BaseProcess] = {}
+
+    def start(index: int) -> None:
+        proc = ctx.Process(target=_worker_main, args=(worker_settings, index), daemon=False)
+        proc.start()
+        procs[index] = proc
+
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for i in range(settings.workers):
+        start(i)
+    print_fn(_banner(settings, port))
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, proc in list(procs.items()):
+                if not proc.is_alive() and not stopping:
+                    log.error("worker %d exited with %s; restarting", i, proc.exitcode)
+                    _mark_dead(proc)
+                    time.sleep(0.5)
+                    start(i)
+        for proc in procs.values():
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + settings.drain_timeout_s + 5.0
+        for proc in procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        return 0
+    finally:
+        reserved.close()
+        shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _mark_dead(proc: BaseProcess) -> None:
+    from prometheus_client import multiprocess
+
+    if proc.pid is not None:
+        multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+
+
+def _banner(settings: Settings, port: int) -> str:
+    host = settings.host
+    bus = settings.redis_url or "in-process bus (embedded default)"
+    return "\n".join(
+        [
+            f"Herald socket fleet: {settings.workers} worker(s) on {host}:{port}, bus: {bus}",
+            f"  websocket:  ws://{host}:{port}/ws   (subprotocols herald.v1.json, herald.v1.msgpack)",
+            f"  health:     http://{host}:{port}/healthz   http://{host}:{port}/readyz",
+            f"  metrics:    http://{host}:{port}/metrics",
+            "  try it:     .venv/bin/python -m websockets ws://" + f"{host}:{port}/ws",
+            '              then type {"op":"connect","id":1}',
+            '              and       {"op":"subscribe","id":2,"channel":"question:1"}',
+        ]
+    )
+
+
+def serve(settings: Settings, *, print_fn: Callable[[str], None] = print) -> int:
+    """Entry point: one worker in-process, or a supervised fleet."""
+    if settings.workers == 1:
+        run_single(settings, on_ready=lambda port: print_fn(_banner(settings, port)))
+        return 0
+    return run_fleet(settings, print_fn=print_fn)

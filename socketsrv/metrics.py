@@ -1,0 +1,134 @@
+"""Every metric socketsrv exports, defined in one place (docs/metrics.md).
+
+Built once per process by :func:`build_metrics` and passed down. With several workers the
+fleet runs prometheus-client in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the
+supervisor before workers start), so whichever worker answers ``/metrics`` reports the sum
+over the fleet; gauges say how they combine across processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    connections_open: Gauge
+    connections_accepted: Counter
+    handshake_rejections: Counter
+    disconnects: Counter
+    subscriptions_open: Gauge
+    channels_subscribed: Gauge
+    commands: Counter
+    errors: Counter
+    publications_received: Counter
+    frames_delivered: Counter
+    bytes_written: Counter
+    fanout_duration: Histogram
+    delivery_latency: Histogram
+    recoveries: Counter
+    gap_repairs: Counter
+    bus_live: Gauge
+    bus_reconnects: Counter
+    bus_invalid_messages: Counter
+    registry: CollectorRegistry
+
+
+def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """Create every metric in *registry* (a fresh one when None: tests build their own)."""
+    reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    return Metrics(
+        connections_open=Gauge(
+            "herald_connections_open", "Open websocket connections.",
+            registry=reg, multiprocess_mode="livesum",
+        ),
+        connections_accepted=Counter(
+            "herald_connections_accepted", "Websocket handshakes accepted.", registry=reg
+        ),
+        handshake_rejections=Counter(
+            "herald_handshake_rejections",
+            "HTTP requests refused at the handshake, by reason.",
+            ["reason"], registry=reg,
+        ),
+        disconnects=Counter(
+            "herald_disconnects", "Connections closed by the server, by close code.",
+            ["code"], registry=reg,
+        ),
+        subscriptions_open=Gauge(
+            "herald_subscriptions_open", "Client subscriptions held by connections.",
+            registry=reg, multiprocess_mode="livesum",
+        ),
+        channels_subscribed=Gauge(
+            "herald_channels_subscribed", "Channels this worker is subscribed to on the bus.",
+            registry=reg, multiprocess_mode="livesum",
+        ),
+        commands=Counter(
+            "herald_commands", "Client commands received, by op.", ["op"], registry=reg
+        ),
+        errors=Counter(
+            "herald_errors", "Error replies sent to clients, by error code.",
+            ["code"], registry=reg,
+        ),
+        publications_received=Counter(
+            "herald_publications_received", "Publications received from the bus.", registry=reg
+        ),
+        frames_delivered=Counter(
+            "herald_frames_delivered", "Publication frames handed to connections.", registry=reg
+        ),
+        bytes_written=Counter(
+            "herald_bytes_written", "Bytes written to client transports.", registry=reg
+        ),
+        fanout_duration=Histogram(
+            "herald_fanout_duration_seconds",
+            "Time to hand one publication to every local subscriber.",
+            buckets=_FANOUT_BUCKETS, registry=reg,
+        ),
+        delivery_latency=Histogram(
+            "herald_publish_to_fanout_seconds",
+            "From the offset being taken on the bus to the fan-out on this worker.",
+            buckets=_LATENCY_BUCKETS, registry=reg,
+        ),
+        recoveries=Counter(
+            "herald_recoveries", "Subscribe-with-recovery outcomes.", ["result"], registry=reg
+        ),
+        gap_repairs=Counter(
+            "herald_gap_repairs", "Worker-side repairs of a channel stream from history.",
+            ["result"], registry=reg,
+        ),
+        bus_live=Gauge(
+            "herald_bus_live", "1 while this worker's bus subscription is live.",
+            registry=reg, multiprocess_mode="liveall",
+        ),
+        bus_reconnects=Counter(
+            "herald_bus_reconnects", "Bus connection losses after which it reconnected.",
+            registry=reg,
+        ),
+        bus_invalid_messages=Counter(
+            "herald_bus_invalid_messages", "Bus messages that were not valid envelopes.",
+            registry=reg,
+        ),
+        registry=reg,
+    )
+
+
+def render(metrics: Metrics, multiproc_dir: str | None) -> bytes:
+    """The Prometheus text exposition; with *multiproc_dir*, summed over the fleet."""
+    if multiproc_dir:
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg, path=multiproc_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(reg)
+    return generate_latest(metrics.registry)

@@ -1,0 +1,80 @@
+"""Connection tokens: JWTs signed by the Q&A core, verified here with its public key.
+
+A token is a JWT (RFC 7519) with ``sub`` (the user id, a decimal string as in ``user:<id>``)
+and ``exp`` (expiry, seconds since the epoch); ``aud`` and ``iss`` are checked when
+configured. Only asymmetric algorithms are accepted (EdDSA, ES256, RS256 by default), so the
+fleet holds a public key and cannot mint tokens. The clock is passed in, so expiry is tested
+without sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jwt
+
+from publisher.channels import MAX_ID
+
+DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    expires_at: float
+    """Seconds since the epoch; the connection is closed with 4004 once it passes."""
+
+
+class TokenRejected(Exception):
+    """Base class: the token does not authenticate anyone."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"token rejected: {why}")
+
+
+class TokenInvalid(TokenRejected):
+    """Bad signature, algorithm, audience, issuer or claims: close 4500, do not reconnect."""
+
+
+class TokenExpired(TokenRejected):
+    """Valid but expired: close 4004, fetch a fresh token and reconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVerifier:
+    public_key_pem: str
+    algorithms: Sequence[str] = DEFAULT_ALGORITHMS
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_s: float = 5.0
+
+    def verify(self, token: str, now: float) -> Identity:
+        """Return who *token* authenticates at time *now*; raise :class:`TokenRejected`."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.public_key_pem,
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                issuer=self.issuer,
+                options={
+                    "require": ["sub", "exp"],
+                    "verify_exp": False,
+                    "verify_aud": self.audience is not None,
+                    "verify_iss": self.issuer is not None,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(type(exc).__name__) from None
+        sub, exp = claims["sub"], claims["exp"]
+        if not isinstance(sub, str) or not sub.isdigit() or not 1 <= int(sub) <= MAX_ID:
+            raise TokenInvalid("sub must be a user id (decimal string)")
+        if sub != str(int(sub)):
+            raise TokenInvalid("sub must not have leading zeros")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise TokenInvalid("exp must be a number")
+        if exp + self.leeway_s <= now:
+            raise TokenExpired("exp has passed")
+        return Identity(sub, float(exp))

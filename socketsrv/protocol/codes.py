@@ -1,0 +1,156 @@
+"""Close codes and error codes: the contract with every client (docs/protocol.md#codes).
+
+The table in docs/protocol.md is checked against these enums by
+tests/docs/test_protocol_doc.py, and client-js/src/codes.ts mirrors them.
+
+Close codes (the websocket close frame):
+
+* 1000-1015 are RFC 6455 section 7.4.1 codes the server may send;
+* 4000-4499 mean "reconnect (with backoff) and recover";
+* 4500-4999 mean "do not reconnect": the client must change something first.
+
+Error codes (the ``code`` of an error reply to one command) leave the connection open;
+``retry`` says whether the same command may succeed later unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 1000
+    PROTOCOL_ERROR = 1002
+    INVALID_DATA = 1007
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    RESTART = 4000
+    SLOW = 4001
+    NO_PONG = 4002
+    STATE_LOST = 4003
+    TOKEN_EXPIRED = 4004
+    CONNECT_TIMEOUT = 4005
+    FLOOD = 4006
+    UNAUTHORIZED = 4500
+
+
+@dataclass(frozen=True, slots=True)
+class CloseInfo:
+    reason: str
+    """The close frame's reason (short: RFC 6455 allows 123 bytes)."""
+    reconnect: bool
+    meaning: str
+
+
+CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
+    CloseCode.NORMAL: CloseInfo("normal", False, "the client closed, or asked to"),
+    CloseCode.PROTOCOL_ERROR: CloseInfo(
+        "protocol error", True, "a frame broke RFC 6455 (sent by the websocket layer)"
+    ),
+    CloseCode.INVALID_DATA: CloseInfo(
+        "invalid utf-8", True, "a text frame was not valid UTF-8 (RFC 6455 section 8.1)"
+    ),
+    CloseCode.MESSAGE_TOO_BIG: CloseInfo(
+        "message too big", True, "a message exceeded the frame size limit (max_frame_bytes)"
+    ),
+    CloseCode.INTERNAL_ERROR: CloseInfo("internal error", True, "a bug on the server; logged"),
+    CloseCode.RESTART: CloseInfo(
+        "restart",
+        True,
+        "the worker is restarting; reconnect after the delay in the reason "
+        "(restart retry_ms=<n>), then recover",
+    ),
+    CloseCode.SLOW: CloseInfo(
+        "slow", True, "the outgoing buffer exceeded outbox_max_bytes; reconnect and recover"
+    ),
+    CloseCode.NO_PONG: CloseInfo(
+        "no pong", True, "no frame from the client within ping_interval_s + pong_timeout_s"
+    ),
+    CloseCode.STATE_LOST: CloseInfo(
+        "state lost",
+        True,
+        "the worker lost a channel's stream (history gone); reconnect, recovery will fail "
+        "for that channel and the app reloads its state",
+    ),
+    CloseCode.TOKEN_EXPIRED: CloseInfo(
+        "token expired", True, "the connection token expired; get a fresh one and reconnect"
+    ),
+    CloseCode.CONNECT_TIMEOUT: CloseInfo(
+        "connect timeout", True, "no connect command within connect_timeout_s of the handshake"
+    ),
+    CloseCode.FLOOD: CloseInfo(
+        "flood",
+        True,
+        "commands kept arriving after the rate limit refused them; back off before reconnecting",
+    ),
+    CloseCode.UNAUTHORIZED: CloseInfo(
+        "unauthorized", False, "the token is invalid (signature, audience, claims)"
+    ),
+}
+
+
+class ErrorCode(enum.IntEnum):
+    BAD_REQUEST = 400
+    NOT_CONNECTED = 401
+    PERMISSION_DENIED = 403
+    UNKNOWN_COMMAND = 404
+    ALREADY_CONNECTED = 405
+    ALREADY_SUBSCRIBED = 409
+    NOT_SUBSCRIBED = 410
+    INVALID_CHANNEL = 422
+    TOO_MANY_REQUESTS = 429
+    TOO_MANY_SUBSCRIPTIONS = 430
+    INTERNAL = 500
+    UNAVAILABLE = 503
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    message: str
+    retry: bool
+    meaning: str
+
+
+ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
+    ErrorCode.BAD_REQUEST: ErrorInfo(
+        "bad request", False, "not a command: malformed JSON or msgpack, wrong frame type, bad fields"
+    ),
+    ErrorCode.NOT_CONNECTED: ErrorInfo(
+        "not connected", False, "a command before the connect command"
+    ),
+    ErrorCode.PERMISSION_DENIED: ErrorInfo(
+        "permission denied", False, "the channel is private to another user (or needs a login)"
+    ),
+    ErrorCode.UNKNOWN_COMMAND: ErrorInfo("unknown command", False, "the op is not in protocol v1"),
+    ErrorCode.ALREADY_CONNECTED: ErrorInfo(
+        "already connected", False, "a second connect command on one connection"
+    ),
+    ErrorCode.ALREADY_SUBSCRIBED: ErrorInfo(
+        "already subscribed", False, "subscribe to a channel this connection already has"
+    ),
+    ErrorCode.NOT_SUBSCRIBED: ErrorInfo(
+        "not subscribed", False, "unsubscribe from a channel this connection does not have"
+    ),
+    ErrorCode.INVALID_CHANNEL: ErrorInfo(
+        "invalid channel", False, "the name breaks the channel grammar"
+    ),
+    ErrorCode.TOO_MANY_REQUESTS: ErrorInfo(
+        "too many requests", True, "more than commands_per_s; wait and send again"
+    ),
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorInfo(
+        "too many subscriptions", False, "more than max_subscriptions per connection"
+    ),
+    ErrorCode.INTERNAL: ErrorInfo("internal error", True, "a bug on the server; logged"),
+    ErrorCode.UNAVAILABLE: ErrorInfo(
+        "unavailable", True, "the bus (Redis) cannot be reached right now; retry with backoff"
+    ),
+}
+
+
+def should_reconnect(code: int) -> bool:
+    """Whether a client should reconnect after a close with *code* (codes not in the table: yes)."""
+    try:
+        return CLOSE_TABLE[CloseCode(code)].reconnect
+    except ValueError:
+        return not 4500 <= code <= 4999

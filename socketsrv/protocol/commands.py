@@ -1,0 +1,155 @@
+"""Client commands: parse one websocket message into a typed command (docs/protocol.md#commands).
+
+:func:`parse_command` is the only place where client input is looked at; what it returns is
+typed and validated (channel names included), so nothing inward ever sees a raw dict.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from publisher.channels import Channel, parse_channel
+from publisher.envelope import StreamPosition
+from publisher.errors import InvalidChannel
+from socketsrv.protocol.codes import ErrorCode
+
+MAX_REQUEST_ID = 2**31 - 1
+MAX_TOKEN_LENGTH = 4096
+MAX_EPOCH_LENGTH = 64
+
+
+class WireFormat(enum.Enum):
+    """How frames are encoded, chosen by the websocket subprotocol at the handshake."""
+
+    JSON = "herald.v1.json"
+    MSGPACK = "herald.v1.msgpack"
+
+    @property
+    def subprotocol(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    id: int
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    id: int
+    channel: Channel
+    since: StreamPosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    id: int
+    channel: Channel
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to a server heartbeat; it has no id and gets no reply."""
+
+
+Command = Connect | Subscribe | Unsubscribe | Ping | Pong
+
+
+class CommandError(Exception):
+    """A message that is not a valid command; answered with an error reply, connection kept."""
+
+    def __init__(self, code: ErrorCode, why: str, request_id: int | None = None) -> None:
+        self.code = code
+        self.why = why
+        self.request_id = request_id
+        super().__init__(f"{code.name.lower()}: {why}")
+
+
+def _decode(payload: bytes | str, wire: WireFormat) -> Any:
+    if wire is WireFormat.JSON:
+        if isinstance(payload, bytes):
+            raise CommandError(ErrorCode.BAD_REQUEST, "binary frame on the JSON protocol")
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise CommandError(ErrorCode.BAD_REQUEST, "malformed JSON") from None
+    if isinstance(payload, str):
+        raise CommandError(ErrorCode.BAD_REQUEST, "text frame on the msgpack protocol")
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException, TypeError):
+        raise CommandError(ErrorCode.BAD_REQUEST, "malformed msgpack") from None
+
+
+def _request_id(fields: dict[str, Any], op: str) -> int:
+    value = fields.get("id")
+    if type(value) is not int or not 1 <= value <= MAX_REQUEST_ID:
+        raise CommandError(
+            ErrorCode.BAD_REQUEST, f"{op} needs an integer id from 1 to {MAX_REQUEST_ID}"
+        )
+    return value
+
+
+def _channel(fields: dict[str, Any], request_id: int) -> Channel:
+    try:
+        return parse_channel(fields.get("channel"))
+    except InvalidChannel as exc:
+        raise CommandError(ErrorCode.INVALID_CHANNEL, exc.why, request_id) from None
+
+
+def _since(fields: dict[str, Any], request_id: int) -> StreamPosition | None:
+    since = fields.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise CommandError(ErrorCode.BAD_REQUEST, "since must be {epoch, offset}", request_id)
+    epoch, offset = since.get("epoch"), since.get("offset")
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
+        raise CommandError(ErrorCode.BAD_REQUEST, "since.epoch must be a short string", request_id)
+    if type(offset) is not int or not 0 <= offset < 2**63:
+        raise CommandError(
+            ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer", request_id
+        )
+    return StreamPosition(epoch, offset)
+
+
+def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
+    """Parse one client message; raise :class:`CommandError` if it is not a v1 command."""
+    fields = _decode(payload, wire)
+    if not isinstance(fields, dict):
+        raise CommandError(ErrorCode.BAD_REQUEST, "a command is an object")
+    op = fields.get("op")
+    if op == "pong":
+        return Pong()
+    if not isinstance(op, str):
+        raise CommandError(ErrorCode.BAD_REQUEST, "a command needs an op")
+    if op not in ("connect", "subscribe", "unsubscribe", "ping"):
+        raw_id = fields.get("id")
+        rid = raw_id if type(raw_id) is int and 1 <= raw_id <= MAX_REQUEST_ID else None
+        raise CommandError(ErrorCode.UNKNOWN_COMMAND, f"unknown op {op[:32]!r}", rid)
+    request_id = _request_id(fields, op)
+    if op == "subscribe":
+        return Subscribe(
+            request_id, _channel(fields, request_id), _since(fields, request_id)
+        )
+    if op == "unsubscribe":
+        return Unsubscribe(request_id, _channel(fields, request_id))
+    if op == "ping":
+        return Ping(request_id)
+    token = fields.get("token")
+    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH):
+        raise CommandError(
+            ErrorCode.BAD_REQUEST, f"token must be a string of at most {MAX_TOKEN_LENGTH}", request_id
+        )
+    return Connect(request_id, token)

@@ -1,0 +1,74 @@
+"""Server frames: encode once, as complete websocket frames ready for ``transport.write``.
+
+A server's websocket frames are not masked (RFC 6455 section 5.1), so the bytes of one frame
+are the same for every connection: the hub builds a publication's frame once per wire format
+and writes those very bytes to every subscriber. That only holds without per-message
+compression; with permessage-deflate negotiated the connection frames payloads itself.
+
+Server frames (docs/protocol.md#server-frames)::
+
+    {"type": "pub", "channel": c, "offset": n, "data": d}
+    {"type": "reply", "id": i, "result": {...}}
+    {"type": "error", "id": i | null, "code": n, "message": s}
+    {"type": "hb"}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+from socketsrv.protocol.codes import ERROR_TABLE, ErrorCode
+from socketsrv.protocol.commands import WireFormat
+
+_OP_TEXT = 0x81  # FIN + text
+_OP_BINARY = 0x82  # FIN + binary
+
+
+def ws_frame(payload: bytes, wire: WireFormat) -> bytes:
+    """Wrap *payload* in one unmasked, unfragmented websocket data frame (RFC 6455 5.2)."""
+    first = _OP_TEXT if wire is WireFormat.JSON else _OP_BINARY
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, n))
+    elif n < 65536:
+        head = bytes((first, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+def encode_payload(message: dict[str, Any], wire: WireFormat) -> bytes:
+    """Encode one server message without the websocket frame header."""
+    if wire is WireFormat.JSON:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def encode(message: dict[str, Any], wire: WireFormat) -> bytes:
+    """Encode one server message as a complete websocket frame."""
+    return ws_frame(encode_payload(message, wire), wire)
+
+
+def publication(channel: str, offset: int, data: Any, wire: WireFormat) -> bytes:
+    """A publication frame."""
+    return encode({"type": "pub", "channel": channel, "offset": offset, "data": data}, wire)
+
+
+def reply(request_id: int, result: dict[str, Any], wire: WireFormat) -> bytes:
+    """The reply to a command that succeeded."""
+    return encode({"type": "reply", "id": request_id, "result": result}, wire)
+
+
+def error(request_id: int | None, code: ErrorCode, wire: WireFormat, detail: str = "") -> bytes:
+    """An error reply; *detail* is a fixed, client-safe explanation (never an exception text)."""
+    message = ERROR_TABLE[code].message + (f": {detail}" if detail else "")
+    return encode(
+        {"type": "error", "id": request_id, "code": int(code), "message": message}, wire
+    )
+
+
+HEARTBEAT: dict[WireFormat, bytes] = {w: encode({"type": "hb"}, w) for w in WireFormat}
+"""The heartbeat frame, built once per format at import (a constant, not state)."""

@@ -1,0 +1,267 @@
+"""One connection's protocol state, without I/O (docs/protocol.md#session).
+
+The adapter (socketsrv/connection.py) feeds each complete client message to
+:meth:`Session.receive` and carries out the :data:`Effect` values it returns, in order.
+Subscriptions that need the bus come back as :class:`StartSubscribe`; the adapter reports the
+outcome with :meth:`Session.subscribed` or :meth:`Session.subscribe_failed`.
+
+States::
+
+    AWAITING_CONNECT --connect ok--> CONNECTED --close--> CLOSED
+           \\--------------- close / timeout -------------/
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from publisher.channels import Channel
+from publisher.envelope import StreamPosition
+from socketsrv.protocol import frames
+from socketsrv.protocol.auth import TokenExpired, TokenRejected, TokenVerifier
+from socketsrv.protocol.codes import CloseCode, ErrorCode
+from socketsrv.protocol.commands import (
+    CommandError,
+    Connect,
+    Ping,
+    Pong,
+    Subscribe,
+    Unsubscribe,
+    WireFormat,
+    parse_command,
+)
+
+PROTOCOL_VERSION = 1
+
+
+class SessionState(enum.Enum):
+    AWAITING_CONNECT = "awaiting_connect"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+class WrongState(RuntimeError):
+    def __init__(self, action: str, state: SessionState) -> None:
+        self.action = action
+        self.state = state
+        super().__init__(f"cannot {action} in state {state.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits (docs/configuration.md); units are in the names."""
+
+    max_subscriptions: int = 128
+    commands_per_s: float = 20.0
+    commands_burst: int = 50
+    flood_refusals: int = 50
+    """Refused commands in a row after which the connection is closed with 4006."""
+    ping_interval_s: float = 25.0
+    pong_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    allow_anonymous: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    frame: bytes
+    error: ErrorCode | None = None
+    """Set when the frame is an error reply (the adapter counts it by code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWith:
+    code: CloseCode
+
+
+@dataclass(frozen=True, slots=True)
+class StartSubscribe:
+    request_id: int
+    channel: Channel
+    since: StreamPosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class StopSubscription:
+    channel: Channel
+
+
+Effect = Send | CloseWith | StartSubscribe | StopSubscription
+
+
+class Session:
+    """Protocol state of one connection; every method takes the current time in seconds."""
+
+    __slots__ = (
+        "_bucket",
+        "_bucket_at",
+        "_refused_in_row",
+        "client_id",
+        "expires_at",
+        "last_seen",
+        "limits",
+        "opened_at",
+        "state",
+        "subscriptions",
+        "user_id",
+        "verifier",
+        "wire",
+    )
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        wire: WireFormat,
+        limits: Limits,
+        verifier: TokenVerifier | None,
+        now: float,
+    ) -> None:
+        self.client_id = client_id
+        self.wire = wire
+        self.limits = limits
+        self.verifier = verifier
+        self.state = SessionState.AWAITING_CONNECT
+        self.user_id: str | None = None
+        self.expires_at: float | None = None
+        self.subscriptions: set[str] = set()
+        """Channels subscribed or being subscribed (the limit counts both)."""
+        self.opened_at = now
+        self.last_seen = now
+        self._bucket = float(limits.commands_burst)
+        self._bucket_at = now
+        self._refused_in_row = 0
+
+    # Input
+
+    def receive(self, payload: bytes | str, now: float) -> list[Effect]:
+        """Handle one complete client message."""
+        if self.state is SessionState.CLOSED:
+            raise WrongState("receive", self.state)
+        self.last_seen = now
+        if not self._take_token(now):
+            self._refused_in_row += 1
+            if self._refused_in_row >= self.limits.flood_refusals:
+                return [self._close(CloseCode.FLOOD)]
+            return [self._error(None, ErrorCode.TOO_MANY_REQUESTS)]
+        self._refused_in_row = 0
+        try:
+            command = parse_command(payload, self.wire)
+        except CommandError as exc:
+            return [self._error(exc.request_id, exc.code, exc.why)]
+        if isinstance(command, Pong):
+            return []
+        if isinstance(command, Connect):
+            return self._connect(command, now)
+        if self.state is not SessionState.CONNECTED:
+            return [self._error(command.id, ErrorCode.NOT_CONNECTED)]
+        if isinstance(command, Ping):
+            return [Send(frames.reply(command.id, {}, self.wire))]
+        if isinstance(command, Subscribe):
+            return self._subscribe(command)
+        return self._unsubscribe(command)
+
+    def _take_token(self, now: float) -> bool:
+        elapsed = max(0.0, now - self._bucket_at)
+        self._bucket_at = now
+        burst = float(self.limits.commands_burst)
+        self._bucket = min(burst, self._bucket + elapsed * self.limits.commands_per_s)
+        if self._bucket < 1.0:
+            return False
+        self._bucket -= 1.0
+        return True
+
+    def _connect(self, command: Connect, now: float) -> list[Effect]:
+        if self.state is not SessionState.AWAITING_CONNECT:
+            return [self._error(command.id, ErrorCode.ALREADY_CONNECTED)]
+        if command.token is None:
+            if not self.limits.allow_anonymous:
+                return [self._close(CloseCode.UNAUTHORIZED)]
+        elif self.verifier is None:
+            # No public key configured: tokens cannot be checked, so none is trusted.
+            return [self._close(CloseCode.UNAUTHORIZED)]
+        else:
+            try:
+                identity = self.verifier.verify(command.token, now)
+            except TokenExpired:
+                return [self._close(CloseCode.TOKEN_EXPIRED)]
+            except TokenRejected:
+                return [self._close(CloseCode.UNAUTHORIZED)]
+            self.user_id = identity.user_id
+            self.expires_at = identity.expires_at
+        self.state = SessionState.CONNECTED
+        result: dict[str, Any] = {
+            "version": PROTOCOL_VERSION,
+            "client": self.client_id,
+            "user": self.user_id,
+            "expires_at": self.expires_at,
+            "ping_interval_ms": round(self.limits.ping_interval_s * 1000),
+            "pong_timeout_ms": round(self.limits.pong_timeout_s * 1000),
+        }
+        return [Send(frames.reply(command.id, result, self.wire))]
+
+    def _subscribe(self, command: Subscribe) -> list[Effect]:
+        channel = command.channel
+        if not channel.readable_by(self.user_id):
+            return [self._error(command.id, ErrorCode.PERMISSION_DENIED)]
+        if channel.name in self.subscriptions:
+            return [self._error(command.id, ErrorCode.ALREADY_SUBSCRIBED)]
+        if len(self.subscriptions) >= self.limits.max_subscriptions:
+            return [self._error(command.id, ErrorCode.TOO_MANY_SUBSCRIPTIONS)]
+        self.subscriptions.add(channel.name)
+        return [StartSubscribe(command.id, channel, command.since)]
+
+    def _unsubscribe(self, command: Unsubscribe) -> list[Effect]:
+        if command.channel.name not in self.subscriptions:
+            return [self._error(command.id, ErrorCode.NOT_SUBSCRIBED)]
+        self.subscriptions.discard(command.channel.name)
+        return [
+            StopSubscription(command.channel),
+            Send(frames.reply(command.id, {}, self.wire)),
+        ]
+
+    # Outcomes reported by the adapter
+
+    def subscribed(
+        self, request_id: int, position: StreamPosition, recovery: str
+    ) -> Send:
+        """The reply to a subscribe that the hub completed.
+
+        *recovery* is ``"none"`` (no ``since`` given), ``"recovered"`` (every missed
+        publication follows this reply) or ``"failed"`` (reload state; continue from the
+        reply's position).
+        """
+        result = {"epoch": position.epoch, "offset": position.offset, "recovery": recovery}
+        return Send(frames.reply(request_id, result, self.wire))
+
+    def subscribe_failed(self, request_id: int, channel: Channel, code: ErrorCode) -> Send:
+        """Forget a subscription the hub could not make; the error reply to send."""
+        self.subscriptions.discard(channel.name)
+        return self._error(request_id, code)
+
+    # Time
+
+    def deadline_passed(self, now: float) -> CloseCode | None:
+        """The close code if one of this connection's deadlines has passed at *now*."""
+        if self.state is SessionState.AWAITING_CONNECT:
+            if now - self.opened_at > self.limits.connect_timeout_s:
+                return CloseCode.CONNECT_TIMEOUT
+            return None
+        if self.state is SessionState.CONNECTED:
+            if now - self.last_seen > self.limits.ping_interval_s + self.limits.pong_timeout_s:
+                return CloseCode.NO_PONG
+            if self.expires_at is not None and self.expires_at <= now:
+                return CloseCode.TOKEN_EXPIRED
+        return None
+
+    def closed(self) -> None:
+        """The connection is gone; no more input is accepted."""
+        self.state = SessionState.CLOSED
+
+    def _close(self, code: CloseCode) -> CloseWith:
+        return CloseWith(code)
+
+    def _error(self, request_id: int | None, code: ErrorCode, detail: str = "") -> Send:
+        return Send(frames.error(request_id, code, self.wire, detail), code)
