@@ -102,7 +102,6 @@ class _Channel:
         "repair_buffer",
         "repair_task",
         "state",
-        "waiting",
     )
 
     def __init__(self, name: str, ready: asyncio.Task[None]) -> None:
@@ -113,7 +112,6 @@ class _Channel:
         self.last = 0
         self.live: dict[WireFormat, dict[Subscriber, None]] = {w: {} for w in WireFormat}
         self.catching: dict[Subscriber, _CatchUp] = {}
-        self.waiting = 0
         self.idle_since: float | None = None
         self.repair_buffer: list[Publication] = []
         self.repair_task: asyncio.Task[None] | None = None
@@ -124,7 +122,7 @@ class _Channel:
         yield from self.catching
 
     def is_empty(self) -> bool:
-        return self.waiting == 0 and not self.catching and not any(self.live.values())
+        return not self.catching and not any(self.live.values())
 
 
 class Hub:
@@ -180,21 +178,17 @@ class Hub:
         if ch is None:
             ch = self._open_channel(channel)
         ch.idle_since = None
-        if not ch.ready.done():
-            ch.waiting += 1
-            try:
-                await asyncio.shield(ch.ready)
-            finally:
-                ch.waiting -= 1
-                self._mark_idle_if_empty(ch)
-        if ch.ready.cancelled() or ch.ready.exception() is not None:
-            self._drop_failed(ch)
-            raise BusUnavailable(f"cannot subscribe to {channel}")
-        ch.idle_since = None
         catch_up = _CatchUp()
         ch.catching[sub] = catch_up
         self._metrics.subscriptions_open.inc()
         try:
+            if not ch.ready.done():
+                await asyncio.shield(ch.ready)
+            if ch.catching.get(sub) is not catch_up:
+                return  # removed while the bus subscription was made
+            if ch.ready.cancelled() or ch.ready.exception() is not None:
+                self._drop_failed(ch)
+                raise BusUnavailable(f"cannot subscribe to {channel}")
             result = await self._bus.history(channel, since, self._history_limit)
         except BaseException:
             if ch.catching.get(sub) is catch_up:

@@ -1,0 +1,275 @@
+"""The hub: reference counting, fan-out, gap-free subscribe and stream repair.
+
+Subscribers here are recording fakes (the hub only needs push and close_with); the bus is the
+real in-process bus, wrapped where a test needs to lose live publications on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from publisher.envelope import StreamPosition, pack_data
+from socketsrv.bus.base import BusListener, HistoryResult, PublishResult
+from socketsrv.bus.memory import MemoryBus
+from socketsrv.hub import ChannelState, Hub
+from socketsrv.metrics import build_metrics
+from socketsrv.protocol.codes import CloseCode
+from socketsrv.protocol.commands import WireFormat
+
+
+class RecordingSubscriber:
+    def __init__(self, wire: WireFormat = WireFormat.JSON) -> None:
+        self.wire = wire
+        self.frames: list[bytes] = []
+        self.closed_with: CloseCode | None = None
+        self.replies: list[tuple[StreamPosition, str]] = []
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def close_with(self, code: CloseCode) -> None:
+        self.closed_with = code
+
+    def on_subscribed(self, position: StreamPosition, recovery: str) -> None:
+        self.replies.append((position, recovery))
+
+    @property
+    def offsets(self) -> list[int]:
+        return [json.loads(frame[2:])["offset"] for frame in self.frames]
+
+
+class LossyBus:
+    """The in-process bus, except that live publications with chosen offsets never arrive."""
+
+    def __init__(self, inner: MemoryBus) -> None:
+        self.inner = inner
+        self.drop: set[int] = set()
+        self.listener: BusListener | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.inner.live
+
+    async def start(self, listener: BusListener) -> None:
+        self.listener = listener
+        await self.inner.start(self)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def subscribe(self, channel: str) -> None:
+        await self.inner.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.inner.unsubscribe(channel)
+
+    async def publish(self, channel: str, packed_data: bytes, *, event_id: str = "") -> PublishResult:
+        return await self.inner.publish(channel, packed_data, event_id=event_id)
+
+    async def history(self, channel: str, since: StreamPosition | None, limit: int) -> HistoryResult:
+        return await self.inner.history(channel, since, limit)
+
+    def on_publication(self, channel: str, envelope: bytes) -> None:
+        from publisher.envelope import decode_envelope
+
+        if decode_envelope(envelope).offset in self.drop:
+            return
+        assert self.listener is not None
+        self.listener.on_publication(channel, envelope)
+
+    def on_bus_lost(self) -> None:
+        assert self.listener is not None
+        self.listener.on_bus_lost()
+
+    def on_bus_restored(self) -> None:
+        assert self.listener is not None
+        self.listener.on_bus_restored()
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[LossyBus]:
+    lossy = LossyBus(MemoryBus(history_size=50))
+    yield lossy
+    await lossy.close()
+
+
+@pytest.fixture
+async def hub(bus: LossyBus) -> AsyncIterator[Hub]:
+    h = Hub(bus, metrics=build_metrics(), history_limit=50, unsubscribe_grace_s=0.0)
+    await bus.start(h)
+    yield h
+    await h.close()
+
+
+async def publish(bus: LossyBus, channel: str, count: int, **data: Any) -> None:
+    for i in range(count):
+        await bus.publish(channel, pack_data({"i": i, **data}))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_every_subscriber_receives_each_publication_once_in_order(
+    hub: Hub, bus: LossyBus
+) -> None:
+    subs = [RecordingSubscriber() for _ in range(3)]
+    for sub in subs:
+        await hub.subscribe(sub, "question:1", None, sub.on_subscribed)
+    await publish(bus, "question:1", 10)
+    await settle()
+    for sub in subs:
+        assert sub.offsets == list(range(1, 11))
+
+
+async def test_a_publication_is_encoded_once_per_wire_format(hub: Hub, bus: LossyBus) -> None:
+    json_subs = [RecordingSubscriber(WireFormat.JSON) for _ in range(2)]
+    msgpack_subs = [RecordingSubscriber(WireFormat.MSGPACK) for _ in range(2)]
+    for sub in json_subs + msgpack_subs:
+        await hub.subscribe(sub, "tag:python", None, sub.on_subscribed)
+    await publish(bus, "tag:python", 1)
+    await settle()
+    assert json_subs[0].frames[0] is json_subs[1].frames[0]
+    assert msgpack_subs[0].frames[0] is msgpack_subs[1].frames[0]
+    assert json_subs[0].frames[0] != msgpack_subs[0].frames[0]
+
+
+async def test_a_fresh_subscribe_reports_the_current_position_without_recovery(
+    hub: Hub, bus: LossyBus
+) -> None:
+    await publish(bus, "question:2", 3)
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:2", None, sub.on_subscribed)
+    (position, recovery), = sub.replies
+    assert (position.offset, recovery) == (3, "none")
+    assert sub.frames == []
+
+
+async def test_a_subscribe_with_a_position_replays_exactly_what_was_missed(
+    hub: Hub, bus: LossyBus
+) -> None:
+    first = (await bus.publish("question:3", pack_data(0))).position
+    await publish(bus, "question:3", 4)
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:3", first, sub.on_subscribed)
+    assert sub.replies[0][1] == "recovered"
+    assert sub.offsets == [2, 3, 4, 5]
+
+
+async def test_publications_during_the_history_read_are_neither_lost_nor_repeated(
+    hub: Hub, bus: LossyBus
+) -> None:
+    start = (await bus.publish("question:4", pack_data(0))).position
+
+    async def keep_publishing() -> None:
+        for i in range(40):
+            await bus.publish("question:4", pack_data(i))
+            await asyncio.sleep(0)
+
+    publisher = asyncio.ensure_future(keep_publishing())
+    subs = []
+    for _ in range(10):
+        sub = RecordingSubscriber()
+        await hub.subscribe(sub, "question:4", start, sub.on_subscribed)
+        subs.append(sub)
+        await asyncio.sleep(0)
+    await publisher
+    await settle()
+    for sub in subs:
+        assert sub.offsets == list(range(2, 42))
+
+
+async def test_a_lost_live_publication_is_repaired_from_history(hub: Hub, bus: LossyBus) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:5", None, sub.on_subscribed)
+    bus.drop = {3, 4}
+    await publish(bus, "question:5", 8)
+    await settle()
+    assert sub.offsets == list(range(1, 9))
+    assert hub.channel_state("question:5") is ChannelState.LIVE
+
+
+async def test_a_bus_reconnect_repairs_every_channel_with_subscribers(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:6", None, sub.on_subscribed)
+    await publish(bus, "question:6", 2)
+    await settle()
+    bus.drop = {3, 4, 5}
+    await publish(bus, "question:6", 3)
+    await settle()
+    hub.on_bus_restored()
+    await settle()
+    assert sub.offsets == [1, 2, 3, 4, 5]
+
+
+async def test_a_lost_history_closes_the_channel_subscribers_with_state_lost(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:7", None, sub.on_subscribed)
+    await publish(bus, "question:7", 2)
+    await settle()
+    bus.inner.forget_history()
+    await publish(bus, "question:7", 1)
+    await settle()
+    assert sub.closed_with is CloseCode.STATE_LOST
+
+
+async def test_a_gap_beyond_the_history_window_closes_subscribers_with_state_lost(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:8", None, sub.on_subscribed)
+    bus.drop = set(range(1, 60))
+    await publish(bus, "question:8", 60)
+    await settle()
+    assert sub.closed_with is CloseCode.STATE_LOST
+
+
+async def test_the_last_subscriber_leaving_unsubscribes_the_bus_after_the_grace_period(
+    hub: Hub,
+) -> None:
+    a, b = RecordingSubscriber(), RecordingSubscriber()
+    await hub.subscribe(a, "questions:new", None, a.on_subscribed)
+    await hub.subscribe(b, "questions:new", None, b.on_subscribed)
+    hub.unsubscribe(a, "questions:new")
+    hub.sweep()
+    assert hub.channel_state("questions:new") is ChannelState.LIVE
+    hub.unsubscribe(b, "questions:new")
+    hub.sweep()
+    assert hub.channel_state("questions:new") is None
+
+
+async def test_unsubscribed_subscribers_receive_nothing_more(hub: Hub, bus: LossyBus) -> None:
+    stays, leaves = RecordingSubscriber(), RecordingSubscriber()
+    for sub in (stays, leaves):
+        await hub.subscribe(sub, "question:9", None, sub.on_subscribed)
+    await publish(bus, "question:9", 1)
+    await settle()
+    hub.remove(leaves, {"question:9"})
+    await publish(bus, "question:9", 1)
+    await settle()
+    assert stays.offsets == [1, 2]
+    assert leaves.offsets == [1]
+
+
+async def test_a_subscriber_removed_during_its_history_read_gets_nothing(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    task = asyncio.ensure_future(hub.subscribe(sub, "question:10", None, sub.on_subscribed))
+    await asyncio.sleep(0)
+    hub.remove(sub, {"question:10"})
+    await task
+    await publish(bus, "question:10", 2)
+    await settle()
+    assert sub.frames == []
+    assert hub.subscriber_count("question:10") == 0

@@ -1,0 +1,196 @@
+"""A protocol-level test client: a real websocket from the ``websockets`` library.
+
+It speaks Herald's protocol v1 the way a browser client must (docs/protocol.md): connect,
+subscribe with recovery, answer heartbeats, keep (epoch, offset) per channel and drop
+duplicates. Tests assert on what it recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+
+@dataclass
+class ChannelLog:
+    epoch: str | None = None
+    offset: int = 0
+    received: list[tuple[str, int, Any]] = field(default_factory=list)
+    """(epoch, offset, data) of every publication delivered, duplicates included."""
+    recoveries: list[str] = field(default_factory=list)
+
+
+class ProtocolError(AssertionError):
+    pass
+
+
+class HeraldTestClient:
+    """One connection; reconnect with :meth:`reconnect` keeping the channel positions."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        msgpack_wire: bool = False,
+        token: str | None = None,
+        local_addr: tuple[str, int] | None = None,
+    ) -> None:
+        self.url = url
+        self.msgpack_wire = msgpack_wire
+        self.token = token
+        self.local_addr = local_addr
+        self.ws: ClientConnection | None = None
+        self.channels: dict[str, ChannelLog] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.heartbeats = 0
+        self.answer_heartbeats = True
+        self._next_id = 0
+        self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.closed: asyncio.Future[tuple[int | None, str | None]] | None = None
+
+    # Connection
+
+    async def open(self, *, send_connect: bool = True) -> dict[str, Any] | None:
+        protocols = [Subprotocol("herald.v1.msgpack" if self.msgpack_wire else "herald.v1.json")]
+        kwargs: dict[str, Any] = {}
+        if self.local_addr is not None:
+            kwargs["local_addr"] = self.local_addr
+        self.ws = await connect(
+            self.url,
+            subprotocols=protocols,
+            ping_interval=None,
+            max_size=None,
+            open_timeout=20,
+            close_timeout=2,
+            compression=None,
+            **kwargs,
+        )
+        self.closed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.ensure_future(self._read_forever())
+        if not send_connect:
+            return None
+        command: dict[str, Any] = {"op": "connect"}
+        if self.token is not None:
+            command["token"] = self.token
+        return await self.request(command)
+
+    async def reconnect(self) -> None:
+        """Drop this socket, open a new one and resubscribe every channel with recovery."""
+        await self.abort()
+        await self.open()
+        for name in list(self.channels):
+            await self.subscribe(name, recover=True)
+
+    async def abort(self) -> None:
+        if self.ws is not None and self.ws.transport is not None:
+            self.ws.transport.abort()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def wait_closed(self, timeout: float = 10.0) -> tuple[int | None, str | None]:
+        assert self.closed is not None
+        return await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+
+    # Commands
+
+    async def send_raw(self, message: str | bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send(message)
+
+    async def send(self, command: dict[str, Any]) -> None:
+        if self.msgpack_wire:
+            await self.send_raw(msgpack.packb(command))
+        else:
+            await self.send_raw(json.dumps(command))
+
+    async def request(self, command: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+        """Send a command with a fresh id; return its reply or error frame."""
+        self._next_id += 1
+        command = {**command, "id": self._next_id}
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[self._next_id] = future
+        await self.send(command)
+        return await asyncio.wait_for(future, timeout)
+
+    async def subscribe(self, channel: str, *, recover: bool = False) -> dict[str, Any]:
+        log = self.channels.setdefault(channel, ChannelLog())
+        command: dict[str, Any] = {"op": "subscribe", "channel": channel}
+        if recover and log.epoch is not None:
+            command["since"] = {"epoch": log.epoch, "offset": log.offset}
+        answer = await self.request(command)
+        if answer["type"] != "reply":
+            return answer
+        result = answer["result"]
+        log.recoveries.append(result["recovery"])
+        if result["recovery"] != "recovered":
+            log.epoch, log.offset = result["epoch"], result["offset"]
+        return answer
+
+    # Reading
+
+    async def _read_forever(self) -> None:
+        assert self.ws is not None and self.closed is not None
+        ws, closed = self.ws, self.closed
+        try:
+            async for raw in ws:
+                frame = msgpack.unpackb(raw) if isinstance(raw, bytes) else json.loads(raw)
+                await self._on_frame(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            rcvd = ws.close_rcvd
+            if not closed.done():
+                closed.set_result((rcvd.code, rcvd.reason) if rcvd else (None, None))
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("connection closed"))
+            self._waiters.clear()
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "pub":
+            log = self.channels.setdefault(frame["channel"], ChannelLog())
+            log.received.append((log.epoch or "", frame["offset"], frame["data"]))
+            if frame["offset"] > log.offset:
+                log.offset = frame["offset"]
+        elif kind == "hb":
+            self.heartbeats += 1
+            if self.answer_heartbeats:
+                await self.send({"op": "pong"})
+        elif kind in ("reply", "error"):
+            if kind == "error":
+                self.errors.append(frame)
+            waiter = self._waiters.pop(frame.get("id") or -1, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frame)
+        else:
+            raise ProtocolError(f"unexpected frame {frame!r}")
+
+    # Assertions
+
+    def offsets(self, channel: str) -> list[int]:
+        return [offset for _, offset, _ in self.channels[channel].received]
+
+    def data(self, channel: str) -> list[Any]:
+        return [data for _, _, data in self.channels[channel].received]
+
+
+def assert_offsets_exactly(client: HeraldTestClient, channel: str, expected: Sequence[int]) -> None:
+    """The client received exactly these offsets on *channel*, in this order, none twice."""
+    got = client.offsets(channel)
+    assert got == list(expected), f"{channel}: expected {len(expected)} offsets, got {got[:20]}..."
