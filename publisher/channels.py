@@ -9,8 +9,8 @@ first, so a hostile client cannot make Herald allocate keys of arbitrary size or
     user:<id>         private  inbox items, unread count, reputation of that user only
 
 ``<id>`` is a decimal integer from 1 to 2**63-1 without leading zeros; ``<name>`` is 1-35
-characters of ``a-z 0-9 + # . -`` (Stack Overflow's tag alphabet), starting with a letter or
-digit. A whole name is at most :data:`MAX_CHANNEL_LENGTH` bytes of ASCII.
+characters of ``a-z 0-9 + # . -`` (Stack Overflow's tag alphabet), starting with a letter, a
+digit or a dot (``.net``). A whole name is at most :data:`MAX_CHANNEL_LENGTH` bytes of ASCII.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MAX_ID = 2**63 - 1
 MAX_TAG_LENGTH = 35
 
 _ID = re.compile(r"[1-9][0-9]{0,18}")
-_TAG = re.compile(r"[a-z0-9][a-z0-9+#.\-]{0,34}")
+_TAG = re.compile(r"[a-z0-9.][a-z0-9+#.\-]{0,34}")
 
 
 class ChannelKind(enum.Enum):

@@ -49,11 +49,17 @@ def pack_data(data: Any, *, max_bytes: int = MAX_DATA_BYTES) -> bytes:
     """
     try:
         as_json = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        as_json.encode()
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"not JSON-compatible ({exc})") from None
     if len(as_json) > max_bytes:
         raise InvalidPayload(f"{len(as_json)} bytes as JSON, more than {max_bytes}")
-    return msgpack.packb(data, use_bin_type=True)
+    # Pack what JSON clients will see (json.dumps turns int keys into strings, for one), so a
+    # msgpack client gets the same value and every reader can decode the envelope.
+    try:
+        return msgpack.packb(json.loads(as_json), use_bin_type=True)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidPayload(f"not msgpack-compatible ({exc})") from None
 
 
 def build_envelope(
@@ -75,13 +81,18 @@ def decode_envelope(payload: bytes) -> Envelope:
         fields = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException) as exc:
         raise InvalidEnvelope(f"not msgpack: {exc}") from None
-    if not isinstance(fields, list) or len(fields) != 6 or fields[0] != ENVELOPE_VERSION:
+    if (
+        not isinstance(fields, list)
+        or len(fields) != 6
+        or type(fields[0]) is not int
+        or fields[0] != ENVELOPE_VERSION
+    ):
         raise InvalidEnvelope("not a version-1 envelope")
     _, epoch, offset, published_ms, event_id, data = fields
     if not (
         isinstance(epoch, str)
-        and isinstance(offset, int)
-        and isinstance(published_ms, int)
+        and type(offset) is int
+        and type(published_ms) is int
         and isinstance(event_id, str)
     ):
         raise InvalidEnvelope("envelope fields have the wrong types")

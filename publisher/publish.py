@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from publisher.channels import parse_channel
 from publisher.envelope import MAX_DATA_BYTES, StreamPosition, pack_data
@@ -33,7 +34,7 @@ from publisher.keys import DEFAULT_PREFIX, KeyLayout
 from socketsrv.bus.base import BusUnavailable, HistoryResult, PublishResult
 
 MAX_EVENT_ID_LENGTH = 128
-_EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,%d}" % MAX_EVENT_ID_LENGTH)
+_EVENT_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_EVENT_ID_LENGTH}}}")
 
 
 def check_event_id(event_id: str) -> str:
@@ -99,14 +100,16 @@ def command_client(redis_url: str, *, socket_timeout_s: float) -> Redis:
     """A pooled client for scripts: no automatic retry, no decoding (envelopes are bytes).
 
     A retried publish could publish twice when only the reply was lost, so errors go to the
-    caller, who may retry with an event id. Stale pooled connections are still replaced:
-    the pool checks a connection for EOF before lending it.
+    caller, who may retry with an event id. Stale pooled connections (after a Redis restart)
+    are still replaced: the pool checks a connection for EOF before lending it, a check
+    redis-py skips while "maintenance notifications" (a Redis Enterprise feature) are on.
     """
     return Redis.from_url(
         redis_url,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 
@@ -123,8 +126,10 @@ class PublishScripts:
         self._publish = client.register_script(_script_source("publish.lua"))
         self._history = client.register_script(_script_source("history.lua"))
 
-    async def publish(self, channel: str, packed_data: bytes, *, event_id: str = "") -> PublishResult:
-        """Publish *packed_data* (msgpack) to *channel*; see :meth:`socketsrv.bus.base.Bus.publish`.
+    async def publish(
+        self, channel: str, packed_data: bytes, *, event_id: str = ""
+    ) -> PublishResult:
+        """Publish msgpack *packed_data* to *channel*: :meth:`socketsrv.bus.base.Bus.publish`.
 
         Raises :class:`InvalidPayload` for a malformed *event_id*.
         """
@@ -146,7 +151,7 @@ class PublishScripts:
                 keys=[keys.history(channel), keys.meta(channel)], args=args
             )
         except RedisError as exc:
-            raise BusUnavailable(f"publish to {channel!r}: {exc}") from exc
+            raise BusUnavailable(f"Redis: {exc}") from exc
         return PublishResult(StreamPosition(epoch.decode(), int(offset)), bool(duplicate))
 
     async def history(
@@ -168,7 +173,7 @@ class PublishScripts:
         try:
             reply = await self._history(keys=[keys.history(channel), keys.meta(channel)], args=args)
         except RedisError as exc:
-            raise BusUnavailable(f"history of {channel!r}: {exc}") from exc
+            raise BusUnavailable(f"Redis: {exc}") from exc
         position = StreamPosition(reply[0].decode(), int(reply[1]))
         if since is None:
             return HistoryResult(position, [], True)

@@ -7,7 +7,6 @@ these flags. With no ``REDIS_URL`` it runs one worker on the in-process bus.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Any
@@ -21,8 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
     p.add_argument("--redis-url", dest="redis_url")
-    p.add_argument("--demo", action="store_true", default=None,
-                   help="publish demo events (question:1, questions:new)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="publish demo events (question:1, questions:new)",
+    )
     p.add_argument("--log-level", dest="log_level")
     return p
 
@@ -35,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"herald-socketsrv: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("socketsrv.ws").setLevel(logging.WARNING)
-    from socketsrv.fleet import serve
+    from socketsrv.fleet import configure_logging, serve
+
+    configure_logging(settings)
 
     return serve(settings, print_fn=lambda text: print(text, flush=True))
 

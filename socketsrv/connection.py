@@ -177,6 +177,10 @@ class ClientConnection(asyncio.Protocol):
                 self._on_request(event)
             elif isinstance(event, Frame):
                 self._on_frame(event)
+        if not self.closing and self.ws.close_sent is not None:
+            # The websocket layer failed the connection itself (1002, 1009, 1011).
+            self.closing = True
+            self.host.metrics.disconnects.labels(code=str(self.ws.close_sent.code)).inc()
         self._send_ws_output()
 
     def eof_received(self) -> bool | None:
@@ -189,6 +193,8 @@ class ClientConnection(asyncio.Protocol):
             self._close_timer.cancel()
         self.closing = True
         self._pending.clear()
+        if self.ws.handshake_exc is not None and not self.ws.accept_called:
+            self._rejected("bad_handshake")  # not HTTP at all: _on_request never saw it
         self._detach()
 
     # The opening handshake
@@ -210,8 +216,10 @@ class ClientConnection(asyncio.Protocol):
             if response.status_code != 101:
                 exc = self.ws.handshake_exc
                 reason = (
-                    "origin" if isinstance(exc, InvalidOrigin)
-                    else "subprotocol" if isinstance(exc, NegotiationError)
+                    "origin"
+                    if isinstance(exc, InvalidOrigin)
+                    else "subprotocol"
+                    if isinstance(exc, NegotiationError)
                     else "bad_handshake"
                 )
                 self._rejected(reason)
@@ -269,7 +277,15 @@ class ClientConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 self._fail(CloseCode.INVALID_DATA)
                 return
-        self._apply(session.receive(payload, self.host.clock()))
+        try:
+            effects = session.receive(payload, self.host.clock())
+        except Exception:
+            # A bug below us must not escape data_received: asyncio would drop the TCP
+            # connection with no close frame and nothing counted.
+            log.exception("client %s: cannot handle a message", session.client_id)
+            self.close_with(CloseCode.INTERNAL_ERROR)
+            return
+        self._apply(effects)
 
     def _apply(self, effects: list[Effect]) -> None:
         metrics = self.host.metrics

@@ -41,14 +41,18 @@ def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
 
 
 async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None) -> None:
+    from prometheus_client import disable_created_metrics
+
     from socketsrv.app import build_bus
     from socketsrv.demo import run_demo
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
 
+    disable_created_metrics()  # the _created series only doubles what Prometheus stores
     metrics = build_metrics()
-    worker = Worker(settings, bus=build_bus(settings, metrics), metrics=metrics,
-                    reuse_port=reuse_port)
+    worker = Worker(
+        settings, bus=build_bus(settings, metrics), metrics=metrics, reuse_port=reuse_port
+    )
     await worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,8 +71,14 @@ async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None
     await worker.drain()
 
 
+def configure_logging(settings: Settings, tag: str = "") -> None:
+    """Log lines with time and source; the per-connection websocket chatter stays quiet."""
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {tag}%(name)s %(message)s")
+    logging.getLogger("socketsrv.ws").setLevel(logging.WARNING)
+
+
 def _worker_main(settings: Settings, index: int) -> None:
-    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s w{index} %(name)s %(message)s")
+    configure_logging(settings, f"w{index} ")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     run_single(settings)
 
@@ -144,7 +154,8 @@ def _banner(settings: Settings, port: int) -> str:
     return "\n".join(
         [
             f"Herald socket fleet: {settings.workers} worker(s) on {host}:{port}, bus: {bus}",
-            f"  websocket:  ws://{host}:{port}/ws   (subprotocols herald.v1.json, herald.v1.msgpack)",
+            f"  websocket:  ws://{host}:{port}/ws"
+            "   (subprotocols herald.v1.json, herald.v1.msgpack)",
             f"  health:     http://{host}:{port}/healthz   http://{host}:{port}/readyz",
             f"  metrics:    http://{host}:{port}/metrics",
             "  try it:     .venv/bin/python -m websockets ws://" + f"{host}:{port}/ws",

@@ -22,6 +22,7 @@ reconnect and recover (or reload) on their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -281,10 +282,9 @@ class Hub:
                 self._spawn(self._unsubscribe_bus(ch.name))
 
     async def _unsubscribe_bus(self, channel: str) -> None:
-        try:
+        # If the bus is down the subscription died with the connection and is not restored.
+        with contextlib.suppress(BusUnavailable):
             await self._bus.unsubscribe(channel)
-        except BusUnavailable:
-            pass  # the subscription died with the connection; the bus will not restore it
 
     # The bus listener
 

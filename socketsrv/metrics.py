@@ -53,8 +53,10 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
     return Metrics(
         connections_open=Gauge(
-            "herald_connections_open", "Open websocket connections.",
-            registry=reg, multiprocess_mode="livesum",
+            "herald_connections_open",
+            "Open websocket connections.",
+            registry=reg,
+            multiprocess_mode="livesum",
         ),
         connections_accepted=Counter(
             "herald_connections_accepted", "Websocket handshakes accepted.", registry=reg
@@ -62,26 +64,35 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         handshake_rejections=Counter(
             "herald_handshake_rejections",
             "HTTP requests refused at the handshake, by reason.",
-            ["reason"], registry=reg,
+            ["reason"],
+            registry=reg,
         ),
         disconnects=Counter(
-            "herald_disconnects", "Connections closed by the server, by close code.",
-            ["code"], registry=reg,
+            "herald_disconnects",
+            "Connections closed by the server, by close code.",
+            ["code"],
+            registry=reg,
         ),
         subscriptions_open=Gauge(
-            "herald_subscriptions_open", "Client subscriptions held by connections.",
-            registry=reg, multiprocess_mode="livesum",
+            "herald_subscriptions_open",
+            "Client subscriptions held by connections.",
+            registry=reg,
+            multiprocess_mode="livesum",
         ),
         channels_subscribed=Gauge(
-            "herald_channels_subscribed", "Channels this worker is subscribed to on the bus.",
-            registry=reg, multiprocess_mode="livesum",
+            "herald_channels_subscribed",
+            "Channels this worker is subscribed to on the bus.",
+            registry=reg,
+            multiprocess_mode="livesum",
         ),
         commands=Counter(
             "herald_commands", "Client commands received, by op.", ["op"], registry=reg
         ),
         errors=Counter(
-            "herald_errors", "Error replies sent to clients, by error code.",
-            ["code"], registry=reg,
+            "herald_errors",
+            "Error replies sent to clients, by error code.",
+            ["code"],
+            registry=reg,
         ),
         publications_received=Counter(
             "herald_publications_received", "Publications received from the bus.", registry=reg
@@ -95,30 +106,38 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         fanout_duration=Histogram(
             "herald_fanout_duration_seconds",
             "Time to hand one publication to every local subscriber.",
-            buckets=_FANOUT_BUCKETS, registry=reg,
+            buckets=_FANOUT_BUCKETS,
+            registry=reg,
         ),
         delivery_latency=Histogram(
             "herald_publish_to_fanout_seconds",
             "From the offset being taken on the bus to the fan-out on this worker.",
-            buckets=_LATENCY_BUCKETS, registry=reg,
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
         ),
         recoveries=Counter(
             "herald_recoveries", "Subscribe-with-recovery outcomes.", ["result"], registry=reg
         ),
         gap_repairs=Counter(
-            "herald_gap_repairs", "Worker-side repairs of a channel stream from history.",
-            ["result"], registry=reg,
+            "herald_gap_repairs",
+            "Worker-side repairs of a channel stream from history.",
+            ["result"],
+            registry=reg,
         ),
         bus_live=Gauge(
-            "herald_bus_live", "1 while this worker's bus subscription is live.",
-            registry=reg, multiprocess_mode="liveall",
+            "herald_bus_live",
+            "1 while this worker's bus subscription is live.",
+            registry=reg,
+            multiprocess_mode="liveall",
         ),
         bus_reconnects=Counter(
-            "herald_bus_reconnects", "Bus connection losses after which it reconnected.",
+            "herald_bus_reconnects",
+            "Bus connection losses after which it reconnected.",
             registry=reg,
         ),
         bus_invalid_messages=Counter(
-            "herald_bus_invalid_messages", "Bus messages that were not valid envelopes.",
+            "herald_bus_invalid_messages",
+            "Bus messages that were not valid envelopes.",
             registry=reg,
         ),
         registry=reg,

@@ -223,7 +223,7 @@ class Worker:
                 retry_ms = random.randint(0, int(s.reconnect_spread_s * 1000))
                 conn.close_with(CloseCode.RESTART, f"restart retry_ms={retry_ms}")
             await asyncio.sleep(s.drain_batch_interval_s)
-        while self.connections and self._clock() < deadline:
+        while self.connections and self._clock() < deadline:  # noqa: ASYNC110 - bounded poll
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()

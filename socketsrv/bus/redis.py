@@ -35,11 +35,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -121,7 +122,8 @@ class RedisBus:
         self._state = RedisBusState.NEW
         self._listener: BusListener | None = None
         self._scripts: PublishScripts | None = None
-        self._client_close: list[ConnectionPool] = []
+        self._client: Redis | None = None
+        self._pool: ConnectionPool | None = None
         self._conn: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
@@ -155,6 +157,10 @@ class RedisBus:
             # No socket timeout: the reader waits for messages as long as it likes and finds
             # dead connections with PING instead.
             socket_timeout=None,
+            # RESP2 delivers messages as plain replies. Under RESP3 (redis-py's default) they
+            # are push frames, which redis-py's parser logs one by one (formatting each
+            # message even when debug logging is off) before handing them over.
+            protocol=2,
         )
         self._client = client
         self._scripts = PublishScripts(client, self._keys, self._settings)
@@ -186,15 +192,16 @@ class RedisBus:
         self._fail_waiters("the bus is closed")
         self._wanted.clear()
         self._listener = None
-        if started:
-            await self._close_clients()
+        await self._close_clients()
         if self._metrics is not None and started:
             self._metrics.bus_live.set(0)
             self._metrics.channels_subscribed.set(0)
 
     async def _close_clients(self) -> None:
-        await self._client.aclose()
-        await self._pool.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -301,10 +308,12 @@ class RedisBus:
     # -- the reader ------------------------------------------------------------------------
 
     async def _connect(self) -> AbstractConnection:
-        conn: AbstractConnection = self._pool.make_connection()
+        assert self._pool is not None
+        # redis-py leaves these two unannotated.
+        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             async with asyncio.timeout(self._socket_timeout_s):
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await _disconnect(conn)
             raise
@@ -327,9 +336,7 @@ class RedisBus:
         """Dispatch replies until the connection fails (raises; never returns normally)."""
         pinged = False
         while True:
-            reply = await conn.read_response(
-                timeout=self._ping_interval_s, disconnect_on_error=False
-            )
+            reply = await _read(conn, timeout_s=self._ping_interval_s)
             if reply is not None:
                 pinged = False
                 self._dispatch(reply)
@@ -355,7 +362,7 @@ class RedisBus:
             return
         if kind == b"message":
             if self._state is RedisBusState.LIVE and channel in self._wanted:
-                self._notify("on_publication", channel, bytes(payload))
+                self._notify(lambda listener: listener.on_publication(channel, payload))
         elif kind in (b"subscribe", b"unsubscribe"):
             self._confirmed(channel)
 
@@ -373,15 +380,14 @@ class RedisBus:
         if not waiter.done():
             waiter.set_result(None)
 
-    def _notify(self, method: str, *args: str | bytes) -> None:
+    def _notify(self, call: Callable[[BusListener], None]) -> None:
         """Call the listener; its failures are logged, never allowed to stop the reader."""
-        listener = self._listener
-        if listener is None:
+        if self._listener is None:
             return
         try:
-            getattr(listener, method)(*args)
+            call(self._listener)
         except Exception:
-            logger.exception("bus listener %s failed", method)
+            logger.exception("the bus listener failed")
 
     async def _lose(self, conn: AbstractConnection) -> None:
         """Enter RECOVERING: drop the connection, fail unconfirmed subscribes, tell everyone."""
@@ -395,7 +401,7 @@ class RedisBus:
         self._count_channels()
         if self._metrics is not None:
             self._metrics.bus_live.set(0)
-        self._notify("on_bus_lost")
+        self._notify(lambda listener: listener.on_bus_lost())
 
     def _fail_waiters(self, why: str) -> None:
         for due in self._replies.values():
@@ -417,6 +423,9 @@ class RedisBus:
             except _LOST_ERRORS as exc:
                 logger.info("Redis bus reconnect attempt %d failed: %s", attempt, exc)
                 continue
+            # Owned by the bus from here, so that close() closes it whenever it cancels us;
+            # unsubscribe() may already send UNSUBSCRIBE on it, which is harmless.
+            self._conn = conn
             try:
                 await self._resubscribe(conn)
             except _LOST_ERRORS as exc:
@@ -431,21 +440,19 @@ class RedisBus:
             self._metrics.bus_reconnects.inc()
             self._metrics.bus_live.set(1)
         logger.info("Redis bus restored after %d attempt(s)", attempt)
-        self._notify("on_bus_restored")
+        self._notify(lambda listener: listener.on_bus_restored())
         return conn
 
     async def _resubscribe(self, conn: AbstractConnection) -> None:
         """Subscribe *conn* to every wanted channel and read until all are confirmed."""
         async with asyncio.timeout(self._socket_timeout_s + self._ping_interval_s):
             async with self._write_lock:
-                # From here unsubscribe() sends UNSUBSCRIBE on conn, after our SUBSCRIBE.
-                self._conn = conn
                 waiters = [self._expect_subscribe(channel) for channel in self._wanted]
                 for batch in _batches(sorted(self._wanted), RESUBSCRIBE_BATCH):
                     await self._send(conn, "SUBSCRIBE", *map(self._keys.live, batch))
             for waiter in waiters:
                 while not waiter.done():
-                    self._dispatch(await conn.read_response(disconnect_on_error=False))
+                    self._dispatch(await _read(conn, timeout_s=None))
 
     def _expect_subscribe(self, channel: str) -> _Waiter:
         waiter: _Waiter = asyncio.get_running_loop().create_future()
@@ -457,6 +464,21 @@ class RedisBus:
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+async def _read(conn: AbstractConnection, *, timeout_s: float | None) -> object:
+    """The next reply or push message; None when *timeout_s* passed without one.
+
+    ``push_request`` matters only if the URL asks for RESP3, where pub/sub messages and
+    subscribe confirmations are push frames the parser would otherwise skip; with RESP2
+    (the bus's choice) they are ordinary replies. ``disconnect_on_error`` is off because losing the
+    connection is the reader's business (see ``RedisBus._lose``).
+    """
+    return await conn.read_response(
+        timeout=math.inf if timeout_s is None else timeout_s,
+        disconnect_on_error=False,
+        push_request=True,
+    )
 
 
 async def _disconnect(conn: AbstractConnection) -> None:

@@ -9,6 +9,7 @@ without sleeping.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 class Identity:
     user_id: str
     expires_at: float
-    """Seconds since the epoch; the connection is closed with 4004 once it passes."""
+    """``exp``: seconds since the epoch. The session closes the connection with 4004 once
+    ``expires_at + leeway_s`` has passed, the same leeway :meth:`TokenVerifier.verify` gives."""
 
 
 class TokenRejected(Exception):
@@ -69,11 +71,13 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise TokenInvalid(type(exc).__name__) from None
         sub, exp = claims["sub"], claims["exp"]
-        if not isinstance(sub, str) or not sub.isdigit() or not 1 <= int(sub) <= MAX_ID:
+        if not isinstance(sub, str) or not (sub.isascii() and sub.isdigit()):
+            raise TokenInvalid("sub must be a user id (decimal string)")
+        if not 1 <= int(sub) <= MAX_ID:
             raise TokenInvalid("sub must be a user id (decimal string)")
         if sub != str(int(sub)):
             raise TokenInvalid("sub must not have leading zeros")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
+        if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
             raise TokenInvalid("exp must be a number")
         if exp + self.leeway_s <= now:
             raise TokenExpired("exp has passed")

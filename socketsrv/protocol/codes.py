@@ -85,7 +85,10 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         "commands kept arriving after the rate limit refused them; back off before reconnecting",
     ),
     CloseCode.UNAUTHORIZED: CloseInfo(
-        "unauthorized", False, "the token is invalid (signature, audience, claims)"
+        "unauthorized",
+        False,
+        "the token is invalid (signature, audience, claims), or not accepted here "
+        "(no key configured, anonymous connections disallowed)",
     ),
 }
 
@@ -114,7 +117,9 @@ class ErrorInfo:
 
 ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.BAD_REQUEST: ErrorInfo(
-        "bad request", False, "not a command: malformed JSON or msgpack, wrong frame type, bad fields"
+        "bad request",
+        False,
+        "not a command: malformed JSON or msgpack, wrong frame type, bad fields",
     ),
     ErrorCode.NOT_CONNECTED: ErrorInfo(
         "not connected", False, "a command before the connect command"

@@ -82,7 +82,7 @@ def _decode(payload: bytes | str, wire: WireFormat) -> Any:
             raise CommandError(ErrorCode.BAD_REQUEST, "binary frame on the JSON protocol")
         try:
             return json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CommandError(ErrorCode.BAD_REQUEST, "malformed JSON") from None
     if isinstance(payload, str):
         raise CommandError(ErrorCode.BAD_REQUEST, "text frame on the msgpack protocol")
@@ -137,12 +137,10 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
     if op not in ("connect", "subscribe", "unsubscribe", "ping"):
         raw_id = fields.get("id")
         rid = raw_id if type(raw_id) is int and 1 <= raw_id <= MAX_REQUEST_ID else None
-        raise CommandError(ErrorCode.UNKNOWN_COMMAND, f"unknown op {op[:32]!r}", rid)
+        raise CommandError(ErrorCode.UNKNOWN_COMMAND, "not an op of protocol v1", rid)
     request_id = _request_id(fields, op)
     if op == "subscribe":
-        return Subscribe(
-            request_id, _channel(fields, request_id), _since(fields, request_id)
-        )
+        return Subscribe(request_id, _channel(fields, request_id), _since(fields, request_id))
     if op == "unsubscribe":
         return Unsubscribe(request_id, _channel(fields, request_id))
     if op == "ping":
@@ -150,6 +148,8 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
     token = fields.get("token")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH):
         raise CommandError(
-            ErrorCode.BAD_REQUEST, f"token must be a string of at most {MAX_TOKEN_LENGTH}", request_id
+            ErrorCode.BAD_REQUEST,
+            f"token must be a string of at most {MAX_TOKEN_LENGTH}",
+            request_id,
         )
     return Connect(request_id, token)

@@ -65,9 +65,7 @@ def reply(request_id: int, result: dict[str, Any], wire: WireFormat) -> bytes:
 def error(request_id: int | None, code: ErrorCode, wire: WireFormat, detail: str = "") -> bytes:
     """An error reply; *detail* is a fixed, client-safe explanation (never an exception text)."""
     message = ERROR_TABLE[code].message + (f": {detail}" if detail else "")
-    return encode(
-        {"type": "error", "id": request_id, "code": int(code), "message": message}, wire
-    )
+    return encode({"type": "error", "id": request_id, "code": int(code), "message": message}, wire)
 
 
 HEARTBEAT: dict[WireFormat, bytes] = {w: encode({"type": "hb"}, w) for w in WireFormat}

@@ -224,9 +224,7 @@ class Session:
 
     # Outcomes reported by the adapter
 
-    def subscribed(
-        self, request_id: int, position: StreamPosition, recovery: str
-    ) -> Send:
+    def subscribed(self, request_id: int, position: StreamPosition, recovery: str) -> Send:
         """The reply to a subscribe that the hub completed.
 
         *recovery* is ``"none"`` (no ``since`` given), ``"recovered"`` (every missed
@@ -252,7 +250,11 @@ class Session:
         if self.state is SessionState.CONNECTED:
             if now - self.last_seen > self.limits.ping_interval_s + self.limits.pong_timeout_s:
                 return CloseCode.NO_PONG
-            if self.expires_at is not None and self.expires_at <= now:
+            if (
+                self.expires_at is not None
+                and self.verifier is not None
+                and self.expires_at + self.verifier.leeway_s <= now
+            ):
                 return CloseCode.TOKEN_EXPIRED
         return None
 

@@ -153,7 +153,7 @@ class HeraldTestClient:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = ws.close_rcvd
+            rcvd = ws.protocol.close_rcvd
             if not closed.done():
                 closed.set_result((rcvd.code, rcvd.reason) if rcvd else (None, None))
             for waiter in self._waiters.values():
