@@ -21,7 +21,7 @@ from importlib import resources
 from types import TracebackType
 from typing import Any, Self
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -96,7 +96,9 @@ def _script_source(name: str) -> str:
     return resources.files("publisher").joinpath("scripts", name).read_text(encoding="utf-8")
 
 
-def command_client(redis_url: str, *, socket_timeout_s: float) -> Redis:
+def command_client(
+    redis_url: str, *, socket_timeout_s: float, max_connections: int = 64
+) -> Redis:
     """A pooled client for scripts: no automatic retry, no decoding (envelopes are bytes).
 
     A retried publish could publish twice when only the reply was lost, so errors go to the
@@ -104,13 +106,18 @@ def command_client(redis_url: str, *, socket_timeout_s: float) -> Redis:
     are still replaced: the pool checks a connection for EOF before lending it, a check
     redis-py skips while "maintenance notifications" (a Redis Enterprise feature) are on.
     """
-    return Redis.from_url(
+    # A blocking pool: a burst of history reads (a thousand clients resubscribing after a
+    # deploy) waits for a free connection instead of failing with "Too many connections".
+    pool = BlockingConnectionPool.from_url(
         redis_url,
+        max_connections=max_connections,
+        timeout=socket_timeout_s,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 class PublishScripts:
@@ -162,14 +169,8 @@ class PublishScripts:
             raise ValueError(f"limit must be at least 0, not {limit}")
         keys = self._keys
         # A negative offset cannot be in any history: read the position only.
-        readable = since is not None and since.offset >= 0
-        args = (
-            new_epoch(),
-            _ms(self._settings.meta_ttl_s),
-            since.epoch if readable and since is not None else "",
-            since.offset if readable and since is not None else 0,
-            limit,
-        )
+        wanted = since if since is not None and since.offset >= 0 else StreamPosition("", 0)
+        args = (new_epoch(), _ms(self._settings.meta_ttl_s), wanted.epoch, wanted.offset, limit)
         try:
             reply = await self._history(keys=[keys.history(channel), keys.meta(channel)], args=args)
         except RedisError as exc:

@@ -169,6 +169,15 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        # Until the handshake completes, the close timer bounds it (slowloris, TLS to plain).
+        self._close_timer = asyncio.get_running_loop().call_later(
+            self.host.config.limits.connect_timeout_s, self._handshake_timed_out
+        )
+
+    def _handshake_timed_out(self) -> None:
+        if not self.ws.eof_sent:  # no complete HTTP request was ever answered
+            self._rejected("timeout")
+        self.abort()
 
     def data_received(self, data: bytes) -> None:
         self.ws.receive_data(data)
@@ -232,6 +241,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _opened(self, subprotocol: str | None) -> None:
         host = self.host
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self.wire = WireFormat(subprotocol) if subprotocol else WireFormat.JSON
         self.session = Session(
             client_id=host.new_client_id(),
@@ -318,7 +330,8 @@ class ClientConnection(asyncio.Protocol):
 
         try:
             await self.host.hub.subscribe(self, effect.channel.name, effect.since, on_subscribed)
-        except BusUnavailable:
+        except BusUnavailable as exc:
+            log.info("subscribe to %s refused: %s", effect.channel.name, exc.why)
             self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
 
     def _reply_failed(self, request_id: int, channel: Channel, code: ErrorCode) -> None:

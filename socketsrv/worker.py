@@ -87,7 +87,8 @@ class Worker:
         bus: Bus,
         metrics: Metrics,
         reuse_port: bool = False,
-        clock: Callable[[], float] = time.monotonic,
+        # Wall-clock seconds: sessions compare it with token expiry (JWT exp, RFC 7519 4.1.4).
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.bus = bus

@@ -122,7 +122,13 @@ async def wait_until_caught_up(
         if not behind:
             return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"{len(behind)} subscriptions did not catch up")
+    sample = [
+        (c.reconnects, {ch: (c.client.channels[ch].offset, tops[ch][1],
+                             c.client.channels[ch].recoveries) for ch in c.wanted},
+         c.client.errors[-3:])
+        for c in behind[:5]
+    ]
+    raise AssertionError(f"{len(behind)} subscriptions did not catch up: {sample}")
 
 
 async def run_publishers(

@@ -19,11 +19,13 @@ Lifecycle (:class:`RedisBusState`)::
                       \\________________________________________________/--close()--> CLOSED
 
 In RECOVERING, the reader reconnects with full-jitter exponential backoff, resubscribes every
-wanted channel, waits for every confirmation, then calls ``on_bus_restored``. Publications
-that arrive before that call are dropped: the listener repairs them from history, read after
-``on_bus_restored``. :meth:`RedisBus.subscribe` raises :class:`BusUnavailable` at once
-outside LIVE rather than waiting: a client can retry, and a waiting worker would only hide
-the outage from its readiness probe.
+wanted channel, waits for every confirmation, checks that commands (history) are answered
+too, then calls ``on_bus_restored``. Publications that arrive before that call are dropped:
+the listener repairs them from history, read after ``on_bus_restored``.
+:meth:`RedisBus.subscribe` raises :class:`BusUnavailable` at once outside LIVE rather than
+waiting: a client can retry, and a waiting worker would only hide the outage from its
+readiness probe. Publish and history go through the command client and keep working while
+RECOVERING whenever Redis answers them.
 
 A silent connection (a blackholed socket) is found by PING: when nothing arrives for
 ``ping_interval_s`` the reader sends one; when nothing arrives for another interval, the
@@ -166,15 +168,18 @@ class RedisBus:
         self._scripts = PublishScripts(client, self._keys, self._settings)
         try:
             conn = await self._connect()
-        except _LOST_ERRORS as exc:
+        except BaseException as exc:
             await self._close_clients()
-            raise BusUnavailable(f"cannot connect to Redis: {exc}") from exc
+            if isinstance(exc, _LOST_ERRORS):
+                raise BusUnavailable(f"cannot connect to Redis: {exc}") from exc
+            raise
         self._listener = listener
         self._conn = conn
         self._state = RedisBusState.LIVE
         if self._metrics is not None:
             self._metrics.bus_live.set(1)
         self._reader = asyncio.create_task(self._run(conn), name="herald-redis-bus-reader")
+        self._reader.add_done_callback(_log_reader_end)
 
     async def close(self) -> None:
         """Stop the reader, fail pending subscribes and close every connection; idempotent."""
@@ -188,7 +193,8 @@ class RedisBus:
             self._reader = None
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _disconnect(conn)
+            # Waiting for the socket to close keeps the event loop from ending with it open.
+            await _disconnect(conn, wait=True)
         self._fail_waiters("the bus is closed")
         self._wanted.clear()
         self._listener = None
@@ -336,7 +342,7 @@ class RedisBus:
         """Dispatch replies until the connection fails (raises; never returns normally)."""
         pinged = False
         while True:
-            reply = await _read(conn, timeout_s=self._ping_interval_s)
+            reply = await _next_reply(conn, timeout_s=self._ping_interval_s)
             if reply is not None:
                 pinged = False
                 self._dispatch(reply)
@@ -428,6 +434,7 @@ class RedisBus:
             self._conn = conn
             try:
                 await self._resubscribe(conn)
+                await self._check_commands()
             except _LOST_ERRORS as exc:
                 logger.info("Redis bus resubscribe attempt %d failed: %s", attempt, exc)
                 self._conn = None
@@ -443,6 +450,17 @@ class RedisBus:
         self._notify(lambda listener: listener.on_bus_restored())
         return conn
 
+    async def _check_commands(self) -> None:
+        """PING through the command client, so that "restored" means history works too.
+
+        A restarted Redis accepts SUBSCRIBE while it is still loading its data but answers
+        LOADING to the history script; a listener that repairs its channels on
+        ``on_bus_restored`` would then fail and have to guess when to try again.
+        """
+        assert self._client is not None
+        async with asyncio.timeout(self._socket_timeout_s):
+            await self._client.ping()
+
     async def _resubscribe(self, conn: AbstractConnection) -> None:
         """Subscribe *conn* to every wanted channel and read until all are confirmed."""
         async with asyncio.timeout(self._socket_timeout_s + self._ping_interval_s):
@@ -452,7 +470,7 @@ class RedisBus:
                     await self._send(conn, "SUBSCRIBE", *map(self._keys.live, batch))
             for waiter in waiters:
                 while not waiter.done():
-                    self._dispatch(await _read(conn, timeout_s=None))
+                    self._dispatch(await _next_reply(conn, timeout_s=None))
 
     def _expect_subscribe(self, channel: str) -> _Waiter:
         waiter: _Waiter = asyncio.get_running_loop().create_future()
@@ -466,7 +484,7 @@ def _batches(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-async def _read(conn: AbstractConnection, *, timeout_s: float | None) -> object:
+async def _next_reply(conn: AbstractConnection, *, timeout_s: float | None) -> object:
     """The next reply or push message; None when *timeout_s* passed without one.
 
     ``push_request`` matters only if the URL asks for RESP3, where pub/sub messages and
@@ -481,9 +499,20 @@ async def _read(conn: AbstractConnection, *, timeout_s: float | None) -> object:
     )
 
 
-async def _disconnect(conn: AbstractConnection) -> None:
-    """Close *conn*, ignoring errors: it is being dropped anyway."""
+async def _disconnect(conn: AbstractConnection, *, wait: bool = False) -> None:
+    """Close *conn*, ignoring errors: it is being dropped anyway.
+
+    Without *wait*, the socket closes in the background: the reader may still be blocked
+    on it (see redis-py issue #3941 about awaiting a close under a concurrent read).
+    """
     try:
-        await conn.disconnect(nowait=True)
+        await conn.disconnect(nowait=not wait)
     except _LOST_ERRORS as exc:
         logger.debug("closing a Redis connection: %s", exc)
+
+
+def _log_reader_end(task: asyncio.Task[None]) -> None:
+    # The reader only ends by cancellation (close); anything else is a bug that leaves the
+    # bus RECOVERING for good, which must not go unnoticed.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Redis bus reader died", exc_info=task.exception())

