@@ -56,8 +56,8 @@ _SUBPROTOCOLS = [Subprotocol(w.subprotocol) for w in WireFormat]
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
-    origins: Sequence[str | None] | None
-    """Allowed Origin header values (None in the list: no Origin header); None: any."""
+    origins: Sequence[str] | None
+    """Allowed Origin header values (a request without one is allowed); None: any."""
     max_frame_bytes: int
     outbox_max_bytes: int
     compression: bool
@@ -108,8 +108,11 @@ class ConnectionHost:
     http: HttpHandler
     connections: set[ClientConnection]
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
     accepting: bool = True
     next_id: int = 0
+    transports: int = 0
+    """TCP connections not yet lost, closing ones included (a drain waits for them)."""
 
     def new_client_id(self) -> str:
         self.next_id += 1
@@ -141,9 +144,8 @@ class ClientConnection(asyncio.Protocol):
         self.host = host
         cfg = host.config
         self.ws = ServerProtocol(
-            origins=[None if o is None else Origin(o) for o in cfg.origins]
-            if cfg.origins is not None
-            else None,
+            # No Origin header means no browser, so no cross-site hijacking to fear.
+            origins=[*(Origin(o) for o in cfg.origins), None] if cfg.origins is not None else None,
             extensions=[ServerPerMessageDeflateFactory()] if cfg.compression else None,
             subprotocols=_SUBPROTOCOLS,
             select_subprotocol=_select_subprotocol,
@@ -169,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.host.transports += 1
         # Until the handshake completes, the close timer bounds it (slowloris, TLS to plain).
         self._close_timer = asyncio.get_running_loop().call_later(
             self.host.config.limits.connect_timeout_s, self._handshake_timed_out
@@ -198,6 +201,7 @@ class ClientConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.host.transports -= 1
         if self._close_timer is not None:
             self._close_timer.cancel()
         self.closing = True
@@ -290,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
                 self._fail(CloseCode.INVALID_DATA)
                 return
         try:
-            effects = session.receive(payload, self.host.clock())
+            effects = session.receive(payload, self.host.clock(), self.host.wall_clock())
         except Exception:
             # A bug below us must not escape data_received: asyncio would drop the TCP
             # connection with no close frame and nothing counted.

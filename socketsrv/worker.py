@@ -87,8 +87,8 @@ class Worker:
         bus: Bus,
         metrics: Metrics,
         reuse_port: bool = False,
-        # Wall-clock seconds: sessions compare it with token expiry (JWT exp, RFC 7519 4.1.4).
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -96,6 +96,7 @@ class Worker:
         self.state = WorkerState.CREATED
         self._reuse_port = reuse_port
         self._clock = clock
+        self._wall_clock = wall_clock
         self.hub = Hub(
             bus,
             metrics=metrics,
@@ -117,6 +118,9 @@ class Worker:
         if self._server is None or not self._server.sockets:
             raise WrongWorkerState("ask the port of", self.state)
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _open_transports(self) -> int:
+        return 0 if self._host is None else self._host.transports
 
     def is_ready(self) -> bool:
         return self.state is WorkerState.SERVING and self.bus.live
@@ -146,6 +150,7 @@ class Worker:
             http=self._http,
             connections=set(),
             clock=self._clock,
+            wall_clock=self._wall_clock,
         )
         self._host = host
         self._server = await loop.create_server(
@@ -224,7 +229,7 @@ class Worker:
                 retry_ms = random.randint(0, int(s.reconnect_spread_s * 1000))
                 conn.close_with(CloseCode.RESTART, f"restart retry_ms={retry_ms}")
             await asyncio.sleep(s.drain_batch_interval_s)
-        while self.connections and self._clock() < deadline:  # noqa: ASYNC110 - bounded poll
+        while self._open_transports() and self._clock() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()

@@ -201,7 +201,6 @@ class RedisBus:
         await self._close_clients()
         if self._metrics is not None and started:
             self._metrics.bus_live.set(0)
-            self._metrics.channels_subscribed.set(0)
 
     async def _close_clients(self) -> None:
         if self._client is not None:
@@ -245,7 +244,6 @@ class RedisBus:
             self._wanted.add(channel)
             self._confirming[channel] = waiter
             self._replies.setdefault(channel, deque()).append(waiter)
-            self._count_channels()
             try:
                 await self._send(conn, "SUBSCRIBE", self._keys.live(channel))
             except _LOST_ERRORS as exc:
@@ -266,7 +264,6 @@ class RedisBus:
                 return
             self._wanted.discard(channel)
             self._confirming.pop(channel, None)
-            self._count_channels()
             conn = self._conn
             if conn is None:
                 return
@@ -288,10 +285,6 @@ class RedisBus:
             # Redis stopped reading: drop the connection so the reader starts recovering.
             await _disconnect(conn)
             raise
-
-    def _count_channels(self) -> None:
-        if self._metrics is not None:
-            self._metrics.channels_subscribed.set(len(self._wanted))
 
     # -- publish and history ---------------------------------------------------------------
 
@@ -404,7 +397,6 @@ class RedisBus:
         for channel in list(self._confirming):
             self._wanted.discard(channel)
         self._fail_waiters("the Redis connection was lost")
-        self._count_channels()
         if self._metrics is not None:
             self._metrics.bus_live.set(0)
         self._notify(lambda listener: listener.on_bus_lost())

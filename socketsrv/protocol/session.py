@@ -97,6 +97,7 @@ class Session:
     __slots__ = (
         "_bucket",
         "_bucket_at",
+        "_expires_deadline",
         "_refused_in_row",
         "client_id",
         "expires_at",
@@ -126,6 +127,8 @@ class Session:
         self.state = SessionState.AWAITING_CONNECT
         self.user_id: str | None = None
         self.expires_at: float | None = None
+        """The token's ``exp`` (wall clock), sent in the connect reply."""
+        self._expires_deadline: float | None = None
         self.subscriptions: set[str] = set()
         """Channels subscribed or being subscribed (the limit counts both)."""
         self.opened_at = now
@@ -136,8 +139,15 @@ class Session:
 
     # Input
 
-    def receive(self, payload: bytes | str, now: float) -> list[Effect]:
-        """Handle one complete client message."""
+    def receive(
+        self, payload: bytes | str, now: float, wall_now: float | None = None
+    ) -> list[Effect]:
+        """Handle one complete client message.
+
+        *now* is the monotonic clock (heartbeats, rate limit, deadlines); *wall_now* is
+        seconds since the epoch, needed only to check a token's ``exp`` (RFC 7519 4.1.4);
+        None means the two clocks agree (tests with one fake clock).
+        """
         if self.state is SessionState.CLOSED:
             raise WrongState("receive", self.state)
         self.last_seen = now
@@ -154,7 +164,7 @@ class Session:
         if isinstance(command, Pong):
             return []
         if isinstance(command, Connect):
-            return self._connect(command, now)
+            return self._connect(command, now, now if wall_now is None else wall_now)
         if self.state is not SessionState.CONNECTED:
             return [self._error(command.id, ErrorCode.NOT_CONNECTED)]
         if isinstance(command, Ping):
@@ -173,7 +183,7 @@ class Session:
         self._bucket -= 1.0
         return True
 
-    def _connect(self, command: Connect, now: float) -> list[Effect]:
+    def _connect(self, command: Connect, now: float, wall_now: float) -> list[Effect]:
         if self.state is not SessionState.AWAITING_CONNECT:
             return [self._error(command.id, ErrorCode.ALREADY_CONNECTED)]
         if command.token is None:
@@ -184,13 +194,17 @@ class Session:
             return [self._close(CloseCode.UNAUTHORIZED)]
         else:
             try:
-                identity = self.verifier.verify(command.token, now)
+                identity = self.verifier.verify(command.token, wall_now)
             except TokenExpired:
                 return [self._close(CloseCode.TOKEN_EXPIRED)]
             except TokenRejected:
                 return [self._close(CloseCode.UNAUTHORIZED)]
             self.user_id = identity.user_id
             self.expires_at = identity.expires_at
+            # The deadline on the monotonic clock, so a wall-clock jump cannot close anyone.
+            self._expires_deadline = now + (
+                identity.expires_at + self.verifier.leeway_s - wall_now
+            )
         self.state = SessionState.CONNECTED
         result: dict[str, Any] = {
             "version": PROTOCOL_VERSION,
@@ -250,11 +264,7 @@ class Session:
         if self.state is SessionState.CONNECTED:
             if now - self.last_seen > self.limits.ping_interval_s + self.limits.pong_timeout_s:
                 return CloseCode.NO_PONG
-            if (
-                self.expires_at is not None
-                and self.verifier is not None
-                and self.expires_at + self.verifier.leeway_s <= now
-            ):
+            if self._expires_deadline is not None and self._expires_deadline <= now:
                 return CloseCode.TOKEN_EXPIRED
         return None
 
