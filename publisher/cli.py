@@ -21,7 +21,7 @@ from typing import Any
 from publisher.errors import InvalidChannel, InvalidPayload, PublishFailed
 from publisher.keys import DEFAULT_PREFIX
 from publisher.publish import Publisher
-from socketsrv.bus.base import PublishResult
+from publisher.stream import PublishResult
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2

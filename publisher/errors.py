@@ -3,7 +3,8 @@
     HeraldPublishError
     ├── InvalidChannel      the name breaks the channel grammar (docs/protocol.md#channels)
     ├── InvalidPayload      the data cannot travel as JSON and msgpack alike
-    └── PublishFailed       the bus refused or could not be reached
+    ├── PublishFailed       the bus refused or could not be reached
+    └── BusUnavailable      the bus (Redis) cannot serve a call right now; retry later
 
 Messages are built from fields; nothing here is sent to a browser verbatim.
 """
@@ -38,3 +39,11 @@ class PublishFailed(HeraldPublishError):
         self.channel = channel
         self.why = why
         super().__init__(f"publish to {channel!r} failed: {why}")
+
+
+class BusUnavailable(HeraldPublishError):
+    """The bus cannot serve the call right now (Redis down); retry later."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"bus unavailable: {why}")

@@ -29,9 +29,9 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from publisher.channels import parse_channel
 from publisher.envelope import MAX_DATA_BYTES, StreamPosition, pack_data
-from publisher.errors import InvalidPayload, PublishFailed
+from publisher.errors import BusUnavailable, InvalidPayload, PublishFailed
 from publisher.keys import DEFAULT_PREFIX, KeyLayout
-from socketsrv.bus.base import BusUnavailable, HistoryResult, PublishResult
+from publisher.stream import HistoryResult, PublishResult
 
 MAX_EVENT_ID_LENGTH = 128
 _EVENT_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_EVENT_ID_LENGTH}}}")
@@ -96,9 +96,7 @@ def _script_source(name: str) -> str:
     return resources.files("publisher").joinpath("scripts", name).read_text(encoding="utf-8")
 
 
-def command_client(
-    redis_url: str, *, socket_timeout_s: float, max_connections: int = 64
-) -> Redis:
+def command_client(redis_url: str, *, socket_timeout_s: float, max_connections: int = 64) -> Redis:
     """A pooled client for scripts: no automatic retry, no decoding (envelopes are bytes).
 
     A retried publish could publish twice when only the reply was lost, so errors go to the

@@ -123,9 +123,14 @@ async def wait_until_caught_up(
             return
         await asyncio.sleep(0.2)
     sample = [
-        (c.reconnects, {ch: (c.client.channels[ch].offset, tops[ch][1],
-                             c.client.channels[ch].recoveries) for ch in c.wanted},
-         c.client.errors[-3:])
+        (
+            c.reconnects,
+            {
+                ch: (c.client.channels[ch].offset, tops[ch][1], c.client.channels[ch].recoveries)
+                for ch in c.wanted
+            },
+            c.client.errors[-3:],
+        )
         for c in behind[:5]
     ]
     raise AssertionError(f"{len(behind)} subscriptions did not catch up: {sample}")

@@ -20,10 +20,13 @@ Guarantees, per channel:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from publisher.envelope import StreamPosition
+from publisher.errors import BusUnavailable
+from publisher.stream import HistoryResult, PublishResult
+
+__all__ = ["Bus", "BusListener", "BusUnavailable", "HistoryResult", "PublishResult"]
 
 
 class BusListener(Protocol):
@@ -37,33 +40,6 @@ class BusListener(Protocol):
 
     def on_bus_restored(self) -> None:
         """The bus is live again and resubscribed; publications in the gap were not delivered."""
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    position: StreamPosition
-    """The epoch and the offset this publication got."""
-    duplicate: bool
-    """True when the event id was already published: nothing was published again."""
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryResult:
-    position: StreamPosition
-    """The channel's current epoch and last offset (0 when nothing was published yet)."""
-    publications: list[bytes]
-    """Envelopes after ``since``, in offset order (empty when no ``since`` was given)."""
-    complete: bool
-    """True when ``publications`` holds every offset from ``since.offset + 1`` to the top in
-    ``since.epoch``: the reader can continue without a gap. Always True without ``since``."""
-
-
-class BusUnavailable(Exception):
-    """The bus cannot serve the call right now (Redis down); retry later."""
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        super().__init__(f"bus unavailable: {why}")
 
 
 class Bus(Protocol):

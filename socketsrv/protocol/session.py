@@ -202,9 +202,7 @@ class Session:
             self.user_id = identity.user_id
             self.expires_at = identity.expires_at
             # The deadline on the monotonic clock, so a wall-clock jump cannot close anyone.
-            self._expires_deadline = now + (
-                identity.expires_at + self.verifier.leeway_s - wall_now
-            )
+            self._expires_deadline = now + (identity.expires_at + self.verifier.leeway_s - wall_now)
         self.state = SessionState.CONNECTED
         result: dict[str, Any] = {
             "version": PROTOCOL_VERSION,
