@@ -1,0 +1,96 @@
+"""The fleet: N worker processes on one port, metrics summed over them, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.client import HeraldTestClient
+from tests.support.fleet import Fleet
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
+    running = Fleet(
+        redis_url=redis_server.url,
+        workers=2,
+        log=tmp_path / "fleet.log",
+        HERALD_DRAIN_TIMEOUT_S="10",
+        HERALD_RECONNECT_SPREAD_S="2",
+    )
+    running.wait_ready()
+    yield running
+    running.close()
+
+
+def sample(metrics_text: bytes, name: str) -> list[float]:
+    pattern = re.compile(rb"^" + re.escape(name.encode()) + rb"(\{[^}]*\})? (\S+)$", re.M)
+    return [float(value) for _, value in pattern.findall(metrics_text)]
+
+
+def worker_pids(fleet: Fleet) -> list[int]:
+    children = Path(f"/proc/{fleet.process.pid}/task/{fleet.process.pid}/children")
+    pids = [int(p) for p in children.read_text().split()]
+    return [
+        pid for pid in pids
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]  # fmt: skip
+
+
+async def open_clients(fleet: Fleet, count: int) -> list[HeraldTestClient]:
+    clients = [HeraldTestClient(fleet.url) for _ in range(count)]
+    for client in clients:
+        await client.open()
+        await client.subscribe("question:1")
+    return clients
+
+
+async def test_every_scrape_reports_the_connections_of_the_whole_fleet(fleet: Fleet) -> None:
+    clients = await open_clients(fleet, 20)
+    try:
+        for _ in range(10):  # the kernel hands each scrape to either worker
+            status, text = await asyncio.to_thread(fleet.http_get, "/metrics")
+            assert status == 200
+            assert sample(text, "herald_connections_open") == [20.0]
+            assert sample(text, "herald_bus_live") == [1.0, 1.0]  # one series per worker
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_sigterm_closes_every_client_with_restart_and_a_reconnect_hint(fleet: Fleet) -> None:
+    clients = await open_clients(fleet, 20)
+    fleet.process.send_signal(signal.SIGTERM)
+    closes = [await client.wait_closed(timeout=15) for client in clients]
+    assert all(code == 4000 for code, _ in closes)
+    assert all(re.fullmatch(r"restart retry_ms=\d+", reason or "") for _, reason in closes)
+    assert all(int((reason or "=0").split("=")[1]) <= 2000 for _, reason in closes)
+    assert await asyncio.to_thread(fleet.process.wait, 15) == 0
+
+
+async def test_a_worker_that_dies_is_replaced_and_the_fleet_keeps_serving(fleet: Fleet) -> None:
+    victims = worker_pids(fleet)
+    assert len(victims) == 2
+    os.kill(victims[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = worker_pids(fleet)
+        if len(pids) == 2 and victims[0] not in pids:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the dead worker was not replaced:\n{fleet.log()}")
+    await asyncio.to_thread(fleet.wait_ready)
+    clients = await open_clients(fleet, 10)
+    for client in clients:
+        await client.close()
