@@ -74,6 +74,7 @@ class Client(asyncio.Protocol):
         self.buffer = b""
         self.received = 0
         self.subscribed = False
+        self.sent = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop: not a subclass
@@ -89,12 +90,12 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.subscribed:
             self.buffer += data
-            if b"\r\n\r\n" in self.buffer and b"herald.v1.json" in self.buffer:
-                if not getattr(self, "sent", False):
-                    self.sent = True
-                    self.transport.write(masked(b'{"op":"connect","id":1}'))
-                    sub = {"op": "subscribe", "id": 2, "channel": CHANNEL}
-                    self.transport.write(masked(json.dumps(sub).encode()))
+            handshake_done = b"\r\n\r\n" in self.buffer and b"herald.v1.json" in self.buffer
+            if handshake_done and not self.sent:
+                self.sent = True
+                self.transport.write(masked(b'{"op":"connect","id":1}'))
+                sub = {"op": "subscribe", "id": 2, "channel": CHANNEL}
+                self.transport.write(masked(json.dumps(sub).encode()))
             if b'"id":2' in self.buffer:
                 self.subscribed = True
                 self.buffer = b""
@@ -210,21 +211,22 @@ def main() -> None:
         cpu_before, started = cpu_s(server.pid), time.monotonic()
         asyncio.run(publish(redis_url, args.publications, args.interval_ms / 1000))
         expected = opened * args.publications
-        received_bytes = 0
+        received = 0
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for pipe in pipes:
                 pipe.send("count")
-            received_bytes = sum(pipe.recv() for pipe in pipes)
-            if received_bytes >= expected:
+            received = sum(pipe.recv() for pipe in pipes)
+            if received >= expected:
                 break
             time.sleep(0.05)
         elapsed, cpu = time.monotonic() - started, cpu_s(server.pid) - cpu_before
-        deliveries = received_bytes
+        deliveries = received
+        kernel_kib = (kernel_after - kernel_before) / (2 * opened)  # both ends are on loopback
         print(json.dumps({
             "connections": opened,
             "worker_rss_per_idle_connection_kib": round((rss_after - rss_before) / opened, 2),
-            "kernel_tcp_buffer_kib_per_connection": round((kernel_after - kernel_before) / (2 * opened), 2),
+            "kernel_tcp_buffer_kib_per_connection": round(kernel_kib, 2),
             "publications": args.publications,
             "interval_ms": args.interval_ms,
             "deliveries_expected": expected,
