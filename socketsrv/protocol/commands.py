@@ -92,6 +92,19 @@ def _decode(payload: bytes | str, wire: WireFormat) -> Any:
         raise CommandError(ErrorCode.BAD_REQUEST, "malformed msgpack") from None
 
 
+def _valid_id(value: object) -> int | None:
+    return value if type(value) is int and 1 <= value <= MAX_REQUEST_ID else None
+
+
+def peek_request_id(payload: bytes | str, wire: WireFormat) -> int | None:
+    """The id of a message that will not be executed (rate limit), so its error names it."""
+    try:
+        fields = _decode(payload, wire)
+    except CommandError:
+        return None
+    return _valid_id(fields.get("id")) if isinstance(fields, dict) else None
+
+
 def _request_id(fields: dict[str, Any], op: str) -> int:
     value = fields.get("id")
     if type(value) is not int or not 1 <= value <= MAX_REQUEST_ID:
@@ -135,9 +148,9 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
     if not isinstance(op, str):
         raise CommandError(ErrorCode.BAD_REQUEST, "a command needs an op")
     if op not in ("connect", "subscribe", "unsubscribe", "ping"):
-        raw_id = fields.get("id")
-        rid = raw_id if type(raw_id) is int and 1 <= raw_id <= MAX_REQUEST_ID else None
-        raise CommandError(ErrorCode.UNKNOWN_COMMAND, "not an op of protocol v1", rid)
+        raise CommandError(
+            ErrorCode.UNKNOWN_COMMAND, "not an op of protocol v1", _valid_id(fields.get("id"))
+        )
     request_id = _request_id(fields, op)
     if op == "subscribe":
         return Subscribe(request_id, _channel(fields, request_id), _since(fields, request_id))

@@ -31,6 +31,7 @@ from socketsrv.protocol.commands import (
     Unsubscribe,
     WireFormat,
     parse_command,
+    peek_request_id,
 )
 
 PROTOCOL_VERSION = 1
@@ -155,7 +156,7 @@ class Session:
             self._refused_in_row += 1
             if self._refused_in_row >= self.limits.flood_refusals:
                 return [self._close(CloseCode.FLOOD)]
-            return [self._error(None, ErrorCode.TOO_MANY_REQUESTS)]
+            return [self._error(peek_request_id(payload, self.wire), ErrorCode.TOO_MANY_REQUESTS)]
         self._refused_in_row = 0
         try:
             command = parse_command(payload, self.wire)

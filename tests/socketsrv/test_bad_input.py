@@ -7,22 +7,17 @@ test ends with a fresh client that connects, subscribes and receives a publicati
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import jwt
 import msgpack
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher.envelope import pack_data
 from socketsrv.hub import ChannelState
 from socketsrv.worker import Worker
-from tests.support.client import HeraldTestClient
+from tests.support.client import HeraldTestClient, assert_closed_with, assert_still_open
 from tests.support.raw_ws import (
     OP_CLOSE,
     OP_CONT,
@@ -31,7 +26,16 @@ from tests.support.raw_ws import (
     client_frame,
     raw_connection,
 )
-from tests.support.worker import metric, running_worker, ws_url
+from tests.support.tokens import TokenIssuer
+from tests.support.waiting import eventually
+from tests.support.worker import (
+    disconnects_counted,
+    handshake_rejections,
+    metric,
+    publish,
+    running_worker,
+    ws_url,
+)
 
 MAX_FRAME_BYTES = 8192
 """Small enough to pass cheaply, large enough for the long-but-legal inputs below."""
@@ -66,12 +70,6 @@ async def msgpack_client(worker: Worker) -> AsyncIterator[HeraldTestClient]:
     await c.close()
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 async def error_after(client: HeraldTestClient, message: str | bytes) -> dict[str, Any]:
     """Send *message* as is (str: text frame, bytes: binary frame); the error it earns."""
     seen = len(client.errors)
@@ -89,30 +87,13 @@ def errors_counted(worker: Worker, code: int) -> float:
     return metric(worker, "herald_errors_total", code=str(code))
 
 
-def handshake_rejections(worker: Worker, reason: str) -> float:
-    return metric(worker, "herald_handshake_rejections_total", reason=reason)
-
-
-def disconnects_counted(worker: Worker, code: int) -> float:
-    return metric(worker, "herald_disconnects_total", code=str(code))
-
-
-async def assert_closed_with(client: HeraldTestClient, code: int) -> None:
-    closed_code, reason = await client.wait_closed()
-    assert closed_code == code, f"closed with {closed_code} ({reason!r}), expected {code}"
-
-
-async def assert_connection_kept(client: HeraldTestClient) -> None:
-    assert (await client.request({"op": "ping"}))["type"] == "reply"
-
-
 async def assert_worker_still_serves(worker: Worker) -> None:
     """A fresh client connects, subscribes and receives a publication."""
     probe = HeraldTestClient(ws_url(worker))
     try:
         assert (await probe.open() or {}).get("type") == "reply"
         assert (await probe.subscribe(PROBE_CHANNEL))["type"] == "reply"
-        await worker.bus.publish(PROBE_CHANNEL, pack_data("still serving"))
+        await publish(worker, PROBE_CHANNEL, "still serving")
         await eventually(lambda: probe.data(PROBE_CHANNEL) == ["still serving"])
     finally:
         await probe.close()
@@ -152,7 +133,7 @@ async def test_a_text_message_that_is_not_a_command_gets_400_without_an_id(
 ) -> None:
     assert_error(await error_after(client, message), 400)
     assert errors_counted(worker, 400) == 1
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -185,7 +166,7 @@ async def test_a_command_with_a_bad_field_gets_400_with_its_id(
 ) -> None:
     assert_error(await error_after(client, json.dumps({**command, "id": 7})), 400, 7)
     assert errors_counted(worker, 400) == 1
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -194,7 +175,7 @@ async def test_a_binary_frame_on_the_json_protocol_gets_400(
 ) -> None:
     assert_error(await error_after(client, b'{"op": "ping", "id": 7}'), 400)
     assert errors_counted(worker, 400) == 1
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -203,7 +184,7 @@ async def test_a_text_frame_on_the_msgpack_protocol_gets_400(
 ) -> None:
     assert_error(await error_after(msgpack_client, '{"op": "ping", "id": 7}'), 400)
     assert errors_counted(worker, 400) == 1
-    await assert_connection_kept(msgpack_client)
+    await assert_still_open(msgpack_client)
     await assert_worker_still_serves(worker)
 
 
@@ -227,7 +208,7 @@ async def test_a_binary_message_that_is_not_a_msgpack_command_gets_400(
 ) -> None:
     assert_error(await error_after(msgpack_client, message), 400)
     assert errors_counted(worker, 400) == 1
-    await assert_connection_kept(msgpack_client)
+    await assert_still_open(msgpack_client)
     await assert_worker_still_serves(worker)
 
 
@@ -248,7 +229,7 @@ async def test_an_unknown_op_gets_404_echoing_a_valid_id(
 ) -> None:
     assert_error(await error_after(client, message), 404, echoed_id)
     assert errors_counted(worker, 404) == 1
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -278,7 +259,7 @@ async def test_a_subscribe_to_an_invalid_channel_gets_422_with_its_id(
     assert_error(await error_after(client, subscribe_to(channel)), 422, 7)
     assert errors_counted(worker, 422) == 1
     assert worker.hub.channel_count == 0
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -319,7 +300,7 @@ async def test_a_second_connect_gets_405(worker: Worker, client: HeraldTestClien
     answer = await client.request({"op": "connect"})
     assert_error(answer, 405, answer["id"])
     assert errors_counted(worker, 405) == 1
-    await assert_connection_kept(client)
+    await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
 
@@ -353,13 +334,9 @@ async def test_an_anonymous_subscribe_to_a_user_channel_gets_403(
 
 
 async def test_a_subscribe_to_another_users_channel_gets_403() -> None:
-    key = Ed25519PrivateKey.generate()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    token = jwt.encode({"sub": "7", "exp": time.time() + 3600}, key, algorithm="EdDSA")
-    async with running_worker(jwt_public_key_pem=public_pem.decode()) as worker:
-        client = HeraldTestClient(ws_url(worker), token=token)
+    issuer = TokenIssuer()
+    async with running_worker(jwt_public_key_pem=issuer.public_pem) as worker:
+        client = HeraldTestClient(ws_url(worker), token=issuer.token("7"))
         await client.open()
         try:
             answer = await client.request({"op": "subscribe", "channel": "user:42"})
@@ -384,7 +361,9 @@ async def test_a_flood_of_commands_gets_429_then_close_4006() -> None:
             await assert_closed_with(client, 4006)
         finally:
             await client.close()
-        assert [(e["code"], e["id"]) for e in client.errors] == [(429, None)] * 4
+        assert [(e["code"], e["id"]) for e in client.errors] == [
+            (429, 100 + n) for n in (3, 4, 5, 6)
+        ]
         assert errors_counted(worker, 429) == 4
         assert disconnects_counted(worker, 4006) == 1
         await assert_worker_still_serves(worker)
@@ -449,7 +428,7 @@ async def test_a_fragmented_command_is_assembled_and_answered(
     await client.ws.send(['{"op": "subscr', 'ibe", "id": 7, ', '"channel": "question:1"}'])
     await eventually(lambda: worker.hub.channel_state("question:1") is ChannelState.LIVE)
     await eventually(lambda: worker.hub.subscriber_count("question:1") == 1)
-    await worker.bus.publish("question:1", pack_data("hello"))
+    await publish(worker, "question:1", "hello")
     await eventually(lambda: "question:1" in client.channels)
     assert client.data("question:1") == ["hello"]
 
