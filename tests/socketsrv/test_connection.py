@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgpack
@@ -17,7 +16,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from publisher.envelope import pack_data
 from socketsrv.worker import Worker, WorkerState
 from tests.support.client import HeraldTestClient
 from tests.support.raw_ws import (
@@ -27,25 +25,10 @@ from tests.support.raw_ws import (
     raw_connection,
     upgrade_request,
 )
-from tests.support.worker import metric, running_worker, ws_url
+from tests.support.waiting import eventually
+from tests.support.worker import handshake_rejections, publish, running_worker, ws_url
 
 GOOD_ORIGIN = "https://ok.example"
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[Worker]:
-    async with running_worker() as w:
-        yield w
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-async def publish(worker: Worker, channel: str, data: Any) -> None:
-    await worker.bus.publish(channel, pack_data(data))
 
 
 async def assert_handshake_refused(url: str, status: int, **options: Any) -> None:
@@ -53,10 +36,6 @@ async def assert_handshake_refused(url: str, status: int, **options: Any) -> Non
         async with connect(url, open_timeout=5, **options):
             pass
     assert refused.value.response.status_code == status
-
-
-def rejections(worker: Worker, reason: str) -> float:
-    return metric(worker, "herald_handshake_rejections_total", reason=reason)
 
 
 async def receive_msgpack(ws: ClientConnection) -> dict[str, Any]:
@@ -108,7 +87,7 @@ async def test_the_first_herald_subprotocol_offered_is_chosen(worker: Worker) ->
 
 async def test_only_unknown_subprotocols_are_refused_with_400_and_counted(worker: Worker) -> None:
     await assert_handshake_refused(ws_url(worker), 400, subprotocols=[Subprotocol("chat.v2")])
-    assert rejections(worker, "subprotocol") == 1
+    assert handshake_rejections(worker, "subprotocol") == 1
     assert len(worker.connections) == 0
 
 
@@ -128,7 +107,7 @@ async def test_an_allowed_origin_or_none_is_accepted(origin: str | None) -> None
         async with connect(ws_url(worker), origin=header, open_timeout=5) as ws:
             await ws.send(json.dumps({"op": "connect", "id": 1}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "reply"
-        assert rejections(worker, "origin") == 0
+        assert handshake_rejections(worker, "origin") == 0
 
 
 @pytest.mark.parametrize(
@@ -143,7 +122,7 @@ async def test_an_origin_outside_the_allowlist_is_refused_with_403_and_counted(
 ) -> None:
     async with running_worker(origins=(GOOD_ORIGIN,)) as worker:
         await assert_handshake_refused(ws_url(worker), 403, origin=Origin(origin))
-        assert rejections(worker, "origin") == 1
+        assert handshake_rejections(worker, "origin") == 1
         assert len(worker.connections) == 0
 
 
@@ -154,7 +133,7 @@ async def test_a_connection_beyond_max_connections_gets_503_until_one_leaves() -
         await second.open()
         try:
             await assert_handshake_refused(ws_url(worker), 503)
-            assert rejections(worker, "capacity") == 1
+            assert handshake_rejections(worker, "capacity") == 1
 
             await first.close()
             await eventually(lambda: len(worker.connections) == 1)
@@ -202,7 +181,7 @@ async def test_readyz_answers_503_and_handshakes_get_503_while_draining() -> Non
         await client.close()
     assert ready.status == 503
     assert handshake.status == 503
-    assert rejections(worker, "draining") == 1
+    assert handshake_rejections(worker, "draining") == 1
 
 
 async def test_metrics_answers_prometheus_text_with_the_open_connections(worker: Worker) -> None:
@@ -222,4 +201,4 @@ async def test_a_plain_get_on_the_websocket_path_is_refused_with_426_and_counted
 ) -> None:
     answer = await http_get(worker.port, "/ws")
     assert answer.status == 426
-    assert rejections(worker, "bad_handshake") == 1
+    assert handshake_rejections(worker, "bad_handshake") == 1

@@ -11,51 +11,27 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import connect
 
-from publisher.envelope import pack_data
 from socketsrv.worker import Worker, WorkerState, verifier_of
-from tests.support.client import HeraldTestClient, assert_offsets_exactly
-from tests.support.worker import metric, running_worker, ws_url
+from tests.support.client import (
+    HeraldTestClient,
+    assert_closed_with,
+    assert_offsets_exactly,
+    assert_still_open,
+)
+from tests.support.tokens import TokenIssuer
+from tests.support.waiting import eventually
+from tests.support.worker import disconnects_counted, metric, publish, running_worker, ws_url
 
 CHANNEL = "question:4242"
 
 
 # Helpers
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[Worker]:
-    async with running_worker() as w:
-        yield w
-
-
-@dataclass
-class TokenIssuer:
-    """Signs connection tokens the way the Q&A core does (EdDSA); the worker gets the key."""
-
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-
-    @property
-    def public_pem(self) -> str:
-        return (
-            self.key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-
-    def token(self, user_id: str, *, expires_in_s: float = 3600.0, **claims: Any) -> str:
-        payload = {"sub": user_id, "exp": time.time() + expires_in_s, **claims}
-        return jwt.encode(payload, self.key, algorithm="EdDSA")
 
 
 @pytest.fixture
@@ -69,12 +45,6 @@ async def auth_worker(issuer: TokenIssuer) -> AsyncIterator[Worker]:
         yield w
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 async def connected(worker: Worker, **options: Any) -> HeraldTestClient:
     client = HeraldTestClient(ws_url(worker), **options)
     reply = await client.open()
@@ -82,30 +52,10 @@ async def connected(worker: Worker, **options: Any) -> HeraldTestClient:
     return client
 
 
-async def publish(worker: Worker, channel: str, data: Any) -> int:
-    """Publish one item; its offset."""
-    return (await worker.bus.publish(channel, pack_data(data))).position.offset
-
-
 async def publish_many(worker: Worker, channel: str, count: int) -> None:
     """Publish *count* numbered items back to back, in one event-loop turn."""
     for n in range(count):
         await publish(worker, channel, n)
-
-
-async def assert_closed_with(client: HeraldTestClient, code: int) -> str | None:
-    """The client was closed with *code*; the close reason."""
-    closed_code, reason = await client.wait_closed()
-    assert closed_code == code, f"closed with {closed_code} ({reason!r}), expected {code}"
-    return reason
-
-
-async def assert_still_open(client: HeraldTestClient) -> None:
-    assert (await client.request({"op": "ping"}))["type"] == "reply"
-
-
-def disconnects_counted(worker: Worker, code: int) -> float:
-    return metric(worker, "herald_disconnects_total", code=str(code))
 
 
 def received(client: HeraldTestClient, channel: str) -> int:

@@ -194,3 +194,15 @@ def assert_offsets_exactly(client: HeraldTestClient, channel: str, expected: Seq
     """The client received exactly these offsets on *channel*, in this order, none twice."""
     got = client.offsets(channel)
     assert got == list(expected), f"{channel}: expected {len(expected)} offsets, got {got[:20]}..."
+
+
+async def assert_closed_with(client: HeraldTestClient, code: int) -> str | None:
+    """The client was closed with *code*; the close reason."""
+    closed_code, reason = await client.wait_closed()
+    assert closed_code == code, f"closed with {closed_code} ({reason!r}), expected {code}"
+    return reason
+
+
+async def assert_still_open(client: HeraldTestClient) -> None:
+    """The connection still answers a ping."""
+    assert (await client.request({"op": "ping"}))["type"] == "reply"

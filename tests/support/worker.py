@@ -1,4 +1,7 @@
-"""Run a real socketsrv worker inside the test's event loop, on a free loopback port."""
+"""Run a real socketsrv worker inside the test's event loop, on a free loopback port.
+
+Beside it: its URL, the samples of its metrics, and publishing on its bus.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from publisher.envelope import pack_data
 from socketsrv.app import build_bus
 from socketsrv.bus.base import Bus
 from socketsrv.metrics import build_metrics
@@ -47,3 +51,16 @@ def metric(worker: Worker, name: str, **labels: str) -> float:
     """The current value of one sample of the worker's registry (0 when absent)."""
     value = worker.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else value
+
+
+def disconnects_counted(worker: Worker, code: int) -> float:
+    return metric(worker, "herald_disconnects_total", code=str(code))
+
+
+def handshake_rejections(worker: Worker, reason: str) -> float:
+    return metric(worker, "herald_handshake_rejections_total", reason=reason)
+
+
+async def publish(worker: Worker, channel: str, data: Any) -> int:
+    """Publish one item on the worker's bus; its offset."""
+    return (await worker.bus.publish(channel, pack_data(data))).position.offset

@@ -24,6 +24,7 @@ from socketsrv.bus.memory import MemoryBus
 from socketsrv.bus.redis import RedisBus, backoff_delay_s
 from socketsrv.metrics import Metrics, build_metrics
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
 
 Q1, Q2, Q3 = "question:1", "question:2", "question:3"
 BARRIER = "questions:new"
@@ -50,15 +51,6 @@ class Recorder:
 
     def offsets(self, channel: str) -> list[int]:
         return [envelope.offset for envelope in self.envelopes(channel)]
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait until *check* holds; fail after *timeout_s*."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.002)
 
 
 def packed(data: Any) -> bytes:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,21 +20,12 @@ from socketsrv.protocol.auth import (
     TokenRejected,
     TokenVerifier,
 )
+from tests.support.tokens import SignToken, b64url, segment
 
 NOW = 1_800_000_000.0
 LATER = NOW + 300
 
-SignToken = Callable[..., str]
 VerifierFor = Callable[[Any], TokenVerifier]
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def segment(fields: dict[str, Any]) -> str:
-    """One base64url JSON segment of a compact JWS (RFC 7515 section 7.1)."""
-    return b64url(json.dumps(fields).encode())
 
 
 def assert_invalid(verifier: TokenVerifier, token: str, now: float = NOW) -> TokenInvalid:
