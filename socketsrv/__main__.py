@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = Settings.from_env(os.environ).replace(**overrides)
+        settings = Settings.from_env(os.environ, **overrides)
     except SettingsError as exc:
         print(f"herald-socketsrv: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ arguments whose names carry their units.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,16 +81,31 @@ class Settings:
         for name in ("history_size", "max_connections", "max_frame_bytes", "outbox_max_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(name, "must be positive")
-        for name in ("ping_interval_s", "pong_timeout_s", "connect_timeout_s", "sweep_interval_s"):
-            if getattr(self, name) <= 0:
+        for name in (
+            "ping_interval_s", "pong_timeout_s", "connect_timeout_s", "sweep_interval_s",
+            "history_ttl_s", "meta_ttl_s", "idempotency_ttl_s", "close_timeout_s",
+            "drain_timeout_s", "commands_per_s",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(name, "must be a positive number")
+        for name in ("drain_batch_size", "max_subscriptions", "commands_burst", "flood_refusals"):
+            if getattr(self, name) < 1:
                 raise SettingsError(name, "must be positive")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError("port", "must be 0..65535")
+        if not self.host:
+            raise SettingsError("host", "must not be empty")
+        if not self.key_prefix:
+            raise SettingsError("key_prefix", "must not be empty")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from ``HERALD_<FIELD>`` variables (and ``REDIS_URL``)."""
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``HERALD_<FIELD>`` variables (and ``REDIS_URL``), then
+        *overrides* (command-line flags), validating the result once."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = env.get("HERALD_" + f.name.upper())
@@ -102,9 +118,9 @@ class Settings:
             try:
                 with open(key_file, encoding="ascii") as fh:
                     values["jwt_public_key_pem"] = fh.read()
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError("jwt_public_key_file", str(exc)) from None
-        return cls(**values)
+        return cls(**{**values, **overrides})
 
 
 def _convert(name: str, raw: str, annotation: Any) -> Any:
@@ -113,7 +129,10 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if kind.startswith("bool"):
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
@@ -122,4 +141,8 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError:
         raise SettingsError(name, f"cannot read {raw!r} as {kind}") from None
-    return raw or None
+    if raw:
+        return raw
+    if kind.endswith("| None"):
+        return None  # an empty optional setting means "not set"
+    raise SettingsError(name, "must not be empty")

@@ -141,6 +141,13 @@ def test_a_missing_public_key_file_is_refused_naming_jwt_public_key_file(tmp_pat
         pytest.param({"HERALD_SWEEP_INTERVAL_S": "-1"}, "sweep_interval_s", id="negative-sweep"),
         pytest.param({"HERALD_HISTORY_SIZE": "-1"}, "history_size", id="negative-history"),
         pytest.param({"HERALD_OUTBOX_MAX_BYTES": "0"}, "outbox_max_bytes", id="no-outbox"),
+        pytest.param({"HERALD_PING_INTERVAL_S": "nan"}, "ping_interval_s", id="nan-interval"),
+        pytest.param({"HERALD_HISTORY_TTL_S": "inf"}, "history_ttl_s", id="infinite-ttl"),
+        pytest.param({"HERALD_PORT": "70000"}, "port", id="port-out-of-range"),
+        pytest.param({"HERALD_HOST": ""}, "host", id="empty-host"),
+        pytest.param({"HERALD_KEY_PREFIX": ""}, "key_prefix", id="empty-prefix"),
+        pytest.param({"HERALD_DRAIN_BATCH_SIZE": "0"}, "drain_batch_size", id="empty-batches"),
+        pytest.param({"HERALD_COMMANDS_PER_S": "0"}, "commands_per_s", id="no-commands"),
     ],
 )
 def test_a_value_that_cannot_work_is_refused_naming_the_setting(
@@ -179,3 +186,16 @@ def test_the_command_line_refuses_several_workers_without_redis_with_exit_code_2
     assert done.stderr.startswith("herald-socketsrv: setting workers:"), done.stderr
     assert "Redis" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_command_line_flag_can_fix_what_the_environment_alone_cannot() -> None:
+    settings = Settings.from_env({"HERALD_WORKERS": "4"}, redis_url=REDIS)
+    assert (settings.workers, settings.redis_url) == (4, REDIS)
+
+
+def test_a_public_key_file_that_is_not_text_is_refused_naming_jwt_public_key_file(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(b"\xff\xfe not a PEM")
+    assert_names(refused({"HERALD_JWT_PUBLIC_KEY_FILE": str(key_file)}), "jwt_public_key_file")
