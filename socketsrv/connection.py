@@ -6,9 +6,10 @@ queued for a connection during one event-loop turn into a single ``transport.wri
 Deadlines (heartbeats, connect timeout, token expiry) are checked by the worker's shared
 sweep (socketsrv/worker.py).
 
-The outgoing buffer is bounded: the bytes queued here plus the transport's own buffer may not
-exceed ``outbox_max_bytes``; past it the connection is closed with 4001 ("slow") and the
-others are not delayed (docs/protocol.md#slow-clients).
+The outgoing buffer is bounded: the bytes queued here during one loop turn, and the bytes the
+transport holds that the client has not read yet, may each not exceed ``outbox_max_bytes``
+(the transport's high-water mark); past either the connection is closed with 4001 ("slow")
+and the others are not delayed (docs/protocol.md#slow-clients).
 """
 
 from __future__ import annotations
@@ -124,14 +125,15 @@ class ClientConnection(asyncio.Protocol):
 
     __slots__ = (
         "_close_timer",
+        "_compress",
         "_detached",
         "_dirty",
         "_fragments",
         "_fragments_text",
+        "_outbox_max_bytes",
         "_pending",
         "_pending_bytes",
         "_subscribing",
-        "_transport_buffered",
         "closing",
         "host",
         "session",
@@ -158,7 +160,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._transport_buffered = 0
+        self._outbox_max_bytes = cfg.outbox_max_bytes
+        self._compress = cfg.compression
         self._dirty = False
         self._fragments: list[bytes] | None = None
         self._fragments_text = False
@@ -171,6 +174,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=self._outbox_max_bytes)
         self.host.transports += 1
         # Until the handshake completes, the close timer bounds it (slowloris, TLS to plain).
         self._close_timer = asyncio.get_running_loop().call_later(
@@ -363,11 +367,11 @@ class ClientConnection(asyncio.Protocol):
         the hub: detaching happens on a later loop turn."""
         if self.closing:
             return
-        if self.host.config.compression:
+        if self._compress:
             frame = self._recompress(frame)
         self._pending.append(frame)
         self._pending_bytes += len(frame)
-        if self._pending_bytes + self._transport_buffered > self.host.config.outbox_max_bytes:
+        if self._pending_bytes > self._outbox_max_bytes:
             self.close_with(CloseCode.SLOW)
             return
         if not self._dirty:
@@ -386,11 +390,14 @@ class ClientConnection(asyncio.Protocol):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_bytes = 0
-        transport.write(data)
-        self._transport_buffered = transport.get_write_buffer_size()
-        if self._transport_buffered > self.host.config.outbox_max_bytes:
-            self.close_with(CloseCode.SLOW)
+        transport.write(data)  # past outbox_max_bytes buffered, the transport calls pause_writing
         return len(data)
+
+    def pause_writing(self) -> None:
+        """The transport holds more than ``outbox_max_bytes`` the client has not read: slow.
+
+        Called from inside ``transport.write``; the close happens on the next loop turn."""
+        asyncio.get_running_loop().call_soon(self.close_with, CloseCode.SLOW)
 
     def _recompress(self, frame: bytes) -> bytes:
         """With permessage-deflate, let the websocket protocol frame (and compress) the payload."""
