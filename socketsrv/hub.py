@@ -29,12 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from publisher.envelope import InvalidEnvelope, StreamPosition, decode_envelope
+from publisher.envelope import InvalidEnvelope, StreamPosition
 from socketsrv.bus.base import Bus, BusUnavailable
+from socketsrv.history import HistoryReader
 from socketsrv.metrics import Metrics
-from socketsrv.protocol import frames
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
+from socketsrv.publication import Publication, decode_publication
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +54,6 @@ class Subscriber(Protocol):
 
     def close_with(self, code: CloseCode) -> None:
         """Close the connection with *code* (asynchronously; the hub is told via remove)."""
-
-
-class Publication:
-    """One decoded publication; its frames are built on first use, once per wire format."""
-
-    __slots__ = ("_frames", "channel", "data", "epoch", "offset", "published_ms")
-
-    def __init__(self, channel: str, epoch: str, offset: int, published_ms: int, data: Any):
-        self.channel = channel
-        self.epoch = epoch
-        self.offset = offset
-        self.published_ms = published_ms
-        self.data = data
-        self._frames: dict[WireFormat, bytes] = {}
-
-    def frame(self, wire: WireFormat) -> bytes:
-        built = self._frames.get(wire)
-        if built is None:
-            built = frames.publication(self.channel, self.offset, self.data, wire)
-            self._frames[wire] = built
-        return built
 
 
 class ChannelState(enum.Enum):
@@ -145,6 +125,7 @@ class Hub:
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._history = HistoryReader(bus, limit=history_limit, decode=self._decode_all)
 
     # Queries (tests and metrics)
 
@@ -190,7 +171,7 @@ class Hub:
             if ch.ready.cancelled() or ch.ready.exception() is not None:
                 self._drop_failed(ch)
                 raise BusUnavailable(f"cannot subscribe to {channel}")
-            result = await self._bus.history(channel, since, self._history_limit)
+            result = await self._history.read(channel, since)
         except BaseException:
             if ch.catching.get(sub) is catch_up:
                 del ch.catching[sub]
@@ -205,18 +186,16 @@ class Hub:
         elif ch.epoch != position.epoch:
             self._lose(ch, "epoch changed under a subscribe")
             return
-        replay: list[Publication] = []
         if since is None:
             recovery, last = "none", position.offset
         elif result.complete:
             recovery, last = "recovered", since.offset
-            replay = self._decode_all(channel, result.publications)
         else:
             recovery, last = "failed", position.offset
         self._metrics.recoveries.labels(result=recovery).inc()
         on_subscribed(position, recovery)
         queued, catch_up.pending = catch_up.pending or [], None
-        for pub in (*replay, *queued):
+        for pub in (*result.publications, *queued):
             if pub.epoch == position.epoch and pub.offset > last:
                 sub.push(pub.frame(sub.wire))
                 last = pub.offset
@@ -363,7 +342,7 @@ class Hub:
         assert ch.epoch is not None
         since = StreamPosition(ch.epoch, ch.last)
         try:
-            result = await self._bus.history(ch.name, since, self._history_limit)
+            result = await self._history.read(ch.name, since)
         except BusUnavailable:
             return  # on_bus_restored starts it again
         if self._channels.get(ch.name) is not ch:
@@ -375,7 +354,7 @@ class Hub:
         self._metrics.gap_repairs.labels(result="repaired").inc()
         buffered, ch.repair_buffer = ch.repair_buffer, []
         ch.state = ChannelState.LIVE
-        for pub in (*self._decode_all(ch.name, result.publications), *buffered):
+        for pub in (*result.publications, *buffered):
             self._accept(ch, pub)
         self._promote(ch)
 
@@ -392,12 +371,11 @@ class Hub:
 
     def _decode(self, channel: str, envelope: bytes) -> Publication | None:
         try:
-            e = decode_envelope(envelope)
+            return decode_publication(channel, envelope)
         except InvalidEnvelope as exc:
             self._metrics.bus_invalid_messages.inc()
             log.warning("dropped an invalid envelope on %s: %s", channel, exc)
             return None
-        return Publication(channel, e.epoch, e.offset, e.published_ms, e.data)
 
     def _decode_all(self, channel: str, envelopes: list[bytes]) -> list[Publication]:
         return [p for p in (self._decode(channel, e) for e in envelopes) if p is not None]
@@ -420,6 +398,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._history.close()
         for ch in self._channels.values():
             ch.ready.cancel()
 

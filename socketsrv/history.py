@@ -1,0 +1,131 @@
+"""History reads for subscribes and repairs, one bus call per channel per loop turn.
+
+After a deploy or a network blip, thousands of clients resubscribe to the same channels with
+nearly the same positions within milliseconds. Each needs the publications after its own
+position, read *after* it registered for live publications (that order is what makes the
+subscribe gap-free, see socketsrv/hub.py). Requests made during one event-loop turn are all
+registered before the turn ends, so one read issued at the end of the turn, from the lowest
+position of the batch, serves every one of them: each takes the suffix after its own
+position and checks on its own that the suffix has no gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from publisher.envelope import StreamPosition
+from socketsrv.bus.base import Bus
+from socketsrv.publication import Publication
+
+log = logging.getLogger(__name__)
+
+Decode = Callable[[str, list[bytes]], list[Publication]]
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    position: StreamPosition
+    """The channel's epoch and last offset when the history was read."""
+    complete: bool
+    """Without a position: always True. With one: ``publications`` holds every offset after
+    it up to ``position`` (False: outside the window, or the epoch changed)."""
+    publications: list[Publication]
+
+
+def suffix_after(
+    position: StreamPosition, publications: list[Publication], since: StreamPosition | None
+) -> Recovered:
+    """What one reader positioned at *since* gets from a read of the channel's history."""
+    if since is None:
+        return Recovered(position, True, [])
+    if since.epoch != position.epoch or since.offset > position.offset:
+        return Recovered(position, False, [])
+    missed = position.offset - since.offset
+    if missed == 0:
+        return Recovered(position, True, [])
+    tail = [p for p in publications if p.offset > since.offset]
+    complete = (
+        len(tail) == missed
+        and tail[0].offset == since.offset + 1
+        and tail[-1].offset == position.offset
+    )
+    return Recovered(position, complete, tail if complete else [])
+
+
+_Request = tuple[StreamPosition | None, "asyncio.Future[Recovered]"]
+
+
+class HistoryReader:
+    def __init__(self, bus: Bus, *, limit: int, decode: Decode) -> None:
+        self._bus = bus
+        self._limit = limit
+        self._decode = decode
+        self._pending: dict[str, list[_Request]] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, channel: str, since: StreamPosition | None) -> Recovered:
+        """The channel's position and the publications after *since*, read after this call.
+
+        Raises :class:`socketsrv.bus.base.BusUnavailable` when the bus cannot be reached.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Recovered] = loop.create_future()
+        self._pending.setdefault(channel, []).append((since, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._issue)
+        return await future
+
+    def _issue(self) -> None:
+        pending, self._pending = self._pending, {}
+        self._scheduled = False
+        for channel, requests in pending.items():
+            for batch in _batches(requests):
+                task = asyncio.ensure_future(self._read(channel, batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, channel: str, batch: list[_Request]) -> None:
+        positions = [since for since, _ in batch if since is not None]
+        lowest = min(positions, key=lambda p: p.offset) if positions else None
+        try:
+            result = await self._bus.history(channel, lowest, self._limit)
+            publications = self._decode(channel, result.publications)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each waiting reader re-raises it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for since, future in batch:
+            if not future.done():
+                future.set_result(suffix_after(result.position, publications, since))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _batches(requests: list[_Request]) -> list[list[_Request]]:
+    """One batch per epoch asked about; requests without a position join the first batch."""
+    by_epoch: dict[str, list[_Request]] = {}
+    without: list[_Request] = []
+    for request in requests:
+        since = request[0]
+        if since is None:
+            without.append(request)
+        else:
+            by_epoch.setdefault(since.epoch, []).append(request)
+    batches = list(by_epoch.values())
+    if not batches:
+        return [without]
+    batches[0].extend(without)
+    return batches

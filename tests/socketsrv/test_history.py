@@ -1,0 +1,155 @@
+"""History reads: one bus call per channel per loop turn, each reader gets its own suffix."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from publisher.envelope import StreamPosition, pack_data
+from socketsrv.bus.base import BusListener, BusUnavailable, HistoryResult
+from socketsrv.bus.memory import MemoryBus
+from socketsrv.history import HistoryReader, suffix_after
+from socketsrv.publication import Publication, decode_publication
+
+
+def pubs(channel: str, epoch: str, offsets: range) -> list[Publication]:
+    return [Publication(channel, epoch, o, 0, {"o": o}) for o in offsets]
+
+
+def decode_all(channel: str, envelopes: list[bytes]) -> list[Publication]:
+    return [decode_publication(channel, e) for e in envelopes]
+
+
+class NullListener:
+    def on_publication(self, channel: str, envelope: bytes) -> None: ...
+    def on_bus_lost(self) -> None: ...
+    def on_bus_restored(self) -> None: ...
+
+
+class CountingBus(MemoryBus):
+    def __init__(self) -> None:
+        super().__init__(history_size=20)
+        self.reads: list[tuple[str, StreamPosition | None]] = []
+        self.down = False
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
+        self.reads.append((channel, since))
+        if self.down:
+            raise BusUnavailable("test")
+        return await super().history(channel, since, limit)
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[CountingBus]:
+    b = CountingBus()
+    listener: BusListener = NullListener()
+    await b.start(listener)
+    yield b
+    await b.close()
+
+
+async def publish(bus: CountingBus, channel: str, count: int) -> StreamPosition:
+    position = StreamPosition("", 0)
+    for i in range(count):
+        position = (await bus.publish(channel, pack_data(i))).position
+    return position
+
+
+# suffix_after, the pure part
+
+TOP = StreamPosition("e1", 10)
+
+
+def test_a_reader_without_a_position_gets_the_position_only() -> None:
+    assert suffix_after(TOP, pubs("q", "e1", range(5, 11)), None).publications == []
+
+
+def test_a_reader_at_the_top_is_complete_with_nothing_to_replay() -> None:
+    result = suffix_after(TOP, [], StreamPosition("e1", 10))
+    assert (result.complete, result.publications) == (True, [])
+
+
+def test_a_reader_inside_the_window_gets_exactly_its_suffix() -> None:
+    result = suffix_after(TOP, pubs("q", "e1", range(5, 11)), StreamPosition("e1", 7))
+    assert result.complete
+    assert [p.offset for p in result.publications] == [8, 9, 10]
+
+
+@pytest.mark.parametrize(
+    ("since", "window"),
+    [
+        pytest.param(StreamPosition("e1", 3), range(5, 11), id="before-the-window"),
+        pytest.param(StreamPosition("e0", 7), range(5, 11), id="another-epoch"),
+        pytest.param(StreamPosition("e1", 12), range(5, 11), id="ahead-of-the-top"),
+        pytest.param(StreamPosition("e1", 7), range(9, 11), id="a-hole-after-the-position"),
+    ],
+)
+def test_a_reader_the_history_cannot_cover_is_told_so(since: StreamPosition, window: range) -> None:
+    result = suffix_after(TOP, pubs("q", "e1", window), since)
+    assert (result.complete, result.publications) == (False, [])
+
+
+# Batching
+
+
+async def test_readers_of_one_channel_in_one_loop_turn_share_one_bus_read(
+    bus: CountingBus,
+) -> None:
+    top = await publish(bus, "question:1", 10)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    positions = [StreamPosition(top.epoch, o) for o in (2, 5, 9, 10)] + [None]
+    results = await asyncio.gather(*(reader.read("question:1", p) for p in positions))
+    assert bus.reads == [("question:1", StreamPosition(top.epoch, 2))]
+    assert [[p.offset for p in r.publications] for r in results] == [
+        list(range(3, 11)),
+        list(range(6, 11)),
+        [10],
+        [],
+        [],
+    ]
+    assert all(r.complete for r in results)
+
+
+async def test_readers_in_later_turns_or_of_other_channels_read_again(bus: CountingBus) -> None:
+    await publish(bus, "question:1", 2)
+    await publish(bus, "question:2", 2)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    await asyncio.gather(reader.read("question:1", None), reader.read("question:2", None))
+    await reader.read("question:1", None)
+    assert sorted(channel for channel, _ in bus.reads) == ["question:1", "question:1", "question:2"]
+
+
+async def test_readers_asking_about_different_epochs_get_one_read_each(bus: CountingBus) -> None:
+    top = await publish(bus, "question:1", 3)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    current, stale = await asyncio.gather(
+        reader.read("question:1", StreamPosition(top.epoch, 1)),
+        reader.read("question:1", StreamPosition("old-epoch", 1)),
+    )
+    assert len(bus.reads) == 2
+    assert [p.offset for p in current.publications] == [2, 3]
+    assert not stale.complete
+
+
+async def test_an_unavailable_bus_fails_every_reader_of_the_batch(bus: CountingBus) -> None:
+    bus.down = True
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    results = await asyncio.gather(
+        reader.read("question:1", None), reader.read("question:1", None), return_exceptions=True
+    )
+    assert all(isinstance(r, BusUnavailable) for r in results)
+    assert len(bus.reads) == 1
+
+
+async def test_a_cancelled_reader_does_not_disturb_the_others(bus: CountingBus) -> None:
+    await publish(bus, "question:1", 4)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    doomed = asyncio.ensure_future(reader.read("question:1", None))
+    kept = asyncio.ensure_future(reader.read("question:1", None))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    assert (await kept).position.offset == 4
