@@ -73,26 +73,40 @@ class HttpHandler(TypingProtocol):
 
 
 class WriteScheduler:
-    """Flushes every connection that queued frames, once per event-loop turn."""
+    """Flushes every connection that queued frames, once per event-loop turn.
+
+    This is the hot path of every delivery (docs/decisions.md): a connection appends itself
+    to :attr:`dirty` when its first frame of the turn is queued, and :meth:`flush` writes
+    each one's frames with a single ``transport.write``, without a call per connection.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
         self._loop = loop
         self._metrics = metrics
-        self._dirty: list[ClientConnection] = []
-        self._scheduled = False
+        self.dirty: list[ClientConnection] = []
+        """Connections with queued frames; the same list object for the worker's lifetime."""
 
-    def mark(self, conn: ClientConnection) -> None:
-        self._dirty.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
+    def schedule(self) -> None:
+        """Called when :attr:`dirty` gets its first connection of the turn."""
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        self._scheduled = False
+        batch = self.dirty.copy()
+        self.dirty.clear()
         written = 0
-        for conn in dirty:
-            written += conn.flush()
+        for conn in batch:
+            pending = conn._pending
+            if not pending:
+                continue  # flushed by the connection itself (a close) earlier in the turn
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            if conn.closing:
+                continue
+            if len(data) > conn._outbox_max_bytes:
+                conn.close_with(CloseCode.SLOW)
+                continue
+            conn.transport.write(data)  # type: ignore[union-attr]  # set before any push
+            written += len(data)
         if written:
             self._metrics.bytes_written.inc(written)
 
@@ -132,7 +146,6 @@ class ClientConnection(asyncio.Protocol):
         "_fragments_text",
         "_outbox_max_bytes",
         "_pending",
-        "_pending_bytes",
         "_subscribing",
         "closing",
         "host",
@@ -159,10 +172,9 @@ class ClientConnection(asyncio.Protocol):
         self.wire = WireFormat.JSON
         self.closing = False
         self._pending: list[bytes] = []
-        self._pending_bytes = 0
         self._outbox_max_bytes = cfg.outbox_max_bytes
         self._compress = cfg.compression
-        self._dirty = False
+        self._dirty = host.scheduler.dirty
         self._fragments: list[bytes] | None = None
         self._fragments_text = False
         self._subscribing: dict[str, asyncio.Task[None]] = {}
@@ -369,27 +381,23 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._compress:
             frame = self._recompress(frame)
-        self._pending.append(frame)
-        self._pending_bytes += len(frame)
-        if self._pending_bytes > self._outbox_max_bytes:
-            self.close_with(CloseCode.SLOW)
-            return
-        if not self._dirty:
-            self._dirty = True
-            self.host.scheduler.mark(self)
+        pending = self._pending
+        if not pending:
+            dirty = self._dirty
+            if not dirty:
+                self.host.scheduler.schedule()
+            dirty.append(self)
+        pending.append(frame)
 
     def flush(self) -> int:
-        """Write everything queued in one call; return the number of bytes written."""
-        self._dirty = False
+        """Write everything queued in one call now (a close); return the bytes written."""
         pending = self._pending
         transport = self.transport
         if not pending or transport is None or transport.is_closing():
             pending.clear()
-            self._pending_bytes = 0
             return 0
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        self._pending_bytes = 0
         transport.write(data)  # past outbox_max_bytes buffered, the transport calls pause_writing
         return len(data)
 
@@ -416,7 +424,6 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         if code is CloseCode.SLOW:
             self._pending.clear()  # what a slow client has not read, it will recover
-            self._pending_bytes = 0
         else:
             self.flush()
         self.host.metrics.disconnects.labels(code=str(int(code))).inc()
