@@ -1,0 +1,55 @@
+"""How one load-generator connection speaks to one kind of server (bench/README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+Message = tuple[int, bytes]
+"""(opcode, payload) of one websocket message."""
+
+
+@dataclass(slots=True)
+class ClientState:
+    """What one connection has seen; the adapter updates it, the engine aggregates it."""
+
+    channels: Sequence[str]
+    publications: int = 0
+    subscribed: int = 0
+    """Subscriptions confirmed by the server."""
+    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Per channel (epoch, offset) for servers that support recovery (Herald)."""
+    duplicates: int = 0
+    gaps: int = 0
+    recovered: int = 0
+    recovery_failed: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    """Publish-to-receive latencies, only on probe connections."""
+
+    @property
+    def ready(self) -> bool:
+        return self.subscribed >= len(self.channels)
+
+
+class Adapter(Protocol):
+    name: str
+
+    def upgrade_request(self, host: str, port: int) -> bytes:
+        """The HTTP/1.1 websocket upgrade request."""
+
+    def open_messages(
+        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
+    ) -> list[Message]:
+        """Messages to send once the 101 response arrived (connect, subscribes)."""
+
+    def on_message(
+        self, state: ClientState, opcode: int, payload: bytes, probe: bool
+    ) -> list[Message]:
+        """Handle one complete server message; return messages to send back."""

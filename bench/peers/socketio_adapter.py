@@ -1,0 +1,68 @@
+"""Adapter for python-socketio (bench/peers/socketio_server.py): Engine.IO v4 + Socket.IO v5.
+
+Over the websocket transport every Engine.IO packet is one text message: ``0{...}`` open,
+``2`` ping (answered ``3`` pong, or the server drops the connection after its ping timeout),
+``4...`` message, whose Socket.IO packet follows: ``40`` connect, ``42`` event, ``43`` ack.
+
+The client's connect and subscribe events go out right after the 101, without waiting for
+the server's open packet: python-engineio reads the websocket only once the socket is set
+up (it queues ``0{...}`` first), and python-socketio handles one connection's packets in
+order (``40`` before ``42``), so nothing sent early is lost or refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Sequence
+
+from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+
+_PUB = b'42["pub",'
+_PUB_DATA = len(_PUB)
+_PONG: Message = (OP_TEXT, b"3")
+
+
+class SocketIOAdapter:
+    name = "socketio"
+
+    def upgrade_request(self, host: str, port: int) -> bytes:
+        key = base64.b64encode(os.urandom(16))
+        return (
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: "
+            + f"{host}:{port}".encode()
+            + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key
+            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )  # fmt: skip
+
+    def open_messages(
+        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
+    ) -> list[Message]:
+        # Socket.IO has no recovery positions here: ignored. Ack id = index of the channel.
+        messages: list[Message] = [(OP_TEXT, b"40")]
+        for ack_id, channel in enumerate(channels):
+            event = json.dumps(["subscribe", channel], separators=(",", ":"))
+            messages.append((OP_TEXT, f"42{ack_id}{event}".encode()))
+        return messages
+
+    def on_message(
+        self, state: ClientState, opcode: int, payload: bytes, probe: bool
+    ) -> list[Message]:
+        if opcode != OP_TEXT:
+            return []
+        if payload.startswith(_PUB):
+            state.publications += 1
+            if probe:
+                # 42["pub",{...}] : the data is the event's only argument.
+                ts = json.loads(payload[_PUB_DATA:-1]).get("ts")
+                if ts is not None:
+                    state.latencies_ms.append(time.time() * 1000 - ts)
+            return []
+        if payload == b"2":
+            return [_PONG]
+        if payload.startswith(b"43"):
+            state.subscribed += 1
+        # 0{...} (open), 40{...} (connected), 41 / 44 (refused, disconnected): nothing to send.
+        return []

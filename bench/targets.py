@@ -1,0 +1,373 @@
+"""What the scenario runner needs to know about each server it measures (bench/README.md).
+
+    target = TARGETS["floor"]                      # or get_target("herald"), "socketio"
+    proc = target.start(port, redis_url, workers=2)   # returns once every worker serves
+    async with target.publisher(redis_url) as pub:
+        await pub.publish("question:1", {"ts": time.time() * 1000, "n": 1})
+    target.stop(proc)
+    target.adapter                                  # how a load connection speaks to it
+
+Every target runs as ONE process tree whose root is the returned ``Popen``: Herald's own
+supervisor with ``--workers N``, and for the floor and python-socketio a small supervisor
+(bench/peers/floor.py ``run_workers``) over N processes that share the port with
+SO_REUSEPORT. With one worker the root is the server itself. CPU and memory are the sum over
+the tree: :func:`process_tree` lists it (the root's children are the workers).
+
+"Ready" means: the server said so (stdout "ready", or GET /readyz 200 for Herald) and the
+kernel lists as many listening sockets on the port as there are workers, so no worker is
+still starting when the load arrives.
+
+Channel names: use names Herald accepts (``question:1``, ``tag:bench``, ``user:7``); the
+other targets take any name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, Self
+
+from bench.loadgen.adapters import Adapter
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+HERALD_ENV = {
+    "HERALD_LOG_LEVEL": "WARNING",
+    "HERALD_MAX_CONNECTIONS": "19500",
+    "HERALD_PING_INTERVAL_S": "25",
+    "HERALD_OUTBOX_MAX_BYTES": "4194304",
+}
+
+
+class TargetPublisher:
+    """Publishes to one target from the runner's process: ``async with`` it, or call
+    :meth:`open` once and :meth:`close` once."""
+
+    async def open(self) -> None:
+        return None
+
+    async def publish(self, channel: str, data: Any) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class HeraldPublisher(TargetPublisher):
+    """The real publishing path: script, stream, pub/sub (``publisher.publish.Publisher``)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+        self._publisher: Any = None
+
+    async def open(self) -> None:
+        from publisher.publish import Publisher
+
+        self._publisher = Publisher(self._url)
+
+    async def publish(self, channel: str, data: Any) -> None:
+        await self._publisher.publish(channel, data)
+
+    async def close(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.close()
+            self._publisher = None
+
+
+class FloorPublisher(TargetPublisher):
+    """``PUBLISH floor:<channel> <json data>``; the floor server frames it once."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+        self._redis: Any = None
+
+    async def open(self) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(self._url)
+
+    async def publish(self, channel: str, data: Any) -> None:
+        body = json.dumps(data, separators=(",", ":"))
+        await self._redis.publish("floor:" + channel, body)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+class SocketIOPublisher(TargetPublisher):
+    """``AsyncRedisManager(url, write_only=True).emit("pub", data, room=channel)``."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+        self._manager: Any = None
+
+    async def open(self) -> None:
+        import socketio
+
+        self._manager = socketio.AsyncRedisManager(self._url, write_only=True)
+
+    async def publish(self, channel: str, data: Any) -> None:
+        await self._manager.emit("pub", data, room=channel)
+
+    async def close(self) -> None:
+        manager, self._manager = self._manager, None
+        if manager is not None and manager.redis is not None:
+            await manager.redis.aclose()
+
+
+Command = Callable[[int, str, int], list[str]]
+
+
+@dataclass
+class Target:
+    name: str
+    adapter_factory: Callable[[], Adapter]
+    command: Command
+    """(port, redis_url, workers) -> argv."""
+    publisher_factory: Callable[[str], TargetPublisher]
+    ready: Literal["stdout", "readyz"]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def adapter(self) -> Adapter:
+        return self.adapter_factory()
+
+    def publisher(self, redis_url: str) -> TargetPublisher:
+        """A publisher for this target; ``async with`` it, or call open() and close()."""
+        return self.publisher_factory(redis_url)
+
+    def start(
+        self,
+        port: int,
+        redis_url: str,
+        workers: int = 1,
+        *,
+        timeout_s: float = START_TIMEOUT_S,
+        stderr: IO[bytes] | int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start the server on 127.0.0.1:*port*; return once every worker serves.
+
+        Raises RuntimeError (the server exited) or TimeoutError; the process is stopped then.
+        *stderr* is inherited unless given (a file, or subprocess.DEVNULL).
+        """
+        proc = subprocess.Popen(
+            [sys.executable, *self.command(port, redis_url, workers)],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE if self.ready == "stdout" else subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            if self.ready == "stdout":
+                _wait_ready_line(proc, deadline)
+            _wait_listening(proc, port, workers, deadline)
+            if self.ready == "readyz":
+                _wait_readyz(proc, port, workers, deadline)
+        except BaseException:
+            stop(proc)
+            raise
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
+        return stop(proc, timeout_s)
+
+
+def process_tree(pid: int) -> list[int]:
+    """*pid* and its descendants (a supervisor and its workers), from /proc."""
+    pids = [pid]
+    for parent in pids:  # grows while walked: breadth first
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                pids.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM, wait up to *timeout_s*, then SIGKILL the whole tree; return the exit status."""
+    if proc.poll() is None:
+        tree = process_tree(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(tree):  # workers first, so none is restarted meanwhile
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+    if proc.stdout is not None:
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+    return proc.returncode
+
+
+def _check_alive(proc: subprocess.Popen[bytes], deadline: float, what: str) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"server exited with {proc.returncode} before {what}")
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"server not ready in time ({what})")
+
+
+def _wait_ready_line(proc: subprocess.Popen[bytes], deadline: float) -> None:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    while b"ready" not in seen:
+        _check_alive(proc, deadline, 'printing "ready"')
+        readable, _, _ = select.select([fd], [], [], 0.1)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:  # stdout closed: the server is on its way out
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(1.0)
+                raise RuntimeError(f'server closed stdout before "ready" ({proc.poll()})')
+            seen = (seen + chunk)[-4096:]
+    # Keep draining: a server that prints later must never block on a full pipe.
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+
+
+def _drain(stream: IO[bytes]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while stream.read(65536):
+            pass
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on *port* (IPv4 and IPv6), from /proc/net/tcp*."""
+    hex_port = f":{port:04X}"
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(name).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(hex_port) and fields[3] == "0A":
+                    count += 1
+    return count
+
+
+def _wait_listening(
+    proc: subprocess.Popen[bytes], port: int, workers: int, deadline: float
+) -> None:
+    while listening_sockets(port) < workers:
+        _check_alive(proc, deadline, f"{workers} listening socket(s) on port {port}")
+        time.sleep(0.05)
+
+
+def _get(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def _wait_readyz(proc: subprocess.Popen[bytes], port: int, workers: int, deadline: float) -> None:
+    # Each request lands on some worker (SO_REUSEPORT hashes the new connection): ask
+    # several times in a row so that a worker still connecting to Redis is unlikely to hide.
+    wanted = 4 * workers
+    streak = 0
+    while streak < wanted:
+        _check_alive(proc, deadline, "GET /readyz 200")
+        if _get(port, "/readyz") == 200:
+            streak += 1
+        else:
+            streak = 0
+            time.sleep(0.05)
+
+
+def _herald_adapter() -> Adapter:
+    from bench.loadgen.herald import HeraldAdapter  # written alongside the load engine
+
+    adapter: Adapter = HeraldAdapter()
+    return adapter
+
+
+def _floor_adapter() -> Adapter:
+    from bench.peers.floor_adapter import FloorAdapter
+
+    return FloorAdapter()
+
+
+def _socketio_adapter() -> Adapter:
+    from bench.peers.socketio_adapter import SocketIOAdapter
+
+    return SocketIOAdapter()
+
+
+def _peer_command(module: str) -> Command:
+    def command(port: int, redis_url: str, workers: int) -> list[str]:
+        return ["-m", module, "--port", str(port), "--redis-url", redis_url,
+                "--workers", str(workers)]  # fmt: skip
+
+    return command
+
+
+def _herald_command(port: int, redis_url: str, workers: int) -> list[str]:
+    return ["-m", "socketsrv", "--port", str(port), "--workers", str(workers),
+            "--redis-url", redis_url]  # fmt: skip
+
+
+TARGETS: dict[str, Target] = {
+    "herald": Target(
+        name="herald",
+        adapter_factory=_herald_adapter,
+        command=_herald_command,
+        publisher_factory=HeraldPublisher,
+        ready="readyz",
+        env=dict(HERALD_ENV),
+    ),
+    "floor": Target(
+        name="floor",
+        adapter_factory=_floor_adapter,
+        command=_peer_command("bench.peers.floor"),
+        publisher_factory=FloorPublisher,
+        ready="stdout",
+    ),
+    "socketio": Target(
+        name="socketio",
+        adapter_factory=_socketio_adapter,
+        command=_peer_command("bench.peers.socketio_server"),
+        publisher_factory=SocketIOPublisher,
+        ready="stdout",
+    ),
+}
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise KeyError(f"unknown target {name!r}; known: {', '.join(TARGETS)}") from None
