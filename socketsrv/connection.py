@@ -45,6 +45,7 @@ from socketsrv.protocol.session import (
     Limits,
     Send,
     Session,
+    SessionState,
     StartSubscribe,
     StopSubscription,
 )
@@ -140,6 +141,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
         "_compress",
+        "_connect_timer",
         "_detached",
         "_dirty",
         "_fragments",
@@ -179,6 +181,7 @@ class ClientConnection(asyncio.Protocol):
         self._fragments_text = False
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
         self._detached = False
 
     # asyncio.Protocol
@@ -188,15 +191,20 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self._outbox_max_bytes)
         self.host.transports += 1
-        # Until the handshake completes, the close timer bounds it (slowloris, TLS to plain).
-        self._close_timer = asyncio.get_running_loop().call_later(
-            self.host.config.limits.connect_timeout_s, self._handshake_timed_out
+        # Until the connect command, one timer bounds the handshake and the connect (slowloris,
+        # TLS sent to the plain port, a socket that never says who it is); then it is gone.
+        self._connect_timer = asyncio.get_running_loop().call_later(
+            self.host.config.limits.connect_timeout_s, self._connect_timed_out
         )
 
-    def _handshake_timed_out(self) -> None:
-        if not self.ws.eof_sent:  # no complete HTTP request was ever answered
-            self._rejected("timeout")
-        self.abort()
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if self.session is None:
+            if not self.ws.eof_sent:  # no complete HTTP request was ever answered
+                self._rejected("timeout")
+            self.abort()
+        elif self.session.state is SessionState.AWAITING_CONNECT:
+            self.close_with(CloseCode.CONNECT_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
         self.ws.receive_data(data)
@@ -218,8 +226,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.host.transports -= 1
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        for timer in (self._close_timer, self._connect_timer):
+            if timer is not None:
+                timer.cancel()
         self.closing = True
         self._pending.clear()
         if self.ws.handshake_exc is not None and not self.ws.accept_called:
@@ -261,9 +270,6 @@ class ClientConnection(asyncio.Protocol):
 
     def _opened(self, subprotocol: str | None) -> None:
         host = self.host
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
         self.wire = WireFormat(subprotocol) if subprotocol else WireFormat.JSON
         self.session = Session(
             client_id=host.new_client_id(),
@@ -318,6 +324,9 @@ class ClientConnection(asyncio.Protocol):
             self.close_with(CloseCode.INTERNAL_ERROR)
             return
         self._apply(effects)
+        if self._connect_timer is not None and session.state is SessionState.CONNECTED:
+            self._connect_timer.cancel()
+            self._connect_timer = None
 
     def _apply(self, effects: list[Effect]) -> None:
         metrics = self.host.metrics

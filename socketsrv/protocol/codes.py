@@ -65,7 +65,9 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         "slow", True, "the outgoing buffer exceeded outbox_max_bytes; reconnect and recover"
     ),
     CloseCode.NO_PONG: CloseInfo(
-        "no pong", True, "no frame from the client within ping_interval_s + pong_timeout_s"
+        "no pong",
+        True,
+        "a heartbeat went unanswered (no frame from the client) for pong_timeout_s",
     ),
     CloseCode.STATE_LOST: CloseInfo(
         "state lost",

@@ -99,6 +99,7 @@ class Session:
         "_bucket",
         "_bucket_at",
         "_expires_deadline",
+        "_heartbeat_at",
         "_refused_in_row",
         "client_id",
         "expires_at",
@@ -130,6 +131,7 @@ class Session:
         self.expires_at: float | None = None
         """The token's ``exp`` (wall clock), sent in the connect reply."""
         self._expires_deadline: float | None = None
+        self._heartbeat_at: float | None = None
         self.subscriptions: set[str] = set()
         """Channels subscribed or being subscribed (the limit counts both)."""
         self.opened_at = now
@@ -255,17 +257,37 @@ class Session:
     # Time
 
     def deadline_passed(self, now: float) -> CloseCode | None:
-        """The close code if one of this connection's deadlines has passed at *now*."""
+        """The close code if one of this connection's deadlines has passed at *now*.
+
+        No pong: a heartbeat was sent more than ``pong_timeout_s`` ago and nothing arrived
+        since. Token expiry: ``exp`` plus the verifier's leeway has passed.
+        """
         if self.state is SessionState.AWAITING_CONNECT:
             if now - self.opened_at > self.limits.connect_timeout_s:
                 return CloseCode.CONNECT_TIMEOUT
             return None
         if self.state is SessionState.CONNECTED:
-            if now - self.last_seen > self.limits.ping_interval_s + self.limits.pong_timeout_s:
+            sent = self._heartbeat_at
+            if (
+                sent is not None
+                and self.last_seen <= sent
+                and now - sent > self.limits.pong_timeout_s
+            ):
                 return CloseCode.NO_PONG
             if self._expires_deadline is not None and self._expires_deadline <= now:
                 return CloseCode.TOKEN_EXPIRED
         return None
+
+    def heartbeat_due(self) -> bool:
+        """Whether to send a heartbeat: connected, and the last one was answered (any frame
+        after it counts). An unanswered one is left to :meth:`deadline_passed`."""
+        if self.state is not SessionState.CONNECTED:
+            return False
+        sent = self._heartbeat_at
+        return sent is None or self.last_seen > sent
+
+    def heartbeat_sent(self, now: float) -> None:
+        self._heartbeat_at = now
 
     def closed(self) -> None:
         """The connection is gone; no more input is accepted."""

@@ -74,13 +74,10 @@ def last_offset(client: HeraldTestClient, channel: str) -> int:
 async def test_heartbeats_arrive_and_a_client_that_answers_them_stays(worker: Worker) -> None:
     client = await connected(worker)
     try:
-        started = time.monotonic()
         await eventually(lambda: client.heartbeats >= 4)
-        elapsed_s = time.monotonic() - started
-        ping_interval_s = worker.settings.ping_interval_s
-        assert client.heartbeats <= elapsed_s / ping_interval_s + 1  # not more often
-        assert elapsed_s > ping_interval_s + worker.settings.pong_timeout_s
-        await assert_still_open(client)  # past the silence deadline: its pongs kept it
+        # Longer than a heartbeat plus its pong timeout: only the answers keep it open.
+        await asyncio.sleep(worker.settings.ping_interval_s + worker.settings.pong_timeout_s)
+        await assert_still_open(client)
     finally:
         await client.close()
 

@@ -429,17 +429,38 @@ def test_a_pong_before_connect_does_not_extend_the_connect_timeout() -> None:
     assert client.session.deadline_passed(client.clock.advance(2)) is CloseCode.CONNECT_TIMEOUT
 
 
-def test_silence_longer_than_ping_interval_plus_pong_timeout_closes_with_no_pong(
+def send_heartbeat(client: Client) -> None:
+    assert client.session.heartbeat_due()
+    client.session.heartbeat_sent(client.clock.now)
+
+
+def test_a_heartbeat_unanswered_for_longer_than_pong_timeout_closes_with_no_pong(
     anonymous: Client,
 ) -> None:
-    assert anonymous.session.deadline_passed(anonymous.clock.advance(35.0)) is None
+    send_heartbeat(anonymous)
+    assert anonymous.session.deadline_passed(anonymous.clock.advance(10.0)) is None
     assert anonymous.session.deadline_passed(anonymous.clock.advance(0.001)) is CloseCode.NO_PONG
 
 
-def test_any_client_message_counts_as_alive(anonymous: Client) -> None:
-    anonymous.clock.advance(30)
+def test_silence_without_a_heartbeat_to_answer_is_not_a_missed_pong(anonymous: Client) -> None:
+    assert anonymous.session.deadline_passed(anonymous.clock.advance(3600)) is None
+
+
+def test_no_second_heartbeat_is_due_while_one_is_unanswered(anonymous: Client) -> None:
+    send_heartbeat(anonymous)
+    anonymous.clock.advance(5)
+    assert not anonymous.session.heartbeat_due()
     anonymous.send(op="pong")
-    assert anonymous.session.deadline_passed(anonymous.clock.advance(30)) is None
+    assert anonymous.session.heartbeat_due()
+
+
+def test_no_heartbeat_is_due_before_connect() -> None:
+    assert not Client().session.heartbeat_due()
+
+
+def test_any_client_message_answers_a_heartbeat(anonymous: Client) -> None:
+    send_heartbeat(anonymous)
+    anonymous.clock.advance(1)
     anonymous.session.receive(b"\x00", anonymous.clock.now)  # even a bad one
     assert anonymous.session.deadline_passed(anonymous.clock.advance(30)) is None
 
