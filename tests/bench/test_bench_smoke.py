@@ -1,0 +1,127 @@
+"""The benchmark harness keeps working: every scenario against every target at smoke scale.
+
+One ``python -m bench.run --scale smoke`` subprocess (its own redis-server, load processes
+and servers) runs once for the module; each test checks the counts of one scenario. Counts
+only, never timings: the numbers themselves belong to the report (bench/results/).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("floor", "herald", "socketio")
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "smoke.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--scale", "smoke", "--output", str(out),
+         "--no-report", "--log-dir", str(tmp / "logs")],
+        cwd=ROOT, capture_output=True, text=True, timeout=140,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    return loaded
+
+
+def runs(results: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = results["scenarios"][scenario]
+    assert found, f"no {scenario} run"
+    return found
+
+
+def assert_no_connection_trouble(entry: dict[str, Any]) -> None:
+    assert entry["connect_failures"] == {}
+    assert entry["handshake_failures"] == {}
+    assert entry["adapter_errors"] == 0
+    assert entry["lost_unexpectedly"] == 0
+
+
+def test_idle_holds_every_connection_of_every_target(results: dict[str, Any]) -> None:
+    idle = runs(results, "idle")
+    assert sorted(r["target"] for r in idle) == sorted(TARGETS)
+    for run in idle:
+        for point in run["points"]:
+            assert point["connections"] == point["requested"], run["target"]
+        assert run["hold"]["still_open"] == run["hold"]["connections"]
+        assert_no_connection_trouble(run["hold"])
+
+
+def test_broadcast_reaches_every_client_with_every_publication(results: dict[str, Any]) -> None:
+    broadcast = runs(results, "broadcast")
+    assert sorted(r["target"] for r in broadcast) == sorted(TARGETS)
+    for run in broadcast:
+        for point in run["points"]:
+            n, pubs = point["connections"], point["publications"]
+            assert point["published"] == pubs
+            assert point["verify"] == {
+                "clients_exact": n, "clients_short": 0, "missing": 0, "extra": 0,
+            }, run["target"]  # fmt: skip
+            assert point["deliveries"] == n * pubs
+            assert point["gaps"] == 0
+            if "burst" in point:
+                assert point["burst"]["frames"] == n * point["burst"]["publications"]
+            assert_no_connection_trouble(point)
+
+
+def test_herald_coalesces_frames_ready_together_into_one_write(results: dict[str, Any]) -> None:
+    (herald,) = [r for r in runs(results, "broadcast") if r["target"] == "herald"]
+    bursts = [point["burst"] for point in herald["points"] if "burst" in point]
+    assert bursts
+    for burst in bursts:
+        assert burst["server_writes"] < burst["frames"]
+
+
+def test_qa_mix_delivers_every_publication_to_every_subscriber(results: dict[str, Any]) -> None:
+    (run,) = runs(results, "qa_mix")
+    assert run["opened"] == run["tabs"]
+    for step in run["steps"]:
+        assert step["publications"] > 0
+        assert step["publish_failures"] == 0
+        assert step["verify"]["missing"] == 0
+        assert step["verify"]["clients_short"] == 0
+        assert step["drops"] == 0
+        assert step["slow_disconnects"] == 0
+        assert step["latency"]["samples"] > 0
+        assert_no_connection_trouble(step)
+
+
+def test_churn_completes_its_count(results: dict[str, Any]) -> None:
+    (run,) = runs(results, "churn")
+    for step in run["steps"]:
+        assert step["launched"] == step["count_expected"]
+        assert step["completed"] == step["count_expected"]
+        assert step["failed"] == 0
+
+
+def test_storm_recovers_every_client_and_loses_nothing(results: dict[str, Any]) -> None:
+    (run,) = runs(results, "storm")
+    assert run["opened"] == run["tabs"]
+    assert run["reconnected"] == run["tabs"]
+    assert run["ready_after"] == run["tabs"]
+    assert run["publications_while_fleet_down"] > 0
+    assert run["recovered_subscriptions"] == run["subscriptions"]
+    assert run["recovery_failed"] == 0
+    assert run["lost"] == 0
+    assert run["verify"]["missing"] == 0
+    assert run["verify"]["clients_exact"] == run["tabs"]
+
+
+def test_results_carry_machine_settings_ratios_and_bars(results: dict[str, Any]) -> None:
+    assert results["machine"]["cores"] >= 1
+    assert results["scale"] == "smoke"
+    assert set(results["machine_cpu"]) == {"idle", "broadcast", "qa_mix", "churn", "storm"}
+    assert any(key.endswith("herald/floor") for key in results["ratios"])
+    assert any(key.endswith("herald/socketio") for key in results["ratios"])
+    assert {b["bar"].split(" ")[0] for b in results["bars"]} >= {"memory", "broadcast"}
