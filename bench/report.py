@@ -52,7 +52,7 @@ def _runs(results: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
 # --- plots ----------------------------------------------------------------------------------
 
 
-def _plots(results: dict[str, Any], out: Path, stem: str) -> dict[str, str]:
+def _plots(results: dict[str, Any], out: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +83,7 @@ def _plots(results: dict[str, Any], out: Path, stem: str) -> dict[str, str]:
         tail.axhline(0.01, color="grey", linestyle=":", linewidth=0.8)
         tail.set_ylabel("fraction slower (1 - CDF, log; p99 at 0.01)")
         tail.set_title("tail")
-        made["latency_cdf"] = _save(fig, out / f"{stem}-qa-latency-cdf.png")
+        made["latency_cdf"] = _save(fig, out / "qa-latency-cdf.png")
 
     broadcast = _runs(results, "broadcast")
     if broadcast:
@@ -119,7 +119,7 @@ def _plots(results: dict[str, Any], out: Path, stem: str) -> dict[str, str]:
             a.grid(True, which="both", alpha=0.3)
             a.legend(fontsize=8)
             a.set_ylim(bottom=0)
-        made["broadcast"] = _save(fig, out / f"{stem}-broadcast.png")
+        made["broadcast"] = _save(fig, out / "broadcast.png")
 
     idle = _runs(results, "idle")
     if idle:
@@ -142,7 +142,7 @@ def _plots(results: dict[str, Any], out: Path, stem: str) -> dict[str, str]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_ylim(bottom=0)
-        made["memory"] = _save(fig, out / f"{stem}-memory.png")
+        made["memory"] = _save(fig, out / "memory.png")
     return made
 
 
@@ -472,6 +472,16 @@ def _storm(results: dict[str, Any]) -> list[str]:
             ],
             ["outage seen by clients (kill to recovered)", f"{r['outage_s']} s"],
             ["clients recovered", f"{r['ready_after']:,} / {r['tabs']:,}"],
+            *(
+                [
+                    [
+                        "time to 50 / 90 / 99 % of clients ready (s)",
+                        " / ".join(str(v) for v in r["time_to_ready_fraction_s"].values()),
+                    ]
+                ]
+                if "time_to_ready_fraction_s" in r
+                else []
+            ),
             [
                 "subscriptions recovered / failed",
                 f"{r['recovered_subscriptions']:,} / {r['recovery_failed']:,}",
@@ -528,8 +538,7 @@ def _machine_cpu(results: dict[str, Any]) -> list[str]:
 
 
 def build_report(results: dict[str, Any], source: Path, out: Path) -> str:
-    stem = source.stem
-    plots = _plots(results, out, stem)
+    plots = _plots(results, out)
     lines = _header(results, source) + _bars(results)
     if plots:
         lines += ["## Plots", ""]

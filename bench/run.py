@@ -63,6 +63,8 @@ class Scale:
     """Multiplies the nominal rate (smoke only: a few hundred tabs publish almost nothing
     at the nominal rate, and the smoke test needs publications to count)."""
     qa_probe_every: int = 10
+    qa_lower_multipliers: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.1])
+    """Tried in order when the nominal rate misses the bar, until one meets it."""
     broadcast_deliveries: int = 1_000_000
     """Deliveries per broadcast point (publications = this / connections, bounded)."""
     broadcast_deliveries_for: dict[str, int] = field(default_factory=dict)
@@ -93,7 +95,7 @@ SCALES = {
         idle={"herald": ONE, "floor": ONE, "socketio": ONE},
         broadcast={"herald": [(1, [200])], "floor": [(1, [200])], "socketio": [(1, [200])]},
         idle_window_s=1.0, qa_tabs=300, qa_workers=2, qa_multipliers=[1.0], qa_step_s=2.0,
-        qa_rate_boost=200.0, qa_probe_every=5,
+        qa_rate_boost=200.0, qa_probe_every=5, qa_lower_multipliers=[],
         churn_workers=1, churn_rates=[40.0], churn_step_s=2.0,
         storm_tabs=300, storm_workers=2, storm_rate_multiplier=100.0,
         storm_before_s=1.0, storm_after_s=1.0, storm_timeout_s=30.0, open_timeout_s=30.0,

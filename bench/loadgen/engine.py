@@ -116,13 +116,16 @@ def cpu_seconds() -> float:
 class Slot:
     """One logical client: its channels and state survive reconnects (new sockets)."""
 
-    __slots__ = ("conn", "probe", "ready", "state")
+    __slots__ = ("conn", "ever_ready", "probe", "ready", "state")
 
     def __init__(self, channels: Sequence[str], probe: bool) -> None:
         self.state = ClientState(channels=channels)
         self.probe = probe
         self.conn: Client | None = None
         self.ready = False
+        self.ever_ready = False
+        """Ready at some point since the last reset (a client that never was cannot have
+        been sent anything: verify counts what it missed apart)."""
 
 
 class Client(asyncio.Protocol):
@@ -320,6 +323,8 @@ class LoadProcess:
         self.closes: Counter[int] = Counter()
         self.messages = 0
         """Data messages handed to the adapter (cheap progress for flow control)."""
+        self.retries = 0
+        """Reconnect attempts after a failed one (reconnect_all only)."""
         self._all_lost: asyncio.Event | None = None
         self._churn_lost: dict[Client, asyncio.Future[None]] = {}
 
@@ -329,6 +334,7 @@ class LoadProcess:
         slot = client.slot
         if slot.conn is client and not slot.ready:
             slot.ready = True
+            slot.ever_ready = True
             self.ready_count += 1
         client.settle(True)
 
@@ -369,28 +375,74 @@ class LoadProcess:
         return {"opened": ok, "seconds": time.monotonic() - started}
 
     async def _connect_many(
-        self, host: str, port: int, slots: Sequence[Slot], concurrency: int, deadline: float
+        self,
+        host: str,
+        port: int,
+        slots: Sequence[Slot],
+        concurrency: int,
+        deadline: float,
+        retry: bool = False,
     ) -> int:
         """Connect *slots* with at most *concurrency* handshakes in flight; return how many
-        became ready before *deadline*."""
+        became ready before *deadline*.
+
+        With *retry* (a reconnect storm), a connection that fails before it is ready (refused,
+        timed out, closed by the server) tries again after a jittered backoff, as a real client
+        does, until *deadline*; ``self.retries`` counts the attempts."""
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         outcome = {"ok": 0, "settled": 0}
         all_settled = loop.create_future()
         total = len(slots)
         sources = itertools.cycle(self.sources)
+        tasks: set[asyncio.Task[None]] = set()
+        attempts: dict[int, int] = {}
 
-        def done(ok: bool) -> None:
-            gate.release()
+        def spawn(slot: Slot) -> None:
+            task = loop.create_task(one(slot, next(sources)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def again(slot: Slot) -> None:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await gate.acquire()
+            except TimeoutError:
+                settle(False)
+                return
+            spawn(slot)
+
+        def settle(ok: bool) -> None:
             outcome["settled"] += 1
             if ok:
                 outcome["ok"] += 1
             if outcome["settled"] >= total and not all_settled.done():
                 all_settled.set_result(None)
 
+        def done_for(slot: Slot) -> Any:
+            def done(ok: bool) -> None:
+                gate.release()
+                n = attempts.get(id(slot), 0)
+                delay = random.uniform(0.25, min(5.0, 0.5 * 2**n))
+                if ok or not retry or time.monotonic() + delay >= deadline:
+                    settle(ok)
+                    return
+                attempts[id(slot)] = n + 1
+                self.retries += 1
+                slot.state.subscribed = 0
+                task = loop.create_task(asyncio.sleep(delay))
+                task.add_done_callback(lambda _: _spawn_again(slot))
+
+            return done
+
+        def _spawn_again(slot: Slot) -> None:
+            task = loop.create_task(again(slot))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
         async def one(slot: Slot, source: str) -> None:
             client = Client(self, slot)
-            client.on_done = done
+            client.on_done = done_for(slot)
             slot.conn = client
             try:
                 async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
@@ -399,7 +451,6 @@ class LoadProcess:
                 self.connect_failures[type(exc).__name__] += 1
                 client.settle(False)
 
-        tasks = []
         for slot in slots:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -409,13 +460,13 @@ class LoadProcess:
                     await gate.acquire()
             except TimeoutError:
                 break
-            tasks.append(loop.create_task(one(slot, next(sources))))
+            spawn(slot)
         if total == 0:
             return 0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await all_settled
-        for task in tasks:
+        for task in list(tasks):
             task.cancel()
         for slot in slots:
             if slot.conn is not None:
@@ -442,6 +493,7 @@ class LoadProcess:
             "ready": self.ready_count,
             "lost_unexpectedly": self.lost_unexpectedly,
             "adapter_errors": getattr(self.adapter, "errors", 0),
+            "adapter_error_codes": dict(getattr(self.adapter, "error_codes", {})),
             "connect_failures": dict(self.connect_failures),
             "handshake_failures": dict(self.handshake_failures),
             "closes": {str(k): v for k, v in self.closes.items()},
@@ -465,30 +517,43 @@ class LoadProcess:
             s.publications = s.duplicates = s.gaps = 0
             s.recovered = s.recovery_failed = 0
             s.latencies_ms.clear()
+            slot.ever_ready = slot.ready
         self.lost_unexpectedly = 0
         self.connect_failures.clear()
         self.handshake_failures.clear()
         self.closes.clear()
         if hasattr(self.adapter, "errors"):
             self.adapter.errors = 0
+        if hasattr(self.adapter, "error_codes"):
+            self.adapter.error_codes.clear()
         return {}
 
     def cmd_verify(self, expected: dict[str, int]) -> dict[str, Any]:
         """Compare what each client got (duplicates aside) with what was published on its
         channels since the last reset."""
-        missing = extra = short = exact = 0
+        missing = extra = short = exact = never_ready = missing_never_ready = 0
         for slot in self.slots:
             s = slot.state
             want = sum(expected.get(ch, 0) for ch in s.channels)
             got = s.publications - s.duplicates
-            if got < want:
+            if not slot.ever_ready:
+                never_ready += 1
+                missing_never_ready += max(0, want - got)
+            elif got < want:
                 missing += want - got
                 short += 1
             elif got > want:
                 extra += got - want
             else:
                 exact += 1
-        return {"clients_exact": exact, "clients_short": short, "missing": missing, "extra": extra}
+        return {
+            "clients_exact": exact,
+            "clients_short": short,
+            "missing": missing,
+            "extra": extra,
+            "clients_never_ready": never_ready,
+            "missing_never_ready": missing_never_ready,
+        }
 
     async def cmd_close_all(self, timeout_s: float) -> dict[str, Any]:
         """Close every connection (closing handshake), abort what is left at the timeout."""
@@ -528,9 +593,16 @@ class LoadProcess:
             slot.state.subscribed = 0
         await asyncio.sleep(0)
         self.upgrade = self.adapter.upgrade_request(host, port)
-        ok = await self._connect_many(host, port, self.slots, concurrency, started + timeout_s)
+        retries0 = self.retries
+        ok = await self._connect_many(
+            host, port, self.slots, concurrency, started + timeout_s, retry=True
+        )
         gc.freeze()
-        return {"reconnected": ok, "seconds": time.monotonic() - started}
+        return {
+            "reconnected": ok,
+            "seconds": time.monotonic() - started,
+            "retries": self.retries - retries0,
+        }
 
     async def cmd_churn(
         self,
@@ -887,6 +959,7 @@ class LoadGenerator:
         )
         return {
             "reconnected": sum(p["reconnected"] for p in per),
+            "retries": sum(p["retries"] for p in per),
             "seconds": time.monotonic() - started,
             "per_process_seconds": [p["seconds"] for p in per],
         }

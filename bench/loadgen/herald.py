@@ -110,6 +110,7 @@ class HeraldAdapter:
         self.tokens = tokens
         self.path = path
         self.errors = 0
+        self.error_codes: dict[str, int] = {}
 
     def upgrade_request(self, host: str, port: int) -> bytes:
         # The key only has to be 16 bytes in base64 (RFC 6455 4.1); a fixed one saves the
@@ -180,6 +181,8 @@ class HeraldAdapter:
                     state.positions[channel] = (result["epoch"], result["offset"])
         elif kind == "error":
             self.errors += 1
+            code = str(frame.get("code"))
+            self.error_codes[code] = self.error_codes.get(code, 0) + 1
         return _NOTHING
 
 

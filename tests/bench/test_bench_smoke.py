@@ -67,6 +67,7 @@ def test_broadcast_reaches_every_client_with_every_publication(results: dict[str
             assert point["published"] == pubs
             assert point["verify"] == {
                 "clients_exact": n, "clients_short": 0, "missing": 0, "extra": 0,
+                "clients_never_ready": 0, "missing_never_ready": 0,
             }, run["target"]  # fmt: skip
             assert point["deliveries"] == n * pubs
             assert point["gaps"] == 0
@@ -115,6 +116,7 @@ def test_storm_recovers_every_client_and_loses_nothing(results: dict[str, Any]) 
     assert run["recovery_failed"] == 0
     assert run["lost"] == 0
     assert run["verify"]["missing"] == 0
+    assert run["verify"]["missing_never_ready"] == 0
     assert run["verify"]["clients_exact"] == run["tabs"]
 
 
