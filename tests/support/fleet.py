@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ class Fleet:
             [sys.executable, "-m", "socketsrv", "--port", str(self.port),
              "--workers", str(workers)],
             cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: close() reaches the workers too
         )  # fmt: skip
 
     @property
@@ -71,9 +73,15 @@ class Fleet:
             self.close()
 
     def close(self) -> None:
+        """Stop the supervisor and every worker it started, even if the supervisor is gone."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        # A SIGKILLed supervisor leaves workers behind: kill the whole group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         self._log.close()
 
     def log(self) -> str:
