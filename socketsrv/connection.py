@@ -198,6 +198,13 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def _connect_timed_out(self) -> None:
+        # A timer runs before the loop polls for I/O: on a worker too busy to read sockets on
+        # time (a reconnect storm), the connect command may be sitting unread in the socket.
+        # Look again after one poll, so only a client that really said nothing is closed. Not
+        # call_later(0): libuv would run it in this same timer phase, before the poll.
+        self._connect_timer = asyncio.get_running_loop().call_later(0.001, self._connect_expired)
+
+    def _connect_expired(self) -> None:
         self._connect_timer = None
         if self.session is None:
             if not self.ws.eof_sent:  # no complete HTTP request was ever answered
@@ -281,6 +288,13 @@ class ClientConnection(asyncio.Protocol):
         host.connections.add(self)
         host.metrics.connections_open.inc()
         host.metrics.connections_accepted.inc()
+        # The client has connect_timeout_s from the 101 (not from the TCP accept) to say who
+        # it is: time a busy worker spent before answering is not the client's.
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+        self._connect_timer = asyncio.get_running_loop().call_later(
+            host.config.limits.connect_timeout_s, self._connect_timed_out
+        )
 
     # Incoming frames
 

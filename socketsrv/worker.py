@@ -186,14 +186,20 @@ class Worker:
         return None
 
     async def _sweep_forever(self) -> None:
+        interval_s = self.settings.sweep_interval_s
         while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
+            due = self._clock() + interval_s
+            await asyncio.sleep(interval_s)
+            now = self._clock()
             try:
-                self.sweep(self._clock())
+                # Deadlines are judged at the time the sweep was due: a worker stalled past it
+                # (a storm of handshakes) wakes here before it has read the sockets, where a
+                # connect or a pong that came in time may be waiting.
+                self.sweep(now, deadlines_at=min(now, due))
             except Exception:
                 log.exception("sweep failed")
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: float, *, deadlines_at: float | None = None) -> None:
         """Visit the next share of connections, and unsubscribe idle channels.
 
         Every connection is visited once per half ``ping_interval_s``, spread over the sweeps
@@ -201,6 +207,7 @@ class Worker:
         one go would stall every delivery behind it for ~100 ms, bench qa_mix). A visit
         closes the connection if a deadline passed, else sends a heartbeat if the previous
         one was answered; so a client hears one at least every ``ping_interval_s``.
+        Deadlines are judged at *deadlines_at* (default: *now*).
         """
         self.metrics.bus_live.set(1 if self.bus.live else 0)
         ring = self._ring
@@ -209,13 +216,14 @@ class Worker:
             self._ring_pos = 0
             visits_per_cycle = self.settings.ping_interval_s / 2 / self.settings.sweep_interval_s
             self._ring_share = max(1, math.ceil(len(ring) / max(1.0, visits_per_cycle)))
+        judged_at = now if deadlines_at is None else deadlines_at
         start, end = self._ring_pos, self._ring_pos + self._ring_share
         self._ring_pos = end
         for conn in ring[start:end]:
             session = conn.session
             if session is None or conn.closing:
                 continue
-            code = session.deadline_passed(now)
+            code = session.deadline_passed(judged_at)
             if code is not None:
                 conn.close_with(code)
             elif session.heartbeat_due():

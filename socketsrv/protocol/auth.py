@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from publisher.channels import MAX_ID
 
@@ -44,6 +50,17 @@ class TokenExpired(TokenRejected):
     """Valid but expired: close 4004, fetch a fresh token and reconnect."""
 
 
+def _families_of(key: object) -> tuple[str, ...]:
+    """The JWS algorithm name prefixes (RFC 7518, RFC 8037) a public key of this type verifies."""
+    if isinstance(key, Ed25519PublicKey | Ed448PublicKey):
+        return ("EdDSA",)
+    if isinstance(key, EllipticCurvePublicKey):
+        return ("ES",)
+    if isinstance(key, RSAPublicKey):
+        return ("RS", "PS")
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class TokenVerifier:
     public_key_pem: str
@@ -51,14 +68,29 @@ class TokenVerifier:
     audience: str | None = None
     issuer: str | None = None
     leeway_s: float = 5.0
+    _key: Any = field(init=False, repr=False, compare=False)
+    """The parsed public key: parsing the PEM for every token cost 7% of a reconnect storm's
+    CPU (bench/results/ANALYSIS.md). A PEM that is not a public key fails here, at start-up."""
+    _usable: list[str] = field(init=False, repr=False, compare=False)
+    """The configured algorithms this key's type can verify: a token whose header names
+    another one is invalid before PyJWT ever pairs the key with the wrong algorithm."""
+
+    def __post_init__(self) -> None:
+        try:
+            key = load_pem_public_key(self.public_key_pem.encode())
+        except ValueError as exc:
+            raise ValueError(f"the JWT public key is not a PEM public key ({exc})") from None
+        usable = [a for a in self.algorithms if a.startswith(_families_of(key))]
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_usable", usable)
 
     def verify(self, token: str, now: float) -> Identity:
         """Return who *token* authenticates at time *now*; raise :class:`TokenRejected`."""
         try:
             claims = jwt.decode(
                 token,
-                self.public_key_pem,
-                algorithms=list(self.algorithms),
+                self._key,
+                algorithms=self._usable,
                 audience=self.audience,
                 issuer=self.issuer,
                 options={

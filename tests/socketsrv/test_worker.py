@@ -8,14 +8,19 @@ by the FAST settings of tests/support/worker.py; timing assertions are generous 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import jwt
 import pytest
+import uvloop
 from websockets.asyncio.client import connect
+from websockets.http11 import Request, Response
 
 from socketsrv.worker import Worker, WorkerState, verifier_of
 from tests.support.client import (
@@ -23,6 +28,13 @@ from tests.support.client import (
     assert_closed_with,
     assert_offsets_exactly,
     assert_still_open,
+)
+from tests.support.raw_ws import (
+    OP_TEXT,
+    client_frame,
+    get_request,
+    raw_connection,
+    upgrade_request,
 )
 from tests.support.tokens import TokenIssuer
 from tests.support.waiting import eventually
@@ -104,6 +116,66 @@ async def test_a_connection_that_never_sends_connect_is_closed_with_4005(worker:
         await client.close()
     assert client.heartbeats == 0  # no heartbeats before connect
     assert disconnects_counted(worker, 4005) == 1
+
+
+async def test_the_connect_timeout_counts_from_the_101_not_from_the_tcp_accept(
+    worker: Worker,
+) -> None:
+    timeout_s = worker.settings.connect_timeout_s
+    async with raw_connection(worker.port) as raw:
+        request = upgrade_request()
+        raw.writer.write(request[:20])  # a slow start: most of the timeout goes by
+        await asyncio.sleep(timeout_s * 0.7)
+        answer = await raw.read_http_head(request[20:])
+        assert answer.status == 101
+        await asyncio.sleep(timeout_s * 0.6)  # 1.3 timeouts after the accept, 0.6 after the 101
+        await raw.send(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
+        opcode, payload = await raw.read_frame()
+    assert (opcode, json.loads(payload)["type"]) == (OP_TEXT, "reply")
+    assert disconnects_counted(worker, 4005) == 0
+
+
+def test_a_connect_that_arrived_in_time_on_a_busy_worker_is_not_timed_out() -> None:
+    """The worker stalls in the middle of reading sockets (a storm of handshakes) past the
+    client's deadline; the client's connect arrives during the stall. uvloop, as in
+    production, runs due timers before it polls sockets again: the timer must not win."""
+
+    def client(port: int, stall: threading.Event) -> tuple[int, bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(upgrade_request())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            stall.wait(10)
+            time.sleep(0.1)  # inside the stall
+            sock.sendall(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
+            stream = sock.makefile("rb")
+            head = stream.read(2)  # a server frame: unmasked, shorter than 64 KiB
+            n = head[1] if head[1] < 126 else int.from_bytes(stream.read(2), "big")
+            return head[0] & 0x0F, stream.read(n)
+
+    async def stalled_worker() -> None:
+        async with running_worker() as worker:
+            stall = threading.Event()
+            serve = worker._host.http
+
+            def stalling_http(request: Request) -> Response | None:
+                if request.path == "/stall":
+                    stall.set()
+                    time.sleep(worker.settings.connect_timeout_s * 1.5)
+                return serve(request)
+
+            worker._host.http = stalling_http
+            answer = asyncio.ensure_future(asyncio.to_thread(client, worker.port, stall))
+            await eventually(lambda: len(worker._host.connections) == 1)  # the 101 went out
+            async with raw_connection(worker.port) as raw:
+                await raw.exchange(get_request("/stall"))
+            opcode, payload = await answer
+            assert (opcode, json.loads(payload)["type"]) == (OP_TEXT, "reply")
+            assert disconnects_counted(worker, 4005) == 0
+
+    uvloop.run(stalled_worker())
 
 
 # Tokens

@@ -258,3 +258,23 @@ def test_both_rejections_are_token_rejected_with_a_reason(
 def test_a_rejection_does_not_echo_the_token(verifier: TokenVerifier) -> None:
     secretish = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiI0MiJ9.c2VjcmV0"
     assert secretish not in str(assert_invalid(verifier, secretish))
+
+
+# The key
+
+
+@pytest.mark.parametrize(
+    "pem", ["", "not a key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"]
+)
+def test_a_configured_key_that_is_not_a_public_key_fails_at_start_up(pem: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        TokenVerifier(pem)
+
+
+def test_the_same_key_verifies_many_tokens_without_parsing_it_again(
+    verifier: TokenVerifier, sign_token: SignToken
+) -> None:
+    key = verifier._key
+    for user in range(1, 4):
+        assert verifier.verify(sign_token(sub=str(user), exp=LATER), NOW).user_id == str(user)
+    assert verifier._key is key
