@@ -1,0 +1,119 @@
+/**
+ * The messages of wire protocol v1 (docs/protocol.md#commands, #server-frames) as typed
+ * values, and the parser that turns a decoded message into one. Nothing past this file sees
+ * a raw object from the wire.
+ */
+
+/** A position in a channel: the last offset applied within an epoch (docs/protocol.md#recovery). */
+export interface StreamPosition {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export type Recovery = 'none' | 'recovered' | 'failed';
+
+export type Command =
+  | { readonly op: 'connect'; readonly id: number; readonly token: string | null }
+  | {
+      readonly op: 'subscribe';
+      readonly id: number;
+      readonly channel: string;
+      readonly since: StreamPosition | null;
+    }
+  | { readonly op: 'unsubscribe'; readonly id: number; readonly channel: string }
+  | { readonly op: 'ping'; readonly id: number }
+  | { readonly op: 'pong' };
+
+export interface ConnectResult {
+  readonly client: string;
+  readonly user: string | null;
+  /** Token expiry in milliseconds since the Unix epoch, null when anonymous. */
+  readonly expiresAtMs: number | null;
+  readonly pingIntervalMs: number;
+  readonly pongTimeoutMs: number;
+}
+
+export interface SubscribeResult extends StreamPosition {
+  readonly recovery: Recovery;
+}
+
+export type ServerFrame =
+  | { readonly type: 'reply'; readonly id: number; readonly result: Readonly<Record<string, unknown>> }
+  | { readonly type: 'error'; readonly id: number | null; readonly code: number; readonly message: string }
+  | { readonly type: 'pub'; readonly channel: string; readonly offset: number; readonly data: unknown }
+  | { readonly type: 'hb' }
+  | { readonly type: 'other' };
+
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
+/** A decoded server message as a frame; throws ProtocolError when it breaks the protocol. */
+export function parseFrame(message: unknown): ServerFrame {
+  if (!isRecord(message) || typeof message['type'] !== 'string') {
+    throw new ProtocolError('a server message without a type');
+  }
+  const m = message;
+  switch (m['type']) {
+    case 'hb':
+      return { type: 'hb' };
+    case 'pub':
+      if (typeof m['channel'] !== 'string' || !isCount(m['offset'])) {
+        throw new ProtocolError('a pub without channel or offset');
+      }
+      return { type: 'pub', channel: m['channel'], offset: m['offset'], data: m['data'] ?? null };
+    case 'reply':
+      if (!isCount(m['id']) || !isRecord(m['result'])) {
+        throw new ProtocolError('a reply without id or result');
+      }
+      return { type: 'reply', id: m['id'], result: m['result'] };
+    case 'error':
+      if (!(m['id'] === null || isCount(m['id'])) || !isCount(m['code'])) {
+        throw new ProtocolError('an error without id or code');
+      }
+      return {
+        type: 'error',
+        id: m['id'],
+        code: m['code'],
+        message: typeof m['message'] === 'string' ? m['message'] : '',
+      };
+    default:
+      return { type: 'other' }; // a newer server's frame: ignored (docs/protocol.md#server-frames)
+  }
+}
+
+export function parseConnectResult(result: Readonly<Record<string, unknown>>): ConnectResult {
+  const ping = result['ping_interval_ms'];
+  const pong = result['pong_timeout_ms'];
+  const expires = result['expires_at'];
+  const user = result['user'];
+  if (!isCount(ping) || !isCount(pong) || ping === 0) {
+    throw new ProtocolError('a connect reply without heartbeat settings');
+  }
+  return {
+    client: typeof result['client'] === 'string' ? result['client'] : '',
+    user: typeof user === 'string' ? user : null,
+    expiresAtMs: typeof expires === 'number' && Number.isFinite(expires) ? expires * 1000 : null,
+    pingIntervalMs: ping,
+    pongTimeoutMs: pong,
+  };
+}
+
+export function parseSubscribeResult(result: Readonly<Record<string, unknown>>): SubscribeResult {
+  const { epoch, offset, recovery } = result;
+  if (typeof epoch !== 'string' || !isCount(offset)) {
+    throw new ProtocolError('a subscribe reply without epoch or offset');
+  }
+  if (recovery !== 'none' && recovery !== 'recovered' && recovery !== 'failed') {
+    throw new ProtocolError(`a subscribe reply with recovery ${String(recovery)}`);
+  }
+  return { epoch, offset, recovery };
+}

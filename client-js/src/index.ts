@@ -1,0 +1,21 @@
+/** Herald's browser client (wire protocol v1, docs/protocol.md). See client-js/README.md. */
+export { HeraldClient, type ClientEvents, type HeraldClientOptions, type SubscribeOptions } from './client.js';
+export {
+  Subscription,
+  InvalidStateError,
+  type Publication,
+  type RecoveryFailedEvent,
+  type SubscribedEvent,
+  type SubscriptionError,
+  type SubscriptionEvents,
+  type SubscriptionState,
+} from './subscription.js';
+export type { ConnectionState, StateInfo, TokenProvider } from './connection.js';
+export { LocalCause } from './connection.js';
+export type { ConnectResult, Recovery, StreamPosition } from './frames.js';
+export type { Format } from './codec.js';
+export type { Role } from './link.js';
+export type { Environment, SocketLike } from './env.js';
+export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, restartHintMs } from './backoff.js';
+export { CloseCode, ErrorCode, shouldReconnect } from './codes.js';
+export { decode as decodeMsgpack, encode as encodeMsgpack, MsgpackError } from './msgpack.js';
