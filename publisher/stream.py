@@ -24,3 +24,12 @@ class HistoryResult:
     complete: bool
     """True when ``publications`` holds every offset from ``since.offset + 1`` to the top in
     ``since.epoch``: the reader can continue without a gap. Always True without ``since``."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """One read of :meth:`socketsrv.bus.base.Bus.history_many`: the arguments of ``history``."""
+
+    channel: str
+    since: StreamPosition | None
+    limit: int

@@ -6,7 +6,9 @@ position, read *after* it registered for live publications (that order is what m
 subscribe gap-free, see socketsrv/hub.py). Requests made during one event-loop turn are all
 registered before the turn ends, so one read issued at the end of the turn, from the lowest
 position of the batch, serves every one of them: each takes the suffix after its own
-position and checks on its own that the suffix has no gap.
+position and checks on its own that the suffix has no gap. The reads of every channel of the
+turn go to the bus together (:meth:`Bus.history_many`, one Redis pipeline), since after a
+restart most clients also resubscribe to a channel of their own (``user:<id>``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from publisher.envelope import StreamPosition
-from socketsrv.bus.base import Bus
+from socketsrv.bus.base import Bus, HistoryRead
 from socketsrv.publication import Publication
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,10 @@ def suffix_after(
 
 _Request = tuple[StreamPosition | None, "asyncio.Future[Recovered]"]
 
+PIPELINE_READS = 256
+"""Reads per bus call: a storm's thousands of channels go out as a few pipelines, none so
+long that its first readers wait on the last one's reply."""
+
 
 class HistoryReader:
     def __init__(self, bus: Bus, *, limit: int, decode: Decode) -> None:
@@ -83,30 +89,41 @@ class HistoryReader:
     def _issue(self) -> None:
         pending, self._pending = self._pending, {}
         self._scheduled = False
-        for channel, requests in pending.items():
-            for batch in _batches(requests):
-                task = asyncio.ensure_future(self._read(channel, batch))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        batches = [
+            (channel, batch)
+            for channel, requests in pending.items()
+            for batch in _batches(requests)
+        ]
+        for start in range(0, len(batches), PIPELINE_READS):
+            task = asyncio.ensure_future(self._read(batches[start : start + PIPELINE_READS]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _read(self, channel: str, batch: list[_Request]) -> None:
-        positions = [since for since, _ in batch if since is not None]
-        lowest = min(positions, key=lambda p: p.offset) if positions else None
+    async def _read(self, batches: list[tuple[str, list[_Request]]]) -> None:
+        """One bus call for the batches of a turn: one read per (channel, epoch asked)."""
+        reads = []
+        for channel, batch in batches:
+            positions = [since for since, _ in batch if since is not None]
+            lowest = min(positions, key=lambda p: p.offset) if positions else None
+            reads.append(HistoryRead(channel, lowest, self._limit))
+        futures = [future for _, batch in batches for _, future in batch]
         try:
-            result = await self._bus.history(channel, lowest, self._limit)
-            publications = self._decode(channel, result.publications)
+            results = await self._bus.history_many(reads)
+            pairs = zip(reads, results, strict=True)
+            decoded = [self._decode(read.channel, res.publications) for read, res in pairs]
         except asyncio.CancelledError:
-            for _, future in batch:
+            for future in futures:
                 future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - each waiting reader re-raises it
-            for _, future in batch:
+            for future in futures:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for since, future in batch:
-            if not future.done():
-                future.set_result(suffix_after(result.position, publications, since))
+        for (_, batch), result, publications in zip(batches, results, decoded, strict=True):
+            for since, future in batch:
+                if not future.done():
+                    future.set_result(suffix_after(result.position, publications, since))
 
     async def close(self) -> None:
         for task in list(self._tasks):

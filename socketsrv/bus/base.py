@@ -20,13 +20,14 @@ Guarantees, per channel:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from publisher.envelope import StreamPosition
 from publisher.errors import BusUnavailable
-from publisher.stream import HistoryResult, PublishResult
+from publisher.stream import HistoryRead, HistoryResult, PublishResult
 
-__all__ = ["Bus", "BusListener", "BusUnavailable", "HistoryResult", "PublishResult"]
+__all__ = ["Bus", "BusListener", "BusUnavailable", "HistoryRead", "HistoryResult", "PublishResult"]
 
 
 class BusListener(Protocol):
@@ -82,4 +83,13 @@ class Bus(Protocol):
 
         Creates the channel's epoch if it has none yet, so that a subscriber who saw nothing
         can still recover later. Raises :class:`BusUnavailable` when the bus is down.
+        """
+
+    async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        """:meth:`history` for each of *reads*, results in the same order, in one call.
+
+        Each result is what :meth:`history` would have returned for that read at the time of
+        the call; the reads are not one atomic snapshot across channels (none is needed: each
+        channel's result is checked on its own). Raises :class:`BusUnavailable` for the whole
+        call when the bus is down.
         """

@@ -20,11 +20,18 @@ import asyncio
 import enum
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from publisher.envelope import StreamPosition, build_envelope
 from publisher.publish import HistorySettings, check_event_id, history_complete, new_epoch
-from socketsrv.bus.base import BusListener, BusUnavailable, HistoryResult, PublishResult
+from socketsrv.bus.base import (
+    BusListener,
+    BusUnavailable,
+    HistoryRead,
+    HistoryResult,
+    PublishResult,
+)
 
 
 class BusState(enum.Enum):
@@ -153,6 +160,10 @@ class MemoryBus:
         first = picked[0].offset if picked else None
         complete = history_complete(since, position, first, len(picked))
         return HistoryResult(position, [e.envelope for e in picked], complete)
+
+    async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        """See :meth:`socketsrv.bus.base.Bus.history_many`."""
+        return [await self.history(r.channel, r.since, r.limit) for r in reads]
 
     def forget_history(self) -> None:
         """Lose every channel's history, epoch and event ids, as a Redis restart would.

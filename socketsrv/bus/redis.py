@@ -40,7 +40,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
@@ -52,7 +52,13 @@ from redis.exceptions import RedisError
 from publisher.envelope import StreamPosition
 from publisher.keys import KeyLayout
 from publisher.publish import HistorySettings, PublishScripts, command_client
-from socketsrv.bus.base import BusListener, BusUnavailable, HistoryResult, PublishResult
+from socketsrv.bus.base import (
+    BusListener,
+    BusUnavailable,
+    HistoryRead,
+    HistoryResult,
+    PublishResult,
+)
 from socketsrv.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -303,6 +309,12 @@ class RedisBus:
         self._require(RedisBusState.LIVE, RedisBusState.RECOVERING)
         assert self._scripts is not None
         return await self._scripts.history(channel, since, limit)
+
+    async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        """See :meth:`socketsrv.bus.base.Bus.history_many`: one pipelined round trip."""
+        self._require(RedisBusState.LIVE, RedisBusState.RECOVERING)
+        assert self._scripts is not None
+        return await self._scripts.history_many(reads)
 
     # -- the reader ------------------------------------------------------------------------
 

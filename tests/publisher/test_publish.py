@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from publisher.envelope import StreamPosition, build_envelope, decode_envelope
-from publisher.errors import InvalidChannel, InvalidPayload, PublishFailed
+from publisher.errors import BusUnavailable, InvalidChannel, InvalidPayload, PublishFailed
 from publisher.keys import KeyLayout
 from publisher.publish import (
     HistorySettings,
@@ -21,6 +21,7 @@ from publisher.publish import (
     check_event_id,
     history_complete,
 )
+from publisher.stream import HistoryRead
 from tests.support.redis_server import RedisServer, free_port
 
 CHANNEL = "question:42"
@@ -147,6 +148,30 @@ async def test_the_scripts_on_another_client_see_the_same_channel(
     assert [decode_envelope(raw).data for raw in result.publications] == ["hello"]
     with pytest.raises(ValueError, match="limit"):
         await scripts.history(CHANNEL, None, -1)
+    await client.aclose()
+
+
+async def test_pipelined_history_reads_work_after_redis_forgot_the_script(
+    redis_server: RedisServer, publisher: Publisher
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    scripts = PublishScripts(client, KEYS, HistorySettings())
+    first = await publisher.publish(CHANNEL, "one")
+    await publisher.publish(CHANNEL, "two")
+    redis_server.client().script_flush()  # what a restart without persistence also does
+    results = await scripts.history_many(
+        [HistoryRead(CHANNEL, first.position, 10), HistoryRead("question:7", None, 10)]
+    )
+    assert [decode_envelope(raw).data for raw in results[0].publications] == ["two"]
+    assert results[1].position.offset == 0
+    await client.aclose()
+
+
+async def test_pipelined_history_reads_on_an_unreachable_redis_raise_bus_unavailable() -> None:
+    client = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    scripts = PublishScripts(client, KEYS, HistorySettings())
+    with pytest.raises(BusUnavailable):
+        await scripts.history_many([HistoryRead(CHANNEL, None, 10)])
     await client.aclose()
 
 

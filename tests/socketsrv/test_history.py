@@ -1,16 +1,17 @@
-"""History reads: one bus call per channel per loop turn, each reader gets its own suffix."""
+"""History reads: one read per channel and one bus call per loop turn; each reader gets its
+own suffix."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from publisher.envelope import StreamPosition, pack_data
-from socketsrv.bus.base import BusListener, BusUnavailable, HistoryResult
+from socketsrv.bus.base import BusListener, BusUnavailable, HistoryRead, HistoryResult
 from socketsrv.bus.memory import MemoryBus
-from socketsrv.history import HistoryReader, suffix_after
+from socketsrv.history import PIPELINE_READS, HistoryReader, suffix_after
 from socketsrv.publication import Publication, decode_publication
 
 
@@ -32,7 +33,13 @@ class CountingBus(MemoryBus):
     def __init__(self) -> None:
         super().__init__(history_size=20)
         self.reads: list[tuple[str, StreamPosition | None]] = []
+        self.calls: list[int] = []
+        """The number of reads of each bus call."""
         self.down = False
+
+    async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        self.calls.append(len(reads))
+        return await super().history_many(reads)
 
     async def history(
         self, channel: str, since: StreamPosition | None, limit: int
@@ -121,6 +128,28 @@ async def test_readers_in_later_turns_or_of_other_channels_read_again(bus: Count
     await asyncio.gather(reader.read("question:1", None), reader.read("question:2", None))
     await reader.read("question:1", None)
     assert sorted(channel for channel, _ in bus.reads) == ["question:1", "question:1", "question:2"]
+
+
+async def test_reads_of_many_channels_in_one_turn_go_to_the_bus_in_one_call(
+    bus: CountingBus,
+) -> None:
+    channels = [f"user:{n}" for n in range(1, 41)]
+    for n, channel in enumerate(channels):
+        await publish(bus, channel, n % 3)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    results = await asyncio.gather(*(reader.read(c, StreamPosition("e", 0)) for c in channels))
+    assert bus.calls == [40]
+    assert [r.position.offset for r in results] == [n % 3 for n in range(40)]
+
+
+async def test_a_turn_with_more_reads_than_one_pipeline_holds_is_split(
+    bus: CountingBus,
+) -> None:
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    count = PIPELINE_READS * 2 + 1
+    results = await asyncio.gather(*(reader.read(f"user:{n}", None) for n in range(1, count + 1)))
+    assert sorted(bus.calls) == [1, PIPELINE_READS, PIPELINE_READS]
+    assert len(results) == count
 
 
 async def test_readers_asking_about_different_epochs_get_one_read_each(bus: CountingBus) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 
 from publisher.envelope import StreamPosition, pack_data
-from socketsrv.bus.base import BusListener, HistoryResult, PublishResult
+from socketsrv.bus.base import BusListener, HistoryRead, HistoryResult, PublishResult
 from socketsrv.bus.memory import MemoryBus
 from socketsrv.hub import ChannelState, Hub
 from socketsrv.metrics import build_metrics
@@ -77,6 +77,9 @@ class LossyBus:
         self, channel: str, since: StreamPosition | None, limit: int
     ) -> HistoryResult:
         return await self.inner.history(channel, since, limit)
+
+    async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        return await self.inner.history_many(reads)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
         from publisher.envelope import decode_envelope

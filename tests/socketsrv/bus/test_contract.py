@@ -19,7 +19,7 @@ from publisher.envelope import Envelope, StreamPosition, decode_envelope
 from publisher.errors import InvalidPayload
 from publisher.keys import KeyLayout
 from publisher.publish import Publisher
-from socketsrv.bus.base import Bus, BusUnavailable
+from socketsrv.bus.base import Bus, BusUnavailable, HistoryRead
 from socketsrv.bus.memory import MemoryBus
 from socketsrv.bus.redis import RedisBus, backoff_delay_s
 from socketsrv.metrics import Metrics, build_metrics
@@ -304,6 +304,30 @@ async def test_history_of_a_never_published_channel_creates_the_epoch_the_first_
     recovered = await bus.bus.history(Q1, empty.position, 100)
     assert recovered.complete
     assert [decode_envelope(raw).data for raw in recovered.publications] == ["first"]
+
+
+async def test_many_reads_in_one_call_answer_as_the_same_reads_one_by_one(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    for n in range(2, 6):
+        await bus.publish(Q1, n)
+    await bus.publish(Q2, "only")
+    reads = [
+        HistoryRead(Q1, StreamPosition(epoch, 2), 100),
+        HistoryRead(Q2, None, 100),
+        HistoryRead(Q3, StreamPosition("gone", 7), 100),  # never published: incomplete
+        HistoryRead(Q1, StreamPosition(epoch, 0), 2),  # cut by the limit
+    ]
+    together = await bus.bus.history_many(reads)
+    alone = [await bus.bus.history(r.channel, r.since, r.limit) for r in reads]
+    assert together == alone
+    assert [decode_envelope(e).offset for e in together[0].publications] == [3, 4, 5]
+    assert [r.complete for r in together] == [True, True, False, False]
+    assert await bus.bus.history_many([]) == []
+
+
+async def test_many_reads_refuse_a_negative_limit_before_reading(bus: Harness) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await bus.bus.history_many([HistoryRead(Q1, None, 10), HistoryRead(Q2, None, -1)])
 
 
 # -- idempotency -----------------------------------------------------------------------------
