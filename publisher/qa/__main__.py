@@ -1,0 +1,106 @@
+"""``python -m publisher.qa`` / ``herald-qa``: run the Q&A core, or migrate its database.
+
+    herald-qa serve [--host H] [--port P] [--workers N]   # relay to REDIS_URL
+    herald-qa migrate                                     # upgrade the schema, then exit
+    herald-qa revision -m "what changed"                  # autogenerate a migration (dev)
+
+Settings come from the environment (docs/qa-core.md#configuration). Without ``REDIS_URL``,
+``serve`` keeps events in the outbox; ``python -m publisher.qa.embedded`` runs the Q&A core
+and a socket worker in one process on the in-process bus instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from publisher.qa.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="herald-qa", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    revision = sub.add_parser("revision", help="autogenerate a migration from the models")
+    revision.add_argument("-m", "--message", required=True)
+    return p
+
+
+async def _migrate(settings: Settings) -> None:
+    from publisher.qa.db import Database, migrate
+
+    db = Database.open(settings)
+    try:
+        await migrate(db.engine)
+    finally:
+        await db.close()
+
+
+async def _revision(settings: Settings, message: str) -> None:
+    from alembic import command
+
+    from publisher.qa.db import Database, alembic_config, migrate
+
+    db = Database.open(settings)
+    try:
+        await migrate(db.engine)
+
+        def generate(connection: object) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.revision(config, message=message, autogenerate=True)
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(generate)
+    finally:
+        await db.close()
+
+
+def app_factory() -> object:
+    """For uvicorn's ``--factory`` with several workers: settings from the environment."""
+    from publisher.qa.app import create_app
+
+    return create_app(Settings.from_env(os.environ))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    try:
+        settings = Settings.from_env(os.environ, **overrides)
+    except SettingsError as exc:
+        print(f"herald-qa: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        return 0
+    if args.command == "revision":
+        asyncio.run(_revision(settings, args.message))
+        return 0
+    import uvicorn
+
+    if args.workers > 1:
+        os.environ["HERALD_QA_HOST"], os.environ["HERALD_QA_PORT"] = (
+            settings.host,
+            str(settings.port),
+        )
+        uvicorn.run("publisher.qa.__main__:app_factory", factory=True, host=settings.host,
+                    port=settings.port, workers=args.workers)  # fmt: skip
+        return 0
+    from publisher.qa.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

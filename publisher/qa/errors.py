@@ -1,0 +1,145 @@
+"""The Q&A core's HTTP errors: one tree, one JSON shape, nothing internal sent to a client.
+
+    ApiError                 {"error": {"code": <status>, "reason": <slug>, "message": <text>}}
+    ├── Unauthenticated      401  no or bad credentials
+    ├── Forbidden            403  authenticated, but not allowed (not yours, not verified, ...)
+    ├── NotFound             404  no such question, answer, comment, attachment, ...
+    ├── Conflict             409  the request contradicts the current state
+    ├── PayloadTooLarge      413  an upload over max_attachment_bytes
+    ├── UnsupportedMedia     415  an upload that is not an image we accept
+    └── Invalid              422  well-formed but unacceptable input (FastAPI's own 422s too)
+
+:func:`install_handlers` maps these, FastAPI's validation errors, integrity errors (a lost
+race on a unique constraint: 409) and anything unexpected (logged once, answered 500 with no
+detail) to the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 400
+    reason: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        self.message = message
+        self.headers = headers
+        super().__init__(message)
+
+
+class Unauthenticated(ApiError):
+    status = 401
+    reason = "unauthenticated"
+
+    def __init__(
+        self, message: str = "log in first (Authorization: Bearer <access token>)"
+    ) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ApiError):
+    status = 403
+    reason = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    reason = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    reason = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    reason = "too_large"
+
+
+class UnsupportedMedia(ApiError):
+    status = 415
+    reason = "unsupported_media_type"
+
+
+class Invalid(ApiError):
+    status = 422
+    reason = "invalid"
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in, or the token is invalid or expired"},
+    403: {"description": "Not allowed: not yours, or your email is not verified"},
+    404: {"description": "No such resource"},
+    409: {"description": "Conflicts with the current state"},
+    422: {"description": "Invalid input"},
+}
+"""The error answers shared by every route (documented in the OpenAPI schema)."""
+
+
+def error_body(status: int, reason: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": status, "reason": reason, "message": message, **extra}}
+
+
+def _reply(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(error_body(status, reason, message, **extra), status, headers=headers)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _reply(exc.status, exc.reason, exc.message, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {
+            "where": ".".join(str(part) for part in error.get("loc", ())),
+            "problem": str(error.get("msg", "invalid")),
+        }
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
+    return _reply(422, "invalid", summary or "invalid input", problems=problems)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    reasons = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    return _reply(
+        exc.status_code,
+        reasons.get(exc.status_code, "http_error"),
+        str(exc.detail),
+        dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity error answered 409: %s", type(exc.__cause__ or exc).__name__)
+    return _reply(409, "conflict", "the request conflicts with a concurrent change; retry")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _reply(500, "internal", "internal error")
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,81 @@
+"""Image attachments: checked from their bytes, stored on disk under a random name.
+
+The type comes from the content (Pillow identifies and verifies the image), never from the
+client's filename or Content-Type; only PNG, JPEG, GIF and WebP are accepted, each at most
+``max_attachment_bytes`` and ``max_image_pixels``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import secrets
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+class NotAnImage(ValueError):
+    """The bytes are not an image of an accepted type (answered 415)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+
+
+def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
+    """Identify *data*; raise :class:`NotAnImage` unless it is an accepted, intact image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind, (width, height) = image.format, image.size
+                if kind not in CONTENT_TYPES:
+                    raise NotAnImage(f"{kind} images are not accepted")
+                if width * height > max_pixels:
+                    raise NotAnImage(f"{width}x{height} is more than {max_pixels} pixels")
+                image.verify()
+    except NotAnImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            OSError, SyntaxError, ValueError) as exc:  # fmt: skip
+        raise NotAnImage(f"not a PNG, JPEG, GIF or WebP image ({type(exc).__name__})") from None
+    return CheckedImage(
+        CONTENT_TYPES[kind], width, height, hashlib.sha256(data).hexdigest(), len(data)
+    )
+
+
+class ImageStore:
+    """Files under one directory, named by a random token plus the type's extension."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_of(self, storage_name: str) -> Path:
+        return self.directory / storage_name
+
+    async def save(self, data: bytes, content_type: str) -> str:
+        name = secrets.token_hex(16) + EXTENSIONS[content_type]
+        await asyncio.to_thread(self._write, name, data)
+        return name
+
+    def _write(self, name: str, data: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.directory / name)
+
+    async def delete(self, storage_name: str) -> None:
+        await asyncio.to_thread(self.path_of(storage_name).unlink, missing_ok=True)

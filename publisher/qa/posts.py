@@ -1,0 +1,150 @@
+"""Shared pieces of questions, answers and comments: tags, loading, and response building."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from publisher.qa.errors import NotFound
+from publisher.qa.models import Answer, Attachment, Comment, Question, Tag, utcnow
+from publisher.qa.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut, QuestionSummary
+
+
+def unique_tags(names: Iterable[str]) -> list[str]:
+    """The tags in their first order, without repeats."""
+    return list(dict.fromkeys(names))
+
+
+async def tags_named(session: AsyncSession, names: Sequence[str]) -> list[Tag]:
+    """The :class:`Tag` rows for *names*, created when missing (safe under concurrent writers)."""
+    if not names:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(Tag).values([{"name": name} for name in names]).on_conflict_do_nothing()
+    )
+    found = (await session.scalars(select(Tag).where(Tag.name.in_(names)))).all()
+    by_name = {tag.name: tag for tag in found}
+    return [by_name[name] for name in names]
+
+
+async def load_question(session: AsyncSession, question_id: int, *, lock: bool = False) -> Question:
+    """The question with its tags; 404 when missing."""
+    query = select(Question).where(Question.id == question_id).options(selectinload(Question.tags))
+    if lock:
+        query = query.with_for_update()
+    question = await session.scalar(query)
+    if question is None:
+        raise NotFound(f"no question {question_id}")
+    return question
+
+
+async def load_answer(session: AsyncSession, answer_id: int) -> Answer:
+    answer = await session.get(Answer, answer_id)
+    if answer is None:
+        raise NotFound(f"no answer {answer_id}")
+    return answer
+
+
+def touch(question: Question) -> None:
+    question.last_activity_at = utcnow()
+
+
+def attachment_out(attachment: Attachment) -> AttachmentOut:
+    return AttachmentOut(
+        id=attachment.id,
+        url=f"/api/attachments/{attachment.id}",
+        content_type=attachment.content_type,
+        size_bytes=attachment.size_bytes,
+        width=attachment.width,
+        height=attachment.height,
+        question_id=attachment.question_id,
+        answer_id=attachment.answer_id,
+    )
+
+
+def summary_out(question: Question) -> QuestionSummary:
+    return QuestionSummary(
+        id=question.id,
+        author_id=question.author_id,
+        title=question.title,
+        tags=[tag.name for tag in question.tags],
+        score=question.score,
+        answer_count=question.answer_count,
+        accepted_answer_id=question.accepted_answer_id,
+        created_at=question.created_at,
+        last_activity_at=question.last_activity_at,
+    )
+
+
+def answer_out(
+    answer: Answer,
+    accepted_id: int | None,
+    comments: Sequence[Comment] = (),
+    attachments: Sequence[Attachment] = (),
+) -> AnswerOut:
+    return AnswerOut(
+        id=answer.id,
+        question_id=answer.question_id,
+        author_id=answer.author_id,
+        body_md=answer.body_md,
+        body_html=answer.body_html,
+        score=answer.score,
+        score_version=answer.score_version,
+        edit_version=answer.edit_version,
+        accepted=answer.id == accepted_id,
+        created_at=answer.created_at,
+        updated_at=answer.updated_at,
+        comments=[CommentOut.model_validate(c) for c in comments],
+        attachments=[attachment_out(a) for a in attachments],
+    )
+
+
+async def question_out(session: AsyncSession, question: Question) -> QuestionOut:
+    """The whole question page: the question, its answers, comments and attachments."""
+    answers = (
+        await session.scalars(
+            select(Answer).where(Answer.question_id == question.id).order_by(Answer.id)
+        )
+    ).all()
+    answer_ids = [a.id for a in answers]
+    comments = (
+        await session.scalars(
+            select(Comment)
+            .where((Comment.question_id == question.id) | Comment.answer_id.in_(answer_ids))
+            .order_by(Comment.id)
+        )
+    ).all()
+    attachments = (
+        await session.scalars(
+            select(Attachment)
+            .where((Attachment.question_id == question.id) | Attachment.answer_id.in_(answer_ids))
+            .order_by(Attachment.id)
+        )
+    ).all()
+    summary = summary_out(question)
+    return QuestionOut(
+        **summary.model_dump(),
+        body_md=question.body_md,
+        body_html=question.body_html,
+        score_version=question.score_version,
+        edit_version=question.edit_version,
+        updated_at=question.updated_at,
+        answers=[
+            answer_out(
+                a,
+                question.accepted_answer_id,
+                [c for c in comments if c.answer_id == a.id],
+                [f for f in attachments if f.answer_id == a.id],
+            )
+            for a in answers
+        ],
+        comments=[CommentOut.model_validate(c) for c in comments if c.question_id is not None],
+        attachments=[attachment_out(f) for f in attachments if f.question_id is not None],
+    )

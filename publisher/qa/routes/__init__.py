@@ -1,0 +1,1 @@
+"""One router per resource; :func:`publisher.qa.app.create_app` includes them all."""

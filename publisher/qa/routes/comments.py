@@ -1,0 +1,103 @@
+"""Comments on questions and answers: post, edit and delete your own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from publisher.qa import events
+from publisher.qa.deps import AnswerId, Author, OwnedComment, QuestionId, WriteTx
+from publisher.qa.errors import ERROR_RESPONSES
+from publisher.qa.inbox import InboxKind, notify
+from publisher.qa.models import Comment, utcnow
+from publisher.qa.posts import load_answer, load_question
+from publisher.qa.schemas import CommentIn, CommentOut
+
+router = APIRouter(prefix="/api", tags=["comments"], responses=ERROR_RESPONSES)
+
+
+async def _comment(
+    tx: WriteTx, user_id: int, body: str, *, question_id: int, answer_id: int | None,
+    post_author_id: int,
+) -> Comment:  # fmt: skip
+    comment = Comment(
+        author_id=user_id,
+        question_id=None if answer_id is not None else question_id,
+        answer_id=answer_id,
+        body=body,
+    )
+    tx.session.add(comment)
+    await tx.session.flush()
+    events.comment_posted(tx.session, question_id, comment)
+    await notify(
+        tx.session,
+        recipient_id=post_author_id,
+        actor_id=user_id,
+        kind=InboxKind.COMMENT,
+        text=body,
+        question_id=question_id,
+        answer_id=answer_id,
+        comment_id=comment.id,
+    )
+    await tx.commit()
+    return comment
+
+
+@router.post(
+    "/questions/{question_id}/comments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentOut,
+)
+async def comment_on_question(
+    question_id: QuestionId, body: CommentIn, tx: WriteTx, user: Author
+) -> Comment:
+    """Comment on a question; its author gets an inbox item."""
+    question = await load_question(tx.session, question_id)
+    question.last_activity_at = utcnow()
+    return await _comment(
+        tx, user.id, body.body, question_id=question.id, answer_id=None,
+        post_author_id=question.author_id,
+    )  # fmt: skip
+
+
+@router.post(
+    "/answers/{answer_id}/comments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentOut,
+)
+async def comment_on_answer(
+    answer_id: AnswerId, body: CommentIn, tx: WriteTx, user: Author
+) -> Comment:
+    """Comment on an answer; its author gets an inbox item."""
+    answer = await load_answer(tx.session, answer_id)
+    question = await load_question(tx.session, answer.question_id)
+    question.last_activity_at = utcnow()
+    return await _comment(
+        tx, user.id, body.body, question_id=answer.question_id, answer_id=answer.id,
+        post_author_id=answer.author_id,
+    )  # fmt: skip
+
+
+async def _question_of(tx: WriteTx, comment: Comment) -> int:
+    if comment.question_id is not None:
+        return comment.question_id
+    assert comment.answer_id is not None
+    return (await load_answer(tx.session, comment.answer_id)).question_id
+
+
+@router.patch("/comments/{comment_id}", response_model=CommentOut)
+async def edit_comment(body: CommentIn, comment: OwnedComment, tx: WriteTx) -> Comment:
+    comment.body = body.body
+    comment.edit_version += 1
+    comment.updated_at = utcnow()
+    await tx.session.flush()
+    events.comment_edited(tx.session, await _question_of(tx, comment), comment)
+    await tx.commit()
+    return comment
+
+
+@router.delete("/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_comment(comment: OwnedComment, tx: WriteTx) -> None:
+    question_id = await _question_of(tx, comment)
+    events.deleted(tx.session, question_id, f"comment:{comment.id}")
+    await tx.session.delete(comment)
+    await tx.commit()
