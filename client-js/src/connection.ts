@@ -113,8 +113,11 @@ export class Connection {
   private unauthorizedRetried = false;
   private token: string | null = null;
   private tokenStale = true;
+  /** The expiry the server read from the current token (connect reply), null if unknown. */
+  private tokenExpiresAtMs: number | null = null;
   private connectInfo: ConnectResult | null = null;
   private lastFrameAt = 0;
+  private framesReceived = 0;
   private online: boolean;
   private visible: boolean;
   /** Set while a reconnect waits for the network or for the page to be shown. */
@@ -244,7 +247,7 @@ export class Connection {
   private getTokenNeeded(): boolean {
     if (this.options.getToken === null) return false;
     if (this.tokenStale) return true;
-    const expiresAt = this.connectInfo?.expiresAtMs ?? null;
+    const expiresAt = this.tokenExpiresAtMs;
     return expiresAt !== null && this.env.now() >= expiresAt - this.options.tokenRefreshMarginMs;
   }
 
@@ -254,6 +257,7 @@ export class Connection {
     const token = await provider();
     this.token = token;
     this.tokenStale = false;
+    this.tokenExpiresAtMs = null;
   }
 
   private openSocket(): void {
@@ -303,6 +307,7 @@ export class Connection {
 
   private connected(result: ConnectResult): void {
     this.connectInfo = result;
+    this.tokenExpiresAtMs = result.expiresAtMs;
     this.armLiveness(result.pingIntervalMs + result.pongTimeoutMs, LocalCause.DEAF);
     this.setTimer('stable', this.options.stableAfterMs, () => {
       this.attempt = 0;
@@ -326,6 +331,7 @@ export class Connection {
       () => {
         if (generation !== this.generation || this.stateValue !== 'connected') return;
         this.dropSocket(CloseCode.NORMAL, LocalCause.TOKEN_REFRESH);
+        this.resetConnectionState();
         this.markChannelsLost();
         this.setState('connecting', { code: 0, reason: LocalCause.TOKEN_REFRESH, retryInMs: 0 });
         this.open();
@@ -405,6 +411,7 @@ export class Connection {
 
   private receive(data: unknown): void {
     this.lastFrameAt = this.env.now();
+    this.framesReceived++;
     let frame: ServerFrame;
     try {
       frame = this.options.codec.decode(data);
@@ -470,12 +477,12 @@ export class Connection {
   private probe(): void {
     const info = this.connectInfo;
     if (info === null || this.timers.has('probe')) return;
-    const sentAt = this.env.now();
+    const framesBefore = this.framesReceived;
     const id = this.takeId();
     this.pending.set(id, () => undefined); // any frame at all is the sign of life
     this.send({ op: 'ping', id });
     this.setTimer('probe', info.pongTimeoutMs, () => {
-      if (this.lastFrameAt <= sentAt) this.abandonSocket(0, LocalCause.DEAF);
+      if (this.framesReceived === framesBefore) this.abandonSocket(0, LocalCause.DEAF);
     });
   }
 
