@@ -24,6 +24,7 @@ from publisher.qa.errors import install_handlers
 from publisher.qa.images import ImageStore
 from publisher.qa.keys import with_secrets
 from publisher.qa.mail import Mailer
+from publisher.qa.passwords import Passwords
 from publisher.qa.relay import EventSink, OutboxRelay
 from publisher.qa.routes import (
     answers,
@@ -88,6 +89,7 @@ def create_app(
                 settings=resolved,
                 db=db,
                 mailer=Mailer(resolved),
+                passwords=Passwords.of(resolved),
                 images=ImageStore(resolved.attachments_path),
                 nudge_relay=relay.nudge if relay is not None else _noop,
             )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from publisher.qa.db import Database
 from publisher.qa.images import ImageStore
 from publisher.qa.mail import Mailer
+from publisher.qa.passwords import Passwords
 from publisher.qa.settings import Settings
 
 
@@ -17,6 +18,7 @@ class QAContext:
     """With every secret filled in (publisher.qa.keys.with_secrets)."""
     db: Database
     mailer: Mailer
+    passwords: Passwords
     images: ImageStore
     nudge_relay: Callable[[], None]
     """Called after every committed write, so the relay publishes without waiting a poll."""

@@ -54,6 +54,8 @@ class Settings:
     refresh_token_ttl_s: float = 30 * 86400.0
     verification_ttl_s: float = 2 * 86400.0
     require_verified_email: bool = True
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
 
     socket_private_key_pem: str | None = None
     """Ed25519 private key (PEM) that signs connection tokens; generated in development."""
@@ -92,9 +94,16 @@ class Settings:
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
                 raise SettingsError(name, f"must be a positive finite number, not {value}")
-        for name in ("max_attachment_bytes", "relay_batch_size", "max_image_pixels"):
+        for name in (
+            "max_attachment_bytes",
+            "relay_batch_size",
+            "max_image_pixels",
+            "argon2_time_cost",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(name, "must be at least 1")
+        if self.argon2_memory_kib < 8:
+            raise SettingsError("argon2_memory_kib", "must be at least 8")
         if not 0 < self.port < 65536:
             raise SettingsError("port", f"must be 1-65535, not {self.port}")
         if self.environment is Environment.PRODUCTION:

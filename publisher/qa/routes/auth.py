@@ -14,7 +14,6 @@ from publisher.qa.deps import Ctx, CurrentUserId, ReadSession, SettingsDep, Writ
 from publisher.qa.errors import ERROR_RESPONSES, Conflict, NotFound, Unauthenticated
 from publisher.qa.mail import Mail
 from publisher.qa.models import EmailVerification, RefreshToken, User, utcnow
-from publisher.qa.passwords import hash_password, verify_password
 from publisher.qa.schemas import (
     LoginIn,
     OpaqueToken,
@@ -58,7 +57,7 @@ async def register(body: RegisterIn, tx: WriteTx, context: Ctx) -> User:
     user = User(
         email=email,
         display_name=body.display_name or email.split("@", 1)[0][:64],
-        password_hash=await hash_password(body.password),
+        password_hash=await context.passwords.hash(body.password),
         verified=False,
     )
     tx.session.add(user)
@@ -112,13 +111,13 @@ async def verify_link(token: Annotated[OpaqueToken, Query()], tx: WriteTx) -> Us
 
 
 @router.post("/login", response_model=TokensOut)
-async def login(body: LoginIn, tx: WriteTx, settings: SettingsDep) -> TokensOut:
+async def login(body: LoginIn, tx: WriteTx, context: Ctx) -> TokensOut:
     """An access token (short-lived JWT) and a refresh token."""
     user = await tx.session.scalar(select(User).where(User.email == body.email.strip().lower()))
-    if not await verify_password(user.password_hash if user else None, body.password):
+    if not await context.passwords.verify(user.password_hash if user else None, body.password):
         raise Unauthenticated("wrong email or password")
     assert user is not None
-    tokens = await _issue_tokens(tx, settings, user.id)
+    tokens = await _issue_tokens(tx, context.settings, user.id)
     await tx.commit()
     return tokens
 

@@ -1,0 +1,92 @@
+"""Fixtures of the Q&A core tests: every test that takes ``qa`` runs on SQLite and PostgreSQL.
+
+PostgreSQL: one database with a random name per test session on ``HERALD_TEST_PG_URL``
+(default ``postgresql://postgres@127.0.0.1:5432/postgres``, the server this machine kind
+runs), migrated once, emptied before each test, dropped at the end. Tests skip with the
+reason when no server answers there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from publisher.qa.db import Database, migrate
+from publisher.qa.models import Base
+from publisher.qa.settings import Settings
+from tests.publisher.qa.support import QA, running_qa, qa_settings
+
+PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _url_of(database: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """The URL of a migrated PostgreSQL database owned by this test session."""
+    name = f"herald_qa_test_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} ({exc}); set HERALD_TEST_PG_URL")
+    url = _url_of(name)
+
+    async def migrated() -> None:
+        db = Database.open(Settings(database_url=url))
+        try:
+            await migrate(db.engine)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(migrated())
+        yield url
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _truncate(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    conn = await asyncpg.connect(url, timeout=3)
+    try:
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated-on-start database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'qa.sqlite3'}"
+    url: str = request.getfixturevalue("pg_database")
+    asyncio.run(_truncate(url))
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return qa_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def qa(settings: Settings) -> AsyncIterator[QA]:
+    async with running_qa(settings) as running:
+        yield running
