@@ -45,6 +45,11 @@ export async function waitFor(what, check, { timeoutMs = 20_000, intervalMs = 50
   throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})${extra}`);
 }
 
+/** A promise that resolves after `ms` without keeping the process alive. */
+function deadline(ms) {
+  return new Promise((done) => setTimeout(done, ms).unref());
+}
+
 export function freePort() {
   return new Promise((resolvePort, reject) => {
     const server = net.createServer();
@@ -118,7 +123,7 @@ export class Redis {
     if (this.process === null) return;
     const exited = once(this.process, 'exit');
     await redisAsk(this.port, 'SHUTDOWN NOSAVE');
-    await Promise.race([exited, sleep(5000)]);
+    await Promise.race([exited, deadline(5000)]);
     this.process.kill('SIGKILL');
     this.process = null;
   }
@@ -174,7 +179,7 @@ export class Fleet {
     if (child.exitCode !== null) return child.exitCode;
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
-    const result = await Promise.race([exited, sleep(40_000).then(() => null)]);
+    const result = await Promise.race([exited, deadline(40_000).then(() => null)]);
     killGroup(child);
     return result === null ? null : result[0];
   }
@@ -303,6 +308,7 @@ export async function startSystem() {
     system.web = await startStaticServer();
     system.stops.push(() => new Promise((done) => system.web.server.close(done)));
     system.browser = await launchChromium();
+    if (process.env.HERALD_E2E_TIMING) console.error('started');
     system.stops.push(() => system.browser.close());
   } catch (error) {
     await stopSystem(system);
@@ -314,7 +320,9 @@ export async function startSystem() {
 export async function stopSystem(system) {
   for (const stop of system.stops.reverse()) {
     try {
+      const t = Date.now();
       await stop();
+      if (process.env.HERALD_E2E_TIMING) console.error('stop', stop.toString(), Date.now() - t);
     } catch {
       // keep stopping the rest
     }
