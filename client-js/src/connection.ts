@@ -120,6 +120,8 @@ export class Connection {
   private framesReceived = 0;
   private online: boolean;
   private visible: boolean;
+  /** The server's restart hint or a flood close forbid reconnecting before this time. */
+  private retryNotBefore = 0;
   /** Set while a reconnect waits for the network or for the page to be shown. */
   private waitingFor: 'online' | 'visible' | null = null;
   private readonly timers = new Map<'retry' | 'liveness' | 'stable' | 'token' | 'probe', TimerHandle>();
@@ -524,6 +526,8 @@ export class Connection {
     let delay = backoffDelayMs(this.attempt++, this.options.backoff, () => this.env.random());
     if (info.code === CloseCode.RESTART) delay += restartHintMs(info.reason);
     if (info.code === CloseCode.FLOOD) delay = Math.max(delay, this.options.floodDelayMs);
+    const mustWait = info.code === CloseCode.RESTART || info.code === CloseCode.FLOOD;
+    this.retryNotBefore = mustWait ? this.env.now() + delay : 0;
     this.setState('connecting', { ...info, retryInMs: delay });
     this.setTimer('retry', delay, () => {
       if (!this.visible) {
@@ -543,6 +547,13 @@ export class Connection {
   /** The page came back (shown, online): reconnect now instead of at the end of the backoff. */
   private catchUp(): void {
     if (!this.online) return;
+    const wait = this.retryNotBefore - this.env.now();
+    if (wait > 0) {
+      // The server asked for this delay (restart hint, flood): keep it, but no longer.
+      this.waitingFor = null;
+      this.setTimer('retry', wait, () => this.open());
+      return;
+    }
     this.open();
   }
 

@@ -457,6 +457,20 @@ describe('the page: visibility and network', () => {
     expect(sub.state).toBe('subscribed');
   });
 
+  it('keeps the restart hint when the page is shown during it, and no longer', async () => {
+    const c = client();
+    c.connect();
+    page.socket().accept();
+    page.setVisible(false);
+    page.socket().serverClose(4000, 'restart retry_ms=4000');
+    await vi.advanceTimersByTimeAsync(1000);
+    page.setVisible(true);
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(page.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(page.sockets).toHaveLength(2);
+  });
+
   it('drops the socket when the browser goes offline, waits, and reconnects when online', async () => {
     const c = client();
     c.connect();
