@@ -205,6 +205,31 @@ test('two tabs share one socket; closing the leader tab keeps the other one rece
   }
 });
 
+test('a hidden page does not reconnect after a fleet restart, and catches up as soon as it is shown', async () => {
+  const context = await system.browser.newContext();
+  try {
+    const channel = 'question:707';
+    const page = await openPage(context, { channels: [channel] });
+    await waitSubscribed(page, [channel]);
+    const early = await publishMany(channel, 2, 0);
+    await waitOffsets(page, channel, early);
+    await page.evaluate(() => window.setHidden(true));
+    assert.equal(await system.fleet.terminate(), 0);
+    await system.fleet.start();
+    const missed = await publishMany(channel, 3, 0);
+    // Unpaused, the page would reconnect within the restart hint (<= 0.5 s) plus its
+    // backoff cap (2 s); it must still have its first socket only.
+    await sleep(3000);
+    assert.equal(await page.evaluate(() => window.socketsOpened), 1, 'no socket opened while hidden');
+    assert.equal(await page.evaluate(() => window.client.state), 'connecting');
+    await page.evaluate(() => window.setHidden(false));
+    await waitOffsets(page, channel, [...early, ...missed]);
+    assert.equal(await page.evaluate(() => window.socketsOpened), 2);
+  } finally {
+    await context.close();
+  }
+});
+
 test('without sharing, each tab of a context has its own socket', async () => {
   const context = await system.browser.newContext();
   try {
