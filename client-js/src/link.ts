@@ -59,19 +59,21 @@ export class LocalLink implements Link {
   private readonly connection: Connection;
   private readonly router: ChannelRouter;
   private readonly sink: OwnerSink;
-  private readonly unlisten: (() => void)[];
+  private unlisten: (() => void)[] = [];
 
   constructor(options: ConnectionOptions, private readonly env: Environment, listener: LinkListener) {
     ({ connection: this.connection, router: this.router } = createHub(options, env));
     this.sink = localSink(listener);
     this.router.addSink(this.sink);
-    this.unlisten = [
-      env.onOnlineChange((online) => this.connection.setOnline(online)),
-      env.onVisibilityChange((visible) => this.connection.setVisible(visible)),
-    ];
   }
 
   start(): void {
+    if (this.unlisten.length === 0) {
+      this.unlisten = [
+        this.env.onOnlineChange((online) => this.connection.setOnline(online)),
+        this.env.onVisibilityChange((visible) => this.connection.setVisible(visible)),
+      ];
+    }
     this.connection.setOnline(this.env.isOnline());
     this.connection.setVisible(this.env.isVisible());
     this.connection.connect();
@@ -91,6 +93,7 @@ export class LocalLink implements Link {
 
   close(): void {
     for (const unlisten of this.unlisten) unlisten();
+    this.unlisten = [];
     this.router.dropOwner(SELF);
     this.connection.disconnect('close()');
   }

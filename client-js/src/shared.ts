@@ -52,7 +52,7 @@ interface Leading {
 
 export class SharedLink implements Link {
   private readonly tab = newTabId();
-  private readonly channel: BroadcastChannel;
+  private channel: BroadcastChannel | null = null;
   private readonly self: OwnerSink;
   private readonly remote: OwnerSink;
   private leading: Leading | null = null;
@@ -61,7 +61,7 @@ export class SharedLink implements Link {
   private closed = false;
   private abort: AbortController | null = null;
   private readonly visibility = new Map<string, boolean>();
-  private readonly unlisten: (() => void)[];
+  private unlisten: (() => void)[] = [];
 
   constructor(
     private readonly key: string,
@@ -69,13 +69,18 @@ export class SharedLink implements Link {
     private readonly env: Environment,
     private readonly listener: LinkListener,
   ) {
-    this.channel = new BroadcastChannel(key);
-    this.channel.onmessage = (event: MessageEvent<Message>) => this.receive(event.data);
     this.self = localSink(listener);
     this.remote = this.remoteSink();
+  }
+
+  /** The tabs' channel and the page listeners, set up on the first start(). */
+  private join(): void {
+    if (this.channel !== null) return;
+    this.channel = new BroadcastChannel(this.key);
+    this.channel.onmessage = (event: MessageEvent<Message>) => this.receive(event.data);
     this.unlisten = [
-      env.onVisibilityChange((visible) => this.visibilityChanged(visible)),
-      env.onOnlineChange((online) => this.leading?.connection.setOnline(online)),
+      this.env.onVisibilityChange((visible) => this.visibilityChanged(visible)),
+      this.env.onOnlineChange((online) => this.leading?.connection.setOnline(online)),
     ];
   }
 
@@ -84,7 +89,8 @@ export class SharedLink implements Link {
   }
 
   start(): void {
-    if (this.started) return;
+    if (this.started || this.closed) return;
+    this.join();
     this.started = true;
     if (this.leading !== null) {
       this.leading.connection.connect();
@@ -124,7 +130,8 @@ export class SharedLink implements Link {
     this.stop();
     this.closed = true;
     for (const unlisten of this.unlisten) unlisten();
-    this.channel.close();
+    this.channel?.close();
+    this.channel = null;
   }
 
   // --- election ---------------------------------------------------------------------------
@@ -252,7 +259,7 @@ export class SharedLink implements Link {
   }
 
   private post(message: Message): void {
-    if (this.closed) return;
+    if (this.closed || this.channel === null) return;
     try {
       this.channel.postMessage(message);
     } catch {
