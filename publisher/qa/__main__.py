@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 
+from publisher.qa import seed
 from publisher.qa.settings import Settings, SettingsError
 
 
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     revision = sub.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
+    seed.add_parser(sub)
     return p
 
 
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0
+    if args.command == "seed":
+        return seed.run(settings, args)
     if args.command == "revision":
         asyncio.run(_revision(settings, args.message))
         return 0
