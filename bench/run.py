@@ -441,7 +441,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="override a Herald setting (HERALD_*), e.g. HERALD_PING_INTERVAL_S=60; repeatable",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a field of the scale, e.g. --set qa_workers=6 --set 'qa_multipliers=[1]'",
+    )
     args = p.parse_args(argv)
+    scale = SCALES[args.scale]
+    for item in args.set:
+        name, _, raw = item.partition("=")
+        if name not in {f.name for f in dataclasses.fields(Scale)}:
+            p.error(f"--set: the scale has no field {name!r}")
+        scale = dataclasses.replace(scale, **{name: json.loads(raw)})
     scenario_names = [s for s in args.scenarios.split(",") if s]
     target_names = [t for t in args.targets.split(",") if t]
     for s in scenario_names:
@@ -455,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     herald_env = dict(item.split("=", 1) for item in args.herald_env)
     results = uvloop.run(
         run(
-            SCALES[args.scale],
+            scale,
             scenario_names,
             target_names,
             args.log_dir,
