@@ -47,6 +47,8 @@ class Settings:
     port: int = 8080
     public_base_url: str = "http://127.0.0.1:8080"
     """How browsers reach this service (verification links are built from it)."""
+    socket_url: str = "ws://127.0.0.1:8000/ws"
+    """How browsers reach the socket fleet (the live pages connect to it)."""
 
     access_token_secret: str | None = None
     """HMAC secret of API access tokens (HS256); generated into ``data_dir`` in development."""
