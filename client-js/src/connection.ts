@@ -316,8 +316,11 @@ export class Connection {
       this.unauthorizedRetried = false;
     });
     if (result.expiresAtMs !== null && this.options.getToken !== null) {
-      const refreshIn = result.expiresAtMs - this.options.tokenRefreshMarginMs - this.env.now();
-      this.setTimer('token', Math.max(0, refreshIn), () => this.refreshToken());
+      // A token that lives less than twice the margin is renewed at half its remaining life,
+      // not at once: short-lived tokens must not turn into a reconnect loop.
+      const remaining = result.expiresAtMs - this.env.now();
+      const refreshIn = Math.max(remaining - this.options.tokenRefreshMarginMs, remaining / 2);
+      if (remaining > 0) this.setTimer('token', refreshIn, () => this.refreshToken());
     }
     this.setState('connected', { code: 0, reason: '', connect: result });
     for (const [channel, entry] of this.channels) {

@@ -18,14 +18,16 @@ after(async () => {
   if (system) await stopSystem(system);
 });
 
-async function openPage(context, { channels, format = 'json', share = false, user = '42' }) {
+async function openPage(context, { channels, format = 'json', share = false, user = '42', url, tokenLifeS }) {
   const page = await context.newPage();
   page.on('pageerror', (error) => console.error('page error:', error));
+  if (tokenLifeS !== undefined) await page.exposeFunction('mintToken', () => system.issuer.token(user, tokenLifeS));
   await page.goto(system.web.url);
   await page.waitForFunction(() => typeof window.startHerald === 'function');
   await page.evaluate((options) => window.startHerald(options), {
-    url: system.fleet.url,
+    url: url ?? system.fleet.url,
     token: system.issuer.token(user),
+    tokenFromTest: tokenLifeS !== undefined,
     format,
     channels,
     share,
@@ -225,6 +227,45 @@ test('a hidden page does not reconnect after a fleet restart, and catches up as 
     await page.evaluate(() => window.setHidden(false));
     await waitOffsets(page, channel, [...early, ...missed]);
     assert.equal(await page.evaluate(() => window.socketsOpened), 2);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a deaf socket (open, silent) is detected without help from the server, and the page recovers', async () => {
+  const context = await system.browser.newContext();
+  try {
+    const channel = 'question:808';
+    const page = await openPage(context, { channels: [channel], url: system.proxy.url });
+    await waitSubscribed(page, [channel]);
+    const early = await publishMany(channel, 2, 0);
+    await waitOffsets(page, channel, early);
+    system.proxy.deafenAll();
+    const missed = await publishMany(channel, 4, 0);
+    await waitOffsets(page, channel, [...early, ...missed]);
+    const log = await readLog(page);
+    assert.ok(
+      log.reasons.includes('no frame within ping_interval_ms + pong_timeout_ms'),
+      `the client itself detected the silence (reasons: ${log.reasons})`,
+    );
+    assert.equal(await page.evaluate(() => window.socketsOpened), 2);
+  } finally {
+    await context.close();
+  }
+});
+
+test('short-lived tokens are renewed through the provider before they expire, and nothing is lost', async () => {
+  const context = await system.browser.newContext();
+  try {
+    const channel = 'user:42';
+    const page = await openPage(context, { channels: [channel], tokenLifeS: 4 });
+    await waitSubscribed(page, [channel]);
+    const offsets = await publishMany(channel, 40, 150);
+    await waitOffsets(page, channel, offsets);
+    const log = await readLog(page);
+    assert.ok(log.tokens >= 3, `the provider was asked again (${log.tokens} times)`);
+    assert.ok(log.reasons.includes('reconnecting with a fresh token'));
+    assert.deepEqual(log.failed, []);
   } finally {
     await context.close();
   }

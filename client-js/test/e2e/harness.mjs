@@ -156,6 +156,9 @@ export class Fleet {
         HERALD_RECONNECT_SPREAD_S: '0.5',
         HERALD_UNSUBSCRIBE_GRACE_S: '1',
         HERALD_LOG_LEVEL: 'WARNING',
+        // Short heartbeats so that the deaf-socket test needs seconds, not half a minute.
+        HERALD_PING_INTERVAL_S: '2',
+        HERALD_PONG_TIMEOUT_S: '2',
         ...env,
       },
     });
@@ -207,6 +210,56 @@ function httpStatus(port, path) {
     request.on('error', () => resolveStatus(0));
     request.on('close', () => resolveStatus(Number(/^HTTP\/1\.[01] (\d{3})/.exec(data)?.[1] ?? 0)));
   });
+}
+
+/**
+ * A TCP proxy in front of the fleet. `deafenAll()` makes every connection open so far silent in
+ * both directions while its sockets stay open (a dead NAT mapping, a proxy that lost its
+ * upstream); connections made afterwards are forwarded normally.
+ */
+export class Proxy {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.connections = new Set();
+    this.server = net.createServer((downstream) => {
+      const upstream = net.connect(this.targetPort, '127.0.0.1');
+      const link = { downstream, upstream, deaf: false };
+      this.connections.add(link);
+      downstream.on('data', (chunk) => link.deaf || upstream.write(chunk));
+      upstream.on('data', (chunk) => link.deaf || downstream.write(chunk));
+      const end = () => {
+        this.connections.delete(link);
+        downstream.destroy();
+        upstream.destroy();
+      };
+      downstream.on('close', end);
+      upstream.on('close', () => link.deaf || end());
+      downstream.on('error', end);
+      upstream.on('error', () => link.deaf || end());
+    });
+  }
+
+  async start() {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    return this;
+  }
+
+  get url() {
+    return `ws://127.0.0.1:${this.server.address().port}/ws`;
+  }
+
+  deafenAll() {
+    for (const link of this.connections) link.deaf = true;
+  }
+
+  async close() {
+    for (const link of this.connections) {
+      link.downstream.destroy();
+      link.upstream.destroy();
+    }
+    await new Promise((done) => this.server.close(done));
+  }
 }
 
 /** The project's own publisher, one long-lived process; `publish` resolves with {epoch, offset}. */
@@ -303,6 +356,8 @@ export async function startSystem() {
     system.fleet = new Fleet({ redisUrl: system.redis.url, port: await freePort(), publicKeyFile: system.issuer.publicKeyFile });
     await system.fleet.start();
     system.stops.push(() => system.fleet.terminate());
+    system.proxy = await new Proxy(system.fleet.options.port).start();
+    system.stops.push(() => system.proxy.close());
     system.publisher = new Publisher(system.redis.url);
     system.stops.push(() => system.publisher.close());
     system.web = await startStaticServer();

@@ -363,6 +363,19 @@ describe('tokens', () => {
     expect(page.socket().lastCommand('subscribe')['since']).toEqual({ epoch: 'e1', offset: 5 });
   });
 
+  it('renews a token shorter-lived than the margin at half its remaining life, not in a loop', async () => {
+    let n = 0;
+    const c = client({ getToken: async () => `tok-${++n}`, tokenRefreshMarginMs: 30_000 });
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    page.socket().accept({ expires_at: Date.now() / 1000 + 10, ping_interval_ms: 3_600_000 });
+    await vi.advanceTimersByTimeAsync(4999);
+    expect(page.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(page.sockets).toHaveLength(2);
+    expect(n).toBe(2);
+  });
+
   it('retries with backoff when the token provider fails', async () => {
     let calls = 0;
     const c = client({
