@@ -135,6 +135,15 @@ export class HeraldClient extends Emitter<ClientEvents> {
 
   private host(): SubscriptionHost {
     return {
+      claim: (subscription) => {
+        const current = this.subscriptions.get(subscription.channel);
+        if (current === undefined) {
+          this.requireOpen('subscribe');
+          this.subscriptions.set(subscription.channel, subscription); // subscribe() again after unsubscribe()
+        } else if (current !== subscription) {
+          throw new InvalidStateError(`another subscription to ${subscription.channel} exists`);
+        }
+      },
       want: (subscription, since, req) => {
         if (this.subscriptions.get(subscription.channel) === subscription) this.link.want(subscription.channel, since, req);
       },

@@ -51,6 +51,8 @@ export type SubscriptionEvents = {
 
 /** What a subscription asks of its client. */
 export interface SubscriptionHost {
+  /** Make this the client's subscription to its channel; throws if another one holds it. */
+  claim(subscription: Subscription): void;
   want(subscription: Subscription, since: StreamPosition | null, req: number): void;
   unwant(subscription: Subscription): void;
 }
@@ -87,9 +89,10 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     if (this.stateValue !== 'unsubscribed') {
       throw new InvalidStateError(`subscribe() on ${this.channel} in state ${this.stateValue}`);
     }
+    this.host.claim(this);
     this.setState('subscribing');
     this.emit('subscribing', this.channel);
-    this.host.want(this, this.positionValue, ++this.req);
+    this.host.want(this, this.positionValue, ++this.req); // may answer at once (a shared channel)
   }
 
   /** Stop receiving; the position is kept, so a later `subscribe()` recovers from it. */

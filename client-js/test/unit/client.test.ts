@@ -524,3 +524,46 @@ describe('msgpack', () => {
     expect(pubs).toEqual([{ score: 7, who: 'ü' }]);
   });
 });
+
+describe('unsubscribing while the subscribe is pending', () => {
+  it('cancels it: no subscribe answer or publication reaches the app afterwards', () => {
+    const c = client();
+    const sub = c.subscribe(Q);
+    const pubs = record<Publication>((push) => sub.on('publication', push));
+    const subscribed = record<unknown>((push) => sub.on('subscribed', push));
+    c.connect();
+    const socket = page.socket();
+    socket.accept();
+    sub.unsubscribe();
+    expect(socket.lastCommand('unsubscribe')['channel']).toBe(Q);
+    socket.replySubscribe(Q, 'e1', 0, 'none'); // a reply the server should not send, ignored anyway
+    socket.pub(Q, 1);
+    expect(subscribed).toEqual([]);
+    expect(pubs).toEqual([]);
+  });
+
+  it('subscribe() again after unsubscribe() recovers from the kept position', () => {
+    const c = client();
+    const first = c.subscribe(Q);
+    c.connect();
+    const socket = page.socket();
+    socket.accept();
+    socket.replySubscribe(Q, 'e1', 5, 'none');
+    socket.pub(Q, 6);
+    first.unsubscribe();
+    first.subscribe();
+    expect(first.state).toBe('subscribing');
+    expect(c.getSubscription(Q)).toBe(first);
+    expect(socket.lastCommand('subscribe')['since']).toEqual({ epoch: 'e1', offset: 6 });
+    expect(() => c.subscribe(Q)).toThrow(/already subscribed/);
+  });
+
+  it('an old subscription object cannot take the channel back from a newer one', () => {
+    const c = client();
+    const first = c.subscribe(Q);
+    first.unsubscribe();
+    c.subscribe(Q);
+    expect(() => first.subscribe()).toThrow(/another subscription/);
+    expect(first.state).toBe('unsubscribed');
+  });
+});

@@ -159,6 +159,29 @@ describe('tabs sharing one connection', () => {
     expect(allSockets()).toHaveLength(2);
   });
 
+  it('the leader tab joining a channel a follower already has live is answered at once', async () => {
+    const a = tab();
+    const b = tab();
+    a.client.connect();
+    await flush();
+    b.client.connect();
+    await flush();
+    const pubsB = record(b.client, Q);
+    await flush();
+    const socket = a.page.socket();
+    socket.accept();
+    await flush();
+    socket.replySubscribe(Q, 'e1', 3, 'none');
+    await flush();
+    const pubsA = record(a.client, Q);
+    expect(a.client.getSubscription(Q)?.state).toBe('subscribed');
+    expect(socket.commands('subscribe')).toHaveLength(1);
+    socket.pub(Q, 4);
+    await flush();
+    expect(pubsA.map((p) => p.offset)).toEqual([4]);
+    expect(pubsB.map((p) => p.offset)).toEqual([4]);
+  });
+
   it('a follower leaving a channel unsubscribes the socket only when no other tab wants it', async () => {
     const a = tab();
     const b = tab();
