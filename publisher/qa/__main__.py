@@ -22,8 +22,9 @@ from publisher.qa.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="herald-qa", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="herald-qa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
@@ -97,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             settings.host,
             str(settings.port),
         )
-        uvicorn.run("publisher.qa.__main__:app_factory", factory=True, host=settings.host,
-                    port=settings.port, workers=args.workers)  # fmt: skip
+        uvicorn.run(
+            "publisher.qa.__main__:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+        )
         return 0
     from publisher.qa.app import create_app
 

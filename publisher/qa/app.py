@@ -102,8 +102,17 @@ def create_app(
         lifespan=lifespan,
     )
     install_handlers(app)
-    for module in (auth, questions_list, questions, answers, comments, votes, inbox,
-                   attachments, socket_token):  # fmt: skip
+    for module in (
+        auth,
+        questions_list,
+        questions,
+        answers,
+        comments,
+        votes,
+        inbox,
+        attachments,
+        socket_token,
+    ):
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)

@@ -42,9 +42,14 @@ def score_changed(
     emit(
         session,
         question_channel(question_id),
-        {"type": "score", "question": question_id, "post": post, "score": score,
-         "version": version},
-    )  # fmt: skip
+        {
+            "type": "score",
+            "question": question_id,
+            "post": post,
+            "score": score,
+            "version": version,
+        },
+    )
 
 
 def answer_posted(session: AsyncSession, answer: Answer, answer_count: int) -> None:
@@ -114,8 +119,11 @@ def comment_edited(session: AsyncSession, question_id: int, comment: Comment) ->
 
 def deleted(session: AsyncSession, question_id: int, ref: str) -> None:
     """*ref* is ``question:<id>``, ``answer:<id>`` or ``comment:<id>``."""
-    emit(session, question_channel(question_id), {"type": "deleted", "question": question_id,
-                                                  "post": ref})  # fmt: skip
+    emit(
+        session,
+        question_channel(question_id),
+        {"type": "deleted", "question": question_id, "post": ref},
+    )
 
 
 def accepted_changed(session: AsyncSession, question: Question) -> None:

@@ -49,8 +49,14 @@ def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
                 image.verify()
     except NotAnImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            OSError, SyntaxError, ValueError) as exc:  # fmt: skip
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
         raise NotAnImage(f"not a PNG, JPEG, GIF or WebP image ({type(exc).__name__})") from None
     return CheckedImage(
         CONTENT_TYPES[kind], width, height, hashlib.sha256(data).hexdigest(), len(data)

@@ -198,8 +198,12 @@ class OutboxRelay:
             else:
                 self.published += 1
             done.append(row.id)
-            log.debug("published %s %s in %.1f ms", row.event_id, row.channel,
-                      (time.monotonic() - started) * 1000)  # fmt: skip
+            log.debug(
+                "published %s %s in %.1f ms",
+                row.event_id,
+                row.channel,
+                (time.monotonic() - started) * 1000,
+            )
         return None
 
     @staticmethod

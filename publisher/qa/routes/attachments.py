@@ -59,9 +59,14 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 async def _attach(
-    request: Request, context: Ctx, tx: WriteTx, owner_id: int, *, question_id: int | None,
+    request: Request,
+    context: Ctx,
+    tx: WriteTx,
+    owner_id: int,
+    *,
+    question_id: int | None,
     answer_id: int | None,
-) -> AttachmentOut:  # fmt: skip
+) -> AttachmentOut:
     settings = context.settings
     data = await _read_limited(request, settings.max_attachment_bytes)
     try:
@@ -70,10 +75,16 @@ async def _attach(
         raise UnsupportedMedia(str(exc)) from None
     name = await context.images.save(data, image.content_type)
     attachment = Attachment(
-        owner_id=owner_id, question_id=question_id, answer_id=answer_id,
-        content_type=image.content_type, size_bytes=image.size_bytes, width=image.width,
-        height=image.height, sha256=image.sha256, storage_name=name,
-    )  # fmt: skip
+        owner_id=owner_id,
+        question_id=question_id,
+        answer_id=answer_id,
+        content_type=image.content_type,
+        size_bytes=image.size_bytes,
+        width=image.width,
+        height=image.height,
+        sha256=image.sha256,
+        storage_name=name,
+    )
     tx.session.add(attachment)
     try:
         await tx.session.flush()
@@ -96,8 +107,9 @@ async def attach_to_question(
     request: Request, question: OwnedQuestion, tx: WriteTx, context: Ctx
 ) -> AttachmentOut:
     """Attach an image to your question."""
-    return await _attach(request, context, tx, question.author_id, question_id=question.id,
-                         answer_id=None)  # fmt: skip
+    return await _attach(
+        request, context, tx, question.author_id, question_id=question.id, answer_id=None
+    )
 
 
 @router.post(
@@ -111,8 +123,9 @@ async def attach_to_answer(
     request: Request, answer: OwnedAnswer, tx: WriteTx, context: Ctx
 ) -> AttachmentOut:
     """Attach an image to your answer."""
-    return await _attach(request, context, tx, answer.author_id, question_id=None,
-                         answer_id=answer.id)  # fmt: skip
+    return await _attach(
+        request, context, tx, answer.author_id, question_id=None, answer_id=answer.id
+    )
 
 
 @router.get(

@@ -16,9 +16,14 @@ router = APIRouter(prefix="/api", tags=["comments"], responses=ERROR_RESPONSES)
 
 
 async def _comment(
-    tx: WriteTx, user_id: int, body: str, *, question_id: int, answer_id: int | None,
+    tx: WriteTx,
+    user_id: int,
+    body: str,
+    *,
+    question_id: int,
+    answer_id: int | None,
     post_author_id: int,
-) -> Comment:  # fmt: skip
+) -> Comment:
     comment = Comment(
         author_id=user_id,
         question_id=None if answer_id is not None else question_id,
@@ -54,9 +59,13 @@ async def comment_on_question(
     question = await load_question(tx.session, question_id)
     question.last_activity_at = utcnow()
     return await _comment(
-        tx, user.id, body.body, question_id=question.id, answer_id=None,
+        tx,
+        user.id,
+        body.body,
+        question_id=question.id,
+        answer_id=None,
         post_author_id=question.author_id,
-    )  # fmt: skip
+    )
 
 
 @router.post(
@@ -72,9 +81,13 @@ async def comment_on_answer(
     question = await load_question(tx.session, answer.question_id)
     question.last_activity_at = utcnow()
     return await _comment(
-        tx, user.id, body.body, question_id=answer.question_id, answer_id=answer.id,
+        tx,
+        user.id,
+        body.body,
+        question_id=answer.question_id,
+        answer_id=answer.id,
         post_author_id=answer.author_id,
-    )  # fmt: skip
+    )
 
 
 async def _question_of(tx: WriteTx, comment: Comment) -> int:

@@ -20,10 +20,16 @@ router = APIRouter(prefix="/api/inbox", tags=["inbox"], responses=ERROR_RESPONSE
 
 def _out(item: InboxItem) -> InboxItemOut:
     return InboxItemOut(
-        id=item.id, kind=item.kind, actor_id=item.actor_id, question_id=item.question_id,
-        answer_id=item.answer_id, comment_id=item.comment_id, excerpt=item.excerpt,
-        created_at=item.created_at, read=item.read_at is not None,
-    )  # fmt: skip
+        id=item.id,
+        kind=item.kind,
+        actor_id=item.actor_id,
+        question_id=item.question_id,
+        answer_id=item.answer_id,
+        comment_id=item.comment_id,
+        excerpt=item.excerpt,
+        created_at=item.created_at,
+        read=item.read_at is not None,
+    )
 
 
 @router.get("", response_model=InboxPage)

@@ -17,8 +17,14 @@ router = APIRouter(prefix="/api", tags=["votes"], responses=ERROR_RESPONSES)
 async def _vote(tx: WriteTx, user_id: int, post: Question | Answer, value: int) -> VoteOut:
     result = await cast_vote(tx.session, user_id, post, value)
     await tx.commit()
-    return VoteOut(post=result.post, score=result.score, version=result.version,
-                   my_vote=result.my_vote)  # type: ignore[arg-type]  # fmt: skip
+    return VoteOut.model_validate(
+        {
+            "post": result.post,
+            "score": result.score,
+            "version": result.version,
+            "my_vote": result.my_vote,
+        }
+    )
 
 
 @router.put("/questions/{question_id}/vote", response_model=VoteOut)

@@ -20,7 +20,7 @@ import pytest
 from publisher.qa.db import Database, migrate
 from publisher.qa.models import Base
 from publisher.qa.settings import Settings
-from tests.publisher.qa.support import QA, running_qa, qa_settings
+from tests.publisher.qa.support import QA, qa_settings, running_qa
 
 PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -109,8 +109,11 @@ class QA:
         assert r.status_code == 201, r.text
         user_id = r.json()["id"]
         if verified:
-            link = next(m["link"] for m in (await self.client.get("/dev/mailbox")).json()
-                        if m["to"] == email)  # fmt: skip
+            link = next(
+                m["link"]
+                for m in (await self.client.get("/dev/mailbox")).json()
+                if m["to"] == email
+            )
             r = await self.client.get(link.replace("http://127.0.0.1:8080", ""))
             assert r.status_code == 200, r.text
         r = await self.client.post("/api/auth/login", json={"email": email, "password": password})
@@ -118,8 +121,14 @@ class QA:
         tokens = r.json()
         return User(user_id, email, {"Authorization": f"Bearer {tokens['access_token']}"}, tokens)
 
-    async def ask(self, user: User, *, title: str = "How do I read a file?",
-                  body: str = "I tried `open()`.", tags: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    async def ask(
+        self,
+        user: User,
+        *,
+        title: str = "How do I read a file?",
+        body: str = "I tried `open()`.",
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
         r = await self.client.post(
             "/api/questions",
             json={"title": title, "body": body, "tags": tags or ["python"]},

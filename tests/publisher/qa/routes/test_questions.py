@@ -7,8 +7,11 @@ from tests.publisher.qa.support import QA, error_of
 
 async def test_asking_stores_the_question_with_rendered_sanitized_html(qa: QA) -> None:
     user = await qa.signup()
-    q = await qa.ask(user, body="**bold** <script>alert(1)</script> [x](javascript:alert(1))",
-                     tags=["Python", "asyncio", "python"])  # fmt: skip
+    q = await qa.ask(
+        user,
+        body="**bold** <script>alert(1)</script> [x](javascript:alert(1))",
+        tags=["Python", "asyncio", "python"],
+    )
     assert q["author_id"] == user.id
     assert "<strong>bold</strong>" in q["body_html"]
     assert "<script>" not in q["body_html"]
@@ -68,9 +71,10 @@ async def test_the_owner_edits_a_question_and_the_edit_is_published(qa: QA) -> N
     user = await qa.signup()
     q = await qa.ask(user)
     r = await qa.client.patch(
-        f"/api/questions/{q['id']}", json={"body": "new *body*", "tags": ["rust"]},
+        f"/api/questions/{q['id']}",
+        json={"body": "new *body*", "tags": ["rust"]},
         headers=user.headers,
-    )  # fmt: skip
+    )
     assert r.status_code == 200
     assert r.json()["body_html"] == "<p>new <em>body</em></p>\n"
     assert r.json()["tags"] == ["rust"]
@@ -120,8 +124,9 @@ async def test_deleting_a_question_removes_its_answers_and_comments(qa: QA) -> N
     r = await qa.client.delete(f"/api/questions/{q['id']}", headers=owner.headers)
     assert r.status_code == 204
     assert (await qa.client.get(f"/api/questions/{q['id']}")).status_code == 404
-    assert (await qa.client.patch(f"/api/answers/{a['id']}", json={"body": "x"},
-                                  headers=other.headers)).status_code == 404  # fmt: skip
+    assert (
+        await qa.client.patch(f"/api/answers/{a['id']}", json={"body": "x"}, headers=other.headers)
+    ).status_code == 404
     await qa.settle()
     assert qa.sink.of_type(f"question:{q['id']}", "deleted")[-1]["post"] == f"question:{q['id']}"
 
@@ -131,10 +136,12 @@ async def test_the_list_is_newest_first_with_a_cursor(qa: QA) -> None:
     ids = [(await qa.ask(user, title=f"Question number {i}"))["id"] for i in range(5)]
     first = (await qa.client.get("/api/questions", params={"limit": 2})).json()
     assert [q["id"] for q in first["items"]] == ids[::-1][:2]
-    second = (await qa.client.get("/api/questions",
-                                  params={"limit": 2, "cursor": first["next_cursor"]})).json()  # fmt: skip
+    second = (
+        await qa.client.get("/api/questions", params={"limit": 2, "cursor": first["next_cursor"]})
+    ).json()
     assert [q["id"] for q in second["items"]] == ids[::-1][2:4]
-    last = (await qa.client.get("/api/questions",
-                                params={"limit": 2, "cursor": second["next_cursor"]})).json()  # fmt: skip
+    last = (
+        await qa.client.get("/api/questions", params={"limit": 2, "cursor": second["next_cursor"]})
+    ).json()
     assert [q["id"] for q in last["items"]] == ids[:1]
     assert last["next_cursor"] is None
