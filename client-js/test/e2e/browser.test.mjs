@@ -271,6 +271,27 @@ test('short-lived tokens are renewed through the provider before they expire, an
   }
 });
 
+test('offline drops the socket and waits; online reconnects at once and catches up', async () => {
+  const context = await system.browser.newContext();
+  try {
+    const channel = 'question:909';
+    const page = await openPage(context, { channels: [channel] });
+    await waitSubscribed(page, [channel]);
+    const early = await publishMany(channel, 2, 0);
+    await waitOffsets(page, channel, early);
+    await context.setOffline(true);
+    await waitFor('the client to notice it is offline', async () => (await readLog(page)).reasons.includes('the browser is offline'));
+    const missed = await publishMany(channel, 3, 0);
+    await sleep(2500); // longer than the backoff cap (2 s): a client that did not wait would have tried
+    assert.equal(await page.evaluate(() => window.socketsOpened), 1, 'no socket attempt while offline');
+    await context.setOffline(false);
+    await waitOffsets(page, channel, [...early, ...missed]);
+    assert.equal(await page.evaluate(() => window.socketsOpened), 2);
+  } finally {
+    await context.close();
+  }
+});
+
 test('without sharing, each tab of a context has its own socket', async () => {
   const context = await system.browser.newContext();
   try {
