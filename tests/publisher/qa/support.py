@@ -150,8 +150,12 @@ class QA:
 
 
 @asynccontextmanager
-async def running_qa(settings: Settings, sink: EventSink | None = None) -> AsyncIterator[QA]:
-    recording = sink if sink is not None else RecordingSink()
+async def running_qa(
+    settings: Settings, sink: EventSink | None = None, *, record: bool = True
+) -> AsyncIterator[QA]:
+    """The app with its lifespan; events go to *sink*, else to a RecordingSink, else (with
+    ``record=False``) to ``settings.redis_url``."""
+    recording = sink if sink is not None or not record else RecordingSink()
     app = create_app(settings, sink=recording)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
