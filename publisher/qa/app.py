@@ -33,6 +33,7 @@ from publisher.qa.routes import (
     comments,
     dev,
     inbox,
+    pages,
     questions,
     questions_list,
     socket_token,
@@ -116,6 +117,7 @@ def create_app(
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)
+    app.include_router(pages.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,93 @@
+// @ts-check
+/** Sign-up, log-in and email verification (the pages without live content). */
+import { boot } from './app.js';
+import { byId, h } from './dom.js';
+import { ApiError, api, logIn } from './session.js';
+
+/** @param {string} id */
+const input = (id) => /** @type {HTMLInputElement} */ (byId(id));
+
+/**
+ * Run `submit` on the form's submit, showing its error in the form's alert line.
+ * @param {string} formId
+ * @param {() => Promise<void>} submit
+ */
+function handle(formId, submit) {
+  const form = /** @type {HTMLFormElement} */ (byId(formId));
+  const error = byId(`${formId}-error`);
+  const button = form.querySelector('button[type="submit"]');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    button?.setAttribute('disabled', '');
+    try {
+      await submit();
+    } catch (failure) {
+      error.textContent = failure instanceof ApiError ? failure.message : 'Something went wrong; try again.';
+    } finally {
+      button?.removeAttribute('disabled');
+    }
+  });
+}
+
+/** Only same-site paths: `?next=https://evil.example` must not send the user away. */
+function nextPath() {
+  const next = new URLSearchParams(location.search).get('next') ?? '/';
+  return next.startsWith('/') && !next.startsWith('//') ? next : '/';
+}
+
+function loginPage() {
+  handle('login-form', async () => {
+    await logIn(input('email').value, input('password').value);
+    location.assign(nextPath());
+  });
+}
+
+function signupPage() {
+  handle('signup-form', async () => {
+    const email = input('email').value;
+    const displayName = input('display-name').value.trim();
+    await api('/api/auth/register', {
+      method: 'POST',
+      body: { email, password: input('password').value, ...(displayName ? { display_name: displayName } : {}) },
+    });
+    location.assign(`/verify?email=${encodeURIComponent(email)}`);
+  });
+}
+
+/** In development the mail goes to the dev mailbox: show its link on the page. */
+async function showDevMail(/** @type {string} */ email) {
+  /** @type {{ to: string, link: string | null }[]} */
+  const mails = await api('/dev/mailbox');
+  const mail = mails.find((m) => m.to === email.toLowerCase() && m.link !== null);
+  const token = mail?.link ? new URL(mail.link).searchParams.get('token') : null;
+  if (token === null || token === undefined) return;
+  byId('dev-mail').replaceChildren(
+    h('h2', {}, ['Development mailbox']),
+    h('p', {}, ['No mail server is configured, so the mail is shown here: ', h('a', { href: `/verify?token=${encodeURIComponent(token)}`, id: 'dev-verify-link' }, ['open the verification link']), '.']),
+  );
+}
+
+async function verifyPage() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  const status = byId('verify-status');
+  if (token === null) {
+    const email = params.get('email') ?? '';
+    status.textContent = email ? `We sent a verification link to ${email}. Open it to finish signing up.` : 'Open the link in the mail we sent you.';
+    if (email && document.querySelector('meta[name="herald-dev"]') !== null) await showDevMail(email).catch(() => undefined);
+    return;
+  }
+  try {
+    await api('/api/auth/verify', { method: 'POST', body: { token } });
+    status.replaceChildren('Your email address is verified. ', h('a', { href: '/login', id: 'verified-login' }, ['Log in']), '.');
+  } catch (failure) {
+    status.textContent = failure instanceof ApiError ? failure.message : 'Verification failed; try again.';
+  }
+}
+
+boot();
+const page = document.body.dataset.page;
+if (page === 'login') loginPage();
+else if (page === 'signup') signupPage();
+else if (page === 'verify') void verifyPage();
