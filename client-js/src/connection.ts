@@ -514,14 +514,32 @@ export class Connection {
       return;
     }
     if (code === CloseCode.UNAUTHORIZED && this.options.getToken !== null && !this.unauthorizedRetried) {
-      // The token was refused: ask the provider once for another one (the user may have
-      // logged in again in another tab); a second refusal in a row stops.
-      this.unauthorizedRetried = true;
-      this.tokenStale = true;
-      this.scheduleRetry({ code, reason });
+      this.retryWithAnotherToken(code, reason);
       return;
     }
     this.stop({ code, reason });
+  }
+
+  /**
+   * The token was refused (4500): ask the provider once for another one (the user may have
+   * logged in again in another tab) and reconnect with it; never with the refused one
+   * (docs/protocol.md#tokens). A second refusal in a row stops.
+   */
+  private retryWithAnotherToken(code: number, reason: string): void {
+    this.unauthorizedRetried = true;
+    const refused = this.token;
+    const generation = ++this.generation;
+    this.setState('connecting', { code, reason });
+    void this.fetchToken().then(
+      () => {
+        if (generation !== this.generation) return;
+        if (this.token === refused) this.stop({ code, reason });
+        else this.scheduleRetry({ code, reason });
+      },
+      () => {
+        if (generation === this.generation) this.stop({ code, reason });
+      },
+    );
   }
 
   private scheduleRetry(info: { code: number; reason: string }): void {

@@ -292,9 +292,11 @@ describe('stopping', () => {
     }
   });
 
-  it('on 4500 asks the provider once more, and stops when the new token is refused too', async () => {
-    const getToken = vi.fn(() => 'tok');
+  it('on 4500 asks the provider once more, reconnects with the new token, and stops when it is refused too', async () => {
+    let n = 0;
+    const getToken = vi.fn(() => `tok-${++n}`);
     const c = client({ getToken });
+    const stopped = record<StateInfo>((push) => c.on('disconnected', push));
     c.connect();
     await vi.advanceTimersByTimeAsync(0);
     page.socket().open();
@@ -302,10 +304,25 @@ describe('stopping', () => {
     expect(c.state).toBe('connecting');
     await vi.advanceTimersByTimeAsync(500);
     expect(getToken).toHaveBeenCalledTimes(2);
+    expect(page.sockets).toHaveLength(2);
+    page.socket().open();
+    expect(page.socket().lastCommand('connect')['token']).toBe('tok-2');
+    page.socket().serverClose(4500, 'unauthorized');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(c.state).toBe('disconnected');
+    expect(stopped).toEqual([{ code: 4500, reason: 'unauthorized' }]);
+    expect(page.sockets).toHaveLength(2);
+  });
+
+  it('never reconnects with a refused token: the same token again stops at once', async () => {
+    const c = client({ getToken: () => 'same' });
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
     page.socket().open();
     page.socket().serverClose(4500, 'unauthorized');
+    await vi.advanceTimersByTimeAsync(60_000);
     expect(c.state).toBe('disconnected');
-    expect(page.sockets).toHaveLength(2);
+    expect(page.sockets).toHaveLength(1);
   });
 
   it('stops at once on 4500 without a token provider', () => {
