@@ -18,7 +18,7 @@ after(async () => {
   if (system) await stopSystem(system);
 });
 
-async function openPage(context, { channels, format = 'json', share = false, user = '42', url, tokenLifeS }) {
+async function openPage(context, { channels, format = 'json', share = false, user = '42', url, tokenLifeS, token }) {
   const page = await context.newPage();
   page.on('pageerror', (error) => console.error('page error:', error));
   if (tokenLifeS !== undefined) await page.exposeFunction('mintToken', () => system.issuer.token(user, tokenLifeS));
@@ -26,7 +26,7 @@ async function openPage(context, { channels, format = 'json', share = false, use
   await page.waitForFunction(() => typeof window.startHerald === 'function');
   await page.evaluate((options) => window.startHerald(options), {
     url: url ?? system.fleet.url,
-    token: system.issuer.token(user),
+    token: token ?? system.issuer.token(user),
     tokenFromTest: tokenLifeS !== undefined,
     format,
     channels,
@@ -95,6 +95,24 @@ test('a user channel of another user is refused with 403 and nothing is delivere
     const log = await readLog(page);
     assert.equal(log.errors[0].code, 403);
     assert.deepEqual(log.pubs['user:7'], []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a token the fleet refuses (4500) stops the client: no reconnect with the refused token', async () => {
+  const context = await system.browser.newContext();
+  try {
+    const forged = `${system.issuer.token('42').slice(0, -8)}AAAAAAAA`; // a broken signature
+    const page = await openPage(context, { channels: ['question:111'], token: forged });
+    await waitFor('the client to stop', () => page.evaluate(() => window.client.state === 'disconnected'), {
+      detail: async () => JSON.stringify(await readLog(page)),
+    });
+    await sleep(2500); // longer than the backoff cap: a retrying client would have opened another socket
+    const log = await readLog(page);
+    assert.equal(log.closes.at(-1), 4500);
+    assert.equal(await page.evaluate(() => window.socketsOpened), 1);
+    assert.equal(log.tokens, 2, 'the provider was asked once more after the refusal');
   } finally {
     await context.close();
   }
