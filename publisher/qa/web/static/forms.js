@@ -16,6 +16,9 @@ function handle(formId, submit) {
   const form = /** @type {HTMLFormElement} */ (byId(formId));
   const error = byId(`${formId}-error`);
   const button = form.querySelector('button[type="submit"]');
+  // The button is disabled in the HTML until this handler is attached: a form submitted
+  // natively would put the password in a URL.
+  button?.removeAttribute('disabled');
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.textContent = '';

@@ -353,6 +353,7 @@ if (session === null) {
   const form = /** @type {HTMLFormElement} */ (byId('answer-form'));
   const textarea = /** @type {HTMLTextAreaElement} */ (byId('answer-body'));
   const error = byId('answer-error');
+  form.querySelector('button[type="submit"]')?.removeAttribute('disabled'); // disabled until now
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     try {

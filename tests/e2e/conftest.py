@@ -1,0 +1,130 @@
+"""Fixtures of the browser tests: Chromium, the built client, the running system, users.
+
+Chromium is Debian's (/usr/bin/chromium, or CHROMIUM_PATH): playwright's own browser download
+is unreachable here. Without it the tests fail with a clear message under CI=true, and are
+skipped with that reason otherwise (a developer machine without a browser).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
+
+from tests.e2e.system import ROOT, LiveSystem, User
+from tests.support.redis_server import RedisServer
+
+CLIENT_JS = ROOT / "client-js"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not os.access(path, os.X_OK):
+        _missing(
+            f"no Chromium at {path}: install it with `apt-get install -y chromium` "
+            "(or set CHROMIUM_PATH)"
+        )
+    return path
+
+
+def _newest(paths: Iterator[Path]) -> float:
+    return max((p.stat().st_mtime for p in paths), default=0.0)
+
+
+@pytest.fixture(scope="session")
+def client_build() -> Path:
+    """client-js/dist, built once per session when it is missing or older than src/.
+
+    Only reads client-js: ``npm ci`` when node_modules is missing, then ``npm run build``.
+    """
+    dist = CLIENT_JS / "dist"
+    built = list(dist.glob("*.js"))
+    fresh = bool(built) and min(p.stat().st_mtime for p in built) >= _newest(
+        (CLIENT_JS / "src").glob("*.ts")
+    )
+    if not fresh:
+        npm = shutil.which("npm")
+        if npm is None:
+            _missing("npm is missing: install Node >= 20 to build client-js")
+        assert npm is not None
+        steps = [[npm, "run", "build"]]
+        if not (CLIENT_JS / "node_modules").is_dir():
+            steps.insert(0, [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        for step in steps:
+            done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
+    assert (dist / "index.js").is_file(), "client-js/dist/index.js is missing after the build"
+    return dist
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str, client_build: Path) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def system(redis_server: RedisServer, tmp_path: Path) -> Iterator[LiveSystem]:
+    """Redis (the suite's fixture), the fleet (2 workers) and the Q&A core, for one test."""
+    live = LiveSystem.start(tmp_path, redis_server.url)
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
+    """``new_context()`` opens a browser context (one person's browser); all closed at the end."""
+    contexts: list[BrowserContext] = []
+
+    def make() -> BrowserContext:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def make_user(system: LiveSystem, name: str) -> User:
+    return system.qa.verified_user(f"{name.lower()}@example.com", PASSWORD, name)
+
+
+def log_in(page: Page, system: LiveSystem, user: User, next_path: str = "/") -> None:
+    """Through the login form, as a person would; ends on *next_path*."""
+    page.goto(f"{system.qa.url}/login?next={next_path}")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{system.qa.url}{next_path}")

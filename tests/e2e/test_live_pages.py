@@ -1,0 +1,340 @@
+"""The live pages in headless Chromium against the real system: Redis, the socket fleet
+(two workers, a subprocess) and the Q&A core (a subprocess on a fresh SQLite file).
+
+Nothing here asserts a timing: every wait is for a condition, bounded by a timeout.
+The run saves screenshots of the pages to docs/screenshots/ (shown in the README).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.e2e.conftest import SCREENSHOTS, log_in, make_user
+from tests.e2e.system import LiveSystem, User
+
+expect.set_options(timeout=20_000)
+
+NewContext = Callable[[], BrowserContext]
+
+
+def watched(page: Page) -> Page:
+    """*page* with its script errors collected (read back by :func:`assert_healthy`)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    setattr(page, "js_errors", errors)  # noqa: B010
+    return page
+
+
+def mark(page: Page) -> None:
+    """A marker that a reload would wipe out (see :func:`assert_healthy`)."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def open_page(context: BrowserContext, url: str) -> Page:
+    page = watched(context.new_page())
+    page.goto(url)
+    mark(page)
+    return page
+
+
+def signed_in_page(context: BrowserContext, system: LiveSystem, user: User, path: str) -> Page:
+    page = watched(context.new_page())
+    log_in(page, system, user, path)
+    mark(page)
+    return page
+
+
+def assert_healthy(page: Page) -> None:
+    """No script error, and the page was never reloaded (its marker survived)."""
+    assert getattr(page, "js_errors", []) == []
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+
+
+def channel_stats(page: Page, channel: str) -> dict[str, Any]:
+    stats: dict[str, Any] = page.evaluate(
+        "(channel) => ({ ...window.herald.stats.get(channel), "
+        "offset: window.herald.client.getSubscription(channel)?.position?.offset ?? null })",
+        channel,
+    )
+    return stats
+
+
+def wait_live(page: Page, *channels: str) -> None:
+    """Connected, every channel subscribed and its state loaded."""
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    for channel in channels:
+        page.wait_for_function(
+            "(c) => window.herald.stats.get(c)?.state === 'subscribed'"
+            " && window.herald.stats.get(c).loads > 0",
+            arg=channel,
+        )
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png")
+
+
+def ask(system: LiveSystem, user: User, title: str, tags: list[str]) -> int:
+    body = f"{title}\n\nWhat I tried so far is in the `code` below.\n\n    await ws.recv()"
+    question = system.qa.call(
+        "POST", "/api/questions", user.token, json={"title": title, "body": body, "tags": tags}
+    )
+    question_id: int = question["id"]
+    return question_id
+
+
+def answer(system: LiveSystem, user: User, question_id: int, body: str) -> int:
+    posted = system.qa.call(
+        "POST", f"/api/questions/{question_id}/answers", user.token, json={"body": body}
+    )
+    answer_id: int = posted["id"]
+    return answer_id
+
+
+def test_a_visitor_signs_up_verifies_the_email_from_the_dev_mailbox_and_logs_in(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    page = open_page(new_context(), f"{system.qa.url}/signup")
+    page.get_by_label("Display name").fill("Dana")
+    page.get_by_label("Email").fill("dana@example.com")
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_role("button", name="Sign up").click()
+
+    page.wait_for_url("**/verify?email=*")
+    expect(page.locator("#verify-status")).to_contain_text("dana@example.com")
+    page.locator("#dev-verify-link").click()
+    expect(page.locator("#verify-status")).to_contain_text("verified")
+    page.locator("#verified-login").click()
+
+    page.wait_for_url("**/login")
+    page.get_by_label("Email").fill("dana@example.com")
+    page.get_by_label("Password").fill("a long enough password")
+    screenshot(page, "login")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#login-form-error")).to_contain_text("wrong email or password")
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_role("button", name="Log in").click()
+
+    page.wait_for_url(f"{system.qa.url}/")
+    expect(page.locator("#user-name")).to_have_text("Dana")
+    expect(page.locator("#inbox-unread")).to_have_text("0")
+    user_id = page.evaluate("JSON.parse(localStorage.getItem('herald.session')).user.id")
+    wait_live(page, "questions:new", f"user:{user_id}")
+    assert getattr(page, "js_errors", []) == []
+
+
+def test_two_users_see_each_others_questions_votes_answers_and_comments_live(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    first = ask(system, alice, "How do I resubscribe after a reconnect?", ["websockets"])
+    alice_page = signed_in_page(new_context(), system, alice, "/")
+    wait_live(alice_page, "questions:new", f"user:{alice.id}")
+    expect(alice_page.locator("#questions > li")).to_have_count(1)
+
+    # Bob asks two questions: Alice's list counts them in the banner, then shows them.
+    second = ask(system, bob, "Why does my Redis subscriber miss messages?", ["redis", "pubsub"])
+    ask(system, bob, "What is a deaf socket?", ["websockets", "networking"])
+    banner = alice_page.locator("#new-questions")
+    expect(banner).to_have_text("2 new questions: show")
+    screenshot(alice_page, "question-list-new-questions-banner")
+    banner.click()
+    expect(banner).to_be_hidden()
+    expect(alice_page.locator("#questions > li")).to_have_count(3)
+    expect(alice_page.locator("#questions > li").first).to_contain_text("What is a deaf socket?")
+    assert_healthy(alice_page)
+
+    # Alice reads her first question; Bob, in his own browser, votes, answers and comments.
+    alice_page.goto(f"{system.qa.url}/questions/{first}")
+    mark(alice_page)
+    wait_live(alice_page, f"question:{first}")
+    bob_page = signed_in_page(new_context(), system, bob, f"/questions/{first}")
+    wait_live(bob_page, f"question:{first}")
+
+    bob_page.get_by_role("button", name="Vote this question up").click()
+    expect(bob_page.locator(f"#question-{first} .score")).to_have_text("1")
+    bob_page.get_by_label("Answer (Markdown)").fill(
+        "Keep each channel's **(epoch, offset)** and subscribe with `since` after reconnecting."
+    )
+    bob_page.get_by_role("button", name="Post your answer").click()
+    bob_answer = bob_page.locator("#answers > article")
+    expect(bob_answer).to_have_count(1)
+    bob_page.locator(f"#question-{first} .comment-form input").fill("Which client library?")
+    bob_page.locator(f"#question-{first} .comment-form button").click()
+
+    alice_answers = alice_page.locator("#answers > article")
+    expect(alice_page.locator(f"#question-{first} > .vote > .score")).to_have_text("1")
+    expect(alice_answers).to_have_count(1)
+    expect(alice_answers.first).to_contain_text("subscribe with since after reconnecting")
+    expect(alice_page.locator("#answers-heading")).to_have_text("1 answer")
+    expect(alice_page.locator(f"#question-{first} .comment")).to_contain_text(
+        "Which client library?"
+    )
+
+    # Alice answers the comment, votes Bob's answer up and accepts it; Bob sees all of it.
+    answer_id = alice_answers.first.get_attribute("id")
+    alice_answers.first.get_by_role("button", name="Vote this answer up").click()
+    alice_answers.first.get_by_role("button", name="Accept this answer").click()
+    alice_page.locator(f"#question-{first} .comment-form input").fill("The one in client-js/.")
+    alice_page.locator(f"#question-{first} .comment-form button").click()
+    expect(bob_page.locator(f"#{answer_id} > .vote > .score")).to_have_text("1")
+    expect(bob_page.locator(f"#{answer_id}")).to_have_class("post answer accepted")
+    expect(bob_page.locator(f"#question-{first} .comment")).to_have_count(2)
+    expect(alice_page.locator("#inbox-unread")).to_have_text("2")  # Bob's answer and comment
+    screenshot(alice_page, "question-page-live-updates")
+
+    # Each page loaded its state once and applied every publication of the channel.
+    for page in (alice_page, bob_page):
+        assert_healthy(page)
+        stats = channel_stats(page, f"question:{first}")
+        assert stats["loads"] == 1
+        assert stats["recoveryFailed"] == 0
+    assert second > first
+
+
+def test_an_inbox_item_reaches_its_owner_and_never_the_other_user(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    question_id = ask(system, alice, "How are inbox counts kept in sync?", ["inbox"])
+    alice_page = signed_in_page(new_context(), system, alice, f"/questions/{question_id}")
+    bob_page = signed_in_page(new_context(), system, bob, "/")
+    wait_live(alice_page, f"user:{alice.id}", f"question:{question_id}")
+    wait_live(bob_page, f"user:{bob.id}")
+
+    answer_id = answer(system, bob, question_id, "Events carry the unread count, not a delta.")
+    expect(alice_page.locator("#inbox-unread")).to_have_text("1")
+    alice_page.locator("#inbox-button").click()
+    menu = alice_page.locator("#inbox-menu")
+    expect(menu).to_be_visible()
+    expect(menu.locator(".inbox-item.unread")).to_have_count(1)
+    expect(menu).to_contain_text("New answer to your question")
+    expect(menu).to_contain_text("Events carry the unread count, not a delta.")
+    screenshot(alice_page, "inbox-dropdown")
+
+    # A later item for Bob (Alice comments on his answer): once it is in Bob's inbox, the
+    # earlier item of Alice's, published before it, has had every chance to reach him.
+    system.qa.call(
+        "POST", f"/api/answers/{answer_id}/comments", alice.token, json={"body": "Thanks Bob!"}
+    )
+    expect(bob_page.locator("#inbox-unread")).to_have_text("1")
+    bob_page.locator("#inbox-button").click()
+    bob_items = bob_page.locator("#inbox-menu .inbox-item")
+    expect(bob_items).to_have_count(1)
+    expect(bob_items.first).to_contain_text("New comment on your post")
+    expect(bob_items.first).to_contain_text("Thanks Bob!")
+    assert "unread count" not in bob_page.locator("#inbox-menu").inner_text()
+
+    # The fleet refuses Alice's channel to Bob's connection outright.
+    code = bob_page.evaluate(
+        """(channel) => new Promise((resolve) => {
+            const sub = window.herald.client.subscribe(channel);
+            sub.on('error', (error) => resolve(error.code));
+            sub.on('subscribed', () => resolve('subscribed'));
+        })""",
+        f"user:{alice.id}",
+    )
+    assert code == 403
+
+    # Following the item opens the question and marks it read, live in Alice's badge.
+    alice_page.locator("#inbox-menu .inbox-link").first.click()
+    alice_page.wait_for_url(f"**/questions/{question_id}#answer-{answer_id}")
+    expect(alice_page.locator("#inbox-unread")).to_have_text("0")
+
+
+def test_the_fleet_restarts_mid_test_and_the_page_converges_without_a_reload_or_a_lost_event(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    question_id = ask(system, alice, "Does a deploy lose my live updates?", ["deploys"])
+    channel = f"question:{question_id}"
+    page = open_page(new_context(), f"{system.qa.url}/questions/{question_id}")
+    wait_live(page, channel)
+
+    published = 0
+    bodies: list[str] = []
+
+    def bob_answers(n: int) -> None:
+        nonlocal published
+        for _ in range(n):
+            bodies.append(f"Answer number {len(bodies) + 1} from Bob.")
+            answer(system, bob, question_id, bodies[-1])
+            published += 1
+
+    bob_answers(2)
+    expect(page.locator("#answers > article")).to_have_count(2)
+
+    # SIGTERM: the fleet drains (close 4000 with a reconnect hint) and exits; while it is
+    # gone, Bob keeps answering and voting (the Q&A core publishes to Redis regardless).
+    assert system.stop_fleet() == 0
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    bob_answers(3)
+    system.qa.call("PUT", f"/api/questions/{question_id}/vote", bob.token, json={"value": 1})
+    published += 1
+    system.start_fleet()
+    bob_answers(2)
+
+    answers = page.locator("#answers > article")
+    expect(answers).to_have_count(len(bodies))
+    expect(page.locator(f"#question-{question_id} > .vote > .score")).to_have_text("1")
+    assert [answers.nth(i).locator(".body").inner_text() for i in range(len(bodies))] == bodies
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    assert_healthy(page)
+    stats = channel_stats(page, channel)
+    assert stats["loads"] == 1, "the state was never reloaded over HTTP"
+    assert stats["recoveryFailed"] == 0
+    assert stats["recovered"] >= 1, "the subscription recovered from its position"
+    assert stats["applied"] == published
+    assert stats["offset"] == published, "every offset of the channel was applied"
+
+
+def test_two_tabs_of_one_user_share_one_socket_and_closing_the_leader_keeps_the_other_live(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    question_id = ask(system, alice, "Can tabs share one websocket?", ["browsers"])
+    channel = f"question:{question_id}"
+    context = new_context()
+    first = signed_in_page(context, system, alice, f"/questions/{question_id}")
+    wait_live(first, channel)
+    second = open_page(context, f"{system.qa.url}/questions/{question_id}")
+    wait_live(second, channel)
+
+    roles = [page.evaluate("window.herald.client.role") for page in (first, second)]
+    assert sorted(roles) == ["follower", "leader"]
+    leader, follower = (first, second) if roles[0] == "leader" else (second, first)
+    assert_eventually(lambda: system.fleet.connections_open() == 1, "one socket for two tabs")
+
+    answer(system, bob, question_id, "Yes: a Web Lock elects a leader tab.")
+    for page in (leader, follower):
+        expect(page.locator("#answers > article")).to_have_count(1)
+
+    leader.close()
+    follower.wait_for_function("window.herald.client.role === 'leader'")
+    expect(follower.locator("#connection")).to_have_attribute("data-state", "connected")
+    system.qa.call("PUT", f"/api/questions/{question_id}/vote", bob.token, json={"value": 1})
+    answer(system, bob, question_id, "And BroadcastChannel carries the publications.")
+    expect(follower.locator("#answers > article")).to_have_count(2)
+    expect(follower.locator(f"#question-{question_id} > .vote > .score")).to_have_text("1")
+    assert_eventually(lambda: system.fleet.connections_open() == 1, "the new leader's socket")
+
+    assert_healthy(follower)
+    stats = channel_stats(follower, channel)
+    assert stats["recoveryFailed"] == 0
+    assert stats["offset"] == 3
+
+
+def assert_eventually(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s}s: {what}")
+        time.sleep(0.05)
