@@ -193,10 +193,13 @@ export class SharedLink implements Link {
 
   private receiveAsLeader(message: Message, leading: Leading): void {
     switch (message.t) {
-      case 'hello':
+      case 'hello': {
         this.post({ t: 'leader', from: this.tab, to: message.from });
-        this.post({ t: 'state', from: this.tab, state: leading.connection.state, info: { code: 0, reason: '' } });
+        const connect = leading.connection.info;
+        const info: StateInfo = connect === null ? { code: 0, reason: '' } : { code: 0, reason: '', connect };
+        this.post({ t: 'state', from: this.tab, state: leading.connection.state, info });
         return;
+      }
       case 'want':
         leading.router.want(message.from, this.remote, message.channel, message.since, message.req);
         return;
@@ -249,7 +252,14 @@ export class SharedLink implements Link {
   private remoteSink(): OwnerSink {
     const from = this.tab;
     return {
-      state: (state, info) => this.post({ t: 'state', from, state, info }),
+      state: (state, info) => {
+        if (state === 'disconnected' && this.leading === null) {
+          // This tab gave up the socket (abdicate): for the other tabs the next leader is coming.
+          this.post({ t: 'state', from, state: 'connecting', info: { code: 0, reason: 'the leader tab left' } });
+        } else {
+          this.post({ t: 'state', from, state, info });
+        }
+      },
       subscribed: (to, channel, recovery, position, req) =>
         this.post({ t: 'sub', from, to, channel, recovery, position, req }),
       resubscribing: (to, channel) => this.post({ t: 'resub', from, to, channel }),

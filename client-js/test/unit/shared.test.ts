@@ -142,9 +142,12 @@ describe('tabs sharing one connection', () => {
     first.replySubscribe(Q, 'e1', 10, 'none');
     first.pub(Q, 11);
     await flush();
+    const statesB: string[] = [];
+    b.client.on('state', (state) => statesB.push(state));
     a.client.close();
     await flush();
     expect(first.closedByClient).not.toBeNull();
+    expect(statesB).not.toContain('disconnected'); // the other tab is only waiting for the next leader
     expect(b.client.role).toBe('leader');
     const second = b.page.socket();
     second.accept();
