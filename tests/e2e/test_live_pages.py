@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import APIResponse, BrowserContext, Page, Route, expect
 
 from tests.e2e.conftest import SCREENSHOTS, log_in, make_user
 from tests.e2e.system import LiveSystem, User
@@ -249,6 +249,47 @@ def test_an_inbox_item_reaches_its_owner_and_never_the_other_user(
     expect(alice_page.locator("#inbox-unread")).to_have_text("0")
 
 
+def test_publications_that_arrive_while_the_state_loads_are_applied_on_top_of_it(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    """The page subscribes first and loads after the subscribe reply; here the load's answer
+    is held back (a stale state) while new answers are published: they must still show."""
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    question_id = ask(system, alice, "What if an answer comes while the page loads?", ["race"])
+    channel = f"question:{question_id}"
+    answer(system, bob, question_id, "Answer 1, in the state.")
+    context = new_context()
+    held_back: list[tuple[Route, APIResponse]] = []
+
+    def hold(route: Route) -> None:
+        held_back.append((route, route.fetch()))  # the state as it is now, sent later
+
+    context.route(f"**/api/questions/{question_id}", hold)
+    page = watched(context.new_page())
+    page.goto(f"{system.qa.url}/questions/{question_id}")
+    page.wait_for_function("(c) => window.herald.stats.get(c)?.state === 'subscribed'", arg=channel)
+    deadline = time.monotonic() + 15
+    while not held_back:  # wait_for_timeout lets playwright call the route handler
+        assert time.monotonic() < deadline, "the page did not load its state"
+        page.wait_for_timeout(20)
+    answer(system, bob, question_id, "Answer 2, published during the load.")
+    answer(system, bob, question_id, "Answer 3, published during the load.")
+    page.wait_for_function("(c) => window.herald.stats.get(c).held === 2", arg=channel)
+    for route, response in held_back:
+        route.fulfill(response=response)
+
+    answers = page.locator("#answers > article .body")
+    expect(answers).to_have_count(3)
+    assert answers.all_inner_texts() == [
+        "Answer 1, in the state.",
+        "Answer 2, published during the load.",
+        "Answer 3, published during the load.",
+    ]
+    stats = channel_stats(page, channel)
+    assert (stats["loads"], stats["applied"], stats["held"]) == (1, 2, 0)
+    assert getattr(page, "js_errors", []) == []
+
+
 def test_the_fleet_restarts_mid_test_and_the_page_converges_without_a_reload_or_a_lost_event(
     system: LiveSystem, new_context: NewContext
 ) -> None:
@@ -288,6 +329,8 @@ def test_the_fleet_restarts_mid_test_and_the_page_converges_without_a_reload_or_
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
 
     assert_healthy(page)
+    closes = page.evaluate("window.herald.closes")
+    assert 4000 in closes, f"the drain closed the socket with 4000 (restart), saw {closes}"
     stats = channel_stats(page, channel)
     assert stats["loads"] == 1, "the state was never reloaded over HTTP"
     assert stats["recoveryFailed"] == 0

@@ -246,6 +246,9 @@ export function boot() {
   addEventListener('pageshow', (event) => {
     if (event.persisted) location.reload(); // back from the page cache with a closed client
   });
-  Object.assign(window, { herald: { client, stats } });
+  /** Why the client was (re)connecting each time: a close code, 0 for a client-side cause. */
+  const closes = /** @type {number[]} */ ([]);
+  client.on('connecting', (info) => closes.push(info.code));
+  Object.assign(window, { herald: { client, stats, closes } });
   return { client, session, inbox };
 }

@@ -37,6 +37,7 @@
  * @property {number} applied  publications applied
  * @property {number} recoveryFailed  subscribe replies that said `failed`
  * @property {number} recovered  subscribe replies that said `recovered`
+ * @property {number} held  publications waiting for the state being loaded
  * @property {string} state  the subscription's state
  */
 
@@ -52,7 +53,7 @@ export const stats = new Map();
  */
 export function follow(client, channel, options) {
   /** @type {FollowStats} */
-  const counters = { loads: 0, applied: 0, recoveryFailed: 0, recovered: 0, state: 'unsubscribed' };
+  const counters = { loads: 0, applied: 0, recoveryFailed: 0, recovered: 0, held: 0, state: 'unsubscribed' };
   stats.set(channel, counters);
   let generation = 0; // bumped by every fresh position: a load begun before it is stale
   let loading = false;
@@ -79,6 +80,7 @@ export function follow(client, channel, options) {
         loading = false;
         const pending = held;
         held = [];
+        counters.held = 0;
         for (const publication of pending) deliver(publication);
         return;
       } catch (error) {
@@ -91,7 +93,7 @@ export function follow(client, channel, options) {
   };
 
   const subscription = client.subscribe(channel, (publication) => {
-    if (loading || !hasState) held.push(publication);
+    if (loading || !hasState) counters.held = held.push(publication);
     else deliver(publication);
   });
   subscription.on('state', (state) => {
@@ -105,6 +107,7 @@ export function follow(client, channel, options) {
     if (event.recovery === 'failed') counters.recoveryFailed++;
     // Everything held so far is at or before this position, so the load below includes it.
     held = [];
+    counters.held = 0;
     void sync();
   });
   const timer = setTimeout(() => {
@@ -114,7 +117,8 @@ export function follow(client, channel, options) {
 
   return {
     reload: () => {
-      held = [];
+      held = []; // published before now, so in the state about to be loaded
+      counters.held = 0;
       void sync();
     },
     stats: counters,
