@@ -102,6 +102,9 @@ class OutboxRelay:
     def state(self) -> RelayState:
         return self._state
 
+    def _running(self) -> bool:
+        return self._state is RelayState.RUNNING
+
     def start(self) -> None:
         if self._state is not RelayState.NEW:
             raise RuntimeError(f"cannot start a relay that is {self._state.value}")
@@ -115,6 +118,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop draining (after the row in flight, if any); idempotent."""
         self._state = RelayState.STOPPED
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,29 +126,30 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        # The state is checked as well as the cancellation: a driver may turn a cancellation
+        # inside a query into its own error, which the retry below would otherwise outlive.
         delay_s = self._poll_interval_s
-        while True:
+        while self._running():
             self._wake.clear()
             try:
                 count = await self.drain_once()
             except HeraldPublishError as exc:
                 self.failures += 1
                 log.warning("outbox relay: bus unavailable (%s); retrying in %.2fs", exc, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, self._retry_max_s)
-                continue
             except Exception:
                 # A database hiccup: logged once per attempt, retried like a bus failure.
                 self.failures += 1
+                if not self._running():
+                    return
                 log.exception("outbox relay: drain failed; retrying in %.2fs", delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, self._retry_max_s)
+            else:
+                delay_s = self._poll_interval_s
+                if count < self._batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
                 continue
-            delay_s = self._poll_interval_s
-            if count >= self._batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, self._retry_max_s)
 
     async def drain_once(self) -> int:
         """Publish up to one batch of pending rows in order; return how many went out.
