@@ -1,0 +1,42 @@
+"""The application's wiring (publisher/qa/app.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from publisher.qa.keys import with_secrets
+from publisher.qa.settings import Environment, Settings
+from tests.publisher.qa.support import QA, qa_settings, running_qa
+
+
+async def test_production_has_no_dev_mailbox(tmp_path: Path) -> None:
+    secrets = with_secrets(Settings(data_dir=tmp_path / "keys"))
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}").replace(
+        environment=Environment.PRODUCTION,
+        access_token_secret=secrets.access_token_secret,
+        socket_private_key_pem=secrets.socket_private_key_pem,
+        socket_public_key_pem=secrets.socket_public_key_pem,
+    )
+    async with running_qa(settings) as qa:
+        assert (await qa.client.get("/dev/mailbox")).status_code == 404
+        assert (await qa.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_without_a_bus_events_stay_in_the_outbox(tmp_path: Path) -> None:
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}")
+    async with running_qa(settings, record=False) as qa:
+        assert qa.app.state.relay is None
+        user = await qa.signup()
+        await qa.ask(user, tags=["a", "b"])
+        assert await qa.pending_events() == 3
+
+
+async def test_the_openapi_schema_documents_every_route(qa: QA) -> None:
+    schema = (await qa.client.get("/openapi.json")).json()
+    paths = schema["paths"]
+    assert "/api/questions/{question_id}/vote" in paths
+    assert "/api/socket-token" in paths
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if path.startswith("/api/") and method != "get":
+                assert "422" in operation["responses"], (method, path)
