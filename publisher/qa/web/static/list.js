@@ -7,7 +7,7 @@
 import { boot } from './app.js';
 import { byId, h, plural, timeElement } from './dom.js';
 import { follow } from './live.js';
-import { api } from './session.js';
+import { ApiError, api } from './session.js';
 
 /**
  * @typedef {object} Summary
@@ -20,7 +20,7 @@ import { api } from './session.js';
  * @property {string} created_at
  */
 
-const { client } = boot();
+const { client, session } = boot();
 const list = byId('questions');
 const banner = /** @type {HTMLButtonElement} */ (byId('new-questions'));
 /** New questions announced since the list was shown, oldest first. */
@@ -72,3 +72,25 @@ follow(client, 'questions:new', {
     showBanner();
   },
 });
+
+// Asking: the new question opens at once; the others' lists learn of it through their banner.
+if (session !== null) {
+  const ask = byId('ask');
+  const form = /** @type {HTMLFormElement} */ (byId('ask-form'));
+  const error = byId('ask-form-error');
+  /** @param {string} id */
+  const value = (id) => /** @type {HTMLInputElement | HTMLTextAreaElement} */ (byId(id)).value;
+  ask.hidden = false;
+  form.querySelector('button[type="submit"]')?.removeAttribute('disabled');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      const tags = value('ask-tags').split(/[\s,]+/).filter(Boolean);
+      /** @type {{ id: number }} */
+      const question = await api('/api/questions', { method: 'POST', body: { title: value('ask-title'), body: value('ask-body'), tags } });
+      location.assign(`/questions/${question.id}`);
+    } catch (failure) {
+      error.textContent = failure instanceof ApiError ? failure.message : String(failure);
+    }
+  });
+}
