@@ -13,7 +13,9 @@ from sqlalchemy import select, update
 
 from publisher.envelope import decode_envelope
 from publisher.keys import KeyLayout
+from publisher.publish import Publisher
 from publisher.qa.models import OutboxEvent
+from publisher.qa.relay import OutboxRelay
 from publisher.qa.settings import Settings
 from tests.publisher.qa.support import QA, RecordingSink, running_qa
 from tests.support.client import HeraldTestClient
@@ -166,3 +168,42 @@ async def test_redis_down_while_users_vote_and_answer_loses_and_repeats_nothing(
                 assert client.offsets(name) == list(range(1, len(expected) + 1))
             assert len(client.data(channel)) == 3 * 4  # 3 rounds of 3 votes and 1 answer
             await client.close()
+
+
+async def test_two_relays_on_one_database_deliver_each_row_once(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    async with running_qa(settings.replace(redis_url=redis_server.url), record=False) as qa:
+        await qa.app.state.relay.stop()
+        asker = await qa.signup()
+        voters = [await qa.signup() for _ in range(4)]
+        q = await qa.ask(asker)
+        for voter in voters:
+            await qa.client.put(
+                f"/api/questions/{q['id']}/vote", json={"value": 1}, headers=voter.headers
+            )
+        pending = await qa.pending_events()
+        async with Publisher(redis_server.url) as one, Publisher(redis_server.url) as two:
+            relays = [OutboxRelay(qa.context.db, sink, batch_size=2) for sink in (one, two)]
+            while await qa.pending_events():
+                await asyncio.gather(*(relay.drain_once() for relay in relays))
+        channel = f"question:{q['id']}"
+        assert [data["version"] for _, _, data in history(redis_server, channel)] == [1, 2, 3, 4]
+        if qa.context.db.dialect == "postgresql":  # one relay at a time: nothing sent twice
+            assert sum(relay.published for relay in relays) == pending
+
+
+async def test_a_row_the_bus_can_never_take_is_dropped_and_later_rows_still_go_out(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    async with running_qa(settings.replace(redis_url=redis_server.url), record=False) as qa:
+        await qa.app.state.relay.stop()
+        async with qa.context.db.write() as session:
+            session.add(OutboxEvent(channel="Not A Channel", payload={"x": 1}))
+            session.add(OutboxEvent(channel="question:5", payload={"type": "score"}))
+        async with Publisher(redis_server.url) as publisher:
+            relay = OutboxRelay(qa.context.db, publisher)
+            assert await relay.drain_once() == 2
+        assert relay.dropped == 1
+        assert [data for _, _, data in history(redis_server, "question:5")] == [{"type": "score"}]
+        assert await qa.pending_events() == 0
