@@ -4,8 +4,8 @@
  *
  *     follow(client, 'question:42', { load, render, apply })
  *
- * The rule (docs/pages.md#no-gap): the state is loaded over HTTP only *after* a subscribe
- * reply that starts a fresh position (recovery `none` or `failed`). The Q&A core publishes an
+ * The rule (docs/pages.md, "No gap between the load and the subscription"): the state is
+ * loaded over HTTP only *after* a subscribe reply that starts a fresh position (recovery `none` or `failed`). The Q&A core publishes an
  * event only after the transaction it describes has committed (transactional outbox), so every
  * event up to the reply's offset was committed before the load began and is in the loaded
  * state; every later one arrives as a publication. Publications that arrive while the state
