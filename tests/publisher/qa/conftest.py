@@ -18,9 +18,8 @@ import asyncpg
 import pytest
 
 from publisher.qa.db import Database, migrate
-from publisher.qa.models import Base
 from publisher.qa.settings import Settings
-from tests.publisher.qa.support import QA, qa_settings, running_qa
+from tests.publisher.qa.support import QA, qa_settings, running_qa, truncate
 
 PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -62,22 +61,13 @@ def pg_database() -> Iterator[str]:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _truncate(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    conn = await asyncpg.connect(url, timeout=3)
-    try:
-        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated-on-start database of each kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'qa.sqlite3'}"
     url: str = request.getfixturevalue("pg_database")
-    asyncio.run(_truncate(url))
+    asyncio.run(truncate(url))
     return url
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from PIL import Image
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 
 from publisher.qa.app import create_app
 from publisher.qa.context import QAContext
-from publisher.qa.models import OutboxEvent
+from publisher.qa.models import Base, OutboxEvent
 from publisher.qa.relay import EventSink
 from publisher.qa.settings import Settings
 
@@ -180,3 +181,13 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert error["code"] == response.status_code
     assert isinstance(error["message"], str) and error["message"]
     return error
+
+
+async def truncate(url: str) -> None:
+    """Empty every table of the PostgreSQL database at *url* (ids restart from 1)."""
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    conn = await asyncpg.connect(url, timeout=3)
+    try:
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()

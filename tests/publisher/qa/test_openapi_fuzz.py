@@ -8,6 +8,7 @@ operation, so the whole module runs in seconds.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 
 from publisher.qa.app import create_app
-from tests.publisher.qa.support import RecordingSink, png_bytes, qa_settings
+from tests.publisher.qa.support import RecordingSink, png_bytes, qa_settings, truncate
 from tests.support.redis_server import free_port
 
 MAX_EXAMPLES = 12
@@ -34,13 +35,18 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("qa-fuzz")
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp / 'qa.sqlite3'}"
+    else:
+        database_url = request.getfixturevalue("pg_database")
+        asyncio.run(truncate(database_url))
     port = free_port()
-    settings = qa_settings(
-        tmp, f"sqlite:///{tmp / 'qa.sqlite3'}", public_base_url=f"http://127.0.0.1:{port}"
-    )
+    settings = qa_settings(tmp, database_url, public_base_url=f"http://127.0.0.1:{port}")
     app = create_app(settings, sink=RecordingSink())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
