@@ -15,7 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from publisher.publish import Publisher
 from publisher.qa.context import QAContext
@@ -24,6 +25,7 @@ from publisher.qa.errors import install_handlers
 from publisher.qa.images import ImageStore
 from publisher.qa.keys import with_secrets
 from publisher.qa.mail import Mailer
+from publisher.qa.metrics import RequestMetrics, build_metrics
 from publisher.qa.passwords import Passwords
 from publisher.qa.relay import EventSink, OutboxRelay
 from publisher.qa.routes import (
@@ -52,6 +54,8 @@ def create_app(
     settings: Settings, *, sink: EventSink | None = None, migrate_on_start: bool = True
 ) -> FastAPI:
     """The Q&A core for *settings*; the relay publishes to *sink*, else to ``redis_url``."""
+
+    metrics = build_metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +86,7 @@ def create_app(
                     poll_interval_s=resolved.relay_poll_interval_s,
                     retry_max_s=resolved.relay_retry_max_s,
                     batch_size=resolved.relay_batch_size,
+                    metrics=metrics,
                 )
                 relay.start()
                 stack.push_async_callback(relay.stop)
@@ -119,8 +124,15 @@ def create_app(
         app.include_router(dev.router)
     app.include_router(pages.router)
 
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.state.metrics = metrics
+
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from publisher.envelope import pack_data
 from publisher.errors import HeraldPublishError, InvalidChannel, InvalidPayload
 from publisher.qa.db import Database
+from publisher.qa.metrics import QAMetrics, build_metrics
 from publisher.qa.models import OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         retry_max_s: float = 5.0,
         batch_size: int = 100,
+        metrics: QAMetrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics if metrics is not None else build_metrics()
         self._sink = sink
         self._poll_interval_s = poll_interval_s
         self._retry_max_s = retry_max_s
@@ -135,10 +138,12 @@ class OutboxRelay:
                 count = await self.drain_once()
             except HeraldPublishError as exc:
                 self.failures += 1
+                self._metrics.outbox_publish_failures.inc()
                 log.warning("outbox relay: bus unavailable (%s); retrying in %.2fs", exc, delay_s)
             except Exception:
                 # A database hiccup: logged once per attempt, retried like a bus failure.
                 self.failures += 1
+                self._metrics.outbox_publish_failures.inc()
                 if not self._running():
                     return
                 log.exception("outbox relay: drain failed; retrying in %.2fs", delay_s)
@@ -183,7 +188,10 @@ class OutboxRelay:
             .order_by(OutboxEvent.id)
             .limit(self._batch_size)
         )
-        return (await session.scalars(query)).all()
+        rows = (await session.scalars(query)).all()
+        lag_s = (utcnow() - rows[0].created_at).total_seconds() if rows else 0.0
+        self._metrics.outbox_lag.set(max(0.0, lag_s))
+        return rows
 
     async def _publish(
         self, rows: Sequence[OutboxEvent], done: list[int]
@@ -197,11 +205,13 @@ class OutboxRelay:
                 # emit() checks both before commit, so only a row written by hand gets here;
                 # it can never be published, and keeping it would block every later row.
                 self.dropped += 1
+                self._metrics.outbox_dropped.inc()
                 log.error("outbox relay: dropping row %d (%s): %s", row.id, row.channel, exc)
             except HeraldPublishError as exc:
                 return exc
             else:
                 self.published += 1
+                self._metrics.outbox_published.inc()
             done.append(row.id)
             log.debug(
                 "published %s %s in %.1f ms",

@@ -40,3 +40,18 @@ async def test_the_openapi_schema_documents_every_route(qa: QA) -> None:
         for method, operation in operations.items():
             if path.startswith("/api/") and method != "get":
                 assert "422" in operation["responses"], (method, path)
+
+
+async def test_metrics_count_requests_by_route_and_relay_publications(qa: QA) -> None:
+    user = await qa.signup()
+    q = await qa.ask(user)
+    await qa.client.get(f"/api/questions/{q['id']}")
+    await qa.client.get("/api/questions/99999")
+    await qa.settle()
+    text = (await qa.client.get("/metrics")).text
+    route = 'route="/api/questions/{question_id}"'
+    assert f'herald_qa_http_requests_total{{method="GET",{route},status="200"}} 1.0' in text
+    assert f'herald_qa_http_requests_total{{method="GET",{route},status="404"}} 1.0' in text
+    assert "herald_qa_outbox_published_total 2.0" in text  # questions:new and tag:python
+    [lag] = [line for line in text.splitlines() if line.startswith("herald_qa_outbox_lag_seconds ")]
+    assert 0 <= float(lag.split()[1]) < 5
