@@ -293,7 +293,55 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], workers: int) -> None
 
 
 def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
-    return [p for p in descendants(proc.pid) if p != proc.pid]
+    """The uvicorn worker processes (spawned children; not multiprocessing's resource tracker)."""
+    pids = []
+    for pid in descendants(proc.pid):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if pid != proc.pid and b"spawn_main" in cmdline:
+                pids.append(pid)
+    return pids
+
+
+def pg_sessions(database_url: str) -> int | None:
+    """Sessions ever opened on the database (PostgreSQL 14+), None on SQLite."""
+    if not database_url.startswith("postgres"):
+        return None
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def read() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            sql = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            return int(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def pg_prewarm(database_url: str) -> float:
+    """Read every table and index of the database once (into the OS cache): seconds taken.
+
+    A freshly seeded database is larger than shared_buffers; without this the first minutes
+    measure the disk rather than the service.
+    """
+    import asyncpg
+
+    async def read() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            await conn.execute(
+                "SELECT pg_prewarm(c.oid, 'read') FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
+            )
+        finally:
+            await conn.close()
+
+    began = time.perf_counter()
+    asyncio.run(read())
+    return round(time.perf_counter() - began, 1)
 
 
 def postgres_pids() -> list[int]:
@@ -310,30 +358,38 @@ def postgres_pids() -> list[int]:
 
 
 def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
-                     scenario: str, max_id: int, log_dir: Path) -> dict[str, Any]:  # fmt: skip
+                     scenario: str, connections: int, max_id: int,
+                     log_dir: Path) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(f"{args.seed}-{scenario}")
     requests = request_bytes(scenario_paths(scenario, max_id, rng, 20_000))
     if args.warmup > 0:
-        asyncio.run(load("127.0.0.1", port, scenario, requests, connections=args.connections,
+        asyncio.run(load("127.0.0.1", port, scenario, requests, connections=connections,
                          duration_s=args.warmup, max_requests=args.max_requests))  # fmt: skip
     workers = worker_pids(proc)
-    pg = postgres_pids()
-    before = (sum(cpu_s(p) for p in workers), sum(cpu_s(p) for p in pg), machine_busy_s(),
+    sessions_before = pg_sessions(args.database_url or "")
+    pg_before = {p: cpu_s(p) for p in postgres_pids()}
+    before = (sum(cpu_s(p) for p in workers), 0.0, machine_busy_s(),
               resource.getrusage(resource.RUSAGE_SELF))  # fmt: skip
     profiler = None
     if args.profile and workers and shutil.which("py-spy", path=str(Path(PY).parent)):
-        out = log_dir / f"pyspy-{scenario}-{workers[0]}.txt"
+        out = args.profile_dir / f"pyspy-{scenario}-c{connections}-{workers[0]}.txt"
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
+        spy_log = (log_dir / f"pyspy-{scenario}-c{connections}.log").open("wb")
         profiler = subprocess.Popen(
             [str(Path(PY).parent / "py-spy"), "record", "-p", str(workers[0]), "-d",
-             str(args.profile), "-f", "raw", "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             str(max(1, round(args.profile))), "-f", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=spy_log,
         )  # fmt: skip
-    run = asyncio.run(load("127.0.0.1", port, scenario, requests, connections=args.connections,
+    run = asyncio.run(load("127.0.0.1", port, scenario, requests, connections=connections,
                            duration_s=args.duration, max_requests=args.max_requests))  # fmt: skip
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    after = (sum(cpu_s(p) for p in workers), sum(cpu_s(p) for p in pg), machine_busy_s())
+    # Backends that appeared during the run count from zero; short-lived ones (parallel query
+    # workers) are missed here and show up only in machine_cores.
+    pg_cpu = sum(max(0.0, cpu_s(p) - pg_before.get(p, 0.0)) for p in postgres_pids())
+    after = (sum(cpu_s(p) for p in workers), pg_cpu, machine_busy_s())
     if profiler is not None:
         profiler.wait(timeout=args.profile + 30)
+        spy_log.close()
     wall = run.elapsed_s or 1.0
     loadgen_cpu = (usage.ru_utime - before[3].ru_utime) + (usage.ru_stime - before[3].ru_stime)
     cpu = {
@@ -342,8 +398,16 @@ def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], po
         "loadgen_cores": round(loadgen_cpu / wall, 2),
         "machine_cores": round((after[2] - before[2]) / wall, 2),
     }
+    cpu["other_cores"] = round(
+        cpu["machine_cores"] - cpu["workers_cores"] - cpu["postgres_cores"] - cpu["loadgen_cores"],
+        2,
+    )
     summary = run.summary()
     summary["cpu"] = cpu
+    if sessions_before is not None:
+        # -1: the sessions of pg_sessions() itself; new sessions mean pool churn
+        sessions_after = pg_sessions(args.database_url) or 0
+        summary["postgres_sessions_opened"] = sessions_after - sessions_before - 1
     if run.requests:
         summary["worker_cpu_ms_per_request"] = round(
             (after[0] - before[0]) * 1000 / run.requests, 3
@@ -364,12 +428,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=1_000_000)
     p.add_argument("--users", type=int, default=50_000)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--connections", default="32", help="comma-separated: one run per value")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before each run")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="per run")
     p.add_argument("--scenarios", default="question,search,tag_newest")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds per scenario")
+    p.add_argument("--profile-dir", type=Path, default=ROOT / "bench/results/raw/qa-http")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", type=Path, default=ROOT / "bench/results/qa-http.json")
     p.add_argument("--log-dir", type=Path, default=None)
@@ -379,12 +444,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.questions, args.users, args.max_requests = 2000, 200, 300
-        args.connections, args.warmup, args.duration = 4, 0.0, 30.0
+        args.connections, args.warmup, args.duration = "4", 0.0, 30.0
     return args
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # Unwind through the finally blocks: the service's process group is stopped, not orphaned.
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     import uvloop
 
     with tempfile.TemporaryDirectory(prefix="qa-http-") as tmp:
@@ -394,14 +465,19 @@ def main(argv: list[str] | None = None) -> int:
         database_url = args.database_url or f"sqlite:///{tmp_path / 'qa.sqlite3'}"
         seeding = ensure_seeded(database_url, args.questions, args.users)
         count, max_id = question_count(database_url)
+        if database_url.startswith("postgres"):
+            seeding["prewarm_s"] = pg_prewarm(database_url)
         port = free_port()
         env = production_env(database_url, tmp_path / "data", port)
         results: dict[str, Any] = {}
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         with running_service(env, args.workers, log_dir / "service.log") as proc:
             for scenario in args.scenarios.split(","):
-                results[scenario] = measure_scenario(args, proc, port, scenario, max_id, log_dir)
-                print(json.dumps(results[scenario]), flush=True)
+                results[scenario] = []
+                for connections in (int(c) for c in args.connections.split(",")):
+                    run = measure_scenario(args, proc, port, scenario, connections, max_id, log_dir)
+                    results[scenario].append(run)
+                    print(json.dumps(run), flush=True)
     report = {
         "benchmark": "qa_http",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -416,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "load": {
             "client": "raw asyncio HTTP/1.1 keep-alive, closed loop, uvloop, in-process",
-            "connections": args.connections,
+            "connections": [int(c) for c in args.connections.split(",")],
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "max_requests": args.max_requests,

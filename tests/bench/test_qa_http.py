@@ -43,7 +43,7 @@ def test_the_smoke_run_seeds_the_questions_it_measures(report: dict[str, Any]) -
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_request_of_a_scenario_is_answered_200(report: dict[str, Any], scenario: str) -> None:
-    run = report["scenarios"][scenario]
+    [run] = report["scenarios"][scenario]
     assert run["errors"] == {}
     assert run["requests"] == 300
     assert run["statuses"] == {"200": 300}
