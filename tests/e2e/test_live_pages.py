@@ -129,6 +129,14 @@ def test_a_visitor_signs_up_verifies_the_email_from_the_dev_mailbox_and_logs_in(
     wait_live(page, "questions:new", f"user:{user_id}")
     assert getattr(page, "js_errors", []) == []
 
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('herald.session')") is None
+
+    page.goto(f"{system.qa.url}/questions/999")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Question not found")
+    expect(page.locator("#answer-compose")).to_be_hidden()
+
 
 def test_two_users_see_each_others_questions_votes_answers_and_comments_live(
     system: LiveSystem, new_context: NewContext
@@ -264,6 +272,17 @@ def test_an_inbox_item_reaches_its_owner_and_never_the_other_user(
     alice_page.locator("#inbox-menu .inbox-link").first.click()
     alice_page.wait_for_url(f"**/questions/{question_id}#answer-{answer_id}")
     expect(alice_page.locator("#inbox-unread")).to_have_text("0")
+
+    # The inbox page lists the item, read; Bob's next comment arrives there live.
+    alice_page.goto(f"{system.qa.url}/inbox")
+    expect(alice_page.locator("#inbox-summary")).to_have_text("0 unread items.")
+    expect(alice_page.locator("#inbox-items .inbox-item")).to_have_count(1)
+    system.qa.call(
+        "POST", f"/api/questions/{question_id}/comments", bob.token, json={"body": "Welcome!"}
+    )
+    expect(alice_page.locator("#inbox-summary")).to_have_text("1 unread item.")
+    expect(alice_page.locator("#inbox-items .inbox-item.unread")).to_contain_text("Welcome!")
+    assert getattr(alice_page, "js_errors", []) == []
 
 
 def test_publications_that_arrive_while_the_state_loads_are_applied_on_top_of_it(

@@ -235,8 +235,15 @@ function setAccepted(answerId, version) {
   }
 }
 
-/** @param {QuestionOut} q */
+/** @param {QuestionOut | null} q  null: there is no such question */
 function render(q) {
+  if (q === null) {
+    document.title = 'Question not found – Herald Q&A';
+    root.replaceChildren(h('h1', {}, ['Question not found']), h('p', {}, ['It may have been deleted. ', h('a', { href: '/' }, ['See the newest questions']), '.']));
+    root.setAttribute('aria-busy', 'false');
+    byId('answer-compose').hidden = true;
+    return;
+  }
   askerId = q.author_id;
   acceptedVersion = q.edit_version;
   document.title = `${q.title} – Herald Q&A`;
@@ -270,6 +277,7 @@ function render(q) {
  * @param {any} data
  */
 function apply(data) {
+  if (document.getElementById(`question-${questionId}`) === null) return; // not found, or deleted
   switch (data?.type) {
     case 'score':
       setScore(data.post, data.score, data.version);
@@ -334,7 +342,11 @@ function apply(data) {
 }
 
 const view = follow(client, `question:${questionId}`, {
-  load: () => api(`/api/questions/${questionId}`),
+  load: () =>
+    api(`/api/questions/${questionId}`).catch((error) => {
+      if (error instanceof ApiError && error.status === 404) return null; // final: no retry
+      throw error;
+    }),
   render,
   apply,
   onError: (message) => {
