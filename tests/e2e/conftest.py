@@ -57,24 +57,24 @@ def _newest(paths: Iterator[Path]) -> float:
 def client_build() -> Path:
     """client-js/dist, built once per session when it is missing or older than src/.
 
-    Only reads client-js: ``npm ci`` when node_modules is missing, then ``npm run build``.
+    Only reads client-js: ``npm ci`` when node_modules is missing (the type check of the
+    page scripts needs its TypeScript too), ``npm run build`` when dist is missing or stale.
     """
     dist = CLIENT_JS / "dist"
     built = list(dist.glob("*.js"))
     fresh = bool(built) and min(p.stat().st_mtime for p in built) >= _newest(
         (CLIENT_JS / "src").glob("*.ts")
     )
+    steps: list[list[str]] = []
+    if not (CLIENT_JS / "node_modules").is_dir():
+        steps.append(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"])
     if not fresh:
-        npm = shutil.which("npm")
-        if npm is None:
-            _missing("npm is missing: install Node >= 20 to build client-js")
-        assert npm is not None
-        steps = [[npm, "run", "build"]]
-        if not (CLIENT_JS / "node_modules").is_dir():
-            steps.insert(0, [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        for step in steps:
-            done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
-            assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
+        steps.append(["npm", "run", "build"])
+    if steps and shutil.which("npm") is None:
+        _missing("npm is missing: install Node >= 20 to build client-js")
+    for step in steps:
+        done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
     assert (dist / "index.js").is_file(), "client-js/dist/index.js is missing after the build"
     return dist
 

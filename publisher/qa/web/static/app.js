@@ -9,7 +9,7 @@
  * debugging a page and for the end-to-end tests.
  */
 import { HeraldClient } from '@herald/client';
-import { announce, byId, h, plural, timeElement } from './dom.js';
+import { announce, byId, h, plural, refreshTimes, timeElement } from './dom.js';
 import { follow, stats } from './live.js';
 import { api, loadSession, logOut, socketToken } from './session.js';
 
@@ -238,6 +238,7 @@ export function boot() {
     getToken: session === null ? () => null : socketToken,
   });
   showConnection(client);
+  setInterval(refreshTimes, 30_000);
   const inbox = session === null ? null : startInbox(client, session.user.id);
   renderHeader(session, client, inbox);
   client.connect();

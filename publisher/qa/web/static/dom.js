@@ -55,6 +55,18 @@ const relative = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
  */
 export function timeElement(iso) {
   const date = new Date(iso);
+  return h('time', { datetime: date.toISOString(), title: date.toLocaleString() }, [ago(date)]);
+}
+
+/** Bring every `<time>` of the page up to date ("just now" does not stay true). */
+export function refreshTimes() {
+  for (const element of document.querySelectorAll('time[datetime]')) {
+    element.textContent = ago(new Date(element.getAttribute('datetime') ?? ''));
+  }
+}
+
+/** @param {Date} date */
+function ago(date) {
   const seconds = Math.round((date.getTime() - Date.now()) / 1000);
   /** @type {[Intl.RelativeTimeFormatUnit, number][]} */
   const units = [['day', 86400], ['hour', 3600], ['minute', 60]];
@@ -65,8 +77,7 @@ export function timeElement(iso) {
       break;
     }
   }
-  if (Math.abs(seconds) < 10) text = 'just now';
-  return h('time', { datetime: date.toISOString(), title: date.toLocaleString() }, [text]);
+  return Math.abs(seconds) < 10 ? 'just now' : text;
 }
 
 /**
