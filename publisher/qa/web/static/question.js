@@ -24,6 +24,7 @@ import { ApiError, api } from './session.js';
  * @property {string} body_html
  * @property {number} score
  * @property {number} score_version
+ * @property {number} edit_version
  * @property {string} created_at
  * @property {CommentOut[]} comments
  */
@@ -180,7 +181,7 @@ function addComment(ref, comment) {
 }
 
 /**
- * @param {{ id: number, author: number, body_html: string, score: number, score_version: number, created_at: string }} answer
+ * @param {{ id: number, author: number, body_html: string, score: number, score_version: number, edit_version: number, created_at: string }} answer
  * @param {CommentOut[]} comments
  * @param {boolean} accepted
  */
@@ -203,7 +204,7 @@ function answerArticle(answer, comments, accepted) {
       }
     });
   }
-  return h('article', { id: `answer-${answer.id}`, class: accepted ? 'post answer accepted' : 'post answer', 'data-post': ref }, [
+  return h('article', { id: `answer-${answer.id}`, class: accepted ? 'post answer accepted' : 'post answer', 'data-post': ref, 'data-edit-version': answer.edit_version }, [
     voteControls(ref, answer.score, answer.score_version, 'answer'),
     h('div', { class: 'post-main' }, [
       h('p', { class: 'accepted-mark' }, ['✓ Accepted answer']),
@@ -259,7 +260,7 @@ function render(q) {
     ]),
   ]);
   const answers = h('div', { id: 'answers' }, q.answers.map((a) => answerArticle(
-    { id: a.id, author: a.author_id, body_html: a.body_html, score: a.score, score_version: a.score_version, created_at: a.created_at },
+    { id: a.id, author: a.author_id, body_html: a.body_html, score: a.score, score_version: a.score_version, edit_version: a.edit_version, created_at: a.created_at },
     a.comments,
     a.id === q.accepted_answer_id,
   )));
@@ -289,7 +290,7 @@ function apply(data) {
         view.reload(); // too long to travel in an event
         return;
       }
-      byId('answers').append(answerArticle({ ...a, score: 0, score_version: 0 }, [], false));
+      byId('answers').append(answerArticle({ ...a, score: 0, score_version: 0, edit_version: 0 }, [], false));
       updateAnswerCount();
       announce(`New answer from ${who(a.author)}`);
       return;
