@@ -152,12 +152,16 @@ class QA:
 
 @asynccontextmanager
 async def running_qa(
-    settings: Settings, sink: EventSink | None = None, *, record: bool = True
+    settings: Settings,
+    sink: EventSink | None = None,
+    *,
+    record: bool = True,
+    migrate_on_start: bool = True,
 ) -> AsyncIterator[QA]:
     """The app with its lifespan; events go to *sink*, else to a RecordingSink, else (with
     ``record=False``) to ``settings.redis_url``."""
     recording = sink if sink is not None or not record else RecordingSink()
-    app = create_app(settings, sink=recording)
+    app = create_app(settings, sink=recording, migrate_on_start=migrate_on_start)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://qa.test") as client:
