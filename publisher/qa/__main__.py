@@ -70,8 +70,11 @@ async def _revision(settings: Settings, message: str) -> None:
 def app_factory() -> object:
     """For uvicorn's ``--factory`` with several workers: settings from the environment."""
     from publisher.qa.app import create_app
+    from publisher.qa.metrics import MULTIPROC_ENV
 
-    return create_app(Settings.from_env(os.environ))
+    return create_app(
+        Settings.from_env(os.environ), metrics_multiproc_dir=os.environ.get(MULTIPROC_ENV)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,17 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     if args.workers > 1:
+        from publisher.qa.metrics import multiprocess_dir
+
         os.environ["HERALD_QA_HOST"], os.environ["HERALD_QA_PORT"] = (
             settings.host,
             str(settings.port),
         )
-        uvicorn.run(
-            "publisher.qa.__main__:app_factory",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=args.workers,
-        )
+        # The workers (spawned) inherit a fresh metrics directory: /metrics sums over them.
+        with multiprocess_dir(os.environ):
+            uvicorn.run(
+                "publisher.qa.__main__:app_factory",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=args.workers,
+            )
         return 0
     from publisher.qa.app import create_app
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from publisher.publish import Publisher
 from publisher.qa.context import QAContext
@@ -25,7 +25,7 @@ from publisher.qa.errors import install_handlers
 from publisher.qa.images import ImageStore
 from publisher.qa.keys import with_secrets
 from publisher.qa.mail import Mailer
-from publisher.qa.metrics import RequestMetrics, build_metrics
+from publisher.qa.metrics import RequestMetrics, build_metrics, render
 from publisher.qa.passwords import Passwords
 from publisher.qa.relay import EventSink, OutboxRelay
 from publisher.qa.routes import (
@@ -51,11 +51,19 @@ def _noop() -> None:
 
 
 def create_app(
-    settings: Settings, *, sink: EventSink | None = None, migrate_on_start: bool = True
+    settings: Settings,
+    *,
+    sink: EventSink | None = None,
+    migrate_on_start: bool = True,
+    metrics_multiproc_dir: str | None = None,
 ) -> FastAPI:
-    """The Q&A core for *settings*; the relay publishes to *sink*, else to ``redis_url``."""
+    """The Q&A core for *settings*; the relay publishes to *sink*, else to ``redis_url``.
 
-    metrics = build_metrics()
+    *metrics_multiproc_dir*: set by ``serve --workers N`` (publisher/qa/metrics.py), so that
+    ``/metrics`` reports the sum over the workers.
+    """
+
+    metrics = build_metrics(multiproc_dir=metrics_multiproc_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,6 +141,6 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

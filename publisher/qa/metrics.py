@@ -1,18 +1,39 @@
 """Every metric the Q&A core exports, defined in one place; served at ``GET /metrics``.
 
 Built once per application by :func:`build_metrics` and passed down (the relay counts what
-it publishes, the HTTP middleware counts requests). With ``herald-qa serve --workers N``
-each worker has its own registry: scrape each, or run one worker per port.
+it publishes, the HTTP middleware counts requests); :func:`render` is the ``/metrics`` body.
+
+With ``herald-qa serve --workers N`` the workers share one port, so a scrape reaches any one
+of them. The serve command therefore runs prometheus-client in multiprocess mode, as the
+socket fleet does (socketsrv/fleet.py): :func:`multiprocess_dir` creates a fresh
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start (prometheus-client reads it when it is
+imported, so it must be in the environment the workers inherit) and removes it at exit; every
+worker writes its values there, and :func:`render` sums them, so whichever worker answers
+reports the whole service. One process (embedded mode, tests) keeps a plain registry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -32,10 +53,18 @@ class QAMetrics:
     outbox_dropped: Counter
     outbox_lag: Gauge
     registry: CollectorRegistry
+    multiproc_dir: str | None = None
+    """Where the workers write their values (multiprocess mode); None: this process only."""
 
 
-def build_metrics(registry: CollectorRegistry | None = None) -> QAMetrics:
-    """Create every metric in *registry* (a fresh one when None)."""
+def build_metrics(
+    registry: CollectorRegistry | None = None, *, multiproc_dir: str | None = None
+) -> QAMetrics:
+    """Create every metric in *registry* (a fresh one when None).
+
+    *multiproc_dir*: the ``PROMETHEUS_MULTIPROC_DIR`` the serve command set up for its
+    workers; :func:`render` then reports the sum over all of them.
+    """
     reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
     return QAMetrics(
         http_requests=Counter(
@@ -68,9 +97,60 @@ def build_metrics(registry: CollectorRegistry | None = None) -> QAMetrics:
             "herald_qa_outbox_lag_seconds",
             "Age of the oldest unpublished outbox event at the relay's last look (0: none)",
             registry=reg,
+            # Every worker runs a relay over the same outbox: the service lags as much as
+            # its most behind look; a sum would count one old event once per worker. "live":
+            # a worker that is gone stops counting (see _forget_dead_workers).
+            multiprocess_mode="livemax",
         ),
         registry=reg,
+        multiproc_dir=multiproc_dir,
     )
+
+
+def render(metrics: QAMetrics) -> bytes:
+    """The Prometheus text exposition: this process, or every worker in multiprocess mode."""
+    if metrics.multiproc_dir is None:
+        return generate_latest(metrics.registry)
+    _forget_dead_workers(metrics.multiproc_dir)
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg, path=metrics.multiproc_dir)  # type: ignore[no-untyped-call]
+    return generate_latest(reg)
+
+
+def _forget_dead_workers(multiproc_dir: str) -> None:
+    """Drop the live gauges of workers that died (uvicorn replaces them without telling
+    prometheus-client); their counters stay, so the sums never go backwards."""
+    for path in Path(multiproc_dir).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not _is_running(pid):
+            multiprocess.mark_process_dead(pid, multiproc_dir)  # type: ignore[no-untyped-call]
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def multiprocess_dir(env: MutableMapping[str, str]) -> Iterator[str]:
+    """A fresh ``PROMETHEUS_MULTIPROC_DIR`` in *env* (the environment the workers about to
+    start inherit) for as long as the block runs; removed, and *env* restored, at exit."""
+    previous = env.get(MULTIPROC_ENV)
+    path = tempfile.mkdtemp(prefix="herald-qa-metrics-")
+    env[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if previous is None:
+            env.pop(MULTIPROC_ENV, None)
+        else:
+            env[MULTIPROC_ENV] = previous
 
 
 def _route_of(scope: Scope) -> str:
