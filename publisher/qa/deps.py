@@ -116,13 +116,14 @@ Owned = TypeVar("Owned", Question, Answer, Comment)
 
 
 async def get_owned(tx: Tx, user: User, model: type[Owned], item_id: int) -> Owned:
-    """Load *model* ``item_id`` for writing (row-locked): 404 if missing, 403 if not yours.
+    """Load *model* ``item_id`` for writing: 404 if missing, 403 if not yours.
 
     Every edit and delete goes through it (via the ``Owned*`` aliases below), so the rule is
-    written once.
+    written once. The row is not locked (its author never changes); routes that lock take
+    the question's row first, so that concurrent writes lock in one order (no deadlock).
     """
     noun = model.__name__.lower()
-    found = await tx.session.get(model, item_id, with_for_update=True)
+    found = await tx.session.get(model, item_id)
     if found is None:
         raise NotFound(f"no {noun} {item_id}")
     if found.author_id != user.id:

@@ -11,7 +11,8 @@
 
 :func:`install_handlers` maps these, FastAPI's validation errors, integrity errors (a lost
 race on a unique constraint: 409) and anything unexpected (logged once, answered 500 with no
-detail) to the same shape.
+detail) to the same shape; a transient database failure (deadlock, lock timeout) answers 503 with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,25 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return _reply(409, "conflict", "the request conflicts with a concurrent change; retry")
 
 
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+"""PostgreSQL: serialization failure, deadlock detected, lock not available."""
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(exc, OperationalError) or sqlstate in TRANSIENT_SQLSTATES:
+        # A lost lock race (deadlock, SQLite busy past its timeout): nothing was written.
+        log.warning(
+            "transient database error on %s %s: %s",
+            request.method,
+            request.url.path,
+            sqlstate or type(exc.orig).__name__,
+        )
+        return _reply(503, "busy", "the database is busy; retry shortly", {"Retry-After": "1"})
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _reply(500, "internal", "internal error")
@@ -142,4 +162,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from publisher.qa.errors import NotFound
-from publisher.qa.models import Answer, Attachment, Comment, Question, Tag, utcnow
+from publisher.qa.models import Answer, Attachment, Comment, Question, Tag
 from publisher.qa.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut, QuestionSummary
 
 
@@ -35,10 +35,15 @@ async def tags_named(session: AsyncSession, names: Sequence[str]) -> list[Tag]:
 
 
 async def load_question(session: AsyncSession, question_id: int, *, lock: bool = False) -> Question:
-    """The question with its tags; 404 when missing."""
+    """The question with its tags; 404 when missing.
+
+    With *lock*, its row is locked ``FOR NO KEY UPDATE`` (PostgreSQL), which orders writers of
+    one question without blocking inserts that only reference it (answers, comments, votes).
+    Routes that lock lock the question first, then rows under it, always in that order.
+    """
     query = select(Question).where(Question.id == question_id).options(selectinload(Question.tags))
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     question = await session.scalar(query)
     if question is None:
         raise NotFound(f"no question {question_id}")
@@ -52,8 +57,9 @@ async def load_answer(session: AsyncSession, answer_id: int) -> Answer:
     return answer
 
 
-def touch(question: Question) -> None:
-    question.last_activity_at = utcnow()
+async def relock(session: AsyncSession, row: Question | Answer | Comment) -> None:
+    """Read *row* again under a ``FOR NO KEY UPDATE`` lock, so a version bump is not lost."""
+    await session.refresh(row, with_for_update={"key_share": True})
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:

@@ -10,7 +10,7 @@ from publisher.qa.deps import AnswerId, Author, OwnedAnswer, QuestionId, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Forbidden
 from publisher.qa.inbox import InboxKind, notify
 from publisher.qa.models import Answer, Question, utcnow
-from publisher.qa.posts import answer_out, load_answer, load_question, question_out
+from publisher.qa.posts import answer_out, load_answer, load_question, question_out, relock
 from publisher.qa.rendering import render_markdown
 from publisher.qa.schemas import AnswerIn, AnswerOut, QuestionOut
 
@@ -61,11 +61,12 @@ async def post_answer(
 
 @router.patch("/answers/{answer_id}", response_model=AnswerOut)
 async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx) -> AnswerOut:
+    question = await load_question(tx.session, answer.question_id, lock=True)
+    await relock(tx.session, answer)
     answer.body_md = body.body
     answer.body_html = render_markdown(body.body)
     answer.edit_version += 1
     answer.updated_at = utcnow()
-    question = await load_question(tx.session, answer.question_id)
     question.last_activity_at = answer.updated_at
     await tx.session.flush()
     events.post_edited(tx.session, answer.question_id, answer)

@@ -9,7 +9,7 @@ from publisher.qa.deps import AnswerId, Author, OwnedComment, QuestionId, WriteT
 from publisher.qa.errors import ERROR_RESPONSES
 from publisher.qa.inbox import InboxKind, notify
 from publisher.qa.models import Comment, utcnow
-from publisher.qa.posts import load_answer, load_question
+from publisher.qa.posts import load_answer, load_question, relock
 from publisher.qa.schemas import CommentIn, CommentOut
 
 router = APIRouter(prefix="/api", tags=["comments"], responses=ERROR_RESPONSES)
@@ -99,6 +99,7 @@ async def _question_of(tx: WriteTx, comment: Comment) -> int:
 
 @router.patch("/comments/{comment_id}", response_model=CommentOut)
 async def edit_comment(body: CommentIn, comment: OwnedComment, tx: WriteTx) -> Comment:
+    await relock(tx.session, comment)
     comment.body = body.body
     comment.edit_version += 1
     comment.updated_at = utcnow()

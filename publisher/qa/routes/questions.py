@@ -8,7 +8,7 @@ from publisher.qa import events
 from publisher.qa.deps import Author, OwnedQuestion, QuestionId, ReadSession, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Invalid
 from publisher.qa.models import Question, utcnow
-from publisher.qa.posts import load_question, question_out, tags_named, unique_tags
+from publisher.qa.posts import load_question, question_out, relock, tags_named, unique_tags
 from publisher.qa.rendering import render_markdown
 from publisher.qa.schemas import QuestionIn, QuestionOut, QuestionPatch
 
@@ -45,6 +45,7 @@ async def edit(body: QuestionPatch, question: OwnedQuestion, tx: WriteTx) -> Que
     """Edit your question (title, body, tags); the new state goes to ``question:<id>``."""
     if body.title is None and body.body is None and body.tags is None:
         raise Invalid("nothing to change: give a title, a body or tags")
+    await relock(tx.session, question)
     await tx.session.refresh(question, ["tags"])
     if body.title is not None:
         question.title = body.title

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.publisher.qa.support import QA, error_of
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import httpx
+
+from tests.publisher.qa.support import QA, User, error_of
 
 
 async def test_an_answer_appears_on_the_question_and_is_published(qa: QA) -> None:
@@ -117,3 +123,43 @@ async def test_deleting_the_accepted_answer_clears_the_acceptance(qa: QA) -> Non
     await qa.client.delete(f"/api/answers/{a['id']}", headers=answerer.headers)
     page = (await qa.client.get(f"/api/questions/{q['id']}")).json()
     assert page["accepted_answer_id"] is None
+
+
+async def test_concurrent_writes_on_one_question_lock_in_order_and_stay_consistent(qa: QA) -> None:
+    asker = await qa.signup()
+    others = [await qa.signup() for _ in range(4)]
+    q = await qa.ask(asker)
+    answers = [await qa.answer(user, q["id"], body=f"answer {i}") for i, user in enumerate(others)]
+
+    def writes(i: int, user: User, answer: dict[str, Any]) -> list[Awaitable[httpx.Response]]:
+        client, a = qa.client, answer["id"]
+        return [
+            client.patch(f"/api/answers/{a}", json={"body": f"edit {i}"}, headers=user.headers),
+            client.post(f"/api/answers/{a}/comments", json={"body": "c"}, headers=asker.headers),
+            client.put(f"/api/answers/{a}/vote", json={"value": 1}, headers=asker.headers),
+            client.patch(
+                f"/api/questions/{q['id']}", json={"body": f"q {i}"}, headers=asker.headers
+            ),
+            client.post(
+                f"/api/questions/{q['id']}/answers", json={"body": "more"}, headers=user.headers
+            ),
+            client.delete(f"/api/answers/{a}", headers=user.headers)
+            if i % 2
+            else client.get("/healthz"),
+        ]
+
+    replies = await asyncio.gather(
+        *(
+            call
+            for i, (u, a) in enumerate(zip(others, answers, strict=True))
+            for call in writes(i, u, a)
+        )
+    )
+    assert {r.status_code for r in replies} <= {200, 201, 204, 404, 409, 503}, [
+        r.text for r in replies if r.status_code >= 500 and r.status_code != 503
+    ]
+    page = (await qa.client.get(f"/api/questions/{q['id']}")).json()
+    assert page["answer_count"] == len(page["answers"])
+    assert page["edit_version"] == sum(
+        1 for r in replies if r.status_code == 200 and r.json().get("title") == q["title"]
+    )
