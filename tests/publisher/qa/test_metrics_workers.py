@@ -1,0 +1,287 @@
+"""``herald-qa serve --workers 2``: every scrape of ``/metrics`` reports the whole service.
+
+The workers share one port and the kernel hands each connection to either of them; in
+multiprocess mode (publisher/qa/metrics.py) the one that answers a scrape sums what every
+worker counted. The service runs as a subprocess on a copy of the migrated SQLite template;
+which worker answered a connection is read from /proc (Linux), so the tests know both did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from publisher.qa.db import Database
+from publisher.qa.models import OutboxEvent
+from publisher.qa.settings import Settings
+from tests.support.redis_server import free_port
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)"),
+]
+
+ROOT = Path(__file__).resolve().parents[3]
+START_TIMEOUT_S = 30.0
+OLD_EVENT_AGE_S = 600.0
+
+
+@dataclass
+class Service:
+    """``python -m publisher.qa serve --workers 2`` on a free port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    tmp_dir: Path
+    """The service's TMPDIR: where the serve command creates its metrics directory."""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def get(self, path: str) -> tuple[int, bytes, int]:
+        """GET *path* on a new connection: status, body and the pid of the worker that
+        answered."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            assert conn.sock is not None
+            client_port = int(conn.sock.getsockname()[1])
+            return response.status, body, self.worker_holding(client_port)
+        finally:
+            conn.close()
+
+    def scrape(self) -> bytes:
+        status, body, _ = self.get("/metrics")
+        assert status == 200, body
+        return body
+
+    def worker_pids(self) -> list[int]:
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [
+            int(child)
+            for child in children
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+
+    def worker_holding(self, client_port: int) -> int:
+        """The worker whose socket is connected to our *client_port*."""
+        inode = _server_socket_inode(self.port, client_port)
+        for pid in self.worker_pids():
+            with contextlib.suppress(FileNotFoundError):
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.readlink(fd) == f"socket:[{inode}]":
+                            return pid
+        raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def _server_socket_inode(server_port: int, client_port: int) -> str:
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.rsplit(":", 1)[1], 16) == server_port and (
+                int(remote.rsplit(":", 1)[1], 16) == client_port
+            ):
+                return inode
+    raise AssertionError(f"no server socket for the connection from port {client_port}")
+
+
+def sample(metrics_text: bytes, name: str, **labels: str) -> list[float]:
+    """The values of *name*'s series whose labels include *labels*."""
+    pattern = re.compile(rb"^" + re.escape(name.encode()) + rb"(\{.*\})? (\S+)$", re.M)
+    wanted = [f'{key}="{value}"'.encode() for key, value in labels.items()]
+    return [
+        float(value)
+        for label_text, value in pattern.findall(metrics_text)
+        if all(label in label_text for label in wanted)
+    ]
+
+
+def start_service(tmp_path: Path, sqlite_template: Path, **env: str) -> Service:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copyfile(sqlite_template, data_dir / "qa.sqlite3")
+    tmp_dir = tmp_path / "tmp"
+    tmp_dir.mkdir()
+    port = free_port()
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("HERALD_QA_")
+        and key not in {"DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"}
+    }
+    log_path = tmp_path / "qa.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "publisher.qa", "serve", "--workers", "2"],
+            cwd=ROOT,
+            env={
+                **inherited,
+                "PYTHONUNBUFFERED": "1",
+                "TMPDIR": str(tmp_dir),
+                "HERALD_QA_DATA_DIR": str(data_dir),
+                "HERALD_QA_PORT": str(port),
+                "HERALD_QA_RELAY_POLL_INTERVAL_S": "0.05",
+                "HERALD_QA_RELAY_RETRY_MAX_S": "0.2",
+                **env,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(process, port, log_path, tmp_dir)
+    try:
+        wait_until(lambda: _answers_health(service) and len(service.worker_pids()) == 2, service)
+    except BaseException:
+        stop(service)
+        raise
+    return service
+
+
+def _answers_health(service: Service) -> bool:
+    try:
+        status, _, _ = service.get("/healthz")
+    except (OSError, AssertionError):
+        return False
+    return status == 200
+
+
+def wait_until(
+    ready: Callable[[], bool], service: Service, timeout_s: float = START_TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(f"the service exited:\n{service.log()}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout_s}s:\n{service.log()}")
+
+
+def stop(service: Service) -> int:
+    """SIGTERM, wait; kill the process group if it does not exit. Returns the exit code."""
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.process.pid, signal.SIGKILL)
+    return service.process.wait()
+
+
+@pytest.fixture
+def service(tmp_path: Path, sqlite_template: Path) -> Iterator[Service]:
+    running = start_service(tmp_path, sqlite_template)
+    yield running
+    stop(running)
+
+
+MISSING_QUESTION = "/api/questions/999999"
+MISSING_QUESTION_SERIES = {"route": "/api/questions/{question_id}", "status": "404"}
+
+
+def requests_answered_by_both_workers(service: Service, at_most: int = 200) -> int:
+    """GET a missing question on new connections until both workers answered at least
+    five; returns how many requests were made."""
+    answered_by: dict[int, int] = {}
+    made = 0
+    while (len(answered_by) < 2 or min(answered_by.values()) < 5) and made < at_most:
+        status, _, pid = service.get(MISSING_QUESTION)
+        assert status == 404
+        answered_by[pid] = answered_by.get(pid, 0) + 1
+        made += 1
+    assert len(answered_by) == 2, f"one worker answered all {made} requests"
+    return made
+
+
+def test_every_scrape_reports_the_requests_answered_by_both_workers(service: Service) -> None:
+    made = requests_answered_by_both_workers(service)
+    scraped_by: set[int] = set()
+    scrapes = 0
+    while scrapes < 10 or (len(scraped_by) < 2 and scrapes < 200):
+        status, text, pid = service.get("/metrics")  # the kernel picks either worker
+        assert status == 200
+        scraped_by.add(pid)
+        scrapes += 1
+        assert sample(text, "herald_qa_http_requests_total", **MISSING_QUESTION_SERIES) == [made]
+        assert sample(
+            text,
+            "herald_qa_http_request_duration_seconds_count",
+            route="/api/questions/{question_id}",
+        ) == [made]
+        assert len(sample(text, "herald_qa_outbox_lag_seconds")) == 1  # one series, not per pid
+    assert len(scraped_by) == 2, f"all {scrapes} scrapes went to the same worker"
+
+
+def test_the_counts_of_a_worker_that_died_stay_in_the_sums(service: Service) -> None:
+    made = requests_answered_by_both_workers(service)
+    victim = service.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len(pids := service.worker_pids()) == 2 and victim not in pids, service)
+    wait_until(lambda: _answers_health(service), service)
+    for _ in range(10):
+        text = service.scrape()
+        assert sample(text, "herald_qa_http_requests_total", **MISSING_QUESTION_SERIES) == [made]
+
+
+def test_the_metrics_directory_lives_as_long_as_the_service(service: Service) -> None:
+    made = [path.name for path in service.tmp_dir.iterdir()]
+    assert len(made) == 1
+    assert made[0].startswith("herald-qa-metrics-")
+    assert stop(service) == 0
+    assert list(service.tmp_dir.iterdir()) == []
+
+
+async def _insert_old_event(database: Path) -> None:
+    db = Database.open(Settings(database_url=f"sqlite:///{database}"))
+    try:
+        async with db.write() as session:
+            created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=OLD_EVENT_AGE_S)
+            session.add(
+                OutboxEvent(channel="question:1", payload={"type": "x"}, created_at=created)
+            )
+    finally:
+        await db.close()
+
+
+def test_the_outbox_lag_is_the_oldest_event_once_not_once_per_worker(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    # Both workers run a relay; the bus is a port nobody listens on, so the event waits.
+    database = tmp_path / "template-with-event.sqlite3"
+    shutil.copyfile(sqlite_template, database)
+    asyncio.run(_insert_old_event(database))
+    service = start_service(tmp_path, database, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        wait_until(
+            lambda: sample(service.scrape(), "herald_qa_outbox_publish_failures_total") >= [2.0],
+            service,
+        )
+        for _ in range(10):
+            text = service.scrape()
+            [lag] = sample(text, "herald_qa_outbox_lag_seconds")
+            # Its age (and the seconds since); a sum over the two relays would be twice that.
+            assert OLD_EVENT_AGE_S <= lag < 1.5 * OLD_EVENT_AGE_S
+            assert sample(text, "herald_qa_outbox_published_total") == [0.0]
+    finally:
+        stop(service)
