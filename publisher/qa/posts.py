@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -58,8 +59,14 @@ async def load_answer(session: AsyncSession, answer_id: int) -> Answer:
 
 
 async def relock(session: AsyncSession, row: Question | Answer | Comment) -> None:
-    """Read *row* again under a ``FOR NO KEY UPDATE`` lock, so a version bump is not lost."""
-    await session.refresh(row, with_for_update={"key_share": True})
+    """Read *row* again under a ``FOR NO KEY UPDATE`` lock, so a version bump is not lost.
+
+    404 when a concurrent request deleted it since it was loaded.
+    """
+    try:
+        await session.refresh(row, with_for_update={"key_share": True})
+    except InvalidRequestError:
+        raise NotFound(f"this {type(row).__name__.lower()} was just deleted") from None
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.qa import events
-from publisher.qa.errors import Forbidden
+from publisher.qa.errors import Forbidden, NotFound
 from publisher.qa.models import Answer, Question, Vote
 
 
@@ -69,7 +69,9 @@ async def cast_vote(
             .returning(table.score, table.score_version)
             .execution_options(synchronize_session=False)
         )
-    ).one()
+    ).one_or_none()
+    if row is None:
+        raise NotFound("this post was just deleted")
     score, version = int(row[0]), int(row[1])
     question_id = post.id if isinstance(post, Question) else post.question_id
     events.score_changed(session, question_id, _ref(post), score, version)
