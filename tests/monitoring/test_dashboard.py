@@ -1,9 +1,10 @@
-"""monitoring/ only names metrics that socketsrv.metrics exports, and its queries parse.
+"""monitoring/ only names metrics that socketsrv.metrics or publisher.qa.metrics export, and
+its queries parse.
 
-A metric renamed in socketsrv/metrics.py and not in the Grafana dashboard, the alert rules or
-their unit tests turns a panel blank or an alert silent without any error from Prometheus;
-these tests turn it red instead. The PromQL of the dashboard is parsed by promtool, which
-./herald test fetches into .venv/tools.
+A metric renamed in socketsrv/metrics.py or publisher/qa/metrics.py and not in the Grafana
+dashboard, the alert rules or their unit tests turns a panel blank or an alert silent without
+any error from Prometheus; these tests turn it red instead. The PromQL of the dashboard is
+parsed by promtool, which ./herald test fetches into .venv/tools.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from publisher.qa import metrics as qa_metrics
 from socketsrv.metrics import build_metrics, render
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -37,10 +39,14 @@ SUFFIXES = {
 
 
 def exported_series_names() -> set[str]:
-    """Every series name a scrape can show: counters as ``_total``, histograms by parts."""
-    metrics = build_metrics(CollectorRegistry())
+    """Every series name a scrape of the fleet or of the Q&A core can show: counters as
+    ``_total``, histograms by parts."""
+    registries = (
+        build_metrics(CollectorRegistry()).registry,
+        qa_metrics.build_metrics(CollectorRegistry()).registry,
+    )
     names: set[str] = set()
-    for family in metrics.registry.collect():
+    for family in (family for registry in registries for family in registry.collect()):
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
         names.update(sample.name for sample in family.samples)
     return names
@@ -68,7 +74,9 @@ def load_dashboard() -> dict[str, Any]:
 def assert_only_exported_metrics(where: str, text: str) -> None:
     used = set(HERALD_METRIC.findall(text))
     unknown = sorted(used - exported_series_names())
-    assert not unknown, f"{where} uses metrics socketsrv.metrics does not export: {unknown}"
+    assert not unknown, (
+        f"{where} uses metrics neither socketsrv.metrics nor publisher.qa.metrics export: {unknown}"
+    )
 
 
 def find_promtool() -> str:
@@ -84,6 +92,14 @@ def test_the_exported_names_include_counter_and_histogram_series() -> None:
     assert "herald_disconnects_total" in names
     assert "herald_fanout_duration_seconds_bucket" in names
     assert "herald_connections_open" in names
+    assert "herald_qa_http_requests_total" in names
+    assert "herald_qa_http_request_duration_seconds_bucket" in names
+    assert "herald_qa_outbox_lag_seconds" in names
+
+
+def test_a_name_neither_service_exports_is_reported() -> None:
+    with pytest.raises(AssertionError, match="herald_qa_outbox_lag_total"):
+        assert_only_exported_metrics("a rule", "max(herald_qa_outbox_lag_total) > 60")
 
 
 def test_every_metric_the_dashboard_queries_is_exported() -> None:
@@ -138,6 +154,20 @@ def test_what_prometheus_scrapes_passes_promtool_check_metrics() -> None:
     result = subprocess.run(
         [find_promtool(), "check", "metrics"],
         input=render(metrics, None),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_what_prometheus_scrapes_from_the_qa_core_passes_promtool_check_metrics() -> None:
+    metrics = qa_metrics.build_metrics(CollectorRegistry())
+    metrics.http_requests.labels("/api/questions/{question_id}", "GET", "404").inc()
+    metrics.http_request_duration.labels("/api/questions/{question_id}").observe(0.004)
+    metrics.outbox_lag.set(1.5)
+    result = subprocess.run(
+        [find_promtool(), "check", "metrics"],
+        input=qa_metrics.render(metrics),
         capture_output=True,
         check=False,
     )
