@@ -85,3 +85,8 @@ class ImageStore:
 
     async def delete(self, storage_name: str) -> None:
         await asyncio.to_thread(self.path_of(storage_name).unlink, missing_ok=True)
+
+    async def delete_all(self, storage_names: list[str]) -> None:
+        """Remove the files of deleted rows (after the commit: a rollback keeps them)."""
+        for name in storage_names:
+            await self.delete(name)

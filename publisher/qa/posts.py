@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InvalidRequestError
@@ -161,3 +161,14 @@ async def question_out(session: AsyncSession, question: Question) -> QuestionOut
         comments=[CommentOut.model_validate(c) for c in comments if c.question_id is not None],
         attachments=[attachment_out(f) for f in attachments if f.question_id is not None],
     )
+
+
+async def attachment_files(session: AsyncSession, post: Question | Answer) -> list[str]:
+    """The stored file names of *post*'s attachments (with its answers', for a question)."""
+    where: ColumnElement[bool]
+    if isinstance(post, Question):
+        answer_ids = select(Answer.id).where(Answer.question_id == post.id)
+        where = (Attachment.question_id == post.id) | Attachment.answer_id.in_(answer_ids)
+    else:
+        where = Attachment.answer_id == post.id
+    return list((await session.scalars(select(Attachment.storage_name).where(where))).all())

@@ -6,11 +6,18 @@ from fastapi import APIRouter, status
 from sqlalchemy import update
 
 from publisher.qa import events
-from publisher.qa.deps import AnswerId, Author, OwnedAnswer, QuestionId, WriteTx
+from publisher.qa.deps import AnswerId, Author, Ctx, OwnedAnswer, QuestionId, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Forbidden
 from publisher.qa.inbox import InboxKind, notify
 from publisher.qa.models import Answer, Question, utcnow
-from publisher.qa.posts import answer_out, load_answer, load_question, question_out, relock
+from publisher.qa.posts import (
+    answer_out,
+    attachment_files,
+    load_answer,
+    load_question,
+    question_out,
+    relock,
+)
 from publisher.qa.rendering import render_markdown
 from publisher.qa.schemas import AnswerIn, AnswerOut, QuestionOut
 
@@ -76,8 +83,9 @@ async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx) -> Answe
 
 
 @router.delete("/answers/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_answer(answer: OwnedAnswer, tx: WriteTx) -> None:
+async def delete_answer(answer: OwnedAnswer, tx: WriteTx, context: Ctx) -> None:
     question = await load_question(tx.session, answer.question_id, lock=True)
+    files = await attachment_files(tx.session, answer)
     if question.accepted_answer_id == answer.id:
         question.accepted_answer_id = None
         question.edit_version += 1
@@ -86,6 +94,7 @@ async def delete_answer(answer: OwnedAnswer, tx: WriteTx) -> None:
     await tx.session.delete(answer)
     events.deleted(tx.session, question.id, f"answer:{answer.id}")
     await tx.commit()
+    await context.images.delete_all(files)
 
 
 async def _question_of_owner(tx: WriteTx, user_id: int, answer_id: int) -> tuple[Question, Answer]:

@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from publisher.qa import events
-from publisher.qa.deps import Author, OwnedQuestion, QuestionId, ReadSession, WriteTx
+from publisher.qa.deps import Author, Ctx, OwnedQuestion, QuestionId, ReadSession, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Invalid
 from publisher.qa.models import Question, utcnow
-from publisher.qa.posts import load_question, question_out, relock, tags_named, unique_tags
+from publisher.qa.posts import (
+    attachment_files,
+    load_question,
+    question_out,
+    relock,
+    tags_named,
+    unique_tags,
+)
 from publisher.qa.rendering import render_markdown
 from publisher.qa.schemas import QuestionIn, QuestionOut, QuestionPatch
 
@@ -64,9 +71,11 @@ async def edit(body: QuestionPatch, question: OwnedQuestion, tx: WriteTx) -> Que
 
 
 @router.delete("/{question_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(question: OwnedQuestion, tx: WriteTx) -> None:
+async def delete(question: OwnedQuestion, tx: WriteTx, context: Ctx) -> None:
     """Delete your question with its answers, comments, votes and attachments."""
     question_id = question.id
+    files = await attachment_files(tx.session, question)
     await tx.session.delete(question)
     events.deleted(tx.session, question_id, f"question:{question_id}")
     await tx.commit()
+    await context.images.delete_all(files)

@@ -98,3 +98,23 @@ async def test_attachments_need_the_posts_owner_and_a_real_post(qa: QA) -> None:
     )
     assert r.status_code == 404
     assert (await qa.client.get("/api/attachments/999")).status_code == 404
+
+
+async def test_deleting_a_post_removes_its_files(qa: QA) -> None:
+    asker, answerer = await qa.signup(), await qa.signup()
+    q = await qa.ask(asker)
+    a = await qa.answer(answerer, q["id"])
+    on_question = await qa.client.post(
+        f"/api/questions/{q['id']}/attachments", content=png_bytes(), headers=asker.headers
+    )
+    on_answer = await qa.client.post(
+        f"/api/answers/{a['id']}/attachments", content=png_bytes(2, 2), headers=answerer.headers
+    )
+    files = sorted(p.name for p in qa.context.images.directory.iterdir())
+    assert len(files) == 2
+    await qa.client.delete(f"/api/answers/{a['id']}", headers=answerer.headers)
+    assert (await qa.client.get(on_answer.json()["url"])).status_code == 404
+    assert len(list(qa.context.images.directory.iterdir())) == 1
+    await qa.client.delete(f"/api/questions/{q['id']}", headers=asker.headers)
+    assert (await qa.client.get(on_question.json()["url"])).status_code == 404
+    assert list(qa.context.images.directory.iterdir()) == []
