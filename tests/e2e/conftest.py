@@ -79,8 +79,11 @@ def client_build() -> Path:
     return dist
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str, client_build: Path) -> Iterator[Browser]:
+    """One Chromium per test module. Not per session: playwright's sync API runs an event
+    loop in this thread while it is open, and the suite's asyncio tests that come after the
+    browser tests need the thread's loop free."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS

@@ -16,6 +16,7 @@ from playwright.sync_api import APIResponse, BrowserContext, Page, Route, expect
 
 from tests.e2e.conftest import SCREENSHOTS, log_in, make_user
 from tests.e2e.system import LiveSystem, User
+from tests.support.redis_server import RedisServer
 
 expect.set_options(timeout=20_000)
 
@@ -373,6 +374,33 @@ def test_the_fleet_restarts_mid_test_and_the_page_converges_without_a_reload_or_
     assert stats["recovered"] >= 1, "the subscription recovered from its position"
     assert stats["applied"] == published
     assert stats["offset"] == published, "every offset of the channel was applied"
+
+
+def test_redis_loses_its_history_and_the_page_reloads_its_state_over_http_without_a_reload(
+    system: LiveSystem, redis_server: RedisServer, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    question_id = ask(system, alice, "What if Redis restarts empty?", ["redis"])
+    channel = f"question:{question_id}"
+    page = open_page(new_context(), f"{system.qa.url}/questions/{question_id}")
+    wait_live(page, channel)
+    answer(system, bob, question_id, "Before the restart.")
+    expect(page.locator("#answers > article")).to_have_count(1)
+
+    # No persistence: the channel's history and epoch are gone. The next publication starts
+    # a new epoch; the page is told that recovery failed and loads the question again.
+    redis_server.restart(keep_data=False)
+    answer(system, bob, question_id, "After the restart.")
+    page.wait_for_function("(c) => window.herald.stats.get(c).recoveryFailed >= 1", arg=channel)
+    page.wait_for_function("(c) => window.herald.stats.get(c).loads >= 2", arg=channel)
+    expect(page.locator("#answers > article .body")).to_have_text(
+        ["Before the restart.", "After the restart."]
+    )
+
+    # And it is live again in the new epoch.
+    system.qa.call("PUT", f"/api/questions/{question_id}/vote", bob.token, json={"value": 1})
+    expect(page.locator(f"#question-{question_id} > .vote > .score")).to_have_text("1")
+    assert_healthy(page)
 
 
 def test_two_tabs_of_one_user_share_one_socket_and_closing_the_leader_keeps_the_other_live(
