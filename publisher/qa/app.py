@@ -95,6 +95,7 @@ def create_app(
                     retry_max_s=resolved.relay_retry_max_s,
                     batch_size=resolved.relay_batch_size,
                     metrics=metrics,
+                    retention_s=resolved.outbox_retention_s,
                 )
                 relay.start()
                 stack.push_async_callback(relay.stop)

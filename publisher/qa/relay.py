@@ -12,6 +12,8 @@ Guarantees:
   higher id already published is still published, a little out of order. Payloads carry
   state with versions (:mod:`publisher.qa.events`), which makes that harmless; writes on one
   post are serialized by its row lock, so one post's score versions are in order.
+* **Bounded.** Published rows are deleted once older than ``retention_s`` (a day by
+  default), checked at most every ``prune_interval_s`` when the relay is idle.
 * **Never twice.** Each row is published with its ``event_id``: the bus remembers event ids
   (``idempotency_ttl_s``, a day by default), so a row published again after a crash between
   the publish and the ``published_at`` mark, or by a second relay, is not delivered again.
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.envelope import pack_data
@@ -87,6 +90,9 @@ class OutboxRelay:
         retry_max_s: float = 5.0,
         batch_size: int = 100,
         metrics: QAMetrics | None = None,
+        retention_s: float = 86400.0,
+        prune_interval_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._metrics = metrics if metrics is not None else build_metrics()
@@ -94,6 +100,10 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._retry_max_s = retry_max_s
         self._batch_size = batch_size
+        self._retention_s = retention_s
+        self._prune_interval_s = prune_interval_s
+        self._clock = clock
+        self._pruned_at: float | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._state = RelayState.NEW
@@ -150,6 +160,7 @@ class OutboxRelay:
             else:
                 delay_s = self._poll_interval_s
                 if count < self._batch_size:
+                    await self._prune_when_due()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
                 continue
@@ -180,6 +191,30 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(done)
+
+    async def _prune_when_due(self) -> None:
+        now = self._clock()
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_interval_s:
+            return
+        self._pruned_at = now
+        try:
+            removed = await self.prune()
+        except Exception:
+            log.exception("outbox relay: pruning failed (retried at the next interval)")
+            return
+        if removed:
+            log.info("outbox relay: removed %d published rows", removed)
+
+    async def prune(self) -> int:
+        """Delete rows published more than ``retention_s`` ago; return how many."""
+        cutoff = utcnow() - dt.timedelta(seconds=self._retention_s)
+        async with self._db.write() as session:
+            result = await session.execute(
+                delete(OutboxEvent).where(
+                    OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < cutoff
+                )
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def _pending(self, session: AsyncSession) -> Sequence[OutboxEvent]:
         query = (

@@ -81,6 +81,8 @@ class Settings:
     relay_poll_interval_s: float = 0.5
     relay_batch_size: int = 100
     relay_retry_max_s: float = 5.0
+    outbox_retention_s: float = 86400.0
+    """Published outbox rows older than this are deleted by the relay (hourly at most)."""
     publish_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -91,6 +93,7 @@ class Settings:
             "socket_token_ttl_s",
             "relay_poll_interval_s",
             "relay_retry_max_s",
+            "outbox_retention_s",
             "publish_timeout_s",
         ):
             value = getattr(self, name)

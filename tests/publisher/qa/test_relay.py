@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy import select, update
 from publisher.envelope import decode_envelope
 from publisher.keys import KeyLayout
 from publisher.publish import Publisher
-from publisher.qa.models import OutboxEvent
+from publisher.qa.models import OutboxEvent, utcnow
 from publisher.qa.relay import OutboxRelay
 from publisher.qa.settings import Settings
 from tests.publisher.qa.support import QA, RecordingSink, running_qa
@@ -207,3 +208,21 @@ async def test_a_row_the_bus_can_never_take_is_dropped_and_later_rows_still_go_o
         assert relay.dropped == 1
         assert [data for _, _, data in history(redis_server, "question:5")] == [{"type": "score"}]
         assert await qa.pending_events() == 0
+
+
+async def test_published_rows_past_the_retention_are_pruned_and_pending_ones_kept(
+    settings: Settings,
+) -> None:
+    async with running_qa(settings) as qa:
+        await qa.app.state.relay.stop()
+        old = utcnow() - dt.timedelta(days=2)
+        async with qa.context.db.write() as session:
+            session.add(OutboxEvent(channel="question:1", payload={}, published_at=old))
+            session.add(OutboxEvent(channel="question:1", payload={}, published_at=utcnow()))
+            session.add(OutboxEvent(channel="question:1", payload={}, created_at=old))
+        relay = OutboxRelay(qa.context.db, RecordingSink(), retention_s=86400)
+        assert await relay.prune() == 1
+        async with qa.context.db.reads() as session:
+            rows = (await session.scalars(select(OutboxEvent))).all()
+        assert len(rows) == 2
+        assert await qa.pending_events() == 1
