@@ -123,9 +123,23 @@ async def login(body: LoginIn, tx: WriteTx, context: Ctx) -> TokensOut:
 
 
 async def _live_refresh(tx: WriteTx, token: str) -> RefreshToken:
+    """The live refresh token *token*, else 401.
+
+    A revoked token presented again is a sign that it leaked (rotation means a client never
+    reuses one; RFC 9700 section 4.14.2): every refresh token of its user is revoked, so the
+    thief's rotated token dies too and the user logs in again.
+    """
     record = await tx.session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == token_hash(token)).with_for_update()
     )
+    if record is not None and record.revoked_at is not None:
+        await tx.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == record.user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        await tx.commit()
     if record is None or record.revoked_at is not None or record.expires_at <= utcnow():
         raise Unauthenticated("this refresh token is unknown, revoked or expired; log in again")
     return record

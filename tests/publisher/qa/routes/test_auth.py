@@ -117,3 +117,22 @@ async def test_an_unverified_user_may_log_in_but_not_post(qa: QA) -> None:
     )
     assert r.status_code == 403
     assert "verify" in error_of(r)["message"]
+
+
+async def test_reusing_a_rotated_refresh_token_revokes_every_session_of_the_user(qa: QA) -> None:
+    user = await qa.signup()
+    stolen = user.tokens["refresh_token"]
+    rotated = (await qa.client.post("/api/auth/refresh", json={"refresh_token": stolen})).json()
+    other_login = (
+        await qa.client.post(
+            "/api/auth/login", json={"email": user.email, "password": "correct horse battery"}
+        )
+    ).json()
+    assert (
+        await qa.client.post("/api/auth/refresh", json={"refresh_token": stolen})
+    ).status_code == 401
+    for tokens in (rotated, other_login):
+        r = await qa.client.post(
+            "/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
+        assert r.status_code == 401
