@@ -8,6 +8,7 @@ Each module holds one idea (docs/qa-core.md has the map):
   transaction of the change they describe, then published to the bus in order;
 * :mod:`~publisher.qa.app` and ``routes/``: the HTTP API, one router per resource.
 
-Nothing here imports :mod:`socketsrv`: the embedded in-process bus is handed to the relay as
-an object that has ``publish(channel, packed_data, event_id=...)``.
+Only :mod:`publisher.qa.embedded` imports :mod:`socketsrv` (embedded mode runs a socket
+worker in the same process, and its in-process bus is handed to the relay as an object that
+has ``publish(channel, packed_data, event_id=...)``); nothing else here imports that module.
 """
