@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.qa import events
@@ -63,3 +63,16 @@ async def notify(
     await session.flush()
     events.inbox_item_added(session, item, await unread_count(session, recipient_id))
     return item
+
+
+async def unread_holders(session: AsyncSession, where: ColumnElement[bool]) -> list[int]:
+    """The users with unread items matching *where* (their counts change if those go)."""
+    query = select(InboxItem.user_id).where(where, InboxItem.read_at.is_(None)).distinct()
+    return list((await session.scalars(query)).all())
+
+
+async def publish_unread(session: AsyncSession, user_ids: list[int]) -> None:
+    """After items were deleted with their post (ON DELETE CASCADE): each user's new count."""
+    await session.flush()
+    for user_id in sorted(user_ids):
+        events.unread_changed(session, user_id, await unread_count(session, user_id))

@@ -8,8 +8,8 @@ from sqlalchemy import update
 from publisher.qa import events
 from publisher.qa.deps import AnswerId, Author, Ctx, OwnedAnswer, QuestionId, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Forbidden
-from publisher.qa.inbox import InboxKind, notify
-from publisher.qa.models import Answer, Question, utcnow
+from publisher.qa.inbox import InboxKind, notify, publish_unread, unread_holders
+from publisher.qa.models import Answer, InboxItem, Question, utcnow
 from publisher.qa.posts import (
     answer_out,
     attachment_files,
@@ -86,6 +86,7 @@ async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx) -> Answe
 async def delete_answer(answer: OwnedAnswer, tx: WriteTx, context: Ctx) -> None:
     question = await load_question(tx.session, answer.question_id, lock=True)
     files = await attachment_files(tx.session, answer)
+    holders = await unread_holders(tx.session, InboxItem.answer_id == answer.id)
     if question.accepted_answer_id == answer.id:
         question.accepted_answer_id = None
         question.edit_version += 1
@@ -93,6 +94,7 @@ async def delete_answer(answer: OwnedAnswer, tx: WriteTx, context: Ctx) -> None:
     question.answer_count = Question.answer_count - 1
     await tx.session.delete(answer)
     events.deleted(tx.session, question.id, f"answer:{answer.id}")
+    await publish_unread(tx.session, holders)
     await tx.commit()
     await context.images.delete_all(files)
 

@@ -7,8 +7,8 @@ from fastapi import APIRouter, status
 from publisher.qa import events
 from publisher.qa.deps import AnswerId, Author, OwnedComment, QuestionId, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES
-from publisher.qa.inbox import InboxKind, notify
-from publisher.qa.models import Comment, utcnow
+from publisher.qa.inbox import InboxKind, notify, publish_unread, unread_holders
+from publisher.qa.models import Comment, InboxItem, utcnow
 from publisher.qa.posts import load_answer, load_question, relock
 from publisher.qa.schemas import CommentIn, CommentOut
 
@@ -112,6 +112,8 @@ async def edit_comment(body: CommentIn, comment: OwnedComment, tx: WriteTx) -> C
 @router.delete("/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_comment(comment: OwnedComment, tx: WriteTx) -> None:
     question_id = await _question_of(tx, comment)
+    holders = await unread_holders(tx.session, InboxItem.comment_id == comment.id)
     events.deleted(tx.session, question_id, f"comment:{comment.id}")
     await tx.session.delete(comment)
+    await publish_unread(tx.session, holders)
     await tx.commit()

@@ -7,7 +7,8 @@ from fastapi import APIRouter, status
 from publisher.qa import events
 from publisher.qa.deps import Author, Ctx, OwnedQuestion, QuestionId, ReadSession, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, Invalid
-from publisher.qa.models import Question, utcnow
+from publisher.qa.inbox import publish_unread, unread_holders
+from publisher.qa.models import InboxItem, Question, utcnow
 from publisher.qa.posts import (
     attachment_files,
     load_question,
@@ -75,7 +76,9 @@ async def delete(question: OwnedQuestion, tx: WriteTx, context: Ctx) -> None:
     """Delete your question with its answers, comments, votes and attachments."""
     question_id = question.id
     files = await attachment_files(tx.session, question)
+    holders = await unread_holders(tx.session, InboxItem.question_id == question_id)
     await tx.session.delete(question)
     events.deleted(tx.session, question_id, f"question:{question_id}")
+    await publish_unread(tx.session, holders)
     await tx.commit()
     await context.images.delete_all(files)

@@ -76,3 +76,23 @@ async def test_the_inbox_needs_a_login(qa: QA) -> None:
         ("POST", "/api/inbox/read-all"),
     ):
         assert (await qa.client.request(method, path)).status_code == 401, path
+
+
+async def test_deleting_a_post_takes_its_items_and_publishes_the_new_count(qa: QA) -> None:
+    asker, answerer = await qa.signup(), await qa.signup()
+    q = await qa.ask(asker)
+    a = await qa.answer(answerer, q["id"])
+    comment = (
+        await qa.client.post(
+            f"/api/answers/{a['id']}/comments", json={"body": "hm"}, headers=asker.headers
+        )
+    ).json()
+    assert (await qa.client.get("/api/inbox/unread-count", headers=answerer.headers)).json() == {
+        "unread": 1
+    }
+    await qa.client.delete(f"/api/comments/{comment['id']}", headers=asker.headers)
+    await qa.client.delete(f"/api/answers/{a['id']}", headers=answerer.headers)
+    await qa.settle()
+    assert qa.sink.of_type(f"user:{answerer.id}", "unread") == [{"type": "unread", "unread": 0}]
+    assert qa.sink.of_type(f"user:{asker.id}", "unread") == [{"type": "unread", "unread": 0}]
+    assert (await qa.client.get("/api/inbox", headers=asker.headers)).json()["items"] == []
