@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from publisher.qa.db import Database
-from publisher.qa.metrics import multiprocess_dir
+from publisher.qa.metrics import build_metrics, multiprocess_dir, render
 from publisher.qa.models import OutboxEvent
 from publisher.qa.settings import Settings
 from tests.support.redis_server import free_port
@@ -304,3 +304,45 @@ def test_the_metrics_directory_is_in_the_environment_only_while_the_block_runs()
         assert list(Path(path).iterdir()) == []
     assert env == {"PROMETHEUS_MULTIPROC_DIR": "/somewhere/else"}
     assert not Path(path).exists()
+
+
+WORKER_SCRIPT = """
+import sys
+from publisher.qa.metrics import build_metrics
+metrics = build_metrics()
+metrics.outbox_lag.set(float(sys.argv[1]))
+metrics.outbox_published.inc(3)
+print("counted", flush=True)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def start_worker(multiproc_dir: Path, lag_s: float) -> subprocess.Popen[str]:
+    """A process that records metrics the way a worker does, and stays alive."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, str(lag_s)],
+        cwd=ROOT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline() == "counted\n"
+    return worker
+
+
+def test_a_dead_workers_lag_is_forgotten_and_its_counts_stay(tmp_path: Path) -> None:
+    metrics = build_metrics(multiproc_dir=str(tmp_path))
+    live, dead = start_worker(tmp_path, 7.0), start_worker(tmp_path, 600.0)
+    try:
+        text = render(metrics)
+        assert sample(text, "herald_qa_outbox_lag_seconds") == [600.0]
+        assert sample(text, "herald_qa_outbox_published_total") == [6.0]
+        dead.communicate("")
+        text = render(metrics)
+        assert sample(text, "herald_qa_outbox_lag_seconds") == [7.0]
+        assert sample(text, "herald_qa_outbox_published_total") == [6.0]
+    finally:
+        for worker in (live, dead):
+            worker.communicate("")
