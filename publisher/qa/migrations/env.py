@@ -8,6 +8,8 @@ is not needed. Autogenerate against a scratch database when the models change::
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
@@ -17,9 +19,22 @@ connection: Connection | None = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through publisher.qa.db.migrate (herald-qa migrate)")
 
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Leave full-text search to migration 0002: it is not in the models, never drop it."""
+    if type_ == "table" and name is not None and name.startswith("questions_fts"):
+        return False
+    if type_ == "column" and name == "search" and obj.table.name == "questions":
+        return False
+    return not (type_ == "index" and name == "ix_questions_search")
+
+
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
+    include_object=include_object,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )
