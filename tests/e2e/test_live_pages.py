@@ -370,7 +370,8 @@ def test_the_fleet_restarts_mid_test_and_the_page_converges_without_a_reload_or_
     bob_answers(2)
 
     answers = page.locator("#answers > article")
-    expect(answers).to_have_count(len(bodies))
+    # The client's backoff (full jitter, doubling while the fleet was away) may wait a while.
+    expect(answers).to_have_count(len(bodies), timeout=60_000)
     expect(page.locator(f"#question-{question_id} > .vote > .score")).to_have_text("1")
     assert [answers.nth(i).locator(".body").inner_text() for i in range(len(bodies))] == bodies
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
