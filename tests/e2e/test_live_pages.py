@@ -78,7 +78,7 @@ def wait_live(page: Page, *channels: str) -> None:
 
 def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png")
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled")
 
 
 def ask(system: LiveSystem, user: User, title: str, tags: list[str]) -> int:

@@ -102,3 +102,15 @@ export function announce(text) {
 export function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
+
+const calm = matchMedia('(prefers-reduced-motion: reduce)');
+
+/**
+ * Draw the eye to something that just changed live (a soft yellow fading out), unless the
+ * person asked for reduced motion. Web Animations: no classes or style attributes touched.
+ * @param {Element | null | undefined} element
+ */
+export function flash(element) {
+  if (!element || calm.matches || typeof element.animate !== 'function') return;
+  element.animate([{ backgroundColor: '#fff8c5' }, { backgroundColor: 'transparent' }], { duration: 1600, easing: 'ease-out' });
+}

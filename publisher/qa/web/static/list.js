@@ -5,7 +5,7 @@
  * eyes): the banner counts them, and showing them is one click.
  */
 import { boot } from './app.js';
-import { byId, h, plural, timeElement } from './dom.js';
+import { byId, flash, h, plural, timeElement } from './dom.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
 
@@ -70,6 +70,7 @@ follow(client, 'questions:new', {
     if (waiting.some((q) => q.id === data.id)) return;
     waiting.push({ id: data.id, title: data.title, tags: data.tags, score: 0, answer_count: 0, accepted_answer_id: null, created_at: data.created_at });
     showBanner();
+    flash(banner);
   },
 });
 

@@ -4,7 +4,7 @@
  * (events of publisher/qa/events.py), with vote, answer, comment and accept forms.
  */
 import { boot } from './app.js';
-import { announce, byId, h, plural, timeElement, trustedHtml } from './dom.js';
+import { announce, byId, flash, h, plural, timeElement, trustedHtml } from './dom.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
 
@@ -87,6 +87,7 @@ function setScore(ref, score, version) {
   const output = elementOf(ref)?.querySelector(':scope > .vote > .score');
   if (!(output instanceof HTMLElement) || version <= Number(output.dataset.version)) return;
   output.dataset.version = String(version);
+  if (output.textContent !== String(score)) flash(output);
   output.textContent = String(score);
 }
 
@@ -176,7 +177,9 @@ function addComment(ref, comment) {
   if (document.getElementById(`comment-${comment.id}`) !== null) return false;
   const list = elementOf(ref)?.querySelector(':scope > .post-main > .comments > .comment-list');
   if (!list) return false;
-  list.append(commentItem(comment));
+  const item = commentItem(comment);
+  list.append(item);
+  flash(item);
   return true;
 }
 
@@ -290,7 +293,9 @@ function apply(data) {
         view.reload(); // too long to travel in an event
         return;
       }
-      byId('answers').append(answerArticle({ ...a, score: 0, score_version: 0, edit_version: 0 }, [], false));
+      const article = answerArticle({ ...a, score: 0, score_version: 0, edit_version: 0 }, [], false);
+      byId('answers').append(article);
+      flash(article);
       updateAnswerCount();
       announce(`New answer from ${who(a.author)}`);
       return;
