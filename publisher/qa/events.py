@@ -117,13 +117,15 @@ def comment_edited(session: AsyncSession, question_id: int, comment: Comment) ->
     )
 
 
-def deleted(session: AsyncSession, question_id: int, ref: str) -> None:
-    """*ref* is ``question:<id>``, ``answer:<id>`` or ``comment:<id>``."""
-    emit(
-        session,
-        question_channel(question_id),
-        {"type": "deleted", "question": question_id, "post": ref},
-    )
+def deleted(
+    session: AsyncSession, question_id: int, ref: str, *, answer_count: int | None = None
+) -> None:
+    """*ref* is ``question:<id>``, ``answer:<id>`` (with the new *answer_count*) or
+    ``comment:<id>``."""
+    data: dict[str, Any] = {"type": "deleted", "question": question_id, "post": ref}
+    if answer_count is not None:
+        data["answer_count"] = answer_count
+    emit(session, question_channel(question_id), data)
 
 
 def accepted_changed(session: AsyncSession, question: Question) -> None:

@@ -96,6 +96,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+"""SQLite reuses the largest rowid after a delete unless the table is AUTOINCREMENT; ids
+travel in channel names and events, so a deleted post's id must never name another one."""
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dt.datetime: UTCDateTime()}  # noqa: RUF012
@@ -113,6 +118,7 @@ def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> Ma
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = _id()
     email: Mapped[str] = mapped_column(String(MAX_EMAIL), unique=True)
@@ -127,6 +133,7 @@ class EmailVerification(Base):
     """A pending verification link; only the SHA-256 of the token is stored."""
 
     __tablename__ = "email_verifications"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = _id()
     user_id: Mapped[int] = _fk("users.id")
@@ -139,6 +146,7 @@ class RefreshToken(Base):
     """A refresh token (SHA-256 stored); revoked at logout and when rotated by a refresh."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = _id()
     user_id: Mapped[int] = _fk("users.id")
@@ -159,6 +167,7 @@ question_tags = Table(
 
 class Tag(Base):
     __tablename__ = "tags"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = _id()
     name: Mapped[str] = mapped_column(String(35), unique=True)
@@ -171,6 +180,7 @@ class Question(Base):
         Index("ix_questions_created_at_id", "created_at", "id"),
         Index("ix_questions_score_id", "score", "id"),
         Index("ix_questions_last_activity_at_id", "last_activity_at", "id"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = _id()
@@ -196,7 +206,7 @@ class Question(Base):
 
 class Answer(Base):
     __tablename__ = "answers"
-    __table_args__ = (Index("ix_answers_question_id_id", "question_id", "id"),)
+    __table_args__ = (Index("ix_answers_question_id_id", "question_id", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = _id()
     question_id: Mapped[int] = mapped_column(BigId, ForeignKey("questions.id", ondelete="CASCADE"))
@@ -215,7 +225,7 @@ _ONE_POST = "(question_id IS NULL) <> (answer_id IS NULL)"
 
 class Comment(Base):
     __tablename__ = "comments"
-    __table_args__ = (CheckConstraint(_ONE_POST, name="one_post"),)
+    __table_args__ = (CheckConstraint(_ONE_POST, name="one_post"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = _id()
     author_id: Mapped[int] = _fk("users.id")
@@ -236,6 +246,7 @@ class Vote(Base):
         CheckConstraint("value IN (-1, 1)", name="value"),
         UniqueConstraint("user_id", "question_id"),
         UniqueConstraint("user_id", "answer_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = _id()
@@ -251,6 +262,7 @@ class InboxItem(Base):
     __table_args__ = (
         Index("ix_inbox_items_user_id_id", "user_id", "id"),
         Index("ix_inbox_items_user_id_read_at", "user_id", "read_at"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = _id()
@@ -268,7 +280,7 @@ class InboxItem(Base):
 
 class Attachment(Base):
     __tablename__ = "attachments"
-    __table_args__ = (CheckConstraint(_ONE_POST, name="one_post"),)
+    __table_args__ = (CheckConstraint(_ONE_POST, name="one_post"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = _id()
     owner_id: Mapped[int] = _fk("users.id")
@@ -292,7 +304,7 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
+    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = _id()
     event_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_event_id)

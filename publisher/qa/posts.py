@@ -17,8 +17,8 @@ from publisher.qa.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionO
 
 
 def unique_tags(names: Iterable[str]) -> list[str]:
-    """The tags in their first order, without repeats."""
-    return list(dict.fromkeys(names))
+    """The tags sorted, without repeats: the order every read returns them in."""
+    return sorted(set(names))
 
 
 async def tags_named(session: AsyncSession, names: Sequence[str]) -> list[Tag]:

@@ -91,9 +91,17 @@ async def delete_answer(answer: OwnedAnswer, tx: WriteTx, context: Ctx) -> None:
         question.accepted_answer_id = None
         question.edit_version += 1
         events.accepted_changed(tx.session, question)
-    question.answer_count = Question.answer_count - 1
     await tx.session.delete(answer)
-    events.deleted(tx.session, question.id, f"answer:{answer.id}")
+    count = (
+        await tx.session.execute(
+            update(Question)
+            .where(Question.id == question.id)
+            .values(answer_count=Question.answer_count - 1)
+            .returning(Question.answer_count)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one()
+    events.deleted(tx.session, question.id, f"answer:{answer.id}", answer_count=count)
     await publish_unread(tx.session, holders)
     await tx.commit()
     await context.images.delete_all(files)

@@ -3,6 +3,10 @@
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-21
+
+Tables with an id are AUTOINCREMENT on SQLite, so the id of a deleted row is never given to
+a new one (ids travel in channel names and events: ``answer:4`` must not come back as
+someone else's answer).
 """
 
 from collections.abc import Sequence
@@ -33,6 +37,7 @@ def upgrade() -> None:
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_published_at_id", ["published_at", "id"], unique=False)
@@ -48,6 +53,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=35), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
         sa.UniqueConstraint("name", name=op.f("uq_tags_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -64,6 +70,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "email_verifications",
@@ -85,6 +92,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_verifications")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_email_verifications_token_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("email_verifications", schema=None) as batch_op:
         batch_op.create_index(
@@ -124,6 +132,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_questions")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("questions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_questions_author_id"), ["author_id"], unique=False)
@@ -154,6 +163,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_refresh_tokens_user_id"), ["user_id"], unique=False)
@@ -189,6 +199,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_answers")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("answers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_answers_author_id"), ["author_id"], unique=False)
@@ -268,6 +279,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attachments")),
         sa.UniqueConstraint("storage_name", name=op.f("uq_attachments_storage_name")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("attachments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attachments_answer_id"), ["answer_id"], unique=False)
@@ -317,6 +329,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_comments")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("comments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_comments_answer_id"), ["answer_id"], unique=False)
@@ -360,6 +373,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_votes")),
         sa.UniqueConstraint("user_id", "answer_id", name=op.f("uq_votes_user_id_answer_id")),
         sa.UniqueConstraint("user_id", "question_id", name=op.f("uq_votes_user_id_question_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("votes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_votes_answer_id"), ["answer_id"], unique=False)
@@ -415,6 +429,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_inbox_items_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox_items")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("inbox_items", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_inbox_items_actor_id"), ["actor_id"], unique=False)

@@ -69,6 +69,14 @@ async def test_only_the_author_edits_or_deletes_an_answer(qa: QA) -> None:
     page = (await qa.client.get(f"/api/questions/{q['id']}")).json()
     assert page["answers"] == []
     assert page["answer_count"] == 0
+    await qa.settle()
+    [gone] = qa.sink.of_type(f"question:{q['id']}", "deleted")
+    assert gone == {
+        "type": "deleted",
+        "question": q["id"],
+        "post": f"answer:{a['id']}",
+        "answer_count": 0,
+    }
 
 
 async def test_the_asker_accepts_an_answer_and_everyone_hears_of_it(qa: QA) -> None:
@@ -155,11 +163,23 @@ async def test_concurrent_writes_on_one_question_lock_in_order_and_stay_consiste
             for call in writes(i, u, a)
         )
     )
-    assert {r.status_code for r in replies} <= {200, 201, 204, 404, 409, 503}, [
-        r.text for r in replies if r.status_code >= 500 and r.status_code != 503
+    unexpected = [
+        (r.request.method, r.request.url.path, r.status_code, r.text)
+        for r in replies
+        if r.status_code not in (200, 201, 204, 404, 409, 503)
     ]
+    assert unexpected == []
     page = (await qa.client.get(f"/api/questions/{q['id']}")).json()
     assert page["answer_count"] == len(page["answers"])
     assert page["edit_version"] == sum(
         1 for r in replies if r.status_code == 200 and r.json().get("title") == q["title"]
     )
+
+
+async def test_the_id_of_a_deleted_answer_is_never_given_to_a_new_one(qa: QA) -> None:
+    asker, answerer = await qa.signup(), await qa.signup()
+    q = await qa.ask(asker)
+    first = await qa.answer(answerer, q["id"])
+    await qa.client.delete(f"/api/answers/{first['id']}", headers=answerer.headers)
+    second = await qa.answer(asker, q["id"])
+    assert second["id"] > first["id"]
