@@ -1,6 +1,7 @@
 """Seed data: ``herald-qa seed --questions N --users U``, a realistic data set made fast.
 
     herald-qa seed --questions 1000000 --users 50000 --seed 7
+    await seed(settings, SeedPlan(questions=500, users=50))      # from Python (demo mode)
 
 What it writes (deterministic for a given ``--seed`` and ``--now``):
 

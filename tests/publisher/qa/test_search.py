@@ -247,6 +247,14 @@ async def test_words_are_stemmed_on_both_databases(qa: QA) -> None:
     assert await ids(qa, q="database connect") == [hit]
 
 
+async def test_stop_words_match_on_sqlite_and_are_ignored_on_postgresql(qa: QA) -> None:
+    a = await author(qa)
+    hit = await put(qa, a, title="How to do the thing", body="plain")
+    found = await ids(qa, q="how the")
+    # PostgreSQL's english configuration drops stop words: nothing is left to match.
+    assert found == ([] if qa.context.db.dialect == "postgresql" else [hit])
+
+
 async def test_phrases_and_exclusions(qa: QA) -> None:
     a = await author(qa)
     exact = await put(qa, a, title="Unit tests for a parser", body="plain body")
