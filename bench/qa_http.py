@@ -220,25 +220,24 @@ def production_env(database_url: str, data_dir: Path, port: int) -> dict[str, st
 
 
 def question_count(database_url: str) -> tuple[int, int]:
-    """(count, max id) of questions, 0s when the schema does not exist yet."""
-    code = (
-        "import asyncio,sys\n"
-        "from sqlalchemy import text\n"
-        "from publisher.qa.db import Database, migrate\n"
-        "from publisher.qa.settings import Settings\n"
-        "async def m():\n"
-        "    db = Database.open(Settings(database_url=sys.argv[1]))\n"
-        "    await migrate(db.engine)\n"
-        "    async with db.reads() as s:\n"
-        "        r = (await s.execute(text('SELECT count(*), coalesce(max(id), 0) "
-        "FROM questions'))).one()\n"
-        "    await db.close()\n"
-        "    print(r[0], r[1])\n"
-        "asyncio.run(m())\n"
-    )
-    out = subprocess.run([PY, "-c", code, database_url], capture_output=True, text=True,
-                         cwd=ROOT, check=True, timeout=300).stdout.split()  # fmt: skip
-    return int(out[0]), int(out[1])
+    """(count, max id) of questions, after migrating the database (empty: 0s)."""
+    from sqlalchemy import text
+
+    from publisher.qa.db import Database, migrate
+    from publisher.qa.settings import Settings
+
+    async def read() -> tuple[int, int]:
+        db = Database.open(Settings(database_url=database_url))
+        try:
+            await migrate(db.engine)
+            async with db.reads() as session:
+                sql = text("SELECT count(*), coalesce(max(id), 0) FROM questions")
+                row = (await session.execute(sql)).one()
+        finally:
+            await db.close()
+        return int(row[0]), int(row[1])
+
+    return asyncio.run(read())
 
 
 def ensure_seeded(database_url: str, questions: int, users: int) -> dict[str, Any]:
