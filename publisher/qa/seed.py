@@ -24,10 +24,11 @@ continue from the largest), so it can run on a database in use, but it is meant 
 one.
 
 Speed: rows are made in batches by a producer thread while the previous batch is written
-(PostgreSQL: binary ``COPY``; SQLite: ``executemany`` in one transaction per batch), with
-foreign-key checks off where the database allows it (SQLite ``PRAGMA foreign_keys=OFF``;
-PostgreSQL ``session_replication_role = replica``, superuser only; otherwise the accepted
-answers are linked by one ``UPDATE`` at the end). The rows are consistent by construction.
+(PostgreSQL: binary ``COPY``, on two connections at once; SQLite: ``executemany`` in one
+transaction per batch), with foreign-key checks off where the database allows it (SQLite
+``PRAGMA foreign_keys=OFF``; PostgreSQL ``session_replication_role = replica``, superuser
+only; otherwise one connection, and the accepted answers are linked by one ``UPDATE`` at
+the end). The rows are consistent by construction.
 On PostgreSQL a large seed drops the plain indexes of the big tables (the GIN index of
 ``questions.search`` among them) and builds them again at the end, which is several times
 faster than maintaining them row by row.
@@ -46,7 +47,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -476,7 +477,26 @@ def _sqlite_start(path: str) -> Start:
     return Start(**maxima, tag_ids=tag_ids)
 
 
-async def _pg_copy(conn: Any, batches: Iterator[Batch], *, checks_off: bool) -> dict[str, int]:
+LANES = (("users", "tags", "questions", "question_tags"), ("answers", "comments", "votes"))
+"""Tables copied side by side on two connections when foreign keys are not checked."""
+
+
+async def _copy_tables(
+    conn: Any, batch: Batch, tables: Sequence[str], totals: dict[str, int]
+) -> None:
+    async with conn.transaction():
+        for table in tables:
+            if rows := batch.rows[table]:
+                await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
+                totals[table] += len(rows)
+
+
+async def _pg_copy(conns: Sequence[Any], batches: Iterator[Batch]) -> dict[str, int]:
+    """COPY every batch: on two connections at once (two backends, two cores) when given two.
+
+    With one connection, foreign keys are checked: the accepted answer of a question does not
+    exist when the question is copied, so it is linked by one UPDATE after all the answers.
+    """
     totals = dict.fromkeys(COLUMNS, 0)
     late_accepts: list[tuple[int, int]] = []
     loop = asyncio.get_running_loop()
@@ -484,17 +504,16 @@ async def _pg_copy(conn: Any, batches: Iterator[Batch], *, checks_off: bool) -> 
     sentinel = object()
     while (batch := await loop.run_in_executor(None, next, source, sentinel)) is not sentinel:
         assert isinstance(batch, Batch)
-        async with conn.transaction():
-            for table, rows in batch.rows.items():
-                if not rows:
-                    continue
-                if table == "questions" and not checks_off:
-                    # The accepted answer does not exist yet: link it after the answers.
-                    late_accepts.extend((r[0], r[9]) for r in rows if r[9] is not None)
-                    rows = [(*r[:9], None, *r[10:]) for r in rows]
-                await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
-                totals[table] += len(rows)
+        if len(conns) == 2:
+            await asyncio.gather(*(_copy_tables(c, batch, lane, totals)
+                                   for c, lane in zip(conns, LANES, strict=True)))  # fmt: skip
+            continue
+        questions = batch.rows["questions"]
+        late_accepts.extend((r[0], r[9]) for r in questions if r[9] is not None)
+        batch.rows["questions"] = [(*r[:9], None, *r[10:]) for r in questions]
+        await _copy_tables(conns[0], batch, list(COLUMNS), totals)
     if late_accepts:
+        conn = conns[0]
         await conn.execute("CREATE TEMP TABLE seed_accepts (question_id bigint, answer_id bigint)")
         await conn.copy_records_to_table("seed_accepts", records=late_accepts)
         await conn.execute("UPDATE questions q SET accepted_answer_id = s.answer_id "
@@ -525,20 +544,22 @@ async def seed_postgresql(url: str, plan: SeedPlan, password_hash: str) -> dict[
     import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(url)
+    second = None
     try:
         start = await _pg_start(conn)
         generator = Generator(plan, start, password_hash)
         try:
             await conn.execute("SET session_replication_role = replica")
-            checks_off = True
+            second = await asyncpg.connect(url)
+            await second.execute("SET session_replication_role = replica")
         except asyncpg.InsufficientPrivilegeError:
-            checks_off = False
             log.info("not a superuser: foreign keys are checked row by row (slower)")
         dropped = (
             await _drop_plain_indexes(conn) if plan.questions >= INDEX_REBUILD_MIN_QUESTIONS else []
         )
         try:
-            totals = await _pg_copy(conn, _pipeline(generator), checks_off=checks_off)
+            conns = [conn] if second is None else [conn, second]
+            totals = await _pg_copy(conns, _pipeline(generator))
         finally:
             await conn.execute("SET maintenance_work_mem = '512MB'")
             for definition in dropped:
@@ -550,6 +571,8 @@ async def seed_postgresql(url: str, plan: SeedPlan, password_hash: str) -> dict[
             )
         await conn.execute("ANALYZE")
     finally:
+        if second is not None:
+            await second.close()
         await conn.close()
     return totals
 

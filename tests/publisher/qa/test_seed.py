@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import secrets
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 
@@ -15,7 +19,7 @@ from publisher.qa.__main__ import main
 from publisher.qa.rendering import render_markdown
 from publisher.qa.seed import SEED_PASSWORD, Generator, SeedPlan, Start, seed
 from publisher.qa.settings import Settings
-from tests.publisher.qa.support import QA
+from tests.publisher.qa.support import QA, qa_settings, running_qa, truncate
 
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -156,6 +160,33 @@ async def test_indexes_built_after_a_large_seed_are_all_back_and_find_questions(
     assert r.status_code == 200 and r.json()["items"]
     r = await qa.client.get("/api/questions", params={"tag": "python", "sort": "activity"})
     assert r.status_code == 200 and r.json()["items"]
+
+
+async def test_without_superuser_rights_a_seed_checks_foreign_keys_and_is_still_consistent(
+    pg_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL only: the other path (no session_replication_role, one connection, accepted
+    # answers linked by an UPDATE after the answers) exists for roles that are not superusers.
+    await truncate(pg_database)
+    role = f"herald_seed_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_database)
+    await admin.execute(
+        f'CREATE ROLE "{role}" LOGIN; GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"; '
+        f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"'
+    )
+    try:
+        url = pg_database.replace("postgres@", f"{role}@", 1)
+        with caplog.at_level(logging.INFO, logger="publisher.qa.seed"):
+            totals = await seed(qa_settings(tmp_path, url), plan(questions=120))
+        assert "not a superuser" in caplog.text
+        assert totals["questions"] == 120
+        async with running_qa(qa_settings(tmp_path, pg_database)) as qa:
+            await assert_consistent(qa)
+            accepted = "SELECT count(*) FROM questions WHERE accepted_answer_id IS NOT NULL"
+            assert await scalar(qa, accepted) > 0
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+        await admin.close()
 
 
 async def test_the_seed_command_reports_what_it_wrote(
