@@ -52,6 +52,7 @@ class EmbeddedSystem:
         return "\n".join(
             [
                 "Herald embedded: Q&A core + socket worker in one process (SQLite, in-process bus)",
+                f"  site:       {http}/   (live pages)",
                 f"  Q&A API:    {http}/docs   (OpenAPI at {http}/openapi.json)",
                 f"  mailbox:    {http}/dev/mailbox   (verification links; no SMTP configured)",
                 f"  websocket:  {ws}   (token from POST {http}/api/socket-token)",

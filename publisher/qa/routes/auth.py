@@ -7,7 +7,8 @@ import time
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import RedirectResponse
 from sqlalchemy import select, update
 
 from publisher.qa.deps import Ctx, CurrentUserId, ReadSession, SettingsDep, WriteTx
@@ -104,9 +105,21 @@ async def verify(body: VerifyIn, tx: WriteTx) -> User:
     return await _verify(tx, body.token)
 
 
-@router.get("/verify", response_model=UserOut)
-async def verify_link(token: Annotated[OpaqueToken, Query()], tx: WriteTx) -> User:
-    """The link in the verification mail (GET, so it works from a mail client)."""
+@router.get(
+    "/verify",
+    response_model=UserOut,
+    responses={303: {"description": "A browser: redirected to the /verify page"}},
+)
+async def verify_link(
+    token: Annotated[OpaqueToken, Query()], request: Request, tx: WriteTx
+) -> User | RedirectResponse:
+    """The link in the verification mail (GET, so it works from a mail client).
+
+    A browser (``Accept: text/html``) is sent to the ``/verify`` page with the token, which
+    verifies it and says so in words; anything else gets the user as JSON.
+    """
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse(f"/verify?token={quote(token)}", status.HTTP_303_SEE_OTHER)
     return await _verify(tx, token)
 
 

@@ -31,6 +31,21 @@ async def test_the_verification_link_verifies_the_email_once(qa: QA) -> None:
     assert "used" in error_of(again)["message"]
 
 
+async def test_a_browser_opening_the_link_is_sent_to_the_verify_page_with_the_token(
+    qa: QA,
+) -> None:
+    await qa.client.post("/api/auth/register", json={"email": "a@b.org", "password": "long enough"})
+    link = (await qa.client.get("/dev/mailbox")).json()[0]["link"]
+    path = link.removeprefix("http://127.0.0.1:8080")
+    token = path.split("token=", 1)[1]
+    opened = await qa.client.get(path, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert opened.status_code == 303
+    assert opened.headers["location"] == f"/verify?token={token}"
+    # The page verifies it: the redirect did not use the token up.
+    verified = await qa.client.post("/api/auth/verify", json={"token": token})
+    assert verified.json()["verified"] is True
+
+
 async def test_verification_by_post_with_an_unknown_token_is_404(qa: QA) -> None:
     r = await qa.client.post("/api/auth/verify", json={"token": "nope"})
     assert r.status_code == 404
