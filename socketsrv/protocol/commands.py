@@ -54,6 +54,14 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh token for the same user, sent before the current one expires."""
+
+    id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     id: int
 
@@ -63,7 +71,7 @@ class Pong:
     """The answer to a server heartbeat; it has no id and gets no reply."""
 
 
-Command = Connect | Subscribe | Unsubscribe | Ping | Pong
+Command = Connect | Subscribe | Unsubscribe | Refresh | Ping | Pong
 
 
 class CommandError(Exception):
@@ -147,7 +155,7 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
         return Pong()
     if not isinstance(op, str):
         raise CommandError(ErrorCode.BAD_REQUEST, "a command needs an op")
-    if op not in ("connect", "subscribe", "unsubscribe", "ping"):
+    if op not in ("connect", "subscribe", "unsubscribe", "refresh", "ping"):
         raise CommandError(
             ErrorCode.UNKNOWN_COMMAND, "not an op of protocol v1", _valid_id(fields.get("id"))
         )
@@ -159,10 +167,15 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
     if op == "ping":
         return Ping(request_id)
     token = fields.get("token")
+    if op == "refresh" and token is None:
+        raise CommandError(ErrorCode.BAD_REQUEST, "refresh needs a token", request_id)
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH):
         raise CommandError(
             ErrorCode.BAD_REQUEST,
             f"token must be a string of at most {MAX_TOKEN_LENGTH}",
             request_id,
         )
+    if op == "refresh":
+        assert token is not None
+        return Refresh(request_id, token)
     return Connect(request_id, token)

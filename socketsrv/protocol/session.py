@@ -20,13 +20,14 @@ from typing import Any
 from publisher.channels import Channel
 from publisher.envelope import StreamPosition
 from socketsrv.protocol import frames
-from socketsrv.protocol.auth import TokenExpired, TokenRejected, TokenVerifier
+from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import (
     CommandError,
     Connect,
     Ping,
     Pong,
+    Refresh,
     Subscribe,
     Unsubscribe,
     WireFormat,
@@ -174,6 +175,8 @@ class Session:
             return [Send(frames.reply(command.id, {}, self.wire))]
         if isinstance(command, Subscribe):
             return self._subscribe(command)
+        if isinstance(command, Refresh):
+            return self._refresh(command, now, now if wall_now is None else wall_now)
         return self._unsubscribe(command)
 
     def _take_token(self, now: float) -> bool:
@@ -203,9 +206,7 @@ class Session:
             except TokenRejected:
                 return [self._close(CloseCode.UNAUTHORIZED)]
             self.user_id = identity.user_id
-            self.expires_at = identity.expires_at
-            # The deadline on the monotonic clock, so a wall-clock jump cannot close anyone.
-            self._expires_deadline = now + (identity.expires_at + self.verifier.leeway_s - wall_now)
+            self._set_expiry(identity, now, wall_now)
         self.state = SessionState.CONNECTED
         result: dict[str, Any] = {
             "version": PROTOCOL_VERSION,
@@ -214,8 +215,32 @@ class Session:
             "expires_at": self.expires_at,
             "ping_interval_ms": round(self.limits.ping_interval_s * 1000),
             "pong_timeout_ms": round(self.limits.pong_timeout_s * 1000),
+            "commands_per_s": self.limits.commands_per_s,
+            "commands_burst": self.limits.commands_burst,
+            "max_subscriptions": self.limits.max_subscriptions,
         }
         return [Send(frames.reply(command.id, result, self.wire))]
+
+    def _set_expiry(self, identity: Identity, now: float, wall_now: float) -> None:
+        assert self.verifier is not None
+        self.expires_at = identity.expires_at
+        # The deadline on the monotonic clock, so a wall-clock jump cannot close anyone.
+        self._expires_deadline = now + (identity.expires_at + self.verifier.leeway_s - wall_now)
+
+    def _refresh(self, command: Refresh, now: float, wall_now: float) -> list[Effect]:
+        """A fresh token for the same user: the connection lives on, no reconnect needed."""
+        if self.user_id is None or self.verifier is None:
+            return [self._error(command.id, ErrorCode.PERMISSION_DENIED, "anonymous connection")]
+        try:
+            identity = self.verifier.verify(command.token, wall_now)
+        except TokenExpired:
+            return [self._close(CloseCode.TOKEN_EXPIRED)]
+        except TokenRejected:
+            return [self._close(CloseCode.UNAUTHORIZED)]
+        if identity.user_id != self.user_id:
+            return [self._close(CloseCode.UNAUTHORIZED)]  # a connection never changes user
+        self._set_expiry(identity, now, wall_now)
+        return [Send(frames.reply(command.id, {"expires_at": self.expires_at}, self.wire))]
 
     def _subscribe(self, command: Subscribe) -> list[Effect]:
         channel = command.channel

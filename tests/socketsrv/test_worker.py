@@ -195,6 +195,26 @@ async def test_a_token_that_expires_while_connected_closes_with_4004(
     assert disconnects_counted(auth_worker, 4004) == 1
 
 
+async def test_a_token_refreshed_in_time_keeps_the_connection_and_its_subscriptions(
+    auth_worker: Worker, issuer: TokenIssuer
+) -> None:
+    verifier = verifier_of(auth_worker.settings)
+    assert verifier is not None
+    token = issuer.token("7", expires_in_s=0.5 - verifier.leeway_s)  # accepted for ~0.5 s
+    client = await connected(auth_worker, token=token)
+    try:
+        await client.subscribe("user:7")
+        answer = await client.request({"op": "refresh", "token": issuer.token("7")})
+        assert answer["type"] == "reply", answer
+        await asyncio.sleep(1.0)  # past the first token's end
+        await assert_still_open(client)
+        await publish(auth_worker, "user:7", "still here")
+        await eventually(lambda: client.data("user:7") == ["still here"])
+    finally:
+        await client.close()
+    assert disconnects_counted(auth_worker, 4004) == 0
+
+
 async def test_an_expired_token_at_connect_closes_with_4004(
     auth_worker: Worker, issuer: TokenIssuer
 ) -> None:

@@ -148,6 +148,9 @@ def test_an_anonymous_connect_is_answered_with_the_session_settings() -> None:
         "expires_at": None,
         "ping_interval_ms": 25_000,
         "pong_timeout_ms": 10_000,
+        "commands_per_s": 20.0,
+        "commands_burst": 50,
+        "max_subscriptions": 128,
     }
     assert client.session.state is SessionState.CONNECTED
     assert client.session.user_id is None
@@ -480,6 +483,66 @@ def test_an_anonymous_session_has_no_token_to_expire(anonymous: Client) -> None:
         anonymous.clock.advance(30)
         anonymous.send(op="pong")
         assert anonymous.session.deadline_passed(anonymous.clock.now) is None
+
+
+# Refreshing the token
+
+
+def test_a_refresh_with_a_fresh_token_moves_the_expiry_and_keeps_the_connection(
+    user_42: Client, sign_token: SignToken
+) -> None:
+    user_42.clock.advance(500)
+    effects = user_42.send(op="refresh", id=5, token=sign_token(sub="42", exp=T0 + 1200))
+    assert assert_reply(effects, 5) == {"expires_at": T0 + 1200}
+    assert user_42.session.expires_at == T0 + 1200
+    # Past the first token's expiry and leeway, the connection lives on.
+    assert user_42.session.deadline_passed(user_42.clock.advance(200)) is None
+    assert user_42.session.deadline_passed(user_42.clock.advance(505)) is CloseCode.TOKEN_EXPIRED
+
+
+def test_a_refresh_with_another_users_token_closes_with_unauthorized(
+    user_42: Client, sign_token: SignToken
+) -> None:
+    assert_closed(
+        user_42.send(op="refresh", id=5, token=sign_token(sub="7", exp=T0 + 1200)),
+        CloseCode.UNAUTHORIZED,
+    )
+
+
+def test_a_refresh_with_an_expired_token_closes_with_token_expired(
+    user_42: Client, sign_token: SignToken
+) -> None:
+    assert_closed(
+        user_42.send(op="refresh", id=5, token=sign_token(sub="42", exp=T0 - 60)),
+        CloseCode.TOKEN_EXPIRED,
+    )
+
+
+def test_a_refresh_with_an_invalid_token_closes_with_unauthorized(user_42: Client) -> None:
+    assert_closed(user_42.send(op="refresh", id=5, token="a.b.c"), CloseCode.UNAUTHORIZED)
+
+
+def test_an_anonymous_connection_cannot_refresh_into_a_user(
+    verifier: TokenVerifier, sign_token: SignToken
+) -> None:
+    client = Client(verifier=verifier)
+    assert_reply(client.connect(), 1)
+    effects = client.send(op="refresh", id=2, token=sign_token(sub="42", exp=T0 + 600))
+    assert_error(effects, ErrorCode.PERMISSION_DENIED, 2)
+    assert client.session.user_id is None
+
+
+@pytest.mark.parametrize("token", [None, 42, "x" * 4097])
+def test_a_refresh_without_a_string_token_gets_400(user_42: Client, token: Any) -> None:
+    assert_error(user_42.send(op="refresh", id=5, token=token), ErrorCode.BAD_REQUEST, 5)
+
+
+def test_a_refresh_before_connect_gets_not_connected(
+    verifier: TokenVerifier, sign_token: SignToken
+) -> None:
+    client = Client(verifier=verifier)
+    effects = client.send(op="refresh", id=3, token=sign_token(sub="42", exp=T0 + 600))
+    assert_error(effects, ErrorCode.NOT_CONNECTED, 3)
 
 
 def test_a_closed_session_has_no_deadlines(anonymous: Client) -> None:
