@@ -307,22 +307,7 @@ async def search_questions(
         conditions.append(match)
         if query.sort is Sort.RELEVANCE:
             statement = statement.add_columns(rank)
-    for tag_id in tag_ids:
-        conditions.append(
-            exists().where(
-                question_tags.c.question_id == Question.id, question_tags.c.tag_id == tag_id
-            )
-        )
-    if query.created_from is not None:
-        conditions.append(Question.created_at >= query.created_from)
-    if query.created_to is not None:
-        conditions.append(Question.created_at < query.created_to)
-    if query.min_score is not None:
-        conditions.append(Question.score >= query.min_score)
-    if query.answered is not None:
-        conditions.append(
-            Question.answer_count > 0 if query.answered else Question.answer_count == 0
-        )
+    conditions.extend(_filters(query, tag_ids))
     key: ColumnElement[Any] = (
         rank if rank is not None and query.sort is Sort.RELEVANCE
         else getattr(Question, _COLUMN_OF[query.sort])
@@ -342,6 +327,24 @@ async def search_questions(
         )
         next_cursor = codec.encode(query, Position(last_key, last[0].id))
     return QuestionPage(items=[summary_out(row[0]) for row in page], next_cursor=next_cursor)
+
+
+def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[bool]]:
+    """The conditions of every filter but the full-text one."""
+    conditions: list[ColumnElement[bool]] = [
+        exists().where(question_tags.c.question_id == Question.id, question_tags.c.tag_id == t)
+        for t in tag_ids
+    ]
+    if query.created_from is not None:
+        conditions.append(Question.created_at >= query.created_from)
+    if query.created_to is not None:
+        conditions.append(Question.created_at < query.created_to)
+    if query.min_score is not None:
+        conditions.append(Question.score >= query.min_score)
+    if query.answered is not None:
+        answers = Question.answer_count
+        conditions.append(answers > 0 if query.answered else answers == 0)
+    return conditions
 
 
 def _after(key: ColumnElement[Any], position: Position, *, computed: bool) -> ColumnElement[bool]:
