@@ -29,8 +29,8 @@ transaction per batch), with foreign-key checks off where the database allows it
 ``PRAGMA foreign_keys=OFF``; PostgreSQL ``session_replication_role = replica``, superuser
 only; otherwise one connection, and the accepted answers are linked by one ``UPDATE`` at
 the end). The rows are consistent by construction.
-On PostgreSQL a large seed drops the plain indexes of the big tables (the GIN index of
-``questions.search`` among them) and builds them again at the end, which is several times
+A large seed drops the plain indexes of the big tables (and on SQLite the full-text
+triggers) and builds them again at the end (``questions_fts`` in one ``rebuild``), which is
 faster than maintaining them row by row.
 """
 
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 SEED_PASSWORD = "seed-password"  # noqa: S105 - the documented password of demo users
 SEED_EMAIL_DOMAIN = "seed.example"
 INDEX_REBUILD_MIN_QUESTIONS = 50_000
-"""From this many new questions on, PostgreSQL's plain indexes are built after the load."""
+"""From this many new questions on, plain indexes (and FTS5) are built after the load."""
 REBUILT_TABLES = ("questions", "question_tags", "answers", "comments", "votes")
 
 WORD_POOL = 1 << 20
@@ -434,21 +434,53 @@ def _insert_sql(table: str) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})"  # noqa: S608
 
 
+def _sqlite_drop_for_load(conn: sqlite3.Connection) -> list[str]:
+    """Drop the big tables' plain indexes and the full-text triggers; their definitions.
+
+    Indexes that back a constraint (no ``sql`` in ``sqlite_master``) stay.
+    """
+    marks = ", ".join("?" * len(REBUILT_TABLES))
+    found = conn.execute(
+        f"SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "  # noqa: S608
+        f"AND sql IS NOT NULL AND tbl_name IN ({marks}) ORDER BY type",
+        REBUILT_TABLES,
+    ).fetchall()
+    for kind, name, _ in found:
+        conn.execute(f'DROP {kind.upper()} "{name}"')
+    return [sql for _, _, sql in found]
+
+
 def seed_sqlite(path: str, generator: Generator) -> dict[str, int]:
-    """Write *generator*'s rows into the SQLite file *path* (schema already migrated)."""
+    """Write *generator*'s rows into the SQLite file *path* (schema already migrated).
+
+    A large seed (:data:`INDEX_REBUILD_MIN_QUESTIONS`) drops the plain indexes and the
+    full-text triggers, then builds the indexes again and rebuilds ``questions_fts`` in one
+    pass at the end.
+    """
     totals = dict.fromkeys(COLUMNS, 0)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-262144")
-        for batch in _pipeline(generator):
-            conn.execute("BEGIN IMMEDIATE")
-            for table, rows in batch.rows.items():
-                if rows:
-                    conn.executemany(_insert_sql(table), _sqlite_rows(table, rows))
-                    totals[table] += len(rows)
-            conn.execute("COMMIT")
+        dropped = []
+        if generator.plan.questions >= INDEX_REBUILD_MIN_QUESTIONS:
+            dropped = _sqlite_drop_for_load(conn)
+        try:
+            for batch in _pipeline(generator):
+                conn.execute("BEGIN IMMEDIATE")
+                for table, rows in batch.rows.items():
+                    if rows:
+                        conn.executemany(_insert_sql(table), _sqlite_rows(table, rows))
+                        totals[table] += len(rows)
+                conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for definition in dropped:
+                conn.execute(definition)
+            if dropped:
+                conn.execute("INSERT INTO questions_fts(questions_fts) VALUES ('rebuild')")
         conn.execute("ANALYZE")
     finally:
         conn.close()

@@ -149,17 +149,20 @@ async def test_a_second_seed_appends_and_the_service_keeps_numbering_after_it(
 async def test_indexes_built_after_a_large_seed_are_all_back_and_find_questions(
     qa: QA, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    count_indexes = "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+    schema = "SELECT count(*) FROM sqlite_master WHERE type IN ('index', 'trigger')"
     if settings.database_url and settings.database_url.startswith("postgresql"):
-        count_indexes = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
-    indexes = await scalar(qa, count_indexes)
+        schema = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
+    objects = await scalar(qa, schema)
     monkeypatch.setattr(seed_module, "INDEX_REBUILD_MIN_QUESTIONS", 10)
     await seed(settings, plan(questions=40))
-    assert await scalar(qa, count_indexes) == indexes
+    assert await scalar(qa, schema) == objects
     r = await qa.client.get("/api/questions", params={"q": "python"})
     assert r.status_code == 200 and r.json()["items"]
     r = await qa.client.get("/api/questions", params={"tag": "python", "sort": "activity"})
     assert r.status_code == 200 and r.json()["items"]
+    asked = await qa.ask(await qa.signup(), title="Zanzibar quokka question")
+    r = await qa.client.get("/api/questions", params={"q": "zanzibar quokka"})
+    assert [item["id"] for item in r.json()["items"]] == [asked["id"]], "triggers are back"
 
 
 async def test_without_superuser_rights_a_seed_checks_foreign_keys_and_is_still_consistent(
