@@ -315,13 +315,7 @@ export class Connection {
       this.attempt = 0;
       this.unauthorizedRetried = false;
     });
-    if (result.expiresAtMs !== null && this.options.getToken !== null) {
-      // A token that lives less than twice the margin is renewed at half its remaining life,
-      // not at once: short-lived tokens must not turn into a reconnect loop.
-      const remaining = result.expiresAtMs - this.env.now();
-      const refreshIn = Math.max(remaining - this.options.tokenRefreshMarginMs, remaining / 2);
-      if (remaining > 0) this.setTimer('token', refreshIn, () => this.refreshToken());
-    }
+    this.armTokenRenewal();
     this.setState('connected', { code: 0, reason: '', connect: result });
     for (const [channel, entry] of this.channels) {
       if (this.stateValue !== 'connected') return;
@@ -329,22 +323,50 @@ export class Connection {
     }
   }
 
-  /** Without a refresh command in v1, a fresh token means a planned reconnect with recovery. */
+  private armTokenRenewal(): void {
+    const expiresAt = this.tokenExpiresAtMs;
+    if (expiresAt === null || this.options.getToken === null) return;
+    // A token that lives less than twice the margin is renewed at half its remaining life,
+    // not at once: short-lived tokens must not turn into a renewal loop.
+    const remaining = expiresAt - this.env.now();
+    const refreshIn = Math.max(remaining - this.options.tokenRefreshMarginMs, remaining / 2);
+    if (remaining > 0) this.setTimer('token', refreshIn, () => this.refreshToken());
+  }
+
+  /** A fresh token goes to the open connection with the `refresh` command (docs/protocol.md);
+   * a server that refuses the command gets a planned reconnect with recovery instead. A token
+   * the server does not accept closes the socket (4004, 4500), handled like any close. */
   private refreshToken(): void {
     const generation = this.generation;
     void this.fetchToken().then(
       () => {
         if (generation !== this.generation || this.stateValue !== 'connected') return;
-        this.dropSocket(CloseCode.NORMAL, LocalCause.TOKEN_REFRESH);
-        this.resetConnectionState();
-        this.markChannelsLost();
-        this.setState('connecting', { code: 0, reason: LocalCause.TOKEN_REFRESH, retryInMs: 0 });
-        this.open();
+        const id = this.takeId();
+        this.pending.set(id, (frame) => {
+          if (generation !== this.generation || this.stateValue !== 'connected') return;
+          if (frame.type === 'error') {
+            this.reconnectForToken();
+            return;
+          }
+          const expires = frame.result['expires_at'];
+          this.tokenExpiresAtMs =
+            typeof expires === 'number' && Number.isFinite(expires) ? expires * 1000 : null;
+          this.armTokenRenewal();
+        });
+        this.send({ op: 'refresh', id, token: this.token });
       },
       () => {
         this.tokenStale = true; // try again when the server closes with 4004
       },
     );
+  }
+
+  private reconnectForToken(): void {
+    this.dropSocket(CloseCode.NORMAL, LocalCause.TOKEN_REFRESH);
+    this.resetConnectionState();
+    this.markChannelsLost();
+    this.setState('connecting', { code: 0, reason: LocalCause.TOKEN_REFRESH, retryInMs: 0 });
+    this.open();
   }
 
   // --- channels ---------------------------------------------------------------------------

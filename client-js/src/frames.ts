@@ -14,6 +14,7 @@ export type Recovery = 'none' | 'recovered' | 'failed';
 
 export type Command =
   | { readonly op: 'connect'; readonly id: number; readonly token: string | null }
+  | { readonly op: 'refresh'; readonly id: number; readonly token: string | null }
   | {
       readonly op: 'subscribe';
       readonly id: number;

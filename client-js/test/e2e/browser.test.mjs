@@ -272,7 +272,7 @@ test('a deaf socket (open, silent) is detected without help from the server, and
   }
 });
 
-test('short-lived tokens are renewed through the provider before they expire, and nothing is lost', async () => {
+test('short-lived tokens are renewed on the open socket (refresh) before they expire, and nothing is lost', async () => {
   const context = await system.browser.newContext();
   try {
     const channel = 'user:42';
@@ -282,7 +282,8 @@ test('short-lived tokens are renewed through the provider before they expire, an
     await waitOffsets(page, channel, offsets);
     const log = await readLog(page);
     assert.ok(log.tokens >= 3, `the provider was asked again (${log.tokens} times)`);
-    assert.ok(log.reasons.includes('reconnecting with a fresh token'));
+    assert.ok(!log.reasons.includes('reconnecting with a fresh token'), 'renewed without reconnecting');
+    assert.equal(await page.evaluate(() => window.socketsOpened), 1, 'one socket throughout');
     assert.deepEqual(log.failed, []);
   } finally {
     await context.close();

@@ -361,7 +361,31 @@ describe('tokens', () => {
     expect(page.socket().lastCommand('connect')['token']).toBe('tok-2');
   });
 
-  it('fetches a new token shortly before expiry and reconnects with it, recovering its channels', async () => {
+  it('fetches a new token shortly before expiry and sends it over the open connection with refresh', async () => {
+    let n = 0;
+    const c = client({ getToken: async () => `tok-${++n}`, tokenRefreshMarginMs: 30_000 });
+    c.subscribe(Q);
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const socket = page.socket();
+    socket.accept({ expires_at: Date.now() / 1000 + 300, ping_interval_ms: 3_600_000 });
+    socket.replySubscribe(Q, 'e1', 5, 'none');
+    await vi.advanceTimersByTimeAsync(269_000);
+    expect(socket.commands('refresh')).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1000);
+    const refresh = socket.lastCommand('refresh');
+    expect(refresh['token']).toBe('tok-2');
+    socket.receive({ type: 'reply', id: refresh['id'], result: { expires_at: Date.now() / 1000 + 300 } });
+    // The same socket lives on, and the next renewal is planned from the new expiry.
+    expect(page.sockets).toHaveLength(1);
+    expect(socket.closedByClient).toBeNull();
+    expect(c.state).toBe('connected');
+    await vi.advanceTimersByTimeAsync(270_000);
+    expect(socket.lastCommand('refresh')['token']).toBe('tok-3');
+    expect(page.sockets).toHaveLength(1);
+  });
+
+  it('reconnects with the fresh token, recovering its channels, when the server refuses refresh', async () => {
     let n = 0;
     const c = client({ getToken: async () => `tok-${++n}`, tokenRefreshMarginMs: 30_000 });
     c.subscribe(Q);
@@ -370,9 +394,9 @@ describe('tokens', () => {
     const first = page.socket();
     first.accept({ expires_at: Date.now() / 1000 + 300, ping_interval_ms: 3_600_000 });
     first.replySubscribe(Q, 'e1', 5, 'none');
-    await vi.advanceTimersByTimeAsync(269_000);
-    expect(page.sockets).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(1000);
+    await vi.advanceTimersByTimeAsync(270_000);
+    const refresh = first.lastCommand('refresh');
+    first.receive({ type: 'error', id: refresh['id'], code: 404, message: 'unknown command' });
     expect(first.closedByClient).not.toBeNull();
     expect(page.sockets).toHaveLength(2);
     page.socket().accept();
@@ -385,11 +409,12 @@ describe('tokens', () => {
     const c = client({ getToken: async () => `tok-${++n}`, tokenRefreshMarginMs: 30_000 });
     c.connect();
     await vi.advanceTimersByTimeAsync(0);
-    page.socket().accept({ expires_at: Date.now() / 1000 + 10, ping_interval_ms: 3_600_000 });
+    const socket = page.socket();
+    socket.accept({ expires_at: Date.now() / 1000 + 10, ping_interval_ms: 3_600_000 });
     await vi.advanceTimersByTimeAsync(4999);
-    expect(page.sockets).toHaveLength(1);
+    expect(socket.commands('refresh')).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(1);
-    expect(page.sockets).toHaveLength(2);
+    expect(socket.commands('refresh')).toHaveLength(1);
     expect(n).toBe(2);
   });
 
