@@ -169,6 +169,12 @@ def _header(results: dict[str, Any], source: Path) -> list[str]:
         f"started {results['started_at']} ({results['seconds']:.0f} s). Regenerate everything "
         "with `.venv/bin/python -m bench.run --scale quick` (or `--scale full`).",
         "",
+        *(
+            f"**Merged results.** {note.removeprefix('merged: ')}"
+            for note in results.get("notes", [])
+            if note.startswith("merged: ")
+        ),
+        "",
         f"**Machine.** {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux "
         f"{m['kernel']}, Python {m['python']}, {m['redis']}; open files {m['open_files_limit']}"
         f". Herald at {m['git'] or 'unknown commit'} (server code sha256 "
