@@ -199,12 +199,9 @@ class Session:
             # No public key configured: tokens cannot be checked, so none is trusted.
             return [self._close(CloseCode.UNAUTHORIZED)]
         else:
-            try:
-                identity = self.verifier.verify(command.token, wall_now)
-            except TokenExpired:
-                return [self._close(CloseCode.TOKEN_EXPIRED)]
-            except TokenRejected:
-                return [self._close(CloseCode.UNAUTHORIZED)]
+            identity = self._verify(command.token, wall_now)
+            if isinstance(identity, CloseWith):
+                return [identity]
             self.user_id = identity.user_id
             self._set_expiry(identity, now, wall_now)
         self.state = SessionState.CONNECTED
@@ -221,6 +218,16 @@ class Session:
         }
         return [Send(frames.reply(command.id, result, self.wire))]
 
+    def _verify(self, token: str, wall_now: float) -> Identity | CloseWith:
+        """Who *token* authenticates, or the close it calls for (4004 expired, 4500 invalid)."""
+        assert self.verifier is not None
+        try:
+            return self.verifier.verify(token, wall_now)
+        except TokenExpired:
+            return self._close(CloseCode.TOKEN_EXPIRED)
+        except TokenRejected:
+            return self._close(CloseCode.UNAUTHORIZED)
+
     def _set_expiry(self, identity: Identity, now: float, wall_now: float) -> None:
         assert self.verifier is not None
         self.expires_at = identity.expires_at
@@ -231,12 +238,9 @@ class Session:
         """A fresh token for the same user: the connection lives on, no reconnect needed."""
         if self.user_id is None or self.verifier is None:
             return [self._error(command.id, ErrorCode.PERMISSION_DENIED, "anonymous connection")]
-        try:
-            identity = self.verifier.verify(command.token, wall_now)
-        except TokenExpired:
-            return [self._close(CloseCode.TOKEN_EXPIRED)]
-        except TokenRejected:
-            return [self._close(CloseCode.UNAUTHORIZED)]
+        identity = self._verify(command.token, wall_now)
+        if isinstance(identity, CloseWith):
+            return [identity]
         if identity.user_id != self.user_id:
             return [self._close(CloseCode.UNAUTHORIZED)]  # a connection never changes user
         self._set_expiry(identity, now, wall_now)

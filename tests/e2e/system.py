@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import httpx
 from publisher.qa.keys import PUBLIC_KEY_FILE, with_secrets
 from publisher.qa.settings import Settings
 from tests.support.fleet import Fleet
+from tests.support.processes import stop_group
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,13 +121,7 @@ class QACore:
 
     def close(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_group(self.process)
         self._log.close()
 
     # --- the API, for setting up a test (the pages under test use it from the browser) ----

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support.processes import stop_group
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,14 +74,7 @@ class Fleet:
 
     def close(self) -> None:
         """Stop the supervisor and every worker it started, even if the supervisor is gone."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-        # A SIGKILLed supervisor leaves workers behind: kill the whole group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_group(self.process)
         self._log.close()
 
     def log(self) -> str:

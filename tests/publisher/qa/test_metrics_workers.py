@@ -29,6 +29,7 @@ from publisher.qa.db import Database
 from publisher.qa.metrics import build_metrics, multiprocess_dir, render
 from publisher.qa.models import OutboxEvent
 from publisher.qa.settings import Settings
+from tests.support.processes import stop_group
 from tests.support.redis_server import free_port
 
 pytestmark = [
@@ -181,13 +182,7 @@ def wait_until(
 
 def stop(service: Service) -> int:
     """SIGTERM, wait; kill the process group if it does not exit. Returns the exit code."""
-    if service.process.poll() is None:
-        service.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            service.process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(service.process.pid, signal.SIGKILL)
-    return service.process.wait()
+    return stop_group(service.process, timeout_s=15)
 
 
 @pytest.fixture

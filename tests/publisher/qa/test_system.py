@@ -20,6 +20,7 @@ from publisher.qa.settings import Settings
 from publisher.qa.system import fleet_environment
 from publisher.qa.tokens import issue_socket_token
 from tests.support.client import HeraldTestClient
+from tests.support.processes import stop_group
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import eventually
 
@@ -82,13 +83,7 @@ def system(redis_server: RedisServer, tmp_path: Path) -> Iterator[RunningSystem]
         wait_until_ok(f"{running.fleet_http}/readyz", process)
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process, timeout_s=30)
         log.close()
 
 
