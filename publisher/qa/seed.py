@@ -487,26 +487,45 @@ def seed_sqlite(path: str, generator: Generator) -> dict[str, int]:
     return totals
 
 
+ID_TABLES = ("users", "questions", "answers", "comments", "votes", "tags")
+
+
 async def _pg_start(conn: Any) -> Start:
-    maxima = {}
-    for table in ("users", "questions", "answers", "comments", "votes", "tags"):
-        sql = f"SELECT coalesce(max(id), 0) FROM {table}"  # noqa: S608
-        maxima[table] = int(await conn.fetchval(sql))
+    """Where new ids start: past the largest row and past every id the sequence handed out,
+    so a seed never reuses the id of a deleted post (ids name channels)."""
+    used = {}
+    for table in ID_TABLES:
+        sequence = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
+        handed_out = await conn.fetchval(
+            f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {sequence}"  # noqa: S608
+        )
+        largest = await conn.fetchval(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608
+        used[table] = max(int(handed_out), int(largest))
     tag_rows = await conn.fetch("SELECT id, name FROM tags")
-    return Start(**maxima, tag_ids={r["name"]: int(r["id"]) for r in tag_rows})
+    return Start(**used, tag_ids={r["name"]: int(r["id"]) for r in tag_rows})
 
 
 def _sqlite_start(path: str) -> Start:
+    """As :func:`_pg_start`: past the largest row and past ``sqlite_sequence`` (AUTOINCREMENT)."""
     conn = sqlite3.connect(path)
     try:
-        maxima = {
-            table: int(conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0)  # noqa: S608
-            for table in ("users", "questions", "answers", "comments", "votes", "tags")
+        sequences: dict[str, int] = {}
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            sequences = {
+                name: int(seq)
+                for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence")
+            }
+        used = {
+            table: max(
+                int(conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0),  # noqa: S608
+                sequences.get(table, 0),
+            )
+            for table in ID_TABLES
         }
         tag_ids = {name: int(i) for i, name in conn.execute("SELECT id, name FROM tags")}
     finally:
         conn.close()
-    return Start(**maxima, tag_ids=tag_ids)
+    return Start(**used, tag_ids=tag_ids)
 
 
 LANES = (("users", "tags", "questions", "question_tags"), ("answers", "comments", "votes"))

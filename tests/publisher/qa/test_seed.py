@@ -146,6 +146,16 @@ async def test_a_second_seed_appends_and_the_service_keeps_numbering_after_it(
     assert asked["id"] == 101
 
 
+async def test_a_seed_never_reuses_the_id_of_a_deleted_question(qa: QA, settings: Settings) -> None:
+    user = await qa.signup()
+    first, last = await qa.ask(user), await qa.ask(user, title="The one deleted")
+    r = await qa.client.delete(f"/api/questions/{last['id']}", headers=user.headers)
+    assert r.status_code == 204
+    await seed(settings, plan(questions=5))
+    seeded = await scalar(qa, f"SELECT min(id) FROM questions WHERE id <> {first['id']}")
+    assert seeded > last["id"]
+
+
 async def test_indexes_built_after_a_large_seed_are_all_back_and_find_questions(
     qa: QA, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -205,7 +205,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_answers_author_id"), ["author_id"], unique=False)
         batch_op.create_index("ix_answers_question_id_id", ["question_id", "id"], unique=False)
     # questions and answers point at each other: the accepted answer's key comes last.
-    with op.batch_alter_table("questions", schema=None) as batch_op:
+    # On SQLite this batch copies the table: it must keep AUTOINCREMENT.
+    with op.batch_alter_table(
+        "questions", schema=None, table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.create_foreign_key(
             op.f("fk_questions_accepted_answer_id_answers"),
             "answers",
