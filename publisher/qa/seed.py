@@ -19,9 +19,9 @@ What it writes (deterministic for a given ``--seed`` and ``--now``):
   answer or comment.
 
 Seeding is not a live event: **no outbox rows and no inbox items are written**, so nothing is
-published and the relay has nothing to do. It appends after the rows already there (ids
-continue from the largest), so it can run on a database in use, but it is meant for an empty
-one.
+published and the relay has nothing to do. It appends after the rows already there (new ids
+start past every id the database ever handed out, so a deleted post's id is never reused).
+It is meant for an empty database: a large seed drops indexes while it loads.
 
 Speed: rows are made in batches by a producer thread while the previous batch is written
 (PostgreSQL: binary ``COPY``, on two connections at once; SQLite: ``executemany`` in one
