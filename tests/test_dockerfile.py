@@ -30,15 +30,18 @@ def find_hadolint() -> str:
     return found
 
 
-def builder_copy_sources(dockerfile: str) -> list[str]:
-    """The sources of every COPY in the first (builder) stage, as paths of the build context."""
+def builder_copy_sources(dockerfile: str, stage_number: int = 1) -> list[str]:
+    """The sources of every COPY in one stage (the first: the builder), as paths of the build
+    context (a COPY --from another stage is not one)."""
     sources: list[str] = []
     stage = 0
     for line in dockerfile.splitlines():
         words = line.split()
         if words and words[0] == "FROM":
             stage += 1
-        elif stage == 1 and words and words[0] == "COPY":
+        elif stage == stage_number and words and words[0] == "COPY":
+            if any(word.startswith("--from") for word in words):
+                continue
             args = [word for word in words[1:] if not word.startswith("--")]
             sources.extend(args[:-1])
     return sources
@@ -110,3 +113,17 @@ def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
     # The image's ENTRYPOINT and the publisher CLI are console scripts of the wheel.
     assert "herald-socketsrv = socketsrv.__main__:main" in entry_points
     assert "herald-publish = publisher.cli:main" in entry_points
+
+
+def test_the_client_stage_copies_what_npm_run_build_needs_and_the_image_points_at_it() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    sources = builder_copy_sources(dockerfile, stage_number=2)
+    assert {"client-js/package.json", "client-js/package-lock.json", "client-js/src"} <= set(
+        sources
+    ), sources
+    for source in sources:
+        assert (REPO / source).exists(), f"the client stage COPYs {source}, which does not exist"
+    # The build's tsconfig is copied, and the image serves its output to the Q&A core's pages.
+    assert "client-js/tsconfig.build.json" in sources
+    assert "COPY --from=client /src/client-js/dist /opt/herald/client-js-dist" in dockerfile
+    assert "HERALD_QA_CLIENT_DIST_DIR=/opt/herald/client-js-dist" in dockerfile

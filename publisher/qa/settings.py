@@ -49,6 +49,9 @@ class Settings:
     """How browsers reach this service (verification links are built from it)."""
     socket_url: str = "ws://127.0.0.1:8000/ws"
     """How browsers reach the socket fleet (the live pages connect to it)."""
+    client_dist_dir: Path | None = None
+    """The built browser client the pages import (``npm run build`` in client-js/); None:
+    ``client-js/dist`` of the source tree. The Docker image sets it to its own copy."""
 
     access_token_secret: str | None = None
     """HMAC secret of API access tokens (HS256); generated into ``data_dir`` in development."""

@@ -95,3 +95,19 @@ async def test_the_client_modules_come_from_the_build_or_a_503_that_says_how_to_
     missing = await client.get("/static/herald/index.js")
     assert missing.status_code == 503
     assert "npm ci && npm run build" in missing.text
+
+
+async def test_a_configured_client_dist_dir_is_served_instead_of_the_source_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "CLIENT_DIST", tmp_path / "not-built")
+    image_copy = tmp_path / "client-js-dist"  # where the Docker image keeps its build
+    image_copy.mkdir()
+    (image_copy / "index.js").write_text("export const fromTheImage = 1;\n")
+    app = create_app(Settings(data_dir=tmp_path / "data", client_dist_dir=image_copy))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qa.test") as http:
+            module = await http.get("/static/herald/index.js")
+    assert module.status_code == 200
+    assert "fromTheImage" in module.text

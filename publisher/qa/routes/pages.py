@@ -147,12 +147,15 @@ async def page_asset(name: Annotated[str, PathParam(pattern=STATIC_NAME)]) -> Re
 
 
 @router.get("/static/herald/{name}")
-async def client_module(name: Annotated[str, PathParam(pattern=CLIENT_NAME)]) -> Response:
+async def client_module(
+    name: Annotated[str, PathParam(pattern=CLIENT_NAME)], settings: SettingsDep
+) -> Response:
     """A module of the built browser client; 503 when client-js has not been built."""
-    if not (CLIENT_DIST / "index.js").is_file():
+    dist = settings.client_dist_dir if settings.client_dist_dir is not None else CLIENT_DIST
+    if not (dist / "index.js").is_file():
         return Response(
             "the browser client is not built: run `npm ci && npm run build` in client-js/\n",
             status_code=503,
             media_type="text/plain",
         )
-    return _file(CLIENT_DIST, name)
+    return _file(dist, name)
