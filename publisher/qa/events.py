@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from publisher.qa.models import Answer, Comment, InboxItem, Question
 from publisher.qa.outbox import emit
+from publisher.qa.schemas import display_name
 
 MAX_EVENT_HTML = 32 * 1024
 """Bodies longer than this are left out of events (``body_html`` null): the client fetches
@@ -52,7 +53,10 @@ def score_changed(
     )
 
 
-def answer_posted(session: AsyncSession, answer: Answer, answer_count: int) -> None:
+def answer_posted(
+    session: AsyncSession, answer: Answer, answer_count: int, *, author_name: str
+) -> None:
+    """*author_name*: the author's display name (the route has the user at hand)."""
     emit(
         session,
         question_channel(answer.question_id),
@@ -62,6 +66,7 @@ def answer_posted(session: AsyncSession, answer: Answer, answer_count: int) -> N
             "answer": {
                 "id": answer.id,
                 "author": answer.author_id,
+                "author_name": display_name(author_name),
                 "body_html": _html(answer.body_html),
                 "created_at": answer.created_at.isoformat(),
             },
@@ -70,7 +75,9 @@ def answer_posted(session: AsyncSession, answer: Answer, answer_count: int) -> N
     )
 
 
-def comment_posted(session: AsyncSession, question_id: int, comment: Comment) -> None:
+def comment_posted(
+    session: AsyncSession, question_id: int, comment: Comment, *, author_name: str
+) -> None:
     emit(
         session,
         question_channel(question_id),
@@ -83,6 +90,7 @@ def comment_posted(session: AsyncSession, question_id: int, comment: Comment) ->
             "comment": {
                 "id": comment.id,
                 "author": comment.author_id,
+                "author_name": display_name(author_name),
                 "body": comment.body,
                 "version": comment.edit_version,
                 "created_at": comment.created_at.isoformat(),
@@ -141,7 +149,9 @@ def accepted_changed(session: AsyncSession, question: Question) -> None:
     )
 
 
-def question_posted(session: AsyncSession, question: Question, tags: list[str]) -> None:
+def question_posted(
+    session: AsyncSession, question: Question, tags: list[str], *, author_name: str
+) -> None:
     """To ``questions:new`` and to each tag's feed."""
     data = {
         "type": "question",
@@ -149,6 +159,7 @@ def question_posted(session: AsyncSession, question: Question, tags: list[str]) 
         "title": question.title,
         "tags": tags,
         "author": question.author_id,
+        "author_name": display_name(author_name),
         "created_at": question.created_at.isoformat(),
     }
     emit(session, "questions:new", data)

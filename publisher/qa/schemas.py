@@ -131,9 +131,24 @@ class VoteIn(Input):
     value: Literal[1, -1]
 
 
+UNNAMED = "Anonymous user"
+"""Shown for an author whose display name is empty."""
+
+
+def display_name(name: str | None) -> str:
+    """A user's display name as the site shows it: :data:`UNNAMED` when it is empty."""
+    return name.strip() if name and name.strip() else UNNAMED
+
+
+AuthorName = Annotated[
+    str, Field(description="the author's display name (a neutral label when it is empty)")
+]
+
+
 class CommentOut(Output):
     id: int
     author_id: int
+    author_name: AuthorName = UNNAMED
     question_id: int | None
     answer_id: int | None
     body: str
@@ -157,6 +172,7 @@ class AnswerOut(Output):
     id: int
     question_id: int
     author_id: int
+    author_name: AuthorName = UNNAMED
     body_md: str
     body_html: str
     score: int
@@ -172,6 +188,7 @@ class AnswerOut(Output):
 class QuestionSummary(Output):
     id: int
     author_id: int
+    author_name: AuthorName = UNNAMED
     title: str
     tags: list[str]
     score: int
@@ -210,6 +227,7 @@ class InboxItemOut(Output):
     id: int
     kind: str
     actor_id: int | None
+    actor_name: str | None = Field(description="the actor's display name; null without an actor")
     question_id: int | None
     answer_id: int | None
     comment_id: int | None

@@ -59,9 +59,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from publisher.qa.errors import Invalid
-from publisher.qa.models import Question, Tag, question_tags
+from publisher.qa.models import Question, Tag, User, question_tags
 from publisher.qa.posts import summary_out
-from publisher.qa.schemas import QuestionPage
+from publisher.qa.schemas import QuestionPage, QuestionSummary, display_name
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -298,7 +298,11 @@ async def search_questions(
         return QuestionPage(items=[], next_cursor=None)
     dialect = session.get_bind().dialect.name
     rank: ColumnElement[float] | None = None
-    statement: Select[Any] = select(Question).options(selectinload(Question.tags))
+    statement: Select[*tuple[Any, ...]] = (
+        select(Question, User.display_name)
+        .join(User, User.id == Question.author_id)
+        .options(selectinload(Question.tags))
+    )
     conditions: list[Any] = []
     if query.terms:
         rank, match = _rank_and_match(dialect, query.terms)
@@ -323,10 +327,16 @@ async def search_questions(
     if len(rows) > query.limit:
         last = page[-1]
         last_key = (
-            last[1] if query.sort is Sort.RELEVANCE else getattr(last[0], _COLUMN_OF[query.sort])
+            last[2] if query.sort is Sort.RELEVANCE else getattr(last[0], _COLUMN_OF[query.sort])
         )
         next_cursor = codec.encode(query, Position(last_key, last[0].id))
-    return QuestionPage(items=[summary_out(row[0]) for row in page], next_cursor=next_cursor)
+    return QuestionPage(items=[_summary(row[0], row[1]) for row in page], next_cursor=next_cursor)
+
+
+def _summary(question: Question, author_name: str) -> QuestionSummary:
+    out = summary_out(question)
+    out.author_name = display_name(author_name)
+    return out
 
 
 def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[bool]]:

@@ -19,7 +19,8 @@ from publisher.qa.posts import (
     relock,
 )
 from publisher.qa.rendering import render_markdown
-from publisher.qa.schemas import AnswerIn, AnswerOut, QuestionOut
+from publisher.qa.routes.names import with_names
+from publisher.qa.schemas import AnswerIn, AnswerOut, QuestionOut, display_name
 
 router = APIRouter(prefix="/api", tags=["answers"], responses=ERROR_RESPONSES)
 
@@ -51,7 +52,7 @@ async def post_answer(
             .execution_options(synchronize_session=False)
         )
     ).scalar_one()
-    events.answer_posted(tx.session, answer, count)
+    events.answer_posted(tx.session, answer, count, author_name=user.display_name)
     await notify(
         tx.session,
         recipient_id=question.author_id,
@@ -62,12 +63,13 @@ async def post_answer(
         answer_id=answer.id,
     )
     out = answer_out(answer, question.accepted_answer_id)
+    out.author_name = display_name(user.display_name)
     await tx.commit()
     return out
 
 
 @router.patch("/answers/{answer_id}", response_model=AnswerOut)
-async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx) -> AnswerOut:
+async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx, user: Author) -> AnswerOut:
     question = await load_question(tx.session, answer.question_id, lock=True)
     await relock(tx.session, answer)
     answer.body_md = body.body
@@ -78,6 +80,7 @@ async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx) -> Answe
     await tx.session.flush()
     events.post_edited(tx.session, answer.question_id, answer)
     out = answer_out(answer, question.accepted_answer_id)
+    out.author_name = display_name(user.display_name)  # the owner is the one editing
     await tx.commit()
     return out
 
@@ -134,7 +137,7 @@ async def accept(answer_id: AnswerId, tx: WriteTx, user: Author) -> QuestionOut:
             answer_id=answer.id,
         )
     await tx.session.flush()
-    out = await question_out(tx.session, question)
+    out = await with_names(tx.session, await question_out(tx.session, question))
     await tx.commit()
     return out
 
@@ -148,6 +151,6 @@ async def unaccept(answer_id: AnswerId, tx: WriteTx, user: Author) -> QuestionOu
         question.edit_version += 1
         events.accepted_changed(tx.session, question)
     await tx.session.flush()
-    out = await question_out(tx.session, question)
+    out = await with_names(tx.session, await question_out(tx.session, question))
     await tx.commit()
     return out

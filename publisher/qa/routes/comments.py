@@ -8,43 +8,50 @@ from publisher.qa import events
 from publisher.qa.deps import AnswerId, Author, OwnedComment, QuestionId, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES
 from publisher.qa.inbox import InboxKind, notify, publish_unread, unread_holders
-from publisher.qa.models import Comment, InboxItem, utcnow
+from publisher.qa.models import Comment, InboxItem, User, utcnow
 from publisher.qa.posts import load_answer, load_question, relock
-from publisher.qa.schemas import CommentIn, CommentOut
+from publisher.qa.schemas import CommentIn, CommentOut, display_name
 
 router = APIRouter(prefix="/api", tags=["comments"], responses=ERROR_RESPONSES)
 
 
+def _out(comment: Comment, author: User) -> CommentOut:
+    out = CommentOut.model_validate(comment)
+    out.author_name = display_name(author.display_name)
+    return out
+
+
 async def _comment(
     tx: WriteTx,
-    user_id: int,
+    user: User,
     body: str,
     *,
     question_id: int,
     answer_id: int | None,
     post_author_id: int,
-) -> Comment:
+) -> CommentOut:
     comment = Comment(
-        author_id=user_id,
+        author_id=user.id,
         question_id=None if answer_id is not None else question_id,
         answer_id=answer_id,
         body=body,
     )
     tx.session.add(comment)
     await tx.session.flush()
-    events.comment_posted(tx.session, question_id, comment)
+    events.comment_posted(tx.session, question_id, comment, author_name=user.display_name)
     await notify(
         tx.session,
         recipient_id=post_author_id,
-        actor_id=user_id,
+        actor_id=user.id,
         kind=InboxKind.COMMENT,
         text=body,
         question_id=question_id,
         answer_id=answer_id,
         comment_id=comment.id,
     )
+    out = _out(comment, user)
     await tx.commit()
-    return comment
+    return out
 
 
 @router.post(
@@ -54,13 +61,13 @@ async def _comment(
 )
 async def comment_on_question(
     question_id: QuestionId, body: CommentIn, tx: WriteTx, user: Author
-) -> Comment:
+) -> CommentOut:
     """Comment on a question; its author gets an inbox item."""
     question = await load_question(tx.session, question_id)
     question.last_activity_at = utcnow()
     return await _comment(
         tx,
-        user.id,
+        user,
         body.body,
         question_id=question.id,
         answer_id=None,
@@ -75,14 +82,14 @@ async def comment_on_question(
 )
 async def comment_on_answer(
     answer_id: AnswerId, body: CommentIn, tx: WriteTx, user: Author
-) -> Comment:
+) -> CommentOut:
     """Comment on an answer; its author gets an inbox item."""
     answer = await load_answer(tx.session, answer_id)
     question = await load_question(tx.session, answer.question_id)
     question.last_activity_at = utcnow()
     return await _comment(
         tx,
-        user.id,
+        user,
         body.body,
         question_id=answer.question_id,
         answer_id=answer.id,
@@ -98,15 +105,18 @@ async def _question_of(tx: WriteTx, comment: Comment) -> int:
 
 
 @router.patch("/comments/{comment_id}", response_model=CommentOut)
-async def edit_comment(body: CommentIn, comment: OwnedComment, tx: WriteTx) -> Comment:
+async def edit_comment(
+    body: CommentIn, comment: OwnedComment, tx: WriteTx, user: Author
+) -> CommentOut:
     await relock(tx.session, comment)
     comment.body = body.body
     comment.edit_version += 1
     comment.updated_at = utcnow()
     await tx.session.flush()
     events.comment_edited(tx.session, await _question_of(tx, comment), comment)
+    out = _out(comment, user)  # the owner is the one editing
     await tx.commit()
-    return comment
+    return out
 
 
 @router.delete("/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)

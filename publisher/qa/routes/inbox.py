@@ -12,17 +12,18 @@ from publisher.qa import events
 from publisher.qa.deps import CurrentUserId, ItemId, ReadSession, WriteTx
 from publisher.qa.errors import ERROR_RESPONSES, NotFound
 from publisher.qa.inbox import unread_count
-from publisher.qa.models import InboxItem, utcnow
-from publisher.qa.schemas import Id, InboxItemOut, InboxPage, UnreadOut
+from publisher.qa.models import InboxItem, User, utcnow
+from publisher.qa.schemas import Id, InboxItemOut, InboxPage, UnreadOut, display_name
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"], responses=ERROR_RESPONSES)
 
 
-def _out(item: InboxItem) -> InboxItemOut:
+def _out(item: InboxItem, actor_name: str | None) -> InboxItemOut:
     return InboxItemOut(
         id=item.id,
         kind=item.kind,
         actor_id=item.actor_id,
+        actor_name=None if item.actor_id is None else display_name(actor_name),
         question_id=item.question_id,
         answer_id=item.answer_id,
         comment_id=item.comment_id,
@@ -39,17 +40,21 @@ async def list_inbox(
     before: Annotated[Id | None, Query(description="the next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
 ) -> InboxPage:
-    """Your inbox items, newest first."""
-    query = select(InboxItem).where(InboxItem.user_id == user_id)
+    """Your inbox items, newest first, each with its actor's name (one join)."""
+    query = (
+        select(InboxItem, User.display_name)
+        .outerjoin(User, User.id == InboxItem.actor_id)
+        .where(InboxItem.user_id == user_id)
+    )
     if before is not None:
         query = query.where(InboxItem.id < before)
-    items = (await session.scalars(query.order_by(InboxItem.id.desc()).limit(limit + 1))).all()
-    more = len(items) > limit
-    items = items[:limit]
+    rows = (await session.execute(query.order_by(InboxItem.id.desc()).limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
     return InboxPage(
-        items=[_out(i) for i in items],
+        items=[_out(item, name) for item, name in rows],
         unread=await unread_count(session, user_id),
-        next_cursor=str(items[-1].id) if more else None,
+        next_cursor=str(rows[-1][0].id) if more else None,
     )
 
 

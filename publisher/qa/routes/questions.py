@@ -18,6 +18,7 @@ from publisher.qa.posts import (
     unique_tags,
 )
 from publisher.qa.rendering import render_markdown
+from publisher.qa.routes.names import with_names
 from publisher.qa.schemas import QuestionIn, QuestionOut, QuestionPatch
 
 router = APIRouter(prefix="/api/questions", tags=["questions"], responses=ERROR_RESPONSES)
@@ -36,8 +37,8 @@ async def ask(body: QuestionIn, tx: WriteTx, user: Author) -> QuestionOut:
     )
     tx.session.add(question)
     await tx.session.flush()
-    events.question_posted(tx.session, question, names)
-    out = await question_out(tx.session, question)
+    events.question_posted(tx.session, question, names, author_name=user.display_name)
+    out = await with_names(tx.session, await question_out(tx.session, question))
     await tx.commit()
     return out
 
@@ -45,7 +46,9 @@ async def ask(body: QuestionIn, tx: WriteTx, user: Author) -> QuestionOut:
 @router.get("/{question_id}", response_model=QuestionOut)
 async def read(question_id: QuestionId, session: ReadSession) -> QuestionOut:
     """The question page: the question, its answers, comments and attachments."""
-    return await question_out(session, await load_question(session, question_id))
+    return await with_names(
+        session, await question_out(session, await load_question(session, question_id))
+    )
 
 
 @router.patch("/{question_id}", response_model=QuestionOut)
@@ -66,7 +69,7 @@ async def edit(body: QuestionPatch, question: OwnedQuestion, tx: WriteTx) -> Que
     question.updated_at = question.last_activity_at = utcnow()
     await tx.session.flush()
     events.post_edited(tx.session, question.id, question)
-    out = await question_out(tx.session, question)
+    out = await with_names(tx.session, await question_out(tx.session, question))
     await tx.commit()
     return out
 

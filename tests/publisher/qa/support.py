@@ -101,12 +101,15 @@ class QA:
             while await self.pending_events():
                 await asyncio.sleep(0.01)
 
-    async def signup(self, *, verified: bool = True, email: str | None = None) -> User:
+    async def signup(
+        self, *, verified: bool = True, email: str | None = None, name: str | None = None
+    ) -> User:
         email = email or f"user{next(_emails)}@example.org"
         password = "correct horse battery"
-        r = await self.client.post(
-            "/api/auth/register", json={"email": email, "password": password}
-        )
+        account: dict[str, str] = {"email": email, "password": password}
+        if name is not None:
+            account["display_name"] = name
+        r = await self.client.post("/api/auth/register", json=account)
         assert r.status_code == 201, r.text
         user_id = r.json()["id"]
         if verified:
