@@ -225,6 +225,84 @@ def test_two_users_see_each_others_questions_votes_answers_and_comments_live(
     assert second > first
 
 
+def wait_list_live(page: Page) -> None:
+    """The list page is live: its channels and every listed question's channel subscribed."""
+    wait_live(page, "questions:new")
+    page.wait_for_function(
+        "() => window.heraldList.watched().length > 0 && window.heraldList.watched().every("
+        "(id) => window.herald.client.getSubscription(`question:${id}`)?.state === 'subscribed')"
+    )
+
+
+def test_the_list_shows_scores_and_answer_counts_live_and_names_the_authors(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    alice, bob = make_user(system, "Alice"), make_user(system, "Bob")
+    older = ask(system, bob, "Which close codes should a client retry?", ["websockets"])
+    first = ask(system, alice, "How do I keep a question list live?", ["websockets"])
+    alice_page = signed_in_page(new_context(), system, alice, "/")
+    wait_list_live(alice_page)
+    assert sorted(alice_page.evaluate("window.heraldList.watched()")) == [older, first]
+    row = alice_page.locator(f"#q-{first}")
+    expect(row.locator(".meta")).to_contain_text("asked by Alice")
+    expect(alice_page.locator(f"#q-{older} .meta")).to_contain_text("asked by Bob")
+    expect(row.locator(".stat.votes")).to_have_text("0 votes")
+    expect(row.locator(".stat.answers")).to_have_text("0 answers")
+
+    # Bob, in his browser, votes Alice's question up and answers it: her list follows.
+    bob_page = signed_in_page(new_context(), system, bob, f"/questions/{first}")
+    wait_live(bob_page, f"question:{first}")
+    expect(bob_page.locator(f"#question-{first} .meta").first).to_contain_text("asked by Alice")
+    bob_page.get_by_role("button", name="Vote this question up").click()
+    expect(bob_page.locator(f"#question-{first} .score")).to_have_text("1")
+    bob_page.get_by_label("Answer (Markdown)").fill("Subscribe to each listed question's channel.")
+    bob_page.get_by_role("button", name="Post your answer").click()
+    expect(bob_page.locator("#answers > article .meta")).to_contain_text("answered by Bob (you)")
+    expect(row.locator(".stat.votes")).to_have_text("1 vote")
+    expect(row.locator(".stat.answers")).to_have_text("1 answer")
+    expect(row.locator(".stat.answers")).to_have_class("stat answers answered")
+
+    # Alice accepts it from her question page; a second answer arrives by API.
+    system.qa.call("POST", f"/api/answers/{answer_id_of(bob_page)}/accept", alice.token)
+    answer(system, bob, first, "Or one channel per list.")
+    expect(row.locator(".stat.answers")).to_have_text("2 answers")
+    expect(row.locator(".stat.answers")).to_have_class("stat answers answered accepted")
+    screenshot(alice_page, "question-list-live-scores")
+
+    # A new question of Bob's, shown through the banner, is followed too.
+    newer = ask(system, bob, "Does a list page need a channel per question?", ["websockets"])
+    banner = alice_page.locator("#new-questions")
+    expect(banner).to_have_text("1 new question: show")
+    banner.click()
+    expect(alice_page.locator(f"#q-{newer} .meta")).to_contain_text("asked by Bob")
+    alice_page.wait_for_function(
+        "(id) => window.heraldList.watched().includes(id)"
+        " && window.herald.client.getSubscription(`question:${id}`)?.state === 'subscribed'",
+        arg=newer,
+    )
+    answer(system, alice, newer, "One per question, up to the page size.")
+    expect(alice_page.locator(f"#q-{newer} .stat.answers")).to_have_text("1 answer")
+    assert_healthy(alice_page)
+    assert channel_stats(alice_page, "questions:new")["loads"] == 1
+
+    # The question page and the inbox name the people.
+    alice_page.goto(f"{system.qa.url}/questions/{first}")
+    wait_live(alice_page, f"question:{first}")
+    expect(alice_page.locator(f"#question-{first} .meta").first).to_contain_text(
+        "asked by Alice (you)"
+    )
+    expect(alice_page.locator("#answers > article .meta").first).to_contain_text("answered by Bob")
+    alice_page.goto(f"{system.qa.url}/inbox")
+    expect(alice_page.locator("#inbox-items .inbox-item").first).to_contain_text("from Bob")
+
+
+def answer_id_of(page: Page) -> int:
+    """The id of the first answer on a question page."""
+    article_id = page.locator("#answers > article").first.get_attribute("id")
+    assert article_id is not None
+    return int(article_id.removeprefix("answer-"))
+
+
 def test_an_inbox_item_reaches_its_owner_and_never_the_other_user(
     system: LiveSystem, new_context: NewContext
 ) -> None:

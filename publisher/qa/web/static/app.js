@@ -20,6 +20,7 @@ import { api, loadSession, logOut, socketToken } from './session.js';
  * @typedef {object} InboxItem
  * @property {number} id
  * @property {string} kind  answer, comment or accepted
+ * @property {string | null} [actor_name]  who did it (null without an actor; absent in live items: the event does not carry it)
  * @property {number | null} question_id
  * @property {number | null} answer_id
  * @property {string} excerpt
@@ -155,6 +156,7 @@ export function inboxEntry(item, inbox) {
   const href = item.question_id === null ? '/inbox' : `/questions/${item.question_id}${item.answer_id === null ? '' : `#answer-${item.answer_id}`}`;
   const link = h('a', { href, class: 'inbox-link' }, [
     h('span', { class: 'inbox-kind' }, [describe(item)]),
+    item.actor_name ? h('span', { class: 'inbox-actor' }, [`from ${item.actor_name}`]) : null,
     h('span', { class: 'inbox-excerpt' }, [item.excerpt]),
     timeElement(item.created_at),
   ]);

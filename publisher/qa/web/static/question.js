@@ -12,6 +12,7 @@ import { ApiError, api } from './session.js';
  * @typedef {object} CommentOut
  * @property {number} id
  * @property {number} author_id
+ * @property {string} author_name
  * @property {string} body
  * @property {number} edit_version
  * @property {string} created_at
@@ -21,6 +22,7 @@ import { ApiError, api } from './session.js';
  * @typedef {object} AnswerOut
  * @property {number} id
  * @property {number} author_id
+ * @property {string} author_name
  * @property {string} body_html
  * @property {number} score
  * @property {number} score_version
@@ -33,6 +35,7 @@ import { ApiError, api } from './session.js';
  * @typedef {object} QuestionOut
  * @property {number} id
  * @property {number} author_id
+ * @property {string} author_name
  * @property {string} title
  * @property {string[]} tags
  * @property {string} body_html
@@ -50,6 +53,11 @@ const main = byId('main');
 const questionId = Number(main.dataset.question);
 const root = byId('question-root');
 const me = session?.user.id ?? null;
+/**
+ * A comment as shown (from the API's CommentOut or a `comment` event).
+ * @typedef {{ id: number, author: number, author_name?: string, body: string, version: number, created_at: string }} Comment
+ */
+
 /** The question's author (known once loaded): only they may accept an answer. */
 let askerId = /** @type {number | null} */ (null);
 /** The question's edit_version as of the last `accepted` applied. */
@@ -58,8 +66,22 @@ let acceptedVersion = 0;
 /** @param {string} ref  question:<id>, answer:<id> or comment:<id> */
 const elementOf = (ref) => document.getElementById(ref.replace(':', '-'));
 
-/** @param {number} userId */
-const who = (userId) => (userId === me ? 'you' : `user #${userId}`);
+/**
+ * An author as shown: the display name (the API falls back to a neutral label), marked when it
+ * is the signed-in user. Events from an older server may lack the name.
+ * @param {number} userId
+ * @param {string | undefined} name
+ */
+const who = (userId, name) => {
+  const shown = name ?? `user #${userId}`;
+  return h('span', { class: 'author', 'data-user': userId }, [userId === me ? `${shown} (you)` : shown]);
+};
+/**
+ * The same as text, for announcements.
+ * @param {number} userId
+ * @param {string | undefined} name
+ */
+const whoText = (userId, name) => (userId === me ? 'you' : (name ?? `user #${userId}`));
 
 /** @param {string} next */
 function requireLogin(next) {
@@ -123,17 +145,17 @@ function voteControls(ref, score, version, noun) {
   return h('div', { class: 'vote' }, [up, h('output', { class: 'score', 'data-version': version, 'aria-label': `${noun} score` }, [String(score)]), down]);
 }
 
-/** @param {{ id: number, author: number, body: string, version: number, created_at: string }} comment */
+/** @param {Comment} comment */
 function commentItem(comment) {
   return h('li', { id: `comment-${comment.id}`, class: 'comment', 'data-version': comment.version }, [
     h('span', { class: 'comment-body' }, [comment.body]),
     ' – ',
-    h('span', { class: 'comment-meta' }, [who(comment.author), ' ', timeElement(comment.created_at)]),
+    h('span', { class: 'comment-meta' }, [who(comment.author, comment.author_name), ' ', timeElement(comment.created_at)]),
   ]);
 }
 
 /** @param {CommentOut} c */
-const commentOf = (c) => ({ id: c.id, author: c.author_id, body: c.body, version: c.edit_version, created_at: c.created_at });
+const commentOf = (c) => ({ id: c.id, author: c.author_id, author_name: c.author_name, body: c.body, version: c.edit_version, created_at: c.created_at });
 
 /**
  * The comments of a post and the form to add one.
@@ -171,7 +193,7 @@ function commentSection(ref, comments) {
 
 /**
  * @param {string} ref
- * @param {{ id: number, author: number, body: string, version: number, created_at: string }} comment
+ * @param {Comment} comment
  */
 function addComment(ref, comment) {
   if (document.getElementById(`comment-${comment.id}`) !== null) return false;
@@ -184,7 +206,7 @@ function addComment(ref, comment) {
 }
 
 /**
- * @param {{ id: number, author: number, body_html: string, score: number, score_version: number, edit_version: number, created_at: string }} answer
+ * @param {{ id: number, author: number, author_name?: string, body_html: string, score: number, score_version: number, edit_version: number, created_at: string }} answer
  * @param {CommentOut[]} comments
  * @param {boolean} accepted
  */
@@ -212,7 +234,7 @@ function answerArticle(answer, comments, accepted) {
     h('div', { class: 'post-main' }, [
       h('p', { class: 'accepted-mark' }, ['✓ Accepted answer']),
       trustedHtml('div', 'body', answer.body_html),
-      h('p', { class: 'meta' }, ['answered by ', who(answer.author), ' ', timeElement(answer.created_at), ' ', acceptButton]),
+      h('p', { class: 'meta' }, ['answered by ', who(answer.author, answer.author_name), ' ', timeElement(answer.created_at), ' ', acceptButton]),
       status,
       commentSection(ref, comments),
     ]),
@@ -257,13 +279,13 @@ function render(q) {
     h('div', { class: 'post-main' }, [
       trustedHtml('div', 'body', q.body_html),
       h('ul', { class: 'tags', 'aria-label': 'Tags' }, q.tags.map((tag) => h('li', { class: 'tag' }, [tag]))),
-      h('p', { class: 'meta' }, ['asked by ', who(q.author_id), ' ', timeElement(q.created_at)]),
+      h('p', { class: 'meta' }, ['asked by ', who(q.author_id, q.author_name), ' ', timeElement(q.created_at)]),
       h('p', { class: 'post-status', role: 'status' }),
       commentSection(ref, q.comments),
     ]),
   ]);
   const answers = h('div', { id: 'answers' }, q.answers.map((a) => answerArticle(
-    { id: a.id, author: a.author_id, body_html: a.body_html, score: a.score, score_version: a.score_version, edit_version: a.edit_version, created_at: a.created_at },
+    { id: a.id, author: a.author_id, author_name: a.author_name, body_html: a.body_html, score: a.score, score_version: a.score_version, edit_version: a.edit_version, created_at: a.created_at },
     a.comments,
     a.id === q.accepted_answer_id,
   )));
@@ -297,11 +319,11 @@ function apply(data) {
       byId('answers').append(article);
       flash(article);
       updateAnswerCount();
-      announce(`New answer from ${who(a.author)}`);
+      announce(`New answer from ${whoText(a.author, a.author_name)}`);
       return;
     }
     case 'comment':
-      if (addComment(data.post, data.comment)) announce(`New comment from ${who(data.comment.author)}`);
+      if (addComment(data.post, data.comment)) announce(`New comment from ${whoText(data.comment.author, data.comment.author_name)}`);
       return;
     case 'comment_edit': {
       const item = document.getElementById(`comment-${data.comment.id}`);
