@@ -167,7 +167,9 @@ def question_posted(
         emit(session, f"tag:{tag}", data)
 
 
-def inbox_item_added(session: AsyncSession, item: InboxItem, unread: int) -> None:
+def inbox_item_added(
+    session: AsyncSession, item: InboxItem, unread: int, *, actor_name: str | None
+) -> None:
     emit(
         session,
         user_channel(item.user_id),
@@ -181,6 +183,7 @@ def inbox_item_added(session: AsyncSession, item: InboxItem, unread: int) -> Non
                 "comment": item.comment_id,
                 "excerpt": item.excerpt,
                 "created_at": item.created_at.isoformat(),
+                "actor_name": display_name(actor_name),
             },
             "unread": unread,
         },

@@ -41,6 +41,7 @@ async def notify(
     *,
     recipient_id: int,
     actor_id: int,
+    actor_name: str | None,
     kind: InboxKind,
     text: str,
     question_id: int,
@@ -61,7 +62,8 @@ async def notify(
     )
     session.add(item)
     await session.flush()
-    events.inbox_item_added(session, item, await unread_count(session, recipient_id))
+    unread = await unread_count(session, recipient_id)
+    events.inbox_item_added(session, item, unread, actor_name=actor_name)
     return item
 
 

@@ -43,6 +43,7 @@ async def _comment(
         tx.session,
         recipient_id=post_author_id,
         actor_id=user.id,
+        actor_name=user.display_name,
         kind=InboxKind.COMMENT,
         text=body,
         question_id=question_id,

@@ -20,7 +20,7 @@ import { api, loadSession, logOut, socketToken } from './session.js';
  * @typedef {object} InboxItem
  * @property {number} id
  * @property {string} kind  answer, comment or accepted
- * @property {string | null} [actor_name]  who did it (null without an actor; absent in live items: the event does not carry it)
+ * @property {string | null} [actor_name]  who did it (null without an actor)
  * @property {number | null} question_id
  * @property {number | null} answer_id
  * @property {string} excerpt

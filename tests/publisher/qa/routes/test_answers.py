@@ -26,13 +26,14 @@ async def test_an_answer_appears_on_the_question_and_is_published(qa: QA) -> Non
 
 
 async def test_the_asker_gets_an_inbox_item_and_unread_count_for_an_answer(qa: QA) -> None:
-    asker, answerer = await qa.signup(), await qa.signup()
+    asker, answerer = await qa.signup(), await qa.signup(name="Grace")
     q = await qa.ask(asker)
     a = await qa.answer(answerer, q["id"], body="An answer")
     await qa.settle()
     [event] = qa.sink.of_type(f"user:{asker.id}", "inbox")
     assert event["item"]["kind"] == "answer"
     assert event["item"]["answer"] == a["id"]
+    assert event["item"]["actor_name"] == "Grace"
     assert event["unread"] == 1
     assert qa.sink.on(f"user:{answerer.id}") == []
 
