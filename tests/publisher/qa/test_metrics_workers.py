@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,17 +58,26 @@ class Service:
 
     def get(self, path: str) -> tuple[int, bytes, int]:
         """GET *path* on a new connection: status, body and the pid of the worker that
-        answered."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read()
-            assert conn.sock is not None
-            client_port = int(conn.sock.getsockname()[1])
-            return response.status, body, self.worker_holding(client_port)
-        finally:
-            conn.close()
+        answered. The request is held back by its last line until a worker has accepted the
+        connection and been found holding it (after the answer, it may have closed it)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            client_port = int(sock.getsockname()[1])
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+            )
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    holder = self.worker_holding(client_port)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)  # still in the accept queue
+            sock.sendall(b"\r\n")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            return response.status, response.read(), holder
 
     def scrape(self) -> bytes:
         status, body, _ = self.get("/metrics")
