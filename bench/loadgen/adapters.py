@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +37,12 @@ class ClientState:
     @property
     def ready(self) -> bool:
         return self.subscribed >= len(self.channels)
+
+    def record_latency(self, published_ms: object) -> None:
+        """A probe's publish-to-receive latency from the publication's ``ts`` (ms since the
+        epoch, set by the bench publisher); publications without one are not timed."""
+        if isinstance(published_ms, int | float):
+            self.latencies_ms.append(time.time() * 1000.0 - published_ms)
 
 
 class Adapter(Protocol):

@@ -147,8 +147,8 @@ class HeraldAdapter:
                 frame = json.loads(payload)
                 channel, offset = frame["channel"], frame["offset"]
                 data = frame.get("data")
-                if isinstance(data, dict) and "ts" in data:
-                    state.latencies_ms.append(time.time() * 1000.0 - data["ts"])
+                if isinstance(data, dict):
+                    state.record_latency(data.get("ts"))
             else:
                 end = payload.find(_OFFSET_KEY, _PUB_PREFIX_LEN)
                 if end < 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections.abc import Sequence
 
 from bench.loadgen.adapters import OP_TEXT, ClientState, Message
@@ -38,9 +37,7 @@ class FloorAdapter:
         if payload.startswith(_PUB):
             state.publications += 1
             if probe:
-                ts = json.loads(payload)["data"].get("ts")
-                if ts is not None:
-                    state.latencies_ms.append(time.time() * 1000 - ts)
+                state.record_latency(json.loads(payload)["data"].get("ts"))
         elif payload.startswith(b"ok "):
             state.subscribed += 1
         return []

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections.abc import Sequence
 
 from bench.loadgen.adapters import OP_TEXT, ClientState, Message
@@ -56,9 +55,7 @@ class SocketIOAdapter:
             state.publications += 1
             if probe:
                 # 42["pub",{...}] : the data is the event's only argument.
-                ts = json.loads(payload[_PUB_DATA:-1]).get("ts")
-                if ts is not None:
-                    state.latencies_ms.append(time.time() * 1000 - ts)
+                state.record_latency(json.loads(payload[_PUB_DATA:-1]).get("ts"))
             return []
         if payload == b"2":
             return [_PONG]
