@@ -14,12 +14,15 @@ FROM python:3.11-slim-bookworm AS builder
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY socketsrv ./socketsrv
+COPY herald_contract ./herald_contract
 COPY publisher ./publisher
+COPY socketsrv ./socketsrv
+COPY qasite ./qasite
+COPY launch ./launch
 
 # The project's wheel and a wheel of every pinned dependency, so the final stage installs
 # offline from /wheels and needs no compiler.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fleet,site]"
 
 
 # The browser client the live pages import, built with its pinned toolchain (package-lock).
@@ -44,7 +47,7 @@ ENV PYTHONUNBUFFERED=1 \
 # The wheels are bind-mounted from the builder, never copied, so no layer keeps them.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/herald \
-    && /opt/herald/bin/pip install --no-cache-dir --no-index --find-links=/wheels /wheels/herald-*.whl \
+    && /opt/herald/bin/pip install --no-cache-dir --no-index --find-links=/wheels "$(ls /wheels/herald-*.whl)[fleet,site]" \
     && groupadd --system --gid 10001 herald \
     && useradd --system --uid 10001 --gid herald --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin herald

@@ -16,6 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+PRODUCT_PACKAGES = ("herald_contract", "publisher", "socketsrv", "qasite", "launch")
+"""The packages whose uncommitted changes make a measurement "dirty"."""
+
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -139,7 +142,7 @@ def machine() -> dict[str, object]:
             timeout=5,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "socketsrv", "publisher"],
+            ["git", "status", "--porcelain", "--", *PRODUCT_PACKAGES],
             capture_output=True, text=True, cwd=root, timeout=5,
         ).stdout.strip()  # fmt: skip
         git = head + (" + uncommitted changes in socketsrv/publisher" if dirty else "")

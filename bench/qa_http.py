@@ -7,7 +7,7 @@
 What it does, bounded in time and count:
 
 1. seeds the database with ``herald-qa seed`` when it holds fewer than ``--questions``;
-2. starts the service as production runs it: ``python -m publisher.qa serve --workers N``
+2. starts the service as production runs it: ``python -m qasite serve --workers N``
    (uvicorn with uvloop + httptools, ``HERALD_QA_ENVIRONMENT=production`` with configured
    secrets, access log on, no Redis: the relay is off, which reads do not need);
 3. per scenario, a warm-up then a measured run of closed-loop keep-alive connections from a
@@ -223,8 +223,8 @@ def question_count(database_url: str) -> tuple[int, int]:
     """(count, max id) of questions, after migrating the database (empty: 0s)."""
     from sqlalchemy import text
 
-    from publisher.qa.db import Database, migrate
-    from publisher.qa.settings import Settings
+    from qasite.core.db import Database, migrate
+    from qasite.core.settings import Settings
 
     async def read() -> tuple[int, int]:
         db = Database.open(Settings(database_url=database_url))
@@ -246,7 +246,7 @@ def ensure_seeded(database_url: str, questions: int, users: int) -> dict[str, An
         return {"seeded_now": False, "questions_found": count}
     began = time.perf_counter()
     env = dict(os.environ, DATABASE_URL=database_url)
-    subprocess.run([PY, "-m", "publisher.qa", "seed", "--questions", str(questions - count),
+    subprocess.run([PY, "-m", "qasite", "seed", "--questions", str(questions - count),
                     "--users", str(users), "--now", "2026-11-01T00:00:00"],
                    cwd=ROOT, env=env, check=True, timeout=3600)  # fmt: skip
     return {"seeded_now": True, "seed_s": round(time.perf_counter() - began, 1)}
@@ -257,7 +257,7 @@ def running_service(
     env: dict[str, str], workers: int, log_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([PY, "-m", "publisher.qa", "serve", "--workers", str(workers)],
+        proc = subprocess.Popen([PY, "-m", "qasite", "serve", "--workers", str(workers)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
         try:
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "questions": count,
         "seeding": seeding,
         "service": {
-            "command": f"python -m publisher.qa serve --workers {args.workers}",
+            "command": f"python -m qasite serve --workers {args.workers}",
             "environment": "production",
             "redis": None,
             "access_log": True,

@@ -1,18 +1,15 @@
 """Herald's publishing library: what any Python backend needs to push events to browsers.
 
-The names shared by every side of Herald live here, defined once:
+* :class:`publisher.publish.Publisher`: ``publish(channel, data)`` over Redis;
+* ``herald-publish`` (:mod:`publisher.cli`): the same from a shell.
 
-* :mod:`publisher.channels`: the channel grammar (which names exist, who may read them);
-* :mod:`publisher.envelope`: the msgpack envelope a publication travels in;
-* :mod:`publisher.keys`: the Redis key layout (one hash slot per channel);
-* :mod:`publisher.publish`: ``Publisher.publish(channel, data)`` over Redis.
-
-socketsrv imports these modules; it never redefines them.
+It depends on :mod:`herald_contract` only (installs with redis and msgpack): the channel
+grammar, envelope and scripts it uses are the contract's, the same the socket fleet uses.
 """
 
-from publisher.channels import Channel, ChannelKind, parse_channel
-from publisher.envelope import Envelope
-from publisher.errors import HeraldPublishError, InvalidChannel, InvalidPayload
+from herald_contract.channels import Channel, ChannelKind, parse_channel
+from herald_contract.envelope import Envelope
+from herald_contract.errors import HeraldPublishError, InvalidChannel, InvalidPayload
 
 __all__ = [
     "Channel",

@@ -18,10 +18,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from publisher.errors import InvalidChannel, InvalidPayload, PublishFailed
-from publisher.keys import DEFAULT_PREFIX
+from herald_contract.errors import InvalidChannel, InvalidPayload, PublishFailed
+from herald_contract.keys import DEFAULT_PREFIX
+from herald_contract.stream import PublishResult
 from publisher.publish import Publisher
-from publisher.stream import PublishResult
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2

@@ -31,9 +31,9 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
-from publisher.channels import Channel
-from publisher.envelope import StreamPosition
-from socketsrv.bus.base import BusUnavailable
+from herald_contract.bus import BusUnavailable
+from herald_contract.channels import Channel
+from herald_contract.envelope import StreamPosition
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier

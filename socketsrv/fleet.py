@@ -44,8 +44,8 @@ def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
 async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None) -> None:
     from prometheus_client import disable_created_metrics
 
-    from socketsrv.app import build_bus
-    from socketsrv.demo import run_demo
+    from launch.demo import run_demo
+    from socketsrv.buses import build_bus
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
 

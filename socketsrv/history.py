@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from publisher.envelope import StreamPosition
-from socketsrv.bus.base import Bus, HistoryRead
+from herald_contract.bus import Bus, HistoryRead
+from herald_contract.envelope import StreamPosition
 from socketsrv.publication import Publication
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class HistoryReader:
     async def read(self, channel: str, since: StreamPosition | None) -> Recovered:
         """The channel's position and the publications after *since*, read after this call.
 
-        Raises :class:`socketsrv.bus.base.BusUnavailable` when the bus cannot be reached.
+        Raises :class:`herald_contract.bus.BusUnavailable` when the bus cannot be reached.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recovered] = loop.create_future()

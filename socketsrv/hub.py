@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from publisher.envelope import InvalidEnvelope, StreamPosition
-from socketsrv.bus.base import Bus, BusUnavailable
+from herald_contract.bus import Bus, BusUnavailable
+from herald_contract.envelope import InvalidEnvelope, StreamPosition
 from socketsrv.history import HistoryReader
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.codes import CloseCode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from publisher.envelope import decode_envelope
+from herald_contract.envelope import decode_envelope
 from socketsrv.protocol import frames
 from socketsrv.protocol.commands import WireFormat
 
@@ -31,6 +31,6 @@ class Publication:
 
 
 def decode_publication(channel: str, envelope: bytes) -> Publication:
-    """Decode envelope bytes from the bus; raises publisher.envelope.InvalidEnvelope."""
+    """Decode envelope bytes from the bus; raises herald_contract.envelope.InvalidEnvelope."""
     e = decode_envelope(envelope)
     return Publication(channel, e.epoch, e.offset, e.published_ms, e.data)

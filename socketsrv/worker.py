@@ -25,7 +25,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.http11 import Request, Response
 
-from socketsrv.bus.base import Bus
+from herald_contract.bus import Bus
 from socketsrv.connection import (
     ClientConnection,
     ConnectionConfig,

@@ -103,11 +103,11 @@ def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
     assert "socketsrv/py.typed" in names
     assert "publisher/__init__.py" in names
     assert "publisher/py.typed" in names
-    lua = sorted(name for name in names if name.startswith("publisher/scripts/"))
-    assert lua, "the wheel has no publisher/scripts/*.lua: check [tool.setuptools.package-data]"
+    lua = sorted(name for name in names if name.startswith("herald_contract/lua/"))
+    assert lua, "the wheel has no herald_contract/lua/*.lua: check [tool.setuptools.package-data]"
     assert all(name.endswith(".lua") for name in lua), lua
     expected_lua = sorted(
-        f"publisher/scripts/{path.name}" for path in (REPO / "publisher/scripts").glob("*.lua")
+        f"herald_contract/lua/{path.name}" for path in (REPO / "herald_contract/lua").glob("*.lua")
     )
     assert lua == expected_lua
     # The image's ENTRYPOINT and the publisher CLI are console scripts of the wheel.

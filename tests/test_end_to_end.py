@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from publisher.errors import PublishFailed
+from herald_contract.errors import PublishFailed
 from publisher.publish import Publisher
 from socketsrv.protocol.codes import should_reconnect
 from tests.support.client import HeraldTestClient

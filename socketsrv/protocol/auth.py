@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from publisher.channels import MAX_ID
+from herald_contract.channels import MAX_ID
 
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgpack
 
-from publisher.channels import Channel, parse_channel
-from publisher.envelope import StreamPosition
-from publisher.errors import InvalidChannel
+from herald_contract.channels import Channel, parse_channel
+from herald_contract.envelope import StreamPosition
+from herald_contract.errors import InvalidChannel
 from socketsrv.protocol.codes import ErrorCode
 
 MAX_REQUEST_ID = 2**31 - 1

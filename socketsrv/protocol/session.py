@@ -17,8 +17,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from publisher.channels import Channel
-from publisher.envelope import StreamPosition
+from herald_contract.channels import Channel
+from herald_contract.envelope import StreamPosition
 from socketsrv.protocol import frames
 from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
 from socketsrv.protocol.codes import CloseCode, ErrorCode

@@ -5,7 +5,7 @@
     system.stop_fleet(); system.start_fleet()        # SIGTERM drain, start on the same port
     system.close()
 
-The Q&A core runs as ``python -m publisher.qa serve`` on a fresh SQLite file with a
+The Q&A core runs as ``python -m qasite serve`` on a fresh SQLite file with a
 development key pair written beforehand; the fleet verifies its connection tokens with the
 public key only.
 """
@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from publisher.qa.keys import PUBLIC_KEY_FILE, with_secrets
-from publisher.qa.settings import Settings
+from qasite.core.keys import PUBLIC_KEY_FILE, with_secrets
+from qasite.core.settings import Settings
 from tests.support.fleet import Fleet
 from tests.support.processes import stop_group
 from tests.support.redis_server import free_port
@@ -80,7 +80,7 @@ class PinnedFleet(Fleet):
 
 
 class QACore:
-    """``python -m publisher.qa serve`` on a free port, relaying to Redis."""
+    """``python -m qasite serve`` on a free port, relaying to Redis."""
 
     def __init__(self, *, data_dir: Path, redis_url: str, socket_url: str, log: Path) -> None:
         self.port = free_port()
@@ -103,7 +103,7 @@ class QACore:
         env.pop("DATABASE_URL", None)
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "publisher.qa", "serve"],
+            [sys.executable, "-m", "qasite", "serve"],
             cwd=ROOT,
             env=env,
             stdout=self._log,

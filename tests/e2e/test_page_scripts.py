@@ -13,7 +13,7 @@ def test_the_page_scripts_type_check_in_strict_mode(client_build: Path) -> None:
     tsc = CLIENT_JS / "node_modules" / ".bin" / "tsc"
     assert tsc.exists(), "client-js/node_modules is missing: run `npm ci` in client-js"
     done = subprocess.run(
-        [str(tsc), "-p", str(ROOT / "publisher" / "qa" / "web" / "tsconfig.json")],
+        [str(tsc), "-p", str(ROOT / "qasite" / "web" / "tsconfig.json")],
         capture_output=True,
         text=True,
         check=False,

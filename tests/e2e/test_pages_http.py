@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from publisher.qa.app import create_app
-from publisher.qa.routes import pages
-from publisher.qa.settings import Settings
+from qasite.core.settings import Settings
+from qasite.main import create_app
+from qasite.web import pages
 
 
 @pytest.fixture

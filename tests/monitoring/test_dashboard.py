@@ -1,7 +1,7 @@
-"""monitoring/ only names metrics that socketsrv.metrics or publisher.qa.metrics export, and
+"""monitoring/ only names metrics that socketsrv.metrics or qasite.core.metrics export, and
 its queries parse.
 
-A metric renamed in socketsrv/metrics.py or publisher/qa/metrics.py and not in the Grafana
+A metric renamed in socketsrv/metrics.py or qasite/core/metrics.py and not in the Grafana
 dashboard, the alert rules or their unit tests turns a panel blank or an alert silent without
 any error from Prometheus; these tests turn it red instead. The PromQL of the dashboard is
 parsed by promtool, which ./herald test fetches into .venv/tools.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from publisher.qa import metrics as qa_metrics
+from qasite.core import metrics as qa_metrics
 from socketsrv.metrics import build_metrics, render
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -75,7 +75,7 @@ def assert_only_exported_metrics(where: str, text: str) -> None:
     used = set(HERALD_METRIC.findall(text))
     unknown = sorted(used - exported_series_names())
     assert not unknown, (
-        f"{where} uses metrics neither socketsrv.metrics nor publisher.qa.metrics export: {unknown}"
+        f"{where} uses metrics neither socketsrv.metrics nor qasite.core.metrics export: {unknown}"
     )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from herald_contract.envelope import decode_envelope
+from herald_contract.keys import KeyLayout
 from publisher.cli import main
-from publisher.envelope import decode_envelope
-from publisher.keys import KeyLayout
 from tests.support.redis_server import RedisServer, free_port
 
 

@@ -11,17 +11,13 @@ import msgpack
 import pytest
 import redis.asyncio
 
-from publisher.envelope import StreamPosition, build_envelope, decode_envelope
-from publisher.errors import BusUnavailable, InvalidChannel, InvalidPayload, PublishFailed
-from publisher.keys import KeyLayout
-from publisher.publish import (
-    HistorySettings,
-    Publisher,
-    PublishScripts,
-    check_event_id,
-    history_complete,
-)
-from publisher.stream import HistoryRead
+from herald_contract.envelope import StreamPosition, build_envelope, decode_envelope
+from herald_contract.errors import BusUnavailable, InvalidChannel, InvalidPayload, PublishFailed
+from herald_contract.history import HistorySettings, check_event_id, history_complete
+from herald_contract.keys import KeyLayout
+from herald_contract.redis_scripts import PublishScripts
+from herald_contract.stream import HistoryRead
+from publisher.publish import Publisher
 from tests.support.redis_server import RedisServer, free_port
 
 CHANNEL = "question:42"

@@ -8,7 +8,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from publisher.envelope import pack_data
+from herald_contract.envelope import pack_data
 from socketsrv.worker import Worker
 from tests.support.worker import running_worker, ws_url
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from publisher.envelope import StreamPosition, pack_data
-from socketsrv.bus.base import BusListener, BusUnavailable, HistoryRead, HistoryResult
-from socketsrv.bus.memory import MemoryBus
+from herald_contract.bus import BusListener, BusUnavailable, HistoryRead, HistoryResult
+from herald_contract.envelope import StreamPosition, pack_data
+from herald_contract.memory_bus import MemoryBus
 from socketsrv.history import PIPELINE_READS, HistoryReader, suffix_after
 from socketsrv.publication import Publication, decode_publication
 

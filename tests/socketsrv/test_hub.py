@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from publisher.envelope import StreamPosition, pack_data
-from socketsrv.bus.base import BusListener, HistoryRead, HistoryResult, PublishResult
-from socketsrv.bus.memory import MemoryBus
+from herald_contract.bus import BusListener, HistoryRead, HistoryResult, PublishResult
+from herald_contract.envelope import StreamPosition, pack_data
+from herald_contract.memory_bus import MemoryBus
 from socketsrv.hub import ChannelState, Hub
 from socketsrv.metrics import build_metrics
 from socketsrv.protocol.codes import CloseCode
@@ -82,7 +82,7 @@ class LossyBus:
         return await self.inner.history_many(reads)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
-        from publisher.envelope import decode_envelope
+        from herald_contract.envelope import decode_envelope
 
         if decode_envelope(envelope).offset in self.drop:
             return

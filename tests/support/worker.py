@@ -9,9 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from publisher.envelope import pack_data
-from socketsrv.app import build_bus
-from socketsrv.bus.base import Bus
+from herald_contract.bus import Bus
+from herald_contract.envelope import pack_data
+from socketsrv.buses import build_bus
 from socketsrv.metrics import build_metrics
 from socketsrv.settings import Settings
 from socketsrv.worker import Worker

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from publisher.errors import PublishFailed
+from herald_contract.errors import PublishFailed
 from publisher.publish import Publisher
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from publisher.channels import ChannelKind
-from publisher.envelope import StreamPosition
+from herald_contract.channels import ChannelKind
+from herald_contract.envelope import StreamPosition
 from socketsrv.protocol.codes import ErrorCode
 from socketsrv.protocol.commands import (
     MAX_REQUEST_ID,

@@ -9,8 +9,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from publisher.channels import parse_channel
-from publisher.envelope import StreamPosition
+from herald_contract.channels import parse_channel
+from herald_contract.envelope import StreamPosition
 from socketsrv.protocol.auth import TokenVerifier
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat

@@ -1,0 +1,96 @@
+"""The channel grammar of a Q&A site (docs/protocol.md#channels).
+
+Every channel name that reaches Redis or the subscription table passes :func:`parse_channel`
+first, so a hostile client cannot make Herald allocate keys of arbitrary size or shape.
+
+    question:<id>     public   scores, answers, comments, edits, accepted answer of one question
+    questions:new     public   new questions ("N new questions" banners)
+    tag:<name>        public   new questions with that tag
+    user:<id>         private  inbox items, unread count, reputation of that user only
+
+``<id>`` is a decimal integer from 1 to 2**63-1 without leading zeros; ``<name>`` is 1-35
+characters of ``a-z 0-9 + # . -`` (Stack Overflow's tag alphabet), starting with a letter, a
+digit or a dot (``.net``). A whole name is at most :data:`MAX_CHANNEL_LENGTH` bytes of ASCII.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from herald_contract.errors import InvalidChannel
+
+MAX_CHANNEL_LENGTH = 64
+MAX_ID = 2**63 - 1
+MAX_TAG_LENGTH = 35
+
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+_TAG = re.compile(r"[a-z0-9.][a-z0-9+#.\-]{0,34}")
+
+
+class ChannelKind(enum.Enum):
+    QUESTION = "question"
+    NEW_QUESTIONS = "questions"
+    TAG = "tag"
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A valid channel name, parsed."""
+
+    name: str
+    kind: ChannelKind
+    key: str
+    """The part after the colon: the question or user id, the tag, or ``"new"``."""
+
+    @property
+    def is_private(self) -> bool:
+        """Only ``user:<id>`` channels are private."""
+        return self.kind is ChannelKind.USER
+
+    def readable_by(self, user_id: str | None) -> bool:
+        """Whether a connection authenticated as *user_id* (None: anonymous) may subscribe."""
+        if self.kind is ChannelKind.USER:
+            return user_id is not None and user_id == self.key
+        return True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _parse_id(name: str, value: str) -> str:
+    if _ID.fullmatch(value) is None or int(value) > MAX_ID:
+        raise InvalidChannel(name, "the id must be a decimal integer from 1 to 2**63-1")
+    return value
+
+
+def parse_channel(name: object) -> Channel:
+    """Parse and validate a channel name; raise :class:`InvalidChannel` if it breaks the grammar."""
+    if not isinstance(name, str):
+        raise InvalidChannel(repr(name)[:80], "a channel name is a string")
+    if not name:
+        raise InvalidChannel(name, "empty")
+    if len(name) > MAX_CHANNEL_LENGTH:
+        raise InvalidChannel(name, f"longer than {MAX_CHANNEL_LENGTH} characters")
+    if not name.isascii():
+        raise InvalidChannel(name, "only ASCII characters are allowed")
+    prefix, sep, rest = name.partition(":")
+    if not sep:
+        raise InvalidChannel(name, "expected <kind>:<key>")
+    if prefix == "question":
+        return Channel(name, ChannelKind.QUESTION, _parse_id(name, rest))
+    if prefix == "user":
+        return Channel(name, ChannelKind.USER, _parse_id(name, rest))
+    if prefix == "questions":
+        if rest != "new":
+            raise InvalidChannel(name, "the only questions channel is questions:new")
+        return Channel(name, ChannelKind.NEW_QUESTIONS, rest)
+    if prefix == "tag":
+        if _TAG.fullmatch(rest) is None:
+            raise InvalidChannel(
+                name, f"a tag is 1-{MAX_TAG_LENGTH} characters of a-z 0-9 + # . - (lowercase)"
+            )
+        return Channel(name, ChannelKind.TAG, rest)
+    raise InvalidChannel(name, "unknown kind; expected question, questions, tag or user")

@@ -1,0 +1,74 @@
+"""History rules shared by every bus and by publishers: retention, epochs, event ids, gaps.
+
+:class:`HistorySettings` is how much and how long a channel's history keeps; whoever calls the
+publish script passes it, so a publisher and the fleet must build it from the same settings
+(docs/configuration.md). :func:`history_complete` is the one test of "no gap" that both buses
+and the fleet's catch-up apply to a history read.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from herald_contract.envelope import StreamPosition
+from herald_contract.errors import InvalidPayload
+
+MAX_EVENT_ID_LENGTH = 128
+_EVENT_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_EVENT_ID_LENGTH}}}")
+
+
+def check_event_id(event_id: str) -> str:
+    """Return *event_id* if it is ``""`` (none) or 1-128 of ``A-Za-z0-9_.:-``; else raise.
+
+    Raises :class:`InvalidPayload`. The alphabet keeps idempotency keys printable and short.
+    """
+    if event_id and _EVENT_ID.fullmatch(event_id) is None:
+        raise InvalidPayload(
+            f"an event id is 1-{MAX_EVENT_ID_LENGTH} characters of A-Z a-z 0-9 _ . : -"
+        )
+    return event_id
+
+
+def new_epoch() -> str:
+    """A random epoch name (8 URL-safe characters, 48 bits)."""
+    return secrets.token_urlsafe(6)
+
+
+def history_complete(
+    since: StreamPosition, position: StreamPosition, first_offset: int | None, count: int
+) -> bool:
+    """Whether *count* publications from *first_offset* cover every offset after *since*.
+
+    Both buses keep offsets consecutive within an epoch, so starting right after
+    ``since.offset`` with exactly the missing count means reaching ``position.offset``.
+    A *since* in another epoch, or ahead of the top, is never complete.
+    """
+    if since.epoch != position.epoch or not 0 <= since.offset <= position.offset:
+        return False
+    missing = position.offset - since.offset
+    return missing == 0 or (first_offset == since.offset + 1 and count == missing)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How long and how much a channel's history keeps (the same for every channel)."""
+
+    history_size: int = 500
+    history_ttl_s: float = 900.0
+    meta_ttl_s: float = 30 * 86400.0
+    """How long a channel's epoch and top survive without a publication."""
+    idempotency_ttl_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.history_size < 1:
+            raise ValueError(f"history_size must be at least 1, not {self.history_size}")
+        for name in ("history_ttl_s", "meta_ttl_s", "idempotency_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
+
+def to_ms(seconds: float) -> int:
+    """Seconds as the whole milliseconds Redis expiries take (at least 1)."""
+    return max(1, round(seconds * 1000))

@@ -1,0 +1,1 @@
+"""One router per resource; :func:`qasite.main.create_app` includes them all."""

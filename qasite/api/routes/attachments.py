@@ -1,0 +1,153 @@
+"""Image attachments: upload to your question or answer, served back to anyone.
+
+An upload is the image's bytes as the request body (``fetch(url, {method: "POST", body:
+file})``); its type is read from the content, not from headers. Over ``max_attachment_bytes``:
+413, before the body is read when Content-Length says so, else as soon as it grows past it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import FileResponse, Response
+
+from qasite.api.deps import Ctx, ItemId, OwnedAnswer, OwnedQuestion, ReadSession, WriteTx
+from qasite.api.errors import (
+    ERROR_RESPONSES,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
+from qasite.api.schemas import AttachmentOut
+from qasite.domain.images import NotAnImage, check_image
+from qasite.domain.models import Attachment
+from qasite.domain.posts import attachment_out
+
+router = APIRouter(prefix="/api", tags=["attachments"], responses=ERROR_RESPONSES)
+
+_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Larger than max_attachment_bytes"},
+    415: {"description": "Not a PNG, JPEG, GIF or WebP image"},
+}
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+"""An attachment's bytes never change under its id."""
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"an attachment is at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"an attachment is at most {limit} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if not data:
+        raise Invalid("the request body must be the image's bytes")
+    return data
+
+
+async def _attach(
+    request: Request,
+    context: Ctx,
+    tx: WriteTx,
+    owner_id: int,
+    *,
+    question_id: int | None,
+    answer_id: int | None,
+) -> AttachmentOut:
+    settings = context.settings
+    data = await _read_limited(request, settings.max_attachment_bytes)
+    try:
+        image = check_image(data, max_pixels=settings.max_image_pixels)
+    except NotAnImage as exc:
+        raise UnsupportedMedia(str(exc)) from None
+    name = await context.images.save(data, image.content_type)
+    attachment = Attachment(
+        owner_id=owner_id,
+        question_id=question_id,
+        answer_id=answer_id,
+        content_type=image.content_type,
+        size_bytes=image.size_bytes,
+        width=image.width,
+        height=image.height,
+        sha256=image.sha256,
+        storage_name=name,
+    )
+    tx.session.add(attachment)
+    try:
+        await tx.session.flush()
+        out = attachment_out(attachment)
+        await tx.commit()
+    except BaseException:
+        await context.images.delete(name)
+        raise
+    return out
+
+
+@router.post(
+    "/questions/{question_id}/attachments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AttachmentOut,
+    openapi_extra=_UPLOAD,
+    responses=_UPLOAD_ERRORS,
+)
+async def attach_to_question(
+    request: Request, question: OwnedQuestion, tx: WriteTx, context: Ctx
+) -> AttachmentOut:
+    """Attach an image to your question."""
+    return await _attach(
+        request, context, tx, question.author_id, question_id=question.id, answer_id=None
+    )
+
+
+@router.post(
+    "/answers/{answer_id}/attachments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AttachmentOut,
+    openapi_extra=_UPLOAD,
+    responses=_UPLOAD_ERRORS,
+)
+async def attach_to_answer(
+    request: Request, answer: OwnedAnswer, tx: WriteTx, context: Ctx
+) -> AttachmentOut:
+    """Attach an image to your answer."""
+    return await _attach(
+        request, context, tx, answer.author_id, question_id=None, answer_id=answer.id
+    )
+
+
+@router.get(
+    "/attachments/{attachment_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}, "description": "The image"}},
+)
+async def serve(attachment_id: ItemId, session: ReadSession, context: Ctx) -> Response:
+    """The image with its type, length, a strong ETag and a year of caching."""
+    attachment = await session.get(Attachment, attachment_id)
+    if attachment is None:
+        raise NotFound(f"no attachment {attachment_id}")
+    path = context.images.path_of(attachment.storage_name)
+    if not path.is_file():
+        raise NotFound(f"attachment {attachment_id} is missing from storage")
+    return FileResponse(
+        path,
+        media_type=attachment.content_type,
+        headers={
+            "Cache-Control": CACHE_CONTROL,
+            "ETag": f'"{attachment.sha256}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'",
+        },
+    )

@@ -1,0 +1,75 @@
+"""GET /api/questions: search and list questions (filters, sorts, signed keyset cursors).
+
+The semantics of each parameter are those of :mod:`qasite.domain.search`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from qasite.api.deps import Ctx, ReadSession
+from qasite.api.errors import ERROR_RESPONSES
+from qasite.api.schemas import QuestionPage, TagName, Text
+from qasite.domain.search import (
+    MAX_PAGE,
+    MAX_QUERY_CHARS,
+    CursorCodec,
+    SearchQuery,
+    Sort,
+    search_questions,
+)
+
+router = APIRouter(prefix="/api/questions", tags=["questions"], responses=ERROR_RESPONSES)
+
+INT32 = 2**31
+
+
+@router.get("", response_model=QuestionPage)
+async def list_questions(
+    session: ReadSession,
+    context: Ctx,
+    q: Annotated[
+        Text | None,
+        Query(
+            max_length=MAX_QUERY_CHARS,
+            description='full-text query: every word must match; "a phrase"; -word excludes',
+        ),
+    ] = None,
+    tag: Annotated[
+        list[TagName] | None,
+        Query(max_length=5, description="repeat for several: questions with all of them"),
+    ] = None,
+    created_from: Annotated[
+        dt.datetime | None, Query(description="created at or after (ISO 8601; naive is UTC)")
+    ] = None,
+    created_to: Annotated[dt.datetime | None, Query(description="created before")] = None,
+    min_score: Annotated[int | None, Query(ge=-INT32, lt=INT32)] = None,
+    answered: Annotated[
+        bool | None,
+        Query(description="true: at least one answer (accepted or not); false: none yet"),
+    ] = None,
+    sort: Annotated[
+        Sort | None, Query(description="default: relevance with q, else newest")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor from the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 30,
+) -> QuestionPage:
+    """Questions matching the query, one page at a time (newest first by default)."""
+    query = SearchQuery.build(
+        text=q,
+        tags=tag or (),
+        created_from=created_from,
+        created_to=created_to,
+        min_score=min_score,
+        answered=answered,
+        sort=sort,
+        limit=limit,
+    )
+    secret = context.settings.access_token_secret
+    assert secret is not None, "with_secrets() fills it in at start-up"
+    return await search_questions(session, query, CursorCodec(secret), cursor=cursor)

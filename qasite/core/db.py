@@ -1,0 +1,115 @@
+"""The database: one async engine, sessions for reading and for writing, and migrations.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on. Its write transactions
+begin with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes can fail
+with "database is locked" when another writer got there between its read and its write
+(the busy timeout does not apply to that upgrade), while an immediate one waits its turn.
+Reads stay deferred, so readers never wait for writers. On PostgreSQL both kinds of session
+are plain READ COMMITTED transactions; writes that must not race lock rows or rely on
+unique constraints (see :mod:`qasite.domain.votes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from qasite.core.settings import Settings
+
+_IMMEDIATE = "herald_sqlite_immediate"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling is turned off; on_begin issues BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def build_engine(settings: Settings) -> AsyncEngine:
+    """The engine for *settings* (creating the data directory for the default SQLite file)."""
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The engine and its two session factories; built once at start-up."""
+
+    engine: AsyncEngine
+    reads: async_sessionmaker[AsyncSession]
+    writes: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        engine = build_engine(settings)
+        reads = async_sessionmaker(engine, expire_on_commit=False)
+        writes = async_sessionmaker(
+            engine, expire_on_commit=False, execution_options={_IMMEDIATE: True}
+        )
+        return cls(engine, reads, writes)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self.writes() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, pointing at the migrations shipped inside this package."""
+    config = Config()
+    location = resources.files("qasite").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to *revision* (run at start-up and by ``herald-qa migrate``)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)

@@ -1,0 +1,33 @@
+"""The transactional outbox: events written in the transaction of the change they describe.
+
+:func:`emit` adds an ``outbox`` row to the caller's session; the row commits or rolls back
+with the change, so an event is never published for a change that did not happen and never
+lost for one that did. :mod:`qasite.domain.relay` publishes committed rows in ``id`` order.
+
+The channel and the payload are checked here, inside the transaction (the channel grammar,
+JSON-compatible, at most 64 KiB as JSON), so a row the bus would refuse is never committed
+and can never block the relay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald_contract.channels import parse_channel
+from herald_contract.envelope import pack_data
+from qasite.domain.models import OutboxEvent
+
+
+def emit(session: AsyncSession, channel: str, payload: dict[str, Any]) -> OutboxEvent:
+    """Queue *payload* for *channel* in *session*'s transaction; raise if the bus would refuse it.
+
+    Raises :class:`herald_contract.errors.InvalidChannel` or
+    :class:`herald_contract.errors.InvalidPayload`.
+    """
+    parse_channel(channel)
+    pack_data(payload)
+    event = OutboxEvent(channel=channel, payload=payload)
+    session.add(event)
+    return event

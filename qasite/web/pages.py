@@ -1,0 +1,161 @@
+"""The live pages (issue 5): HTML shells, their scripts and styles, and the browser client.
+
+    /                  the question list ("N new questions" banner, ``questions:new``)
+    /questions/{id}    a question, its answers and comments, live on ``question:<id>``
+    /inbox             the signed-in user's inbox, live on ``user:<id>``
+    /login /signup /verify
+
+Each page is a small HTML shell (``qasite/web/templates``) whose ES module
+(``qasite/web/static``) loads the state from the JSON API and keeps it live with the
+browser client, served from ``client-js/dist`` at ``/static/herald/`` and imported as
+``@herald/client`` through an import map. How a page avoids missing an event between its
+load and its subscription is in docs/pages.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from qasite.api.deps import QuestionId, SettingsDep
+from qasite.api.errors import NotFound
+from qasite.core.settings import Settings
+
+WEB_DIR = Path(__file__).resolve().parent
+CLIENT_DIST = Path(__file__).resolve().parents[2] / "client-js" / "dist"
+"""The built browser client (``npm run build`` in client-js/)."""
+
+IMPORT_MAP = json.dumps({"imports": {"@herald/client": "/static/herald/index.js"}})
+_IMPORT_MAP_HASH = base64.b64encode(hashlib.sha256(IMPORT_MAP.encode()).digest()).decode()
+
+STATIC_NAME = r"^[a-z][a-z0-9-]*\.(js|css)$"
+CLIENT_NAME = r"^[a-z][a-z0-9-]*\.js(\.map)?$"
+_MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".map": "application/json",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+@cache
+def _template(name: str) -> Template:
+    return Template((WEB_DIR / "templates" / f"{name}.html").read_text(encoding="utf-8"))
+
+
+def _security_headers(settings: Settings) -> dict[str, str]:
+    """Scripts only from this origin plus the import map; sockets only to the fleet."""
+    socket_origin = re.sub(r"^(wss?://[^/?#]+).*$", r"\1", settings.socket_url)
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'sha256-{_IMPORT_MAP_HASH}'",
+            f"connect-src 'self' {socket_origin}",
+            "img-src 'self' data:",
+            "style-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-cache",
+    }
+
+
+def render_page(
+    settings: Settings, page: str, title: str, script: str, **values: str
+) -> HTMLResponse:
+    """The layout around the page's template; *values* fill the page template (escaped)."""
+    main = _template(page).substitute({k: html.escape(v) for k, v in values.items()})
+    dev_meta = '<meta name="herald-dev" content="1">' if settings.is_development else ""
+    body = _template("layout").substitute(
+        title=html.escape(title),
+        page=page,
+        main=main,
+        script=script,
+        socket_url=html.escape(settings.socket_url),
+        dev_meta=dev_meta,
+        importmap=IMPORT_MAP,
+    )
+    return HTMLResponse(body, headers=_security_headers(settings))
+
+
+@router.get("/", response_class=HTMLResponse)
+async def question_list(settings: SettingsDep) -> HTMLResponse:
+    return render_page(settings, "list", "Questions", "list.js")
+
+
+@router.get("/questions/{question_id}", response_class=HTMLResponse)
+async def question_page(question_id: QuestionId, settings: SettingsDep) -> HTMLResponse:
+    """The shell only: a question that does not exist is reported by the page's load."""
+    return render_page(
+        settings, "question", "Question", "question.js", question_id=str(question_id)
+    )
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox_page(settings: SettingsDep) -> HTMLResponse:
+    return render_page(settings, "inbox", "Inbox", "inbox.js")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(settings: SettingsDep) -> HTMLResponse:
+    return render_page(settings, "login", "Log in", "forms.js")
+
+
+@router.get("/signup", response_class=HTMLResponse)
+async def signup_page(settings: SettingsDep) -> HTMLResponse:
+    return render_page(settings, "signup", "Sign up", "forms.js")
+
+
+@router.get("/verify", response_class=HTMLResponse)
+async def verify_page(settings: SettingsDep) -> HTMLResponse:
+    return render_page(settings, "verify", "Verify your email", "forms.js")
+
+
+def _file(directory: Path, name: str) -> FileResponse:
+    path = directory / name
+    if not path.is_file():
+        raise NotFound(f"no file {name}")
+    return FileResponse(
+        path,
+        media_type=_MEDIA_TYPES[path.suffix],
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/static/web/{name}")
+async def page_asset(name: Annotated[str, PathParam(pattern=STATIC_NAME)]) -> Response:
+    """The pages' own scripts and styles (revalidated on each load: no build step, no hashes)."""
+    return _file(WEB_DIR / "static", name)
+
+
+@router.get("/static/herald/{name}")
+async def client_module(
+    name: Annotated[str, PathParam(pattern=CLIENT_NAME)], settings: SettingsDep
+) -> Response:
+    """A module of the built browser client; 503 when client-js has not been built."""
+    dist = settings.client_dist_dir if settings.client_dist_dir is not None else CLIENT_DIST
+    if not (dist / "index.js").is_file():
+        return Response(
+            "the browser client is not built: run `npm ci && npm run build` in client-js/\n",
+            status_code=503,
+            media_type="text/plain",
+        )
+    return _file(dist, name)

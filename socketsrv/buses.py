@@ -1,0 +1,31 @@
+"""Build a worker from settings: the one place that picks the bus implementation."""
+
+from __future__ import annotations
+
+from herald_contract.bus import Bus
+from herald_contract.keys import KeyLayout
+from herald_contract.memory_bus import MemoryBus
+from socketsrv.metrics import Metrics
+from socketsrv.settings import Settings
+
+
+def build_bus(settings: Settings, metrics: Metrics) -> Bus:
+    """The Redis bus when ``redis_url`` is set, else the in-process bus (embedded default)."""
+    if settings.redis_url is None:
+        return MemoryBus(
+            history_size=settings.history_size,
+            history_ttl_s=settings.history_ttl_s,
+            meta_ttl_s=settings.meta_ttl_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+        )
+    from herald_contract.redis_bus import RedisBus
+
+    return RedisBus(
+        settings.redis_url,
+        keys=KeyLayout(settings.key_prefix),
+        history_size=settings.history_size,
+        history_ttl_s=settings.history_ttl_s,
+        meta_ttl_s=settings.meta_ttl_s,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        metrics=metrics,
+    )

@@ -1,0 +1,555 @@
+"""The bus contract (herald_contract/bus.py), passed by the memory bus and the Redis bus alike.
+
+Most tests run once per bus; the last section holds what only a bus with a connection to
+lose can show (Redis restarts, confirmations), against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import pytest
+
+from herald_contract.bus import Bus, BusUnavailable, HistoryRead
+from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
+from herald_contract.errors import InvalidPayload
+from herald_contract.keys import KeyLayout
+from herald_contract.memory_bus import MemoryBus
+from herald_contract.redis_bus import RedisBus, backoff_delay_s
+from publisher.publish import Publisher
+from socketsrv.metrics import Metrics, build_metrics
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
+
+Q1, Q2, Q3 = "question:1", "question:2", "question:3"
+BARRIER = "questions:new"
+
+
+class Recorder:
+    """A bus listener that writes down everything it is told."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.events: list[str] = []
+
+    def on_publication(self, channel: str, envelope: bytes) -> None:
+        self.received.append((channel, envelope))
+
+    def on_bus_lost(self) -> None:
+        self.events.append("lost")
+
+    def on_bus_restored(self) -> None:
+        self.events.append("restored")
+
+    def envelopes(self, channel: str) -> list[Envelope]:
+        return [decode_envelope(raw) for name, raw in self.received if name == channel]
+
+    def offsets(self, channel: str) -> list[int]:
+        return [envelope.offset for envelope in self.envelopes(channel)]
+
+
+def packed(data: Any) -> bytes:
+    return msgpack.packb(data)
+
+
+@dataclass
+class Harness:
+    """A started bus, its listener, and the means to hurt it."""
+
+    kind: str
+    bus: Bus
+    listener: Recorder
+    server: RedisServer | None = None
+    metrics: Metrics | None = None
+    others: list[Bus] = field(default_factory=list)
+
+    async def publish(self, channel: str, data: Any = None, *, event_id: str = "") -> int:
+        result = await self.bus.publish(channel, packed(data), event_id=event_id)
+        return result.position.offset
+
+    async def settle(self) -> None:
+        """Return once everything published so far has been delivered.
+
+        A publication on a subscribed barrier channel comes after every earlier one, on
+        either bus (one pub/sub connection; one call_soon queue).
+        """
+        await self.bus.subscribe(BARRIER)
+        offset = await self.publish(BARRIER)
+        await eventually(lambda: offset in self.listener.offsets(BARRIER))
+
+    def lose_history(self) -> None:
+        if isinstance(self.bus, MemoryBus):
+            self.bus.forget_history()
+        else:
+            assert self.server is not None
+            self.server.client().flushall()
+
+
+BusFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
+    """Build started buses of the parametrized kind with the given settings; close them."""
+    kind: str = request.param
+    server: RedisServer | None = None
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+    harnesses: list[Harness] = []
+
+    async def make(**settings: Any) -> Harness:
+        listener = Recorder()
+        metrics = build_metrics()
+        bus: MemoryBus | RedisBus
+        if server is None:
+            bus = MemoryBus(**settings)
+        else:
+            bus = RedisBus(server.url, keys=KeyLayout("test"), metrics=metrics, **settings)
+        await bus.start(listener)
+        harness = Harness(kind, bus, listener, server, metrics)
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        await harness.bus.close()
+
+
+@pytest.fixture
+async def bus(make_bus: BusFactory) -> Harness:
+    return await make_bus()
+
+
+# -- offsets and live delivery ---------------------------------------------------------------
+
+
+async def test_publications_get_consecutive_offsets_from_1_in_one_epoch(bus: Harness) -> None:
+    results = [await bus.bus.publish(Q1, packed(n)) for n in range(5)]
+    assert [r.position.offset for r in results] == [1, 2, 3, 4, 5]
+    assert len({r.position.epoch for r in results}) == 1
+    assert not any(r.duplicate for r in results)
+
+
+async def test_each_channel_counts_its_own_offsets(bus: Harness) -> None:
+    assert [await bus.publish(Q1), await bus.publish(Q2), await bus.publish(Q1)] == [1, 1, 2]
+
+
+async def test_a_subscribed_listener_receives_each_publication_once_in_order(
+    bus: Harness,
+) -> None:
+    await bus.bus.subscribe(Q1)
+    for n in range(20):
+        await bus.publish(Q1, {"n": n})
+    await eventually(lambda: len(bus.listener.offsets(Q1)) >= 20)
+    await bus.settle()
+    assert bus.listener.offsets(Q1) == list(range(1, 21))
+    assert [e.data for e in bus.listener.envelopes(Q1)] == [{"n": n} for n in range(20)]
+
+
+async def test_a_delivered_envelope_carries_epoch_offset_time_event_id_and_data(
+    bus: Harness,
+) -> None:
+    await bus.bus.subscribe(Q1)
+    before_ms = time.time_ns() // 1_000_000
+    result = await bus.bus.publish(Q1, packed({"score": 7}), event_id="vote:1")
+    await eventually(lambda: len(bus.listener.received) == 1)
+    [envelope] = bus.listener.envelopes(Q1)
+    assert envelope == Envelope(
+        result.position.epoch, 1, envelope.published_ms, "vote:1", {"score": 7}
+    )
+    assert abs(envelope.published_ms - before_ms) < 5_000
+
+
+async def test_an_unsubscribed_channel_receives_nothing(bus: Harness) -> None:
+    await bus.bus.subscribe(Q2)
+    await bus.bus.unsubscribe(Q2)
+    await bus.publish(Q1)
+    await bus.publish(Q2)
+    await bus.settle()
+    assert bus.listener.offsets(Q1) == []
+    assert bus.listener.offsets(Q2) == []
+
+
+async def test_subscribing_twice_is_harmless_and_unknown_unsubscribes_are_ignored(
+    bus: Harness,
+) -> None:
+    await bus.bus.subscribe(Q1)
+    await bus.bus.subscribe(Q1)
+    await bus.bus.unsubscribe(Q3)
+    await bus.publish(Q1)
+    await bus.settle()
+    assert bus.listener.offsets(Q1) == [1]
+
+
+async def test_concurrent_publishers_get_gap_free_offsets(bus: Harness) -> None:
+    await bus.bus.subscribe(Q1)
+
+    async def publisher(task: int) -> list[int]:
+        return [await bus.publish(Q1, [task, n]) for n in range(25)]
+
+    offsets = await asyncio.gather(*(publisher(task) for task in range(8)))
+    assert sorted(o for task in offsets for o in task) == list(range(1, 201))
+    await eventually(lambda: len(bus.listener.offsets(Q1)) == 200)
+    assert bus.listener.offsets(Q1) == list(range(1, 201))
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+async def test_history_without_a_position_returns_the_position_only(bus: Harness) -> None:
+    first = await bus.bus.publish(Q1, packed(1))
+    await bus.publish(Q1)
+    result = await bus.bus.history(Q1, None, 100)
+    assert result.position == StreamPosition(first.position.epoch, 2)
+    assert result.publications == []
+    assert result.complete
+
+
+async def test_history_after_a_position_returns_exactly_the_missed_publications_in_order(
+    bus: Harness,
+) -> None:
+    first = await bus.bus.publish(Q1, packed("one"))
+    epoch = first.position.epoch
+    for data in ("two", "three", "four"):
+        await bus.publish(Q1, data)
+    result = await bus.bus.history(Q1, StreamPosition(epoch, 1), 100)
+    decoded = [decode_envelope(raw) for raw in result.publications]
+    assert [(e.offset, e.data) for e in decoded] == [(2, "two"), (3, "three"), (4, "four")]
+    assert result.position == StreamPosition(epoch, 4)
+    assert result.complete
+
+
+async def test_history_at_the_top_is_complete_and_empty(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    result = await bus.bus.history(Q1, StreamPosition(epoch, 1), 100)
+    assert (result.publications, result.complete) == ([], True)
+
+
+async def test_replayed_publications_are_byte_for_byte_the_live_ones(bus: Harness) -> None:
+    await bus.bus.subscribe(Q1)
+    epoch = (await bus.bus.publish(Q1, packed({"a": 1}))).position.epoch
+    await bus.publish(Q1, {"b": [1, 2]}, event_id="e-2")
+    await eventually(lambda: len(bus.listener.received) == 2)
+    result = await bus.bus.history(Q1, StreamPosition(epoch, 0), 100)
+    assert result.publications == [raw for _, raw in bus.listener.received]
+
+
+async def test_history_older_than_the_size_window_is_incomplete(make_bus: BusFactory) -> None:
+    harness = await make_bus(history_size=5)
+    epoch = (await harness.bus.publish(Q1, packed(1))).position.epoch
+    for n in range(2, 9):
+        await harness.publish(Q1, n)
+    too_old = await harness.bus.history(Q1, StreamPosition(epoch, 1), 100)
+    assert not too_old.complete
+    assert [decode_envelope(raw).offset for raw in too_old.publications] == [4, 5, 6, 7, 8]
+    just_in = await harness.bus.history(Q1, StreamPosition(epoch, 3), 100)
+    assert just_in.complete
+    assert len(just_in.publications) == 5
+
+
+async def test_history_older_than_the_age_window_is_incomplete(make_bus: BusFactory) -> None:
+    harness = await make_bus(history_ttl_s=0.2)
+    epoch = (await harness.bus.publish(Q1, packed(1))).position.epoch
+    await harness.publish(Q1, 2)
+    await asyncio.sleep(0.3)
+    await harness.publish(Q1, 3)
+    stale = await harness.bus.history(Q1, StreamPosition(epoch, 0), 100)
+    assert not stale.complete
+    assert [decode_envelope(raw).offset for raw in stale.publications] == [3]
+    fresh = await harness.bus.history(Q1, StreamPosition(epoch, 2), 100)
+    assert fresh.complete
+
+
+async def test_history_cut_by_the_limit_is_incomplete(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    for n in range(2, 7):
+        await bus.publish(Q1, n)
+    result = await bus.bus.history(Q1, StreamPosition(epoch, 1), 2)
+    assert [decode_envelope(raw).offset for raw in result.publications] == [2, 3]
+    assert not result.complete
+
+
+async def test_history_of_another_epoch_is_incomplete(bus: Harness) -> None:
+    await bus.publish(Q1)
+    result = await bus.bus.history(Q1, StreamPosition("not-the-epoch", 0), 100)
+    assert (result.publications, result.complete) == ([], False)
+
+
+async def test_a_position_ahead_of_the_top_is_incomplete(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    result = await bus.bus.history(Q1, StreamPosition(epoch, 5), 100)
+    assert (result.publications, result.complete) == ([], False)
+
+
+async def test_a_negative_position_is_incomplete(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    result = await bus.bus.history(Q1, StreamPosition(epoch, -1), 100)
+    assert (result.publications, result.complete) == ([], False)
+
+
+async def test_history_of_a_never_published_channel_creates_the_epoch_the_first_publication_keeps(
+    bus: Harness,
+) -> None:
+    empty = await bus.bus.history(Q1, None, 100)
+    assert empty.position.offset == 0
+    again = await bus.bus.history(Q1, None, 100)
+    assert again.position == empty.position
+    first = await bus.bus.publish(Q1, packed("first"))
+    assert first.position == StreamPosition(empty.position.epoch, 1)
+    recovered = await bus.bus.history(Q1, empty.position, 100)
+    assert recovered.complete
+    assert [decode_envelope(raw).data for raw in recovered.publications] == ["first"]
+
+
+async def test_many_reads_in_one_call_answer_as_the_same_reads_one_by_one(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    for n in range(2, 6):
+        await bus.publish(Q1, n)
+    await bus.publish(Q2, "only")
+    reads = [
+        HistoryRead(Q1, StreamPosition(epoch, 2), 100),
+        HistoryRead(Q2, None, 100),
+        HistoryRead(Q3, StreamPosition("gone", 7), 100),  # never published: incomplete
+        HistoryRead(Q1, StreamPosition(epoch, 0), 2),  # cut by the limit
+    ]
+    together = await bus.bus.history_many(reads)
+    alone = [await bus.bus.history(r.channel, r.since, r.limit) for r in reads]
+    assert together == alone
+    assert [decode_envelope(e).offset for e in together[0].publications] == [3, 4, 5]
+    assert [r.complete for r in together] == [True, True, False, False]
+    assert await bus.bus.history_many([]) == []
+
+
+async def test_many_reads_refuse_a_negative_limit_before_reading(bus: Harness) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await bus.bus.history_many([HistoryRead(Q1, None, 10), HistoryRead(Q2, None, -1)])
+
+
+# -- idempotency -----------------------------------------------------------------------------
+
+
+async def test_a_repeated_event_id_returns_the_first_position_and_delivers_once(
+    bus: Harness,
+) -> None:
+    await bus.bus.subscribe(Q1)
+    first = await bus.bus.publish(Q1, packed("a"), event_id="answer:77")
+    await bus.publish(Q1, "other")
+    again = await bus.bus.publish(Q1, packed("a"), event_id="answer:77")
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.position == first.position
+    await bus.settle()
+    assert bus.listener.offsets(Q1) == [1, 2]
+
+
+async def test_event_ids_are_remembered_per_channel(bus: Harness) -> None:
+    one = await bus.bus.publish(Q1, packed(1), event_id="e")
+    two = await bus.bus.publish(Q2, packed(2), event_id="e")
+    assert (one.duplicate, two.duplicate) == (False, False)
+
+
+async def test_a_malformed_event_id_is_refused(bus: Harness) -> None:
+    with pytest.raises(InvalidPayload):
+        await bus.bus.publish(Q1, packed(1), event_id="has space")
+    with pytest.raises(InvalidPayload):
+        await bus.bus.publish(Q1, packed(1), event_id="x" * 129)
+
+
+# -- losing the history ----------------------------------------------------------------------
+
+
+async def test_losing_the_history_changes_the_epoch_and_restarts_offsets_at_1(
+    bus: Harness,
+) -> None:
+    before = await bus.bus.publish(Q1, packed(1))
+    await bus.publish(Q1, 2)
+    bus.lose_history()
+    after = await bus.bus.publish(Q1, packed(3))
+    assert after.position.offset == 1
+    assert after.position.epoch != before.position.epoch
+    result = await bus.bus.history(Q1, StreamPosition(before.position.epoch, 2), 100)
+    assert not result.complete
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+async def test_the_bus_is_live_after_start_and_not_after_close(bus: Harness) -> None:
+    live_before = bus.bus.live
+    await bus.bus.close()
+    await bus.bus.close()
+    assert (live_before, bus.bus.live) == (True, False)
+    with pytest.raises(BusUnavailable):
+        await bus.bus.subscribe(Q1)
+    with pytest.raises(BusUnavailable):
+        await bus.bus.publish(Q1, packed(1))
+
+
+async def test_a_closed_bus_delivers_nothing_more(bus: Harness) -> None:
+    await bus.bus.subscribe(Q1)
+    await bus.publish(Q1)
+    await bus.bus.close()
+    await asyncio.sleep(0.02)
+    assert bus.listener.received == []
+
+
+async def test_the_memory_bus_never_delivers_inside_publish() -> None:
+    memory, listener = MemoryBus(), Recorder()
+    await memory.start(listener)
+    await memory.subscribe(Q1)
+    await memory.publish(Q1, packed(1))
+    await memory.publish(Q1, packed(2))
+    assert listener.received == []
+    await asyncio.sleep(0)
+    assert listener.offsets(Q1) == [1, 2]
+    await memory.close()
+
+
+# -- only a bus with a connection to lose ----------------------------------------------------
+
+
+@pytest.fixture
+async def redis_bus(redis_server: RedisServer) -> AsyncIterator[Harness]:
+    listener, metrics = Recorder(), build_metrics()
+    bus = RedisBus(
+        redis_server.url,
+        keys=KeyLayout("test"),
+        metrics=metrics,
+        reconnect_min_s=0.02,
+        reconnect_max_s=0.2,
+        ping_interval_s=0.2,
+    )
+    await bus.start(listener)
+    yield Harness("redis", bus, listener, redis_server, metrics)
+    await bus.close()
+
+
+def sample(harness: Harness, name: str) -> float | None:
+    assert harness.metrics is not None
+    return harness.metrics.registry.get_sample_value(name)
+
+
+async def test_after_a_redis_restart_the_bus_is_lost_then_restored_and_resubscribed(
+    redis_bus: Harness,
+) -> None:
+    await redis_bus.bus.subscribe(Q1)
+    await redis_bus.bus.subscribe(Q2)
+    assert redis_bus.server is not None
+    redis_bus.server.restart(keep_data=False)
+    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    assert redis_bus.bus.live
+    await redis_bus.publish(Q1, "after")
+    await redis_bus.publish(Q2, "after")
+    await eventually(lambda: len(redis_bus.listener.received) == 2)
+    assert sample(redis_bus, "herald_bus_reconnects_total") == 1
+    assert sample(redis_bus, "herald_bus_live") == 1
+
+
+async def test_a_restart_that_keeps_the_data_keeps_the_epoch_and_the_history(
+    redis_bus: Harness,
+) -> None:
+    await redis_bus.bus.subscribe(Q1)
+    first = await redis_bus.bus.publish(Q1, packed(1))
+    assert redis_bus.server is not None
+    redis_bus.server.restart(keep_data=True)
+    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    second = await redis_bus.bus.publish(Q1, packed(2))
+    assert second.position == StreamPosition(first.position.epoch, 2)
+    result = await redis_bus.bus.history(Q1, first.position, 100)
+    assert result.complete
+    assert len(result.publications) == 1
+
+
+async def test_publications_missed_while_reconnecting_are_in_the_history(
+    redis_bus: Harness,
+) -> None:
+    await redis_bus.bus.subscribe(Q1)
+    seen = await redis_bus.bus.publish(Q1, packed("seen"))
+    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
+    assert redis_bus.server is not None
+    redis_bus.server.client().client_kill_filter(_type="pubsub")
+    async with Publisher(redis_bus.server.url, prefix="test") as outside:
+        await outside.publish(Q1, "maybe missed")
+    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    repaired = await redis_bus.bus.history(Q1, seen.position, 100)
+    assert repaired.complete
+    assert [decode_envelope(raw).data for raw in repaired.publications] == ["maybe missed"]
+
+
+async def test_while_redis_is_down_calls_fail_with_bus_unavailable(redis_bus: Harness) -> None:
+    assert redis_bus.server is not None
+    await redis_bus.bus.subscribe(Q1)
+    redis_bus.server.stop()
+    await eventually(lambda: redis_bus.listener.events == ["lost"])
+    assert not redis_bus.bus.live
+    assert sample(redis_bus, "herald_bus_live") == 0
+    with pytest.raises(BusUnavailable):
+        await redis_bus.bus.subscribe(Q2)
+    with pytest.raises(BusUnavailable):
+        await redis_bus.bus.publish(Q1, packed(1))
+    with pytest.raises(BusUnavailable):
+        await redis_bus.bus.history(Q1, None, 10)
+    redis_bus.server.start()
+    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    await redis_bus.publish(Q1)
+    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
+
+
+async def test_a_silent_redis_is_found_by_ping(redis_bus: Harness) -> None:
+    assert redis_bus.server is not None
+    await redis_bus.bus.subscribe(Q1)
+    sleeper = redis_bus.server.client()
+    # DEBUG SLEEP freezes the server: the connection stays open but nothing answers.
+    await asyncio.to_thread(sleeper.execute_command, "DEBUG", "SLEEP", "0.8")
+    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    await redis_bus.publish(Q1)
+    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
+
+
+async def test_subscribe_returns_only_after_redis_confirmed_it(redis_bus: Harness) -> None:
+    assert redis_bus.server is not None
+    async with Publisher(redis_bus.server.url, prefix="test") as outside:
+        for n in range(1, 201):
+            channel = f"question:{n}"
+            await redis_bus.bus.subscribe(channel)
+            await outside.publish(channel, n)
+        await eventually(lambda: len(redis_bus.listener.received) == 200)
+    assert {name for name, _ in redis_bus.listener.received} == {
+        f"question:{n}" for n in range(1, 201)
+    }
+
+
+async def test_resubscribing_after_unsubscribing_waits_for_the_new_confirmation(
+    redis_bus: Harness,
+) -> None:
+    assert redis_bus.server is not None
+    async with Publisher(redis_bus.server.url, prefix="test") as outside:
+        for n in range(50):
+            await redis_bus.bus.subscribe(Q1)
+            await redis_bus.bus.unsubscribe(Q1)
+            await redis_bus.bus.subscribe(Q1)
+            await outside.publish(Q1, n)
+            await eventually(lambda: len(redis_bus.listener.received) == n + 1)  # noqa: B023
+            await redis_bus.bus.unsubscribe(Q1)
+    assert [e.data for e in redis_bus.listener.envelopes(Q1)] == list(range(50))
+
+
+async def test_redis_bus_start_fails_with_bus_unavailable_when_redis_is_down(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.stop()
+    bus = RedisBus(redis_server.url, keys=KeyLayout("test"))
+    with pytest.raises(BusUnavailable):
+        await bus.start(Recorder())
+    await bus.close()
+
+
+def test_reconnect_delays_grow_with_full_jitter_between_the_bounds() -> None:
+    delays = [backoff_delay_s(attempt, 0.05, 2.0, None) for attempt in range(12)]
+    assert all(0.05 <= d <= 2.0 for d in delays)
+    assert backoff_delay_s(0, 0.05, 2.0, None) == pytest.approx(0.05)
+    assert backoff_delay_s(10_000, 0.05, 2.0, None) <= 2.0

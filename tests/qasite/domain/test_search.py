@@ -1,0 +1,385 @@
+"""Searching and listing questions (qasite/domain/search.py, GET /api/questions), on both databases.
+
+Most questions here are written straight into the database so that their times, scores and
+answer counts are chosen by the test; the full-text index follows them through the triggers
+(SQLite) or the generated column (PostgreSQL), as it does for questions asked over HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+
+from qasite.domain.models import Question, User
+from qasite.domain.posts import tags_named
+from qasite.domain.search import (
+    CursorCodec,
+    SearchQuery,
+    Sort,
+    Term,
+    fts5_expression,
+    parse_terms,
+    websearch_text,
+)
+from tests.qasite.support import QA, error_of
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+_titles = itertools.count(1)
+
+
+async def author(qa: QA) -> int:
+    async with qa.context.db.write() as session:
+        user = User(email="author@example.org", display_name="A", password_hash="x", verified=True)
+        session.add(user)
+        await session.flush()
+        return user.id
+
+
+async def put(
+    qa: QA,
+    author_id: int,
+    *,
+    title: str | None = None,
+    body: str = "some body text",
+    tags: tuple[str, ...] = ("python",),
+    day: float = 0,
+    score: int = 0,
+    answers: int = 0,
+    active_day: float | None = None,
+) -> int:
+    """A question created *day* days after T0, with the given score and answer count."""
+    created = T0 + dt.timedelta(days=day)
+    async with qa.context.db.write() as session:
+        question = Question(
+            author_id=author_id,
+            title=title or f"Question number {next(_titles)}",
+            body_md=body,
+            body_html=f"<p>{body}</p>",
+            score=score,
+            answer_count=answers,
+            created_at=created,
+            updated_at=created,
+            last_activity_at=T0 + dt.timedelta(days=day if active_day is None else active_day),
+            tags=await tags_named(session, list(tags)),
+        )
+        session.add(question)
+        await session.flush()
+        return question.id
+
+
+async def ids(qa: QA, **params: Any) -> list[int]:
+    """The ids of the first page for *params* (asserting a 200)."""
+    r = await qa.client.get("/api/questions", params=params)
+    assert r.status_code == 200, r.text
+    return [item["id"] for item in r.json()["items"]]
+
+
+async def all_pages(qa: QA, **params: Any) -> list[list[int]]:
+    """Every page for *params*, following next_cursor to the end."""
+    pages: list[list[int]] = []
+    cursor: str | None = None
+    while True:
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        r = await qa.client.get("/api/questions", params=query)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        pages.append([item["id"] for item in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "cursor never ends"
+
+
+async def assert_invalid(qa: QA, mentions: str, **params: Any) -> None:
+    r = await qa.client.get("/api/questions", params=params)
+    assert r.status_code == 422, r.text
+    assert mentions in error_of(r)["message"]
+
+
+# --- the query language (pure) -------------------------------------------------------------
+
+
+def test_a_query_is_reduced_to_words_phrases_and_exclusions() -> None:
+    # A token with punctuation inside becomes a phrase of its words, as the engines index it.
+    assert parse_terms('Read "text file" -binary NEAR(x) c++ *: read_me') == [
+        Term(("read",)),
+        Term(("text", "file")),
+        Term(("binary",), negated=True),
+        Term(("near", "x")),
+        Term(("c",)),
+        Term(("read_me",)),
+    ]
+
+
+def test_engine_syntax_in_a_query_is_quoted_away() -> None:
+    terms = parse_terms('or AND "unclosed -not')
+    assert fts5_expression(terms) == '"or" AND "and" AND "unclosed not"'
+    assert websearch_text(parse_terms("a -b")) == '"a" -"b"'
+    assert fts5_expression(parse_terms("a -b -c")) == '("a") NOT ("b" OR "c")'
+
+
+def test_relevance_is_the_default_sort_only_with_a_query() -> None:
+    assert SearchQuery.build(text="x").sort is Sort.RELEVANCE
+    assert SearchQuery.build().sort is Sort.NEWEST
+
+
+def test_a_cursor_signed_with_another_secret_is_refused() -> None:
+    from qasite.domain.search import BadCursor, Position
+
+    query = SearchQuery.build()
+    cursor = CursorCodec("one").encode(query, Position(T0, 7))
+    assert CursorCodec("one").decode(query, cursor) == Position(T0, 7)
+    with pytest.raises(BadCursor):
+        CursorCodec("two").decode(query, cursor)
+
+
+# --- filters ------------------------------------------------------------------------------
+
+
+async def test_the_list_is_newest_first_by_default(qa: QA) -> None:
+    a = await author(qa)
+    old, new, mid = [await put(qa, a, day=d) for d in (1, 3, 2)]
+    assert await ids(qa) == [new, mid, old]
+
+
+async def test_tag_filter_keeps_questions_with_every_given_tag(qa: QA) -> None:
+    a = await author(qa)
+    py = await put(qa, a, tags=("python",), day=1)
+    both = await put(qa, a, tags=("python", "sqlite"), day=2)
+    await put(qa, a, tags=("sqlite",), day=3)
+    assert await ids(qa, tag="python") == [both, py]
+    assert await ids(qa, tag=["python", "sqlite"]) == [both]
+    assert await ids(qa, tag="PYTHON") == [both, py]
+    assert await ids(qa, tag="no-such-tag") == []
+
+
+async def test_date_range_includes_its_start_and_excludes_its_end(qa: QA) -> None:
+    a = await author(qa)
+    q1, q2, q3 = [await put(qa, a, day=d) for d in (1, 2, 3)]
+    start, end = (T0 + dt.timedelta(days=1)).isoformat(), (T0 + dt.timedelta(days=3)).isoformat()
+    assert await ids(qa, created_from=start, created_to=end) == [q2, q1]
+    assert await ids(qa, created_from=end) == [q3]
+    assert await ids(qa, created_to="2026-01-02T00:00:00") == [], "naive times are UTC"
+    assert await ids(qa, created_to="2026-01-02T00:00:01") == [q1]
+
+
+async def test_min_score_keeps_questions_at_or_above_it(qa: QA) -> None:
+    a = await author(qa)
+    low, high, neg = [await put(qa, a, score=s, day=d) for d, s in ((1, 1), (2, 5), (3, -2))]
+    assert await ids(qa, min_score=1) == [high, low]
+    assert await ids(qa, min_score=-5) == [neg, high, low]
+    assert await ids(qa, min_score=6) == []
+
+
+async def test_answered_means_at_least_one_answer(qa: QA) -> None:
+    a = await author(qa)
+    none = await put(qa, a, answers=0, day=1)
+    some = await put(qa, a, answers=2, day=2)
+    assert await ids(qa, answered="true") == [some]
+    assert await ids(qa, answered="false") == [none]
+
+
+async def test_answering_over_http_moves_a_question_to_answered(qa: QA) -> None:
+    asker, helper = await qa.signup(), await qa.signup()
+    question = await qa.ask(asker)
+    assert await ids(qa, answered="false") == [question["id"]]
+    await qa.answer(helper, question["id"])
+    assert await ids(qa, answered="false") == []
+    assert await ids(qa, answered="true") == [question["id"]]
+
+
+async def test_filters_combine(qa: QA) -> None:
+    a = await author(qa)
+    hit = await put(qa, a, title="Parsing dates in python", tags=("python",), score=3, day=5)
+    await put(qa, a, title="Parsing dates in rust", tags=("rust",), score=3, day=5)
+    await put(qa, a, title="Parsing dates in python again", tags=("python",), score=0, day=5)
+    await put(qa, a, title="Parsing dates in python, old", tags=("python",), score=3, day=1)
+    params = {"q": "parsing dates", "tag": "python", "min_score": 1,
+              "created_from": "2026-01-03"}  # fmt: skip
+    assert await ids(qa, **params) == [hit]
+
+
+# --- sorts --------------------------------------------------------------------------------
+
+
+async def test_votes_sort_is_by_score_then_newest_id(qa: QA) -> None:
+    a = await author(qa)
+    one, five, other_five = [await put(qa, a, score=s) for s in (1, 5, 5)]
+    assert await ids(qa, sort="votes") == [other_five, five, one]
+
+
+async def test_activity_sort_is_by_last_activity(qa: QA) -> None:
+    a = await author(qa)
+    stale = await put(qa, a, day=5, active_day=5)
+    revived = await put(qa, a, day=1, active_day=9)
+    fresh = await put(qa, a, day=7, active_day=7)
+    assert await ids(qa, sort="activity") == [revived, fresh, stale]
+
+
+async def test_activity_sort_follows_a_new_answer(qa: QA) -> None:
+    asker, helper = await qa.signup(), await qa.signup()
+    first = await qa.ask(asker, title="The first question")
+    second = await qa.ask(asker, title="The second question")
+    assert await ids(qa, sort="activity") == [second["id"], first["id"]]
+    await qa.answer(helper, first["id"])
+    assert await ids(qa, sort="activity") == [first["id"], second["id"]]
+
+
+# --- full text ----------------------------------------------------------------------------
+
+
+async def test_every_word_of_a_query_must_match_in_title_or_body(qa: QA) -> None:
+    a = await author(qa)
+    title_hit = await put(qa, a, title="Reading a large file lazily", body="with generators")
+    body_hit = await put(qa, a, title="Memory trouble", body="reading a large file at once")
+    await put(qa, a, title="Reading a small thing", body="nothing else")
+    assert sorted(await ids(qa, q="large file reading")) == sorted([title_hit, body_hit])
+    assert await ids(qa, q="generators") == [title_hit]
+    assert await ids(qa, q="absent-word-xyz") == []
+
+
+async def test_words_are_stemmed_on_both_databases(qa: QA) -> None:
+    a = await author(qa)
+    hit = await put(qa, a, title="Connecting to databases", body="connection refused")
+    assert await ids(qa, q="database connect") == [hit]
+
+
+async def test_stop_words_match_on_sqlite_and_are_ignored_on_postgresql(qa: QA) -> None:
+    a = await author(qa)
+    hit = await put(qa, a, title="How to do the thing", body="plain")
+    found = await ids(qa, q="how the")
+    # PostgreSQL's english configuration drops stop words: nothing is left to match.
+    assert found == ([] if qa.context.db.dialect == "postgresql" else [hit])
+
+
+async def test_phrases_and_exclusions(qa: QA) -> None:
+    a = await author(qa)
+    exact = await put(qa, a, title="Unit tests for a parser", body="plain body")
+    reversed_ = await put(qa, a, title="Tests of every unit", body="plain body")
+    assert sorted(await ids(qa, q="unit tests")) == sorted([exact, reversed_])
+    assert await ids(qa, q='"unit tests"') == [exact]
+    assert await ids(qa, q="unit tests -parser") == [reversed_]
+
+
+async def test_relevance_ranks_a_title_match_above_a_body_match(qa: QA) -> None:
+    a = await author(qa)
+    in_body = await put(qa, a, title="Something else entirely", body="a word about sockets here")
+    in_title = await put(qa, a, title="Sockets and timeouts", body="nothing related at all")
+    assert await ids(qa, q="sockets") == [in_title, in_body]
+    assert await ids(qa, q="sockets", sort="newest") == [in_title, in_body]
+    assert await ids(qa, q="sockets", sort="votes") == [in_title, in_body]
+
+
+async def test_relevance_ranks_more_occurrences_higher(qa: QA) -> None:
+    a = await author(qa)
+    once = await put(qa, a, title="About queues", body="redis is mentioned once among many words")
+    thrice = await put(qa, a, title="About queues", body="redis redis redis keeps coming up")
+    await put(qa, a, title="About queues", body="nothing to see")
+    assert await ids(qa, q="redis queues") == [thrice, once]
+
+
+async def test_the_index_follows_an_edit_and_a_delete(qa: QA) -> None:
+    user = await qa.signup()
+    question = await qa.ask(user, title="Original wording here", body="alpha bravo")
+    assert await ids(qa, q="alpha") == [question["id"]]
+    r = await qa.client.patch(f"/api/questions/{question['id']}",
+                              json={"title": "Reworded title", "body": "charlie delta"},
+                              headers=user.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert await ids(qa, q="alpha") == []
+    assert await ids(qa, q="original") == []
+    assert await ids(qa, q="charlie reworded") == [question["id"]]
+    r = await qa.client.delete(f"/api/questions/{question['id']}", headers=user.headers)
+    assert r.status_code == 204
+    assert await ids(qa, q="charlie") == []
+
+
+async def test_a_vote_does_not_disturb_the_index(qa: QA) -> None:
+    asker, voter = await qa.signup(), await qa.signup()
+    question = await qa.ask(asker, title="Voting keeps search", body="echo foxtrot")
+    r = await qa.client.put(f"/api/questions/{question['id']}/vote", json={"value": 1},
+                             headers=voter.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert await ids(qa, q="foxtrot", min_score=1) == [question["id"]]
+
+
+# --- pagination ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort", ["newest", "votes", "activity"])
+async def test_pages_cover_every_question_once_despite_ties(qa: QA, sort: str) -> None:
+    a = await author(qa)
+    # Scores, creation and activity days repeat, so every sort has long runs of ties.
+    made = [
+        await put(qa, a, score=i % 3, day=i % 4, active_day=i % 2, body="common words")
+        for i in range(23)
+    ]
+    pages = await all_pages(qa, sort=sort, limit=5)
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    flat = [i for page in pages for i in page]
+    assert sorted(flat) == sorted(made)
+    assert flat == await ids(qa, sort=sort, limit=100)
+
+
+async def test_relevance_pages_cover_every_match_once_despite_ties(qa: QA) -> None:
+    a = await author(qa)
+    made = [await put(qa, a, title="Same title", body="kilo " * (i % 3 + 1)) for i in range(12)]
+    await put(qa, a, title="Unrelated", body="lima")
+    pages = await all_pages(qa, q="kilo", limit=5)
+    flat = [i for page in pages for i in page]
+    assert sorted(flat) == sorted(made)
+    assert flat == await ids(qa, q="kilo", limit=100)
+
+
+async def test_a_question_added_between_pages_neither_repeats_nor_skips_older_ones(qa: QA) -> None:
+    a = await author(qa)
+    made = [await put(qa, a, day=d) for d in range(6)]
+    r = await qa.client.get("/api/questions", params={"limit": 3})
+    first = [item["id"] for item in r.json()["items"]]
+    await put(qa, a, day=10)
+    r = await qa.client.get(
+        "/api/questions", params={"limit": 3, "cursor": r.json()["next_cursor"]}
+    )
+    second = [item["id"] for item in r.json()["items"]]
+    assert first + second == made[::-1]
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+async def test_bad_parameters_are_422_with_a_message(qa: QA) -> None:
+    await assert_invalid(qa, "limit", limit=0)
+    await assert_invalid(qa, "limit", limit=101)
+    await assert_invalid(qa, "sort", sort="random")
+    await assert_invalid(qa, "relevance needs", sort="relevance")
+    await assert_invalid(qa, "at least one word", q="?!*")
+    await assert_invalid(qa, "at least one word", q="-only -negative")
+    await assert_invalid(qa, "q", q="x" * 201)
+    await assert_invalid(qa, "tag", tag="not a tag!")
+    await assert_invalid(qa, "tag", tag=["a", "b", "c", "d", "e", "f"])
+    await assert_invalid(qa, "created_from", created_from="yesterday")
+    await assert_invalid(qa, "earlier", created_from="2026-02-01", created_to="2026-01-01")
+    await assert_invalid(qa, "min_score", min_score="high")
+    await assert_invalid(qa, "min_score", min_score=2**40)
+    await assert_invalid(qa, "answered", answered="maybe")
+    await assert_invalid(qa, "NUL", q="a\x00b")
+
+
+async def test_a_cursor_that_is_not_ours_is_422(qa: QA) -> None:
+    a = await author(qa)
+    for day in range(3):
+        await put(qa, a, day=day)
+    cursor = (await qa.client.get("/api/questions", params={"limit": 1})).json()["next_cursor"]
+    body, _, mac = cursor.partition(".")
+    await assert_invalid(qa, "not a cursor", cursor="garbage!")
+    await assert_invalid(qa, "not a cursor", cursor="")
+    await assert_invalid(qa, "altered", cursor=body + "." + mac[::-1])
+    tampered = body[:-4] + ("A" if body[-4] != "A" else "B") + body[-3:]
+    await assert_invalid(qa, "altered", cursor=tampered + "." + mac)
+    await assert_invalid(qa, "another sort", cursor=cursor, sort="votes")
+    await assert_invalid(qa, "other filters", cursor=cursor, tag="python")
+    r = await qa.client.get("/api/questions", params={"cursor": cursor, "limit": 1})
+    assert r.status_code == 200

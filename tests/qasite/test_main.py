@@ -1,0 +1,57 @@
+"""The application's wiring (qasite/main.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qasite.core.keys import with_secrets
+from qasite.core.settings import Environment, Settings
+from tests.qasite.support import QA, qa_settings, running_qa
+
+
+async def test_production_has_no_dev_mailbox(tmp_path: Path) -> None:
+    secrets = with_secrets(Settings(data_dir=tmp_path / "keys"))
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}").replace(
+        environment=Environment.PRODUCTION,
+        access_token_secret=secrets.access_token_secret,
+        socket_private_key_pem=secrets.socket_private_key_pem,
+        socket_public_key_pem=secrets.socket_public_key_pem,
+    )
+    async with running_qa(settings) as qa:
+        assert (await qa.client.get("/dev/mailbox")).status_code == 404
+        assert (await qa.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_without_a_bus_events_stay_in_the_outbox(tmp_path: Path) -> None:
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}")
+    async with running_qa(settings, record=False) as qa:
+        assert qa.app.state.relay is None
+        user = await qa.signup()
+        await qa.ask(user, tags=["a", "b"])
+        assert await qa.pending_events() == 3
+
+
+async def test_the_openapi_schema_documents_every_route(qa: QA) -> None:
+    schema = (await qa.client.get("/openapi.json")).json()
+    paths = schema["paths"]
+    assert "/api/questions/{question_id}/vote" in paths
+    assert "/api/socket-token" in paths
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if path.startswith("/api/") and method != "get":
+                assert "422" in operation["responses"], (method, path)
+
+
+async def test_metrics_count_requests_by_route_and_relay_publications(qa: QA) -> None:
+    user = await qa.signup()
+    q = await qa.ask(user)
+    await qa.client.get(f"/api/questions/{q['id']}")
+    await qa.client.get("/api/questions/99999")
+    await qa.settle()
+    text = (await qa.client.get("/metrics")).text
+    route = 'route="/api/questions/{question_id}"'
+    assert f'herald_qa_http_requests_total{{method="GET",{route},status="200"}} 1.0' in text
+    assert f'herald_qa_http_requests_total{{method="GET",{route},status="404"}} 1.0' in text
+    assert "herald_qa_outbox_published_total 2.0" in text  # questions:new and tag:python
+    [lag] = [line for line in text.splitlines() if line.startswith("herald_qa_outbox_lag_seconds ")]
+    assert 0 <= float(lag.split()[1]) < 5
