@@ -1,12 +1,15 @@
-"""The production image's recipe (Dockerfile), checked without Docker (none runs here).
+"""The production images' recipe (Dockerfile), checked without Docker (none runs here).
 
 hadolint lints the Dockerfile, and the builder stage is replayed: the files it COPYs go into
 a scratch build context, ``pip wheel`` builds from it, and the wheel must hold everything
-the final stage runs (both packages, the Lua scripts, the console scripts).
+the final stages run (the packages, the Lua scripts, the console scripts). pip resolves what
+each target installs, so the fleet image is shown to carry none of the Q&A site's
+dependencies.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -72,7 +75,8 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
 
 def test_the_builder_stage_copies_the_project_and_its_packages() -> None:
     sources = builder_copy_sources(DOCKERFILE.read_text())
-    assert {"pyproject.toml", "socketsrv", "publisher"} <= set(sources), sources
+    packages = {"herald_contract", "publisher", "socketsrv", "qasite", "launch"}
+    assert {"pyproject.toml", *packages} <= set(sources), sources
 
 
 def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
@@ -99,10 +103,11 @@ def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
         entry_points = next(
             wheel.read(name).decode() for name in names if name.endswith("entry_points.txt")
         )
-    assert "socketsrv/__init__.py" in names
-    assert "socketsrv/py.typed" in names
-    assert "publisher/__init__.py" in names
-    assert "publisher/py.typed" in names
+    for package in ("herald_contract", "publisher", "socketsrv", "qasite", "launch"):
+        assert f"{package}/__init__.py" in names
+        assert f"{package}/py.typed" in names
+    assert "qasite/web/static/app.js" in names
+    assert "qasite/migrations/versions/0001_initial_schema.py" in names
     lua = sorted(name for name in names if name.startswith("herald_contract/lua/"))
     assert lua, "the wheel has no herald_contract/lua/*.lua: check [tool.setuptools.package-data]"
     assert all(name.endswith(".lua") for name in lua), lua
@@ -113,6 +118,7 @@ def test_the_wheel_the_image_installs_holds_both_packages_and_the_lua_scripts(
     # The image's ENTRYPOINT and the publisher CLI are console scripts of the wheel.
     assert "herald-socketsrv = socketsrv.__main__:main" in entry_points
     assert "herald-publish = publisher.cli:main" in entry_points
+    assert "herald-qa = qasite.__main__:main" in entry_points
 
 
 def test_the_client_stage_copies_what_npm_run_build_needs_and_the_image_points_at_it() -> None:
@@ -127,3 +133,42 @@ def test_the_client_stage_copies_what_npm_run_build_needs_and_the_image_points_a
     assert "client-js/tsconfig.build.json" in sources
     assert "COPY --from=client /src/client-js/dist /opt/herald/client-js-dist" in dockerfile
     assert "HERALD_QA_CLIENT_DIST_DIR=/opt/herald/client-js-dist" in dockerfile
+
+
+SITE_ONLY = {"fastapi", "starlette", "sqlalchemy", "alembic", "pillow", "argon2-cffi", "uvicorn"}
+
+
+def resolved_install(requirement: str, tmp_path: Path) -> set[str]:
+    """The distributions pip would install for *requirement* of this project (a dry run)."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+         "--report", str(report), f"{REPO}{requirement}"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, f"pip could not resolve {requirement}:\n{result.stderr}"
+    installed = json.loads(report.read_text())["install"]
+    return {item["metadata"]["name"].lower().replace("_", "-") for item in installed}
+
+
+def test_each_image_installs_its_own_extra() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    assert '"$(ls /wheels/herald-*.whl)[fleet]"' in dockerfile
+    assert '"$(ls /wheels/herald-*.whl)[site]"' in dockerfile
+    assert 'pip wheel --no-cache-dir --wheel-dir /wheels/fleet ".[fleet]"' in dockerfile
+    assert 'pip wheel --no-cache-dir --wheel-dir /wheels/site ".[site]"' in dockerfile
+    # The fleet is the default target (the last stage): `docker build .` gives the fleet.
+    last_stage = [line for line in dockerfile.splitlines() if line.startswith("FROM ")][-1]
+    assert last_stage.endswith("AS fleet"), last_stage
+
+
+def test_the_fleet_image_carries_none_of_the_sites_dependencies(tmp_path: Path) -> None:
+    fleet = resolved_install("[fleet]", tmp_path)
+    assert {"websockets", "uvloop", "redis", "msgpack"} <= fleet, fleet
+    assert not fleet & SITE_ONLY, fleet & SITE_ONLY
+
+
+def test_the_publishing_library_installs_with_redis_and_msgpack_only(tmp_path: Path) -> None:
+    library = resolved_install("", tmp_path)
+    # hiredis is redis's optional C parser (redis[hiredis]); the rest is herald itself.
+    assert library == {"herald", "redis", "hiredis", "msgpack"}, library
