@@ -12,19 +12,16 @@
  */
 import type { BackoffOptions } from './backoff.js';
 import { type Format, codecFor } from './codec.js';
-import {
-  type ConnectionOptions,
-  type ConnectionState,
-  DEFAULT_CONNECTION_OPTIONS,
-  type StateInfo,
-  type TokenProvider,
-} from './connection.js';
+import { type ConnectionOptions, DEFAULT_CONNECTION_OPTIONS } from './connection.js';
 import { Emitter } from './emitter.js';
 import { type Environment, browserEnvironment } from './env.js';
+import { InvalidStateError } from './errors.js';
 import type { Recovery, StreamPosition } from './frames.js';
 import { type Link, type LinkListener, LocalLink, type Role } from './link.js';
 import { SharedLink, sharingSupported } from './shared.js';
-import { InvalidStateError, type Publication, Subscription, type SubscriptionHost } from './subscription.js';
+import type { TokenProvider } from './renewal.js';
+import type { ConnectionState, StateInfo } from './state.js';
+import { type Publication, Subscription, type SubscriptionHost } from './subscription.js';
 
 export interface HeraldClientOptions {
   /** Returns the connection token (a JWT from the site), or null to connect anonymously.

@@ -1,47 +1,36 @@
 /**
- * One websocket to the fleet, kept alive: the client state machine of protocol v1.
+ * One websocket to the fleet, kept alive: the connection state machine of protocol v1
+ * (its states and transitions are drawn in state.ts).
  *
- *     disconnected ──connect()──▶ connecting ──connect reply──▶ connected
- *          ▲                        ▲    │                           │
- *          │ terminal close code,   │    └── socket lost: back off ◀─┘
- *          └─ disconnect() ─────────┴─────────────────────────────────┘
- *
- * It owns the socket-level truth of docs/protocol.md#recovery: for each channel the position
- * (epoch, offset) it resubscribes from after a reconnect (the source of truth, like
- * redis-py's `PubSub.on_connect`), the duplicate and gap checks, heartbeats and the deaf-socket
- * timer, the close-code decision, the backoff, the token and the page's online/visibility
- * signals. It knows nothing about tabs or application handlers: it reports to one
+ * It owns the socket and its life: opening it, the connect handshake, reading frames and
+ * dispatching answers, the close-code decision (codes.ts), the backoff before the next
+ * attempt, and the page's online/visibility signals. The rest is delegated, one job each:
+ * - `ChannelPositions` (positions.ts): the channels, their positions, subscribe and the
+ *   duplicate and gap checks;
+ * - `Liveness` (liveness.ts): the connect deadline, the deaf-socket timer and probes;
+ * - `TokenKeeper` (renewal.ts): the token, and its renewal with `refresh`.
+ * It knows nothing about tabs or application handlers: it reports to one
  * `ConnectionListener` (a `ChannelRouter`), which fans out to the subscriptions.
  */
 import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, restartHintMs } from './backoff.js';
 import { type Codec } from './codec.js';
-import { CloseCode, ErrorCode, RETRY, shouldReconnect } from './codes.js';
-import type { Environment, SocketLike, TimerHandle } from './env.js';
+import { CloseCode, shouldReconnect } from './codes.js';
+import type { Environment, SocketLike } from './env.js';
 import {
+  type Answer,
   type Command,
   type ConnectResult,
   ProtocolError,
-  type Recovery,
   type ServerFrame,
   type StreamPosition,
   parseConnectResult,
-  parseSubscribeResult,
 } from './frames.js';
-
-export type ConnectionState = 'disconnected' | 'connecting' | 'connected';
-
-/** Why the connection is (re)connecting or stopped: a close code, or a client-side cause. */
-export interface StateInfo {
-  /** The close code (CloseEvent.code), or 0 for a client-side cause. */
-  readonly code: number;
-  readonly reason: string;
-  /** Set on `connected`. */
-  readonly connect?: ConnectResult;
-  /** Set while waiting to reconnect: the delay chosen, in milliseconds. */
-  readonly retryInMs?: number;
-}
-
-export type TokenProvider = () => Promise<string | null> | string | null;
+import { Liveness } from './liveness.js';
+import { type ChannelHost, type ChannelListener, ChannelPositions } from './positions.js';
+import { type TokenProvider, TokenKeeper } from './renewal.js';
+import { Requests } from './requests.js';
+import { type ConnectionState, LocalCause, type StateInfo, checkTransition } from './state.js';
+import { Timer } from './timer.js';
 
 export interface ConnectionOptions {
   readonly url: string;
@@ -52,7 +41,8 @@ export interface ConnectionOptions {
   readonly connectTimeoutMs: number;
   /** A connection counts as stable (and the backoff restarts from 0) after this long. */
   readonly stableAfterMs: number;
-  /** Fetch a new token this long before the current one expires, and reconnect with it. */
+  /** Fetch a new token this long before the current one expires, and send it on the open
+   * connection with `refresh` (a planned reconnect if the server refuses the command). */
   readonly tokenRefreshMarginMs: number;
   /** The shortest wait after close 4006 (flood). */
   readonly floodDelayMs: number;
@@ -67,64 +57,33 @@ export const DEFAULT_CONNECTION_OPTIONS = {
 } as const;
 
 /** What a connection reports; channel events only for channels added with `addChannel`. */
-export interface ConnectionListener {
+export interface ConnectionListener extends ChannelListener {
   state(state: ConnectionState, info: StateInfo): void;
-  /** The channel's subscribe reply: `position` is where it continues from. */
-  subscribed(channel: string, recovery: Recovery, position: StreamPosition): void;
-  /** The socket is gone; the channel will be resubscribed with recovery. */
-  resubscribing(channel: string): void;
-  /** The server refused the channel for good (403, 422, 430, ...); it has been dropped. */
-  refused(channel: string, code: number, message: string): void;
-  /** A publication, in order, each offset once. */
-  publication(channel: string, epoch: string, offset: number, data: unknown): void;
 }
 
-interface ChannelEntry {
-  position: StreamPosition | null;
-  live: boolean;
-  pendingId: number | null;
-  retryAttempt: number;
-  retryTimer: TimerHandle | null;
-}
-
-type ReplyHandler = (frame: Extract<ServerFrame, { type: 'reply' } | { type: 'error' }>) => void;
-
-/** Client-side causes of a reconnect, reported with code 0. */
-export const LocalCause = {
-  DEAF: 'no frame within ping_interval_ms + pong_timeout_ms',
-  CONNECT_TIMEOUT: 'no connect reply in time',
-  GAP: 'a gap in the offsets of a channel',
-  PROTOCOL: 'the server broke the protocol',
-  OFFLINE: 'the browser is offline',
-  HIDDEN: 'waiting for the page to be shown',
-  TOKEN: 'the token provider failed',
-  TOKEN_REFRESH: 'reconnecting with a fresh token',
-  SOCKET: 'the websocket could not be created',
-} as const;
+type Wait = 'online' | 'visible';
 
 export class Connection {
   private stateValue: ConnectionState = 'disconnected';
-  private readonly channels = new Map<string, ChannelEntry>();
   private socket: SocketLike | null = null;
+  /** Bumped whenever a socket or an async step is abandoned: their late callbacks compare it
+   * with the value they started with and do nothing. */
   private generation = 0;
-  private nextId = 1;
-  private readonly pending = new Map<number, ReplyHandler>();
+  private connectInfo: ConnectResult | null = null;
+  private readonly requests = new Requests();
+  private readonly channels: ChannelPositions;
+  private readonly liveness: Liveness;
+  private readonly tokens: TokenKeeper;
   private attempt = 0;
   private unauthorizedRetried = false;
-  private token: string | null = null;
-  private tokenStale = true;
-  /** The expiry the server read from the current token (connect reply), null if unknown. */
-  private tokenExpiresAtMs: number | null = null;
-  private connectInfo: ConnectResult | null = null;
-  private lastFrameAt = 0;
-  private framesReceived = 0;
   private online: boolean;
   private visible: boolean;
   /** The server's restart hint or a flood close forbid reconnecting before this time. */
   private retryNotBefore = 0;
   /** Set while a reconnect waits for the network or for the page to be shown. */
-  private waitingFor: 'online' | 'visible' | null = null;
-  private readonly timers = new Map<'retry' | 'liveness' | 'stable' | 'token' | 'probe', TimerHandle>();
+  private waitingFor: Wait | null = null;
+  private readonly retryTimer: Timer;
+  private readonly stableTimer: Timer;
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -133,6 +92,18 @@ export class Connection {
   ) {
     this.online = env.isOnline();
     this.visible = env.isVisible();
+    this.retryTimer = new Timer(env);
+    this.stableTimer = new Timer(env);
+    this.liveness = new Liveness(env, (cause) => this.abandonSocket(0, cause));
+    this.channels = new ChannelPositions(env, options.backoff, this.channelHost(), listener);
+    this.tokens = new TokenKeeper(options.getToken, options.tokenRefreshMarginMs, env, {
+      currentConnection: () => {
+        const generation = this.generation;
+        return () => generation === this.generation && this.stateValue === 'connected';
+      },
+      sendRefresh: (token, onAnswer) => this.request((id) => ({ op: 'refresh', id, token }), onAnswer),
+      reconnectWithToken: () => this.reconnectForToken(),
+    });
   }
 
   get state(): ConnectionState {
@@ -162,22 +133,12 @@ export class Connection {
 
   /** Want `channel` from `since` (null: from now); subscribes at once when connected. */
   addChannel(channel: string, since: StreamPosition | null): void {
-    if (this.channels.has(channel)) return;
-    const entry: ChannelEntry = { position: since, live: false, pendingId: null, retryAttempt: 0, retryTimer: null };
-    this.channels.set(channel, entry);
-    if (this.stateValue === 'connected') this.sendSubscribe(channel, entry);
+    this.channels.add(channel, since);
   }
 
   /** Stop wanting `channel`: unsubscribe (which also cancels a pending subscribe). */
   removeChannel(channel: string): void {
-    const entry = this.channels.get(channel);
-    if (entry === undefined) return;
-    this.channels.delete(channel);
-    this.clearChannelRetry(entry);
-    if (entry.pendingId !== null) this.pending.delete(entry.pendingId);
-    if (this.stateValue === 'connected' && (entry.live || entry.pendingId !== null)) {
-      this.send({ op: 'unsubscribe', id: this.takeId(), channel });
-    }
+    this.channels.remove(channel);
   }
 
   hasChannel(channel: string): boolean {
@@ -186,8 +147,7 @@ export class Connection {
 
   /** The channel's position, when it is live on the current socket. */
   livePosition(channel: string): StreamPosition | null {
-    const entry = this.channels.get(channel);
-    return entry?.live === true ? entry.position : null;
+    return this.channels.livePosition(channel);
   }
 
   /** The network went on or off line (window `online` / `offline`). */
@@ -198,12 +158,11 @@ export class Connection {
     if (!online) {
       // The socket may look open for minutes after the network went away; start over.
       this.dropSocket(CloseCode.NORMAL, LocalCause.OFFLINE);
-      this.resetConnectionState();
-      this.markChannelsLost();
+      this.socketGone();
       this.waitFor('online', LocalCause.OFFLINE);
     } else if (this.stateValue === 'connected') {
       this.probe();
-    } else if (this.waitingFor === 'online' || this.timers.has('retry')) {
+    } else if (this.waitingFor === 'online' || this.retryTimer.armed) {
       this.catchUp();
     }
   }
@@ -215,7 +174,7 @@ export class Connection {
     if (!visible || this.stateValue === 'disconnected') return;
     if (this.stateValue === 'connected') {
       this.probe(); // timers were throttled in the background: check the socket now
-    } else if (this.waitingFor === 'visible' || this.timers.has('retry')) {
+    } else if (this.waitingFor === 'visible' || this.retryTimer.armed) {
       this.catchUp();
     }
   }
@@ -223,43 +182,26 @@ export class Connection {
   // --- opening ----------------------------------------------------------------------------
 
   private open(): void {
-    this.clearTimer('retry');
+    this.retryTimer.clear();
     this.waitingFor = null;
     if (!this.online) {
       this.waitFor('online', LocalCause.OFFLINE);
       return;
     }
     const generation = ++this.generation;
-    if (this.getTokenNeeded()) {
-      void this.fetchToken().then(
-        () => {
-          if (generation === this.generation && this.stateValue === 'connecting') this.openSocket();
-        },
-        () => {
-          if (generation === this.generation && this.stateValue === 'connecting') {
-            this.scheduleRetry({ code: 0, reason: LocalCause.TOKEN });
-          }
-        },
-      );
-    } else {
+    if (!this.tokens.needsFetch()) {
       this.openSocket();
+      return;
     }
-  }
-
-  private getTokenNeeded(): boolean {
-    if (this.options.getToken === null) return false;
-    if (this.tokenStale) return true;
-    const expiresAt = this.tokenExpiresAtMs;
-    return expiresAt !== null && this.env.now() >= expiresAt - this.options.tokenRefreshMarginMs;
-  }
-
-  private async fetchToken(): Promise<void> {
-    const provider = this.options.getToken;
-    if (provider === null) return;
-    const token = await provider();
-    this.token = token;
-    this.tokenStale = false;
-    this.tokenExpiresAtMs = null;
+    const stillOpening = (): boolean => generation === this.generation && this.stateValue === 'connecting';
+    void this.tokens.fetch().then(
+      () => {
+        if (stillOpening()) this.openSocket();
+      },
+      () => {
+        if (stillOpening()) this.scheduleRetry({ code: 0, reason: LocalCause.TOKEN });
+      },
+    );
   }
 
   private openSocket(): void {
@@ -284,161 +226,53 @@ export class Connection {
       if (current()) this.lost(event.code, event.reason);
     };
     socket.onerror = () => undefined; // a close event follows; it carries the code
-    this.lastFrameAt = this.env.now();
-    this.armLiveness(this.options.connectTimeoutMs, LocalCause.CONNECT_TIMEOUT);
+    this.liveness.opened(this.options.connectTimeoutMs);
   }
 
   private sendConnect(): void {
-    const id = this.takeId();
-    this.pending.set(id, (frame) => {
-      if (frame.type === 'error') {
-        this.abandonSocket(0, `connect refused with error ${frame.code}`);
-        return;
-      }
-      let result: ConnectResult;
-      try {
-        result = parseConnectResult(frame.result);
-      } catch (error) {
-        this.abandonSocket(0, `${LocalCause.PROTOCOL}: ${String(error)}`);
-        return;
-      }
-      this.connected(result);
-    });
-    this.send({ op: 'connect', id, token: this.token });
-  }
-
-  private connected(result: ConnectResult): void {
-    this.connectInfo = result;
-    this.tokenExpiresAtMs = result.expiresAtMs;
-    this.armLiveness(result.pingIntervalMs + result.pongTimeoutMs, LocalCause.DEAF);
-    this.setTimer('stable', this.options.stableAfterMs, () => {
-      this.attempt = 0;
-      this.unauthorizedRetried = false;
-    });
-    this.armTokenRenewal();
-    this.setState('connected', { code: 0, reason: '', connect: result });
-    for (const [channel, entry] of this.channels) {
-      if (this.stateValue !== 'connected') return;
-      this.sendSubscribe(channel, entry);
-    }
-  }
-
-  private armTokenRenewal(): void {
-    const expiresAt = this.tokenExpiresAtMs;
-    if (expiresAt === null || this.options.getToken === null) return;
-    // A token that lives less than twice the margin is renewed at half its remaining life,
-    // not at once: short-lived tokens must not turn into a renewal loop.
-    const remaining = expiresAt - this.env.now();
-    const refreshIn = Math.max(remaining - this.options.tokenRefreshMarginMs, remaining / 2);
-    if (remaining > 0) this.setTimer('token', refreshIn, () => this.refreshToken());
-  }
-
-  /** A fresh token goes to the open connection with the `refresh` command (docs/protocol.md);
-   * a server that refuses the command gets a planned reconnect with recovery instead. A token
-   * the server does not accept closes the socket (4004, 4500), handled like any close. */
-  private refreshToken(): void {
-    const generation = this.generation;
-    void this.fetchToken().then(
-      () => {
-        if (generation !== this.generation || this.stateValue !== 'connected') return;
-        const id = this.takeId();
-        this.pending.set(id, (frame) => {
-          if (generation !== this.generation || this.stateValue !== 'connected') return;
-          if (frame.type === 'error') {
-            this.reconnectForToken();
-            return;
-          }
-          const expires = frame.result['expires_at'];
-          this.tokenExpiresAtMs =
-            typeof expires === 'number' && Number.isFinite(expires) ? expires * 1000 : null;
-          this.armTokenRenewal();
-        });
-        this.send({ op: 'refresh', id, token: this.token });
-      },
-      () => {
-        this.tokenStale = true; // try again when the server closes with 4004
+    this.request(
+      (id) => ({ op: 'connect', id, token: this.tokens.token }),
+      (answer) => {
+        if (answer.type === 'error') {
+          this.abandonSocket(0, `connect refused with error ${answer.code}`);
+          return;
+        }
+        let result: ConnectResult;
+        try {
+          result = parseConnectResult(answer.result);
+        } catch (error) {
+          this.abandonSocket(0, `${LocalCause.PROTOCOL}: ${String(error)}`);
+          return;
+        }
+        this.connected(result);
       },
     );
   }
 
+  private connected(result: ConnectResult): void {
+    this.connectInfo = result;
+    this.liveness.watch(result.pingIntervalMs, result.pongTimeoutMs);
+    this.stableTimer.set(this.options.stableAfterMs, () => {
+      this.attempt = 0;
+      this.unauthorizedRetried = false;
+    });
+    this.tokens.accepted(result.expiresAtMs);
+    this.setState('connected', { code: 0, reason: '', connect: result });
+    this.channels.subscribeAll();
+  }
+
+  /** The server refused `refresh`: a planned reconnect with the fresh token, at once. */
   private reconnectForToken(): void {
     this.dropSocket(CloseCode.NORMAL, LocalCause.TOKEN_REFRESH);
-    this.resetConnectionState();
-    this.markChannelsLost();
+    this.socketGone();
     this.setState('connecting', { code: 0, reason: LocalCause.TOKEN_REFRESH, retryInMs: 0 });
     this.open();
-  }
-
-  // --- channels ---------------------------------------------------------------------------
-
-  private sendSubscribe(channel: string, entry: ChannelEntry): void {
-    this.clearChannelRetry(entry);
-    const id = this.takeId();
-    const since = entry.position;
-    entry.pendingId = id;
-    this.pending.set(id, (frame) => {
-      if (this.channels.get(channel) !== entry) return;
-      entry.pendingId = null;
-      if (frame.type === 'error') {
-        this.subscribeError(channel, entry, frame.code, frame.message);
-        return;
-      }
-      let result;
-      try {
-        result = parseSubscribeResult(frame.result);
-      } catch (error) {
-        this.abandonSocket(0, `${LocalCause.PROTOCOL}: ${String(error)}`);
-        return;
-      }
-      entry.retryAttempt = 0;
-      entry.live = true;
-      if (result.recovery !== 'recovered' || entry.position === null) {
-        // none, failed: continue from the reply's position; recovered: the replay follows.
-        entry.position = { epoch: result.epoch, offset: result.offset };
-      }
-      this.listener.subscribed(channel, result.recovery, entry.position);
-    });
-    this.send({ op: 'subscribe', id, channel, since });
-  }
-
-  private subscribeError(channel: string, entry: ChannelEntry, code: number, message: string): void {
-    if (RETRY.has(code)) {
-      const delay = backoffDelayMs(entry.retryAttempt++, this.options.backoff, () => this.env.random());
-      entry.retryTimer = this.env.setTimeout(() => {
-        entry.retryTimer = null;
-        if (this.channels.get(channel) === entry && this.stateValue === 'connected') {
-          this.sendSubscribe(channel, entry);
-        }
-      }, Math.max(delay, code === ErrorCode.TOO_MANY_REQUESTS ? 1000 : 0));
-      return;
-    }
-    this.channels.delete(channel);
-    this.listener.refused(channel, code, message);
-  }
-
-  private clearChannelRetry(entry: ChannelEntry): void {
-    if (entry.retryTimer !== null) {
-      this.env.clearTimeout(entry.retryTimer);
-      entry.retryTimer = null;
-    }
-  }
-
-  private markChannelsLost(): void {
-    for (const [channel, entry] of this.channels) {
-      this.clearChannelRetry(entry);
-      entry.pendingId = null;
-      if (entry.live) {
-        entry.live = false;
-        this.listener.resubscribing(channel);
-      }
-    }
   }
 
   // --- receiving --------------------------------------------------------------------------
 
   private receive(data: unknown): void {
-    this.lastFrameAt = this.env.now();
-    this.framesReceived++;
+    this.liveness.heard();
     let frame: ServerFrame;
     try {
       frame = this.options.codec.decode(data);
@@ -452,65 +286,20 @@ export class Connection {
         this.send({ op: 'pong' });
         return;
       case 'pub':
-        this.publication(frame.channel, frame.offset, frame.data);
+        this.channels.publication(frame.channel, frame.offset, frame.data);
         return;
       case 'reply':
-      case 'error': {
-        if (frame.id === null) return; // an answer to a message the server could not read
-        const handler = this.pending.get(frame.id);
-        this.pending.delete(frame.id);
-        handler?.(frame);
+      case 'error':
+        this.requests.answer(frame);
         return;
-      }
       case 'other':
         return;
     }
   }
 
-  private publication(channel: string, offset: number, data: unknown): void {
-    const entry = this.channels.get(channel);
-    if (entry === undefined || !entry.live || entry.position === null) return; // not ours (any more)
-    const position = entry.position;
-    if (offset <= position.offset) return; // a duplicate
-    if (offset > position.offset + 1) {
-      this.abandonSocket(0, `${LocalCause.GAP} (${channel}: ${position.offset} then ${offset})`);
-      return;
-    }
-    entry.position = { epoch: position.epoch, offset };
-    this.listener.publication(channel, position.epoch, offset, data);
-  }
-
-  // --- liveness ---------------------------------------------------------------------------
-
-  /** One timer for "no frame within `windowMs` of the last one", re-armed lazily. */
-  private armLiveness(windowMs: number, cause: string): void {
-    const check = (): void => {
-      const silentFor = this.env.now() - this.lastFrameAt;
-      if (silentFor >= windowMs) {
-        this.abandonSocket(0, cause);
-      } else {
-        this.setTimer('liveness', windowMs - silentFor, check);
-      }
-    };
-    if (cause === LocalCause.CONNECT_TIMEOUT) {
-      // Frames before the connect reply do not extend the connect deadline.
-      this.setTimer('liveness', windowMs, () => this.abandonSocket(0, cause));
-    } else {
-      this.setTimer('liveness', windowMs, check);
-    }
-  }
-
-  /** Ask for a sign of life now; reconnect if none comes within pong_timeout_ms. */
+  /** Ask for a sign of life now; any frame at all answers it (liveness.ts). */
   private probe(): void {
-    const info = this.connectInfo;
-    if (info === null || this.timers.has('probe')) return;
-    const framesBefore = this.framesReceived;
-    const id = this.takeId();
-    this.pending.set(id, () => undefined); // any frame at all is the sign of life
-    this.send({ op: 'ping', id });
-    this.setTimer('probe', info.pongTimeoutMs, () => {
-      if (this.framesReceived === framesBefore) this.abandonSocket(0, LocalCause.DEAF);
-    });
+    this.liveness.probe(() => this.request((id) => ({ op: 'ping', id }), () => undefined));
   }
 
   // --- losing the socket ------------------------------------------------------------------
@@ -528,14 +317,13 @@ export class Connection {
   }
 
   private afterLoss(code: number, reason: string): void {
-    this.resetConnectionState();
-    this.markChannelsLost();
+    this.socketGone();
     if (code === 0 || shouldReconnect(code)) {
-      if (code === CloseCode.TOKEN_EXPIRED) this.tokenStale = true;
+      if (code === CloseCode.TOKEN_EXPIRED) this.tokens.markStale();
       this.scheduleRetry({ code, reason });
       return;
     }
-    if (code === CloseCode.UNAUTHORIZED && this.options.getToken !== null && !this.unauthorizedRetried) {
+    if (code === CloseCode.UNAUTHORIZED && this.tokens.hasProvider && !this.unauthorizedRetried) {
       this.retryWithAnotherToken(code, reason);
       return;
     }
@@ -549,13 +337,13 @@ export class Connection {
    */
   private retryWithAnotherToken(code: number, reason: string): void {
     this.unauthorizedRetried = true;
-    const refused = this.token;
+    const refused = this.tokens.token;
     const generation = ++this.generation;
     this.setState('connecting', { code, reason });
-    void this.fetchToken().then(
+    void this.tokens.fetch().then(
       () => {
         if (generation !== this.generation) return;
-        if (this.token === refused) this.stop({ code, reason });
+        if (this.tokens.token === refused) this.stop({ code, reason });
         else this.scheduleRetry({ code, reason });
       },
       () => {
@@ -572,7 +360,7 @@ export class Connection {
     const mustWait = info.code === CloseCode.RESTART || info.code === CloseCode.FLOOD;
     this.retryNotBefore = mustWait ? this.env.now() + delay : 0;
     this.setState('connecting', { ...info, retryInMs: delay });
-    this.setTimer('retry', delay, () => {
+    this.retryTimer.set(delay, () => {
       if (!this.visible) {
         this.waitFor('visible', LocalCause.HIDDEN); // no reconnect loop from a hidden tab
       } else {
@@ -581,8 +369,8 @@ export class Connection {
     });
   }
 
-  private waitFor(what: 'online' | 'visible', reason: string): void {
-    this.clearTimer('retry');
+  private waitFor(what: Wait, reason: string): void {
+    this.retryTimer.clear();
     this.waitingFor = what;
     this.setState('connecting', { code: 0, reason });
   }
@@ -594,17 +382,16 @@ export class Connection {
     if (wait > 0) {
       // The server asked for this delay (restart hint, flood): keep it, but no longer.
       this.waitingFor = null;
-      this.setTimer('retry', wait, () => this.open());
+      this.retryTimer.set(wait, () => this.open());
       return;
     }
     this.open();
   }
 
   private stop(info: StateInfo): void {
-    this.resetConnectionState();
-    this.clearTimer('retry');
+    this.retryTimer.clear();
     this.waitingFor = null;
-    this.markChannelsLost();
+    this.socketGone();
     this.generation++;
     this.setState('disconnected', info);
   }
@@ -622,13 +409,29 @@ export class Connection {
     }
   }
 
-  private resetConnectionState(): void {
-    this.pending.clear();
-    this.connectInfo = null;
-    for (const name of ['liveness', 'stable', 'token', 'probe'] as const) this.clearTimer(name);
+  /** Everything tied to the socket that went away ends; the channels wait to resubscribe. */
+  private socketGone(): void {
+    this.resetConnectionState();
+    this.channels.lost();
   }
 
-  // --- helpers ----------------------------------------------------------------------------
+  private resetConnectionState(): void {
+    this.requests.clear();
+    this.connectInfo = null;
+    this.liveness.stop();
+    this.stableTimer.clear();
+    this.tokens.stop();
+  }
+
+  // --- sending ----------------------------------------------------------------------------
+
+  /** Send the command built with a fresh id; `onAnswer`, if given, receives its answer. */
+  private request(build: (id: number) => Command, onAnswer?: (answer: Answer) => void): number {
+    const id = this.requests.takeId();
+    if (onAnswer !== undefined) this.requests.expect(id, onAnswer);
+    this.send(build(id));
+    return id;
+  }
 
   private send(command: Command): void {
     const socket = this.socket;
@@ -640,34 +443,19 @@ export class Connection {
     }
   }
 
-  private takeId(): number {
-    const id = this.nextId;
-    this.nextId = id >= 2_147_483_647 ? 1 : id + 1;
-    return id;
+  private channelHost(): ChannelHost {
+    return {
+      isConnected: () => this.stateValue === 'connected',
+      request: (build, onAnswer) => this.request(build, onAnswer),
+      cancel: (id) => this.requests.cancel(id),
+      broken: (reason) => this.abandonSocket(0, reason),
+    };
   }
 
   private setState(state: ConnectionState, info: StateInfo): void {
+    checkTransition(this.stateValue, state);
     const changed = state !== this.stateValue;
     this.stateValue = state;
     if (changed || state === 'connecting') this.listener.state(state, info);
-  }
-
-  private setTimer(name: 'retry' | 'liveness' | 'stable' | 'token' | 'probe', delayMs: number, fn: () => void): void {
-    this.clearTimer(name);
-    this.timers.set(
-      name,
-      this.env.setTimeout(() => {
-        this.timers.delete(name);
-        fn();
-      }, delayMs),
-    );
-  }
-
-  private clearTimer(name: 'retry' | 'liveness' | 'stable' | 'token' | 'probe'): void {
-    const handle = this.timers.get(name);
-    if (handle !== undefined) {
-      this.env.clearTimeout(handle);
-      this.timers.delete(name);
-    }
   }
 }

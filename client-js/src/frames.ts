@@ -45,6 +45,9 @@ export type ServerFrame =
   | { readonly type: 'hb' }
   | { readonly type: 'other' };
 
+/** The server's answer to one command: its reply, or an error frame. */
+export type Answer = Extract<ServerFrame, { readonly type: 'reply' } | { readonly type: 'error' }>;
+
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
 }
@@ -94,7 +97,6 @@ export function parseFrame(message: unknown): ServerFrame {
 export function parseConnectResult(result: Readonly<Record<string, unknown>>): ConnectResult {
   const ping = result['ping_interval_ms'];
   const pong = result['pong_timeout_ms'];
-  const expires = result['expires_at'];
   const user = result['user'];
   if (!isCount(ping) || !isCount(pong) || ping === 0) {
     throw new ProtocolError('a connect reply without heartbeat settings');
@@ -102,10 +104,17 @@ export function parseConnectResult(result: Readonly<Record<string, unknown>>): C
   return {
     client: typeof result['client'] === 'string' ? result['client'] : '',
     user: typeof user === 'string' ? user : null,
-    expiresAtMs: typeof expires === 'number' && Number.isFinite(expires) ? expires * 1000 : null,
+    expiresAtMs: parseExpiresAtMs(result),
     pingIntervalMs: ping,
     pongTimeoutMs: pong,
   };
+}
+
+/** The token expiry of a connect or refresh reply (`expires_at`, seconds) in milliseconds
+ * since the Unix epoch; null when the token has none (or the server did not say). */
+export function parseExpiresAtMs(result: Readonly<Record<string, unknown>>): number | null {
+  const expires = result['expires_at'];
+  return typeof expires === 'number' && Number.isFinite(expires) ? expires * 1000 : null;
 }
 
 export function parseSubscribeResult(result: Readonly<Record<string, unknown>>): SubscribeResult {

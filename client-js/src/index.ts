@@ -1,8 +1,8 @@
 /** Herald's browser client (wire protocol v1, docs/protocol.md). See client-js/README.md. */
 export { HeraldClient, type ClientEvents, type HeraldClientOptions, type SubscribeOptions } from './client.js';
+export { InvalidStateError } from './errors.js';
 export {
   Subscription,
-  InvalidStateError,
   type Publication,
   type RecoveryFailedEvent,
   type SubscribedEvent,
@@ -10,8 +10,8 @@ export {
   type SubscriptionEvents,
   type SubscriptionState,
 } from './subscription.js';
-export type { ConnectionState, StateInfo, TokenProvider } from './connection.js';
-export { LocalCause } from './connection.js';
+export { type ConnectionState, LocalCause, type StateInfo } from './state.js';
+export type { TokenProvider } from './renewal.js';
 export type { ConnectResult, Recovery, StreamPosition } from './frames.js';
 export type { Format } from './codec.js';
 export type { Role } from './link.js';

@@ -2,10 +2,11 @@
  * How a tab's client reaches the connection: `LocalLink` owns one in this tab; `SharedLink`
  * (shared.ts) owns one when this tab leads, and talks to the leader's otherwise.
  */
-import { Connection, type ConnectionOptions, type ConnectionState, type StateInfo } from './connection.js';
+import { Connection, type ConnectionOptions } from './connection.js';
 import type { Environment } from './env.js';
 import type { Recovery, StreamPosition } from './frames.js';
 import { ChannelRouter, type OwnerSink } from './router.js';
+import type { ConnectionState, StateInfo } from './state.js';
 
 /** What a link reports to its tab's client. */
 export interface LinkListener {

@@ -7,8 +7,9 @@
  * from its own position (`ownerRecovery`): a position behind the connection's cannot be
  * replayed on this socket, so it is told that recovery failed, like a subscribe would.
  */
-import type { Connection, ConnectionListener, ConnectionState, StateInfo } from './connection.js';
+import type { Connection, ConnectionListener } from './connection.js';
 import type { Recovery, StreamPosition } from './frames.js';
+import type { ConnectionState, StateInfo } from './state.js';
 
 /** Where the events of one or more owners go (one tab's client, or the tabs' broadcast). */
 export interface OwnerSink {

@@ -13,11 +13,12 @@
  *   follower → leader: hello, want, unwant, bye, visible
  *   leader → tabs:     leader, state, sub, resub, refused, pub
  */
-import type { Connection, ConnectionOptions, ConnectionState, StateInfo } from './connection.js';
+import type { Connection, ConnectionOptions } from './connection.js';
 import type { Environment } from './env.js';
 import type { Recovery, StreamPosition } from './frames.js';
 import { type Link, type LinkListener, type Role, createHub, localSink } from './link.js';
 import type { ChannelRouter, OwnerSink } from './router.js';
+import type { ConnectionState, StateInfo } from './state.js';
 
 type Message =
   | { t: 'hello'; from: string }

@@ -9,6 +9,7 @@
  * tells the app that publications were lost and its state must be reloaded over HTTP.
  */
 import { Emitter } from './emitter.js';
+import { InvalidStateError } from './errors.js';
 import type { Recovery, StreamPosition } from './frames.js';
 
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
@@ -55,10 +56,6 @@ export interface SubscriptionHost {
   claim(subscription: Subscription): void;
   want(subscription: Subscription, since: StreamPosition | null, req: number): void;
   unwant(subscription: Subscription): void;
-}
-
-export class InvalidStateError extends Error {
-  override readonly name = 'InvalidStateError';
 }
 
 export class Subscription extends Emitter<SubscriptionEvents> {

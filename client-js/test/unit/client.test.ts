@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HeraldClient, type HeraldClientOptions } from '../../src/client.js';
-import { LocalCause, type StateInfo } from '../../src/connection.js';
+import { LocalCause, type StateInfo } from '../../src/state.js';
 import type { Publication, RecoveryFailedEvent, SubscriptionError } from '../../src/subscription.js';
 import { type FakePage, fakePage } from './fakes.js';
 

@@ -1,0 +1,196 @@
+/**
+ * The channels a connection carries and where each stands: for every channel wanted, its
+ * state on the current socket and the position (epoch, offset) it resubscribes from after a
+ * reconnect. This table is the source of truth for resubscribing, like redis-py's
+ * `PubSub.on_connect` (docs/protocol.md#recovery).
+ *
+ * It sends the subscribe and unsubscribe commands, applies their answers (retrying 429, 500
+ * and 503 per channel with backoff), and checks every publication against the position:
+ * offsets at or below it are duplicates and dropped; an offset past the next one is a gap,
+ * never sent on a healthy socket, so the socket is given up and recovery fills the gap.
+ *
+ *     idle ──subscribe──▶ subscribing ──reply──▶ live
+ *      ▲                   │       ▲              │
+ *      │            429, 500, 503  └── retrying   │
+ *      └────────── socket lost ◀──────────────────┘       other errors: the channel is dropped
+ */
+import { type BackoffOptions, backoffDelayMs } from './backoff.js';
+import { ErrorCode, RETRY } from './codes.js';
+import type { Environment } from './env.js';
+import { InvalidStateError } from './errors.js';
+import { type Answer, type Command, type Recovery, type StreamPosition, parseSubscribeResult } from './frames.js';
+import { LocalCause } from './state.js';
+import { Timer } from './timer.js';
+
+/** A channel's state on the current socket; `idle`: wanted, not subscribed on it (yet). */
+export type ChannelState = 'idle' | 'subscribing' | 'retrying' | 'live';
+
+/** What the connection reports about its channels (only channels added with `add`). */
+export interface ChannelListener {
+  /** The channel's subscribe reply: `position` is where it continues from. */
+  subscribed(channel: string, recovery: Recovery, position: StreamPosition): void;
+  /** The socket is gone; the channel will be resubscribed with recovery. */
+  resubscribing(channel: string): void;
+  /** The server refused the channel for good (403, 422, 430, ...); it has been dropped. */
+  refused(channel: string, code: number, message: string): void;
+  /** A publication, in order, each offset once. */
+  publication(channel: string, epoch: string, offset: number, data: unknown): void;
+}
+
+/** What the channel table needs from its connection. */
+export interface ChannelHost {
+  /** Whether the socket is connected (commands can be sent). */
+  isConnected(): boolean;
+  /** Send the command built with a fresh id; `onAnswer`, if given, receives its answer. */
+  request(build: (id: number) => Command, onAnswer?: (answer: Answer) => void): number;
+  /** Forget the command `id`: its answer, if one comes, is ignored. */
+  cancel(id: number): void;
+  /** The server broke the protocol or skipped offsets: give up the socket and recover. */
+  broken(reason: string): void;
+}
+
+/** The server's rate limit refills at 20 commands/s: a 429 waits at least this long. */
+const RATE_LIMITED_RETRY_MS = 1000;
+
+interface ChannelEntry {
+  state: ChannelState;
+  position: StreamPosition | null;
+  /** The subscribe command in flight, while `subscribing`. */
+  requestId: number | null;
+  retryAttempt: number;
+  readonly retry: Timer;
+}
+
+export class ChannelPositions {
+  private readonly entries = new Map<string, ChannelEntry>();
+
+  constructor(
+    private readonly env: Environment,
+    private readonly backoff: BackoffOptions,
+    private readonly host: ChannelHost,
+    private readonly listener: ChannelListener,
+  ) {}
+
+  has(channel: string): boolean {
+    return this.entries.has(channel);
+  }
+
+  /** The channel's position, when it is live on the current socket. */
+  livePosition(channel: string): StreamPosition | null {
+    const entry = this.entries.get(channel);
+    return entry?.state === 'live' ? entry.position : null;
+  }
+
+  /** Want `channel` from `since` (null: from now); subscribes at once when connected. */
+  add(channel: string, since: StreamPosition | null): void {
+    if (this.entries.has(channel)) return;
+    const entry: ChannelEntry = {
+      state: 'idle',
+      position: since,
+      requestId: null,
+      retryAttempt: 0,
+      retry: new Timer(this.env),
+    };
+    this.entries.set(channel, entry);
+    if (this.host.isConnected()) this.subscribe(channel, entry);
+  }
+
+  /** Stop wanting `channel`: unsubscribe (which also cancels a pending subscribe). */
+  remove(channel: string): void {
+    const entry = this.entries.get(channel);
+    if (entry === undefined) return;
+    this.entries.delete(channel);
+    entry.retry.clear();
+    if (entry.requestId !== null) this.host.cancel(entry.requestId);
+    const onSocket = entry.state === 'live' || entry.state === 'subscribing';
+    if (onSocket && this.host.isConnected()) {
+      this.host.request((id) => ({ op: 'unsubscribe', id, channel }));
+    }
+  }
+
+  /** The connect reply came: subscribe every channel, from its position. */
+  subscribeAll(): void {
+    for (const [channel, entry] of this.entries) {
+      if (!this.host.isConnected()) return;
+      this.subscribe(channel, entry);
+    }
+  }
+
+  /** The socket is gone: every channel goes back to idle; live ones are reported. */
+  lost(): void {
+    for (const [channel, entry] of this.entries) {
+      entry.retry.clear();
+      entry.requestId = null;
+      const wasLive = entry.state === 'live';
+      entry.state = 'idle';
+      if (wasLive) this.listener.resubscribing(channel);
+    }
+  }
+
+  /** A publication from the socket: applied if it is the channel's next offset. */
+  publication(channel: string, offset: number, data: unknown): void {
+    const entry = this.entries.get(channel);
+    if (entry === undefined || entry.state !== 'live' || entry.position === null) return; // not ours (any more)
+    const position = entry.position;
+    if (offset <= position.offset) return; // a duplicate
+    if (offset > position.offset + 1) {
+      this.host.broken(`${LocalCause.GAP} (${channel}: ${position.offset} then ${offset})`);
+      return;
+    }
+    entry.position = { epoch: position.epoch, offset };
+    this.listener.publication(channel, position.epoch, offset, data);
+  }
+
+  private subscribe(channel: string, entry: ChannelEntry): void {
+    if (entry.state !== 'idle' && entry.state !== 'retrying') {
+      throw new InvalidStateError(`subscribe to ${channel} in state ${entry.state}`);
+    }
+    entry.retry.clear();
+    entry.state = 'subscribing';
+    const since = entry.position;
+    entry.requestId = this.host.request(
+      (id) => ({ op: 'subscribe', id, channel, since }),
+      (answer) => {
+        if (this.entries.get(channel) !== entry) return;
+        entry.requestId = null;
+        this.answered(channel, entry, answer);
+      },
+    );
+  }
+
+  private answered(channel: string, entry: ChannelEntry, answer: Answer): void {
+    if (answer.type === 'error') {
+      this.refusedWith(channel, entry, answer.code, answer.message);
+      return;
+    }
+    let result;
+    try {
+      result = parseSubscribeResult(answer.result);
+    } catch (error) {
+      entry.state = 'idle';
+      this.host.broken(`${LocalCause.PROTOCOL}: ${String(error)}`);
+      return;
+    }
+    entry.retryAttempt = 0;
+    entry.state = 'live';
+    if (result.recovery !== 'recovered' || entry.position === null) {
+      // none, failed: continue from the reply's position; recovered: the replay follows.
+      entry.position = { epoch: result.epoch, offset: result.offset };
+    }
+    this.listener.subscribed(channel, result.recovery, entry.position);
+  }
+
+  private refusedWith(channel: string, entry: ChannelEntry, code: number, message: string): void {
+    if (!RETRY.has(code)) {
+      this.entries.delete(channel);
+      this.listener.refused(channel, code, message);
+      return;
+    }
+    entry.state = 'retrying';
+    const delay = backoffDelayMs(entry.retryAttempt++, this.backoff, () => this.env.random());
+    const wait = code === ErrorCode.TOO_MANY_REQUESTS ? Math.max(delay, RATE_LIMITED_RETRY_MS) : delay;
+    entry.retry.set(wait, () => {
+      if (this.entries.get(channel) === entry && this.host.isConnected()) this.subscribe(channel, entry);
+    });
+  }
+}
