@@ -8,8 +8,10 @@
     ├── PayloadTooLarge      413  an upload over max_attachment_bytes
     ├── UnsupportedMedia     415  an upload that is not an image we accept
     └── Invalid              422  well-formed but unacceptable input (FastAPI's own 422s too)
+        └── InvalidCursor    422  a search cursor we did not issue (reason "bad_cursor")
 
-:func:`install_handlers` maps these, FastAPI's validation errors, integrity errors (a lost
+:func:`install_handlers` maps these, the domain's errors (:data:`DOMAIN_ANSWERS`: not found 404,
+not allowed 403, invalid input 422), FastAPI's validation errors, integrity errors (a lost
 race on a unique constraint: 409) and anything unexpected (logged once, answered 500 with no
 detail) to the same shape; a transient database failure (deadlock, lock timeout) answers 503 with
 ``Retry-After``.
@@ -26,12 +28,22 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from qasite.domain import errors as domain
+from qasite.domain.search import BadCursor
+
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
+    """The root; each subclass names its answer: ``class X(ApiError, status=..., reason=...)``."""
+
     status: ClassVar[int] = 400
     reason: ClassVar[str] = "bad_request"
+
+    def __init_subclass__(cls, *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init_subclass__()
+        cls.status = cls.status if status is None else status
+        cls.reason = cls.reason if reason is None else reason
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         self.message = message
@@ -39,44 +51,48 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-class Unauthenticated(ApiError):
-    status = 401
-    reason = "unauthenticated"
-
+class Unauthenticated(ApiError, status=401, reason="unauthenticated"):
     def __init__(
         self, message: str = "log in first (Authorization: Bearer <access token>)"
     ) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class Forbidden(ApiError):
-    status = 403
-    reason = "forbidden"
+class Forbidden(ApiError, status=403, reason="forbidden"): ...
 
 
-class NotFound(ApiError):
-    status = 404
-    reason = "not_found"
+class NotFound(ApiError, status=404, reason="not_found"): ...
 
 
-class Conflict(ApiError):
-    status = 409
-    reason = "conflict"
+class Conflict(ApiError, status=409, reason="conflict"): ...
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
-    reason = "too_large"
+class PayloadTooLarge(ApiError, status=413, reason="too_large"): ...
 
 
-class UnsupportedMedia(ApiError):
-    status = 415
-    reason = "unsupported_media_type"
+class UnsupportedMedia(ApiError, status=415, reason="unsupported_media_type"): ...
 
 
-class Invalid(ApiError):
-    status = 422
-    reason = "invalid"
+class Invalid(ApiError, status=422, reason="invalid"): ...
+
+
+class InvalidCursor(Invalid, reason="bad_cursor"):
+    """A search cursor this service did not issue for this query."""
+
+
+DOMAIN_ANSWERS: dict[type[domain.DomainError], type[ApiError]] = {
+    domain.DomainError: ApiError,
+    domain.NotFound: NotFound,
+    domain.NotAllowed: Forbidden,
+    domain.InvalidInput: Invalid,
+    BadCursor: InvalidCursor,
+}
+"""How each domain error is answered: the entry of its nearest class (subclasses first)."""
+
+
+def answer_for(exc: domain.DomainError) -> type[ApiError]:
+    """The :class:`ApiError` class whose status and reason answer *exc*."""
+    return next(DOMAIN_ANSWERS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ANSWERS)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -102,6 +118,12 @@ def _reply(
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return _reply(exc.status, exc.reason, exc.message, exc.headers)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, domain.DomainError)
+    answer = answer_for(exc)
+    return _reply(answer.status, answer.reason, exc.message)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -159,6 +181,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(domain.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)

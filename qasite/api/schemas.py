@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Ema
 
 from herald_contract.channels import MAX_ID
 from qasite.domain import models
+from qasite.domain.names import UNNAMED
 
 
 def _clean_text(value: str) -> str:
@@ -129,15 +130,6 @@ class CommentIn(Input):
 
 class VoteIn(Input):
     value: Literal[1, -1]
-
-
-UNNAMED = "Anonymous user"
-"""Shown for an author whose display name is empty."""
-
-
-def display_name(name: str | None) -> str:
-    """A user's display name as the site shows it: :data:`UNNAMED` when it is empty."""
-    return name.strip() if name and name.strip() else UNNAMED
 
 
 AuthorName = Annotated[

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qasite.api.schemas import display_name
 from qasite.domain.models import Answer, Comment, InboxItem, Question
+from qasite.domain.names import display_name
 from qasite.domain.outbox import emit
 
 MAX_EVENT_HTML = 32 * 1024

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qasite.domain import events
-from qasite.domain.models import InboxItem
+from qasite.domain.models import InboxItem, User
 
 EXCERPT_LENGTH = 200
 
@@ -40,8 +40,7 @@ async def notify(
     session: AsyncSession,
     *,
     recipient_id: int,
-    actor_id: int,
-    actor_name: str | None,
+    actor: User,
     kind: InboxKind,
     text: str,
     question_id: int,
@@ -49,11 +48,11 @@ async def notify(
     comment_id: int | None = None,
 ) -> InboxItem | None:
     """Add an inbox item for *recipient_id* and its event; nothing when you act on your own post."""
-    if recipient_id == actor_id:
+    if recipient_id == actor.id:
         return None
     item = InboxItem(
         user_id=recipient_id,
-        actor_id=actor_id,
+        actor_id=actor.id,
         kind=kind.value,
         question_id=question_id,
         answer_id=answer_id,
@@ -63,7 +62,7 @@ async def notify(
     session.add(item)
     await session.flush()
     unread = await unread_count(session, recipient_id)
-    events.inbox_item_added(session, item, unread, actor_name=actor_name)
+    events.inbox_item_added(session, item, unread, actor_name=actor.display_name)
     return item
 
 

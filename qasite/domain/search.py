@@ -20,7 +20,8 @@ Semantics (docs/qa-core.md, "Search"):
 
 A cursor is the last row's sort key and id, the sort and a fingerprint of the filters,
 signed with HMAC-SHA256 (:class:`CursorCodec`): a cursor that was altered, belongs to another
-query or sort, or is not a cursor at all is a 422, never a 500. A relevance cursor pages
+query or sort, or is not a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP),
+never a 500. A relevance cursor pages
 through a stable order only while the matching rows do not change (bm25 depends on the whole
 index), which is the usual contract of ranked search.
 """
@@ -58,10 +59,9 @@ from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from qasite.api.errors import Invalid
-from qasite.api.schemas import QuestionPage, QuestionSummary, display_name
+from qasite.domain.errors import InvalidInput
 from qasite.domain.models import Question, Tag, User, question_tags
-from qasite.domain.posts import summary_out
+from qasite.domain.names import display_name
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -80,10 +80,11 @@ class Sort(enum.StrEnum):
     RELEVANCE = "relevance"
 
 
-class BadCursor(Invalid):
-    """A cursor that this service did not issue for this query; the message says which."""
+class BadCursor(InvalidInput):
+    """A cursor that this service did not issue for this query; *problem* says which."""
 
-    reason = "bad_cursor"
+    def __init__(self, problem: str) -> None:
+        super().__init__("cursor", problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ def websearch_text(terms: Sequence[Term]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """A validated search: build it with :meth:`build`, which raises :class:`Invalid`."""
+    """A validated search: build it with :meth:`build`, which raises :class:`InvalidInput`."""
 
     terms: tuple[Term, ...]
     tags: tuple[str, ...]
@@ -151,21 +152,21 @@ class SearchQuery:
         terms: tuple[Term, ...] = ()
         if text is not None:
             if len(text) > MAX_QUERY_CHARS:
-                raise Invalid(f"q: at most {MAX_QUERY_CHARS} characters")
+                raise InvalidInput("q", f"at most {MAX_QUERY_CHARS} characters")
             terms = tuple(parse_terms(text))
             if not any(not t.negated for t in terms):
-                raise Invalid("q: give at least one word to search for (letters or digits)")
+                raise InvalidInput("q", "give at least one word to search for (letters or digits)")
             if len(terms) > MAX_TERMS:
-                raise Invalid(f"q: at most {MAX_TERMS} words or phrases")
+                raise InvalidInput("q", f"at most {MAX_TERMS} words or phrases")
         if sort is None:
             sort = Sort.RELEVANCE if terms else Sort.NEWEST
         if sort is Sort.RELEVANCE and not terms:
-            raise Invalid("sort=relevance needs a full-text query (q)")
+            raise InvalidInput(None, "sort=relevance needs a full-text query (q)")
         created_from, created_to = _utc(created_from), _utc(created_to)
         if created_from is not None and created_to is not None and created_from >= created_to:
-            raise Invalid("created_from must be earlier than created_to")
+            raise InvalidInput(None, "created_from must be earlier than created_to")
         if not 1 <= limit <= MAX_PAGE:
-            raise Invalid(f"limit: between 1 and {MAX_PAGE}")
+            raise InvalidInput("limit", f"between 1 and {MAX_PAGE}")
         return cls(terms, tuple(dict.fromkeys(tags)), created_from, created_to, min_score,
                    answered, sort, limit)  # fmt: skip
 
@@ -222,19 +223,17 @@ class CursorCodec:
         return f"{_b64(body)}.{_b64(self._mac(body))}"
 
     def decode(self, query: SearchQuery, cursor: str) -> Position:
-        """The position *cursor* stands for; :class:`BadCursor` (422) if it is not one of ours."""
+        """The position *cursor* stands for; :class:`BadCursor` if it is not one of ours."""
         body_text, dot, mac_text = cursor.partition(".")
         try:
             body, mac = _unb64(body_text), _unb64(mac_text)
         except (ValueError, binascii.Error):
-            raise BadCursor("cursor: not a cursor (pass next_cursor unchanged)") from None
+            raise BadCursor("not a cursor (pass next_cursor unchanged)") from None
         if not dot or not hmac.compare_digest(mac, self._mac(body)):
-            raise BadCursor("cursor: altered or issued by another server; start again")
+            raise BadCursor("altered or issued by another server; start again")
         data = json.loads(body)
         if data.get("f") != query.fingerprint():
-            raise BadCursor(
-                "cursor: issued for other filters or another sort; start from the first page"
-            )
+            raise BadCursor("issued for other filters or another sort; start from the first page")
         return Position(_key_of(query.sort, data.get("k")), int(data["i"]))
 
 
@@ -288,14 +287,30 @@ async def _tag_ids(session: AsyncSession, names: Sequence[str]) -> list[int] | N
     return list(ids) if len(ids) == len(names) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A question on a page of results, with its author's display name."""
+
+    question: Question
+    author_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of results and the cursor of the next one (None on the last page)."""
+
+    found: list[Found]
+    next_cursor: str | None
+
+
 async def search_questions(
     session: AsyncSession, query: SearchQuery, codec: CursorCodec, *, cursor: str | None
-) -> QuestionPage:
+) -> SearchPage:
     """One page of questions matching *query*, after the position *cursor* names."""
     position = codec.decode(query, cursor) if cursor is not None else None
     tag_ids = await _tag_ids(session, query.tags)
     if tag_ids is None:
-        return QuestionPage(items=[], next_cursor=None)
+        return SearchPage(found=[], next_cursor=None)
     dialect = session.get_bind().dialect.name
     rank: ColumnElement[float] | None = None
     statement: Select[*tuple[Any, ...]] = (
@@ -330,13 +345,8 @@ async def search_questions(
             last[2] if query.sort is Sort.RELEVANCE else getattr(last[0], _COLUMN_OF[query.sort])
         )
         next_cursor = codec.encode(query, Position(last_key, last[0].id))
-    return QuestionPage(items=[_summary(row[0], row[1]) for row in page], next_cursor=next_cursor)
-
-
-def _summary(question: Question, author_name: str) -> QuestionSummary:
-    out = summary_out(question)
-    out.author_name = display_name(author_name)
-    return out
+    found = [Found(row[0], display_name(row[1])) for row in page]
+    return SearchPage(found=found, next_cursor=next_cursor)
 
 
 def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[bool]]:

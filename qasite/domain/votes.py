@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qasite.api.errors import Forbidden, NotFound
 from qasite.domain import events
+from qasite.domain.errors import JustDeleted, NotAllowed
 from qasite.domain.models import Answer, Question, Vote
 
 
@@ -37,12 +37,13 @@ async def cast_vote(
 ) -> VoteResult:
     """Make *user_id*'s vote on *post* equal *value* (+1, -1, or 0 to retract).
 
-    Raises :class:`Forbidden` on your own post. Emits a score event when the score changed.
+    Raises :class:`NotAllowed` on your own post, :class:`JustDeleted` when a concurrent request
+    deleted *post*. Emits a score event when the score changed.
     """
     if value not in (-1, 0, 1):
         raise ValueError(f"a vote is -1, 0 or 1, not {value}")
     if post.author_id == user_id:
-        raise Forbidden("you cannot vote on your own post")
+        raise NotAllowed("vote on your own post")
     is_question = isinstance(post, Question)
     column = Vote.question_id if is_question else Vote.answer_id
     existing = await session.scalar(
@@ -71,7 +72,7 @@ async def cast_vote(
         )
     ).one_or_none()
     if row is None:
-        raise NotFound("this post was just deleted")
+        raise JustDeleted("post", post.id)
     score, version = int(row[0]), int(row[1])
     question_id = post.id if isinstance(post, Question) else post.question_id
     events.score_changed(session, question_id, _ref(post), score, version)

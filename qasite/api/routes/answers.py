@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlalchemy import update
 
 from qasite.api.deps import AnswerId, Author, Ctx, OwnedAnswer, QuestionId, WriteTx
 from qasite.api.errors import ERROR_RESPONSES, Forbidden
-from qasite.api.routes.names import with_names
-from qasite.api.schemas import AnswerIn, AnswerOut, QuestionOut, display_name
-from qasite.domain import events
-from qasite.domain.inbox import InboxKind, notify, publish_unread, unread_holders
-from qasite.domain.models import Answer, InboxItem, Question, utcnow
-from qasite.domain.posts import (
-    answer_out,
-    attachment_files,
-    load_answer,
-    load_question,
-    question_out,
-    relock,
-)
-from qasite.domain.rendering import render_markdown
+from qasite.api.outputs import answer_out, question_out
+from qasite.api.schemas import AnswerIn, AnswerOut, QuestionOut
+from qasite.domain import answers
+from qasite.domain.models import Answer, Question, User
+from qasite.domain.posts import load_answer, load_question
 
 router = APIRouter(prefix="/api", tags=["answers"], responses=ERROR_RESPONSES)
 
@@ -35,36 +25,8 @@ async def post_answer(
 ) -> AnswerOut:
     """Answer a question; the asker gets an inbox item."""
     question = await load_question(tx.session, question_id)
-    answer = Answer(
-        question_id=question.id,
-        author_id=user.id,
-        body_md=body.body,
-        body_html=render_markdown(body.body),
-    )
-    tx.session.add(answer)
-    await tx.session.flush()
-    count = (
-        await tx.session.execute(
-            update(Question)
-            .where(Question.id == question.id)
-            .values(answer_count=Question.answer_count + 1, last_activity_at=utcnow())
-            .returning(Question.answer_count)
-            .execution_options(synchronize_session=False)
-        )
-    ).scalar_one()
-    events.answer_posted(tx.session, answer, count, author_name=user.display_name)
-    await notify(
-        tx.session,
-        recipient_id=question.author_id,
-        actor_id=user.id,
-        actor_name=user.display_name,
-        kind=InboxKind.ANSWER,
-        text=body.body,
-        question_id=question.id,
-        answer_id=answer.id,
-    )
-    out = answer_out(answer, question.accepted_answer_id)
-    out.author_name = display_name(user.display_name)
+    answer = await answers.post_answer(tx.session, question, user, body.body)
+    out = answer_out(answer, question.accepted_answer_id, author=user)
     await tx.commit()
     return out
 
@@ -72,16 +34,8 @@ async def post_answer(
 @router.patch("/answers/{answer_id}", response_model=AnswerOut)
 async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx, user: Author) -> AnswerOut:
     question = await load_question(tx.session, answer.question_id, lock=True)
-    await relock(tx.session, answer)
-    answer.body_md = body.body
-    answer.body_html = render_markdown(body.body)
-    answer.edit_version += 1
-    answer.updated_at = utcnow()
-    question.last_activity_at = answer.updated_at
-    await tx.session.flush()
-    events.post_edited(tx.session, answer.question_id, answer)
-    out = answer_out(answer, question.accepted_answer_id)
-    out.author_name = display_name(user.display_name)  # the owner is the one editing
+    await answers.edit_answer(tx.session, question, answer, body.body)
+    out = answer_out(answer, question.accepted_answer_id, author=user)  # the owner edits
     await tx.commit()
     return out
 
@@ -89,70 +43,38 @@ async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx, user: Au
 @router.delete("/answers/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_answer(answer: OwnedAnswer, tx: WriteTx, context: Ctx) -> None:
     question = await load_question(tx.session, answer.question_id, lock=True)
-    files = await attachment_files(tx.session, answer)
-    holders = await unread_holders(tx.session, InboxItem.answer_id == answer.id)
-    if question.accepted_answer_id == answer.id:
-        question.accepted_answer_id = None
-        question.edit_version += 1
-        events.accepted_changed(tx.session, question)
-    await tx.session.delete(answer)
-    count = (
-        await tx.session.execute(
-            update(Question)
-            .where(Question.id == question.id)
-            .values(answer_count=Question.answer_count - 1)
-            .returning(Question.answer_count)
-            .execution_options(synchronize_session=False)
-        )
-    ).scalar_one()
-    events.deleted(tx.session, question.id, f"answer:{answer.id}", answer_count=count)
-    await publish_unread(tx.session, holders)
+    files = await answers.delete_answer(tx.session, question, answer)
     await tx.commit()
     await context.images.delete_all(files)
 
 
-async def _question_of_owner(tx: WriteTx, user_id: int, answer_id: int) -> tuple[Question, Answer]:
+async def _asked_by(tx: WriteTx, user: User, answer_id: int) -> tuple[Question, Answer]:
+    """The answer and its question (locked); 403 unless *user* asked the question."""
     answer = await load_answer(tx.session, answer_id)
     question = await load_question(tx.session, answer.question_id, lock=True)
-    if question.author_id != user_id:
+    if question.author_id != user.id:
         raise Forbidden("only the question's author can accept an answer")
     return question, answer
+
+
+async def _page_after(tx: WriteTx, question: Question) -> QuestionOut:
+    await tx.session.flush()
+    out = await question_out(tx.session, question)
+    await tx.commit()
+    return out
 
 
 @router.post("/answers/{answer_id}/accept", response_model=QuestionOut)
 async def accept(answer_id: AnswerId, tx: WriteTx, user: Author) -> QuestionOut:
     """Accept this answer (the question's author only); replaces an earlier accepted one."""
-    question, answer = await _question_of_owner(tx, user.id, answer_id)
-    if question.accepted_answer_id != answer.id:
-        question.accepted_answer_id = answer.id
-        question.edit_version += 1
-        question.last_activity_at = utcnow()
-        events.accepted_changed(tx.session, question)
-        await notify(
-            tx.session,
-            recipient_id=answer.author_id,
-            actor_id=user.id,
-            actor_name=user.display_name,
-            kind=InboxKind.ACCEPTED,
-            text=question.title,
-            question_id=question.id,
-            answer_id=answer.id,
-        )
-    await tx.session.flush()
-    out = await with_names(tx.session, await question_out(tx.session, question))
-    await tx.commit()
-    return out
+    question, answer = await _asked_by(tx, user, answer_id)
+    await answers.accept_answer(tx.session, question, answer, user)
+    return await _page_after(tx, question)
 
 
 @router.delete("/answers/{answer_id}/accept", response_model=QuestionOut)
 async def unaccept(answer_id: AnswerId, tx: WriteTx, user: Author) -> QuestionOut:
     """Withdraw the acceptance of this answer (the question's author only)."""
-    question, answer = await _question_of_owner(tx, user.id, answer_id)
-    if question.accepted_answer_id == answer.id:
-        question.accepted_answer_id = None
-        question.edit_version += 1
-        events.accepted_changed(tx.session, question)
-    await tx.session.flush()
-    out = await with_names(tx.session, await question_out(tx.session, question))
-    await tx.commit()
-    return out
+    question, answer = await _asked_by(tx, user, answer_id)
+    answers.unaccept_answer(tx.session, question, answer)
+    return await _page_after(tx, question)

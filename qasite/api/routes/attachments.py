@@ -20,10 +20,10 @@ from qasite.api.errors import (
     PayloadTooLarge,
     UnsupportedMedia,
 )
+from qasite.api.outputs import attachment_out
 from qasite.api.schemas import AttachmentOut
 from qasite.domain.images import NotAnImage, check_image
-from qasite.domain.models import Attachment
-from qasite.domain.posts import attachment_out
+from qasite.domain.models import Answer, Attachment, Question
 
 router = APIRouter(prefix="/api", tags=["attachments"], responses=ERROR_RESPONSES)
 
@@ -59,14 +59,9 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 async def _attach(
-    request: Request,
-    context: Ctx,
-    tx: WriteTx,
-    owner_id: int,
-    *,
-    question_id: int | None,
-    answer_id: int | None,
+    request: Request, context: Ctx, tx: WriteTx, post: Question | Answer
 ) -> AttachmentOut:
+    """Store the request body's image and attach it to *post* (its author's, checked before)."""
     settings = context.settings
     data = await _read_limited(request, settings.max_attachment_bytes)
     try:
@@ -74,10 +69,11 @@ async def _attach(
     except NotAnImage as exc:
         raise UnsupportedMedia(str(exc)) from None
     name = await context.images.save(data, image.content_type)
+    on_question = isinstance(post, Question)
     attachment = Attachment(
-        owner_id=owner_id,
-        question_id=question_id,
-        answer_id=answer_id,
+        owner_id=post.author_id,
+        question_id=post.id if on_question else None,
+        answer_id=None if on_question else post.id,
         content_type=image.content_type,
         size_bytes=image.size_bytes,
         width=image.width,
@@ -96,36 +92,29 @@ async def _attach(
     return out
 
 
-@router.post(
-    "/questions/{question_id}/attachments",
-    status_code=status.HTTP_201_CREATED,
-    response_model=AttachmentOut,
-    openapi_extra=_UPLOAD,
-    responses=_UPLOAD_ERRORS,
-)
+_UPLOAD_ROUTE: dict[str, Any] = {
+    "status_code": status.HTTP_201_CREATED,
+    "response_model": AttachmentOut,
+    "openapi_extra": _UPLOAD,
+    "responses": _UPLOAD_ERRORS,
+}
+"""Both upload routes: the image's bytes as the body, 201 with the attachment."""
+
+
+@router.post("/questions/{question_id}/attachments", **_UPLOAD_ROUTE)
 async def attach_to_question(
     request: Request, question: OwnedQuestion, tx: WriteTx, context: Ctx
 ) -> AttachmentOut:
     """Attach an image to your question."""
-    return await _attach(
-        request, context, tx, question.author_id, question_id=question.id, answer_id=None
-    )
+    return await _attach(request, context, tx, question)
 
 
-@router.post(
-    "/answers/{answer_id}/attachments",
-    status_code=status.HTTP_201_CREATED,
-    response_model=AttachmentOut,
-    openapi_extra=_UPLOAD,
-    responses=_UPLOAD_ERRORS,
-)
+@router.post("/answers/{answer_id}/attachments", **_UPLOAD_ROUTE)
 async def attach_to_answer(
     request: Request, answer: OwnedAnswer, tx: WriteTx, context: Ctx
 ) -> AttachmentOut:
     """Attach an image to your answer."""
-    return await _attach(
-        request, context, tx, answer.author_id, question_id=None, answer_id=answer.id
-    )
+    return await _attach(request, context, tx, answer)
 
 
 @router.get(

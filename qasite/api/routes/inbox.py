@@ -10,10 +10,11 @@ from sqlalchemy import select, update
 
 from qasite.api.deps import CurrentUserId, ItemId, ReadSession, WriteTx
 from qasite.api.errors import ERROR_RESPONSES, NotFound
-from qasite.api.schemas import Id, InboxItemOut, InboxPage, UnreadOut, display_name
+from qasite.api.schemas import Id, InboxItemOut, InboxPage, UnreadOut
 from qasite.domain import events
 from qasite.domain.inbox import unread_count
 from qasite.domain.models import InboxItem, User, utcnow
+from qasite.domain.names import display_name
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"], responses=ERROR_RESPONSES)
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from qasite.api.deps import Ctx, ReadSession
 from qasite.api.errors import ERROR_RESPONSES
+from qasite.api.outputs import summary_out
 from qasite.api.schemas import QuestionPage, TagName, Text
 from qasite.domain.search import (
     MAX_PAGE,
@@ -72,4 +73,8 @@ async def list_questions(
     )
     secret = context.settings.access_token_secret
     assert secret is not None, "with_secrets() fills it in at start-up"
-    return await search_questions(session, query, CursorCodec(secret), cursor=cursor)
+    page = await search_questions(session, query, CursorCodec(secret), cursor=cursor)
+    return QuestionPage(
+        items=[summary_out(found.question, found.author_name) for found in page.found],
+        next_cursor=page.next_cursor,
+    )

@@ -1,4 +1,4 @@
-"""Authors' display names in the outputs and the events that create posts (routes/names.py,
+"""Authors' display names in the outputs and the events that create posts (api/outputs.py,
 search.py, routes/inbox.py), with a number of queries that does not grow with the rows."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import event, update
 
-from qasite.api.schemas import UNNAMED
 from qasite.domain.models import User as UserRow
+from qasite.domain.names import UNNAMED
 from tests.qasite.support import QA, User
 
 
