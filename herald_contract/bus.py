@@ -27,7 +27,15 @@ from herald_contract.envelope import StreamPosition
 from herald_contract.errors import BusUnavailable
 from herald_contract.stream import HistoryRead, HistoryResult, PublishResult
 
-__all__ = ["Bus", "BusListener", "BusUnavailable", "HistoryRead", "HistoryResult", "PublishResult"]
+__all__ = [
+    "Bus",
+    "BusListener",
+    "BusObserver",
+    "BusUnavailable",
+    "HistoryRead",
+    "HistoryResult",
+    "PublishResult",
+]
 
 
 class BusListener(Protocol):
@@ -41,6 +49,21 @@ class BusListener(Protocol):
 
     def on_bus_restored(self) -> None:
         """The bus is live again and resubscribed; publications in the gap were not delivered."""
+
+
+class BusObserver(Protocol):
+    """What a bus with a connection to lose reports about it, for metrics.
+
+    The fleet passes one backed by its Prometheus metrics; the contract imports no metrics
+    library. Every method is synchronous, must not block and should not raise (a failure is
+    logged by the bus and otherwise ignored).
+    """
+
+    def live_changed(self, live: bool) -> None:
+        """The bus went live (started, or restored after a loss) or stopped being live."""
+
+    def reconnected(self) -> None:
+        """The bus reconnected after a loss; called just before ``live_changed(True)``."""
 
 
 class Bus(Protocol):

@@ -1,6 +1,6 @@
 """The envelope a publication travels in, from the publisher through Redis to socketsrv.
 
-One msgpack array, built by the publish script (``scripts/publish.lua``) around data the
+One msgpack array, built by the publish script (``lua/publish.lua``) around data the
 publisher packed once::
 
     [1, epoch: str, offset: int, published_ms: int, event_id: str, data: any]
@@ -24,7 +24,18 @@ from typing import Any
 
 import msgpack
 
-from herald_contract.errors import InvalidPayload
+from herald_contract.errors import InvalidEnvelope, InvalidPayload
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "MAX_DATA_BYTES",
+    "Envelope",
+    "InvalidEnvelope",
+    "StreamPosition",
+    "build_envelope",
+    "decode_envelope",
+    "pack_data",
+]
 
 ENVELOPE_VERSION = 1
 MAX_DATA_BYTES = 64 * 1024
@@ -69,10 +80,6 @@ def build_envelope(
     head = msgpack.packb([ENVELOPE_VERSION, epoch, offset, published_ms, event_id])
     # Replace the 5-element array header (0x95) by a 6-element one and append the data as is.
     return b"\x96" + head[1:] + packed_data
-
-
-class InvalidEnvelope(ValueError):
-    """Bytes on the bus that are not a version-1 envelope."""
 
 
 def decode_envelope(payload: bytes) -> Envelope:

@@ -1,20 +1,35 @@
-"""Exceptions of the publishing library.
+"""Every exception the contract raises, in one tree.
 
-    HeraldPublishError
-    ├── InvalidChannel      the name breaks the channel grammar (docs/protocol.md#channels)
-    ├── InvalidPayload      the data cannot travel as JSON and msgpack alike
-    ├── PublishFailed       the bus refused or could not be reached
-    └── BusUnavailable      the bus (Redis) cannot serve a call right now; retry later
+    HeraldError                 root: catch it to catch anything this package raises
+    ├── InvalidChannel          the name breaks the channel grammar (docs/protocol.md#channels)
+    │                           also a ValueError
+    ├── InvalidPayload          the data or event id cannot travel (JSON and msgpack alike)
+    │                           also a ValueError
+    ├── InvalidEnvelope         bytes on the bus that are not a version-1 envelope
+    │                           also a ValueError
+    ├── PublishFailed           the publisher could not make a publication; retry with the
+    │                           same event id (raised by publisher.publish.Publisher)
+    ├── BusUnavailable          the bus (Redis) cannot serve a call right now; retry later
+    └── BusStateError           a bus method called in a lifecycle state that forbids it
+                                (a bug in the caller, not an outage); also a RuntimeError
+
+``HeraldPublishError`` is the root's former name, kept because publishers catch it.
 
 Messages are built from fields; nothing here is sent to a browser verbatim.
 """
 
+from __future__ import annotations
 
-class HeraldPublishError(Exception):
+
+class HeraldError(Exception):
     """Base class of every error this package raises."""
 
 
-class InvalidChannel(HeraldPublishError, ValueError):
+HeraldPublishError = HeraldError
+"""The root's former name; publishers catch it (``publisher`` re-exports it)."""
+
+
+class InvalidChannel(HeraldError, ValueError):
     """A channel name that breaks the grammar."""
 
     def __init__(self, name: str, why: str) -> None:
@@ -24,15 +39,23 @@ class InvalidChannel(HeraldPublishError, ValueError):
         super().__init__(f"invalid channel {shown!r}: {why}")
 
 
-class InvalidPayload(HeraldPublishError, ValueError):
-    """Publication data that is not a JSON-compatible value or is too large."""
+class InvalidPayload(HeraldError, ValueError):
+    """Publication data that is not a JSON-compatible value or is too large, or a bad event id."""
 
     def __init__(self, why: str) -> None:
         self.why = why
         super().__init__(f"invalid payload: {why}")
 
 
-class PublishFailed(HeraldPublishError):
+class InvalidEnvelope(HeraldError, ValueError):
+    """Bytes on the bus that are not a version-1 envelope (herald_contract.envelope)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(why)
+
+
+class PublishFailed(HeraldError):
     """The bus did not take the publication (it may be retried with the same event id)."""
 
     def __init__(self, channel: str, why: str) -> None:
@@ -41,9 +64,18 @@ class PublishFailed(HeraldPublishError):
         super().__init__(f"publish to {channel!r} failed: {why}")
 
 
-class BusUnavailable(HeraldPublishError):
+class BusUnavailable(HeraldError):
     """The bus cannot serve the call right now (Redis down); retry later."""
 
     def __init__(self, why: str) -> None:
         self.why = why
         super().__init__(f"bus unavailable: {why}")
+
+
+class BusStateError(HeraldError, RuntimeError):
+    """A bus method called in a state that forbids it, such as starting a bus twice."""
+
+    def __init__(self, action: str, state: str) -> None:
+        self.action = action
+        self.state = state
+        super().__init__(f"cannot {action} a bus that is {state}")

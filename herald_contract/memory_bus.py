@@ -12,32 +12,32 @@ Settings, as in the Redis bus:
 * ``idempotency_ttl_s`` is how long an event id is remembered;
 * ``meta_ttl_s`` is how long a channel's epoch and top survive without a publication; an
   expired channel starts a new epoch, like an expired meta key in Redis.
+
+Every expiry is judged by *clock* (``time.monotonic`` unless a test passes a fake one); the
+``published_ms`` of an envelope is wall-clock time, as Redis's own clock is in the Redis bus.
+This module imports no Redis client: the embedded default runs without one installed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from herald_contract.bus import (
     BusListener,
-    BusUnavailable,
     HistoryRead,
     HistoryResult,
     PublishResult,
 )
 from herald_contract.envelope import StreamPosition, build_envelope
+from herald_contract.errors import BusStateError
 from herald_contract.history import HistorySettings, check_event_id, history_complete, new_epoch
+from herald_contract.lifecycle import BusLifecycle, BusState
 
-
-class BusState(enum.Enum):
-    NEW = "new"
-    LIVE = "live"
-    CLOSED = "closed"
+__all__ = ["BusState", "MemoryBus"]
 
 
 @dataclass(slots=True)
@@ -60,7 +60,11 @@ class _Channel:
 
 
 class MemoryBus:
-    """An in-process :class:`herald_contract.bus.Bus` (see the module docstring)."""
+    """An in-process :class:`herald_contract.bus.Bus` (see the module docstring).
+
+    It is LIVE from :meth:`start` to :meth:`close` and never RECOVERING: there is no
+    connection to lose.
+    """
 
     def __init__(
         self,
@@ -69,9 +73,11 @@ class MemoryBus:
         history_ttl_s: float = 900.0,
         meta_ttl_s: float = 30 * 86400.0,
         idempotency_ttl_s: float = 86400.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
-        self._state = BusState.NEW
+        self._clock = clock
+        self._lifecycle = BusLifecycle("memory")
         self._listener: BusListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribed: set[str] = set()
@@ -80,29 +86,32 @@ class MemoryBus:
 
     @property
     def state(self) -> BusState:
-        return self._state
+        return self._lifecycle.state
 
     @property
     def live(self) -> bool:
-        return self._state is BusState.LIVE
+        return self._lifecycle.live
 
     async def start(self, listener: BusListener) -> None:
-        """Start delivering to *listener*; live at once."""
-        if self._state is not BusState.NEW:
-            raise RuntimeError(f"cannot start a bus that is {self._state.value}")
+        """Start delivering to *listener*; live at once.
+
+        Raises :class:`herald_contract.errors.BusStateError` unless the bus is NEW.
+        """
+        if self._lifecycle.state is not BusState.NEW:
+            raise BusStateError("start", self._lifecycle.state.value)
         self._listener = listener
         self._loop = asyncio.get_running_loop()
-        self._state = BusState.LIVE
+        self._lifecycle.move(BusState.LIVE, "start")
 
     async def close(self) -> None:
         """Stop delivering (publications already scheduled are dropped); idempotent."""
-        self._state = BusState.CLOSED
+        if self._lifecycle.state is not BusState.CLOSED:
+            self._lifecycle.move(BusState.CLOSED, "close")
         self._subscribed.clear()
         self._listener = None
 
     def _require_live(self) -> None:
-        if self._state is not BusState.LIVE:
-            raise BusUnavailable(f"the memory bus is {self._state.value}")
+        self._lifecycle.require(BusState.LIVE)
 
     async def subscribe(self, channel: str) -> None:
         """Deliver later publications of *channel*; effective on return."""
@@ -119,7 +128,7 @@ class MemoryBus:
         """See :meth:`herald_contract.bus.Bus.publish`; raises InvalidPayload for a bad event id."""
         check_event_id(event_id)
         self._require_live()
-        now_s = time.monotonic()
+        now_s = self._clock()
         state = self._channel(channel, now_s)
         if event_id:
             seen = state.events.get(event_id)
@@ -150,7 +159,7 @@ class MemoryBus:
         if limit < 0:
             raise ValueError(f"limit must be at least 0, not {limit}")
         self._require_live()
-        state = self._channel(channel, time.monotonic())
+        state = self._channel(channel, self._clock())
         position = StreamPosition(state.epoch, state.top)
         if since is None:
             return HistoryResult(position, [], True)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from herald_contract.bus import Bus
 from herald_contract.keys import KeyLayout
 from herald_contract.memory_bus import MemoryBus
 from socketsrv.metrics import Metrics
 from socketsrv.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class BusMetrics:
+    """The Redis bus's :class:`herald_contract.bus.BusObserver`, on the fleet's metrics."""
+
+    metrics: Metrics
+
+    def live_changed(self, live: bool) -> None:
+        self.metrics.bus_live.set(1 if live else 0)
+
+    def reconnected(self) -> None:
+        self.metrics.bus_reconnects.inc()
 
 
 def build_bus(settings: Settings, metrics: Metrics) -> Bus:
@@ -27,5 +42,5 @@ def build_bus(settings: Settings, metrics: Metrics) -> Bus:
         history_ttl_s=settings.history_ttl_s,
         meta_ttl_s=settings.meta_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
-        metrics=metrics,
+        observer=BusMetrics(metrics),
     )
