@@ -5,19 +5,31 @@
 
 Start-up (the lifespan) fills in development secrets, opens the database, runs the
 migrations, and starts the outbox relay; shutdown stops the relay and closes what it opened.
-Without ``redis_url`` and without a *sink*, events are kept in the outbox (and a warning
-says so) until the service runs with a bus.
+The relay's publisher is built from the settings shared with the fleet (Redis URL, key prefix,
+history retention), so every event it publishes keeps the history the fleet serves. Without
+``redis_url`` and without a *sink*, events are kept in the outbox (and a warning says so)
+until the service runs with a bus.
+
+``GET /healthz`` answers while the process serves; ``GET /readyz`` answers 200 only when the
+database answers and, with Redis configured, Redis does too (503 and a short reason if not).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
+from herald_contract.redis_scripts import command_client
 from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
 from qasite.api.routes import (
@@ -74,18 +86,19 @@ def create_app(
             if migrate_on_start:
                 await migrate(db.engine)
             bus = sink
+            redis: Redis | None = None
             if bus is None and resolved.redis_url is not None:
-                publisher = Publisher(
-                    resolved.redis_url,
-                    prefix=resolved.key_prefix,
-                    socket_timeout_s=resolved.publish_timeout_s,
-                )
+                publisher = _publisher(resolved)
                 stack.push_async_callback(publisher.close)
                 bus = publisher
+                redis = command_client(
+                    resolved.redis_url, socket_timeout_s=resolved.publish_timeout_s
+                )
+                stack.push_async_callback(redis.aclose)
             relay: OutboxRelay | None = None
             if bus is None:
                 log.warning(
-                    "no bus (REDIS_URL unset, no in-process bus): events stay in the outbox"
+                    "no bus (HERALD_REDIS_URL unset, no in-process bus): events stay in the outbox"
                 )
             else:
                 relay = OutboxRelay(
@@ -100,6 +113,7 @@ def create_app(
                 relay.start()
                 stack.push_async_callback(relay.stop)
             app.state.relay = relay
+            app.state.readiness = (db, redis)
             app.state.qa = QAContext(
                 settings=resolved,
                 db=db,
@@ -140,8 +154,48 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        db, redis = app.state.readiness
+        reason = await _not_ready(db, redis, settings.publish_timeout_s)
+        if reason is not None:
+            return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _publisher(settings: Settings) -> Publisher:
+    """The relay's publisher: the fleet's key prefix and history retention (shared names)."""
+    return Publisher(
+        settings.redis_url or "",
+        prefix=settings.key_prefix,
+        history_size=settings.history_size,
+        history_ttl_s=settings.history_ttl_s,
+        meta_ttl_s=settings.meta_ttl_s,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        socket_timeout_s=settings.publish_timeout_s,
+    )
+
+
+async def _not_ready(db: Database, redis: Redis | None, timeout_s: float) -> str | None:
+    """None when the database answers and *redis* (if any) too; else a short reason."""
+    try:
+        async with asyncio.timeout(timeout_s), db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("not ready: the database does not answer: %s", exc)
+        return "database unreachable"
+    if redis is None:
+        return None
+    try:
+        async with asyncio.timeout(timeout_s):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("not ready: Redis does not answer: %s", exc)
+        return "redis unreachable"
+    return None

@@ -20,12 +20,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
     p.add_argument("--redis-url", dest="redis_url")
-    p.add_argument(
-        "--demo",
-        action="store_true",
-        default=None,
-        help="publish demo events (question:1, questions:new)",
-    )
     p.add_argument("--log-level", dest="log_level")
     return p
 

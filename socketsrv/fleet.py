@@ -44,7 +44,6 @@ def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
 async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None) -> None:
     from prometheus_client import disable_created_metrics
 
-    from launch.demo import run_demo
     from socketsrv.buses import build_bus
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
@@ -64,14 +63,8 @@ async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None
         loop.add_signal_handler(sig, stop.set)
     if on_ready is not None:
         on_ready(worker.port)
-    demo: asyncio.Task[None] | None = None
-    if settings.demo:
-        demo = asyncio.ensure_future(run_demo(worker.bus))
     await stop.wait()
     log.info("draining %d connections", len(worker.connections))
-    if demo is not None:
-        demo.cancel()
-        await asyncio.gather(demo, return_exceptions=True)
     await worker.drain()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -13,5 +12,5 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 def test_the_configuration_table_lists_exactly_the_settings_fields() -> None:
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", DOC.read_text(), flags=re.M))
-    fields = {f.name for f in dataclasses.fields(Settings)}
+    fields = set(Settings.model_fields)
     assert documented == fields

@@ -29,4 +29,7 @@ def test_bad_settings_exit_with_2_and_name_the_setting(
 ) -> None:
     monkeypatch.setenv("HERALD_QA_PORT", "seventy")
     assert main(["migrate"]) == 2
-    assert "port" in capsys.readouterr().err
+    assert (
+        capsys.readouterr().err
+        == "herald-qa: HERALD_QA_PORT: cannot read 'seventy' as a whole number\n"
+    )

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from redis.asyncio import Redis
+
+from herald_contract.keys import KeyLayout
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Environment, Settings
 from tests.qasite.support import QA, qa_settings, running_qa
+from tests.support.redis_server import RedisServer
 
 
 async def test_production_has_no_dev_mailbox(tmp_path: Path) -> None:
@@ -55,3 +60,29 @@ async def test_metrics_count_requests_by_route_and_relay_publications(qa: QA) ->
     assert "herald_qa_outbox_published_total 2.0" in text  # questions:new and tag:python
     [lag] = [line for line in text.splitlines() if line.startswith("herald_qa_outbox_lag_seconds ")]
     assert 0 <= float(lag.split()[1]) < 5
+
+
+async def test_the_shared_history_size_bounds_what_the_q_and_a_core_publishes(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {"HERALD_REDIS_URL": redis_server.url, "HERALD_HISTORY_SIZE": "3"}
+    settings = Settings.from_env(
+        env, **_fast(qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}"))
+    )
+    async with running_qa(settings, record=False) as qa:
+        user = await qa.signup()
+        for n in range(5):
+            await qa.ask(user, title=f"Question number {n}", tags=["bounded"])
+        await qa.settle()
+    client = Redis.from_url(redis_server.url)
+    try:
+        history = KeyLayout(settings.key_prefix).history("questions:new")
+        assert await client.xlen(history) == 3
+    finally:
+        await client.aclose()
+
+
+def _fast(settings: Settings) -> dict[str, Any]:
+    """The test settings as overrides, minus what the environment must decide."""
+    fields = ("data_dir", "database_url", "relay_poll_interval_s", "argon2_time_cost")
+    return {name: getattr(settings, name) for name in (*fields, "argon2_memory_kib")}

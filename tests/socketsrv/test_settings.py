@@ -27,9 +27,11 @@ def refused(env: dict[str, str]) -> SettingsError:
     return caught.value
 
 
-def assert_names(error: SettingsError, setting: str) -> None:
+def assert_names(error: SettingsError, setting: str, variable: str | None = None) -> None:
+    """*error* blames field *setting* and starts with the variable it came from."""
+    variable = variable or "HERALD_" + setting.upper()
     assert error.name == setting
-    assert f"setting {setting}:" in str(error), str(error)
+    assert (error.env, str(error).split(":")[0]) == (variable, variable), str(error)
 
 
 # Values of every type
@@ -71,10 +73,8 @@ def test_integers_floats_and_strings_are_read_from_herald_variables() -> None:
     ],
 )
 def test_booleans_accept_the_documented_words_in_any_case(word: str, value: bool) -> None:
-    settings = Settings.from_env(
-        {"HERALD_COMPRESSION": word, "HERALD_ALLOW_ANONYMOUS": word, "HERALD_DEMO": word}
-    )
-    assert (settings.compression, settings.allow_anonymous, settings.demo) == (value,) * 3
+    settings = Settings.from_env({"HERALD_COMPRESSION": word, "HERALD_ALLOW_ANONYMOUS": word})
+    assert (settings.compression, settings.allow_anonymous) == (value,) * 2
 
 
 def test_tuples_are_comma_separated_with_blanks_and_empty_parts_dropped() -> None:
@@ -94,6 +94,10 @@ def test_optional_strings_are_read_and_an_empty_value_leaves_them_unset() -> Non
     assert settings.jwt_issuer is None
 
 
+def test_an_empty_variable_counts_as_unset() -> None:
+    assert Settings.from_env({"HERALD_HOST": "", "HERALD_PORT": ""}) == Settings()
+
+
 # Redis URL
 
 
@@ -105,6 +109,41 @@ def test_redis_url_is_read_when_herald_redis_url_is_absent() -> None:
 def test_herald_redis_url_wins_over_redis_url() -> None:
     mine = "redis://herald.internal:6380/1"
     assert Settings.from_env({"REDIS_URL": REDIS, "HERALD_REDIS_URL": mine}).redis_url == mine
+
+
+@pytest.mark.parametrize("variable", ["HERALD_REDIS_URL", "REDIS_URL"])
+@pytest.mark.parametrize("url", ["127.0.0.1:6379", "localhost", "http://r:6379/0", "redis://"])
+def test_a_redis_url_without_a_redis_scheme_is_refused_naming_its_variable(
+    variable: str, url: str
+) -> None:
+    error = refused({variable: url})
+    assert_names(error, "redis_url", variable)
+    assert "redis://host:port/db" in str(error)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://user:pw@r.example:6380/2", "unix:///run/r.sock"]
+)
+def test_redis_tls_and_unix_socket_urls_are_accepted(url: str) -> None:
+    assert Settings.from_env({"HERALD_REDIS_URL": url}).redis_url == url
+
+
+# Choices list their valid values
+
+
+def test_a_boolean_that_is_not_a_word_lists_the_words() -> None:
+    error = refused({"HERALD_COMPRESSION": "maybe"})
+    assert str(error) == (
+        "HERALD_COMPRESSION: cannot read 'maybe' as a boolean: "
+        "use one of 1, 0, true, false, yes, no, on, off"
+    )
+
+
+def test_the_log_level_is_one_of_the_listed_levels_in_any_case() -> None:
+    assert Settings.from_env({"HERALD_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    error = refused({"HERALD_LOG_LEVEL": "loud"})
+    assert_names(error, "log_level")
+    assert "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'" in str(error)
 
 
 # The public key file
@@ -121,7 +160,7 @@ def test_the_jwt_public_key_is_read_from_the_pem_file_named(tmp_path: Path) -> N
 def test_a_missing_public_key_file_is_refused_naming_jwt_public_key_file(tmp_path: Path) -> None:
     missing = tmp_path / "no-such.pem"
     error = refused({"HERALD_JWT_PUBLIC_KEY_FILE": str(missing)})
-    assert_names(error, "jwt_public_key_file")
+    assert_names(error, "jwt_public_key_pem", "HERALD_JWT_PUBLIC_KEY_FILE")
     assert str(missing) in str(error)
 
 
@@ -144,8 +183,6 @@ def test_a_missing_public_key_file_is_refused_naming_jwt_public_key_file(tmp_pat
         pytest.param({"HERALD_PING_INTERVAL_S": "nan"}, "ping_interval_s", id="nan-interval"),
         pytest.param({"HERALD_HISTORY_TTL_S": "inf"}, "history_ttl_s", id="infinite-ttl"),
         pytest.param({"HERALD_PORT": "70000"}, "port", id="port-out-of-range"),
-        pytest.param({"HERALD_HOST": ""}, "host", id="empty-host"),
-        pytest.param({"HERALD_KEY_PREFIX": ""}, "key_prefix", id="empty-prefix"),
         pytest.param({"HERALD_DRAIN_BATCH_SIZE": "0"}, "drain_batch_size", id="empty-batches"),
         pytest.param({"HERALD_COMMANDS_PER_S": "0"}, "commands_per_s", id="no-commands"),
     ],
@@ -154,6 +191,13 @@ def test_a_value_that_cannot_work_is_refused_naming_the_setting(
     env: dict[str, str], setting: str
 ) -> None:
     assert_names(refused(env), setting)
+
+
+@pytest.mark.parametrize("setting", ["host", "key_prefix"])
+def test_an_empty_name_given_as_a_flag_is_refused(setting: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({}, **{setting: ""})
+    assert str(caught.value).startswith(f"setting {setting}: ")
 
 
 def test_a_value_that_cannot_be_read_is_quoted_in_the_message() -> None:
@@ -183,7 +227,7 @@ def test_the_command_line_refuses_several_workers_without_redis_with_exit_code_2
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("herald-socketsrv: setting workers:"), done.stderr
+    assert done.stderr.startswith("herald-socketsrv: HERALD_WORKERS:"), done.stderr
     assert "Redis" in done.stderr
     assert done.stdout == ""
 
@@ -198,4 +242,5 @@ def test_a_public_key_file_that_is_not_text_is_refused_naming_jwt_public_key_fil
 ) -> None:
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(b"\xff\xfe not a PEM")
-    assert_names(refused({"HERALD_JWT_PUBLIC_KEY_FILE": str(key_file)}), "jwt_public_key_file")
+    error = refused({"HERALD_JWT_PUBLIC_KEY_FILE": str(key_file)})
+    assert_names(error, "jwt_public_key_pem", "HERALD_JWT_PUBLIC_KEY_FILE")
