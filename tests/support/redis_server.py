@@ -1,4 +1,7 @@
-"""A real redis-server on a free loopback port, owned by one test.
+"""A real redis-server on a free loopback port, owned by one test or one benchmark run.
+
+The one launcher of redis-server and the one :func:`free_port` for Python code in this
+repository (the suite's ``redis_server`` fixture, the benchmark).
 
     server = RedisServer(tmp_path)
     server.start()                   # returns once PING answers
@@ -18,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -53,10 +57,12 @@ class RedisServer:
     """One redis-server process at a time on a fixed port; see the module docstring."""
 
     @classmethod
-    def launch(cls, workdir: Path, *, attempts: int = 3) -> RedisServer:
+    def launch(
+        cls, workdir: Path, *, attempts: int = 3, extra_args: Sequence[str] = ()
+    ) -> RedisServer:
         """A started server on a free port, trying another port if one was taken meanwhile."""
         for attempt in range(attempts):
-            server = cls(workdir)
+            server = cls(workdir, extra_args=extra_args)
             try:
                 server.start()
             except RedisServerError:
@@ -67,7 +73,10 @@ class RedisServer:
                 return server
         raise AssertionError("unreachable")
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
+        """*extra_args* are added to the command line (``--maxclients 20000``, say)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerError(
@@ -77,12 +86,18 @@ class RedisServer:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port if port is not None else free_port()
+        self._extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._clients: list[redis.Redis] = []
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for CPU sampling), else None."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -105,6 +120,7 @@ class RedisServer:
                 "--daemonize", "no",
                 "--enable-debug-command", "local",
                 "--logfile", str(log),
+                *self._extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
