@@ -1,4 +1,4 @@
-"""Seed data (qasite/seed.py): realistic, consistent, deterministic, silent; both DBs."""
+"""Seed data (qasite/seed/): realistic, consistent, deterministic, silent; both DBs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 
-from qasite import seed as seed_module
 from qasite.__main__ import main
 from qasite.core.settings import Settings
 from qasite.domain.rendering import render_markdown
@@ -157,14 +156,13 @@ async def test_a_seed_never_reuses_the_id_of_a_deleted_question(qa: QA, settings
 
 
 async def test_indexes_built_after_a_large_seed_are_all_back_and_find_questions(
-    qa: QA, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    qa: QA, settings: Settings
 ) -> None:
     schema = "SELECT count(*) FROM sqlite_master WHERE type IN ('index', 'trigger')"
     if settings.database_url and settings.database_url.startswith("postgresql"):
         schema = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
     objects = await scalar(qa, schema)
-    monkeypatch.setattr(seed_module, "INDEX_REBUILD_MIN_QUESTIONS", 10)
-    await seed(settings, plan(questions=40))
+    await seed(settings, plan(questions=40, rebuild_indexes_from=10))
     assert await scalar(qa, schema) == objects
     r = await qa.client.get("/api/questions", params={"q": "python"})
     assert r.status_code == 200 and r.json()["items"]

@@ -1,0 +1,82 @@
+"""The words the seed writes with: real tag names, a word list for bodies and made-up tags,
+title templates, verbs and nouns for titles, and first names for users."""
+
+from __future__ import annotations
+
+# fmt: off
+TAG_NAMES = (
+    "python", "javascript", "java", "c#", "php", "android", "html", "jquery", "c++", "css",
+    "ios", "sql", "mysql", "r", "reactjs", "node.js", "arrays", "c", "asp.net", "json",
+    "python-3.x", "ruby-on-rails", ".net", "sql-server", "swift", "django", "angular",
+    "objective-c", "excel", "pandas", "angularjs", "regex", "typescript", "ruby", "linux",
+    "ajax", "iphone", "vba", "xml", "laravel", "spring", "asp.net-mvc", "database", "wordpress",
+    "string", "flutter", "postgresql", "mongodb", "wpf", "windows", "xcode", "amazon-web-services",
+    "bash", "git", "oracle", "spring-boot", "dataframe", "azure", "firebase", "list",
+    "multithreading", "docker", "vb.net", "react-native", "eclipse", "algorithm", "powershell",
+    "macos", "visual-studio", "numpy", "image", "forms", "scala", "function", "vue.js",
+    "performance", "twitter-bootstrap", "selenium", "winforms", "kotlin", "loops", "express",
+    "dart", "hibernate", "sqlite", "matlab", "python-2.7", "shell", "rest", "apache",
+    "entity-framework", "android-studio", "csv", "maven", "linq", "qt", "dictionary",
+    "unit-testing", "asp.net-core", "facebook", "apache-spark", "tensorflow", "file", "swing",
+    "class", "unity3d",
+    "sorting", "date", "authentication", "go", "symfony", "t-sql", "opencv", "matplotlib",
+    ".htaccess", "google-chrome", "for-loop", "datetime", "codeigniter", "perl", "http",
+    "validation", "sockets", "google-maps", "object", "uitableview", "xaml", "oop", "redis",
+    "websocket", "asyncio", "fastapi", "sqlalchemy", "nginx", "kubernetes", "rust", "haskell",
+)
+WORDS = (
+    "the", "a", "to", "is", "and", "in", "of", "it", "i", "this", "that", "for", "with", "not",
+    "but", "on", "my", "when", "can", "have", "be", "an", "if", "from", "how", "what", "code",
+    "error", "file", "function", "value", "data", "get", "use", "using", "work", "want", "need",
+    "which", "there", "new", "set", "list", "table", "string", "class", "method", "object",
+    "array", "server", "user", "page", "request", "response", "query", "database", "test",
+    "run", "call", "return", "type", "name", "line", "loop", "variable", "result", "problem",
+    "example", "image", "time", "date", "number", "key", "index", "row", "column", "field",
+    "form", "button", "event", "thread", "process", "memory", "output", "input", "client",
+    "connection", "socket", "message", "queue", "cache", "session", "token", "password",
+    "login", "config", "setting", "option", "module", "package", "library", "version",
+    "update", "install", "build", "compile", "deploy", "docker", "container", "image",
+    "script", "command", "shell", "path", "folder", "directory", "read", "write", "open",
+    "close", "parse", "convert", "format", "print", "log", "debug", "exception", "stack",
+    "trace", "crash", "timeout", "slow", "fast", "performance", "async", "await", "promise",
+    "callback", "handler", "route", "endpoint", "api", "json", "xml", "html", "css", "style",
+    "element", "component", "state", "props", "render", "view", "model", "controller",
+    "schema", "migration", "insert", "select", "delete", "join", "filter", "sort", "group",
+    "count", "sum", "average", "regex", "pattern", "match", "replace", "split", "merge",
+    "branch", "commit", "push", "pull", "remote", "local", "network", "proxy", "port",
+    "host", "domain", "certificate", "encryption", "hash", "upload", "download", "stream",
+    "buffer", "byte", "encoding", "unicode", "character", "integer", "float", "boolean",
+    "null", "undefined", "pointer", "reference", "instance", "interface", "generic",
+    "template", "lambda", "closure", "scope", "recursion", "iterator", "generator",
+    "dictionary", "tuple", "vector", "matrix", "graph", "tree", "node", "edge", "search",
+    "algorithm", "complexity", "benchmark", "profile", "worker", "pool", "lock", "mutex",
+    "deadlock", "race", "signal", "kernel", "driver", "device", "browser", "chrome",
+    "firefox", "mobile", "android", "layout", "screen", "window", "dialog", "menu", "scroll",
+    "animation", "canvas", "pixel", "font", "color", "width", "height", "margin", "border",
+    "redis", "postgres", "sqlite", "mongo", "kafka", "nginx", "apache", "linux", "windows",
+)
+# fmt: on
+TITLE_TEMPLATES = (
+    "How do I {v} a {n} in {t}?",
+    "Why does my {n} {v} when the {n2} is empty?",
+    "{T}: {n} {v} fails with a {n2} error",
+    "Best way to {v} {n} and {n2} with {t}",
+    "{T} {n} returns the wrong {n2}",
+    "Cannot {v} {n} after {v2} the {n2}",
+    "What is the difference between {n} and {n2} in {t}?",
+    "How to {v} every {n} of a {n2}",
+    "{T}: {v} a {n} without {v2} the {n2}",
+    "Is it possible to {v} the {n} from a {n2}?",
+)
+VERBS = ("read", "write", "parse", "convert", "sort", "filter", "merge", "split", "update",
+         "delete", "insert", "render", "cache", "load", "save", "send", "receive", "open",
+         "close", "compile", "deploy", "debug", "test", "index", "stream", "upload", "encode",
+         "decode", "hash", "lock", "join", "group", "count", "format", "validate")  # fmt: skip
+NOUNS = ("file", "string", "list", "table", "array", "dictionary", "date", "column", "row",
+         "request", "response", "query", "socket", "thread", "image", "form", "button", "token",
+         "session", "cache", "queue", "message", "module", "package", "container", "branch",
+         "commit", "buffer", "stream", "iterator", "generator", "object", "class", "method",
+         "variable", "exception", "pointer", "matrix", "graph", "tree", "node", "path")  # fmt: skip
+FIRST_NAMES = ("Ada", "Alan", "Grace", "Linus", "Guido", "Barbara", "Ken", "Dennis", "Margaret",
+               "Donald", "Edsger", "Frances", "John", "Radia", "Tim", "Vint", "Anita", "Bjarne",
+               "Katherine", "Niklaus", "Sophie", "Yukihiro", "Brendan", "Hedy")  # fmt: skip
