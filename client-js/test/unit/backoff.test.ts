@@ -1,3 +1,4 @@
+/** Reconnect delays: full-jitter backoff and the restart hint (src/backoff.ts). */
 import { describe, expect, it } from 'vitest';
 import { backoffDelayMs, restartHintMs } from '../../src/backoff.js';
 

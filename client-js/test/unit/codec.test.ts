@@ -1,3 +1,4 @@
+/** The JSON and msgpack codecs and the frame parser (src/codec.ts, src/frames.ts). */
 import { describe, expect, it } from 'vitest';
 import { codecFor } from '../../src/codec.js';
 import { ProtocolError, parseConnectResult, parseFrame, parseSubscribeResult } from '../../src/frames.js';

@@ -1,3 +1,4 @@
+/** The msgpack encoder and decoder (src/msgpack.ts). */
 import { describe, expect, it } from 'vitest';
 import { MsgpackError, decode, encode } from '../../src/msgpack.js';
 

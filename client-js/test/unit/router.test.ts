@@ -1,10 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+/** Several owners (subscriptions, tabs) over one connection (src/router.ts). */
+import { describe, expect, it } from 'vitest';
 import { codecFor } from '../../src/codec.js';
 import { DEFAULT_CONNECTION_OPTIONS } from '../../src/connection.js';
 import type { Recovery, StreamPosition } from '../../src/frames.js';
 import { createHub } from '../../src/link.js';
 import { type OwnerSink, ownerRecovery } from '../../src/router.js';
-import { type FakePage, fakePage } from './fakes.js';
+import { page, useFakePage } from './support.js';
 
 const Q = 'question:1';
 
@@ -44,12 +45,7 @@ function recordingSink(): OwnerSink & { told: Told[]; pubs: number[] } {
 }
 
 describe('ChannelRouter over one connection', () => {
-  let page: FakePage;
-  beforeEach(() => {
-    vi.useFakeTimers();
-    page = fakePage();
-  });
-  afterEach(() => vi.useRealTimers());
+  useFakePage();
 
   function hub() {
     const { connection, router } = createHub(

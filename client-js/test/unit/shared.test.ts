@@ -1,3 +1,5 @@
+/** Tabs sharing one socket (src/shared.ts): each tab is a client on its own fake page, and
+ * the tabs meet through the in-process BroadcastChannel and Web Locks below. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HeraldClient } from '../../src/client.js';
 import type { Publication } from '../../src/subscription.js';
@@ -71,7 +73,12 @@ const flush = async (): Promise<void> => {
 let pages: FakePage[];
 const allSockets = () => pages.flatMap((p) => p.sockets);
 
-function tab(): { client: HeraldClient; page: FakePage } {
+interface Tab {
+  readonly client: HeraldClient;
+  readonly page: FakePage;
+}
+
+function tab(): Tab {
   const page = fakePage();
   pages.push(page);
   return { client: new HeraldClient(URL, { environment: page }), page };
@@ -90,6 +97,14 @@ afterEach(() => {
   FakeBroadcastChannel.all.clear();
 });
 
+/** Tab `a` connects first (and leads), then tab `b` (and follows), each settled in turn. */
+async function connectInOrder(a: Tab, b: Tab): Promise<void> {
+  a.client.connect();
+  await flush();
+  b.client.connect();
+  await flush();
+}
+
 function record(client: HeraldClient, channel: string): Publication[] {
   const pubs: Publication[] = [];
   client.subscribe(channel, (pub) => pubs.push(pub));
@@ -103,10 +118,7 @@ describe('tabs sharing one connection', () => {
     const pubsA = record(a.client, Q);
     const pubsB = record(b.client, Q);
     const onlyB = record(b.client, 'questions:new');
-    a.client.connect();
-    await flush();
-    b.client.connect();
-    await flush();
+    await connectInOrder(a, b);
     expect(a.client.role).toBe('leader');
     expect(b.client.role).toBe('follower');
     expect(allSockets()).toHaveLength(1);
@@ -133,10 +145,7 @@ describe('tabs sharing one connection', () => {
     const b = tab();
     record(a.client, Q);
     const pubsB = record(b.client, Q);
-    a.client.connect();
-    await flush();
-    b.client.connect();
-    await flush();
+    await connectInOrder(a, b);
     const first = a.page.socket();
     first.accept();
     first.replySubscribe(Q, 'e1', 10, 'none');
@@ -165,10 +174,7 @@ describe('tabs sharing one connection', () => {
   it('the leader tab joining a channel a follower already has live is answered at once', async () => {
     const a = tab();
     const b = tab();
-    a.client.connect();
-    await flush();
-    b.client.connect();
-    await flush();
+    await connectInOrder(a, b);
     const pubsB = record(b.client, Q);
     await flush();
     const socket = a.page.socket();
@@ -191,10 +197,7 @@ describe('tabs sharing one connection', () => {
     record(a.client, Q);
     record(b.client, Q);
     record(b.client, 'tag:redis');
-    a.client.connect();
-    await flush();
-    b.client.connect();
-    await flush();
+    await connectInOrder(a, b);
     const socket = a.page.socket();
     socket.accept();
     await flush();
@@ -210,10 +213,7 @@ describe('tabs sharing one connection', () => {
   it('counts the shared socket as hidden only when every tab is hidden', async () => {
     const a = tab();
     const b = tab();
-    a.client.connect();
-    await flush();
-    b.client.connect();
-    await flush();
+    await connectInOrder(a, b);
     a.page.socket().accept();
     await flush();
     a.page.setVisible(false);
