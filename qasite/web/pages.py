@@ -19,6 +19,7 @@ import hashlib
 import html
 import json
 import re
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -96,9 +97,28 @@ def render_page(
     return HTMLResponse(body, headers=_security_headers(settings))
 
 
-@router.get("/", response_class=HTMLResponse)
-async def question_list(settings: SettingsDep) -> HTMLResponse:
-    return render_page(settings, "list", "Questions", "list.js")
+SIMPLE_PAGES = {
+    "/": ("list", "Questions", "list.js"),
+    "/inbox": ("inbox", "Inbox", "inbox.js"),
+    "/login": ("login", "Log in", "forms.js"),
+    "/signup": ("signup", "Sign up", "forms.js"),
+    "/verify": ("verify", "Verify your email", "forms.js"),
+}
+"""The pages that take no parameter: path -> (template, title, script)."""
+
+
+def _simple_page(page: str, title: str, script: str) -> Callable[..., Awaitable[HTMLResponse]]:
+    async def serve(settings: SettingsDep) -> HTMLResponse:
+        return render_page(settings, page, title, script)
+
+    serve.__name__ = f"{page}_page"
+    return serve
+
+
+for _path, (_page, _title, _script) in SIMPLE_PAGES.items():
+    router.add_api_route(
+        _path, _simple_page(_page, _title, _script), methods=["GET"], response_class=HTMLResponse
+    )
 
 
 @router.get("/questions/{question_id}", response_class=HTMLResponse)
@@ -107,26 +127,6 @@ async def question_page(question_id: QuestionId, settings: SettingsDep) -> HTMLR
     return render_page(
         settings, "question", "Question", "question.js", question_id=str(question_id)
     )
-
-
-@router.get("/inbox", response_class=HTMLResponse)
-async def inbox_page(settings: SettingsDep) -> HTMLResponse:
-    return render_page(settings, "inbox", "Inbox", "inbox.js")
-
-
-@router.get("/login", response_class=HTMLResponse)
-async def login_page(settings: SettingsDep) -> HTMLResponse:
-    return render_page(settings, "login", "Log in", "forms.js")
-
-
-@router.get("/signup", response_class=HTMLResponse)
-async def signup_page(settings: SettingsDep) -> HTMLResponse:
-    return render_page(settings, "signup", "Sign up", "forms.js")
-
-
-@router.get("/verify", response_class=HTMLResponse)
-async def verify_page(settings: SettingsDep) -> HTMLResponse:
-    return render_page(settings, "verify", "Verify your email", "forms.js")
 
 
 def _file(directory: Path, name: str) -> FileResponse:
