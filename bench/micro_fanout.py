@@ -5,8 +5,9 @@
 Both sides write to a transport whose ``write`` only counts, so what is measured is the
 interpreter work around the system call: the floor is ``for t in transports: t.write(frame)``;
 Herald is the hub's loop over subscribers calling ``push`` plus the write scheduler's flush.
-A real ``transport.write`` costs a few microseconds of kernel time on top of both (FACTS.md),
-which is why a few hundred nanoseconds here keep Herald near the floor in bench.run.
+A real ``transport.write`` costs a few microseconds of kernel time on top of both (measured
+on the machines of bench/results/REPORT.md), which is why a few hundred nanoseconds here keep
+Herald near the floor in bench.run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import asyncio
 import json
 import time
 
-from socketsrv.connection import ClientConnection, ConnectionConfig, ConnectionHost, WriteScheduler
+from socketsrv.connection import (
+    ClientConnection,
+    ConnectionConfig,
+    ConnectionHost,
+    ConnectionState,
+    WriteScheduler,
+)
 from socketsrv.hub import Hub
 from socketsrv.metrics import build_metrics
 from socketsrv.protocol.session import Limits
@@ -60,12 +67,15 @@ async def measure(connections: int, rounds: int) -> dict[str, float]:
         connections=set(),
     )
     conns = []
+    transports = []
     for _ in range(connections):
         conn = ClientConnection(host)
-        conn.transport = CountingTransport()  # type: ignore[assignment]
+        transport = CountingTransport()
+        conn.transport = transport  # type: ignore[assignment]
+        conn.state = ConnectionState.OPEN  # as after its 101: only then does it take frames
         conns.append(conn)
+        transports.append(transport)
     subscribers = dict.fromkeys(conns)
-    transports = [c.transport for c in conns]
     frame = b"\x81\x50" + b"x" * 80
     best_floor = best_herald = float("inf")
     for _ in range(3):

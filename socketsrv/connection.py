@@ -1,10 +1,18 @@
-"""One client connection: an asyncio protocol around websockets' sans-I/O ``ServerProtocol``.
+"""One client connection: its lifecycle, and what its protocol session decides, carried out.
 
-There is no task and no timer per idle connection: bytes arrive in :meth:`data_received`,
-frames go out through one :class:`WriteScheduler` per worker that coalesces everything
-queued for a connection during one event-loop turn into a single ``transport.write``.
-Deadlines (heartbeats, connect timeout, token expiry) are checked by the worker's shared
-sweep (socketsrv/worker.py).
+An asyncio protocol around websockets' sans-I/O ``ServerProtocol``. The parts with a job of
+their own live beside it: the websocket layer (handshake answer, fragments, compression) in
+socketsrv/websocket.py, write scheduling in socketsrv/writes.py, the plain HTTP paths in
+socketsrv/endpoints.py, heartbeats and deadlines in the worker's sweep (socketsrv/sweep.py).
+There is no task and no timer per idle connection.
+
+Lifecycle (:class:`ConnectionState`)::
+
+    CONNECTING --101--> OPEN --close_with / close frame / websocket failure--> CLOSING
+        |                 |                                                      |
+        +-----------------+---------- TCP lost, or detached after a close -----> CLOSED
+
+A method called in a state that forbids it raises :class:`socketsrv.errors.WrongState`.
 
 The outgoing buffer is bounded: the bytes queued here during one loop turn, and the bytes the
 transport holds that the client has not read yet, may each not exceed ``outbox_max_bytes``
@@ -15,25 +23,22 @@ and the others are not delayed (docs/protocol.md#slow-clients).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol as TypingProtocol
 from typing import cast
 
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidOrigin, NegotiationError
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 from websockets.protocol import State
-from websockets.server import ServerProtocol
-from websockets.typing import Origin, Subprotocol
 
 from herald_contract.bus import BusUnavailable
 from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
+from socketsrv.endpoints import HttpHandler
+from socketsrv.errors import WrongState
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier
@@ -43,17 +48,48 @@ from socketsrv.protocol.session import (
     CloseWith,
     Effect,
     Limits,
+    Recovery,
     Send,
     Session,
     SessionState,
     StartSubscribe,
     StopSubscription,
 )
+from socketsrv.websocket import (
+    Fragments,
+    Refusal,
+    answer_handshake,
+    reframe,
+    server_protocol,
+    wire_of,
+)
+from socketsrv.writes import WriteScheduler
+
+__all__ = ["ClientConnection", "ConnectionConfig", "ConnectionHost", "ConnectionState"]
+__all__ += ["WriteScheduler"]  # where benchmarks built it from before it had its own module
 
 log = logging.getLogger(__name__)
 ws_log = logging.getLogger("socketsrv.ws")
 
-_SUBPROTOCOLS = [Subprotocol(w.subprotocol) for w in WireFormat]
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    """TCP accepted; no 101 sent yet (a plain HTTP request ends here too)."""
+    OPEN = "open"
+    """The websocket is open, the session runs, the worker counts the connection."""
+    CLOSING = "closing"
+    """The closing handshake started; frames pushed now are dropped."""
+    CLOSED = "closed"
+    """Forgotten by the hub and the worker; only the TCP teardown is left."""
+
+
+_OPEN = ConnectionState.OPEN
+_NEXT: dict[ConnectionState, frozenset[ConnectionState]] = {
+    ConnectionState.CONNECTING: frozenset({ConnectionState.OPEN, ConnectionState.CLOSED}),
+    ConnectionState.OPEN: frozenset({ConnectionState.CLOSING, ConnectionState.CLOSED}),
+    ConnectionState.CLOSING: frozenset({ConnectionState.CLOSED}),
+    ConnectionState.CLOSED: frozenset(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,50 +104,6 @@ class ConnectionConfig:
     limits: Limits
 
 
-class HttpHandler(TypingProtocol):
-    def __call__(self, request: Request) -> Response | None:
-        """A response for a plain HTTP path, or None to go on with the websocket handshake."""
-
-
-class WriteScheduler:
-    """Flushes every connection that queued frames, once per event-loop turn.
-
-    This is the hot path of every delivery (docs/decisions.md): a connection appends itself
-    to :attr:`dirty` when its first frame of the turn is queued, and :meth:`flush` writes
-    each one's frames with a single ``transport.write``, without a call per connection.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
-        self._loop = loop
-        self._metrics = metrics
-        self.dirty: list[ClientConnection] = []
-        """Connections with queued frames; the same list object for the worker's lifetime."""
-
-    def schedule(self) -> None:
-        """Called when :attr:`dirty` gets its first connection of the turn."""
-        self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        batch = self.dirty.copy()
-        self.dirty.clear()
-        written = 0
-        for conn in batch:
-            pending = conn._pending
-            if not pending:
-                continue  # flushed by the connection itself (a close) earlier in the turn
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            if conn.closing:
-                continue
-            if len(data) > conn._outbox_max_bytes:
-                conn.close_with(CloseCode.SLOW)
-                continue
-            conn.transport.write(data)  # type: ignore[union-attr]  # set before any push
-            written += len(data)
-        if written:
-            self._metrics.bytes_written.inc(written)
-
-
 @dataclass(slots=True)
 class ConnectionHost:
     """What every connection of one worker shares."""
@@ -123,6 +115,7 @@ class ConnectionHost:
     scheduler: WriteScheduler
     http: HttpHandler
     connections: set[ClientConnection]
+    """The OPEN and CLOSING connections (those a drain closes and the sweep visits)."""
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     accepting: bool = True
@@ -142,16 +135,15 @@ class ClientConnection(asyncio.Protocol):
         "_close_timer",
         "_compress",
         "_connect_timer",
-        "_detached",
-        "_dirty",
         "_fragments",
-        "_fragments_text",
         "_outbox_max_bytes",
+        "_peer",
         "_pending",
+        "_scheduler",
+        "_session",
         "_subscribing",
-        "closing",
         "host",
-        "session",
+        "state",
         "transport",
         "wire",
         "ws",
@@ -160,29 +152,38 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, host: ConnectionHost) -> None:
         self.host = host
         cfg = host.config
-        self.ws = ServerProtocol(
-            # No Origin header means no browser, so no cross-site hijacking to fear.
-            origins=[*(Origin(o) for o in cfg.origins), None] if cfg.origins is not None else None,
-            extensions=[ServerPerMessageDeflateFactory()] if cfg.compression else None,
-            subprotocols=_SUBPROTOCOLS,
-            select_subprotocol=_select_subprotocol,
-            max_size=cfg.max_frame_bytes,
+        self.ws = server_protocol(
+            origins=cfg.origins,
+            compression=cfg.compression,
+            max_frame_bytes=cfg.max_frame_bytes,
             logger=ws_log,
         )
+        self.state = ConnectionState.CONNECTING
         self.transport: asyncio.Transport | None = None
-        self.session: Session | None = None
         self.wire = WireFormat.JSON
-        self.closing = False
+        self._session: Session | None = None
         self._pending: list[bytes] = []
         self._outbox_max_bytes = cfg.outbox_max_bytes
         self._compress = cfg.compression
-        self._dirty = host.scheduler.dirty
-        self._fragments: list[bytes] | None = None
-        self._fragments_text = False
+        self._scheduler = host.scheduler
+        self._fragments: Fragments | None = None
         self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
-        self._detached = False
+        self._peer: str | None = None
+        """Who is at the other end, for the debug log lines only (None when not logging)."""
+
+    @property
+    def session(self) -> Session:
+        """The protocol session; it exists from the 101 on (raises WrongState before)."""
+        if self._session is None:
+            raise WrongState("connection", "use the session", self.state)
+        return self._session
+
+    def _move(self, to: ConnectionState, action: str) -> None:
+        if to not in _NEXT[self.state]:
+            raise WrongState("connection", action, self.state)
+        self.state = to
 
     # asyncio.Protocol
 
@@ -193,25 +194,7 @@ class ClientConnection(asyncio.Protocol):
         self.host.transports += 1
         # Until the connect command, one timer bounds the handshake and the connect (slowloris,
         # TLS sent to the plain port, a socket that never says who it is); then it is gone.
-        self._connect_timer = asyncio.get_running_loop().call_later(
-            self.host.config.limits.connect_timeout_s, self._connect_timed_out
-        )
-
-    def _connect_timed_out(self) -> None:
-        # A timer runs before the loop polls for I/O: on a worker too busy to read sockets on
-        # time (a reconnect storm), the connect command may be sitting unread in the socket.
-        # Look again after one poll, so only a client that really said nothing is closed. Not
-        # call_later(0): libuv would run it in this same timer phase, before the poll.
-        self._connect_timer = asyncio.get_running_loop().call_later(0.001, self._connect_expired)
-
-    def _connect_expired(self) -> None:
-        self._connect_timer = None
-        if self.session is None:
-            if not self.ws.eof_sent:  # no complete HTTP request was ever answered
-                self._rejected("timeout")
-            self.abort()
-        elif self.session.state is SessionState.AWAITING_CONNECT:
-            self.close_with(CloseCode.CONNECT_TIMEOUT)
+        self._arm_connect_timer()
 
     def data_received(self, data: bytes) -> None:
         self.ws.receive_data(data)
@@ -220,9 +203,9 @@ class ClientConnection(asyncio.Protocol):
                 self._on_request(event)
             elif isinstance(event, Frame):
                 self._on_frame(event)
-        if not self.closing and self.ws.close_sent is not None:
+        if self.state is _OPEN and self.ws.close_sent is not None:
             # The websocket layer failed the connection itself (1002, 1009, 1011).
-            self.closing = True
+            self._move(ConnectionState.CLOSING, "fail")
             self.host.metrics.disconnects.labels(code=str(self.ws.close_sent.code)).inc()
         self._send_ws_output()
 
@@ -236,13 +219,14 @@ class ClientConnection(asyncio.Protocol):
         for timer in (self._close_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        self.closing = True
         self._pending.clear()
         if self.ws.handshake_exc is not None and not self.ws.accept_called:
             self._rejected("bad_handshake")  # not HTTP at all: _on_request never saw it
+        if self._session is not None and log.isEnabledFor(logging.DEBUG):
+            self._log_closed()
         self._detach()
 
-    # The opening handshake
+    # The opening handshake and the connect deadline
 
     def _on_request(self, request: Request) -> None:
         host = self.host
@@ -250,37 +234,28 @@ class ClientConnection(asyncio.Protocol):
         if response is not None:
             self.ws.send_response(response)
             return
+        refusal = None
         if not host.accepting:
-            response = self.ws.reject(503, "Server restarting.\n")
-            self._rejected("draining")
+            refusal = Refusal.DRAINING
         elif len(host.connections) >= host.config.max_connections:
-            response = self.ws.reject(503, "Too many connections on this worker.\n")
-            self._rejected("capacity")
-        else:
-            response = self.ws.accept(request)
-            if response.status_code != 101:
-                exc = self.ws.handshake_exc
-                reason = (
-                    "origin"
-                    if isinstance(exc, InvalidOrigin)
-                    else "subprotocol"
-                    if isinstance(exc, NegotiationError)
-                    else "bad_handshake"
-                )
-                self._rejected(reason)
+            refusal = Refusal.CAPACITY
+        response, rejected = answer_handshake(self.ws, request, refusal)
+        if rejected is not None:
+            self._rejected(rejected)
         self.ws.send_response(response)
         if response.status_code == 101:
-            self._opened(response.headers.get("Sec-WebSocket-Protocol"))
+            self._opened(wire_of(response))
 
     def _rejected(self, reason: str) -> None:
         self.host.metrics.handshake_rejections.labels(reason=reason).inc()
 
-    def _opened(self, subprotocol: str | None) -> None:
+    def _opened(self, wire: WireFormat) -> None:
+        self._move(ConnectionState.OPEN, "open")
         host = self.host
-        self.wire = WireFormat(subprotocol) if subprotocol else WireFormat.JSON
-        self.session = Session(
+        self.wire = wire
+        self._session = Session(
             client_id=host.new_client_id(),
-            wire=self.wire,
+            wire=wire,
             limits=host.config.limits,
             verifier=host.verifier,
             now=host.clock(),
@@ -290,38 +265,61 @@ class ClientConnection(asyncio.Protocol):
         host.metrics.connections_accepted.inc()
         # The client has connect_timeout_s from the 101 (not from the TCP accept) to say who
         # it is: time a busy worker spent before answering is not the client's.
+        self._arm_connect_timer()
+        if log.isEnabledFor(logging.DEBUG):
+            self._peer = _peer_of(self.transport)
+            log.debug(
+                "client %s opened: peer %s, %s", self._session.client_id, self._peer, wire.value
+            )
+
+    def _arm_connect_timer(self) -> None:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
         self._connect_timer = asyncio.get_running_loop().call_later(
-            host.config.limits.connect_timeout_s, self._connect_timed_out
+            self.host.config.limits.connect_timeout_s, self._connect_timed_out
         )
+
+    def _connect_timed_out(self) -> None:
+        # A timer runs before the loop polls for I/O: on a worker too busy to read sockets on
+        # time (a reconnect storm), the connect command may be sitting unread in the socket.
+        # Look again after one poll, so only a client that really said nothing is closed. Not
+        # call_later(0): libuv would run it in this same timer phase, before the poll.
+        self._connect_timer = asyncio.get_running_loop().call_later(0.001, self._connect_expired)
+
+    def _connect_expired(self) -> None:
+        self._connect_timer = None
+        if self.state is ConnectionState.CONNECTING:
+            if not self.ws.eof_sent:  # no complete HTTP request was ever answered
+                self._rejected("timeout")
+            self.abort()
+        elif self.state is _OPEN and self.session.state is SessionState.AWAITING_CONNECT:
+            self.close_with(CloseCode.CONNECT_TIMEOUT)
 
     # Incoming frames
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        data = bytes(frame.data)
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if frame.fin:
-                self._on_message(data, opcode is Opcode.TEXT)
+                self._on_message(bytes(frame.data), opcode is Opcode.TEXT)
             else:
-                self._fragments = [data]
-                self._fragments_text = opcode is Opcode.TEXT
+                self._fragments = Fragments(bytes(frame.data), opcode is Opcode.TEXT)
         elif opcode is Opcode.CONT and self._fragments is not None:
-            self._fragments.append(data)
-            if frame.fin:
-                data = b"".join(self._fragments)
+            fragments = self._fragments
+            message = fragments.add(bytes(frame.data), frame.fin)
+            if message is not None:
                 self._fragments = None
-                self._on_message(data, self._fragments_text)
+                self._on_message(message, fragments.text)
         elif opcode is Opcode.CLOSE:
-            self.closing = True
-        elif self.session is not None:
+            if self.state is _OPEN:
+                self._move(ConnectionState.CLOSING, "receive a close frame")
+        elif self.state is _OPEN:
             self.session.last_seen = self.host.clock()  # a ping or pong frame is a sign of life
 
     def _on_message(self, data: bytes, is_text: bool) -> None:
-        session = self.session
-        if session is None or self.closing:
+        if self.state is not _OPEN:
             return
+        session = self.session
         payload: bytes | str = data
         if is_text:
             try:
@@ -358,6 +356,8 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(effect, CloseWith):
                 self.close_with(effect.code)
 
+    # Subscriptions (the hub does the work; the session says what to reply)
+
     def _start_subscribe(self, effect: StartSubscribe) -> None:
         name = effect.channel.name
         task = asyncio.ensure_future(self._subscribe(effect))
@@ -366,9 +366,8 @@ class ClientConnection(asyncio.Protocol):
 
     async def _subscribe(self, effect: StartSubscribe) -> None:
         session = self.session
-        assert session is not None
 
-        def on_subscribed(position: StreamPosition, recovery: str) -> None:
+        def on_subscribed(position: StreamPosition, recovery: Recovery) -> None:
             self.push(session.subscribed(effect.request_id, position, recovery).frame)
 
         try:
@@ -378,7 +377,6 @@ class ClientConnection(asyncio.Protocol):
             self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
 
     def _reply_failed(self, request_id: int, channel: Channel, code: ErrorCode) -> None:
-        assert self.session is not None
         self.host.metrics.errors.labels(code=str(int(code))).inc()
         self.push(self.session.subscribe_failed(request_id, channel, code).frame)
 
@@ -395,60 +393,78 @@ class ClientConnection(asyncio.Protocol):
             task.cancel()
         self.host.hub.unsubscribe(self, channel.name)
 
-    # Outgoing frames (hub.Subscriber)
+    # Outgoing frames (hub.Subscriber, writes.Writer)
 
     def push(self, frame: bytes) -> None:
-        """Queue one complete frame; close with 4001 if the bound is passed. Never re-enters
-        the hub: detaching happens on a later loop turn."""
-        if self.closing:
+        """Queue one complete frame, written at the end of the loop turn.
+
+        Dropped once the connection is closing; never re-enters the hub (detaching happens
+        on a later loop turn). Raises WrongState before the 101.
+        """
+        if self.state is not _OPEN:
+            if self.state is ConnectionState.CONNECTING:
+                raise WrongState("connection", "push a frame", self.state)
             return
         if self._compress:
-            frame = self._recompress(frame)
+            frame = reframe(self.ws, frame)
         pending = self._pending
         if not pending:
-            dirty = self._dirty
-            if not dirty:
-                self.host.scheduler.schedule()
-            dirty.append(self)
+            self._scheduler.mark(self)
         pending.append(frame)
 
-    def flush(self) -> int:
-        """Write everything queued in one call now (a close); return the bytes written."""
+    def write_queued(self) -> int:
+        """See :meth:`socketsrv.writes.Writer.write_queued`."""
+        pending = self._pending
+        if not pending:
+            return 0  # written by the connection itself (a close) earlier in the turn
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if self.state is not _OPEN:
+            return 0
+        if len(data) > self._outbox_max_bytes:
+            self.close_with(CloseCode.SLOW)
+            return 0
+        self.transport.write(data)  # type: ignore[union-attr]  # set before the 101
+        return len(data)
+
+    def _write_now(self) -> None:
+        """Write everything queued in one call now, ahead of a close frame."""
         pending = self._pending
         transport = self.transport
         if not pending or transport is None or transport.is_closing():
             pending.clear()
-            return 0
+            return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         transport.write(data)  # past outbox_max_bytes buffered, the transport calls pause_writing
-        return len(data)
 
     def pause_writing(self) -> None:
         """The transport holds more than ``outbox_max_bytes`` the client has not read: slow.
 
         Called from inside ``transport.write``; the close happens on the next loop turn."""
-        asyncio.get_running_loop().call_soon(self.close_with, CloseCode.SLOW)
+        asyncio.get_running_loop().call_soon(self._slow)
 
-    def _recompress(self, frame: bytes) -> bytes:
-        """With permessage-deflate, let the websocket protocol frame (and compress) the payload."""
-        length = frame[1] & 0x7F
-        start = 2 if length < 126 else 4 if length == 126 else 10
-        if frame[0] & 0x0F == Opcode.TEXT:
-            self.ws.send_text(frame[start:])
-        else:
-            self.ws.send_binary(frame[start:])
-        return b"".join(self.ws.data_to_send())
+    def _slow(self) -> None:
+        if self.state is _OPEN:
+            self.close_with(CloseCode.SLOW)
+
+    # Closing
 
     def close_with(self, code: CloseCode, reason: str | None = None) -> None:
-        """Start the closing handshake with *code*; idempotent; never blocks."""
-        if self.closing:
+        """Start the closing handshake with *code*; never blocks.
+
+        Does nothing once closing (a connection is closed once); raises WrongState before
+        the 101 (nothing to close with a code yet).
+        """
+        if self.state is not _OPEN:
+            if self.state is ConnectionState.CONNECTING:
+                raise WrongState("connection", "close with a code", self.state)
             return
-        self.closing = True
+        self._move(ConnectionState.CLOSING, "close")
         if code is CloseCode.SLOW:
             self._pending.clear()  # what a slow client has not read, it will recover
         else:
-            self.flush()
+            self._write_now()
         self.host.metrics.disconnects.labels(code=str(int(code))).inc()
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason or CLOSE_TABLE[code].reason)
@@ -456,11 +472,14 @@ class ClientConnection(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self._detach)
 
     def _fail(self, code: CloseCode) -> None:
+        self._move(ConnectionState.CLOSING, "fail")
         self.host.metrics.disconnects.labels(code=str(int(code))).inc()
-        self.closing = True
         self.ws.fail(code, CLOSE_TABLE[code].reason)
 
-    # Plumbing
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def _send_ws_output(self) -> None:
         transport = self.transport
@@ -468,7 +487,7 @@ class ClientConnection(asyncio.Protocol):
             return
         out = self.ws.data_to_send()
         if out:
-            self.flush()  # keep our frames ahead of a close frame
+            self._write_now()  # keep our frames ahead of a close frame
             for data in out:
                 if data:
                     transport.write(data)
@@ -481,19 +500,15 @@ class ClientConnection(asyncio.Protocol):
         if self.ws.state is State.CLOSED:
             transport.close()
 
-    def abort(self) -> None:
-        """Drop the TCP connection without a closing handshake."""
-        if self.transport is not None:
-            self.transport.abort()
-
     def _detach(self) -> None:
-        if self._detached:
+        """Leave the hub and the worker's set: CLOSED. Runs once, whichever way it closed."""
+        if self.state is ConnectionState.CLOSED:
             return
-        self._detached = True
+        self._move(ConnectionState.CLOSED, "detach")
         for task in self._subscribing.values():
             task.cancel()
         self._subscribing.clear()
-        session = self.session
+        session = self._session
         if session is None:
             return
         self.host.hub.remove(self, session.subscriptions)
@@ -501,29 +516,21 @@ class ClientConnection(asyncio.Protocol):
         self.host.connections.discard(self)
         self.host.metrics.connections_open.dec()
 
+    def _log_closed(self) -> None:
+        sent, received = self.ws.close_sent, self.ws.close_rcvd
+        if received is not None and (sent is None or self.ws.close_rcvd_then_sent):
+            code, by = received.code, "by the client"
+        elif sent is not None:
+            code, by = sent.code, "by the server"
+        else:
+            code, by = 1006, "without a close frame"
+        log.debug(
+            "client %s closed: peer %s, code %d %s", self.session.client_id, self._peer, code, by
+        )
 
-def _select_subprotocol(
-    protocol: ServerProtocol, offered: Sequence[Subprotocol]
-) -> Subprotocol | None:
-    """The first Herald subprotocol the client offers; JSON when it offers none."""
-    if not offered:
-        return None
-    for name in offered:
-        if name in _SUBPROTOCOLS:
-            return name
-    raise NegotiationError("expected one of " + ", ".join(_SUBPROTOCOLS))
 
-
-def http_response(status: int, body: bytes, content_type: str) -> Response:
-    """A plain HTTP response for the health and metrics paths."""
-    import http as _http
-
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status, _http.HTTPStatus(status).phrase, headers, body)
+def _peer_of(transport: asyncio.BaseTransport | None) -> str:
+    peer = None if transport is None else transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

@@ -2,108 +2,39 @@
 
 The hub reference-counts local subscribers per channel: the first one makes the worker
 subscribe on the bus, and a channel left without subscribers is unsubscribed only after
-``unsubscribe_grace_s`` (one shared sweep, not a timer per channel), so page reloads do not
-churn Redis subscriptions.
+``unsubscribe_grace_s`` (:meth:`Hub.expire_idle`, called by the worker's one shared sweep,
+not a timer per channel), so page reloads do not churn Redis subscriptions.
 
 Fan-out never awaits a client: a publication is decoded once, encoded once per wire format
 (:meth:`Publication.frame`), and the same bytes are handed to every subscriber's bounded
 :meth:`Subscriber.push`. Push is synchronous and must not call back into the hub.
 
-Gap-free subscribe (docs/protocol.md#recovery): a subscriber first waits until the bus
-subscription is confirmed, then is registered as *catching up* (live publications are queued
-for it), then reads the history; it gets the reply, the missed publications, then the queued
-live ones with offsets above what it already has, and joins the live set once the channel's
-stream has caught up with it. The hub also guards the stream of each channel: an offset that
-skips ahead, or a bus reconnect, makes it repair the channel from history before going on; if
-the history cannot cover the gap, the channel's subscribers are closed with 4003 so that they
-reconnect and recover (or reload) on their own.
+A subscribe waits until the bus subscription is confirmed, registers the subscriber as
+catching up, reads the history, and leaves the rest (the reply, the replay, joining the live
+set) to socketsrv/recovery.py, which also repairs a channel's stream when it skips an offset
+or the bus reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
+from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import HistoryReader
 from socketsrv.metrics import Metrics
-from socketsrv.protocol.codes import CloseCode
-from socketsrv.protocol.commands import WireFormat
 from socketsrv.publication import Publication, decode_publication
+from socketsrv.recovery import ChannelRecovery, OnSubscribed
+
+__all__ = ["ChannelState", "Hub", "OnSubscribed", "Subscriber"]
 
 log = logging.getLogger(__name__)
-
-Recovery = str  # "none" | "recovered" | "failed" (docs/protocol.md#subscribe)
-OnSubscribed = Callable[[StreamPosition, Recovery], None]
-
-
-class Subscriber(Protocol):
-    """A connection as the hub sees it."""
-
-    @property
-    def wire(self) -> WireFormat: ...
-
-    def push(self, frame: bytes) -> None:
-        """Queue one complete websocket frame; never blocks, never re-enters the hub."""
-
-    def close_with(self, code: CloseCode) -> None:
-        """Close the connection with *code* (asynchronously; the hub is told via remove)."""
-
-
-class ChannelState(enum.Enum):
-    SUBSCRIBING = "subscribing"
-    LIVE = "live"
-    REPAIRING = "repairing"
-
-
-class _CatchUp:
-    __slots__ = ("last", "pending")
-
-    def __init__(self) -> None:
-        self.pending: list[Publication] | None = []
-        """Live publications queued while the history read is in flight; None after it."""
-        self.last = 0
-
-
-class _Channel:
-    __slots__ = (
-        "catching",
-        "epoch",
-        "idle_since",
-        "last",
-        "live",
-        "name",
-        "ready",
-        "repair_buffer",
-        "repair_task",
-        "state",
-    )
-
-    def __init__(self, name: str, ready: asyncio.Task[None]) -> None:
-        self.name = name
-        self.state = ChannelState.SUBSCRIBING
-        self.ready = ready
-        self.epoch: str | None = None
-        self.last = 0
-        self.live: dict[WireFormat, dict[Subscriber, None]] = {w: {} for w in WireFormat}
-        self.catching: dict[Subscriber, _CatchUp] = {}
-        self.idle_since: float | None = None
-        self.repair_buffer: list[Publication] = []
-        self.repair_task: asyncio.Task[None] | None = None
-
-    def subscribers(self) -> Iterator[Subscriber]:
-        for subs in self.live.values():
-            yield from subs
-        yield from self.catching
-
-    def is_empty(self) -> bool:
-        return not self.catching and not any(self.live.values())
 
 
 class Hub:
@@ -120,12 +51,19 @@ class Hub:
     ) -> None:
         self._bus = bus
         self._metrics = metrics
-        self._history_limit = history_limit
         self._grace_s = unsubscribe_grace_s
         self._clock = clock
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._history = HistoryReader(bus, limit=history_limit, decode=self._decode_all)
+        self._recovery = ChannelRecovery(
+            self._history,
+            metrics,
+            buffer_limit=4 * history_limit,
+            deliver=self._accept,
+            is_current=lambda ch: self._channels.get(ch.name) is ch,
+            spawn=self._spawn,
+        )
 
     # Queries (tests and metrics)
 
@@ -160,47 +98,26 @@ class Hub:
         if ch is None:
             ch = self._open_channel(channel)
         ch.idle_since = None
-        catch_up = _CatchUp()
-        ch.catching[sub] = catch_up
+        progress = CatchUp()
+        ch.catching[sub] = progress
         self._metrics.subscriptions_open.inc()
         try:
             if not ch.ready.done():
                 await asyncio.shield(ch.ready)
-            if ch.catching.get(sub) is not catch_up:
+            if ch.catching.get(sub) is not progress:
                 return  # removed while the bus subscription was made
             if ch.ready.cancelled() or ch.ready.exception() is not None:
                 self._drop_failed(ch)
                 raise BusUnavailable(f"cannot subscribe to {channel}")
             result = await self._history.read(channel, since)
         except BaseException:
-            if ch.catching.get(sub) is catch_up:
+            if ch.catching.get(sub) is progress:
                 del ch.catching[sub]
                 self._metrics.subscriptions_open.dec()
             self._mark_idle_if_empty(ch)
             raise
-        if ch.catching.get(sub) is not catch_up:
-            return  # removed while the history was read
-        position = result.position
-        if ch.epoch is None:
-            ch.epoch, ch.last = position.epoch, position.offset
-        elif ch.epoch != position.epoch:
-            self._lose(ch, "epoch changed under a subscribe")
-            return
-        if since is None:
-            recovery, last = "none", position.offset
-        elif result.complete:
-            recovery, last = "recovered", since.offset
-        else:
-            recovery, last = "failed", position.offset
-        self._metrics.recoveries.labels(result=recovery).inc()
-        on_subscribed(position, recovery)
-        queued, catch_up.pending = catch_up.pending or [], None
-        for pub in (*result.publications, *queued):
-            if pub.epoch == position.epoch and pub.offset > last:
-                sub.push(pub.frame(sub.wire))
-                last = pub.offset
-        catch_up.last = last
-        self._promote(ch)
+        if ch.catching.get(sub) is progress:  # else removed while the history was read
+            self._recovery.catch_up(ch, sub, progress, since, result, on_subscribed)
 
     def unsubscribe(self, sub: Subscriber, channel: str) -> None:
         """Stop delivering *channel* to *sub*; unknown pairs are ignored."""
@@ -220,45 +137,37 @@ class Hub:
         for channel in channels:
             self.unsubscribe(sub, channel)
 
-    def _open_channel(self, channel: str) -> _Channel:
+    def _open_channel(self, channel: str) -> Channel:
         ready = asyncio.ensure_future(self._bus.subscribe(channel))
-        ch = _Channel(channel, ready)
-        ready.add_done_callback(lambda task: _confirmed(ch, task))
+        ch = Channel(channel, ready)
+        ready.add_done_callback(ch.confirmed)
         self._channels[channel] = ch
         self._metrics.channels_subscribed.inc()
         return ch
 
-    def _promote(self, ch: _Channel) -> None:
-        """Move caught-up subscribers to the live set once the channel has reached them."""
-        if ch.state is not ChannelState.LIVE:
-            return
-        for sub, catch_up in list(ch.catching.items()):
-            if catch_up.pending is None and catch_up.last <= ch.last:
-                del ch.catching[sub]
-                ch.live[sub.wire][sub] = None
-
-    def _mark_idle_if_empty(self, ch: _Channel) -> None:
+    def _mark_idle_if_empty(self, ch: Channel) -> None:
         if ch.is_empty() and ch.idle_since is None:
             ch.idle_since = self._clock()
 
-    def _drop_failed(self, ch: _Channel) -> None:
+    def _drop_failed(self, ch: Channel) -> None:
         """Forget a channel whose bus subscription failed, so the next subscribe retries."""
         if self._channels.get(ch.name) is ch:
-            del self._channels[ch.name]
-            self._metrics.channels_subscribed.dec()
-            self._spawn(self._unsubscribe_bus(ch.name))
+            self._forget(ch)
 
-    def sweep(self) -> None:
+    def expire_idle(self) -> None:
         """Unsubscribe from the bus channels idle for longer than the grace period."""
         now = self._clock()
         for ch in list(self._channels.values()):
             idle = ch.idle_since
             if idle is not None and now - idle >= self._grace_s and ch.is_empty():
-                del self._channels[ch.name]
-                self._metrics.channels_subscribed.dec()
                 if ch.repair_task is not None:
                     ch.repair_task.cancel()
-                self._spawn(self._unsubscribe_bus(ch.name))
+                self._forget(ch)
+
+    def _forget(self, ch: Channel) -> None:
+        del self._channels[ch.name]
+        self._metrics.channels_subscribed.dec()
+        self._spawn(self._unsubscribe_bus(ch.name))
 
     async def _unsubscribe_bus(self, channel: str) -> None:
         # If the bus is down the subscription died with the connection and is not restored.
@@ -280,37 +189,30 @@ class Hub:
         log.warning("bus connection lost; %d channels will be repaired", len(self._channels))
 
     def on_bus_restored(self) -> None:
-        for ch in self._channels.values():
-            if ch.epoch is None or ch.state is ChannelState.SUBSCRIBING:
-                continue
-            if not any(True for _ in ch.subscribers()):
-                ch.epoch, ch.last = None, 0  # nobody to repair for: start afresh
-                continue
-            self._start_repair(ch)
+        self._recovery.bus_restored(self._channels.values())
 
-    # The stream of one channel
+    # The stream of one channel, then the fan-out
 
-    def _accept(self, ch: _Channel, pub: Publication) -> None:
+    def _accept(self, ch: Channel, pub: Publication) -> None:
+        """The channel's next publication, if it is: duplicates dropped, gaps repaired first."""
         if ch.state is ChannelState.REPAIRING:
-            ch.repair_buffer.append(pub)
-            if len(ch.repair_buffer) > 4 * self._history_limit:
-                self._lose(ch, "repair buffer overflow")
+            self._recovery.hold(ch, pub)
             return
         if ch.epoch is None:
             ch.epoch = pub.epoch
         elif pub.epoch != ch.epoch:
-            self._lose(ch, "epoch changed")
+            self._recovery.lose(ch, "epoch changed")
             ch.epoch = pub.epoch
         elif pub.offset <= ch.last:
             return  # already delivered
         elif pub.offset > ch.last + 1:
             ch.repair_buffer.append(pub)
-            self._start_repair(ch)
+            self._recovery.start_repair(ch)
             return
         ch.last = pub.offset
         self._fan_out(ch, pub)
 
-    def _fan_out(self, ch: _Channel, pub: Publication) -> None:
+    def _fan_out(self, ch: Channel, pub: Publication) -> None:
         started = time.perf_counter()
         delivered = 0
         for wire, subs in ch.live.items():
@@ -320,52 +222,18 @@ class Hub:
                     sub.push(frame)
                 delivered += len(subs)
         if ch.catching:
-            for sub, catch_up in ch.catching.items():
-                if catch_up.pending is not None:
-                    catch_up.pending.append(pub)
-                elif pub.offset > catch_up.last:
+            for sub, progress in ch.catching.items():
+                if progress.pending is not None:
+                    progress.pending.append(pub)
+                elif pub.offset > progress.last:
                     sub.push(pub.frame(sub.wire))
-                    catch_up.last = pub.offset
+                    progress.last = pub.offset
                     delivered += 1
-            self._promote(ch)
+            ch.promote()
         m = self._metrics
         m.frames_delivered.inc(delivered)
         m.fanout_duration.observe(time.perf_counter() - started)
         m.delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
-
-    def _start_repair(self, ch: _Channel) -> None:
-        ch.state = ChannelState.REPAIRING
-        if ch.repair_task is None or ch.repair_task.done():
-            ch.repair_task = self._spawn(self._repair(ch))
-
-    async def _repair(self, ch: _Channel) -> None:
-        assert ch.epoch is not None
-        since = StreamPosition(ch.epoch, ch.last)
-        try:
-            result = await self._history.read(ch.name, since)
-        except BusUnavailable:
-            return  # on_bus_restored starts it again
-        if self._channels.get(ch.name) is not ch:
-            return
-        if not result.complete:
-            self._metrics.gap_repairs.labels(result="lost").inc()
-            self._lose(ch, "history does not cover the gap")
-            return
-        self._metrics.gap_repairs.labels(result="repaired").inc()
-        buffered, ch.repair_buffer = ch.repair_buffer, []
-        ch.state = ChannelState.LIVE
-        for pub in (*result.publications, *buffered):
-            self._accept(ch, pub)
-        self._promote(ch)
-
-    def _lose(self, ch: _Channel, why: str) -> None:
-        """The channel's stream cannot be repaired: its subscribers reconnect and recover."""
-        log.warning("channel %s lost its stream (%s); closing its subscribers", ch.name, why)
-        for sub in list(ch.subscribers()):
-            sub.close_with(CloseCode.STATE_LOST)
-        ch.epoch, ch.last = None, 0
-        ch.repair_buffer = []
-        ch.state = ChannelState.LIVE
 
     # Decoding
 
@@ -382,7 +250,7 @@ class Hub:
 
     # Tasks
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -401,9 +269,3 @@ class Hub:
         await self._history.close()
         for ch in self._channels.values():
             ch.ready.cancel()
-
-
-def _confirmed(ch: _Channel, task: asyncio.Task[None]) -> None:
-    """The bus subscription of *ch* completed: it is live unless it failed."""
-    if not task.cancelled() and task.exception() is None and ch.state is ChannelState.SUBSCRIBING:
-        ch.state = ChannelState.LIVE

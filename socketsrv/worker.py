@@ -1,14 +1,16 @@
 """One worker process: a listening socket, its connections, a hub and a bus subscription.
 
-Lifecycle::
+Lifecycle (:class:`WorkerState`)::
 
     Worker(settings, bus, metrics) --start()--> SERVING --drain()--> DRAINING --> STOPPED
 
-``start`` connects the bus and listens (with SO_REUSEPORT when several workers share the
-port). One shared sweep task per worker sends heartbeats every ``ping_interval_s``, closes
-connections whose deadline passed, and unsubscribes idle channels; there is no timer per
-connection. ``drain`` stops accepting, closes connections in batches with 4000 and a random
-reconnect hint, and returns once they are gone or ``drain_timeout_s`` has passed.
+``start`` listens at once (with SO_REUSEPORT when several workers share the port) and starts
+the bus in the background (socketsrv/bus_start.py): until the bus is live the worker is
+unready (``/readyz`` 503) and subscribes are refused with 503, but it does not die. One
+shared sweep task (socketsrv/sweep.py) sends heartbeats, closes connections whose deadline
+passed and unsubscribes idle channels; there is no timer per connection. ``drain`` stops
+accepting, closes connections in batches with 4000 and a random reconnect hint, and returns
+once they are gone or ``drain_timeout_s`` has passed.
 """
 
 from __future__ import annotations
@@ -16,30 +18,24 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import random
 import socket
 import time
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST
-from websockets.http11 import Request, Response
-
 from herald_contract.bus import Bus
-from socketsrv.connection import (
-    ClientConnection,
-    ConnectionConfig,
-    ConnectionHost,
-    WriteScheduler,
-    http_response,
-)
+from socketsrv.bus_start import StartBackoff, start_until_live
+from socketsrv.connection import ClientConnection, ConnectionConfig, ConnectionHost
+from socketsrv.endpoints import Endpoints
+from socketsrv.errors import WrongState
 from socketsrv.hub import Hub
-from socketsrv.metrics import Metrics, render
-from socketsrv.protocol import frames
+from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.session import Limits
 from socketsrv.settings import Settings
+from socketsrv.sweep import Sweeper
+from socketsrv.writes import WriteScheduler
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +45,6 @@ class WorkerState(enum.Enum):
     SERVING = "serving"
     DRAINING = "draining"
     STOPPED = "stopped"
-
-
-class WrongWorkerState(RuntimeError):
-    def __init__(self, action: str, state: WorkerState) -> None:
-        super().__init__(f"cannot {action} a worker in state {state.value}")
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -80,7 +71,21 @@ def verifier_of(settings: Settings) -> TokenVerifier | None:
     )
 
 
+def config_of(settings: Settings) -> ConnectionConfig:
+    return ConnectionConfig(
+        origins=settings.origins,
+        max_frame_bytes=settings.max_frame_bytes,
+        outbox_max_bytes=settings.outbox_max_bytes,
+        compression=settings.compression,
+        close_timeout_s=settings.close_timeout_s,
+        max_connections=settings.max_connections,
+        limits=limits_of(settings),
+    )
+
+
 class Worker:
+    """One worker (see the module docstring); construction does no I/O."""
+
     def __init__(
         self,
         settings: Settings,
@@ -90,6 +95,7 @@ class Worker:
         reuse_port: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        bus_backoff: StartBackoff | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -98,6 +104,7 @@ class Worker:
         self._reuse_port = reuse_port
         self._clock = clock
         self._wall_clock = wall_clock
+        self._bus_backoff = bus_backoff or StartBackoff()
         self.hub = Hub(
             bus,
             metrics=metrics,
@@ -106,11 +113,10 @@ class Worker:
             clock=clock,
         )
         self._server: asyncio.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
         self._host: ConnectionHost | None = None
-        self._ring: list[ClientConnection] = []
-        self._ring_pos = 0
-        self._ring_share = 1
+        self._sweeper: Sweeper | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bus_started: asyncio.Future[None] | None = None
 
     @property
     def connections(self) -> set[ClientConnection]:
@@ -120,7 +126,7 @@ class Worker:
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         if self._server is None or not self._server.sockets:
-            raise WrongWorkerState("ask the port of", self.state)
+            raise WrongState("worker", "ask the port", self.state)
         return int(self._server.sockets[0].getsockname()[1])
 
     def _open_transports(self) -> int:
@@ -130,33 +136,25 @@ class Worker:
         return self.state is WorkerState.SERVING and self.bus.live
 
     async def start(self) -> None:
+        """Listen at once, then start the bus in the background (see the module docstring).
+
+        Raises OSError when the port cannot be bound; the worker then stays CREATED.
+        """
         if self.state is not WorkerState.CREATED:
-            raise WrongWorkerState("start", self.state)
+            raise WrongState("worker", "start", self.state)
         loop = asyncio.get_running_loop()
         s = self.settings
-        await self.bus.start(self.hub)
-        self.metrics.bus_live.set(1 if self.bus.live else 0)
-        config = ConnectionConfig(
-            origins=s.origins,
-            max_frame_bytes=s.max_frame_bytes,
-            outbox_max_bytes=s.outbox_max_bytes,
-            compression=s.compression,
-            close_timeout_s=s.close_timeout_s,
-            max_connections=s.max_connections,
-            limits=limits_of(s),
-        )
         host = ConnectionHost(
-            config=config,
+            config=config_of(s),
             hub=self.hub,
             metrics=self.metrics,
             verifier=verifier_of(s),
             scheduler=WriteScheduler(loop, self.metrics),
-            http=self._http,
+            http=Endpoints(self.is_ready, self.metrics, s.metrics_multiproc_dir),
             connections=set(),
             clock=self._clock,
             wall_clock=self._wall_clock,
         )
-        self._host = host
         self._server = await loop.create_server(
             lambda: ClientConnection(host),
             host=s.host,
@@ -166,75 +164,61 @@ class Worker:
         )
         for sock in self._server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        self._host = host
+        self.metrics.bus_live.set(0)
+        self._sweeper = Sweeper(
+            connections=host.connections,
+            hub=self.hub,
+            bus=self.bus,
+            metrics=self.metrics,
+            ping_interval_s=s.ping_interval_s,
+            sweep_interval_s=s.sweep_interval_s,
+            clock=self._clock,
+        )
+        self._bus_started = loop.create_future()
+        # Retrieved here so that a start nobody waits for does not log "never retrieved".
+        self._bus_started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._tasks = [
+            asyncio.ensure_future(self._sweeper.run()),
+            asyncio.ensure_future(self._start_bus(self._bus_started)),
+        ]
         self.state = WorkerState.SERVING
 
-    def _http(self, request: Request) -> Response | None:
-        path = request.path.partition("?")[0]
-        if path == "/healthz":
-            return http_response(200, b"ok\n", "text/plain; charset=utf-8")
-        if path == "/readyz":
-            ready = self.is_ready()
-            return http_response(
-                200 if ready else 503,
-                b"ready\n" if ready else b"not ready\n",
-                "text/plain; charset=utf-8",
-            )
-        if path == "/metrics":
-            body = render(self.metrics, self.settings.metrics_multiproc_dir)
-            return http_response(200, body, CONTENT_TYPE_LATEST)
-        return None
+    async def _start_bus(self, started: asyncio.Future[None]) -> None:
+        try:
+            attempts = await start_until_live(self.bus, self.hub, self._bus_backoff)
+        except asyncio.CancelledError:
+            started.cancel()
+            raise
+        except Exception as exc:
+            # Not an outage (those are retried): a bug or a setting the bus cannot use.
+            log.exception("the bus cannot start; this worker stays unready")
+            started.set_exception(exc)
+            return
+        self.metrics.bus_live.set(1 if self.bus.live else 0)
+        if attempts > 1:
+            log.warning("bus live after %d attempts; the worker is ready", attempts)
+        started.set_result(None)
 
-    async def _sweep_forever(self) -> None:
-        interval_s = self.settings.sweep_interval_s
-        while True:
-            due = self._clock() + interval_s
-            await asyncio.sleep(interval_s)
-            now = self._clock()
-            try:
-                # Deadlines are judged at the time the sweep was due: a worker stalled past it
-                # (a storm of handshakes) wakes here before it has read the sockets, where a
-                # connect or a pong that came in time may be waiting.
-                self.sweep(now, deadlines_at=min(now, due))
-            except Exception:
-                log.exception("sweep failed")
+    async def bus_started(self) -> None:
+        """Return once the bus has started (tests; the worker serves without waiting).
+
+        Raises what ended the start (CancelledError when the worker stopped first).
+        """
+        if self._bus_started is None:
+            raise WrongState("worker", "wait for the bus", self.state)
+        await asyncio.shield(self._bus_started)
 
     def sweep(self, now: float, *, deadlines_at: float | None = None) -> None:
-        """Visit the next share of connections, and unsubscribe idle channels.
-
-        Every connection is visited once per half ``ping_interval_s``, spread over the sweeps
-        of that period rather than all at once (a heartbeat round over 20,000 connections in
-        one go would stall every delivery behind it for ~100 ms, bench qa_mix). A visit
-        closes the connection if a deadline passed, else sends a heartbeat if the previous
-        one was answered; so a client hears one at least every ``ping_interval_s``.
-        Deadlines are judged at *deadlines_at* (default: *now*).
-        """
-        self.metrics.bus_live.set(1 if self.bus.live else 0)
-        ring = self._ring
-        if self._ring_pos >= len(ring):
-            ring = self._ring = list(self.connections)
-            self._ring_pos = 0
-            visits_per_cycle = self.settings.ping_interval_s / 2 / self.settings.sweep_interval_s
-            self._ring_share = max(1, math.ceil(len(ring) / max(1.0, visits_per_cycle)))
-        judged_at = now if deadlines_at is None else deadlines_at
-        start, end = self._ring_pos, self._ring_pos + self._ring_share
-        self._ring_pos = end
-        for conn in ring[start:end]:
-            session = conn.session
-            if session is None or conn.closing:
-                continue
-            code = session.deadline_passed(judged_at)
-            if code is not None:
-                conn.close_with(code)
-            elif session.heartbeat_due():
-                conn.push(frames.HEARTBEAT[conn.wire])
-                session.heartbeat_sent(now)
-        self.hub.sweep()
+        """One sweep now (see :meth:`socketsrv.sweep.Sweeper.sweep`); tests drive time with it."""
+        if self._sweeper is None:
+            raise WrongState("worker", "sweep", self.state)
+        self._sweeper.sweep(now, deadlines_at=deadlines_at)
 
     async def drain(self) -> None:
         """Stop accepting, close connections in batches with 4000, then stop the bus."""
         if self.state is not WorkerState.SERVING:
-            raise WrongWorkerState("drain", self.state)
+            raise WrongState("worker", "drain", self.state)
         self.state = WorkerState.DRAINING
         s = self.settings
         deadline = self._clock() + s.drain_timeout_s
@@ -261,9 +245,11 @@ class Worker:
         if self.state is WorkerState.STOPPED:
             return
         self.state = WorkerState.STOPPED
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bus_started is not None and not self._bus_started.done():
+            self._bus_started.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):

@@ -22,6 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from herald_contract.channels import MAX_ID
+from socketsrv.errors import TokenExpired, TokenInvalid, TokenRejected
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "Identity",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenRejected",
+    "TokenVerifier",
+]
 
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 
@@ -32,22 +42,6 @@ class Identity:
     expires_at: float
     """``exp``: seconds since the epoch. The session closes the connection with 4004 once
     ``expires_at + leeway_s`` has passed, the same leeway :meth:`TokenVerifier.verify` gives."""
-
-
-class TokenRejected(Exception):
-    """Base class: the token does not authenticate anyone."""
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        super().__init__(f"token rejected: {why}")
-
-
-class TokenInvalid(TokenRejected):
-    """Bad signature, algorithm, audience, issuer or claims: close 4500, do not reconnect."""
-
-
-class TokenExpired(TokenRejected):
-    """Valid but expired: close 4004, fetch a fresh token and reconnect."""
 
 
 def _families_of(key: object) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import msgpack
 from herald_contract.channels import Channel, parse_channel
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import InvalidChannel
+from socketsrv.errors import CommandError
 from socketsrv.protocol.codes import ErrorCode
 
 MAX_REQUEST_ID = 2**31 - 1
@@ -72,16 +73,6 @@ class Pong:
 
 
 Command = Connect | Subscribe | Unsubscribe | Refresh | Ping | Pong
-
-
-class CommandError(Exception):
-    """A message that is not a valid command; answered with an error reply, connection kept."""
-
-    def __init__(self, code: ErrorCode, why: str, request_id: int | None = None) -> None:
-        self.code = code
-        self.why = why
-        self.request_id = request_id
-        super().__init__(f"{code.name.lower()}: {why}")
 
 
 def _decode(payload: bytes | str, wire: WireFormat) -> Any:

@@ -19,11 +19,11 @@ from typing import Any
 
 from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
+from socketsrv.errors import CommandError, WrongState
 from socketsrv.protocol import frames
 from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import (
-    CommandError,
     Connect,
     Ping,
     Pong,
@@ -44,11 +44,15 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class WrongState(RuntimeError):
-    def __init__(self, action: str, state: SessionState) -> None:
-        self.action = action
-        self.state = state
-        super().__init__(f"cannot {action} in state {state.value}")
+class Recovery(enum.Enum):
+    """The ``recovery`` of a subscribe reply (docs/protocol.md#subscribe); values are wire text."""
+
+    NONE = "none"
+    """No ``since`` was given: live from the reply's position on."""
+    RECOVERED = "recovered"
+    """Every publication after ``since`` follows the reply, then live ones."""
+    FAILED = "failed"
+    """The history does not cover ``since`` (window or epoch): reload, go on from the reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,7 @@ class Session:
         None means the two clocks agree (tests with one fake clock).
         """
         if self.state is SessionState.CLOSED:
-            raise WrongState("receive", self.state)
+            raise WrongState("session", "receive", self.state)
         self.last_seen = now
         if not self._take_token(now):
             self._refused_in_row += 1
@@ -268,14 +272,9 @@ class Session:
 
     # Outcomes reported by the adapter
 
-    def subscribed(self, request_id: int, position: StreamPosition, recovery: str) -> Send:
-        """The reply to a subscribe that the hub completed.
-
-        *recovery* is ``"none"`` (no ``since`` given), ``"recovered"`` (every missed
-        publication follows this reply) or ``"failed"`` (reload state; continue from the
-        reply's position).
-        """
-        result = {"epoch": position.epoch, "offset": position.offset, "recovery": recovery}
+    def subscribed(self, request_id: int, position: StreamPosition, recovery: Recovery) -> Send:
+        """The reply to a subscribe that the hub completed (see :class:`Recovery`)."""
+        result = {"epoch": position.epoch, "offset": position.offset, "recovery": recovery.value}
         return Send(frames.reply(request_id, result, self.wire))
 
     def subscribe_failed(self, request_id: int, channel: Channel, code: ErrorCode) -> Send:

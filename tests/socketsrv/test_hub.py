@@ -20,6 +20,7 @@ from socketsrv.hub import ChannelState, Hub
 from socketsrv.metrics import build_metrics
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
+from socketsrv.protocol.session import Recovery
 
 
 class RecordingSubscriber:
@@ -27,7 +28,7 @@ class RecordingSubscriber:
         self.wire = wire
         self.frames: list[bytes] = []
         self.closed_with: CloseCode | None = None
-        self.replies: list[tuple[StreamPosition, str]] = []
+        self.replies: list[tuple[StreamPosition, Recovery]] = []
 
     def push(self, frame: bytes) -> None:
         self.frames.append(frame)
@@ -35,7 +36,7 @@ class RecordingSubscriber:
     def close_with(self, code: CloseCode) -> None:
         self.closed_with = code
 
-    def on_subscribed(self, position: StreamPosition, recovery: str) -> None:
+    def on_subscribed(self, position: StreamPosition, recovery: Recovery) -> None:
         self.replies.append((position, recovery))
 
     @property
@@ -154,7 +155,7 @@ async def test_a_fresh_subscribe_reports_the_current_position_without_recovery(
     sub = RecordingSubscriber()
     await hub.subscribe(sub, "question:2", None, sub.on_subscribed)
     ((position, recovery),) = sub.replies
-    assert (position.offset, recovery) == (3, "none")
+    assert (position.offset, recovery) == (3, Recovery.NONE)
     assert sub.frames == []
 
 
@@ -165,7 +166,7 @@ async def test_a_subscribe_with_a_position_replays_exactly_what_was_missed(
     await publish(bus, "question:3", 4)
     sub = RecordingSubscriber()
     await hub.subscribe(sub, "question:3", first, sub.on_subscribed)
-    assert sub.replies[0][1] == "recovered"
+    assert sub.replies[0][1] is Recovery.RECOVERED
     assert sub.offsets == [2, 3, 4, 5]
 
 
@@ -248,10 +249,10 @@ async def test_the_last_subscriber_leaving_unsubscribes_the_bus_after_the_grace_
     await hub.subscribe(a, "questions:new", None, a.on_subscribed)
     await hub.subscribe(b, "questions:new", None, b.on_subscribed)
     hub.unsubscribe(a, "questions:new")
-    hub.sweep()
+    hub.expire_idle()
     assert hub.channel_state("questions:new") is ChannelState.LIVE
     hub.unsubscribe(b, "questions:new")
-    hub.sweep()
+    hub.expire_idle()
     assert hub.channel_state("questions:new") is None
 
 

@@ -37,6 +37,7 @@ async def running_worker(bus: Bus | None = None, **overrides: Any) -> AsyncItera
     metrics = build_metrics()
     worker = Worker(settings, bus=bus or build_bus(settings, metrics), metrics=metrics)
     await worker.start()
+    await worker.bus_started()
     try:
         yield worker
     finally:

@@ -10,11 +10,11 @@ import pytest
 
 from herald_contract.channels import ChannelKind
 from herald_contract.envelope import StreamPosition
+from socketsrv.errors import CommandError
 from socketsrv.protocol.codes import ErrorCode
 from socketsrv.protocol.commands import (
     MAX_REQUEST_ID,
     MAX_TOKEN_LENGTH,
-    CommandError,
     Connect,
     Ping,
     Pong,

@@ -11,6 +11,7 @@ import pytest
 
 from herald_contract.channels import parse_channel
 from herald_contract.envelope import StreamPosition
+from socketsrv.errors import WrongState
 from socketsrv.protocol.auth import TokenVerifier
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat
@@ -19,12 +20,12 @@ from socketsrv.protocol.session import (
     CloseWith,
     Effect,
     Limits,
+    Recovery,
     Send,
     Session,
     SessionState,
     StartSubscribe,
     StopSubscription,
-    WrongState,
 )
 from tests.support.tokens import SignToken
 
@@ -275,7 +276,7 @@ def test_a_subscribe_with_since_passes_the_position_on(anonymous: Client) -> Non
 
 def test_the_subscribe_reply_carries_the_position_and_the_recovery(anonymous: Client) -> None:
     anonymous.subscribe("question:7", 2)
-    reply = anonymous.session.subscribed(2, StreamPosition("e1", 12), "recovered")
+    reply = anonymous.session.subscribed(2, StreamPosition("e1", 12), Recovery.RECOVERED)
     assert assert_reply([reply], 2) == {"epoch": "e1", "offset": 12, "recovery": "recovered"}
 
 
@@ -295,7 +296,7 @@ def test_a_user_may_subscribe_to_their_own_channel(user_42: Client) -> None:
 def test_a_double_subscribe_is_already_subscribed(anonymous: Client) -> None:
     anonymous.subscribe("question:7", 2)
     assert_error(anonymous.subscribe("question:7", 3), ErrorCode.ALREADY_SUBSCRIBED, 3)
-    anonymous.session.subscribed(2, StreamPosition("e1", 0), "none")
+    anonymous.session.subscribed(2, StreamPosition("e1", 0), Recovery.NONE)
     assert_error(anonymous.subscribe("question:7", 4), ErrorCode.ALREADY_SUBSCRIBED, 4)
 
 
