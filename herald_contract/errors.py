@@ -7,8 +7,8 @@
     │                           also a ValueError
     ├── InvalidEnvelope         bytes on the bus that are not a version-1 envelope
     │                           also a ValueError
-    ├── PublishFailed           the publisher could not make a publication; retry with the
-    │                           same event id (raised by publisher.publish.Publisher)
+    ├── PublishFailed           a publisher could not make a publication; retry with the
+    │                           same event id (the publishing library raises it)
     ├── BusUnavailable          the bus (Redis) cannot serve a call right now; retry later
     └── BusStateError           a bus method called in a lifecycle state that forbids it
                                 (a bug in the caller, not an outage); also a RuntimeError

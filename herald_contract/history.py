@@ -1,9 +1,18 @@
-"""History rules shared by every bus and by publishers: retention, epochs, event ids, gaps.
+"""The rules of a channel's history, as plain values and functions (no I/O, no Redis).
 
-:class:`HistorySettings` is how much and how long a channel's history keeps; whoever calls the
-publish script passes it, so a publisher and the fleet must build it from the same settings
-(docs/configuration.md). :func:`history_complete` is the one test of "no gap" that both buses
-and the fleet's catch-up apply to a history read.
+This module owns:
+
+* :class:`HistorySettings`: how much and how long a channel's history keeps. Retention is
+  applied by whoever makes a publication, so every publisher and the fleet of an
+  installation must build it from the same settings (docs/configuration.md);
+* event ids (:func:`check_event_id`): the idempotency keys a publisher may pass;
+* epochs (:func:`new_epoch`): the name of one unbroken history of a channel;
+* :func:`history_complete`: the one test of "no gap" that both buses (and so the fleet's
+  catch-up) apply to a history read;
+* :func:`to_ms`: seconds as the milliseconds Redis expiries take.
+
+The Lua scripts (:mod:`herald_contract.redis_scripts`) and the in-process bus implement these
+rules; this module depends on neither.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 One bus per worker process holds two things:
 
 * a pooled client for publish and history, through
-  :class:`herald_contract.redis_scripts.PublishScripts` (the same Lua scripts any
-  :class:`publisher.publish.Publisher` runs);
+  :class:`herald_contract.redis_scripts.PublishScripts` (the same Lua scripts every
+  publisher runs);
 * ONE pub/sub connection, read by one reader task (:mod:`herald_contract.redis_pubsub`).
 
 Lifecycle (:class:`herald_contract.lifecycle.BusState`)::

@@ -1,9 +1,17 @@
-"""The two Lua scripts, run through redis-py: atomic publish and atomic history read.
+"""Publish and history on Redis: the two Lua scripts of ``lua/`` and the client that runs them.
 
-:class:`PublishScripts` is the only code that calls ``lua/publish.lua`` and
-``lua/history.lua``; :class:`publisher.publish.Publisher` (any Python backend) and
-:class:`herald_contract.redis_bus.RedisBus` (the socket fleet) both go through it, so a
-publication made by either is the same in Redis.
+This module owns:
+
+* :func:`command_client`, the pooled redis-py client the scripts run on (no automatic
+  retries, no decoding);
+* :class:`PublishScripts`, the only code that runs ``lua/publish.lua`` (take the next offset,
+  append to the history, broadcast: one atomic step) and ``lua/history.lua`` (the position
+  and the publications after one, read atomically), and that turns their replies into
+  :class:`herald_contract.stream.PublishResult` and :class:`herald_contract.stream.HistoryResult`.
+
+It builds on the key layout, the envelope and the history rules of this package. Whatever
+writes a publication to Redis runs these scripts (the publishing library and the Redis bus
+alike), so a publication is the same in Redis whoever made it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Publishing from any Python backend: ``Publisher.publish(channel, data)`` over Redis.
 
-A publication made here is the same in Redis as one made by the socket fleet: both run the
-contract's publish script (:mod:`herald_contract.redis_scripts`).
+This module owns :class:`Publisher`: the checks a backend's call gets before anything is sent
+(channel grammar, JSON-compatible data within ``max_data_bytes``, event id), one Redis client
+per process, and :class:`herald_contract.errors.PublishFailed` when Redis does not take the
+publication. Everything else is the contract's (:mod:`herald_contract`): the publish script
+(:mod:`herald_contract.redis_scripts`), the key layout and the history rules, the same ones
+the socket fleet's Redis bus uses, so a publication made here is the same in Redis as one
+made by the fleet.
 
     async with Publisher("redis://localhost:6379/0") as publisher:
         result = await publisher.publish("question:42", {"score": 7}, event_id="vote:991")

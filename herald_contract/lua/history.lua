@@ -1,7 +1,7 @@
 -- Herald history: the channel's position and the publications after a given one, read in
--- one atomic step (the bus contract in socketsrv/bus/base.py).
+-- one atomic step (the bus contract in herald_contract/bus.py).
 --
--- KEYS[1] history stream    KEYS[2] meta hash            (publisher.keys.KeyLayout)
+-- KEYS[1] history stream    KEYS[2] meta hash            (herald_contract.keys.KeyLayout)
 -- ARGV[1] candidate epoch, used only when the channel has none
 -- ARGV[2] meta_ttl_ms, applied when this call creates the epoch
 -- ARGV[3] since epoch, "" to read the position only

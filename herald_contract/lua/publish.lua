@@ -1,7 +1,7 @@
 -- Herald publish: take the channel's next offset, store the envelope in the history and
--- broadcast it, as one atomic step (the bus contract in socketsrv/bus/base.py).
+-- broadcast it, as one atomic step (the bus contract in herald_contract/bus.py).
 --
--- KEYS[1] history stream    KEYS[2] meta hash            (publisher.keys.KeyLayout)
+-- KEYS[1] history stream    KEYS[2] meta hash            (herald_contract.keys.KeyLayout)
 -- ARGV[1] live pub/sub channel
 -- ARGV[2] data, already msgpack-packed by the caller (appended to the envelope as is)
 -- ARGV[3] event id, "" for none
@@ -49,7 +49,7 @@ local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 -- [1, epoch, offset, published_ms, event_id, data]: 0x96 is a 6-element fixarray. cmsgpack
 -- packs integral Lua numbers as msgpack ints of the smallest width, like Python's msgpack,
--- so publisher.envelope.build_envelope gives the same bytes (tests/publisher/test_publish.py).
+-- so herald_contract.envelope.build_envelope gives the same bytes (tests/publisher/test_publish.py).
 local envelope = string.char(0x96) .. cmsgpack.pack(1) .. cmsgpack.pack(epoch)
   .. cmsgpack.pack(offset) .. cmsgpack.pack(now_ms) .. cmsgpack.pack(event_id) .. data
 

@@ -262,6 +262,14 @@ async def test_a_restarted_redis_is_reached_again_without_a_new_publisher(
 # -- pure helpers ----------------------------------------------------------------------------
 
 
+def test_a_backend_imports_the_publisher_and_its_errors_from_the_package() -> None:
+    import publisher
+
+    assert publisher.Publisher is Publisher
+    for error in (InvalidChannel, InvalidPayload, PublishFailed, BusUnavailable):
+        assert issubclass(error, publisher.HeraldPublishError)
+
+
 def test_event_ids_allow_letters_digits_and_separators() -> None:
     assert check_event_id("") == ""
     assert check_event_id("vote:991_a.b-c") == "vote:991_a.b-c"
