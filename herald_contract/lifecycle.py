@@ -51,6 +51,11 @@ class BusLifecycle:
     def live(self) -> bool:
         return self._state is BusState.LIVE
 
+    def expect(self, state: BusState, action: str) -> None:
+        """Raise :class:`BusStateError` naming *action* unless the bus is in *state*."""
+        if self._state is not state:
+            raise BusStateError(action, self._state.value)
+
     def move(self, to: BusState, action: str) -> None:
         """Enter *to*; raise :class:`BusStateError` naming *action* when the table forbids it."""
         if to not in _ALLOWED[self._state]:

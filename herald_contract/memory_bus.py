@@ -33,7 +33,6 @@ from herald_contract.bus import (
     PublishResult,
 )
 from herald_contract.envelope import StreamPosition, build_envelope
-from herald_contract.errors import BusStateError
 from herald_contract.history import HistorySettings, check_event_id, history_complete, new_epoch
 from herald_contract.lifecycle import BusLifecycle, BusState
 
@@ -97,8 +96,7 @@ class MemoryBus:
 
         Raises :class:`herald_contract.errors.BusStateError` unless the bus is NEW.
         """
-        if self._lifecycle.state is not BusState.NEW:
-            raise BusStateError("start", self._lifecycle.state.value)
+        self._lifecycle.expect(BusState.NEW, "start")
         self._listener = listener
         self._loop = asyncio.get_running_loop()
         self._lifecycle.move(BusState.LIVE, "start")

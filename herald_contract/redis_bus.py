@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
@@ -43,7 +44,6 @@ from herald_contract.bus import (
     PublishResult,
 )
 from herald_contract.envelope import StreamPosition
-from herald_contract.errors import BusStateError
 from herald_contract.history import HistorySettings
 from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
@@ -51,6 +51,8 @@ from herald_contract.redis_pubsub import LOST_ERRORS, RedisPubSub
 from herald_contract.redis_scripts import PublishScripts, command_client
 
 logger = logging.getLogger(__name__)
+
+_Target = TypeVar("_Target")
 
 _CONNECTED = (BusState.LIVE, BusState.RECOVERING)
 """States in which publish and history are tried (Redis may answer while RECOVERING)."""
@@ -107,8 +109,7 @@ class RedisBus:
 
         Raises :class:`herald_contract.errors.BusStateError` unless the bus is NEW.
         """
-        if self._lifecycle.state is not BusState.NEW:
-            raise BusStateError("start", self._lifecycle.state.value)
+        self._lifecycle.expect(BusState.NEW, "start")
         self._client = command_client(self._url, socket_timeout_s=self._socket_timeout_s)
         self._scripts = PublishScripts(self._client, self._keys, self._settings)
         self._pubsub = RedisPubSub(
@@ -265,22 +266,21 @@ class RedisBus:
     # -- calling out -----------------------------------------------------------------------
 
     def _notify(self, call: Callable[[BusListener], None]) -> None:
-        """Call the listener; its failures are logged, never allowed to stop the reader."""
-        if self._listener is None:
-            return
-        try:
-            call(self._listener)
-        except Exception:
-            logger.exception("the bus listener failed")
+        """Call the listener, if any; its failures are logged, never allowed to stop the reader."""
+        _call_out("listener", self._listener, call)
 
     def _observe(self, call: Callable[[BusObserver], None]) -> None:
-        """Call the observer; its failures are logged, never allowed to stop the reader."""
-        if self._observer is None:
-            return
-        try:
-            call(self._observer)
-        except Exception:
-            logger.exception("the bus observer failed")
+        """Call the observer, if any; its failures are logged, never allowed to stop the reader."""
+        _call_out("observer", self._observer, call)
+
+
+def _call_out(role: str, target: _Target | None, call: Callable[[_Target], None]) -> None:
+    if target is None:
+        return
+    try:
+        call(target)
+    except Exception:
+        logger.exception("the bus %s failed", role)
 
 
 def _log_reader_end(task: asyncio.Task[None]) -> None:

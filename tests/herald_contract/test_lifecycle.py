@@ -52,3 +52,11 @@ def test_calls_outside_the_wanted_states_find_the_bus_unavailable() -> None:
     lifecycle.move(BusState.LIVE, "start")
     lifecycle.require(BusState.LIVE)
     assert lifecycle.live
+
+
+def test_expecting_another_state_raises_naming_the_one_the_bus_is_in() -> None:
+    lifecycle = BusLifecycle("test")
+    lifecycle.expect(BusState.NEW, "start")
+    lifecycle.move(BusState.LIVE, "start")
+    with pytest.raises(BusStateError, match="cannot start a bus that is live"):
+        lifecycle.expect(BusState.NEW, "start")
