@@ -76,11 +76,6 @@ def sample_tree(root: int) -> TreeSample:
     return TreeSample(pids, sum(rss), sum(cpu_s(p) for p in pids), rss)
 
 
-def sample_pids(pids: list[int]) -> TreeSample:
-    rss = tuple(rss_kib(p) for p in pids)
-    return TreeSample(tuple(pids), sum(rss), sum(cpu_s(p) for p in pids), rss)
-
-
 def kernel_memory_kib() -> dict[str, int]:
     """TCP buffer memory (/proc/net/sockstat ``mem``, pages) and slab memory (/proc/meminfo:
     socket, inode and file objects live there), for the whole machine."""

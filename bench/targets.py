@@ -131,7 +131,7 @@ class SocketIOPublisher(TargetPublisher):
         self._manager: Any = None
 
     async def open(self) -> None:
-        import socketio
+        import socketio  # type: ignore[import-untyped]  # python-socketio ships no types
 
         self._manager = socketio.AsyncRedisManager(self._url, write_only=True)
 

@@ -17,6 +17,7 @@ generator, so a run is reproducible.
 
 from __future__ import annotations
 
+import math
 import random
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class Population:
         self.tabs = tabs
         self.rng = random.Random(seed)
         self.questions = max(10, tabs // 20)
-        weights = [1.0 / (rank**ZIPF_S) for rank in range(1, self.questions + 1)]
+        weights = [1.0 / math.pow(rank, ZIPF_S) for rank in range(1, self.questions + 1)]
         self._cumulative = list(accumulate(weights))
         self.assignments: list[list[str]] = []
         self.users: list[str] = []
@@ -90,7 +91,7 @@ class Population:
         """Mean frames per second the fleet must write at *rates*."""
         total = self._cumulative[-1]
         fanout_q = sum(
-            (1.0 / rank**ZIPF_S / total) * self.subscribers.get(f"question:{rank}", 0)
+            (1.0 / math.pow(rank, ZIPF_S) / total) * self.subscribers.get(f"question:{rank}", 0)
             for rank in range(1, self.questions + 1)
         )
         return (

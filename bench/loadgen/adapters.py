@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -60,3 +60,12 @@ class Adapter(Protocol):
         self, state: ClientState, opcode: int, payload: bytes, probe: bool
     ) -> list[Message]:
         """Handle one complete server message; return messages to send back."""
+
+
+@runtime_checkable
+class CountsErrors(Protocol):
+    """An adapter that counts the error replies its connections received (Herald's): the
+    load process reports them and zeroes them at each reset."""
+
+    errors: int
+    error_codes: dict[str, int]

@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SUBPROTOCOL = "herald.v1.json"
 _PUB_PREFIX = b'{"type":"pub","channel":"'
@@ -50,7 +53,7 @@ class EdDSATokens:
             )
         self.private_pem = private_pem
         self.lifetime_s = lifetime_s
-        self._key: Any = None
+        self._key: Ed25519PrivateKey | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"private_pem": self.private_pem, "lifetime_s": self.lifetime_s}
@@ -73,11 +76,15 @@ class EdDSATokens:
             .decode()
         )
 
-    def _private_key(self) -> Any:
+    def _private_key(self) -> Ed25519PrivateKey:
         if self._key is None:
             from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-            self._key = serialization.load_pem_private_key(self.private_pem, None)
+            key = serialization.load_pem_private_key(self.private_pem, None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise TypeError(f"an Ed25519 private key is needed, not {type(key).__name__}")
+            self._key = key
         return self._key
 
     def __call__(self, user_id: str) -> str:

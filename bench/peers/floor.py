@@ -345,7 +345,7 @@ async def relay(hub: Hub, redis_url: str, subscribed: asyncio.Event) -> None:
             print(f"floor: redis pub/sub: {exc!r}; reconnecting", file=sys.stderr, flush=True)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             with contextlib.suppress(Exception):
                 await client.aclose()
         await asyncio.sleep(0.5)

@@ -51,7 +51,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 def build_app(redis_url: str, info: dict[str, str]) -> tuple[Any, Any]:
     """The ``socketio.AsyncServer`` and the ASGI app around it."""
-    import socketio
+    import socketio  # type: ignore[import-untyped]  # python-socketio ships no types
 
     sio = socketio.AsyncServer(
         async_mode="asgi",
@@ -60,7 +60,7 @@ def build_app(redis_url: str, info: dict[str, str]) -> tuple[Any, Any]:
         transports=["websocket"],
     )
 
-    @sio.on("subscribe")
+    @sio.on("subscribe")  # type: ignore[untyped-decorator]
     async def subscribe(sid: str, channel: str) -> str:
         await sio.enter_room(sid, channel)
         return "ok"

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from bench.loadgen.adapters import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ClientState, Message
-from bench.loadgen.engine import Client, LoadProcess, Slot, mask_frame
+from bench.loadgen.client import Client, Slot
 from bench.loadgen.herald import HeraldAdapter
+from bench.loadgen.process import LoadProcess
 
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -118,13 +119,6 @@ def test_ping_is_answered_and_close_is_echoed_and_counted() -> None:
     client.data_received(server_frame(OP_CLOSE, (4001).to_bytes(2, "big") + b"slow"))
     assert client.proc.closes == {4001: 1}
     assert unmask(transport.written[-1]) == (OP_CLOSE, (4001).to_bytes(2, "big"))
-
-
-@pytest.mark.parametrize("size", [0, 1, 4, 5, 125, 126, 65535, 65536])
-def test_client_frames_are_masked_and_unmask_to_the_payload(size: int) -> None:
-    payload = bytes(range(256)) * (size // 256 + 1)
-    payload = payload[:size]
-    assert unmask(mask_frame(OP_TEXT, payload)) == (OP_TEXT, payload)
 
 
 def pub(channel: str, offset: int, ts: float | None = None) -> bytes:

@@ -1,0 +1,131 @@
+"""A bounded round of connects: many slots, at most N handshakes in flight, one deadline.
+
+Used by the ``open`` command (each slot tries once) and by ``reconnect_all`` (the reconnect
+storm: a connection that fails before it is ready tries again after a jittered backoff, as
+a real client does, until the deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING
+
+from bench.loadgen.client import Client, Slot, connect
+
+if TYPE_CHECKING:
+    from bench.loadgen.process import LoadProcess
+
+_BACKOFF_MIN_S = 0.25
+_BACKOFF_CAP_S = 5.0
+
+
+class ConnectRound:
+    """Connect *slots* of *proc* to host:port; :meth:`run` once."""
+
+    def __init__(
+        self,
+        proc: LoadProcess,
+        host: str,
+        port: int,
+        slots: Sequence[Slot],
+        *,
+        concurrency: int,
+        deadline: float,
+        retry: bool,
+    ) -> None:
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.slots = slots
+        self.deadline = deadline
+        self.retry = retry
+        self._gate = asyncio.Semaphore(concurrency)
+        self._sources = itertools.cycle(proc.sources)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._attempts: dict[int, int] = {}
+        self._ok = 0
+        self._settled = 0
+        self._all_settled: asyncio.Future[None] | None = None
+
+    async def run(self) -> int:
+        """How many slots became ready before the deadline; ``proc.retries`` counts the
+        attempts made after a failed one."""
+        self._all_settled = asyncio.get_running_loop().create_future()
+        for slot in self.slots:
+            if self._remaining() <= 0 or not await self._acquire():
+                break
+            self._spawn(slot)
+        if not self.slots:
+            return 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._remaining()):
+                await self._all_settled
+        for task in list(self._tasks):
+            task.cancel()
+        for slot in self.slots:
+            if slot.conn is not None:
+                slot.conn.on_done = None  # late outcomes no longer matter to this command
+        return self._ok
+
+    def _remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    async def _acquire(self) -> bool:
+        """A handshake slot, unless the deadline passes first."""
+        try:
+            async with asyncio.timeout(self._remaining()):
+                await self._gate.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def _spawn(self, slot: Slot) -> None:
+        self._track(self._one(slot, next(self._sources)))
+
+    def _track(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _one(self, slot: Slot, source: str) -> None:
+        client = Client(self.proc, slot)
+        client.on_done = lambda ok: self._done(slot, ok)
+        slot.conn = client
+        try:
+            async with asyncio.timeout(max(0.01, self.deadline - time.monotonic())):
+                await connect(asyncio.get_running_loop(), client, self.host, self.port, source)
+        except (OSError, TimeoutError) as exc:
+            self.proc.connect_failures[type(exc).__name__] += 1
+            client.settle(False)
+
+    def _done(self, slot: Slot, ok: bool) -> None:
+        self._gate.release()
+        n = self._attempts.get(id(slot), 0)
+        delay = random.uniform(_BACKOFF_MIN_S, min(_BACKOFF_CAP_S, 0.5 * 2**n))
+        if ok or not self.retry or time.monotonic() + delay >= self.deadline:
+            self._settle(ok)
+            return
+        self._attempts[id(slot)] = n + 1
+        self.proc.retries += 1
+        slot.state.subscribed = 0
+        self._track(self._again(slot, delay))
+
+    async def _again(self, slot: Slot, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if await self._acquire():
+            self._spawn(slot)
+        else:
+            self._settle(False)
+
+    def _settle(self, ok: bool) -> None:
+        self._settled += 1
+        if ok:
+            self._ok += 1
+        done = self._all_settled
+        if self._settled >= len(self.slots) and done is not None and not done.done():
+            done.set_result(None)

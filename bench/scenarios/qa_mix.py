@@ -1,0 +1,209 @@
+"""Scenario c, the Q&A mix: the Q&A population (bench/workload.py) on Herald.
+
+Publications go through the real path at the nominal rate, then at multiples of it until
+the bar breaks (p99 publish-to-receive above 50 ms, a drop, or a slow-client disconnect);
+when the nominal rate already breaks it, at fractions of it until one meets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import TypedDict
+
+from bench.loadgen.results import Verify
+from bench.scenarios.harness import (
+    HOST,
+    Bench,
+    Server,
+    cpu_of_loadgen,
+    finish_profiles,
+    running,
+    start_profiles,
+    wait_publications,
+)
+from bench.scenarios.publishing import RatePublisher
+from bench.scenarios.summary import (
+    ConnectionSummary,
+    Latency,
+    cdf,
+    connection_summary,
+    percentiles,
+)
+from bench.targets import TargetPublisher
+from bench.workload import NOMINAL, Population
+
+P99_BAR_MS = 50.0
+_LATE_HANDSHAKES_S = 60.0
+
+
+class StepRates(TypedDict):
+    question: float
+    user: float
+    questions_new: float
+
+
+class QaStep(ConnectionSummary):
+    multiplier: float
+    rates_per_s: StepRates
+    publications: int
+    publish_failures: int
+    publisher_late_ticks: int
+    seconds: float
+    publications_per_s: float
+    expected_deliveries_per_s: int
+    deliveries: int
+    deliveries_per_s: int
+    server_cpu_s: float
+    server_cpu_percent: float
+    loadgen_cpu_s: float
+    redis_cpu_s: float
+    latency: Latency
+    latency_cdf: list[list[float]]
+    drops: int
+    gaps: int
+    verify: Verify
+    slow_disconnects: int
+    meets_bar: bool
+
+
+class _QaRun(TypedDict):
+    target: str
+    workers: int
+    tabs: int
+    questions: int
+    subscriptions: int
+    nominal_rates_per_100k_tabs: dict[str, float]
+    rate_boost: float
+    steps: list[QaStep]
+
+
+class QaRun(_QaRun, total=False):
+    opened: int
+    open_seconds: float
+
+
+async def run(bench: Bench) -> list[QaRun]:
+    """One run on Herald (none when Herald is not among the run's targets)."""
+    target = bench.targets.get("herald")
+    if target is None:
+        return []
+    scale = bench.scale
+    pop = Population(scale.qa_tabs)
+    result: QaRun = {
+        "target": "herald",
+        "workers": scale.qa_workers,
+        "tabs": pop.tabs,
+        "questions": pop.questions,
+        "subscriptions": sum(pop.subscribers.values()),
+        "nominal_rates_per_100k_tabs": dataclasses.asdict(NOMINAL),
+        "rate_boost": scale.qa_rate_boost,
+        "steps": [],
+    }
+    async with running(bench, target, scale.qa_workers) as srv:
+        r = await bench.gen.open(
+            HOST, srv.port, pop.assignments, probe_every=scale.qa_probe_every,
+            timeout_s=scale.open_timeout_s, concurrency=scale.open_concurrency,
+        )  # fmt: skip
+        result["opened"] = r["opened"]
+        result["open_seconds"] = round(r["seconds"], 2)
+        if r["opened"] < pop.tabs:
+            bench.notes.append(f"qa_mix: opened {r['opened']} of {pop.tabs}")
+        async with target.publisher(bench.redis.url) as publisher:
+            result["steps"] = await _steps(bench, srv, publisher, pop)
+    return [result]
+
+
+async def _steps(
+    bench: Bench, srv: Server, publisher: TargetPublisher, pop: Population
+) -> list[QaStep]:
+    """Up from the nominal rate until the bar breaks; if the nominal rate already breaks
+    it, down until a rate meets it (the highest rate that still does)."""
+    scale = bench.scale
+    steps: list[QaStep] = []
+    for multiplier in scale.qa_multipliers:
+        steps.append(await _step(bench, srv, publisher, pop, multiplier))
+        if not steps[-1]["meets_bar"]:
+            break
+    if steps and not steps[0]["meets_bar"]:
+        for multiplier in scale.qa_lower_multipliers:
+            steps.append(await _step(bench, srv, publisher, pop, multiplier))
+            if steps[-1]["meets_bar"]:
+                break
+    return steps
+
+
+async def _settle(bench: Bench) -> None:
+    """Let the open's late handshakes finish (bounded), then zero the counters."""
+    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + _LATE_HANDSHAKES_S
+    while time.monotonic() < deadline:
+        progress = await bench.gen.progress()
+        if progress["ready"] >= progress["open"]:
+            break
+        await asyncio.sleep(0.5)
+    await bench.gen.reset()
+    await bench.gen.latencies()
+
+
+async def _step(
+    bench: Bench, srv: Server, publisher: TargetPublisher, pop: Population, multiplier: float
+) -> QaStep:
+    scale = bench.scale
+    rates = NOMINAL.scaled(pop.tabs, multiplier * scale.qa_rate_boost)
+    await _settle(bench)
+    slow0 = srv.metric("herald_disconnects_total", code="4001") or 0.0
+    s0, lg0, r0 = srv.sample(), await cpu_of_loadgen(bench), bench.redis_cpu_s()
+    t0 = time.monotonic()
+    rp = RatePublisher(publisher, pop)
+    profiles = start_profiles(bench, srv, f"qa-x{multiplier}")
+    await rp.run(rates, scale.qa_step_s)
+    t_pub = time.monotonic() - t0
+    await finish_profiles(profiles)
+    expected = sum(count * pop.subscribers.get(ch, 0) for ch, count in rp.counts.items())
+    stats = await wait_publications(bench, expected, 15.0)
+    t1 = time.monotonic()
+    s1, lg1, r1 = srv.sample(), await cpu_of_loadgen(bench), bench.redis_cpu_s()
+    verify = await bench.gen.verify(dict(rp.counts))
+    latencies = await bench.gen.latencies()
+    slow = int((srv.metric("herald_disconnects_total", code="4001") or 0.0) - slow0)
+    lat = percentiles(latencies)
+    published = rp.published
+    drops = verify["missing"] + stats["gaps"]
+    delivered = stats["publications"] - stats["duplicates"]
+    p99 = lat["p99_ms"]
+    bench.log(
+        f"qa_mix x{multiplier}: {published / max(t_pub, 1e-9):.0f} pub/s, "
+        f"{delivered / max(t_pub, 1e-9):.0f} deliveries/s, p99 {p99} ms, drops {drops} "
+        f"(+{verify['missing_never_ready']} at {verify['clients_never_ready']} clients never "
+        f"ready), slow {slow}"
+    )
+    return {
+        "multiplier": multiplier,
+        "rates_per_s": {
+            "question": round(rates.question_per_s, 2),
+            "user": round(rates.user_per_s, 2),
+            "questions_new": rates.questions_new_per_s,
+        },
+        "publications": published,
+        "publish_failures": rp.failed,
+        "publisher_late_ticks": rp.late_ticks,
+        "seconds": round(t_pub, 2),
+        "publications_per_s": round(published / max(t_pub, 1e-9), 1),
+        "expected_deliveries_per_s": round(pop.expected_deliveries_per_s(rates)),
+        "deliveries": delivered,
+        "deliveries_per_s": round(delivered / max(t_pub, 1e-9)),
+        "server_cpu_s": round(s1.cpu_s - s0.cpu_s, 3),
+        "server_cpu_percent": round(100 * (s1.cpu_s - s0.cpu_s) / max(t1 - t0, 1e-9), 1),
+        "loadgen_cpu_s": round(lg1 - lg0, 3),
+        "redis_cpu_s": round(r1 - r0, 3),
+        "latency": lat,
+        "latency_cdf": cdf(latencies),
+        "drops": drops,
+        "gaps": stats["gaps"],
+        "verify": verify,
+        "slow_disconnects": slow,
+        "meets_bar": p99 is not None and p99 <= P99_BAR_MS and drops == 0 and slow == 0,
+        **connection_summary(stats),
+    }
