@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import func, select
@@ -54,6 +56,29 @@ class RecordingSink:
 
     def of_type(self, channel: str, kind: str) -> list[Any]:
         return [d for d in self.on(channel) if d.get("type") == kind]
+
+
+WAIT_BOUND_S = 30.0
+"""How long :func:`wait_until` waits at most: a bound against a hang, not a measured window."""
+
+
+async def wait_until(check: Callable[[], bool], what: str) -> None:
+    """Return as soon as *check()* is true (polled on the event loop); fail naming *what* if
+    it never becomes true within :data:`WAIT_BOUND_S`."""
+    try:
+        async with asyncio.timeout(WAIT_BOUND_S):
+            while not check():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
+def no_server(reason: str, environ: Mapping[str, str] = os.environ) -> NoReturn:
+    """Skip for *reason*; fail instead when ``CI`` is ``true``: a CI run must not pass with
+    the PostgreSQL half of the database tests unrun."""
+    if environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(reason)
 
 
 def qa_settings(tmp_path: Path, database_url: str, **changes: Any) -> Settings:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from qasite.core.mail import Mail, Mailer
 from qasite.core.settings import Settings
@@ -59,9 +62,17 @@ async def test_with_an_smtp_host_the_mail_goes_over_smtp(tmp_path: Path) -> None
     assert list(mailer.mailbox) == []
 
 
-async def test_an_unreachable_smtp_server_is_logged_not_raised(tmp_path: Path) -> None:
+async def test_an_unreachable_smtp_server_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = Settings(data_dir=tmp_path, smtp_host="127.0.0.1", smtp_port=free_port())
-    await Mailer(settings).send(Mail(to="a@b.org", subject="s", body="b"))
+    mailer = Mailer(settings)
+    with caplog.at_level(logging.WARNING, logger="qasite.core.mail"):
+        await mailer.send(Mail(to="a@b.org", subject="s", body="b"))
+    [record] = [r for r in caplog.records if r.name == "qasite.core.mail"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("mail to a@b.org not sent: ")
+    assert list(mailer.mailbox) == []
 
 
 async def test_without_smtp_the_mail_lands_in_the_dev_mailbox(tmp_path: Path) -> None:
