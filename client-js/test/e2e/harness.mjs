@@ -1,7 +1,8 @@
 /**
- * The real system for the browser tests: a redis-server on a free port, the socket fleet
- * (`python -m socketsrv`) verifying Ed25519 tokens, a publisher (the project's own), a static
- * server for the built client and a test page, and headless Chromium through playwright-core.
+ * The real system for the browser tests: a redis-server and a publisher (the project's own
+ * launcher and publisher, in one Python process: publish_lines.py), the socket fleet
+ * (`python -m socketsrv`) verifying Ed25519 tokens, a static server for the built client and a
+ * test page, and headless Chromium through playwright-core.
  *
  * Interpreter: $HERALD_PYTHON_BIN, else <repo>/.venv/bin/python (what `./herald` creates).
  * Browser: $CHROMIUM_PATH, else /usr/bin/chromium.
@@ -61,26 +62,6 @@ export function freePort() {
   });
 }
 
-/** Send one inline command to Redis and return the first line of the reply ('' if none). */
-function redisAsk(port, command) {
-  return new Promise((resolveReply) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let data = '';
-    const done = () => {
-      socket.destroy();
-      resolveReply(data.split('\r\n')[0] ?? '');
-    };
-    socket.setTimeout(2000, done);
-    socket.on('connect', () => socket.write(`${command}\r\n`));
-    socket.on('data', (chunk) => {
-      data += chunk.toString();
-      if (data.includes('\r\n')) done();
-    });
-    socket.on('error', done);
-    socket.on('close', done);
-  });
-}
-
 function spawnLogged(command, args, { cwd, env, logPath }) {
   const child = spawn(command, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const chunks = [];
@@ -93,45 +74,6 @@ function spawnLogged(command, args, { cwd, env, logPath }) {
   child.logTail = () => Buffer.concat(chunks).toString('utf8').slice(-4000);
   if (logPath) child.on('exit', () => writeFileSync(logPath, child.logTail()));
   return child;
-}
-
-export class Redis {
-  constructor(dir, port) {
-    this.dir = dir;
-    this.port = port;
-    this.process = null;
-  }
-
-  get url() {
-    return `redis://127.0.0.1:${this.port}/0`;
-  }
-
-  async start() {
-    this.process = spawnLogged(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
-      { cwd: this.dir, env: process.env },
-    );
-    await waitFor('redis PONG', async () => (await redisAsk(this.port, 'PING')) === '+PONG', {
-      timeoutMs: 10_000,
-      detail: () => this.process.logTail(),
-    });
-  }
-
-  /** SHUTDOWN NOSAVE: everything (history, epochs) is lost, as after a crash without persistence. */
-  async stop() {
-    if (this.process === null) return;
-    const exited = once(this.process, 'exit');
-    await redisAsk(this.port, 'SHUTDOWN NOSAVE');
-    await Promise.race([exited, deadline(5000)]);
-    this.process.kill('SIGKILL');
-    this.process = null;
-  }
-
-  async restartWithoutData() {
-    await this.stop();
-    await this.start();
-  }
 }
 
 export class Fleet {
@@ -262,22 +204,45 @@ export class Proxy {
   }
 }
 
-/** The project's own publisher, one long-lived process; `publish` resolves with {epoch, offset}. */
-export class Publisher {
-  constructor(redisUrl) {
-    this.process = spawnLogged(PYTHON, [join(HERE, 'publish_lines.py'), redisUrl], {
+/**
+ * Redis and the project's own publisher, in one long-lived Python process (publish_lines.py,
+ * which starts redis-server with the launcher the Python tests use). `publish` resolves with
+ * {epoch, offset}.
+ */
+export class RedisPublisher {
+  constructor(dir) {
+    this.dir = dir;
+    this.process = null;
+    this.waiting = [];
+    this.redisUrl = null;
+  }
+
+  /** Start the process; resolves once Redis answers and its URL is known. */
+  async start() {
+    this.process = spawnLogged(PYTHON, [join(HERE, 'publish_lines.py'), this.dir], {
       cwd: REPO_ROOT,
       env: { ...process.env, PYTHONPATH: REPO_ROOT, PYTHONUNBUFFERED: '1' },
     });
-    this.waiting = [];
     createInterface({ input: this.process.stdout }).on('line', (line) => this.waiting.shift()?.(JSON.parse(line)));
+    const hello = new Promise((resolveHello) => this.waiting.push(resolveHello));
+    const exited = once(this.process, 'exit').then(() => null);
+    const answer = await Promise.race([hello, exited, deadline(30_000).then(() => null)]);
+    if (answer?.redis_url === undefined) throw new Error(`Redis and the publisher did not start:\n${this.process.logTail()}`);
+    this.redisUrl = answer.redis_url;
   }
 
-  publish(channel, data) {
-    return new Promise((resolveResult, reject) => {
-      this.waiting.push((answer) => (answer.error ? reject(new Error(answer.error)) : resolveResult(answer)));
-      this.process.stdin.write(`${JSON.stringify({ channel, data })}\n`);
+  /** Send one request line; resolves with its answer line (answers come in order). */
+  ask(request) {
+    return new Promise((resolveAnswer) => {
+      this.waiting.push(resolveAnswer);
+      this.process.stdin.write(`${JSON.stringify(request)}\n`);
     });
+  }
+
+  async publish(channel, data) {
+    const answer = await this.ask({ channel, data });
+    if (answer.error) throw new Error(answer.error);
+    return answer;
   }
 
   /** Publish, retrying while Redis is unreachable (it is being restarted). */
@@ -293,9 +258,22 @@ export class Publisher {
     }
   }
 
-  close() {
-    this.process.stdin.end();
-    killGroup(this.process);
+  /** Restart Redis on the same port with nothing kept (history, epochs), as after a crash. */
+  async restartRedisWithoutData() {
+    await this.ask({ op: 'restart_redis' });
+  }
+
+  /** End of input: the process stops Redis and exits; killed if it takes longer than 5 s. */
+  async close() {
+    const child = this.process;
+    if (child === null) return;
+    this.process = null;
+    if (child.exitCode === null) {
+      const exited = once(child, 'exit');
+      child.stdin.end();
+      await Promise.race([exited, deadline(5000)]);
+    }
+    killGroup(child);
   }
 }
 
@@ -350,16 +328,14 @@ export async function startSystem() {
   const system = { dir, stops: [] };
   try {
     system.issuer = new TokenIssuer(dir);
-    system.redis = new Redis(dir, await freePort());
-    await system.redis.start();
-    system.stops.push(() => system.redis.stop());
-    system.fleet = new Fleet({ redisUrl: system.redis.url, port: await freePort(), publicKeyFile: system.issuer.publicKeyFile });
+    system.publisher = new RedisPublisher(dir);
+    system.stops.push(() => system.publisher.close());
+    await system.publisher.start();
+    system.fleet = new Fleet({ redisUrl: system.publisher.redisUrl, port: await freePort(), publicKeyFile: system.issuer.publicKeyFile });
     await system.fleet.start();
     system.stops.push(() => system.fleet.terminate());
     system.proxy = await new Proxy(system.fleet.options.port).start();
     system.stops.push(() => system.proxy.close());
-    system.publisher = new Publisher(system.redis.url);
-    system.stops.push(() => system.publisher.close());
     system.web = await startStaticServer();
     system.stops.push(() => new Promise((done) => system.web.server.close(done)));
     system.browser = await launchChromium();
