@@ -7,9 +7,7 @@ handshake (no HTTP library, no websocket library) and one Redis pub/sub connecti
 subscribed to the pattern ``floor:*``. A message on ``floor:<channel>`` (payload: the JSON
 bytes of the data) becomes ONE text frame ``{"type":"pub","channel":c,"data":<payload>}``,
 built once, and the same bytes are given to ``transport.write`` of every connection
-subscribed to the channel: no per-connection queue, no coalescing, no task, no timer
-(docs: /work/shared/guide/FACTS.md, "floor: one pre-built frame, transport.write() per
-connection").
+subscribed to the channel: no per-connection queue, no coalescing, no task, no timer.
 
 Client protocol (text frames, masked as RFC 6455 requires): ``sub <channel>`` answered with
 ``ok <channel>``; ``ping`` answered with ``pong``. Websocket ping and close frames are
@@ -20,9 +18,9 @@ by default, 0 for none): it costs nothing per delivery because the transport its
 ``pause_writing`` when its buffer crosses the mark, and the connection is then aborted.
 
 With ``--workers N`` (N > 1) this process supervises N copies of itself that listen on the
-same port with SO_REUSEPORT (the kernel spreads connections over them); each worker has its
-own Redis subscription. "ready" is printed on stdout once every worker listens; SIGTERM (or
-SIGINT) stops the workers and exits 0.
+same port with SO_REUSEPORT (bench/peers/supervisor.py); each worker has its own Redis
+subscription. "ready" is printed on stdout once every worker listens; SIGTERM (or SIGINT)
+stops the workers and exits 0.
 """
 
 from __future__ import annotations
@@ -34,14 +32,12 @@ import contextlib
 import hashlib
 import json
 import os
-import select
 import signal
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
 from typing import Any, cast
+
+from bench.peers.supervisor import parser, run_workers
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_REQUEST_BYTES = 8192
@@ -397,94 +393,6 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.sleep(0)
 
 
-# Several workers (shared with bench/peers/socketio_server.py)
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (without listening) a SO_REUSEPORT socket, so the workers can bind the same port."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def run_workers(module: str, child_args: Sequence[str], workers: int, host: str, port: int) -> int:
-    """Run *workers* copies of ``python -m module *child_args --reuse-port``; see the docstring.
-
-    Prints "ready" once every worker printed it; returns when SIGTERM/SIGINT arrived (0) or
-    a worker died (1). Workers are the supervisor's children, so a caller measuring CPU or
-    memory sums the process tree.
-    """
-    reserved = reserve_port(host, port)
-    procs: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    code = 0
-    try:
-        for index in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", module, *child_args, "--reuse-port"],
-                    stdout=subprocess.PIPE,
-                    env={
-                        **os.environ,
-                        "BENCH_WORKER_INDEX": str(index),
-                        "BENCH_WORKERS": str(workers),
-                    },
-                )
-            )
-        waiting = {p.stdout.fileno(): p for p in procs if p.stdout is not None}
-        deadline = time.monotonic() + 60.0
-        while waiting and not stopping:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                print("a worker did not start", file=sys.stderr, flush=True)
-                return 1
-            readable, _, _ = select.select(list(waiting), [], [], 0.2)
-            for fd in readable:
-                line = os.read(fd, 4096)
-                if b"ready" in line:
-                    del waiting[fd]
-        if not stopping:
-            print("ready", flush=True)
-        while not stopping:
-            time.sleep(0.2)
-            if any(p.poll() is not None for p in procs):
-                print("a worker exited", file=sys.stderr, flush=True)
-                code = 1
-                break
-        return code
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10.0
-        for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
-        reserved.close()
-
-
-def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=doc)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--redis-url", required=True)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--reuse-port", action="store_true", help="(set by the supervisor)")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m bench.peers.floor", __doc__)
     p.add_argument("--outbox-max-bytes", type=int, default=4 << 20)
@@ -494,9 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             "--host", args.host, "--port", args.port, "--redis-url", args.redis_url,
             "--outbox-max-bytes", args.outbox_max_bytes,
         ]  # fmt: skip
-        return run_workers(
-            "bench.peers.floor", [str(a) for a in child], args.workers, args.host, args.port
-        )
+        return run_workers("bench.peers.floor", [str(a) for a in child], args.workers)
     import uvloop
 
     uvloop.run(serve(args))

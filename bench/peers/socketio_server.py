@@ -21,7 +21,7 @@ before "ready" is printed, and "ready" waits until Redis counts the subscription
 NUMSUB``), so nothing published after "ready" is lost.
 
 ``--workers N`` (N > 1) runs N processes with SO_REUSEPORT on one port under a supervisor
-(the same one as the floor server's: :func:`bench.peers.floor.run_workers`); uvicorn has no
+(the same one as the floor server's: bench/peers/supervisor.py); uvicorn has no
 reuse-port option, so each worker binds its own socket and hands it to ``Server.serve``.
 """
 
@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from bench.peers.floor import parser, run_workers
+from bench.peers.supervisor import parser, run_workers
 
 WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
 DEFAULT_WS = "websockets-sansio"
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "--host", args.host, "--port", str(args.port), "--redis-url", args.redis_url,
             "--ws", args.ws, "--http", args.http,
         ]  # fmt: skip
-        return run_workers("bench.peers.socketio_server", child, args.workers, args.host, args.port)
+        return run_workers("bench.peers.socketio_server", child, args.workers)
     import uvloop
 
     uvloop.run(serve(args.host, args.port, args.redis_url, args.ws, args.http, args.reuse_port))
