@@ -1,9 +1,12 @@
 """``herald-qa serve --workers 2``: every scrape of ``/metrics`` reports the whole service.
 
-The workers share one port and the kernel hands each connection to either of them; in
-multiprocess mode (qasite/core/metrics.py) the one that answers a scrape sums what every
-worker counted. The service runs as a subprocess on a copy of the migrated SQLite template;
-which worker answered a connection is read from /proc (Linux), so the tests know both did.
+The workers share one listening socket and the kernel hands each connection to any of them,
+with no promise of a spread (under load one worker may take them all). In multiprocess mode
+(qasite/core/metrics.py) the one that answers a scrape sums what every worker counted. To
+have a chosen worker answer, the tests stop the others (SIGSTOP) for a few requests: a
+stopped process cannot accept, so the shared queue is drained by the chosen one alone. The
+service runs as a subprocess on a copy of the migrated SQLite template; which worker held a
+connection is read from /proc (Linux), so each test checks that the chosen worker answered.
 """
 
 from __future__ import annotations
@@ -206,17 +209,44 @@ MISSING_QUESTION = "/api/questions/999999"
 MISSING_QUESTION_SERIES = {"route": "/api/questions/{question_id}", "status": "404"}
 
 
-def requests_answered_by_both_workers(service: Service, at_most: int = 200) -> int:
-    """GET a missing question on new connections until both workers answered at least
-    five; returns how many requests were made."""
-    answered_by: dict[int, int] = {}
+def _state(pid: int) -> str:
+    """The process state letter of *pid* (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+@contextlib.contextmanager
+def only_worker(service: Service, pid: int) -> Iterator[None]:
+    """While the block runs, worker *pid* alone accepts connections: the others are stopped.
+
+    Each other worker is known stopped (state ``T``) before the block starts, and continued
+    when it ends, whatever happens in it.
+    """
+    others = [other for other in service.worker_pids() if other != pid]
+    try:
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        for other in others:
+            wait_until(lambda other=other: _state(other) == "T", service)
+        yield
+    finally:
+        for other in others:
+            os.kill(other, signal.SIGCONT)
+
+
+REQUESTS_PER_WORKER = 5
+
+
+def requests_answered_by_each_worker(service: Service) -> int:
+    """GET a missing question :data:`REQUESTS_PER_WORKER` times from each worker in turn;
+    returns how many requests were made."""
     made = 0
-    while (len(answered_by) < 2 or min(answered_by.values()) < 5) and made < at_most:
-        status, _, pid = service.get(MISSING_QUESTION)
-        assert status == 404
-        answered_by[pid] = answered_by.get(pid, 0) + 1
-        made += 1
-    assert len(answered_by) == 2, f"one worker answered all {made} requests"
+    for pid in service.worker_pids():
+        with only_worker(service, pid):
+            for _ in range(REQUESTS_PER_WORKER):
+                status, _, holder = service.get(MISSING_QUESTION)
+                assert (status, holder) == (404, pid)
+                made += 1
     return made
 
 
@@ -230,15 +260,12 @@ def wait_until_counted(service: Service, made: int) -> None:
 
 
 def test_every_scrape_reports_the_requests_answered_by_both_workers(service: Service) -> None:
-    made = requests_answered_by_both_workers(service)
+    made = requests_answered_by_each_worker(service)
     wait_until_counted(service, made)
-    scraped_by: set[int] = set()
-    scrapes = 0
-    while scrapes < 10 or (len(scraped_by) < 2 and scrapes < 200):
-        status, text, pid = service.get("/metrics")  # the kernel picks either worker
-        assert status == 200
-        scraped_by.add(pid)
-        scrapes += 1
+    for pid in service.worker_pids():
+        with only_worker(service, pid):
+            status, text, holder = service.get("/metrics")
+        assert (status, holder) == (200, pid)
         assert missing_question_requests(text) == [made]
         assert sample(
             text,
@@ -246,11 +273,10 @@ def test_every_scrape_reports_the_requests_answered_by_both_workers(service: Ser
             route="/api/questions/{question_id}",
         ) == [made]
         assert len(sample(text, "herald_qa_outbox_lag_seconds")) == 1  # one series, not per pid
-    assert len(scraped_by) == 2, f"all {scrapes} scrapes went to the same worker"
 
 
 def test_the_counts_of_a_worker_that_died_stay_in_the_sums(service: Service) -> None:
-    made = requests_answered_by_both_workers(service)
+    made = requests_answered_by_each_worker(service)
     wait_until_counted(service, made)
     victim = service.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
