@@ -1,6 +1,7 @@
 /** The connection state machine (src/connection.ts, src/state.ts), seen through the client:
  * connecting, backoff, close codes, and the page's visibility and network signals. */
 import { describe, expect, it, vi } from 'vitest';
+import type { HeraldClient } from '../../src/client.js';
 import { InvalidStateError } from '../../src/errors.js';
 import { type StateInfo, checkTransition } from '../../src/state.js';
 import { Q, client, connected, page, record, useFakePage } from './support.js';
@@ -48,10 +49,16 @@ describe('state transitions', () => {
 });
 
 describe('backoff', () => {
-  it('grows the backoff window on repeated failures, up to the cap, and resets it once stable', async () => {
+  /** A client whose backoff draws the top of each window (base 100 ms, cap `capMs`), stable
+   * after 5 s, and the `connecting` reports it makes. */
+  function drawingTheMostOfEachWindow(capMs: number): { c: HeraldClient; delays: StateInfo[] } {
     page.randomValue = 0.999_999;
-    const c = client({ backoff: { baseMs: 100, capMs: 1000 }, stableAfterMs: 5000 });
-    const delays = record<StateInfo>((push) => c.on('connecting', push));
+    const c = client({ backoff: { baseMs: 100, capMs }, stableAfterMs: 5000 });
+    return { c, delays: record<StateInfo>((push) => c.on('connecting', push)) };
+  }
+
+  it('grows the backoff window on repeated failures, up to the cap, and resets it once stable', async () => {
+    const { c, delays } = drawingTheMostOfEachWindow(1000);
     c.connect();
     for (let i = 0; i < 6; i++) {
       page.socket().serverClose(1006);
@@ -65,9 +72,7 @@ describe('backoff', () => {
   });
 
   it('does not reset the backoff for a server that closes right after the connect reply', async () => {
-    page.randomValue = 0.999_999;
-    const c = client({ backoff: { baseMs: 100, capMs: 10_000 }, stableAfterMs: 5000 });
-    const delays = record<StateInfo>((push) => c.on('connecting', push));
+    const { c, delays } = drawingTheMostOfEachWindow(10_000);
     c.connect();
     for (let i = 0; i < 3; i++) {
       page.socket().accept();
