@@ -45,6 +45,16 @@ function newTabId(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * A tab's part in the sharing:
+ *
+ *     stopped ──start()──▶ following ──granted the lock──▶ leading
+ *        ▲                     │                              │
+ *        └────── stop() ───────┴──────────────────────────────┘      close(): closed, for good
+ */
+export type SharedLinkState = 'stopped' | 'following' | 'leading' | 'closed';
+
+/** What the leader tab holds while it leads. */
 interface Leading {
   readonly connection: Connection;
   readonly router: ChannelRouter;
@@ -58,8 +68,7 @@ export class SharedLink implements Link {
   private readonly remote: OwnerSink;
   private leading: Leading | null = null;
   private leaderId: string | null = null;
-  private started = false;
-  private closed = false;
+  private stateValue: SharedLinkState = 'stopped';
   private abort: AbortController | null = null;
   private readonly visibility = new Map<string, boolean>();
   private unlisten: (() => void)[] = [];
@@ -85,26 +94,26 @@ export class SharedLink implements Link {
     ];
   }
 
+  get state(): SharedLinkState {
+    return this.stateValue;
+  }
+
   get role(): Role {
     return this.leading !== null ? 'leader' : 'follower';
   }
 
   start(): void {
-    if (this.started || this.closed) return;
+    if (this.stateValue !== 'stopped') return;
     this.join();
-    this.started = true;
-    if (this.leading !== null) {
-      this.leading.connection.connect();
-      return;
-    }
+    this.stateValue = 'following';
     this.listener.state('connecting', { code: 0, reason: 'waiting for the leader tab' });
     this.elect();
     this.post({ t: 'hello', from: this.tab });
   }
 
   stop(): void {
-    if (!this.started) return;
-    this.started = false;
+    if (this.stateValue !== 'following' && this.stateValue !== 'leading') return;
+    this.stateValue = 'stopped';
     this.leaderId = null;
     this.abort?.abort();
     this.abort = null;
@@ -118,7 +127,7 @@ export class SharedLink implements Link {
 
   want(channel: string, since: StreamPosition | null, req: number): void {
     if (this.leading !== null) this.leading.router.want(this.tab, this.self, channel, since, req);
-    else if (this.started) this.post({ t: 'want', from: this.tab, channel, since, req });
+    else if (this.stateValue === 'following') this.post({ t: 'want', from: this.tab, channel, since, req });
   }
 
   unwant(channel: string): void {
@@ -127,9 +136,9 @@ export class SharedLink implements Link {
   }
 
   close(): void {
-    if (this.closed) return;
+    if (this.stateValue === 'closed') return;
     this.stop();
-    this.closed = true;
+    this.stateValue = 'closed';
     for (const unlisten of this.unlisten) unlisten();
     this.channel?.close();
     this.channel = null;
@@ -142,7 +151,7 @@ export class SharedLink implements Link {
     this.abort = abort;
     navigator.locks
       .request(this.key, { mode: 'exclusive', signal: abort.signal }, () => {
-        if (abort.signal.aborted || !this.started) return undefined;
+        if (abort.signal.aborted || this.stateValue !== 'following') return undefined;
         return new Promise<void>((release) => this.lead(release));
       })
       .catch(() => undefined); // aborted: this tab stopped before it was elected
@@ -152,6 +161,7 @@ export class SharedLink implements Link {
     const { connection, router } = createHub(this.options, this.env);
     router.addSink(this.self);
     router.addSink(this.remote);
+    this.stateValue = 'leading';
     this.leading = { connection, router, release };
     this.leaderId = this.tab;
     this.visibility.clear();
@@ -187,9 +197,10 @@ export class SharedLink implements Link {
   // --- messages ---------------------------------------------------------------------------
 
   private receive(message: Message): void {
-    if (this.closed || typeof message !== 'object' || message === null || message.from === this.tab) return;
+    if (this.stateValue === 'closed' || typeof message !== 'object' || message === null) return;
+    if (message.from === this.tab) return;
     if (this.leading !== null) this.receiveAsLeader(message, this.leading);
-    else if (this.started) this.receiveAsFollower(message);
+    else if (this.stateValue === 'following') this.receiveAsFollower(message);
   }
 
   private receiveAsLeader(message: Message, leading: Leading): void {
@@ -270,7 +281,7 @@ export class SharedLink implements Link {
   }
 
   private post(message: Message): void {
-    if (this.closed || this.channel === null) return;
+    if (this.stateValue === 'closed' || this.channel === null) return;
     try {
       this.channel.postMessage(message);
     } catch {
