@@ -25,7 +25,8 @@ from qasite.domain.models import Base, OutboxEvent
 from qasite.domain.relay import EventSink
 from qasite.main import create_app
 
-SETTLE_TIMEOUT_S = 5.0
+WAIT_BOUND_S = 30.0
+"""How long a wait on a condition lasts at most: a bound against a hang, not a measured window."""
 _emails = itertools.count(1)
 
 
@@ -56,10 +57,6 @@ class RecordingSink:
 
     def of_type(self, channel: str, kind: str) -> list[Any]:
         return [d for d in self.on(channel) if d.get("type") == kind]
-
-
-WAIT_BOUND_S = 30.0
-"""How long :func:`wait_until` waits at most: a bound against a hang, not a measured window."""
 
 
 async def wait_until(check: Callable[[], bool], what: str) -> None:
@@ -121,10 +118,14 @@ class QA:
             return int(await session.scalar(query) or 0)
 
     async def settle(self) -> None:
-        """Wait until the relay has published every committed event."""
-        async with asyncio.timeout(SETTLE_TIMEOUT_S):
-            while await self.pending_events():
-                await asyncio.sleep(0.01)
+        """Wait until the relay has published every committed event (at most
+        :data:`WAIT_BOUND_S`, a bound against a hang)."""
+        try:
+            async with asyncio.timeout(WAIT_BOUND_S):
+                while await self.pending_events():
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            raise AssertionError(f"{await self.pending_events()} events never published") from None
 
     async def signup(
         self, *, verified: bool = True, email: str | None = None, name: str | None = None
