@@ -16,13 +16,15 @@ nothing). The rules, the same for both:
   variable it came from and, for a choice, lists the valid values.
 
 This module also owns the one log format of every Herald process (:func:`configure_logging`,
-:func:`uvicorn_log_config`). The publishing library never imports it: pydantic is not one of
+:func:`uvicorn_log_config`) and the port check the launchers make before they start anything
+(:func:`cannot_bind`). The publishing library never imports it: pydantic is not one of
 its dependencies.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -286,3 +288,17 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }
+
+
+def cannot_bind(host: str, port: int) -> str | None:
+    """None if *host*:*port* can be bound now (with SO_REUSEADDR, as servers here bind), else
+    why not (``Address already in use``). Lets a launcher refuse in one line before it starts
+    anything; port 0 always binds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None

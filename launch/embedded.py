@@ -1,24 +1,26 @@
 """Embedded mode: the Q&A core and one socket worker in one process, on the in-process bus.
 
-    python -m launch.embedded      # SQLite in .herald-data/, no Redis, no servers
+    python -m launch.embedded [--port 8080] [--socket-port 8000] [--demo]
 
-**This is the one module of ``publisher`` that imports ``socketsrv``**, on purpose: on
-embedded defaults there is no Redis between the two, so the relay must hand events to the
-worker's own :class:`herald_contract.memory_bus.MemoryBus` in the same event loop. Nothing else in
-``publisher`` imports this module, so the publishing library stays free of the fleet.
+This is the one program where the Q&A core and the fleet share an event loop: on embedded
+defaults there is no Redis between the two, so the relay hands events to the worker's own
+:class:`herald_contract.memory_bus.MemoryBus`. ``--demo`` also runs :func:`launch.demo.run_demo`
+on that bus.
 
 The worker verifies connection tokens with the Q&A core's public key (generated into the data
-directory on first run). Settings: ``HERALD_QA_*`` for the Q&A core (its port defaults to
-8080), ``HERALD_*`` for the socket worker (port 8000), as in their own commands; with
-``REDIS_URL`` set, run the two as separate processes instead (``herald-qa serve`` and
-``herald-socketsrv``).
+directory on first run). Settings: ``HERALD_QA_*`` for the Q&A core, ``HERALD_*`` for the
+socket worker, as in their own commands; ``--port`` / ``--socket-port`` win over
+``HERALD_QA_PORT`` / ``HERALD_PORT``, and the pages' socket URL and the public base URL follow
+the ports unless ``HERALD_QA_SOCKET_URL`` / ``HERALD_QA_PUBLIC_BASE_URL`` are set. A setting
+that cannot work or a port in use ends it with one line on stderr and a non-zero exit code.
+With ``HERALD_REDIS_URL`` set, run :mod:`launch.system` instead (separate processes).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -26,7 +28,10 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from herald_contract.config import SettingsError, configure_logging, uvicorn_log_config
 from herald_contract.memory_bus import MemoryBus
+from launch.demo import run_demo
+from launch.settings import build_settings, ports_taken
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
 from qasite.domain.relay import PackedBusSink
@@ -42,6 +47,7 @@ class EmbeddedSystem:
 
     qa_settings: Settings
     worker: Worker
+    bus: MemoryBus
     server: uvicorn.Server
     server_task: asyncio.Future[None]
 
@@ -79,7 +85,12 @@ async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings)
     worker = Worker(socket_settings, bus=bus, metrics=build_metrics())
     await worker.start()
     app = create_app(qa_settings, sink=PackedBusSink(bus))
-    config = uvicorn.Config(app, host=qa_settings.host, port=qa_settings.port, log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host=qa_settings.host,
+        port=qa_settings.port,
+        log_config=uvicorn_log_config("WARNING"),
+    )
     server = uvicorn.Server(config)
     # Signals are this module's to handle (run_embedded drains the worker after the server).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
@@ -89,7 +100,7 @@ async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings)
             await server_task
             raise RuntimeError("the Q&A server did not start")
         await asyncio.sleep(0.02)
-    return EmbeddedSystem(qa_settings, worker, server, server_task)
+    return EmbeddedSystem(qa_settings, worker, bus, server, server_task)
 
 
 async def stop_embedded(system: EmbeddedSystem) -> None:
@@ -99,26 +110,67 @@ async def stop_embedded(system: EmbeddedSystem) -> None:
 
 
 async def run_embedded(
-    qa_settings: Settings, socket_settings: SocketSettings, print_fn: Callable[[str], None]
+    qa_settings: Settings,
+    socket_settings: SocketSettings,
+    print_fn: Callable[[str], None],
+    *,
+    demo: bool = False,
 ) -> None:
-    """Run until SIGINT or SIGTERM."""
+    """Run until SIGINT or SIGTERM; with *demo*, publish demo events on the in-process bus."""
     import signal
 
     system = await start_embedded(qa_settings, socket_settings)
     print_fn(system.banner())
+    demo_task = asyncio.ensure_future(run_demo(PackedBusSink(system.bus).publish)) if demo else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if demo_task is not None:
+        demo_task.cancel()
+        await asyncio.gather(demo_task, return_exceptions=True)
     await stop_embedded(system)
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    qa_settings = Settings.from_env(os.environ)
-    socket_settings = SocketSettings.from_env(os.environ)
-    asyncio.run(run_embedded(qa_settings, socket_settings, lambda text: print(text, flush=True)))
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--port", help="the Q&A site's port (HERALD_QA_PORT, default 8080)")
+    parser.add_argument(
+        "--socket-port", help="the socket worker's port (HERALD_PORT, default 8000)"
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="publish demo events (question:1, questions:new)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        qa_settings, socket_settings = build_settings(
+            os.environ, port=args.port, socket_port=args.socket_port
+        )
+        qa_settings = with_secrets(qa_settings)
+    except SettingsError as exc:
+        print(f"launch.embedded: {exc}", file=sys.stderr)
+        return 2
+    if (taken := ports_taken(qa_settings, socket_settings)) is not None:
+        print(f"launch.embedded: {taken}", file=sys.stderr)
+        return 1
+    configure_logging(qa_settings.log_level)
+    asyncio.run(
+        run_embedded(
+            qa_settings,
+            socket_settings,
+            lambda text: print(text, flush=True),
+            demo=args.demo,
+        )
+    )
     return 0
 
 

@@ -1,19 +1,23 @@
 """The Q&A core and the socket fleet as separate processes over Redis (``./herald run`` with
-``REDIS_URL`` set).
+``HERALD_REDIS_URL`` or ``REDIS_URL`` set).
 
-    REDIS_URL=redis://127.0.0.1:6379/0 python -m launch.system [--workers N] [--qa-workers M]
+    HERALD_REDIS_URL=redis://127.0.0.1:6379/0 python -m launch.system \
+        [--port 8080] [--socket-port 8000] [--workers N] [--qa-workers M] [--demo]
 
-Starts ``python -m socketsrv --workers N`` and ``python -m qasite serve --workers M``,
-each configured from the same environment as when run alone (``HERALD_*`` for the fleet,
-``HERALD_QA_*`` and ``DATABASE_URL`` for the Q&A core), after migrating the database once.
-In development the Q&A core's token
-key pair is generated into its data directory first, and the fleet is pointed at the public
-key (``HERALD_JWT_PUBLIC_KEY_FILE``) unless one is configured. SIGINT or SIGTERM stops both
-(the fleet drains with close 4000 and a reconnect hint); if either exits, the other is
-stopped and the exit code is the first one's. Without ``REDIS_URL``, use
-``python -m launch.embedded`` (one process, the in-process bus).
+Starts ``python -m socketsrv --workers N`` and ``python -m qasite serve --workers M``
+(and ``python -m launch.demo`` with ``--demo``), each configured from the same environment as
+when run alone (``HERALD_*`` for the fleet, ``HERALD_QA_*`` and ``DATABASE_URL`` for the Q&A
+core; the Redis URL, key prefix and history retention are shared names both read), after
+migrating the database once. ``--port`` / ``--socket-port`` win over ``HERALD_QA_PORT`` /
+``HERALD_PORT``; the pages' socket URL and the public base URL follow them unless
+``HERALD_QA_SOCKET_URL`` / ``HERALD_QA_PUBLIC_BASE_URL`` are set. In development the Q&A core's
+token key pair is generated into its data directory first, and the fleet is pointed at the
+public key (``HERALD_JWT_PUBLIC_KEY_FILE``) unless one is configured.
 
-This module starts the fleet as a program; it does not import ``socketsrv``.
+A setting that cannot work or a port in use is refused before anything starts, in one line
+with a non-zero exit code. SIGINT or SIGTERM stops every child (the fleet drains with close
+4000 and a reconnect hint); if the fleet or the Q&A core exits, the others are stopped and the
+exit code is the first one's. Without a Redis URL, use :mod:`launch.embedded`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
+from launch.settings import build_settings, ports_taken
 from qasite.core.keys import PUBLIC_KEY_FILE, with_secrets
 from qasite.core.settings import Settings, SettingsError
 
@@ -58,44 +63,72 @@ def banner(qa: Settings, fleet_workers: int, qa_workers: int) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m launch.system",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--workers", type=int, default=2, help="socket fleet workers")
-    parser.add_argument("--qa-workers", type=int, default=2, help="Q&A core workers")
-    args = parser.parse_args(argv)
-    if not os.environ.get("REDIS_URL") and not os.environ.get("HERALD_REDIS_URL"):
-        parser.error("REDIS_URL is not set: run python -m launch.embedded instead")
+    parser.add_argument("--port", help="the Q&A site's port (HERALD_QA_PORT, default 8080)")
+    parser.add_argument("--socket-port", help="the socket fleet's port (HERALD_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, default=2, help="socket fleet workers (2)")
+    parser.add_argument("--qa-workers", type=int, default=2, help="Q&A core workers (2)")
+    parser.add_argument(
+        "--demo", action="store_true", help="also run python -m launch.demo (demo events)"
+    )
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"launch.system: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
-        qa = Settings.from_env(os.environ)
+        qa, fleet = build_settings(os.environ, port=args.port, socket_port=args.socket_port)
+        qa = with_secrets(qa)  # the development key pair exists before the fleet reads it
     except SettingsError as exc:
-        parser.error(str(exc))
-    with_secrets(qa)  # the development key pair exists before the fleet reads it
+        return _fail(str(exc), 2)
+    if qa.redis_url is None or fleet.redis_url is None:
+        return _fail("HERALD_REDIS_URL is not set: run python -m launch.embedded instead", 2)
+    if (taken := ports_taken(qa, fleet)) is not None:
+        return _fail(taken, 1)
     python = sys.executable
     # Migrate once here: several Q&A workers starting on an old schema would race to upgrade it.
     migrated = subprocess.run([python, "-m", "qasite", "migrate"], check=False)  # noqa: S603
     if migrated.returncode != 0:
         return migrated.returncode
-    fleet = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-        [python, "-m", "socketsrv", "--workers", str(args.workers)],
-        env=fleet_environment(os.environ, qa),
-    )
-    core = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-        [python, "-m", "qasite", "serve", "--workers", str(args.qa_workers)]
-    )
-    children = [fleet, core]
+    core_env = {**os.environ, "HERALD_QA_PORT": str(qa.port), "HERALD_QA_SOCKET_URL": qa.socket_url}
+    core_env["HERALD_QA_PUBLIC_BASE_URL"] = qa.public_base_url
+    fleet_env = {**fleet_environment(os.environ, qa), "HERALD_PORT": str(fleet.port)}
+    children = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [python, "-m", "socketsrv", "--workers", str(args.workers)], env=fleet_env
+        ),
+        subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [python, "-m", "qasite", "serve", "--workers", str(args.qa_workers)], env=core_env
+        ),
+    ]
+    helpers = [subprocess.Popen([python, "-m", "launch.demo"])] if args.demo else []  # noqa: S603
+    print(banner(qa, args.workers, args.qa_workers), flush=True)
+    return _supervise(children, helpers)
+
+
+def _supervise(
+    children: list[subprocess.Popen[bytes]], helpers: list[subprocess.Popen[bytes]]
+) -> int:
+    """Until a signal or the first of *children* exits; then stop all. The first exit code."""
+    everyone = [*children, *helpers]
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        for child in children:
+        for child in everyone:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(banner(qa, args.workers, args.qa_workers), flush=True)
     first: int | None = None
     while first is None:
         for child in children:
@@ -105,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             time.sleep(0.2)
     stop(signal.SIGTERM, None)
-    for child in children:
+    for child in everyone:
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -5,9 +5,14 @@ and hold it), starts each worker in its own process (``spawn``, so nothing of th
 event loop leaks in), and the kernel spreads new connections over the workers' sockets.
 prometheus-client runs in multiprocess mode so any worker's ``/metrics`` reports the fleet.
 
-Signals: SIGTERM or SIGINT makes every worker drain (docs/operations.md); the supervisor waits
-``drain_timeout_s`` plus a margin, then kills what is left. A worker that dies on its own is
-started again after a short backoff.
+Signals: SIGTERM or SIGINT makes every worker drain (docs/protocol.md, close 4000 with a
+reconnect hint); the supervisor waits ``drain_timeout_s`` plus a margin, then kills what is
+left. A worker that dies on its own is started again after a short backoff.
+
+A port that cannot be bound raises :class:`StartupError` (one line naming the address and
+``HERALD_PORT``), never a traceback. The supervisor's socket sets SO_REUSEADDR as asyncio's
+do, so a fleet restarted right after a previous run binds while old connections sit in
+TIME_WAIT.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from herald_contract.config import configure_logging as configure_log_format
 from socketsrv.metrics import MULTIPROC_ENV
 from socketsrv.settings import Settings
 
@@ -34,8 +40,22 @@ log = logging.getLogger(__name__)
 Ready = Callable[[int], None]
 
 
+class StartupError(Exception):
+    """The fleet cannot start (a port in use); the message is the one line to show."""
+
+
+def _cannot_listen(settings: Settings, exc: OSError) -> StartupError:
+    why = os.strerror(exc.errno) if exc.errno else str(exc)  # uvloop's text names no port
+    return StartupError(
+        f"cannot listen on {settings.host}:{settings.port} (HERALD_PORT / --port): {why}"
+    )
+
+
 def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
-    """Run one worker in this process until SIGTERM or SIGINT, then drain."""
+    """Run one worker in this process until SIGTERM or SIGINT, then drain.
+
+    Raises :class:`StartupError` when the port cannot be bound.
+    """
     import uvloop
 
     uvloop.run(_serve(settings, reuse_port=settings.workers > 1, on_ready=on_ready))
@@ -53,7 +73,11 @@ async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None
     worker = Worker(
         settings, bus=build_bus(settings, metrics), metrics=metrics, reuse_port=reuse_port
     )
-    await worker.start()
+    try:
+        await worker.start()
+    except OSError as exc:
+        await worker.bus.close()
+        raise _cannot_listen(settings, exc) from None
     # Everything alive now (modules, the worker) lives as long as the process: keep it out of
     # every later full collection, whose pauses would otherwise grow with it.
     gc.freeze()
@@ -69,27 +93,45 @@ async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None
 
 
 def configure_logging(settings: Settings, tag: str = "") -> None:
-    """Log lines with time and source; the per-connection websocket chatter stays quiet."""
-    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {tag}%(name)s %(message)s")
+    """Herald's one log format; websockets' own per-frame chatter stays quiet (a connection's
+    open and close are logged by socketsrv.connection at DEBUG)."""
+    configure_log_format(settings.log_level, tag)
     logging.getLogger("socketsrv.ws").setLevel(logging.WARNING)
 
 
 def _worker_main(settings: Settings, index: int) -> None:
     configure_logging(settings, f"w{index} ")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
-    run_single(settings)
+    try:
+        run_single(settings)
+    except StartupError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
 
 
-def _reserve_port(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+def _reserve_port(settings: Settings) -> socket.socket:
+    """The fleet's port, bound (not listening) so that port 0 resolves and the port is held.
+
+    Raises :class:`StartupError` when it is taken.
+    """
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise _cannot_listen(settings, exc) from None
     return sock
 
 
 def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) -> int:
-    """Supervise ``settings.workers`` processes until SIGTERM/SIGINT; return an exit code."""
-    reserved = _reserve_port(settings.host, settings.port)
+    """Supervise ``settings.workers`` processes until SIGTERM/SIGINT; return an exit code.
+
+    Raises :class:`StartupError` when the port cannot be bound.
+    """
+    reserved = _reserve_port(settings)
     port = int(reserved.getsockname()[1])
     multiproc_dir = tempfile.mkdtemp(prefix="herald-metrics-")
     os.environ[MULTIPROC_ENV] = multiproc_dir  # read by prometheus-client in the children
@@ -163,7 +205,10 @@ def _banner(settings: Settings, port: int) -> str:
 
 
 def serve(settings: Settings, *, print_fn: Callable[[str], None] = print) -> int:
-    """Entry point: one worker in-process, or a supervised fleet."""
+    """Entry point: one worker in-process, or a supervised fleet.
+
+    Raises :class:`StartupError` when the port cannot be bound.
+    """
     if settings.workers == 1:
         run_single(settings, on_ready=lambda port: print_fn(_banner(settings, port)))
         return 0

@@ -11,7 +11,7 @@ from herald_contract.keys import KeyLayout
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Environment, Settings
 from tests.qasite.support import QA, qa_settings, running_qa
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 
 
 async def test_production_has_no_dev_mailbox(tmp_path: Path) -> None:
@@ -86,3 +86,42 @@ def _fast(settings: Settings) -> dict[str, Any]:
     """The test settings as overrides, minus what the environment must decide."""
     fields = ("data_dir", "database_url", "relay_poll_interval_s", "argon2_time_cost")
     return {name: getattr(settings, name) for name in (*fields, "argon2_memory_kib")}
+
+
+async def test_readyz_answers_200_when_the_database_answers(qa: QA) -> None:
+    r = await qa.client.get("/readyz")
+    assert (r.status_code, r.json()) == (200, {"status": "ready"})
+
+
+async def test_readyz_answers_200_when_the_relays_redis_answers_too(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}")
+    async with running_qa(settings.replace(redis_url=redis_server.url), record=False) as qa:
+        r = await qa.client.get("/readyz")
+        assert (r.status_code, r.json()) == (200, {"status": "ready"})
+
+
+async def test_readyz_answers_503_naming_redis_when_it_does_not_answer(tmp_path: Path) -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}", redis_url=nobody)
+    async with running_qa(settings, record=False) as qa:
+        r = await qa.client.get("/readyz")
+        assert (r.status_code, r.json()) == (
+            503,
+            {"status": "unready", "reason": "redis unreachable"},
+        )
+        assert (await qa.client.get("/healthz")).status_code == 200
+
+
+async def test_readyz_answers_503_naming_the_database_when_it_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    nobody = f"postgresql://herald@127.0.0.1:{free_port()}/qa"
+    settings = qa_settings(tmp_path, nobody, publish_timeout_s=2.0)
+    async with running_qa(settings, migrate_on_start=False) as qa:
+        r = await qa.client.get("/readyz")
+        assert (r.status_code, r.json()) == (
+            503,
+            {"status": "unready", "reason": "database unreachable"},
+        )

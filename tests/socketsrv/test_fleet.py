@@ -94,3 +94,24 @@ async def test_a_worker_that_dies_is_replaced_and_the_fleet_keeps_serving(fleet:
     clients = await open_clients(fleet, 10)
     for client in clients:
         await client.close()
+
+
+async def test_a_fleet_restarted_right_after_a_drain_binds_the_same_port(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Fleet(redis_url=redis_server.url, workers=2, log=tmp_path / "first.log")
+    try:
+        first.wait_ready()
+        clients = await open_clients(first, 10)
+        assert first.terminate() == 0  # the workers close every connection first: TIME_WAIT
+        for client in clients:
+            await client.close()
+    finally:
+        first.close()
+    monkeypatch.setattr("tests.support.fleet.free_port", lambda: first.port)
+    second = Fleet(redis_url=redis_server.url, workers=2, log=tmp_path / "second.log")
+    try:
+        assert second.port == first.port
+        second.wait_ready()
+    finally:
+        second.close()
