@@ -43,153 +43,44 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TypedDict, cast
 
+from bench.http_load import RunSummary, load, request_bytes, scenario_paths
 from bench.measure import cpu_s, descendants, machine, machine_busy_s
+from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
-SEARCH_WORDS = (
-    ("parse", "date"), ("socket", "timeout"), ("upload", "image"), ("merge", "branch"),
-    ("thread", "lock"), ("read", "file"), ("sort", "list"), ("cache", "session"),
-    ("convert", "string"), ("query", "index"), ("deploy", "container"), ("stream", "buffer"),
-    ("encode", "token"), ("validate", "form"), ("render", "component"), ("join", "table"),
-)  # fmt: skip
-TAGS = ("python", "javascript", "java", "c#", "php", "android", "html", "jquery", "css", "sql",
-        "postgresql", "redis", "docker", "rust", "asyncio", "fastapi")  # fmt: skip
+
+class Seeding(TypedDict, total=False):
+    seeded_now: bool
+    questions_found: int
+    seed_s: float
+    prewarm_s: float
 
 
-@dataclass
-class Run:
-    """One measured run of one scenario."""
+class CpuCores(TypedDict):
+    """CPU over the measured run, in cores (CPU seconds per second of the run)."""
 
-    scenario: str
-    connections: int
-    requests: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    latencies_ns: list[int] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    bytes_in: int = 0
-
-    def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies_ns)
-
-        def pct(p: float) -> float | None:
-            if not lat:
-                return None
-            return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] / 1e6, 3)
-
-        return {
-            "scenario": self.scenario,
-            "connections": self.connections,
-            "requests": self.requests,
-            "ok": self.statuses.get(200, 0),
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "errors": dict(self.errors),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "requests_per_s": round(self.requests / self.elapsed_s, 1) if self.elapsed_s else 0,
-            "latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": pct(100)},
-            "mean_response_bytes": round(self.bytes_in / self.requests) if self.requests else 0,
-        }
+    workers_cores: float
+    postgres_cores: float
+    loadgen_cores: float
+    machine_cores: float
+    other_cores: float
 
 
-# --- the load generator: raw HTTP/1.1 keep-alive ---------------------------------------------
-
-
-async def _one_connection(
-    host: str, port: int, requests: Iterator[bytes], run: Run, deadline: float, budget: list[int]
-) -> None:
-    """Closed loop on one keep-alive connection until *deadline* or the shared budget ends."""
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError as exc:
-        run.errors[f"connect: {type(exc).__name__}"] += 1
-        return
-    try:
-        while time.monotonic() < deadline and budget[0] > 0:
-            budget[0] -= 1
-            request = next(requests)
-            began = time.perf_counter_ns()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = None
-            for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-                    break
-            if length is None:
-                run.errors["response without content-length"] += 1
-                return
-            await reader.readexactly(length)
-            run.latencies_ns.append(time.perf_counter_ns() - began)
-            run.statuses[status] += 1
-            run.requests += 1
-            run.bytes_in += length + len(head)
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-        run.errors[type(exc).__name__] += 1
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def _cycle(items: list[bytes], start: int) -> Iterator[bytes]:
-    i = start
-    while True:
-        yield items[i % len(items)]
-        i += 1
-
-
-async def load(
-    host: str, port: int, scenario: str, requests: list[bytes], *, connections: int,
-    duration_s: float, max_requests: int,
-) -> Run:  # fmt: skip
-    """Run *connections* closed-loop clients over *requests* for at most *duration_s*."""
-    run = Run(scenario, connections)
-    budget = [max_requests]
-    began = time.perf_counter()
-    deadline = time.monotonic() + duration_s
-    step = max(1, len(requests) // connections)
-    await asyncio.gather(*(
-        _one_connection(host, port, _cycle(requests, i * step), run, deadline, budget)
-        for i in range(connections)
-    ))  # fmt: skip
-    run.elapsed_s = time.perf_counter() - began
-    return run
-
-
-def request_bytes(paths: list[str]) -> list[bytes]:
-    return [f"GET {p} HTTP/1.1\r\nHost: bench\r\nAccept: */*\r\n\r\n".encode() for p in paths]
-
-
-def scenario_paths(scenario: str, max_id: int, rng: random.Random, count: int) -> list[str]:
-    if scenario == "question":
-        return [f"/api/questions/{rng.randint(1, max_id)}" for _ in range(count)]
-    if scenario == "search":
-        return [f"/api/questions?q={a}+{b}" for a, b in (rng.choice(SEARCH_WORDS)
-                                                        for _ in range(count))]  # fmt: skip
-    if scenario == "tag_newest":
-        weights = [1 / (rank + 1) for rank in range(len(TAGS))]
-        picks = rng.choices(TAGS, weights=weights, k=count)
-        return [f"/api/questions?tag={t.replace('#', '%23')}&sort=newest" for t in picks]
-    raise ValueError(scenario)
+class Measurement(RunSummary, total=False):
+    cpu: CpuCores
+    postgres_sessions_opened: int
+    """New PostgreSQL sessions during the run (pool churn); PostgreSQL only."""
+    worker_cpu_ms_per_request: float
+    postgres_cpu_ms_per_request: float
 
 
 # --- the service and the database -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def production_env(database_url: str, data_dir: Path, port: int) -> dict[str, str]:
@@ -240,7 +131,7 @@ def question_count(database_url: str) -> tuple[int, int]:
     return asyncio.run(read())
 
 
-def ensure_seeded(database_url: str, questions: int, users: int) -> dict[str, Any]:
+def ensure_seeded(database_url: str, questions: int, users: int) -> Seeding:
     count, _ = question_count(database_url)
     if count >= questions:
         return {"seeded_now": False, "questions_found": count}
@@ -356,9 +247,27 @@ def postgres_pids() -> list[int]:
 # --- one scenario -----------------------------------------------------------------------------
 
 
+def _start_profiler(
+    args: argparse.Namespace, scenario: str, connections: int, worker: int, log_dir: Path
+) -> tuple[subprocess.Popen[bytes], IO[bytes]] | None:
+    """py-spy on *worker* for ``--profile`` seconds, when asked and installed."""
+    if not args.profile or not shutil.which("py-spy", path=str(Path(PY).parent)):
+        return None
+    out = args.profile_dir / f"pyspy-{scenario}-c{connections}-{worker}.txt"
+    args.profile_dir.mkdir(parents=True, exist_ok=True)
+    spy_log = (log_dir / f"pyspy-{scenario}-c{connections}.log").open("wb")
+    profiler = subprocess.Popen(
+        [str(Path(PY).parent / "py-spy"), "record", "-p", str(worker), "-d",
+         str(max(1, round(args.profile))), "-f", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=spy_log,
+    )  # fmt: skip
+    return profiler, spy_log
+
+
 def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
                      scenario: str, connections: int, max_id: int,
-                     log_dir: Path) -> dict[str, Any]:  # fmt: skip
+                     log_dir: Path) -> Measurement:  # fmt: skip
+    """A warm-up, then one measured run of *scenario* with *connections* connections."""
     rng = random.Random(f"{args.seed}-{scenario}")
     requests = request_bytes(scenario_paths(scenario, max_id, rng, 20_000))
     if args.warmup > 0:
@@ -367,53 +276,40 @@ def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], po
     workers = worker_pids(proc)
     sessions_before = pg_sessions(args.database_url or "")
     pg_before = {p: cpu_s(p) for p in postgres_pids()}
-    before = (sum(cpu_s(p) for p in workers), 0.0, machine_busy_s(),
-              resource.getrusage(resource.RUSAGE_SELF))  # fmt: skip
-    profiler = None
-    if args.profile and workers and shutil.which("py-spy", path=str(Path(PY).parent)):
-        out = args.profile_dir / f"pyspy-{scenario}-c{connections}-{workers[0]}.txt"
-        args.profile_dir.mkdir(parents=True, exist_ok=True)
-        spy_log = (log_dir / f"pyspy-{scenario}-c{connections}.log").open("wb")
-        profiler = subprocess.Popen(
-            [str(Path(PY).parent / "py-spy"), "record", "-p", str(workers[0]), "-d",
-             str(max(1, round(args.profile))), "-f", "raw", "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=spy_log,
-        )  # fmt: skip
+    workers0, busy0 = sum(cpu_s(p) for p in workers), machine_busy_s()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    profiling = (
+        _start_profiler(args, scenario, connections, workers[0], log_dir) if workers else None
+    )
     run = asyncio.run(load("127.0.0.1", port, scenario, requests, connections=connections,
                            duration_s=args.duration, max_requests=args.max_requests))  # fmt: skip
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # Backends that appeared during the run count from zero; short-lived ones (parallel query
     # workers) are missed here and show up only in machine_cores.
     pg_cpu = sum(max(0.0, cpu_s(p) - pg_before.get(p, 0.0)) for p in postgres_pids())
-    after = (sum(cpu_s(p) for p in workers), pg_cpu, machine_busy_s())
-    if profiler is not None:
-        profiler.wait(timeout=args.profile + 30)
-        spy_log.close()
+    workers_cpu = sum(cpu_s(p) for p in workers) - workers0
+    busy = machine_busy_s() - busy0
+    if profiling is not None:
+        profiling[0].wait(timeout=args.profile + 30)
+        profiling[1].close()
     wall = run.elapsed_s or 1.0
-    loadgen_cpu = (usage.ru_utime - before[3].ru_utime) + (usage.ru_stime - before[3].ru_stime)
-    cpu = {
-        "workers_cores": round((after[0] - before[0]) / wall, 2),
-        "postgres_cores": round((after[1] - before[1]) / wall, 2),
-        "loadgen_cores": round(loadgen_cpu / wall, 2),
-        "machine_cores": round((after[2] - before[2]) / wall, 2),
+    loadgen_cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    cores = [round(x / wall, 2) for x in (workers_cpu, pg_cpu, loadgen_cpu, busy)]
+    summary = cast(Measurement, run.summary())  # extended here with what the server used
+    summary["cpu"] = {
+        "workers_cores": cores[0],
+        "postgres_cores": cores[1],
+        "loadgen_cores": cores[2],
+        "machine_cores": cores[3],
+        "other_cores": round(cores[3] - cores[0] - cores[1] - cores[2], 2),
     }
-    cpu["other_cores"] = round(
-        cpu["machine_cores"] - cpu["workers_cores"] - cpu["postgres_cores"] - cpu["loadgen_cores"],
-        2,
-    )
-    summary = run.summary()
-    summary["cpu"] = cpu
     if sessions_before is not None:
         # -1: the sessions of pg_sessions() itself; new sessions mean pool churn
         sessions_after = pg_sessions(args.database_url) or 0
         summary["postgres_sessions_opened"] = sessions_after - sessions_before - 1
     if run.requests:
-        summary["worker_cpu_ms_per_request"] = round(
-            (after[0] - before[0]) * 1000 / run.requests, 3
-        )
-        summary["postgres_cpu_ms_per_request"] = round(
-            (after[1] - before[1]) * 1000 / run.requests, 3
-        )
+        summary["worker_cpu_ms_per_request"] = round(workers_cpu * 1000 / run.requests, 3)
+        summary["postgres_cpu_ms_per_request"] = round(pg_cpu * 1000 / run.requests, 3)
     return summary
 
 
@@ -468,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             seeding["prewarm_s"] = pg_prewarm(database_url)
         port = free_port()
         env = production_env(database_url, tmp_path / "data", port)
-        results: dict[str, Any] = {}
+        results: dict[str, list[Measurement]] = {}
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         with running_service(env, args.workers, log_dir / "service.log") as proc:
             for scenario in args.scenarios.split(","):

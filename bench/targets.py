@@ -9,7 +9,7 @@
 
 Every target runs as ONE process tree whose root is the returned ``Popen``: Herald's own
 supervisor with ``--workers N``, and for the floor and python-socketio a small supervisor
-(bench/peers/floor.py ``run_workers``) over N processes that share the port with
+(bench/peers/supervisor.py) over N processes that share the port with
 SO_REUSEPORT. With one worker the root is the server itself. CPU and memory are the sum over
 the tree: :func:`process_tree` lists it (the root's children are the workers).
 

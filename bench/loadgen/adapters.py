@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +37,13 @@ class ClientState:
     @property
     def ready(self) -> bool:
         return self.subscribed >= len(self.channels)
+
+    def count_publication(self, probe: bool, published_ms: Callable[[], object]) -> None:
+        """One publication received; on a probe connection, also its latency, from
+        *published_ms* (called only then: the other connections never decode a frame)."""
+        self.publications += 1
+        if probe:
+            self.record_latency(published_ms())
 
     def record_latency(self, published_ms: object) -> None:
         """A probe's publish-to-receive latency from the publication's ``ts`` (ms since the

@@ -12,12 +12,11 @@ order (``40`` before ``42``), so nothing sent early is lost or refused.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 from collections.abc import Sequence
 
 from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+from tests.support.raw_ws import upgrade_request
 
 _PUB = b'42["pub",'
 _PUB_DATA = len(_PUB)
@@ -25,16 +24,13 @@ _PONG: Message = (OP_TEXT, b"3")
 
 
 class SocketIOAdapter:
+    """:class:`bench.loadgen.adapters.Adapter` for python-socketio over the websocket
+    transport."""
+
     name = "socketio"
 
     def upgrade_request(self, host: str, port: int) -> bytes:
-        key = base64.b64encode(os.urandom(16))
-        return (
-            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: "
-            + f"{host}:{port}".encode()
-            + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key
-            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )  # fmt: skip
+        return upgrade_request("/socket.io/?EIO=4&transport=websocket", subprotocol=None)
 
     def open_messages(
         self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
@@ -52,10 +48,8 @@ class SocketIOAdapter:
         if opcode != OP_TEXT:
             return []
         if payload.startswith(_PUB):
-            state.publications += 1
-            if probe:
-                # 42["pub",{...}] : the data is the event's only argument.
-                state.record_latency(json.loads(payload[_PUB_DATA:-1]).get("ts"))
+            # 42["pub",{...}] : the data is the event's only argument.
+            state.count_publication(probe, lambda: json.loads(payload[_PUB_DATA:-1]).get("ts"))
             return []
         if payload == b"2":
             return [_PONG]
