@@ -57,6 +57,40 @@ def test_redis_url_comes_from_the_environment_unless_given(
     assert published(redis_server, "questions:new") == [None]
 
 
+def test_the_shared_settings_govern_the_publication(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "HERALD_REDIS_URL": redis_server.url,
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # the alias loses to the shared name
+        "HERALD_KEY_PREFIX": "site",
+        "HERALD_HISTORY_SIZE": "3",
+        "HERALD_HISTORY_TTL_S": "60",
+    }
+    for n in range(5):
+        assert main(["question:5", str(n)], env=env) == 0, capsys.readouterr().err
+    history = KeyLayout("site").history("question:5")
+    client = redis_server.client()
+    assert client.xlen(history) == 3
+    assert 0 < client.pttl(history) <= 60_000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HERALD_HISTORY_SIZE": "many"}, "HERALD_HISTORY_SIZE: cannot read 'many' as a whole"),
+        ({"HERALD_HISTORY_SIZE": "0"}, "HERALD_HISTORY_SIZE: history_size must be at least 1"),
+        ({"HERALD_HISTORY_TTL_S": "-1"}, "HERALD_HISTORY_TTL_S: history_ttl_s must be positive"),
+        ({"HERALD_META_TTL_S": "inf"}, "HERALD_META_TTL_S: 'inf' is not a finite number"),
+    ],
+)
+def test_a_shared_setting_that_cannot_work_exits_2_naming_the_variable(
+    env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["question:1", "1"], env=env) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
