@@ -103,12 +103,10 @@ class Hub:
         self._metrics.subscriptions_open.inc()
         try:
             if not ch.ready.done():
-                await asyncio.shield(ch.ready)
+                await asyncio.wait([ch.ready])  # its failure is checked below, for everyone
             if ch.catching.get(sub) is not progress:
                 return  # removed while the bus subscription was made
-            if ch.ready.cancelled() or ch.ready.exception() is not None:
-                self._drop_failed(ch)
-                raise BusUnavailable(f"cannot subscribe to {channel}")
+            self._check_confirmed(ch)
             result = await self._history.read(channel, since)
         except BaseException:
             if ch.catching.get(sub) is progress:
@@ -149,10 +147,19 @@ class Hub:
         if ch.is_empty() and ch.idle_since is None:
             ch.idle_since = self._clock()
 
-    def _drop_failed(self, ch: Channel) -> None:
-        """Forget a channel whose bus subscription failed, so the next subscribe retries."""
+    def _check_confirmed(self, ch: Channel) -> None:
+        """Raise if the channel's bus subscription failed, forgetting the channel so that
+        the next subscribe tries again (rather than failing until the channel expires)."""
+        ready = ch.ready
+        exc = None if ready.cancelled() else ready.exception()
+        if not ready.cancelled() and exc is None:
+            return
         if self._channels.get(ch.name) is ch:
             self._forget(ch)
+        if exc is None or isinstance(exc, BusUnavailable):
+            why = "cancelled" if exc is None else exc.why
+            raise BusUnavailable(f"cannot subscribe to {ch.name}: {why}") from exc
+        raise exc
 
     def expire_idle(self) -> None:
         """Unsubscribe from the bus channels idle for longer than the grace period."""

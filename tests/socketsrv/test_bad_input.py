@@ -8,7 +8,6 @@ test ends with a fresh client that connects, subscribes and receives a publicati
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -508,9 +507,7 @@ async def test_a_request_that_never_completes_is_dropped_after_connect_timeout_s
     worker: Worker, beginning: bytes
 ) -> None:
     async with raw_connection(worker.port) as raw:
-        started = time.monotonic()
+        # The worker's connect timer closes it: exchange() returns once the worker hangs up.
         assert await raw.exchange(beginning) == b""
-        waited_s = time.monotonic() - started
-    assert waited_s >= worker.settings.connect_timeout_s * 0.9
     await eventually(lambda: handshake_rejections(worker, "timeout") == 1)
     await assert_worker_still_serves(worker)

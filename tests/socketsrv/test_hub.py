@@ -11,9 +11,16 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import msgpack
 import pytest
 
-from herald_contract.bus import BusListener, HistoryRead, HistoryResult, PublishResult
+from herald_contract.bus import (
+    BusListener,
+    BusUnavailable,
+    HistoryRead,
+    HistoryResult,
+    PublishResult,
+)
 from herald_contract.envelope import StreamPosition, pack_data
 from herald_contract.memory_bus import MemoryBus
 from socketsrv.hub import ChannelState, Hub
@@ -21,6 +28,7 @@ from socketsrv.metrics import build_metrics
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import Recovery
+from tests.support.waiting import eventually
 
 
 class RecordingSubscriber:
@@ -41,7 +49,8 @@ class RecordingSubscriber:
 
     @property
     def offsets(self) -> list[int]:
-        return [json.loads(frame[2:])["offset"] for frame in self.frames]
+        decode = json.loads if self.wire is WireFormat.JSON else msgpack.unpackb
+        return [decode(frame[2:])["offset"] for frame in self.frames]
 
 
 class LossyBus:
@@ -51,6 +60,9 @@ class LossyBus:
         self.inner = inner
         self.drop: set[int] = set()
         self.listener: BusListener | None = None
+        self.unsubscribed: list[str] = []
+        self.refuse_subscribes = 0
+        """How many of the next subscribes fail as if Redis were down."""
 
     @property
     def live(self) -> bool:
@@ -64,9 +76,13 @@ class LossyBus:
         await self.inner.close()
 
     async def subscribe(self, channel: str) -> None:
+        if self.refuse_subscribes:
+            self.refuse_subscribes -= 1
+            raise BusUnavailable("Redis is down")
         await self.inner.subscribe(channel)
 
     async def unsubscribe(self, channel: str) -> None:
+        self.unsubscribed.append(channel)
         await self.inner.unsubscribe(channel)
 
     async def publish(
@@ -119,9 +135,16 @@ async def publish(bus: LossyBus, channel: str, count: int, **data: Any) -> None:
         await bus.publish(channel, pack_data({"i": i, **data}))
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+async def until_offsets(sub: RecordingSubscriber, offsets: list[int]) -> None:
+    """Wait until *sub* received exactly *offsets* (fail if it gets others or too few)."""
+    await eventually(lambda: len(sub.offsets) >= len(offsets))
+    assert sub.offsets == offsets
+
+
+async def until_closed(sub: RecordingSubscriber) -> CloseCode:
+    await eventually(lambda: sub.closed_with is not None)
+    assert sub.closed_with is not None
+    return sub.closed_with
 
 
 async def test_every_subscriber_receives_each_publication_once_in_order(
@@ -131,9 +154,8 @@ async def test_every_subscriber_receives_each_publication_once_in_order(
     for sub in subs:
         await hub.subscribe(sub, "question:1", None, sub.on_subscribed)
     await publish(bus, "question:1", 10)
-    await settle()
     for sub in subs:
-        assert sub.offsets == list(range(1, 11))
+        await until_offsets(sub, list(range(1, 11)))
 
 
 async def test_a_publication_is_encoded_once_per_wire_format(hub: Hub, bus: LossyBus) -> None:
@@ -142,7 +164,8 @@ async def test_a_publication_is_encoded_once_per_wire_format(hub: Hub, bus: Loss
     for sub in json_subs + msgpack_subs:
         await hub.subscribe(sub, "tag:python", None, sub.on_subscribed)
     await publish(bus, "tag:python", 1)
-    await settle()
+    for sub in json_subs + msgpack_subs:
+        await until_offsets(sub, [1])
     assert json_subs[0].frames[0] is json_subs[1].frames[0]
     assert msgpack_subs[0].frames[0] is msgpack_subs[1].frames[0]
     assert json_subs[0].frames[0] != msgpack_subs[0].frames[0]
@@ -188,9 +211,8 @@ async def test_publications_during_the_history_read_are_neither_lost_nor_repeate
         subs.append(sub)
         await asyncio.sleep(0)
     await publisher
-    await settle()
     for sub in subs:
-        assert sub.offsets == list(range(2, 42))
+        await until_offsets(sub, list(range(2, 42)))
 
 
 async def test_a_lost_live_publication_is_repaired_from_history(hub: Hub, bus: LossyBus) -> None:
@@ -198,8 +220,7 @@ async def test_a_lost_live_publication_is_repaired_from_history(hub: Hub, bus: L
     await hub.subscribe(sub, "question:5", None, sub.on_subscribed)
     bus.drop = {3, 4}
     await publish(bus, "question:5", 8)
-    await settle()
-    assert sub.offsets == list(range(1, 9))
+    await until_offsets(sub, list(range(1, 9)))
     assert hub.channel_state("question:5") is ChannelState.LIVE
 
 
@@ -209,13 +230,11 @@ async def test_a_bus_reconnect_repairs_every_channel_with_subscribers(
     sub = RecordingSubscriber()
     await hub.subscribe(sub, "question:6", None, sub.on_subscribed)
     await publish(bus, "question:6", 2)
-    await settle()
+    await until_offsets(sub, [1, 2])
     bus.drop = {3, 4, 5}
-    await publish(bus, "question:6", 3)
-    await settle()
+    await publish(bus, "question:6", 3)  # lost on the way, as in a bus outage
     hub.on_bus_restored()
-    await settle()
-    assert sub.offsets == [1, 2, 3, 4, 5]
+    await until_offsets(sub, [1, 2, 3, 4, 5])
 
 
 async def test_a_lost_history_closes_the_channel_subscribers_with_state_lost(
@@ -224,11 +243,10 @@ async def test_a_lost_history_closes_the_channel_subscribers_with_state_lost(
     sub = RecordingSubscriber()
     await hub.subscribe(sub, "question:7", None, sub.on_subscribed)
     await publish(bus, "question:7", 2)
-    await settle()
+    await until_offsets(sub, [1, 2])
     bus.inner.forget_history()
     await publish(bus, "question:7", 1)
-    await settle()
-    assert sub.closed_with is CloseCode.STATE_LOST
+    assert await until_closed(sub) is CloseCode.STATE_LOST
 
 
 async def test_a_gap_beyond_the_history_window_closes_subscribers_with_state_lost(
@@ -238,22 +256,39 @@ async def test_a_gap_beyond_the_history_window_closes_subscribers_with_state_los
     await hub.subscribe(sub, "question:8", None, sub.on_subscribed)
     bus.drop = set(range(1, 60))
     await publish(bus, "question:8", 60)
-    await settle()
-    assert sub.closed_with is CloseCode.STATE_LOST
+    assert await until_closed(sub) is CloseCode.STATE_LOST
 
 
 async def test_the_last_subscriber_leaving_unsubscribes_the_bus_after_the_grace_period(
-    hub: Hub,
+    bus: LossyBus,
 ) -> None:
-    a, b = RecordingSubscriber(), RecordingSubscriber()
-    await hub.subscribe(a, "questions:new", None, a.on_subscribed)
-    await hub.subscribe(b, "questions:new", None, b.on_subscribed)
-    hub.unsubscribe(a, "questions:new")
-    hub.expire_idle()
-    assert hub.channel_state("questions:new") is ChannelState.LIVE
-    hub.unsubscribe(b, "questions:new")
-    hub.expire_idle()
-    assert hub.channel_state("questions:new") is None
+    now = [100.0]
+    hub = Hub(
+        bus,
+        metrics=build_metrics(),
+        history_limit=50,
+        unsubscribe_grace_s=5.0,
+        clock=lambda: now[0],
+    )
+    await bus.start(hub)
+    try:
+        a, b = RecordingSubscriber(), RecordingSubscriber()
+        await hub.subscribe(a, "questions:new", None, a.on_subscribed)
+        await hub.subscribe(b, "questions:new", None, b.on_subscribed)
+        hub.unsubscribe(a, "questions:new")
+        now[0] += 60.0
+        hub.expire_idle()
+        assert hub.channel_state("questions:new") is ChannelState.LIVE  # b is still there
+        hub.unsubscribe(b, "questions:new")
+        now[0] += 4.9
+        hub.expire_idle()
+        assert hub.channel_state("questions:new") is ChannelState.LIVE  # within the grace
+        now[0] += 0.1
+        hub.expire_idle()
+        assert hub.channel_state("questions:new") is None
+        await eventually(lambda: bus.unsubscribed == ["questions:new"])
+    finally:
+        await hub.close()
 
 
 async def test_unsubscribed_subscribers_receive_nothing_more(hub: Hub, bus: LossyBus) -> None:
@@ -261,23 +296,42 @@ async def test_unsubscribed_subscribers_receive_nothing_more(hub: Hub, bus: Loss
     for sub in (stays, leaves):
         await hub.subscribe(sub, "question:9", None, sub.on_subscribed)
     await publish(bus, "question:9", 1)
-    await settle()
+    await until_offsets(leaves, [1])
     hub.remove(leaves, {"question:9"})
     await publish(bus, "question:9", 1)
-    await settle()
-    assert stays.offsets == [1, 2]
+    await until_offsets(stays, [1, 2])  # the fan-out that would have reached both is done
     assert leaves.offsets == [1]
 
 
 async def test_a_subscriber_removed_during_its_history_read_gets_nothing(
     hub: Hub, bus: LossyBus
 ) -> None:
-    sub = RecordingSubscriber()
+    sub, witness = RecordingSubscriber(), RecordingSubscriber()
     task = asyncio.ensure_future(hub.subscribe(sub, "question:10", None, sub.on_subscribed))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the subscribe is under way
     hub.remove(sub, {"question:10"})
     await task
+    await hub.subscribe(witness, "question:10", None, witness.on_subscribed)
     await publish(bus, "question:10", 2)
-    await settle()
+    await until_offsets(witness, [1, 2])
     assert sub.frames == []
-    assert hub.subscriber_count("question:10") == 0
+    assert hub.subscriber_count("question:10") == 1  # the witness only
+
+
+async def test_a_failed_bus_subscription_fails_its_subscribers_and_the_next_subscribe_retries(
+    hub: Hub, bus: LossyBus
+) -> None:
+    bus.refuse_subscribes = 1
+    first, second, later = RecordingSubscriber(), RecordingSubscriber(), RecordingSubscriber()
+    results = await asyncio.gather(
+        hub.subscribe(first, "question:11", None, first.on_subscribed),
+        hub.subscribe(second, "question:11", None, second.on_subscribed),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, BusUnavailable) for r in results), results
+    assert hub.channel_state("question:11") is None
+
+    await hub.subscribe(later, "question:11", None, later.on_subscribed)
+    await publish(bus, "question:11", 1)
+    await until_offsets(later, [1])
+    assert first.frames == second.frames == []

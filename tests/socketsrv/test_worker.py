@@ -1,8 +1,9 @@
 """socketsrv/worker.py with its connections and hub: one real worker on the memory bus.
 
 Heartbeats and deadlines, tokens, private channels, slow clients, unsubscribing, draining,
-write coalescing and recovery, seen from real loopback websocket clients. Time is scaled down
-by the FAST settings of tests/support/worker.py; timing assertions are generous on purpose.
+write coalescing and recovery, seen from real loopback websocket clients. Tests about time
+drive the worker's clock by hand (tests/support/worker.py: ManualClock) and run its sweep
+themselves; the others wait on conditions, never for a duration.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import uvloop
 from websockets.asyncio.client import connect
 from websockets.http11 import Request, Response
 
+from socketsrv.connection import ConnectionState
 from socketsrv.worker import Worker, WorkerState, verifier_of
 from tests.support.client import (
     HeraldTestClient,
@@ -38,7 +40,14 @@ from tests.support.raw_ws import (
 )
 from tests.support.tokens import TokenIssuer
 from tests.support.waiting import eventually
-from tests.support.worker import disconnects_counted, metric, publish, running_worker, ws_url
+from tests.support.worker import (
+    ManualClock,
+    disconnects_counted,
+    metric,
+    publish,
+    running_worker,
+    ws_url,
+)
 
 CHANNEL = "question:4242"
 
@@ -70,6 +79,13 @@ async def publish_many(worker: Worker, channel: str, count: int) -> None:
         await publish(worker, channel, n)
 
 
+def leeway_of(worker: Worker) -> float:
+    """How long past ``exp`` the worker still accepts a token."""
+    verifier = verifier_of(worker.settings)
+    assert verifier is not None
+    return verifier.leeway_s
+
+
 def received(client: HeraldTestClient, channel: str) -> int:
     log = client.channels.get(channel)
     return 0 if log is None else len(log.received)
@@ -80,59 +96,78 @@ def last_offset(client: HeraldTestClient, channel: str) -> int:
     return 0 if log is None or not log.received else log.received[-1][1]
 
 
-# Heartbeats and deadlines
+# Heartbeats and deadlines (time: a ManualClock, moved by the test; the sweep run by hand)
 
 
-async def test_heartbeats_arrive_and_a_client_that_answers_them_stays(worker: Worker) -> None:
-    client = await connected(worker)
-    try:
-        await eventually(lambda: client.heartbeats >= 4)
-        # Longer than a heartbeat plus its pong timeout: only the answers keep it open.
-        await asyncio.sleep(worker.settings.ping_interval_s + worker.settings.pong_timeout_s)
-        await assert_still_open(client)
-    finally:
-        await client.close()
+async def test_heartbeats_arrive_and_a_client_that_answers_them_stays() -> None:
+    clock = ManualClock()
+    async with running_worker(clock=clock) as worker:
+        client = await connected(worker)
+        try:
+            (conn,) = worker.connections
+            for beat in range(1, 4):  # longer than a heartbeat plus its pong timeout
+                clock.advance(worker.settings.ping_interval_s)
+                clock.sweep()
+                await eventually(lambda: client.heartbeats == beat)  # noqa: B023
+                await eventually(conn.session.heartbeat_due)  # the answer came back
+            await assert_still_open(client)
+        finally:
+            await client.close()
+        assert disconnects_counted(worker, 4002) == 0
 
 
-async def test_a_client_that_stops_answering_heartbeats_is_closed_with_4002(
-    worker: Worker,
-) -> None:
-    client = await connected(worker)
-    client.answer_heartbeats = False
-    try:
-        await assert_closed_with(client, 4002)
-    finally:
-        await client.close()
-    assert client.heartbeats >= 1
-    assert disconnects_counted(worker, 4002) == 1
+async def test_a_client_that_stops_answering_heartbeats_is_closed_with_4002() -> None:
+    clock = ManualClock()
+    async with running_worker(clock=clock) as worker:
+        client = await connected(worker)
+        client.answer_heartbeats = False
+        try:
+            (conn,) = worker.connections
+            clock.sweep()
+            await eventually(lambda: client.heartbeats == 1)
+            clock.advance(worker.settings.pong_timeout_s * 0.9)
+            clock.sweep()
+            assert conn.state is ConnectionState.OPEN  # not before its pong timeout
+            clock.advance(worker.settings.pong_timeout_s * 0.2)
+            clock.sweep()
+            await assert_closed_with(client, 4002)
+        finally:
+            await client.close()
+        assert disconnects_counted(worker, 4002) == 1
 
 
 async def test_a_connection_that_never_sends_connect_is_closed_with_4005(worker: Worker) -> None:
     client = HeraldTestClient(ws_url(worker))
     await client.open(send_connect=False)
     try:
-        await assert_closed_with(client, 4005)
+        await assert_closed_with(client, 4005)  # by its timer, connect_timeout_s after the 101
     finally:
         await client.close()
     assert client.heartbeats == 0  # no heartbeats before connect
     assert disconnects_counted(worker, 4005) == 1
 
 
-async def test_the_connect_timeout_counts_from_the_101_not_from_the_tcp_accept(
-    worker: Worker,
-) -> None:
-    timeout_s = worker.settings.connect_timeout_s
-    async with raw_connection(worker.port) as raw:
-        request = upgrade_request()
-        raw.writer.write(request[:20])  # a slow start: most of the timeout goes by
-        await asyncio.sleep(timeout_s * 0.7)
-        answer = await raw.read_http_head(request[20:])
-        assert answer.status == 101
-        await asyncio.sleep(timeout_s * 0.6)  # 1.3 timeouts after the accept, 0.6 after the 101
-        await raw.send(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
-        opcode, payload = await raw.read_frame()
-    assert (opcode, json.loads(payload)["type"]) == (OP_TEXT, "reply")
-    assert disconnects_counted(worker, 4005) == 0
+async def test_the_connect_timeout_counts_from_the_101_not_from_the_tcp_accept() -> None:
+    clock = ManualClock()
+    async with running_worker(clock=clock) as worker:
+        timeout_s = worker.settings.connect_timeout_s
+        async with raw_connection(worker.port) as slow, raw_connection(worker.port) as silent:
+            request = upgrade_request()
+            slow.writer.write(request[:20])  # a slow start: most of the timeout goes by
+            await slow.writer.drain()
+            clock.advance(timeout_s * 0.7)
+            assert (await slow.read_http_head(request[20:])).status == 101
+            assert (await silent.read_http_head(upgrade_request())).status == 101
+            clock.advance(timeout_s * 0.6)  # 1.3 timeouts after the accept, 0.6 after the 101
+            clock.sweep()
+            await slow.send(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
+            opcode, payload = await slow.read_frame()
+            assert (opcode, json.loads(payload)["type"]) == (OP_TEXT, "reply")
+
+            clock.advance(timeout_s * 0.5)  # 1.1 timeouts after the 101: too late
+            clock.sweep()
+            assert await silent.close_code() == 4005
+    assert disconnects_counted(worker, 4005) == 1
 
 
 def test_a_connect_that_arrived_in_time_on_a_busy_worker_is_not_timed_out() -> None:
@@ -147,8 +182,7 @@ def test_a_connect_that_arrived_in_time_on_a_busy_worker_is_not_timed_out() -> N
             while b"\r\n\r\n" not in head:
                 head += sock.recv(4096)
             assert head.startswith(b"HTTP/1.1 101")
-            stall.wait(10)
-            time.sleep(0.1)  # inside the stall
+            stall.wait(10)  # set inside the stall: the worker reads no socket until it ends
             sock.sendall(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
             stream = sock.makefile("rb")
             head = stream.read(2)  # a server frame: unmasked, shorter than 64 KiB
@@ -182,37 +216,43 @@ def test_a_connect_that_arrived_in_time_on_a_busy_worker_is_not_timed_out() -> N
 
 
 async def test_a_token_that_expires_while_connected_closes_with_4004(
-    auth_worker: Worker, issuer: TokenIssuer
+    issuer: TokenIssuer,
 ) -> None:
-    verifier = verifier_of(auth_worker.settings)
-    assert verifier is not None
-    token = issuer.token("7", expires_in_s=0.3 - verifier.leeway_s)  # accepted for ~0.3 s
-    client = await connected(auth_worker, token=token)
-    try:
-        await assert_closed_with(client, 4004)
-    finally:
-        await client.close()
-    assert disconnects_counted(auth_worker, 4004) == 1
+    clock = ManualClock()
+    async with running_worker(clock=clock, jwt_public_key_pem=issuer.public_pem) as worker:
+        leeway_s = leeway_of(worker)
+        client = await connected(worker, token=issuer.token("7", exp=clock.now + 60))
+        try:
+            clock.advance(60 + leeway_s - 1)
+            clock.sweep()
+            await assert_still_open(client)  # accepted until exp plus the leeway
+            clock.advance(1)
+            clock.sweep()
+            await assert_closed_with(client, 4004)
+        finally:
+            await client.close()
+        assert disconnects_counted(worker, 4004) == 1
 
 
 async def test_a_token_refreshed_in_time_keeps_the_connection_and_its_subscriptions(
-    auth_worker: Worker, issuer: TokenIssuer
+    issuer: TokenIssuer,
 ) -> None:
-    verifier = verifier_of(auth_worker.settings)
-    assert verifier is not None
-    token = issuer.token("7", expires_in_s=0.5 - verifier.leeway_s)  # accepted for ~0.5 s
-    client = await connected(auth_worker, token=token)
-    try:
-        await client.subscribe("user:7")
-        answer = await client.request({"op": "refresh", "token": issuer.token("7")})
-        assert answer["type"] == "reply", answer
-        await asyncio.sleep(1.0)  # past the first token's end
-        await assert_still_open(client)
-        await publish(auth_worker, "user:7", "still here")
-        await eventually(lambda: client.data("user:7") == ["still here"])
-    finally:
-        await client.close()
-    assert disconnects_counted(auth_worker, 4004) == 0
+    clock = ManualClock()
+    async with running_worker(clock=clock, jwt_public_key_pem=issuer.public_pem) as worker:
+        client = await connected(worker, token=issuer.token("7", exp=clock.now + 60))
+        try:
+            await client.subscribe("user:7")
+            fresh = issuer.token("7", exp=clock.now + 3600)
+            answer = await client.request({"op": "refresh", "token": fresh})
+            assert answer["type"] == "reply", answer
+            clock.advance(60 + leeway_of(worker) + 1)  # past the first token's end
+            clock.sweep()
+            await assert_still_open(client)
+            await publish(worker, "user:7", "still here")
+            await eventually(lambda: client.data("user:7") == ["still here"])
+        finally:
+            await client.close()
+        assert disconnects_counted(worker, 4004) == 0
 
 
 async def test_an_expired_token_at_connect_closes_with_4004(
@@ -424,14 +464,14 @@ async def test_frames_queued_in_one_loop_turn_go_out_in_one_write() -> None:
 
 
 @pytest.mark.parametrize(
-    "away_s",
+    "channel_dropped",
     [
-        pytest.param(0.0, id="back-within-the-grace-period"),
-        pytest.param(0.4, id="back-after-the-worker-dropped-the-channel"),
+        pytest.param(False, id="back-within-the-grace-period"),
+        pytest.param(True, id="back-after-the-worker-dropped-the-channel"),
     ],
 )
 async def test_a_client_that_reconnects_with_since_gets_exactly_the_missed_ones(
-    worker: Worker, away_s: float
+    worker: Worker, channel_dropped: bool
 ) -> None:
     client = await connected(worker)
     try:
@@ -439,7 +479,8 @@ async def test_a_client_that_reconnects_with_since_gets_exactly_the_missed_ones(
         await publish_many(worker, CHANNEL, 3)
         await eventually(lambda: received(client, CHANNEL) == 3)
         await client.abort()
-        await asyncio.sleep(away_s)
+        if channel_dropped:
+            await eventually(lambda: worker.hub.channel_state(CHANNEL) is None)
 
         await publish_many(worker, CHANNEL, 4)
         await client.reconnect()
@@ -495,13 +536,25 @@ async def test_recovery_from_another_epoch_fails_and_names_the_current_one(
     assert client.offsets(CHANNEL) == [4]
 
 
-async def keep_publishing(worker: Worker, channel: str, stop: asyncio.Event) -> int:
-    """Publish every ~1 ms until *stop* is set; the last offset."""
-    last = 0
-    while not stop.is_set():
-        last = await publish(worker, channel, last + 1)
-        await asyncio.sleep(0.001)
-    return last
+class SteadyPublisher:
+    """Publishes on one channel about every millisecond until stopped; :attr:`last` is the
+    last offset so far (a pace, not a wait: tests wait on offsets)."""
+
+    def __init__(self, worker: Worker, channel: str) -> None:
+        self.last = 0
+        self._stop = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run(worker, channel))
+
+    async def _run(self, worker: Worker, channel: str) -> None:
+        while not self._stop.is_set():
+            self.last = await publish(worker, channel, self.last + 1)
+            await asyncio.sleep(0.001)
+
+    async def stop(self) -> int:
+        """Stop; the last offset published."""
+        self._stop.set()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return self.last
 
 
 async def test_a_recovering_subscribe_during_a_stream_of_publications_has_no_gap_or_duplicate(
@@ -511,21 +564,19 @@ async def test_a_recovering_subscribe_during_a_stream_of_publications_has_no_gap
         channel = f"question:{attempt + 1}"
         client = await connected(worker)
         await client.subscribe(channel)
-        stop = asyncio.Event()
-        publisher = asyncio.ensure_future(keep_publishing(worker, channel, stop))
+        publisher = SteadyPublisher(worker, channel)
         try:
             await eventually(lambda: received(client, channel) >= 3)  # noqa: B023
             await client.abort()
-            await asyncio.sleep(0.005)
+            gone_at = last_offset(client, channel)
+            await eventually(lambda: publisher.last >= gone_at + 3)  # noqa: B023 - missed some
             await client.reconnect()
             resumed_at = last_offset(client, channel)
             await eventually(lambda: last_offset(client, channel) >= resumed_at + 5)  # noqa: B023
-            stop.set()
-            top = await publisher
+            top = await publisher.stop()
             await eventually(lambda: last_offset(client, channel) == top)  # noqa: B023
         finally:
-            stop.set()
-            await asyncio.gather(publisher, return_exceptions=True)
+            await publisher.stop()
             await client.close()
         assert client.channels[channel].recoveries == ["none", "recovered"], attempt
         assert_offsets_exactly(client, channel, range(1, top + 1))
