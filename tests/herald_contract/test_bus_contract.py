@@ -1,7 +1,7 @@
 """The bus contract (herald_contract/bus.py), passed by the memory bus and the Redis bus alike.
 
-Most tests run once per bus; the last section holds what only a bus with a connection to
-lose can show (Redis restarts, confirmations), against a real redis-server.
+Every test runs once per bus, the Redis one against a real redis-server. What only one bus
+can show is in test_memory_bus.py and test_redis_bus.py.
 """
 
 from __future__ import annotations
@@ -9,127 +9,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import pytest
 
-from herald_contract.backoff import Backoff
-from herald_contract.bus import Bus, BusUnavailable, HistoryRead
+from herald_contract.bus import BusUnavailable, HistoryRead
 from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
 from herald_contract.errors import BusStateError, InvalidPayload
-from herald_contract.keys import KeyLayout
-from herald_contract.lifecycle import BusState
 from herald_contract.memory_bus import MemoryBus
 from herald_contract.redis_bus import RedisBus
-from publisher.publish import Publisher
+from tests.herald_contract.bus_support import (
+    KEYS,
+    Q1,
+    Q2,
+    Q3,
+    FakeClock,
+    Harness,
+    Observer,
+    Recorder,
+    packed,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
-
-Q1, Q2, Q3 = "question:1", "question:2", "question:3"
-BARRIER = "questions:new"
-KEYS = KeyLayout("test")
-
-
-class FakeClock:
-    """The memory bus's clock: time moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
-class Observer:
-    """A bus observer that writes down what it is told (the fleet's counts metrics)."""
-
-    def __init__(self) -> None:
-        self.live: list[bool] = []
-        self.reconnects = 0
-
-    def live_changed(self, live: bool) -> None:
-        self.live.append(live)
-
-    def reconnected(self) -> None:
-        self.reconnects += 1
-
-
-class Recorder:
-    """A bus listener that writes down everything it is told."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self.events: list[str] = []
-
-    def on_publication(self, channel: str, envelope: bytes) -> None:
-        self.received.append((channel, envelope))
-
-    def on_bus_lost(self) -> None:
-        self.events.append("lost")
-
-    def on_bus_restored(self) -> None:
-        self.events.append("restored")
-
-    def envelopes(self, channel: str) -> list[Envelope]:
-        return [decode_envelope(raw) for name, raw in self.received if name == channel]
-
-    def offsets(self, channel: str) -> list[int]:
-        return [envelope.offset for envelope in self.envelopes(channel)]
-
-
-def packed(data: Any) -> bytes:
-    return msgpack.packb(data)
-
-
-@dataclass
-class Harness:
-    """A started bus, its listener, and the means to hurt it."""
-
-    kind: str
-    bus: Bus
-    listener: Recorder
-    server: RedisServer | None = None
-    observer: Observer = field(default_factory=Observer)
-    clock: FakeClock = field(default_factory=FakeClock)
-
-    async def publish(self, channel: str, data: Any = None, *, event_id: str = "") -> int:
-        result = await self.bus.publish(channel, packed(data), event_id=event_id)
-        return result.position.offset
-
-    async def settle(self) -> None:
-        """Return once everything published so far has been delivered.
-
-        A publication on a subscribed barrier channel comes after every earlier one, on
-        either bus (one pub/sub connection; one call_soon queue).
-        """
-        await self.bus.subscribe(BARRIER)
-        offset = await self.publish(BARRIER)
-        await eventually(lambda: offset in self.listener.offsets(BARRIER))
-
-    async def outlive_the_history_ttl(self, channel: str, history_ttl_s: float) -> None:
-        """Return once *channel*'s history is older than *history_ttl_s*.
-
-        The memory bus's clock is moved on; Redis expires the history key by its own clock,
-        which is waited for (bounded), never slept through.
-        """
-        if self.server is None:
-            self.clock.advance(history_ttl_s + 0.001)
-            return
-        client = self.server.client()
-        await eventually(lambda: not client.exists(KEYS.history(channel)))
-
-    def lose_history(self) -> None:
-        if isinstance(self.bus, MemoryBus):
-            self.bus.forget_history()
-        else:
-            assert self.server is not None
-            self.server.client().flushall()
-
 
 BusFactory = Callable[..., Awaitable[Harness]]
 
@@ -437,176 +338,3 @@ async def test_starting_a_bus_twice_is_refused_naming_its_state(bus: Harness) ->
     await bus.bus.close()
     with pytest.raises(BusStateError, match="closed"):
         await bus.bus.start(Recorder())
-
-
-async def test_a_closed_memory_bus_drops_the_publications_it_scheduled() -> None:
-    memory, listener = MemoryBus(), Recorder()
-    await memory.start(listener)
-    await memory.subscribe(Q1)
-    await memory.publish(Q1, packed(1))
-    await memory.close()
-    await asyncio.sleep(0)  # one loop turn runs every callback scheduled before it
-    assert listener.received == []
-    assert memory.state is BusState.CLOSED
-
-
-async def test_the_memory_bus_never_delivers_inside_publish() -> None:
-    memory, listener = MemoryBus(), Recorder()
-    await memory.start(listener)
-    await memory.subscribe(Q1)
-    await memory.publish(Q1, packed(1))
-    await memory.publish(Q1, packed(2))
-    assert listener.received == []
-    await asyncio.sleep(0)
-    assert listener.offsets(Q1) == [1, 2]
-    await memory.close()
-
-
-# -- only a bus with a connection to lose ----------------------------------------------------
-
-
-@pytest.fixture
-async def redis_bus(redis_server: RedisServer) -> AsyncIterator[Harness]:
-    listener, observer = Recorder(), Observer()
-    bus = RedisBus(
-        redis_server.url,
-        keys=KEYS,
-        observer=observer,
-        backoff=Backoff(base_s=0.02, cap_s=0.2),
-        ping_interval_s=0.2,
-    )
-    await bus.start(listener)
-    yield Harness("redis", bus, listener, redis_server, observer)
-    await bus.close()
-
-
-async def test_a_closed_redis_bus_delivers_nothing_more(redis_bus: Harness) -> None:
-    assert redis_bus.server is not None
-    watcher, seen = RedisBus(redis_bus.server.url, keys=KEYS), Recorder()
-    await watcher.start(seen)
-    await redis_bus.bus.subscribe(Q1)
-    await watcher.subscribe(Q1)
-    await redis_bus.bus.close()
-    await watcher.publish(Q1, packed("after the close"))
-    # The watcher got it over its own connection: the closed bus's reader would have too.
-    await eventually(lambda: seen.offsets(Q1) == [1])
-    await watcher.close()
-    assert redis_bus.listener.received == []
-    assert redis_bus.observer.live == [True, False]
-
-
-async def test_after_a_redis_restart_the_bus_is_lost_then_restored_and_resubscribed(
-    redis_bus: Harness,
-) -> None:
-    await redis_bus.bus.subscribe(Q1)
-    await redis_bus.bus.subscribe(Q2)
-    assert redis_bus.server is not None
-    redis_bus.server.restart(keep_data=False)
-    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
-    assert redis_bus.bus.live
-    await redis_bus.publish(Q1, "after")
-    await redis_bus.publish(Q2, "after")
-    await eventually(lambda: len(redis_bus.listener.received) == 2)
-    assert redis_bus.observer.reconnects == 1
-    assert redis_bus.observer.live == [True, False, True]
-
-
-async def test_a_restart_that_keeps_the_data_keeps_the_epoch_and_the_history(
-    redis_bus: Harness,
-) -> None:
-    await redis_bus.bus.subscribe(Q1)
-    first = await redis_bus.bus.publish(Q1, packed(1))
-    assert redis_bus.server is not None
-    redis_bus.server.restart(keep_data=True)
-    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
-    second = await redis_bus.bus.publish(Q1, packed(2))
-    assert second.position == StreamPosition(first.position.epoch, 2)
-    result = await redis_bus.bus.history(Q1, first.position, 100)
-    assert result.complete
-    assert len(result.publications) == 1
-
-
-async def test_publications_missed_while_reconnecting_are_in_the_history(
-    redis_bus: Harness,
-) -> None:
-    await redis_bus.bus.subscribe(Q1)
-    seen = await redis_bus.bus.publish(Q1, packed("seen"))
-    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
-    assert redis_bus.server is not None
-    redis_bus.server.client().client_kill_filter(_type="pubsub")
-    async with Publisher(redis_bus.server.url, prefix="test") as outside:
-        await outside.publish(Q1, "maybe missed")
-    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
-    repaired = await redis_bus.bus.history(Q1, seen.position, 100)
-    assert repaired.complete
-    assert [decode_envelope(raw).data for raw in repaired.publications] == ["maybe missed"]
-
-
-async def test_while_redis_is_down_calls_fail_with_bus_unavailable(redis_bus: Harness) -> None:
-    assert redis_bus.server is not None
-    await redis_bus.bus.subscribe(Q1)
-    redis_bus.server.stop()
-    await eventually(lambda: redis_bus.listener.events == ["lost"])
-    assert not redis_bus.bus.live
-    assert redis_bus.bus.state is BusState.RECOVERING
-    assert redis_bus.observer.live == [True, False]
-    with pytest.raises(BusUnavailable):
-        await redis_bus.bus.subscribe(Q2)
-    with pytest.raises(BusUnavailable):
-        await redis_bus.bus.publish(Q1, packed(1))
-    with pytest.raises(BusUnavailable):
-        await redis_bus.bus.history(Q1, None, 10)
-    redis_bus.server.start()
-    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
-    await redis_bus.publish(Q1)
-    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
-
-
-async def test_a_silent_redis_is_found_by_ping(redis_bus: Harness) -> None:
-    assert redis_bus.server is not None
-    await redis_bus.bus.subscribe(Q1)
-    sleeper = redis_bus.server.client()
-    # DEBUG SLEEP freezes the server: the connection stays open but nothing answers.
-    await asyncio.to_thread(sleeper.execute_command, "DEBUG", "SLEEP", "0.8")
-    await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
-    await redis_bus.publish(Q1)
-    await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
-
-
-async def test_subscribe_returns_only_after_redis_confirmed_it(redis_bus: Harness) -> None:
-    assert redis_bus.server is not None
-    async with Publisher(redis_bus.server.url, prefix="test") as outside:
-        for n in range(1, 201):
-            channel = f"question:{n}"
-            await redis_bus.bus.subscribe(channel)
-            await outside.publish(channel, n)
-        await eventually(lambda: len(redis_bus.listener.received) == 200)
-    assert {name for name, _ in redis_bus.listener.received} == {
-        f"question:{n}" for n in range(1, 201)
-    }
-
-
-async def test_resubscribing_after_unsubscribing_waits_for_the_new_confirmation(
-    redis_bus: Harness,
-) -> None:
-    assert redis_bus.server is not None
-    async with Publisher(redis_bus.server.url, prefix="test") as outside:
-        for n in range(50):
-            await redis_bus.bus.subscribe(Q1)
-            await redis_bus.bus.unsubscribe(Q1)
-            await redis_bus.bus.subscribe(Q1)
-            await outside.publish(Q1, n)
-            await eventually(lambda: len(redis_bus.listener.received) == n + 1)  # noqa: B023
-            await redis_bus.bus.unsubscribe(Q1)
-    assert [e.data for e in redis_bus.listener.envelopes(Q1)] == list(range(50))
-
-
-async def test_redis_bus_start_fails_with_bus_unavailable_when_redis_is_down(
-    redis_server: RedisServer,
-) -> None:
-    redis_server.stop()
-    bus = RedisBus(redis_server.url, keys=KEYS)
-    with pytest.raises(BusUnavailable):
-        await bus.start(Recorder())
-    assert bus.state is BusState.NEW
-    await bus.close()
