@@ -15,7 +15,8 @@ from tests.support.client import HeraldTestClient
 from tests.support.redis_server import free_port
 
 
-async def _login(http: httpx.AsyncClient, email: str) -> tuple[int, dict[str, str]]:
+async def login(http: httpx.AsyncClient, email: str) -> tuple[int, dict[str, str]]:
+    """Sign up *email* on the site over HTTP, verify it from the dev mailbox, log in."""
     body = {"email": email, "password": "embedded password"}
     user_id = (await http.post("/api/auth/register", json=body)).json()["id"]
     link = next(m["link"] for m in (await http.get("/dev/mailbox")).json() if m["to"] == email)
@@ -38,8 +39,8 @@ async def test_a_write_on_the_site_reaches_a_websocket_on_the_same_process(tmp_p
     try:
         assert "ws://127.0.0.1:" in system.banner()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            asker_id, asker = await _login(http, "asker@example.org")
-            _, answerer = await _login(http, "answerer@example.org")
+            asker_id, asker = await login(http, "asker@example.org")
+            _, answerer = await login(http, "answerer@example.org")
             question = (
                 await http.post(
                     "/api/questions",

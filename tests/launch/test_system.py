@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from launch.system import fleet_environment
@@ -19,7 +19,9 @@ from publisher.publish import Publisher
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
 from qasite.core.tokens import issue_socket_token
+from tests.launch.test_embedded import login
 from tests.support.client import HeraldTestClient
+from tests.support.commands import clean_env, port_in_use, run_command
 from tests.support.processes import stop_group
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import eventually
@@ -62,19 +64,19 @@ class RunningSystem:
 def system(redis_server: RedisServer, tmp_path: Path) -> Iterator[RunningSystem]:
     data_dir = tmp_path / "qa-data"
     qa_port, ws_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "HERALD_PORT": str(ws_port),
-        "HERALD_QA_PORT": str(qa_port),
-        "HERALD_QA_DATA_DIR": str(data_dir),
-        "HERALD_QA_SOCKET_URL": f"ws://127.0.0.1:{ws_port}/ws",
-        "HERALD_QA_RELAY_POLL_INTERVAL_S": "0.1",
-    }
-    env.pop("DATABASE_URL", None)
+    # Only the shared name of the Redis URL, and the ports as options: the Q&A core must find
+    # Redis, and the pages must point at this fleet, with nothing else configured.
+    env = clean_env(
+        HERALD_REDIS_URL=redis_server.url,
+        HERALD_QA_DATA_DIR=str(data_dir),
+        HERALD_QA_RELAY_POLL_INTERVAL_S="0.1",
+        HERALD_QA_ARGON2_TIME_COST="1",
+        HERALD_QA_ARGON2_MEMORY_KIB="64",
+    )
     log = (tmp_path / "system.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "launch.system", "--workers", "2", "--qa-workers", "2"],
+        [sys.executable, "-m", "launch.system", "--workers", "2", "--qa-workers", "2",
+         "--port", str(qa_port), "--socket-port", str(ws_port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     running = RunningSystem(process, data_dir, qa_port, ws_port)
@@ -104,6 +106,32 @@ async def test_a_user_with_a_token_the_q_and_a_core_signed_receives_what_redis_c
         await client.close()
 
 
+async def test_with_only_herald_redis_url_a_question_asked_on_the_site_reaches_a_websocket(
+    system: RunningSystem,
+) -> None:
+    client = HeraldTestClient(system.ws_url)
+    try:
+        await client.open()
+        await client.subscribe("questions:new")
+        async with httpx.AsyncClient(base_url=system.qa_url) as http:
+            _, headers = await login(http, "asker@example.org")
+            body = {"title": "Does the relay find Redis?", "body": "b", "tags": ["herald"]}
+            asked = await http.post("/api/questions", json=body, headers=headers)
+            assert asked.status_code == 201, asked.text
+        await eventually(lambda: bool(client.data("questions:new")), timeout_s=15)
+        assert client.data("questions:new")[0]["id"] == asked.json()["id"]
+    finally:
+        await client.close()
+
+
+def test_the_pages_connect_to_the_fleet_of_the_port_given_as_an_option(
+    system: RunningSystem,
+) -> None:
+    with urllib.request.urlopen(f"{system.qa_url}/", timeout=5) as response:
+        page = response.read().decode()
+    assert system.ws_url in page
+
+
 def test_sigterm_stops_both_processes(system: RunningSystem) -> None:
     system.process.send_signal(signal.SIGTERM)
     assert system.process.wait(timeout=30) == 0
@@ -122,11 +150,27 @@ def test_the_fleet_is_pointed_at_the_development_public_key_unless_one_is_config
     assert configured["HERALD_JWT_PUBLIC_KEY_FILE"] == "/etc/key.pem"
 
 
-def test_without_redis_it_points_to_the_embedded_mode() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "HERALD_REDIS_URL")}
-    done = subprocess.run(
-        [sys.executable, "-m", "launch.system"],
-        cwd=ROOT, env=env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert b"launch.embedded" in done.stderr
+def test_without_redis_it_points_to_the_embedded_mode(tmp_path: Path) -> None:
+    ended = run_command(["launch.system"], clean_env(HERALD_QA_DATA_DIR=str(tmp_path)))
+    assert ended.returncode == 2
+    assert ended.last_line == (
+        "launch.system: HERALD_REDIS_URL is not set: run python -m launch.embedded instead"
+    )
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    env = clean_env(HERALD_QA_DATA_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:1/0")
+    with port_in_use() as port:
+        ended = run_command(["launch.system", "--socket-port", str(port)], env)
+    assert ended.returncode == 1
+    assert ended.last_line == (
+        f"launch.system: cannot listen on 127.0.0.1:{port} (HERALD_PORT / --socket-port): "
+        "Address already in use"
+    ), ended.stderr
+
+
+def test_a_redis_url_without_a_scheme_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = clean_env(HERALD_QA_DATA_DIR=str(tmp_path), REDIS_URL="127.0.0.1:6379")
+    ended = run_command(["launch.system"], env)
+    assert ended.returncode == 2
+    assert ended.last_line.startswith("launch.system: REDIS_URL: '127.0.0.1:6379' is not a Redis")
