@@ -47,6 +47,13 @@ async function waitSubscribed(page, channels) {
   );
 }
 
+/** Wait until the page has received at least `count` publications of `channel`. */
+async function waitReceived(page, channel, count) {
+  await waitFor(`${count} publications of ${channel}`, async () => offsetsOf(await readLog(page), channel).length >= count, {
+    detail: async () => JSON.stringify(await readLog(page)),
+  });
+}
+
 async function waitOffsets(page, channel, expected) {
   await waitFor(`${channel} to have offsets ${expected.at(0)}..${expected.at(-1)}`, async () => {
     const log = await readLog(page);
@@ -102,10 +109,13 @@ test('a page subscribes and receives publications in order, on a private channel
 
 test('a user channel of another user is refused with 403 and nothing is delivered', () =>
   inContext(async (context) => {
-    const page = await openPage(context, { channels: ['user:7'], user: '42' });
+    const page = await openPage(context, { channels: ['user:7', 'question:112'], user: '42' });
     await waitFor('the 403 error', async () => (await readLog(page)).errors.length > 0);
+    await waitSubscribed(page, ['question:112']);
     await system.publisher.publish('user:7', { secret: true });
-    await sleep(300);
+    // Published after it through the same Redis: once this one has arrived, so would have the other.
+    const marker = await system.publisher.publish('question:112', { marker: true });
+    await waitOffsets(page, 'question:112', [marker.offset]);
     const log = await readLog(page);
     assert.equal(log.errors[0].code, 403);
     assert.deepEqual(log.pubs['user:7'], []);
@@ -113,12 +123,14 @@ test('a user channel of another user is refused with 403 and nothing is delivere
 
 test('a token the fleet refuses (4500) stops the client: no reconnect with the refused token', () =>
   inContext(async (context) => {
+    await context.clock.install(); // time flows as usual until the test moves it on
     const forged = `${system.issuer.token('42').slice(0, -8)}AAAAAAAA`; // a broken signature
     const page = await openPage(context, { channels: ['question:111'], token: forged });
     await waitFor('the client to stop', () => page.evaluate(() => window.client.state === 'disconnected'), {
       detail: async () => JSON.stringify(await readLog(page)),
     });
-    await sleep(2500); // longer than the backoff cap: a retrying client would have opened another socket
+    // Past the backoff cap (2 s) at once: a retrying client would have opened another socket.
+    await context.clock.fastForward(2500);
     const log = await readLog(page);
     assert.equal(log.closes.at(-1), 4500);
     assert.equal(await page.evaluate(() => window.socketsOpened), 1);
@@ -142,7 +154,7 @@ test('the fleet restarts mid-stream (SIGTERM drain, restart hint) and the page c
     const page = await openPage(context, { channels: ['question:303'] });
     await waitSubscribed(page, ['question:303']);
     const publishing = publishMany('question:303', 60, 40);
-    await sleep(600);
+    await waitReceived(page, 'question:303', 5); // the restart comes mid-stream
     const code = await system.fleet.terminate();
     assert.equal(code, 0, 'the fleet drained and exited cleanly');
     await system.fleet.start();
@@ -205,7 +217,7 @@ test('two tabs share one socket; closing the leader tab keeps the other one rece
 
     // Close the leader while publications keep coming.
     const publishing = publishMany(channel, 30, 40);
-    await sleep(300);
+    await waitReceived(second, channel, early.length + 3);
     await first.close({ runBeforeUnload: false });
     await waitFor('the second tab to take over', () => second.evaluate(() => window.client.role === 'leader'));
     const rest = await publishing;
@@ -269,12 +281,14 @@ test('short-lived tokens are renewed on the open socket (refresh) before they ex
 
 test('offline drops the socket and waits; online reconnects at once and catches up', () =>
   inContext(async (context) => {
+    await context.clock.install(); // time flows as usual until the test moves it on
     const channel = 'question:909';
     const { page, early } = await receivingPage(context, channel);
     await context.setOffline(true);
     await waitFor('the client to notice it is offline', async () => (await readLog(page)).reasons.includes('the browser is offline'));
     const missed = await publishMany(channel, 3, 0);
-    await sleep(2500); // longer than the backoff cap (2 s): a client that did not wait would have tried
+    // Past the backoff cap (2 s) at once: a client that did not wait would have tried.
+    await context.clock.fastForward(2500);
     assert.equal(await page.evaluate(() => window.socketsOpened), 1, 'no socket attempt while offline');
     await context.setOffline(false);
     await waitOffsets(page, channel, [...early, ...missed]);
