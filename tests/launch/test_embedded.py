@@ -12,6 +12,7 @@ from launch.embedded import start_embedded, stop_embedded
 from qasite.core.settings import Settings
 from socketsrv.settings import Settings as SocketSettings
 from tests.support.client import HeraldTestClient
+from tests.support.commands import clean_env, port_in_use, run_command
 from tests.support.redis_server import free_port
 
 
@@ -68,3 +69,24 @@ async def test_a_write_on_the_site_reaches_a_websocket_on_the_same_process(tmp_p
             await client.close()
     finally:
         await stop_embedded(system)
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with port_in_use() as port:
+        env = clean_env(HERALD_QA_DATA_DIR=str(tmp_path))
+        ended = run_command(["launch.embedded", "--port", str(port), "--socket-port", "0"], env)
+    assert ended.returncode == 1
+    assert ended.last_line == (
+        f"launch.embedded: cannot listen on 127.0.0.1:{port} (HERALD_QA_PORT / --port): "
+        "Address already in use"
+    ), ended.stderr
+
+
+def test_a_setting_that_cannot_work_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = clean_env(HERALD_QA_DATA_DIR=str(tmp_path), HERALD_ALLOW_ANONYMOUS="perhaps")
+    ended = run_command(["launch.embedded"], env)
+    assert ended.returncode == 2
+    assert ended.last_line == (
+        "launch.embedded: HERALD_ALLOW_ANONYMOUS: cannot read 'perhaps' as a boolean: "
+        "use one of 1, 0, true, false, yes, no, on, off"
+    )
