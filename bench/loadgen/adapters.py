@@ -16,6 +16,9 @@ OP_PONG = 0xA
 Message = tuple[int, bytes]
 """(opcode, payload) of one websocket message."""
 
+Positions = dict[str, tuple[str, int]]
+"""Per channel, the (epoch, offset) of the last publication received: where to recover from."""
+
 
 @dataclass(slots=True)
 class ClientState:
@@ -25,7 +28,7 @@ class ClientState:
     publications: int = 0
     subscribed: int = 0
     """Subscriptions confirmed by the server."""
-    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    positions: Positions = field(default_factory=dict)
     """Per channel (epoch, offset) for servers that support recovery (Herald)."""
     duplicates: int = 0
     gaps: int = 0
@@ -58,9 +61,7 @@ class Adapter(Protocol):
     def upgrade_request(self, host: str, port: int) -> bytes:
         """The HTTP/1.1 websocket upgrade request."""
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         """Messages to send once the 101 response arrived (connect, subscribes)."""
 
     def on_message(

@@ -8,10 +8,11 @@ sources of the process) so that their ports never compete with the long-lived cl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bench.loadgen.client import Client, Slot, connect
@@ -23,38 +24,51 @@ if TYPE_CHECKING:
 _TICK_S = 0.005
 
 
+@dataclass(frozen=True)
+class ChurnPlan:
+    """Cycles on *channels* at *rate_per_s* for *duration_s*: at most *max_count* of them,
+    at most *concurrency* at once, each cut after *cycle_timeout_s*."""
+
+    channels: tuple[str, ...]
+    rate_per_s: float
+    duration_s: float
+    max_count: int
+    concurrency: int = 200
+    cycle_timeout_s: float = 10.0
+
+    def share(self, processes: int) -> ChurnPlan:
+        """One load process's part of this plan when *processes* share it."""
+        return dataclasses.replace(
+            self,
+            rate_per_s=self.rate_per_s / processes,
+            max_count=max(1, self.max_count // processes),
+            concurrency=max(1, self.concurrency // processes),
+        )
+
+
 class ChurnRun:
     """One churn command of *proc*; :meth:`run` once."""
 
-    def __init__(
-        self,
-        proc: LoadProcess,
-        host: str,
-        port: int,
-        channels: Sequence[str],
-        *,
-        concurrency: int,
-        cycle_timeout_s: float,
-    ) -> None:
+    def __init__(self, proc: LoadProcess, host: str, port: int, plan: ChurnPlan) -> None:
         self.proc = proc
         self.host = host
         self.port = port
-        self.channels = channels
-        self.cycle_timeout_s = cycle_timeout_s
+        self.plan = plan
         self._sources = itertools.cycle(proc.churn_sources)
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = asyncio.Semaphore(plan.concurrency)
         self._counts = Counter[str]()
         self._cycle_ms: list[float] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, rate_per_s: float, duration_s: float, max_count: int) -> ChurnReply:
-        """Cycles at *rate_per_s* for *duration_s* (at most *max_count*, at most
-        *concurrency* at once); counts and cycle times."""
+    async def run(self) -> ChurnReply:
+        """The plan's cycles; counts and cycle times."""
         loop = asyncio.get_running_loop()
+        plan = self.plan
+        rate_per_s, max_count = plan.rate_per_s, plan.max_count
         started = time.monotonic()
         # The count is the goal and the time the bound: a loaded machine may take a little
         # longer than duration_s to launch max_count cycles, never more than half as long.
-        end = started + duration_s * 1.5 + 1.0
+        end = started + plan.duration_s * 1.5 + 1.0
         launched = 0
         while launched < max_count:
             now = time.monotonic()
@@ -71,7 +85,7 @@ class ChurnRun:
                 self._counts["throttled_ticks"] += 1
             await asyncio.sleep(_TICK_S)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.cycle_timeout_s + 1.0)
+            await asyncio.wait(self._tasks, timeout=plan.cycle_timeout_s + 1.0)
         for task in list(self._tasks):
             task.cancel()
         counts = self._counts
@@ -89,7 +103,7 @@ class ChurnRun:
         loop = asyncio.get_running_loop()
         proc = self.proc
         t0 = time.monotonic()
-        slot = Slot(self.channels, False)
+        slot = Slot(self.plan.channels, False)
         client = Client(proc, slot)
         slot.conn = client
         ready: asyncio.Future[bool] = loop.create_future()
@@ -102,7 +116,7 @@ class ChurnRun:
         client.on_done = on_done
         proc.churn_lost[client] = lost
         try:
-            async with asyncio.timeout(self.cycle_timeout_s):
+            async with asyncio.timeout(self.plan.cycle_timeout_s):
                 await connect(loop, client, self.host, self.port, source)
                 if not await ready:
                     self._counts["failed"] += 1

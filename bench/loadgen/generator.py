@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 from bench.loadgen.adapters import Adapter
+from bench.loadgen.churn import ChurnPlan
 from bench.loadgen.pipe import Reply, process_main, start_reader
 from bench.loadgen.process import MAX_PER_PROCESS
 from bench.loadgen.results import (
@@ -264,31 +265,15 @@ class LoadGenerator:
             "per_process_seconds": [p["seconds"] for p in per],
         }
 
-    async def churn(
-        self,
-        host: str,
-        port: int,
-        channels: Sequence[str],
-        *,
-        rate_per_s: float,
-        duration_s: float,
-        max_count: int,
-        concurrency: int = 200,
-        cycle_timeout_s: float = 10.0,
-    ) -> ChurnReply:
-        """Connect + subscribe + close cycles at *rate_per_s* in all, split over the
-        processes; ``seconds`` is the slowest process's."""
+    async def churn(self, host: str, port: int, plan: ChurnPlan) -> ChurnReply:
+        """The cycles of *plan*, shared out over the processes; ``seconds`` is the slowest
+        process's."""
         per: list[ChurnReply] = await self._same(
             "churn",
-            duration_s + cycle_timeout_s + _ANSWER_MARGIN_S,
+            plan.duration_s + plan.cycle_timeout_s + _ANSWER_MARGIN_S,
             host=host,
             port=port,
-            channels=list(channels),
-            rate_per_s=rate_per_s / self.processes,
-            duration_s=duration_s,
-            max_count=max(1, max_count // self.processes),
-            concurrency=max(1, concurrency // self.processes),
-            cycle_timeout_s=cycle_timeout_s,
+            plan=plan.share(self.processes),
         )
         return {
             "launched": sum(p["launched"] for p in per),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+from bench.loadgen.adapters import OP_TEXT, ClientState, Message, Positions
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -128,9 +128,7 @@ class HeraldAdapter:
             f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
         ).encode()
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         connect: dict[str, Any] = {"op": "connect", "id": 1}
         if self.tokens is not None:
             for channel in channels:

@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from bench.loadgen.adapters import Adapter, ClientState, CountsErrors, Message
-from bench.loadgen.churn import ChurnRun
+from bench.loadgen.adapters import Adapter, ClientState, CountsErrors, Message, Positions
+from bench.loadgen.churn import ChurnPlan, ChurnRun
 from bench.loadgen.client import Client, Slot
 from bench.loadgen.connecting import ConnectRound
 from bench.loadgen.results import (
@@ -50,9 +50,7 @@ class NoAdapter:
     def upgrade_request(self, host: str, port: int) -> bytes:
         raise RuntimeError("no adapter set")
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         raise RuntimeError("no adapter set")
 
     def on_message(
@@ -275,20 +273,6 @@ class LoadProcess:
             "retries": self.retries - retries0,
         }
 
-    async def cmd_churn(
-        self,
-        host: str,
-        port: int,
-        channels: Sequence[str],
-        rate_per_s: float,
-        duration_s: float,
-        max_count: int,
-        concurrency: int,
-        cycle_timeout_s: float,
-    ) -> ChurnReply:
-        """Open, subscribe and close connections at *rate_per_s* for *duration_s* (at most
-        *max_count*, at most *concurrency* at once); bench/loadgen/churn.py."""
-        run = ChurnRun(
-            self, host, port, channels, concurrency=concurrency, cycle_timeout_s=cycle_timeout_s
-        )
-        return await run.run(rate_per_s, duration_s, max_count)
+    async def cmd_churn(self, host: str, port: int, plan: ChurnPlan) -> ChurnReply:
+        """Open, subscribe and close connections as *plan* says (bench/loadgen/churn.py)."""
+        return await ChurnRun(self, host, port, plan).run()

@@ -95,7 +95,7 @@ class Reconnected(TypedDict):
     per_process_seconds: list[float]
 
 
-class ChurnReply(TypedDict):
+class ChurnCounts(TypedDict):
     launched: int
     completed: int
     failed: int
@@ -104,5 +104,8 @@ class ChurnReply(TypedDict):
     throttled_ticks: int
     """Launch ticks on which every slot of the concurrency bound was taken."""
     seconds: float
+
+
+class ChurnReply(ChurnCounts):
     cycle_ms: list[float]
     """Connect + subscribe + close, per completed cycle."""

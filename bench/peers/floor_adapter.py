@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+from bench.loadgen.adapters import OP_TEXT, ClientState, Message, Positions
 from tests.support.raw_ws import upgrade_request
 
 _PUB = b'{"type":"pub"'
@@ -19,9 +19,7 @@ class FloorAdapter:
     def upgrade_request(self, host: str, port: int) -> bytes:
         return upgrade_request("/ws", subprotocol=None)
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         # The floor has no history: positions are ignored.
         return [(OP_TEXT, b"sub " + channel.encode()) for channel in channels]
 

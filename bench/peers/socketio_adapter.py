@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+from bench.loadgen.adapters import OP_TEXT, ClientState, Message, Positions
 from tests.support.raw_ws import upgrade_request
 
 _PUB = b'42["pub",'
@@ -32,9 +32,7 @@ class SocketIOAdapter:
     def upgrade_request(self, host: str, port: int) -> bytes:
         return upgrade_request("/socket.io/?EIO=4&transport=websocket", subprotocol=None)
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         # Socket.IO has no recovery positions here: ignored. Ack id = index of the channel.
         messages: list[Message] = [(OP_TEXT, b"40")]
         for ack_id, channel in enumerate(channels):

@@ -18,6 +18,7 @@ from bench.scenarios.harness import (
     Bench,
     Server,
     cpu_of_loadgen,
+    per_plan,
     running,
     wait_messages,
     wait_publications,
@@ -71,13 +72,7 @@ class BroadcastRun(TypedDict):
 
 async def run(bench: Bench) -> list[BroadcastRun]:
     """Every target of the run with every plan of the scale's ``broadcast``."""
-    runs = []
-    for name, plans in bench.scale.broadcast.items():
-        if name not in bench.targets:
-            continue
-        for workers, sizes in plans:
-            runs.append(await _run(bench, bench.targets[name], workers, sizes))
-    return runs
+    return await per_plan(bench, bench.scale.broadcast, _run)
 
 
 async def _run(bench: Bench, target: Target, workers: int, sizes: list[int]) -> BroadcastRun:

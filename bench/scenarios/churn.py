@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from bench.loadgen.churn import ChurnPlan
+from bench.loadgen.results import ChurnCounts
 from bench.scenarios.harness import HOST, Bench, running
 from bench.scenarios.summary import Latency, percentiles
 
 CHANNEL = "question:1"
 
 
-class ChurnStep(TypedDict):
+class ChurnStep(ChurnCounts):
     target_rate_per_s: float
     achieved_per_s: float
-    launched: int
-    completed: int
-    failed: int
-    errors: dict[str, int]
-    throttled_ticks: int
-    seconds: float
     count_expected: int
     cycle: Latency
     server_cpu_s: float
@@ -48,10 +44,11 @@ async def run(bench: Bench) -> list[ChurnRun]:
             await bench.gen.reset()
             s0 = srv.sample()
             expected = int(rate * scale.churn_step_s)
-            r = await bench.gen.churn(
-                HOST, srv.port, [CHANNEL], rate_per_s=rate, duration_s=scale.churn_step_s,
-                max_count=expected, concurrency=scale.churn_concurrency,
+            plan = ChurnPlan(
+                (CHANNEL,), rate_per_s=rate, duration_s=scale.churn_step_s, max_count=expected,
+                concurrency=scale.churn_concurrency,
             )  # fmt: skip
+            r = await bench.gen.churn(HOST, srv.port, plan)
             s1 = srv.sample()
             lat = percentiles(r["cycle_ms"])
             achieved = r["completed"] / max(r["seconds"], 1e-9)

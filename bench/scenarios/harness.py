@@ -16,20 +16,23 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from redis import Redis
 
 from bench import measure
 from bench.loadgen.generator import LoadGenerator
 from bench.loadgen.results import Stats
-from bench.scales import Scale
+from bench.scales import Plans, Scale
 from bench.targets import Target
 from tests.support.redis_server import RedisServer, free_port
 
 HOST = "127.0.0.1"
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -102,6 +105,19 @@ class Server:
             if all(f'{k}="{v}"' in head for k, v in labels.items()):
                 total += float(value)
         return total
+
+
+async def per_plan(
+    bench: Bench, plans: Plans, run_one: Callable[[Bench, Target, int, list[int]], Awaitable[R]]
+) -> list[R]:
+    """``run_one(bench, target, workers, sizes)`` for every plan of every target of the run
+    (targets of *plans* that the run leaves out are skipped)."""
+    runs = []
+    for name, target_plans in plans.items():
+        if name in bench.targets:
+            for workers, sizes in target_plans:
+                runs.append(await run_one(bench, bench.targets[name], workers, sizes))
+    return runs
 
 
 def syscw(pids: Sequence[int]) -> int:

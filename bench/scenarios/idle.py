@@ -14,7 +14,7 @@ import time
 from typing import TypedDict
 
 from bench import measure
-from bench.scenarios.harness import HOST, Bench, Server, cpu_of_loadgen, running
+from bench.scenarios.harness import HOST, Bench, Server, cpu_of_loadgen, per_plan, running
 from bench.scenarios.summary import ConnectionSummary, connection_summary
 from bench.targets import Target
 
@@ -54,13 +54,7 @@ class IdleRun(TypedDict):
 
 async def run(bench: Bench) -> list[IdleRun]:
     """Every target of the run with every plan of the scale's ``idle``."""
-    runs = []
-    for name, plans in bench.scale.idle.items():
-        if name not in bench.targets:
-            continue
-        for workers, sizes in plans:
-            runs.append(await _run(bench, bench.targets[name], workers, sizes))
-    return runs
+    return await per_plan(bench, bench.scale.idle, _run)
 
 
 async def _run(bench: Bench, target: Target, workers: int, sizes: list[int]) -> IdleRun:

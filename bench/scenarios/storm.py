@@ -28,7 +28,7 @@ from bench.scenarios.harness import (
     wait_publications,
 )
 from bench.scenarios.publishing import RatePublisher
-from bench.scenarios.summary import connection_summary
+from bench.scenarios.summary import ConnectionSummary, connection_summary
 from bench.targets import Target
 from bench.workload import NOMINAL, Population
 from tests.support.redis_server import free_port
@@ -38,7 +38,7 @@ _LOSS_SEEN_S = 30.0
 _CURVE_EVERY_S = 0.5
 
 
-class StormRun(TypedDict, total=False):
+class StormSetup(TypedDict):
     target: str
     workers: int
     tabs: int
@@ -46,8 +46,14 @@ class StormRun(TypedDict, total=False):
     publish_rate_per_s: float
     reconnect_concurrency: int
     opened: int
+
+
+class Outage(TypedDict):
     clients_saw_loss_s: float
     fleet_restart_s: float
+
+
+class Recovery(TypedDict):
     ready_curve: list[list[float]]
     """(seconds since the restarted fleet was ready, clients ready)."""
     time_to_ready_fraction_s: dict[str, float | None]
@@ -57,6 +63,9 @@ class StormRun(TypedDict, total=False):
     reconnect_retries: int
     ready_after: int
     server_cpu_s_during_recovery: float
+
+
+class Accounting(TypedDict):
     publications: int
     publications_while_fleet_down: int
     publish_failures: int
@@ -67,12 +76,17 @@ class StormRun(TypedDict, total=False):
     verify: Verify
     lost: int
     recoveries_metric: dict[str, float | None]
-    lost_unexpectedly: int
-    closes_by_code: dict[str, int]
-    connect_failures: dict[str, int]
-    handshake_failures: dict[str, int]
-    adapter_errors: int
-    adapter_error_codes: dict[str, int]
+
+
+class StormRun(StormSetup, Outage, Recovery, Accounting, ConnectionSummary):
+    """One storm, in the order the results JSON lists its fields."""
+
+
+class _Kill(TypedDict):
+    second: Server
+    t_kill: float
+    outage: Outage
+    published_while_down: int
 
 
 async def run(bench: Bench) -> list[StormRun]:
@@ -83,21 +97,21 @@ async def run(bench: Bench) -> list[StormRun]:
     scale = bench.scale
     pop = Population(scale.storm_tabs, seed=_SEED)
     rates = NOMINAL.scaled(pop.tabs, scale.storm_rate_multiplier)
-    result: StormRun = {
-        "target": "herald",
-        "workers": scale.storm_workers,
-        "tabs": pop.tabs,
-        "subscriptions": sum(pop.subscribers.values()),
-        "publish_rate_per_s": round(rates.total_per_s, 2),
-        "reconnect_concurrency": scale.storm_concurrency,
-    }
     port = free_port(HOST)
     async with running(bench, target, scale.storm_workers, port) as first:
         r = await bench.gen.open(
             HOST, port, pop.assignments, timeout_s=scale.open_timeout_s,
             concurrency=scale.open_concurrency,
         )  # fmt: skip
-        result["opened"] = r["opened"]
+        setup: StormSetup = {
+            "target": "herald",
+            "workers": scale.storm_workers,
+            "tabs": pop.tabs,
+            "subscriptions": sum(pop.subscribers.values()),
+            "publish_rate_per_s": round(rates.total_per_s, 2),
+            "reconnect_concurrency": scale.storm_concurrency,
+            "opened": r["opened"],
+        }
         await bench.gen.reset()
         async with target.publisher(bench.redis.url) as publisher:
             rp = RatePublisher(publisher, pop)
@@ -105,24 +119,23 @@ async def run(bench: Bench) -> list[StormRun]:
             publishing = asyncio.ensure_future(rp.run(rates, 3600.0, stop))
             try:
                 await asyncio.sleep(scale.storm_before_s)
-                second, t_kill = await _kill_and_restart(bench, target, first, rp, result)
-                await _recover(bench, second, pop, t_kill, result)
+                kill = await _kill_and_restart(bench, target, first, rp)
+                recovery = await _recover(bench, kill["second"], pop, kill["t_kill"])
                 await asyncio.sleep(scale.storm_after_s)
             finally:
                 stop.set()
                 await publishing
-        await _account(bench, pop, rp, second, result)
+        accounting, summary = await _account(bench, pop, rp, kill)
         with contextlib.suppress(Exception):
             await bench.gen.close_all(timeout_s=20)
-        await stop_server(second)
-    return [result]
+        await stop_server(kill["second"])
+    return [{**setup, **kill["outage"], **recovery, **accounting, **summary}]
 
 
 async def _kill_and_restart(
-    bench: Bench, target: Target, first: Server, rp: RatePublisher, result: StormRun
-) -> tuple[Server, float]:
-    """SIGKILL the fleet, wait until the clients saw it, start it again on the same port;
-    the new fleet and the time of the kill."""
+    bench: Bench, target: Target, first: Server, rp: RatePublisher
+) -> _Kill:
+    """SIGKILL the fleet, wait until the clients saw it, start it again on the same port."""
     scale = bench.scale
     t_kill = time.monotonic()
     at_kill = rp.published
@@ -134,23 +147,26 @@ async def _kill_and_restart(
         if (await bench.gen.progress())["open"] == 0:
             break
         await asyncio.sleep(0.05)
-    result["clients_saw_loss_s"] = round(time.monotonic() - t_kill, 2)
-    bench.log(f"storm: fleet killed, {result['tabs']} clients disconnected")
+    saw_loss_s = round(time.monotonic() - t_kill, 2)
+    bench.log("storm: fleet killed, its clients disconnected")
     if measure.server_code_sha() != bench.code_sha:
         bench.notes.append("the servers' code changed on disk before the storm restart")
     with (bench.log_dir / f"herald-storm-{first.port}.log").open("ab") as log:
         proc = await asyncio.to_thread(
             target.start, first.port, bench.redis.url, scale.storm_workers, stderr=log
         )
-    second = Server(target, proc, first.port, scale.storm_workers)
-    result["fleet_restart_s"] = round(time.monotonic() - t_kill, 2)
-    result["publications_while_fleet_down"] = rp.published - at_kill
-    return second, t_kill
+    return {
+        "second": Server(target, proc, first.port, scale.storm_workers),
+        "t_kill": t_kill,
+        "outage": {
+            "clients_saw_loss_s": saw_loss_s,
+            "fleet_restart_s": round(time.monotonic() - t_kill, 2),
+        },
+        "published_while_down": rp.published - at_kill,
+    }
 
 
-async def _recover(
-    bench: Bench, second: Server, pop: Population, t_kill: float, result: StormRun
-) -> None:
+async def _recover(bench: Bench, second: Server, pop: Population, t_kill: float) -> Recovery:
     """Every client reconnects with its positions; the curve of ready clients over time."""
     scale = bench.scale
     t_ready = time.monotonic()
@@ -170,43 +186,42 @@ async def _recover(
     t_rec = time.monotonic()
     s1 = second.sample()
     progress = await bench.gen.progress()
-    result["ready_curve"] = curve
-    result["time_to_ready_fraction_s"] = {
-        str(f): next((t for t, r in curve if r >= f * pop.tabs), None) for f in (0.5, 0.9, 0.99)
-    }
-    result["time_to_recover_s"] = round(t_rec - t_ready, 2)
-    result["outage_s"] = round(t_rec - t_kill, 2)
-    result["reconnected"] = rc["reconnected"]
-    result["reconnect_retries"] = rc["retries"]
-    result["ready_after"] = progress["ready"]
-    result["server_cpu_s_during_recovery"] = round(s1.cpu_s - s0.cpu_s, 2)
-    bench.log(f"storm: {rc['reconnected']}/{pop.tabs} recovered in {result['time_to_recover_s']} s")
+    bench.log(f"storm: {rc['reconnected']}/{pop.tabs} recovered in {t_rec - t_ready:.2f} s")
     await finish_profiles(profiles)
+    return {
+        "ready_curve": curve,
+        "time_to_ready_fraction_s": {
+            str(f): next((t for t, r in curve if r >= f * pop.tabs), None) for f in (0.5, 0.9, 0.99)
+        },
+        "time_to_recover_s": round(t_rec - t_ready, 2),
+        "outage_s": round(t_rec - t_kill, 2),
+        "reconnected": rc["reconnected"],
+        "reconnect_retries": rc["retries"],
+        "ready_after": progress["ready"],
+        "server_cpu_s_during_recovery": round(s1.cpu_s - s0.cpu_s, 2),
+    }
 
 
 async def _account(
-    bench: Bench, pop: Population, rp: RatePublisher, second: Server, result: StormRun
-) -> None:
+    bench: Bench, pop: Population, rp: RatePublisher, kill: _Kill
+) -> tuple[Accounting, ConnectionSummary]:
     """What every client got against what was published: nothing may be lost."""
     expected = sum(count * pop.subscribers.get(ch, 0) for ch, count in rp.counts.items())
     stats = await wait_publications(bench, expected, 30.0)
     verify = await bench.gen.verify(dict(rp.counts))
-    result["publications"] = rp.published
-    result["publish_failures"] = rp.failed
-    result["recovered_subscriptions"] = stats["recovered"]
-    result["recovery_failed"] = stats["recovery_failed"]
-    result["gaps"] = stats["gaps"]
-    result["duplicates"] = stats["duplicates"]
-    result["verify"] = verify
-    result["lost"] = verify["missing"] + stats["gaps"]
-    result["recoveries_metric"] = {
-        k: second.metric("herald_recoveries_total", result=k)
-        for k in ("none", "recovered", "failed")
+    accounting: Accounting = {
+        "publications": rp.published,
+        "publications_while_fleet_down": kill["published_while_down"],
+        "publish_failures": rp.failed,
+        "recovered_subscriptions": stats["recovered"],
+        "recovery_failed": stats["recovery_failed"],
+        "gaps": stats["gaps"],
+        "duplicates": stats["duplicates"],
+        "verify": verify,
+        "lost": verify["missing"] + stats["gaps"],
+        "recoveries_metric": {
+            k: kill["second"].metric("herald_recoveries_total", result=k)
+            for k in ("none", "recovered", "failed")
+        },
     }
-    summary = connection_summary(stats)
-    result["lost_unexpectedly"] = summary["lost_unexpectedly"]
-    result["closes_by_code"] = summary["closes_by_code"]
-    result["connect_failures"] = summary["connect_failures"]
-    result["handshake_failures"] = summary["handshake_failures"]
-    result["adapter_errors"] = summary["adapter_errors"]
-    result["adapter_error_codes"] = summary["adapter_error_codes"]
+    return accounting, connection_summary(stats)

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from bench.loadgen.adapters import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ClientState, Message
+from bench.loadgen.adapters import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    ClientState,
+    Message,
+    Positions,
+)
 from bench.loadgen.client import Client, Slot
 from bench.loadgen.herald import HeraldAdapter
 from bench.loadgen.process import LoadProcess
@@ -49,9 +57,7 @@ class Recorder:
     def upgrade_request(self, host: str, port: int) -> bytes:
         return b"GET / HTTP/1.1\r\n\r\n"
 
-    def open_messages(
-        self, channels: Sequence[str], positions: dict[str, tuple[str, int]] | None
-    ) -> list[Message]:
+    def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
         return [(OP_TEXT, b"hello")]
 
     def on_message(
