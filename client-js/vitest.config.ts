@@ -1,3 +1,4 @@
+/** vitest for the unit tests (test/unit): Node, no DOM; sockets, timers and the page are faked. */
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
