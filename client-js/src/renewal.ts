@@ -86,11 +86,10 @@ export class TokenKeeper {
   /** The server accepted the token and read `expiresAtMs` from it: plan the renewal. */
   accepted(expiresAtMs: number | null): void {
     this.expiresAtMs = expiresAtMs;
-    const expiresAt = this.expiresAtMs;
-    if (expiresAt === null || this.provider === null) return;
+    if (expiresAtMs === null || this.provider === null) return;
     // A token that lives less than twice the margin is renewed at half its remaining life,
     // not at once: short-lived tokens must not turn into a renewal loop.
-    const remaining = expiresAt - this.env.now();
+    const remaining = expiresAtMs - this.env.now();
     const renewIn = Math.max(remaining - this.refreshMarginMs, remaining / 2);
     if (remaining > 0) this.renewal.set(renewIn, () => this.renew());
   }

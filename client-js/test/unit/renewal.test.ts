@@ -2,6 +2,7 @@
  * on the open connection with `refresh` (a planned reconnect when the server refuses it). */
 import { describe, expect, it, vi } from 'vitest';
 import type { HeraldClient } from '../../src/client.js';
+import { TokenKeeper } from '../../src/renewal.js';
 import type { FakeSocket } from './fakes.js';
 import { Q, client, page, useFakePage } from './support.js';
 
@@ -93,5 +94,28 @@ describe('tokens', () => {
     expect(c.state).toBe('connecting');
     await vi.advanceTimersByTimeAsync(250);
     expect(page.sockets).toHaveLength(1);
+  });
+});
+
+describe('TokenKeeper', () => {
+  const host = { currentConnection: () => () => false, sendRefresh: () => undefined, reconnectWithToken: () => undefined };
+
+  it('needs a fetch before the first connect, after markStale, and within the margin of the expiry', async () => {
+    const keeper = new TokenKeeper(() => 'tok', 30_000, page, host);
+    expect([keeper.state, keeper.needsFetch()]).toEqual(['stale', true]);
+    await keeper.fetch();
+    expect([keeper.state, keeper.token, keeper.needsFetch()]).toEqual(['current', 'tok', false]);
+    keeper.accepted(Date.now() + 30_000);
+    expect(keeper.needsFetch()).toBe(true);
+    await keeper.fetch();
+    keeper.markStale();
+    expect([keeper.state, keeper.needsFetch()]).toEqual(['stale', true]);
+    keeper.stop();
+  });
+
+  it('never needs a fetch without a provider (anonymous)', () => {
+    const keeper = new TokenKeeper(null, 30_000, page, host);
+    expect(keeper.needsFetch()).toBe(false);
+    expect(keeper.hasProvider).toBe(false);
   });
 });
