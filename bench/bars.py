@@ -11,6 +11,14 @@ from typing import Any
 
 ResultsJson = dict[str, Any]
 
+TARGET_ORDER = ("floor", "herald", "socketio")
+
+
+def sorted_runs(results: ResultsJson, scenario: str) -> list[dict[str, Any]]:
+    """The runs of *scenario*, by target (floor, herald, socketio), then workers."""
+    runs: list[dict[str, Any]] = results["scenarios"].get(scenario, [])
+    return sorted(runs, key=lambda r: (TARGET_ORDER.index(r["target"]), r["workers"]))
+
 
 def _points(
     results: ResultsJson,

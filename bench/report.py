@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.report bench/results/latest.json [--out bench/results]
 
-Tables give absolute figures and ratios; the bars of issue 3 section 4 are listed with the
-measured value and met / not met, as computed by bench/run.py from the same JSON. Plots
+Tables give absolute figures and ratios; the bars the benchmark is held to are listed with
+the measured value and met / not met, as computed by bench/bars.py from the same JSON. Plots
 (matplotlib, Agg backend): Q&A mix latency CDF; broadcast deliveries/s and deliveries per
 server CPU-second against connections; memory per connection against connections.
 
@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-TARGET_ORDER = ("floor", "herald", "socketio")
-COLORS = {"floor": "#7f7f7f", "herald": "#d62728", "socketio": "#1f77b4"}
+from bench.bars import sorted_runs
+from bench.plots import make_plots
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def _fmt(value: object, digits: int = 1) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -37,122 +38,24 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+def _table(headers: list[str], rows: Sequence[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         out.append("| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |")
     return out
 
 
-def _runs(results: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
-    runs = results["scenarios"].get(scenario, [])
-    return sorted(runs, key=lambda r: (TARGET_ORDER.index(r["target"]), r["workers"]))
+Item = Any
+"""One row's source: a run, a point, or a (run, point) pair (JSON as written)."""
+Column = tuple[str, Callable[[Item], object]]
+"""A column: its header and how to read its cell from a row's item."""
 
 
-# --- plots ----------------------------------------------------------------------------------
-
-
-def _plots(results: dict[str, Any], out: Path) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    made: dict[str, str] = {}
-
-    qa = [s for r in results["scenarios"].get("qa_mix", []) for s in r["steps"]]
-    if any(s.get("latency_cdf") for s in qa):
-        fig, (ax, tail) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for step in qa:
-            cdf = step.get("latency_cdf") or []
-            if not cdf:
-                continue
-            xs = [max(p[0], 0.01) for p in cdf]
-            label = f"x{step['multiplier']}: {step['publications_per_s']:.0f} pub/s"
-            ax.plot(xs, [p[1] for p in cdf], label=label)
-            tail.plot(xs, [max(1.0 - p[1], 1e-4) for p in cdf], label=label)
-        for a in (ax, tail):
-            a.axvline(50, color="k", linestyle="--", linewidth=0.8, label="50 ms bar")
-            a.set_xscale("log")
-            a.set_xlabel("publish-to-receive latency (ms, log)")
-            a.grid(True, which="both", alpha=0.3)
-            a.legend(fontsize=8)
-        ax.set_ylabel("fraction of deliveries (probe connections)")
-        ax.set_title("Q&A mix on Herald: latency CDF")
-        tail.set_yscale("log")
-        tail.axhline(0.01, color="grey", linestyle=":", linewidth=0.8)
-        tail.set_ylabel("fraction slower (1 - CDF, log; p99 at 0.01)")
-        tail.set_title("tail")
-        made["latency_cdf"] = _save(fig, out / "qa-latency-cdf.png")
-
-    broadcast = _runs(results, "broadcast")
-    if broadcast:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        first_window = (results["settings"].get("broadcast_windows") or [None])[0]
-        for r in broadcast:
-            pts = sorted(
-                (p for p in r["points"] if first_window is None or p.get("window") == first_window),
-                key=lambda p: p["connections"],
-            )
-            label = f"{r['target']} ({r['workers']} worker{'s' if r['workers'] > 1 else ''})"
-            style = "-o" if r["workers"] == 1 else "s"
-            xs = [p["connections"] for p in pts]
-            a1.plot(
-                xs,
-                [p["deliveries_per_s"] for p in pts],
-                style,
-                label=label,
-                color=COLORS.get(r["target"]),
-            )
-            a2.plot(
-                xs,
-                [p["deliveries_per_server_cpu_s"] for p in pts],
-                style,
-                label=label,
-                color=COLORS.get(r["target"]),
-            )
-        a1.set_title(f"broadcast (window {first_window}): deliveries per second")
-        a2.set_title("broadcast: deliveries per server CPU-second")
-        for a in (a1, a2):
-            a.set_xlabel("connections")
-            a.set_xscale("log")
-            a.grid(True, which="both", alpha=0.3)
-            a.legend(fontsize=8)
-            a.set_ylim(bottom=0)
-        made["broadcast"] = _save(fig, out / "broadcast.png")
-
-    idle = _runs(results, "idle")
-    if idle:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for r in idle:
-            pts = sorted(r["points"], key=lambda p: p["connections"])
-            label = f"{r['target']} ({r['workers']} worker{'s' if r['workers'] > 1 else ''})"
-            ax.plot(
-                [p["connections"] for p in pts],
-                [p["rss_per_connection_kib"] for p in pts],
-                "-o" if r["workers"] == 1 else "s",
-                label=label,
-                color=COLORS.get(r["target"]),
-            )
-        ax.axhline(8, color="k", linestyle="--", linewidth=0.8, label="8 KiB bar")
-        ax.set_xscale("log")
-        ax.set_xlabel("connections")
-        ax.set_ylabel("server RSS delta per connection (KiB)")
-        ax.set_title("idle: memory per connection")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_ylim(bottom=0)
-        made["memory"] = _save(fig, out / "memory.png")
-    return made
-
-
-def _save(fig: Any, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path.name
+def _columns(columns: Sequence[Column], items: Iterable[Item]) -> list[str]:
+    """A table with one row per item of *items*."""
+    return _table(
+        [header for header, _ in columns], [[cell(i) for _, cell in columns] for i in items]
+    )
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -197,39 +100,36 @@ def _bars(results: dict[str, Any]) -> list[str]:
         [b["bar"], b["measured"], "**met**" if b["met"] else "**not met**"]
         for b in results.get("bars", [])
     ]
-    return ["## The bars (issue 3, section 4)", "", *_table(["bar", "measured", ""], rows), ""]
+    return ["## The bars", "", *_table(["bar", "measured", ""], rows), ""]
+
+
+_IDLE_POINT: list[Column] = [
+    ("target", lambda rp: rp[0]["target"]),
+    ("workers", lambda rp: rp[0]["workers"]),
+    ("connections", lambda rp: rp[1]["connections"]),
+    ("RSS KiB/conn", lambda rp: rp[1]["rss_per_connection_kib"]),
+    ("kernel slab KiB/conn", lambda rp: rp[1]["kernel_slab_per_connection_kib"]),
+    ("kernel TCP buffers KiB/conn", lambda rp: rp[1]["kernel_tcp_buffers_per_connection_kib"]),
+    ("connections opened/s", lambda rp: rp[1]["opened_per_s"]),
+]
+_IDLE_HOLD: list[Column] = [
+    ("target", lambda r: r["target"]),
+    ("workers", lambda r: r["workers"]),
+    ("connections", lambda r: r["hold"]["connections"]),
+    ("window s", lambda r: r["hold"]["seconds"]),
+    ("server CPU %", lambda r: r["hold"]["server_cpu_percent"]),
+    (
+        "server CPU us per connection-second",
+        lambda r: r["hold"]["server_cpu_us_per_connection_per_s"],
+    ),
+    ("still open", lambda r: r["hold"]["still_open"]),
+]
 
 
 def _idle(results: dict[str, Any]) -> list[str]:
-    runs = _runs(results, "idle")
+    runs = sorted_runs(results, "idle")
     if not runs:
         return []
-    rows = []
-    for r in runs:
-        for p in r["points"]:
-            rows.append(
-                [
-                    r["target"],
-                    r["workers"],
-                    p["connections"],
-                    p["rss_per_connection_kib"],
-                    p["kernel_slab_per_connection_kib"],
-                    p["kernel_tcp_buffers_per_connection_kib"],
-                    p["opened_per_s"],
-                ]
-            )
-    hold = [
-        [
-            r["target"],
-            r["workers"],
-            r["hold"]["connections"],
-            r["hold"]["seconds"],
-            r["hold"]["server_cpu_percent"],
-            r["hold"]["server_cpu_us_per_connection_per_s"],
-            r["hold"]["still_open"],
-        ]
-        for r in runs
-    ]
     return [
         "## a. Idle connections",
         "",
@@ -238,66 +138,52 @@ def _idle(results: dict[str, Any]) -> list[str]:
         "connections. Kernel memory is the whole machine's (both ends of each loopback "
         "connection): slab (socket, inode and file objects) and TCP buffers.",
         "",
-        *_table(
-            [
-                "target",
-                "workers",
-                "connections",
-                "RSS KiB/conn",
-                "kernel slab KiB/conn",
-                "kernel TCP buffers KiB/conn",
-                "connections opened/s",
-            ],
-            rows,
-        ),
+        *_columns(_IDLE_POINT, [(r, p) for r in runs for p in r["points"]]),
         "",
         "Holding them (heartbeats only; Herald and Socket.IO send one every 25 s, the floor none):",
         "",
-        *_table(
-            [
-                "target",
-                "workers",
-                "connections",
-                "window s",
-                "server CPU %",
-                "server CPU us per connection-second",
-                "still open",
-            ],
-            hold,
-        ),
+        *_columns(_IDLE_HOLD, runs),
         "",
     ]
 
 
+def _burst_frames_per_write(point: dict[str, Any]) -> object:
+    burst = point.get("burst")
+    return burst["frames_per_write"] if burst else ""
+
+
+_BROADCAST_POINT: list[Column] = [
+    ("target", lambda rp: rp[0]["target"]),
+    ("workers", lambda rp: rp[0]["workers"]),
+    ("connections", lambda rp: rp[1]["connections"]),
+    ("window", lambda rp: rp[1].get("window")),
+    ("publications", lambda rp: rp[1]["publications"]),
+    ("deliveries/s", lambda rp: rp[1]["deliveries_per_s"]),
+    ("deliveries per server CPU-s", lambda rp: rp[1]["deliveries_per_server_cpu_s"]),
+    ("server writes/delivery", lambda rp: rp[1]["server_writes_per_delivery"]),
+    ("burst frames/write", lambda rp: _burst_frames_per_write(rp[1])),
+    ("load-gen CPU us/delivery", lambda rp: rp[1]["loadgen_cpu_us_per_delivery"]),
+    ("p50 ms", lambda rp: rp[1]["latency"]["p50_ms"]),
+    ("p99 ms", lambda rp: rp[1]["latency"]["p99_ms"]),
+    (
+        "clients with every publication",
+        lambda rp: f"{rp[1]['verify']['clients_exact']:,}/{rp[1]['connections']:,}",
+    ),
+    ("missing", lambda rp: rp[1]["verify"]["missing"]),
+]
+
+
 def _broadcast(results: dict[str, Any]) -> list[str]:
-    runs = _runs(results, "broadcast")
+    runs = sorted_runs(results, "broadcast")
     if not runs:
         return []
     settings = results["settings"]
     windows = settings.get("broadcast_windows") or [settings.get("broadcast_window")]
-    rows = []
-    for r in runs:
-        for p in sorted(r["points"], key=lambda p: (p["connections"], -p.get("window", 0))):
-            v = p["verify"]
-            burst = p.get("burst")
-            rows.append(
-                [
-                    r["target"],
-                    r["workers"],
-                    p["connections"],
-                    p.get("window"),
-                    p["publications"],
-                    p["deliveries_per_s"],
-                    p["deliveries_per_server_cpu_s"],
-                    p["server_writes_per_delivery"],
-                    burst["frames_per_write"] if burst else "",
-                    p["loadgen_cpu_us_per_delivery"],
-                    p["latency"]["p50_ms"],
-                    p["latency"]["p99_ms"],
-                    f"{v['clients_exact']:,}/{p['connections']:,}",
-                    v["missing"],
-                ]
-            )
+    points = [
+        (r, p)
+        for r in runs
+        for p in sorted(r["points"], key=lambda p: (p["connections"], -p.get("window", 0)))
+    ]
     return [
         "## b. Broadcast",
         "",
@@ -310,25 +196,7 @@ def _broadcast(results: dict[str, Any]) -> list[str]:
         f"{settings['burst_size']} publications released at once (`CLIENT PAUSE ... WRITE` "
         "in Redis), frames that reached the clients per server write call.",
         "",
-        *_table(
-            [
-                "target",
-                "workers",
-                "connections",
-                "window",
-                "publications",
-                "deliveries/s",
-                "deliveries per server CPU-s",
-                "server writes/delivery",
-                "burst frames/write",
-                "load-gen CPU us/delivery",
-                "p50 ms",
-                "p99 ms",
-                "clients with every publication",
-                "missing",
-            ],
-            rows,
-        ),
+        *_columns(_BROADCAST_POINT, points),
         "",
     ]
 
@@ -348,6 +216,22 @@ def _ratios(results: dict[str, Any]) -> list[str]:
         *_table(["measure", "connections", "herald", "peer", "herald / peer"], rows),
         "",
     ]
+
+
+_QA_STEP: list[Column] = [
+    ("rate", lambda s: f"x{s['multiplier']}"),
+    ("publications/s", lambda s: s["publications_per_s"]),
+    ("deliveries/s", lambda s: s["deliveries_per_s"]),
+    ("p50 ms", lambda s: s["latency"]["p50_ms"]),
+    ("p99 ms", lambda s: s["latency"]["p99_ms"]),
+    ("p99.9 ms", lambda s: s["latency"]["p999_ms"]),
+    ("samples", lambda s: s["latency"]["samples"]),
+    ("drops", lambda s: s["drops"]),
+    ("slow disconnects (4001)", lambda s: s["slow_disconnects"]),
+    ("server CPU % (of one core)", lambda s: s["server_cpu_percent"]),
+    ("load-gen CPU s", lambda s: s["loadgen_cpu_s"]),
+    ("p99 <= 50 ms, no drop", lambda s: "yes" if s["meets_bar"] else "no"),
+]
 
 
 def _qa(results: dict[str, Any]) -> list[str]:
@@ -374,42 +258,22 @@ def _qa(results: dict[str, Any]) -> list[str]:
             f"{results['settings']['qa_probe_every']}).",
             "",
         ]
-        rows = [
-            [
-                f"x{s['multiplier']}",
-                s["publications_per_s"],
-                s["deliveries_per_s"],
-                s["latency"]["p50_ms"],
-                s["latency"]["p99_ms"],
-                s["latency"]["p999_ms"],
-                s["latency"]["samples"],
-                s["drops"],
-                s["slow_disconnects"],
-                s["server_cpu_percent"],
-                s["loadgen_cpu_s"],
-                "yes" if s["meets_bar"] else "no",
-            ]
-            for s in r["steps"]
-        ]
-        out += _table(
-            [
-                "rate",
-                "publications/s",
-                "deliveries/s",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "samples",
-                "drops",
-                "slow disconnects (4001)",
-                "server CPU % (of one core)",
-                "load-gen CPU s",
-                "p99 <= 50 ms, no drop",
-            ],
-            rows,
-        )
+        out += _columns(_QA_STEP, r["steps"])
         out.append("")
     return out
+
+
+_CHURN_STEP: list[Column] = [
+    ("target /s", lambda s: s["target_rate_per_s"]),
+    ("achieved /s", lambda s: s["achieved_per_s"]),
+    ("launched", lambda s: s["launched"]),
+    ("completed", lambda s: s["completed"]),
+    ("failed", lambda s: s["failed"]),
+    ("cycle p50 ms", lambda s: s["cycle"]["p50_ms"]),
+    ("cycle p99 ms", lambda s: s["cycle"]["p99_ms"]),
+    ("server CPU ms per cycle", lambda s: s["server_cpu_ms_per_cycle"]),
+    ("sustained", lambda s: "yes" if s["sustained"] else "no"),
+]
 
 
 def _churn(results: dict[str, Any]) -> list[str]:
@@ -424,34 +288,7 @@ def _churn(results: dict[str, Any]) -> list[str]:
             "worker(s)."
         )
         out.append("")
-        rows = [
-            [
-                s["target_rate_per_s"],
-                s["achieved_per_s"],
-                s["launched"],
-                s["completed"],
-                s["failed"],
-                s["cycle"]["p50_ms"],
-                s["cycle"]["p99_ms"],
-                s["server_cpu_ms_per_cycle"],
-                "yes" if s["sustained"] else "no",
-            ]
-            for s in r["steps"]
-        ]
-        out += _table(
-            [
-                "target /s",
-                "achieved /s",
-                "launched",
-                "completed",
-                "failed",
-                "cycle p50 ms",
-                "cycle p99 ms",
-                "server CPU ms per cycle",
-                "sustained",
-            ],
-            rows,
-        )
+        out += _columns(_CHURN_STEP, r["steps"])
         out.append("")
     return out
 
@@ -506,21 +343,23 @@ def _storm(results: dict[str, Any]) -> list[str]:
     return out
 
 
+_MACHINE_CPU: list[Column] = [
+    ("scenario", lambda nu: nu[0]),
+    ("seconds", lambda nu: nu[1]["seconds"]),
+    ("machine busy CPU-s", lambda nu: nu[1]["machine_busy_cpu_s"]),
+    ("benchmark CPU-s", lambda nu: nu[1]["benchmark_cpu_s"]),
+    ("other CPU-s", lambda nu: nu[1]["other_processes_cpu_s"]),
+    (
+        "other share of the machine",
+        lambda nu: f"{100 * nu[1]['other_processes_share_of_machine']:.1f} %",
+    ),
+]
+
+
 def _machine_cpu(results: dict[str, Any]) -> list[str]:
     usage = results.get("machine_cpu") or {}
     if not usage:
         return []
-    rows = [
-        [
-            name,
-            u["seconds"],
-            u["machine_busy_cpu_s"],
-            u["benchmark_cpu_s"],
-            u["other_processes_cpu_s"],
-            f"{100 * u['other_processes_share_of_machine']:.1f} %",
-        ]
-        for name, u in usage.items()
-    ]
     return [
         "## The machine during the run",
         "",
@@ -528,23 +367,13 @@ def _machine_cpu(results: dict[str, Any]) -> list[str]:
         "tree (servers, Redis, load processes, coordinator): what other processes took "
         "meanwhile competed with the measurement.",
         "",
-        *_table(
-            [
-                "scenario",
-                "seconds",
-                "machine busy CPU-s",
-                "benchmark CPU-s",
-                "other CPU-s",
-                "other share of the machine",
-            ],
-            rows,
-        ),
+        *_columns(_MACHINE_CPU, usage.items()),
         "",
     ]
 
 
 def build_report(results: dict[str, Any], source: Path, out: Path) -> str:
-    plots = _plots(results, out)
+    plots = make_plots(results, out)
     lines = _header(results, source) + _bars(results)
     if plots:
         lines += ["## Plots", ""]
