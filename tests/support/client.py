@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,8 @@ class HeraldTestClient:
         self.answer_heartbeats = True
         self._next_id = 0
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._on_reply: dict[int, Callable[[dict[str, Any]], None]] = {}
+        """Applied by the reader when the reply is read, before the frames after it."""
         self._reader: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[tuple[int | None, str | None]] | None = None
 
@@ -118,12 +120,23 @@ class HeraldTestClient:
         else:
             await self.send_raw(json.dumps(command))
 
-    async def request(self, command: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
-        """Send a command with a fresh id; return its reply or error frame."""
+    async def request(
+        self,
+        command: dict[str, Any],
+        timeout: float = 20.0,
+        on_reply: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send a command with a fresh id; return its reply or error frame.
+
+        *on_reply* is called with the reply frame as soon as it is read, in frame order: the
+        publications that follow it may be read before this coroutine resumes.
+        """
         self._next_id += 1
         command = {**command, "id": self._next_id}
         future = asyncio.get_running_loop().create_future()
         self._waiters[self._next_id] = future
+        if on_reply is not None:
+            self._on_reply[self._next_id] = on_reply
         await self.send(command)
         return await asyncio.wait_for(future, timeout)
 
@@ -132,14 +145,14 @@ class HeraldTestClient:
         command: dict[str, Any] = {"op": "subscribe", "channel": channel}
         if recover and log.epoch is not None:
             command["since"] = {"epoch": log.epoch, "offset": log.offset}
-        answer = await self.request(command)
-        if answer["type"] != "reply":
-            return answer
-        result = answer["result"]
-        log.recoveries.append(result["recovery"])
-        if result["recovery"] != "recovered":
-            log.epoch, log.offset = result["epoch"], result["offset"]
-        return answer
+
+        def take_position(reply: dict[str, Any]) -> None:
+            result = reply["result"]
+            log.recoveries.append(result["recovery"])
+            if result["recovery"] != "recovered":
+                log.epoch, log.offset = result["epoch"], result["offset"]
+
+        return await self.request(command, on_reply=take_position)
 
     # Reading
 
@@ -160,6 +173,7 @@ class HeraldTestClient:
                 if not waiter.done():
                     waiter.set_exception(ConnectionError("connection closed"))
             self._waiters.clear()
+            self._on_reply.clear()
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -175,6 +189,9 @@ class HeraldTestClient:
         elif kind in ("reply", "error"):
             if kind == "error":
                 self.errors.append(frame)
+            on_reply = self._on_reply.pop(frame.get("id") or -1, None)
+            if on_reply is not None and kind == "reply":
+                on_reply(frame)
             waiter = self._waiters.pop(frame.get("id") or -1, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(frame)
