@@ -1,9 +1,13 @@
-"""The whole path, for real: publishers -> Redis -> a fleet of 2 workers -> 1,000 websockets.
+"""The fleet end to end over Redis: publishers -> Redis -> ``python -m socketsrv`` with 2
+workers -> 1,000 websockets (the pages in a browser are tests/e2e/).
 
 Redis is restarted in the middle of the run and a third of the clients drop their sockets and
 reconnect with their (epoch, offset); every client must still end with every publication of
 its channels exactly once and in order. Without Redis persistence, the restart loses the
 history: the channel's epoch changes, and every client is told plainly that recovery failed.
+
+Every wait is for a condition with a bound; the only sleeps are a reconnecting client's and a
+retrying publisher's backoff, and the publishers' pacing that spreads the run over the faults.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from herald_contract.errors import PublishFailed
+from herald_contract.keys import KeyLayout
 from publisher.publish import Publisher
 from socketsrv.protocol.codes import should_reconnect
 from tests.support.client import HeraldTestClient
@@ -30,6 +36,7 @@ CHANNELS = [f"question:{i}" for i in range(1, 13)] + [
     "tag:redis",
     "tag:asyncio",
 ]
+KEYS = KeyLayout()
 FLEET_ENV = {"HERALD_PING_INTERVAL_S": "5", "HERALD_UNSUBSCRIBE_GRACE_S": "1"}
 
 
@@ -121,7 +128,7 @@ async def wait_until_caught_up(
         ]  # fmt: skip
         if not behind:
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     sample = [
         (
             c.reconnects,
@@ -161,10 +168,33 @@ async def run_publishers(
                 hook = hooks.pop(count, None)
                 if hook is not None:
                     await hook()
+                # Pacing, not a wait: the faults land while publications are still flowing.
                 await asyncio.sleep(0.005)
 
     await asyncio.gather(*(one(p) for p in range(publishers)))
     return tops, published
+
+
+async def pubsub_subscribers(redis_url: str) -> dict[bytes, int]:
+    """How many connections are subscribed to each Redis pub/sub channel (one per worker that
+    has a subscriber of the channel)."""
+    async with aioredis.Redis.from_url(redis_url) as client:
+        channels = await client.pubsub_channels()
+        return dict(await client.pubsub_numsub(*channels)) if channels else {}
+
+
+async def wait_resubscribed(redis_url: str, before: dict[bytes, int], timeout_s: float) -> None:
+    """Return once Redis, restarted, has every pub/sub subscription of *before* again: each
+    worker's bus has reconnected and resubscribed, so what is published next reaches it live."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    now: dict[bytes, int] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        async with aioredis.Redis.from_url(redis_url) as client:
+            now = dict(await client.pubsub_numsub(*before)) if before else {}
+        if now == before:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the fleet did not resubscribe within {timeout_s}s: {now} != {before}")
 
 
 async def test_a_thousand_clients_get_every_publication_once_in_order_across_a_redis_restart(
@@ -226,13 +256,17 @@ async def test_a_redis_restart_that_loses_history_tells_every_client_that_recove
                 await publisher.publish(channel, {"before": True})
             clients = await start_clients(fleet.url, 100)
             old_epochs = {c: dict(c.first_epochs) for c in clients}
+            subscribed = await pubsub_subscribers(redis_server.url)
+            assert {KEYS.channel_of_live(ch.decode()) for ch in subscribed} == set(CHANNELS)
             await asyncio.to_thread(redis_server.restart, False)
+            # Publish once the fleet listens again, so each publication of the new epoch
+            # reaches the workers live and closes the subscribers of the old one.
+            await wait_resubscribed(redis_server.url, subscribed, timeout_s=30)
             tops: dict[str, tuple[str, int]] = {}
             for round_ in range(5):
                 for channel in CHANNELS:
                     r = await publish_with_retry(publisher, channel, {"after": round_}, "")
                     tops[channel] = r
-                await asyncio.sleep(0.3)
         await wait_until_caught_up(clients, tops, timeout_s=60)
         for c in clients:
             for channel in c.wanted:
