@@ -100,12 +100,17 @@ def _version(package: str) -> str | None:
         return None
 
 
+SERVER_PACKAGES = ("socketsrv", "herald_contract", "publisher")
+"""What a Herald server and its publisher run."""
+
+
 def server_code_sha() -> str:
-    """A digest of socketsrv/ and publisher/ as they are on disk (what a server started now
-    runs), to tell runs of different code apart even without a commit."""
+    """A digest of the server's packages (:data:`SERVER_PACKAGES`) as they are on disk (what
+    a server started now runs), to tell runs of different code apart even without a commit."""
     code = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
-    for path in sorted([*root.glob("socketsrv/**/*.py"), *root.glob("publisher/**/*")]):
+    files = [path for package in SERVER_PACKAGES for path in root.glob(f"{package}/**/*")]
+    for path in sorted(files):
         if path.is_file() and "__pycache__" not in path.parts:
             code.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return code.hexdigest()[:16]
@@ -140,7 +145,7 @@ def machine() -> dict[str, object]:
             ["git", "status", "--porcelain", "--", *PRODUCT_PACKAGES],
             capture_output=True, text=True, cwd=root, timeout=5,
         ).stdout.strip()  # fmt: skip
-        git = head + (" + uncommitted changes in socketsrv/publisher" if dirty else "")
+        git = head + (" + uncommitted changes in the product's packages" if dirty else "")
     nofile = ""
     with contextlib.suppress(OSError, ValueError):
         import resource

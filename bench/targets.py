@@ -11,7 +11,7 @@ Every target runs as ONE process tree whose root is the returned ``Popen``: Hera
 supervisor with ``--workers N``, and for the floor and python-socketio a small supervisor
 (bench/peers/supervisor.py) over N processes that share the port with
 SO_REUSEPORT. With one worker the root is the server itself. CPU and memory are the sum over
-the tree: :func:`process_tree` lists it (the root's children are the workers).
+the tree: :func:`bench.measure.descendants` lists it (the root's children are the workers).
 
 "Ready" means: the server said so (stdout "ready", or GET /readyz 200 for Herald) and the
 kernel lists as many listening sockets on the port as there are workers, so no worker is
@@ -33,14 +33,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 from bench.loadgen.adapters import Adapter
+from bench.measure import descendants
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from publisher.publish import Publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -54,18 +60,41 @@ HERALD_ENV = {
 }
 
 
-class TargetPublisher:
-    """Publishes to one target from the runner's process: ``async with`` it, or call
-    :meth:`open` once and :meth:`close` once."""
+Data = Mapping[str, object]
+"""A publication's data (JSON-ready)."""
+
+C = TypeVar("C")
+
+
+class TargetPublisher(Generic[C]):
+    """Publishes to one target from the runner's process over its client *C*: ``async with``
+    it, or call :meth:`open` once and :meth:`close` once."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._client: C | None = None
 
     async def open(self) -> None:
-        return None
+        self._client = self._connect()
 
-    async def publish(self, channel: str, data: Any) -> None:
-        raise NotImplementedError
+    async def publish(self, channel: str, data: Data) -> None:
+        if self._client is None:
+            raise RuntimeError("open() the publisher before publishing")
+        await self._send(self._client, channel, data)
 
     async def close(self) -> None:
-        return None
+        client, self._client = self._client, None
+        if client is not None:
+            await self._disconnect(client)
+
+    def _connect(self) -> C:
+        raise NotImplementedError
+
+    async def _send(self, client: C, channel: str, data: Data) -> None:
+        raise NotImplementedError
+
+    async def _disconnect(self, client: C) -> None:
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -80,68 +109,55 @@ class TargetPublisher:
         await self.close()
 
 
-class HeraldPublisher(TargetPublisher):
+AnyPublisher = TargetPublisher[Any]
+"""Any target's publisher, as the scenarios hold it."""
+
+
+class HeraldPublisher(TargetPublisher["Publisher"]):
     """The real publishing path: script, stream, pub/sub (``publisher.publish.Publisher``)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self._url = redis_url
-        self._publisher: Any = None
-
-    async def open(self) -> None:
+    def _connect(self) -> Publisher:
         from publisher.publish import Publisher
 
-        self._publisher = Publisher(self._url)
+        return Publisher(self.redis_url)
 
-    async def publish(self, channel: str, data: Any) -> None:
-        await self._publisher.publish(channel, data)
+    async def _send(self, client: Publisher, channel: str, data: Data) -> None:
+        await client.publish(channel, data)
 
-    async def close(self) -> None:
-        if self._publisher is not None:
-            await self._publisher.close()
-            self._publisher = None
+    async def _disconnect(self, client: Publisher) -> None:
+        await client.close()
 
 
-class FloorPublisher(TargetPublisher):
+class FloorPublisher(TargetPublisher["Redis"]):
     """``PUBLISH floor:<channel> <json data>``; the floor server frames it once."""
 
-    def __init__(self, redis_url: str) -> None:
-        self._url = redis_url
-        self._redis: Any = None
-
-    async def open(self) -> None:
+    def _connect(self) -> Redis:
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(self._url)
+        return Redis.from_url(self.redis_url)
 
-    async def publish(self, channel: str, data: Any) -> None:
-        body = json.dumps(data, separators=(",", ":"))
-        await self._redis.publish("floor:" + channel, body)
+    async def _send(self, client: Redis, channel: str, data: Data) -> None:
+        await client.publish("floor:" + channel, json.dumps(data, separators=(",", ":")))
 
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+    async def _disconnect(self, client: Redis) -> None:
+        await client.aclose()
 
 
-class SocketIOPublisher(TargetPublisher):
-    """``AsyncRedisManager(url, write_only=True).emit("pub", data, room=channel)``."""
+class SocketIOPublisher(TargetPublisher[Any]):
+    """``AsyncRedisManager(url, write_only=True).emit("pub", data, room=channel)``: the
+    documented way for another process to emit (python-socketio ships no types: Any)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self._url = redis_url
-        self._manager: Any = None
-
-    async def open(self) -> None:
+    def _connect(self) -> Any:
         import socketio  # type: ignore[import-untyped]  # python-socketio ships no types
 
-        self._manager = socketio.AsyncRedisManager(self._url, write_only=True)
+        return socketio.AsyncRedisManager(self.redis_url, write_only=True)
 
-    async def publish(self, channel: str, data: Any) -> None:
-        await self._manager.emit("pub", data, room=channel)
+    async def _send(self, client: Any, channel: str, data: Data) -> None:
+        await client.emit("pub", data, room=channel)
 
-    async def close(self) -> None:
-        manager, self._manager = self._manager, None
-        if manager is not None and manager.redis is not None:
-            await manager.redis.aclose()
+    async def _disconnect(self, client: Any) -> None:
+        if client.redis is not None:
+            await client.redis.aclose()
 
 
 Command = Callable[[int, str, int], list[str]]
@@ -153,7 +169,7 @@ class Target:
     adapter_factory: Callable[[], Adapter]
     command: Command
     """(port, redis_url, workers) -> argv."""
-    publisher_factory: Callable[[str], TargetPublisher]
+    publisher_factory: Callable[[str], AnyPublisher]
     ready: Literal["stdout", "readyz"]
     env: dict[str, str] = field(default_factory=dict)
 
@@ -161,7 +177,7 @@ class Target:
     def adapter(self) -> Adapter:
         return self.adapter_factory()
 
-    def publisher(self, redis_url: str) -> TargetPublisher:
+    def publisher(self, redis_url: str) -> AnyPublisher:
         """A publisher for this target; ``async with`` it, or call open() and close()."""
         return self.publisher_factory(redis_url)
 
@@ -202,20 +218,10 @@ class Target:
         return stop(proc, timeout_s)
 
 
-def process_tree(pid: int) -> list[int]:
-    """*pid* and its descendants (a supervisor and its workers), from /proc."""
-    pids = [pid]
-    for parent in pids:  # grows while walked: breadth first
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{parent}/task").iterdir():
-                pids.extend(int(c) for c in (task / "children").read_text().split())
-    return pids
-
-
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
     """SIGTERM, wait up to *timeout_s*, then SIGKILL the whole tree; return the exit status."""
     if proc.poll() is None:
-        tree = process_tree(proc.pid)
+        tree = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:

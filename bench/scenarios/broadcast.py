@@ -25,7 +25,7 @@ from bench.scenarios.harness import (
 )
 from bench.scenarios.publishing import data
 from bench.scenarios.summary import ConnectionSummary, Latency, connection_summary, percentiles
-from bench.targets import Target, TargetPublisher
+from bench.targets import AnyPublisher, Target
 
 CHANNEL = "tag:bench"
 _PROBE_EVERY = 100
@@ -107,7 +107,7 @@ async def _run(bench: Bench, target: Target, workers: int, sizes: list[int]) -> 
 
 
 async def _publish_windowed(
-    bench: Bench, publisher: TargetPublisher, n: int, pubs: int, window: int, deadline: float
+    bench: Bench, publisher: AnyPublisher, n: int, pubs: int, window: int, deadline: float
 ) -> int:
     """Publish *pubs* publications to *n* clients, at most *window* ahead of the average
     client, until *deadline*; how many were published."""
@@ -126,7 +126,7 @@ async def _publish_windowed(
 
 
 async def _point(
-    bench: Bench, srv: Server, publisher: TargetPublisher, n: int, window: int
+    bench: Bench, srv: Server, publisher: AnyPublisher, n: int, window: int
 ) -> _BroadcastPoint:
     """*window* publications may be ahead of the average client: with more than one, a
     server gets several publications per event-loop turn and may coalesce their frames;
@@ -170,7 +170,7 @@ async def _point(
     }
 
 
-async def _burst(bench: Bench, srv: Server, publisher: TargetPublisher, n: int) -> Burst:
+async def _burst(bench: Bench, srv: Server, publisher: AnyPublisher, n: int) -> Burst:
     """K publications ready together: how many write calls reach each connection.
 
     ``CLIENT PAUSE 300 WRITE`` holds the K publish commands (scripts and PUBLISH alike) in

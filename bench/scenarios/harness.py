@@ -144,7 +144,7 @@ def note_code_change(bench: Bench, when: str) -> None:
     code = measure.server_code_sha()
     if code != bench.code_sha:
         bench.notes.append(
-            f"socketsrv/publisher changed on disk during the run: {when} runs code {code}, "
+            f"the servers' code changed on disk during the run: {when} runs code {code}, "
             f"the run began with {bench.code_sha}"
         )
 

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import TypedDict
 
-from bench.targets import TargetPublisher
+from bench.targets import AnyPublisher
 from bench.workload import Population, Rates
 
 PAD = "x" * 48
@@ -38,7 +38,7 @@ class RatePublisher:
     rate back."""
 
     def __init__(
-        self, publisher: TargetPublisher, population: Population, max_in_flight: int = 256
+        self, publisher: AnyPublisher, population: Population, max_in_flight: int = 256
     ) -> None:
         self.publisher = publisher
         self.population = population

@@ -31,7 +31,7 @@ from bench.scenarios.summary import (
     connection_summary,
     percentiles,
 )
-from bench.targets import TargetPublisher
+from bench.targets import AnyPublisher
 from bench.workload import NOMINAL, Population
 
 P99_BAR_MS = 50.0
@@ -116,7 +116,7 @@ async def run(bench: Bench) -> list[QaRun]:
 
 
 async def _steps(
-    bench: Bench, srv: Server, publisher: TargetPublisher, pop: Population
+    bench: Bench, srv: Server, publisher: AnyPublisher, pop: Population
 ) -> list[QaStep]:
     """Up from the nominal rate until the bar breaks; if the nominal rate already breaks
     it, down until a rate meets it (the highest rate that still does)."""
@@ -148,7 +148,7 @@ async def _settle(bench: Bench) -> None:
 
 
 async def _step(
-    bench: Bench, srv: Server, publisher: TargetPublisher, pop: Population, multiplier: float
+    bench: Bench, srv: Server, publisher: AnyPublisher, pop: Population, multiplier: float
 ) -> QaStep:
     scale = bench.scale
     rates = NOMINAL.scaled(pop.tabs, multiplier * scale.qa_rate_boost)
