@@ -6,10 +6,13 @@ Create Date: 2026-11-21
 
 Tables with an id are AUTOINCREMENT on SQLite, so the id of a deleted row is never given to
 a new one (ids travel in channel names and events: ``answer:4`` must not come back as
-someone else's answer).
+someone else's answer). The tables are written with a few helpers that spell the models'
+conventions once (an id column, references, times, constraint and index names); the schema
+they make is the one the models describe (tests/qasite/test_migrations.py).
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,191 +22,177 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""Ids and references to them: BIGINT, and INTEGER on SQLite (where it aliases the rowid)."""
+
+ONE_POST = "(question_id IS NULL) <> (answer_id IS NULL)"
+"""A comment, vote or attachment is on exactly one post."""
+
+INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "outbox": (("published_at", "id"),),
+    "email_verifications": (("user_id",),),
+    "questions": (("author_id",), ("created_at", "id"), ("last_activity_at", "id"),
+                  ("score", "id")),
+    "refresh_tokens": (("user_id",),),
+    "answers": (("author_id",), ("question_id", "id")),
+    "question_tags": (("tag_id", "question_id"),),
+    "attachments": (("answer_id",), ("owner_id",), ("question_id",)),
+    "comments": (("answer_id",), ("author_id",), ("question_id",)),
+    "votes": (("answer_id",), ("question_id",), ("user_id",)),
+    "inbox_items": (("actor_id",), ("answer_id",), ("comment_id",), ("question_id",),
+                    ("user_id", "id"), ("user_id", "read_at")),
+}  # fmt: skip
+"""Each table's indexes by their columns, named ``ix_<table>_<columns>``."""
+
+TABLES = ("outbox", "tags", "users", "email_verifications", "questions", "refresh_tokens",
+          "answers", "question_tags", "attachments", "comments", "votes",
+          "inbox_items")  # fmt: skip
+"""In the order they are created (each after the tables it references)."""
+
+
+def _ref(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, ID, nullable=nullable)
+
+
+def _text(name: str, length: int | None = None, *, nullable: bool = False) -> sa.Column[Any]:
+    kind = sa.Text() if length is None else sa.String(length=length)
+    return sa.Column(name, kind, nullable=nullable)
+
+
+def _int(name: str) -> sa.Column[Any]:
+    return sa.Column(name, sa.Integer(), nullable=False)
+
+
+def _time(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _fk(table: str, column: str, target: str, ondelete: str = "CASCADE") -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        [column], [f"{target}.id"], name=op.f(f"fk_{table}_{column}_{target}"), ondelete=ondelete
+    )
+
+
+def _unique(table: str, *columns: str) -> sa.UniqueConstraint:
+    return sa.UniqueConstraint(*columns, name=op.f(f"uq_{table}_{'_'.join(columns)}"))
+
+
+def _one_post(table: str) -> sa.CheckConstraint:
+    return sa.CheckConstraint(ONE_POST, name=op.f(f"ck_{table}_one_post"))
+
+
+def _table(name: str, *items: Any) -> None:
+    """Create *name* with an AUTOINCREMENT ``id`` first, *items* after it, then its indexes."""
+    op.create_table(
+        name,
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        *items,
+        sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{name}")),
+        sqlite_autoincrement=True,
+    )
+    _create_indexes(name)
+
+
+def _create_indexes(table: str) -> None:
+    if table not in INDEXES:
+        return
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        for columns in INDEXES[table]:
+            batch_op.create_index(
+                _index_name(batch_op, table, columns), list(columns), unique=False
+            )
+
+
+def _index_name(batch_op: Any, table: str, columns: tuple[str, ...]) -> str:
+    # One-column indexes come from the models' index=True (named by the convention);
+    # the others are declared by name in the models.
+    name = f"ix_{table}_{'_'.join(columns)}"
+    if len(columns) == 1:
+        final: str = batch_op.f(name)  # a str marked as already named by the convention
+        return final
+    return name
+
 
 def upgrade() -> None:
     """Upgrade schema."""
-    op.create_table(
+    _people()
+    _posts()
+    _around_posts()
+    _reactions()
+
+
+def _people() -> None:
+    _table(
         "outbox",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("channel", sa.String(length=64), nullable=False),
+        _text("event_id", 64),
+        _text("channel", 64),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
-        sqlite_autoincrement=True,
+        _time("created_at"),
+        _time("published_at", nullable=True),
+        _unique("outbox", "event_id"),
     )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index("ix_outbox_published_at_id", ["published_at", "id"], unique=False)
-
-    op.create_table(
-        "tags",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("name", sa.String(length=35), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
-        sa.UniqueConstraint("name", name=op.f("uq_tags_name")),
-        sqlite_autoincrement=True,
-    )
-    op.create_table(
+    _table("tags", _text("name", 35), _unique("tags", "name"))
+    _table(
         "users",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("email", sa.String(length=254), nullable=False),
-        sa.Column("display_name", sa.String(length=64), nullable=False),
-        sa.Column("password_hash", sa.String(length=255), nullable=False),
+        _text("email", 254),
+        _text("display_name", 64),
+        _text("password_hash", 255),
         sa.Column("verified", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
-        sa.UniqueConstraint("email", name=op.f("uq_users_email")),
-        sqlite_autoincrement=True,
+        _time("created_at"),
+        _unique("users", "email"),
     )
-    op.create_table(
+    _table(
         "email_verifications",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_email_verifications_user_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_verifications")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_email_verifications_token_hash")),
-        sqlite_autoincrement=True,
+        _ref("user_id"),
+        _text("token_hash", 64),
+        _time("expires_at"),
+        _time("used_at", nullable=True),
+        _fk("email_verifications", "user_id", "users"),
+        _unique("email_verifications", "token_hash"),
     )
-    with op.batch_alter_table("email_verifications", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_email_verifications_user_id"), ["user_id"], unique=False
-        )
 
-    op.create_table(
+
+def _posts() -> None:
+    _table(
         "questions",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("title", sa.String(length=150), nullable=False),
-        sa.Column("body_md", sa.Text(), nullable=False),
-        sa.Column("body_html", sa.Text(), nullable=False),
-        sa.Column("score", sa.Integer(), nullable=False),
-        sa.Column("score_version", sa.Integer(), nullable=False),
-        sa.Column("edit_version", sa.Integer(), nullable=False),
-        sa.Column("answer_count", sa.Integer(), nullable=False),
-        sa.Column(
-            "accepted_answer_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=True,
-        ),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["author_id"],
-            ["users.id"],
-            name=op.f("fk_questions_author_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_questions")),
-        sqlite_autoincrement=True,
+        _ref("author_id"),
+        _text("title", 150),
+        _text("body_md"),
+        _text("body_html"),
+        _int("score"),
+        _int("score_version"),
+        _int("edit_version"),
+        _int("answer_count"),
+        _ref("accepted_answer_id", nullable=True),
+        _time("created_at"),
+        _time("updated_at"),
+        _time("last_activity_at"),
+        _fk("questions", "author_id", "users"),
     )
-    with op.batch_alter_table("questions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_questions_author_id"), ["author_id"], unique=False)
-        batch_op.create_index("ix_questions_created_at_id", ["created_at", "id"], unique=False)
-        batch_op.create_index(
-            "ix_questions_last_activity_at_id", ["last_activity_at", "id"], unique=False
-        )
-        batch_op.create_index("ix_questions_score_id", ["score", "id"], unique=False)
-
-    op.create_table(
+    _table(
         "refresh_tokens",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_refresh_tokens_user_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
-        sqlite_autoincrement=True,
+        _ref("user_id"),
+        _text("token_hash", 64),
+        _time("created_at"),
+        _time("expires_at"),
+        _time("revoked_at", nullable=True),
+        _fk("refresh_tokens", "user_id", "users"),
+        _unique("refresh_tokens", "token_hash"),
     )
-    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_refresh_tokens_user_id"), ["user_id"], unique=False)
-
-    op.create_table(
+    _table(
         "answers",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("body_md", sa.Text(), nullable=False),
-        sa.Column("body_html", sa.Text(), nullable=False),
-        sa.Column("score", sa.Integer(), nullable=False),
-        sa.Column("score_version", sa.Integer(), nullable=False),
-        sa.Column("edit_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["author_id"], ["users.id"], name=op.f("fk_answers_author_id_users"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_answers_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_answers")),
-        sqlite_autoincrement=True,
+        _ref("question_id"),
+        _ref("author_id"),
+        _text("body_md"),
+        _text("body_html"),
+        _int("score"),
+        _int("score_version"),
+        _int("edit_version"),
+        _time("created_at"),
+        _time("updated_at"),
+        _fk("answers", "author_id", "users"),
+        _fk("answers", "question_id", "questions"),
     )
-    with op.batch_alter_table("answers", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_answers_author_id"), ["author_id"], unique=False)
-        batch_op.create_index("ix_answers_question_id_id", ["question_id", "id"], unique=False)
     # questions and answers point at each other: the accepted answer's key comes last.
     # On SQLite this batch copies the table: it must keep AUTOINCREMENT.
     with op.batch_alter_table(
@@ -217,296 +206,98 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
 
+
+def _around_posts() -> None:
+    """The tags of questions and the attachments of posts."""
     op.create_table(
         "question_tags",
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("tag_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_question_tags_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["tag_id"], ["tags.id"], name=op.f("fk_question_tags_tag_id_tags"), ondelete="CASCADE"
-        ),
+        _ref("question_id"),
+        _ref("tag_id"),
+        _fk("question_tags", "question_id", "questions"),
+        _fk("question_tags", "tag_id", "tags"),
         sa.PrimaryKeyConstraint("question_id", "tag_id", name=op.f("pk_question_tags")),
     )
-    with op.batch_alter_table("question_tags", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_question_tags_tag_id_question_id", ["tag_id", "question_id"], unique=False
-        )
-
-    op.create_table(
+    _create_indexes("question_tags")
+    _table(
         "attachments",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("answer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("content_type", sa.String(length=64), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
-        sa.Column("width", sa.Integer(), nullable=False),
-        sa.Column("height", sa.Integer(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("storage_name", sa.String(length=128), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "(question_id IS NULL) <> (answer_id IS NULL)", name=op.f("ck_attachments_one_post")
-        ),
-        sa.ForeignKeyConstraint(
-            ["answer_id"],
-            ["answers.id"],
-            name=op.f("fk_attachments_answer_id_answers"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
-            name=op.f("fk_attachments_owner_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_attachments_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_attachments")),
-        sa.UniqueConstraint("storage_name", name=op.f("uq_attachments_storage_name")),
-        sqlite_autoincrement=True,
+        _ref("owner_id"),
+        _ref("question_id", nullable=True),
+        _ref("answer_id", nullable=True),
+        _text("content_type", 64),
+        _int("size_bytes"),
+        _int("width"),
+        _int("height"),
+        _text("sha256", 64),
+        _text("storage_name", 128),
+        _time("created_at"),
+        _one_post("attachments"),
+        _fk("attachments", "answer_id", "answers"),
+        _fk("attachments", "owner_id", "users"),
+        _fk("attachments", "question_id", "questions"),
+        _unique("attachments", "storage_name"),
     )
-    with op.batch_alter_table("attachments", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_attachments_answer_id"), ["answer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_attachments_owner_id"), ["owner_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_attachments_question_id"), ["question_id"], unique=False
-        )
 
-    op.create_table(
+
+def _reactions() -> None:
+    """What people add to posts and what it tells others: comments, votes, inbox items."""
+    _table(
         "comments",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("answer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("body", sa.String(length=600), nullable=False),
-        sa.Column("edit_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "(question_id IS NULL) <> (answer_id IS NULL)", name=op.f("ck_comments_one_post")
-        ),
-        sa.ForeignKeyConstraint(
-            ["answer_id"],
-            ["answers.id"],
-            name=op.f("fk_comments_answer_id_answers"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["author_id"],
-            ["users.id"],
-            name=op.f("fk_comments_author_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_comments_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_comments")),
-        sqlite_autoincrement=True,
+        _ref("author_id"),
+        _ref("question_id", nullable=True),
+        _ref("answer_id", nullable=True),
+        _text("body", 600),
+        _int("edit_version"),
+        _time("created_at"),
+        _time("updated_at"),
+        _one_post("comments"),
+        _fk("comments", "answer_id", "answers"),
+        _fk("comments", "author_id", "users"),
+        _fk("comments", "question_id", "questions"),
     )
-    with op.batch_alter_table("comments", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_comments_answer_id"), ["answer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_comments_author_id"), ["author_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_comments_question_id"), ["question_id"], unique=False)
-
-    op.create_table(
+    _table(
         "votes",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("answer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        _ref("user_id"),
+        _ref("question_id", nullable=True),
+        _ref("answer_id", nullable=True),
         sa.Column("value", sa.SmallInteger(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "(question_id IS NULL) <> (answer_id IS NULL)", name=op.f("ck_votes_one_post")
-        ),
+        _time("created_at"),
+        _one_post("votes"),
         sa.CheckConstraint("value IN (-1, 1)", name=op.f("ck_votes_value")),
-        sa.ForeignKeyConstraint(
-            ["answer_id"],
-            ["answers.id"],
-            name=op.f("fk_votes_answer_id_answers"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_votes_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_votes_user_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_votes")),
-        sa.UniqueConstraint("user_id", "answer_id", name=op.f("uq_votes_user_id_answer_id")),
-        sa.UniqueConstraint("user_id", "question_id", name=op.f("uq_votes_user_id_question_id")),
-        sqlite_autoincrement=True,
+        _fk("votes", "answer_id", "answers"),
+        _fk("votes", "question_id", "questions"),
+        _fk("votes", "user_id", "users"),
+        _unique("votes", "user_id", "answer_id"),
+        _unique("votes", "user_id", "question_id"),
     )
-    with op.batch_alter_table("votes", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_votes_answer_id"), ["answer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_votes_question_id"), ["question_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_votes_user_id"), ["user_id"], unique=False)
-
-    op.create_table(
+    _table(
         "inbox_items",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("actor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column(
-            "question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("answer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column(
-            "comment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column("excerpt", sa.String(length=200), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["actor_id"],
-            ["users.id"],
-            name=op.f("fk_inbox_items_actor_id_users"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["answer_id"],
-            ["answers.id"],
-            name=op.f("fk_inbox_items_answer_id_answers"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["comment_id"],
-            ["comments.id"],
-            name=op.f("fk_inbox_items_comment_id_comments"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["question_id"],
-            ["questions.id"],
-            name=op.f("fk_inbox_items_question_id_questions"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_inbox_items_user_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox_items")),
-        sqlite_autoincrement=True,
+        _ref("user_id"),
+        _text("kind", 16),
+        _ref("actor_id", nullable=True),
+        _ref("question_id", nullable=True),
+        _ref("answer_id", nullable=True),
+        _ref("comment_id", nullable=True),
+        _text("excerpt", 200),
+        _time("created_at"),
+        _time("read_at", nullable=True),
+        _fk("inbox_items", "actor_id", "users", ondelete="SET NULL"),
+        _fk("inbox_items", "answer_id", "answers"),
+        _fk("inbox_items", "comment_id", "comments"),
+        _fk("inbox_items", "question_id", "questions"),
+        _fk("inbox_items", "user_id", "users"),
     )
-    with op.batch_alter_table("inbox_items", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_inbox_items_actor_id"), ["actor_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_inbox_items_answer_id"), ["answer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_inbox_items_comment_id"), ["comment_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_inbox_items_question_id"), ["question_id"], unique=False
-        )
-        batch_op.create_index("ix_inbox_items_user_id_id", ["user_id", "id"], unique=False)
-        batch_op.create_index(
-            "ix_inbox_items_user_id_read_at", ["user_id", "read_at"], unique=False
-        )
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
-    with op.batch_alter_table("inbox_items", schema=None) as batch_op:
-        batch_op.drop_index("ix_inbox_items_user_id_read_at")
-        batch_op.drop_index("ix_inbox_items_user_id_id")
-        batch_op.drop_index(batch_op.f("ix_inbox_items_question_id"))
-        batch_op.drop_index(batch_op.f("ix_inbox_items_comment_id"))
-        batch_op.drop_index(batch_op.f("ix_inbox_items_answer_id"))
-        batch_op.drop_index(batch_op.f("ix_inbox_items_actor_id"))
-
-    op.drop_table("inbox_items")
-    with op.batch_alter_table("votes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_votes_user_id"))
-        batch_op.drop_index(batch_op.f("ix_votes_question_id"))
-        batch_op.drop_index(batch_op.f("ix_votes_answer_id"))
-
-    op.drop_table("votes")
-    with op.batch_alter_table("comments", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_comments_question_id"))
-        batch_op.drop_index(batch_op.f("ix_comments_author_id"))
-        batch_op.drop_index(batch_op.f("ix_comments_answer_id"))
-
-    op.drop_table("comments")
-    with op.batch_alter_table("attachments", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_attachments_question_id"))
-        batch_op.drop_index(batch_op.f("ix_attachments_owner_id"))
-        batch_op.drop_index(batch_op.f("ix_attachments_answer_id"))
-
-    op.drop_table("attachments")
-    with op.batch_alter_table("question_tags", schema=None) as batch_op:
-        batch_op.drop_index("ix_question_tags_tag_id_question_id")
-
-    op.drop_table("question_tags")
-    with op.batch_alter_table("answers", schema=None) as batch_op:
-        batch_op.drop_index("ix_answers_question_id_id")
-        batch_op.drop_index(batch_op.f("ix_answers_author_id"))
-
-    with op.batch_alter_table("questions", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            op.f("fk_questions_accepted_answer_id_answers"), type_="foreignkey"
-        )
-    op.drop_table("answers")
-    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_refresh_tokens_user_id"))
-
-    op.drop_table("refresh_tokens")
-    with op.batch_alter_table("questions", schema=None) as batch_op:
-        batch_op.drop_index("ix_questions_score_id")
-        batch_op.drop_index("ix_questions_last_activity_at_id")
-        batch_op.drop_index("ix_questions_created_at_id")
-        batch_op.drop_index(batch_op.f("ix_questions_author_id"))
-
-    op.drop_table("questions")
-    with op.batch_alter_table("email_verifications", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_email_verifications_user_id"))
-
-    op.drop_table("email_verifications")
-    op.drop_table("users")
-    op.drop_table("tags")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_published_at_id")
-
-    op.drop_table("outbox")
+    """Downgrade schema: every table in reverse order, its indexes first; the accepted
+    answer's key goes before the answers."""
+    for table in reversed(TABLES):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for columns in reversed(INDEXES.get(table, ())):
+                batch_op.drop_index(_index_name(batch_op, table, columns))
+        if table == "answers":
+            with op.batch_alter_table("questions", schema=None) as batch_op:
+                batch_op.drop_constraint(
+                    op.f("fk_questions_accepted_answer_id_answers"), type_="foreignkey"
+                )
+        op.drop_table(table)
