@@ -1,4 +1,4 @@
-"""Every metric socketsrv exports, defined in one place (docs/metrics.md).
+"""Every metric socketsrv exports, defined in one place (monitoring/README.md lists them).
 
 Built once per process by :func:`build_metrics` and passed down. With several workers the
 fleet runs prometheus-client in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the
@@ -9,6 +9,7 @@ over the fleet; gauges say how they combine across processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -51,94 +52,71 @@ class Metrics:
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     """Create every metric in *registry* (a fresh one when None: tests build their own)."""
     reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+
+    def counter(name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=reg)
+
+    def gauge(name: str, doc: str, combined: Literal["livesum", "liveall"]) -> Gauge:
+        # How the multiprocess collector combines the workers' values (module docstring).
+        return Gauge(name, doc, registry=reg, multiprocess_mode=combined)
+
+    def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, buckets=buckets, registry=reg)
+
     return Metrics(
-        connections_open=Gauge(
-            "herald_connections_open",
-            "Open websocket connections.",
-            registry=reg,
-            multiprocess_mode="livesum",
+        connections_open=gauge("herald_connections_open", "Open websocket connections.", "livesum"),
+        connections_accepted=counter(
+            "herald_connections_accepted", "Websocket handshakes accepted."
         ),
-        connections_accepted=Counter(
-            "herald_connections_accepted", "Websocket handshakes accepted.", registry=reg
-        ),
-        handshake_rejections=Counter(
+        handshake_rejections=counter(
             "herald_handshake_rejections",
             "HTTP requests refused at the handshake, by reason.",
-            ["reason"],
-            registry=reg,
+            "reason",
         ),
-        disconnects=Counter(
-            "herald_disconnects",
-            "Connections closed by the server, by close code.",
-            ["code"],
-            registry=reg,
+        disconnects=counter(
+            "herald_disconnects", "Connections closed by the server, by close code.", "code"
         ),
-        subscriptions_open=Gauge(
-            "herald_subscriptions_open",
-            "Client subscriptions held by connections.",
-            registry=reg,
-            multiprocess_mode="livesum",
+        subscriptions_open=gauge(
+            "herald_subscriptions_open", "Client subscriptions held by connections.", "livesum"
         ),
-        channels_subscribed=Gauge(
+        channels_subscribed=gauge(
             "herald_channels_subscribed",
             "Channels this worker is subscribed to on the bus.",
-            registry=reg,
-            multiprocess_mode="livesum",
+            "livesum",
         ),
-        commands=Counter(
-            "herald_commands", "Client commands received, by op.", ["op"], registry=reg
+        commands=counter("herald_commands", "Client commands received, by op.", "op"),
+        errors=counter("herald_errors", "Error replies sent to clients, by error code.", "code"),
+        publications_received=counter(
+            "herald_publications_received", "Publications received from the bus."
         ),
-        errors=Counter(
-            "herald_errors",
-            "Error replies sent to clients, by error code.",
-            ["code"],
-            registry=reg,
+        frames_delivered=counter(
+            "herald_frames_delivered", "Publication frames handed to connections."
         ),
-        publications_received=Counter(
-            "herald_publications_received", "Publications received from the bus.", registry=reg
-        ),
-        frames_delivered=Counter(
-            "herald_frames_delivered", "Publication frames handed to connections.", registry=reg
-        ),
-        bytes_written=Counter(
-            "herald_bytes_written", "Bytes written to client transports.", registry=reg
-        ),
-        fanout_duration=Histogram(
+        bytes_written=counter("herald_bytes_written", "Bytes written to client transports."),
+        fanout_duration=histogram(
             "herald_fanout_duration_seconds",
             "Time to hand one publication to every local subscriber.",
-            buckets=_FANOUT_BUCKETS,
-            registry=reg,
+            _FANOUT_BUCKETS,
         ),
-        delivery_latency=Histogram(
+        delivery_latency=histogram(
             "herald_publish_to_fanout_seconds",
             "From the offset being taken on the bus to the fan-out on this worker.",
-            buckets=_LATENCY_BUCKETS,
-            registry=reg,
+            _LATENCY_BUCKETS,
         ),
-        recoveries=Counter(
-            "herald_recoveries", "Subscribe-with-recovery outcomes.", ["result"], registry=reg
-        ),
-        gap_repairs=Counter(
+        recoveries=counter("herald_recoveries", "Subscribe-with-recovery outcomes.", "result"),
+        gap_repairs=counter(
             "herald_gap_repairs",
             "Worker-side repairs of a channel stream from history.",
-            ["result"],
-            registry=reg,
+            "result",
         ),
-        bus_live=Gauge(
-            "herald_bus_live",
-            "1 while this worker's bus subscription is live.",
-            registry=reg,
-            multiprocess_mode="liveall",
+        bus_live=gauge(
+            "herald_bus_live", "1 while this worker's bus subscription is live.", "liveall"
         ),
-        bus_reconnects=Counter(
-            "herald_bus_reconnects",
-            "Bus connection losses after which it reconnected.",
-            registry=reg,
+        bus_reconnects=counter(
+            "herald_bus_reconnects", "Bus connection losses after which it reconnected."
         ),
-        bus_invalid_messages=Counter(
-            "herald_bus_invalid_messages",
-            "Bus messages that were not valid envelopes.",
-            registry=reg,
+        bus_invalid_messages=counter(
+            "herald_bus_invalid_messages", "Bus messages that were not valid envelopes."
         ),
         registry=reg,
     )

@@ -1,4 +1,4 @@
-"""socketsrv/connection.py: the opening handshake, the wire formats and the plain HTTP paths.
+"""socketsrv/connection.py and websocket.py: the opening handshake, wire formats, lifecycle.
 
 One real worker per test on a loopback port; clients are the ``websockets`` library or raw
 TCP (tests/support/raw_ws.py) when a test needs what a well-behaved client never sends.
@@ -8,25 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection as WebsocketClient
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from socketsrv.worker import Worker, WorkerState
-from tests.support.client import HeraldTestClient
+from socketsrv.connection import ClientConnection, ConnectionState
+from socketsrv.errors import WrongState
+from socketsrv.protocol.codes import CloseCode
+from socketsrv.worker import Worker
+from tests.support.client import HeraldTestClient, assert_closed_with
 from tests.support.raw_ws import (
-    get_request,
     http_get,
-    parse_http_answer,
-    raw_connection,
-    upgrade_request,
 )
 from tests.support.waiting import eventually
-from tests.support.worker import handshake_rejections, publish, running_worker, ws_url
+from tests.support.worker import (
+    disconnects_counted,
+    handshake_rejections,
+    publish,
+    running_worker,
+    ws_url,
+)
 
 GOOD_ORIGIN = "https://ok.example"
 
@@ -38,7 +46,7 @@ async def assert_handshake_refused(url: str, status: int, **options: Any) -> Non
     assert refused.value.response.status_code == status
 
 
-async def receive_msgpack(ws: ClientConnection) -> dict[str, Any]:
+async def receive_msgpack(ws: WebsocketClient) -> dict[str, Any]:
     frame = await asyncio.wait_for(ws.recv(), 5)
     assert isinstance(frame, bytes), f"expected a binary frame, got text {frame!r}"
     message = msgpack.unpackb(frame)
@@ -145,55 +153,7 @@ async def test_a_connection_beyond_max_connections_gets_503_until_one_leaves() -
             await second.close()
 
 
-# Plain HTTP paths
-
-
-async def test_healthz_answers_200(worker: Worker) -> None:
-    answer = await http_get(worker.port, "/healthz")
-    assert (answer.status, answer.body) == (200, b"ok\n")
-
-
-async def test_readyz_answers_200_while_the_bus_is_live(worker: Worker) -> None:
-    answer = await http_get(worker.port, "/readyz")
-    assert (answer.status, answer.body) == (200, b"ready\n")
-
-
-async def test_readyz_answers_503_once_the_bus_is_closed(worker: Worker) -> None:
-    await worker.bus.close()
-    answer = await http_get(worker.port, "/readyz")
-    assert (answer.status, answer.body) == (503, b"not ready\n")
-    assert (await http_get(worker.port, "/healthz")).status == 200
-
-
-async def test_readyz_answers_503_and_handshakes_get_503_while_draining() -> None:
-    async with running_worker(drain_batch_interval_s=0.5) as worker:
-        client = HeraldTestClient(ws_url(worker))
-        await client.open()
-        async with raw_connection(worker.port) as probe, raw_connection(worker.port) as late:
-            draining = asyncio.ensure_future(worker.drain())
-            await eventually(lambda: worker.state is WorkerState.DRAINING)
-
-            ready = parse_http_answer(await probe.exchange(get_request("/readyz")))
-            handshake = await late.read_http_head(upgrade_request())
-
-            assert worker.state is WorkerState.DRAINING
-            await draining
-        await client.close()
-    assert ready.status == 503
-    assert handshake.status == 503
-    assert handshake_rejections(worker, "draining") == 1
-
-
-async def test_metrics_answers_prometheus_text_with_the_open_connections(worker: Worker) -> None:
-    client = HeraldTestClient(ws_url(worker))
-    await client.open()
-    try:
-        answer = await http_get(worker.port, "/metrics")
-    finally:
-        await client.close()
-    assert answer.status == 200
-    assert answer.headers["content-type"].startswith("text/plain")
-    assert b"\nherald_connections_open 1.0\n" in answer.body
+# A plain GET where the websocket is
 
 
 async def test_a_plain_get_on_the_websocket_path_is_refused_with_426_and_counted(
@@ -202,3 +162,85 @@ async def test_a_plain_get_on_the_websocket_path_is_refused_with_426_and_counted
     answer = await http_get(worker.port, "/ws")
     assert answer.status == 426
     assert handshake_rejections(worker, "bad_handshake") == 1
+
+
+# Lifecycle
+
+
+def unconnected(worker: Worker) -> ClientConnection:
+    """A connection object as the worker makes one for a TCP accept, before any byte."""
+    host = worker._host
+    assert host is not None
+    return ClientConnection(host)
+
+
+@pytest.mark.parametrize(
+    ("call", "action"),
+    [
+        pytest.param(lambda conn: conn.session, "use the session", id="session"),
+        pytest.param(lambda conn: conn.push(b"\x81\x00"), "push a frame", id="push"),
+        pytest.param(
+            lambda conn: conn.close_with(CloseCode.RESTART), "close with a code", id="close_with"
+        ),
+    ],
+)
+async def test_a_connection_before_its_101_refuses_what_needs_a_websocket_naming_its_state(
+    worker: Worker, call: Callable[[ClientConnection], object], action: str
+) -> None:
+    conn = unconnected(worker)
+    assert conn.state is ConnectionState.CONNECTING
+    with pytest.raises(WrongState, match=f"connection: cannot {action} in state connecting"):
+        call(conn)
+
+
+async def test_a_connection_goes_open_closing_closed_and_drops_frames_once_closing(
+    worker: Worker,
+) -> None:
+    client = HeraldTestClient(ws_url(worker))
+    await client.open()
+    try:
+        (conn,) = worker.connections
+        assert conn.state is ConnectionState.OPEN
+        conn.close_with(CloseCode.STATE_LOST)
+        assert conn.state is ConnectionState.CLOSING
+        conn.push(b"\x81\x00")  # a fan-out racing the close: dropped, not an error
+        conn.close_with(CloseCode.RESTART)  # closed once: the first code stands
+        assert await assert_closed_with(client, 4003) == "state lost"
+        await eventually(lambda: conn.state is ConnectionState.CLOSED)
+        assert worker.connections == set()
+    finally:
+        await client.close()
+    assert disconnects_counted(worker, 4003) == 1
+    assert disconnects_counted(worker, 4000) == 0
+
+
+async def test_each_connection_logs_one_debug_line_when_it_opens_and_one_when_it_closes(
+    worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="socketsrv.connection")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "socketsrv.connection"]
+
+    by_client, by_server = HeraldTestClient(ws_url(worker)), HeraldTestClient(ws_url(worker))
+    for client in (by_client, by_server):
+        await client.open()
+    peers = [f"127.0.0.1:{c.ws.local_address[1]}" for c in (by_client, by_server) if c.ws]
+    try:
+        await by_client.close()
+        (conn,) = worker.connections
+        conn.close_with(CloseCode.STATE_LOST)
+        await assert_closed_with(by_server, 4003)
+        await eventually(lambda: sum(" closed: " in line for line in lines()) == 2)
+    finally:
+        await by_server.close()
+    opened = [line for line in lines() if " opened: " in line]
+    closed = [line for line in lines() if " closed: " in line]
+    assert len(opened) == len(peers) == 2
+    for line, peer in zip(opened, peers, strict=True):
+        assert f"peer {peer}, herald.v1.json" in line
+    assert f"peer {peers[0]}, code 1000 by the client" in closed[0]
+    assert f"peer {peers[1]}, code 4003 by the server" in closed[1]
+    assert all(
+        r.levelno == logging.DEBUG for r in caplog.records if r.name == "socketsrv.connection"
+    )

@@ -28,6 +28,7 @@ from socketsrv.metrics import build_metrics
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import Recovery
+from tests.support.raw_ws import parse_server_frame
 from tests.support.waiting import eventually
 
 
@@ -50,7 +51,7 @@ class RecordingSubscriber:
     @property
     def offsets(self) -> list[int]:
         decode = json.loads if self.wire is WireFormat.JSON else msgpack.unpackb
-        return [decode(frame[2:])["offset"] for frame in self.frames]
+        return [decode(parse_server_frame(frame)[1])["offset"] for frame in self.frames]
 
 
 class LossyBus:

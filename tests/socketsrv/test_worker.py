@@ -36,6 +36,7 @@ from tests.support.raw_ws import (
     client_frame,
     get_request,
     raw_connection,
+    read_server_frame,
     upgrade_request,
 )
 from tests.support.tokens import TokenIssuer
@@ -184,10 +185,7 @@ def test_a_connect_that_arrived_in_time_on_a_busy_worker_is_not_timed_out() -> N
             assert head.startswith(b"HTTP/1.1 101")
             stall.wait(10)  # set inside the stall: the worker reads no socket until it ends
             sock.sendall(client_frame(OP_TEXT, json.dumps({"id": 1, "op": "connect"}).encode()))
-            stream = sock.makefile("rb")
-            head = stream.read(2)  # a server frame: unmasked, shorter than 64 KiB
-            n = head[1] if head[1] < 126 else int.from_bytes(stream.read(2), "big")
-            return head[0] & 0x0F, stream.read(n)
+            return read_server_frame(sock.makefile("rb").read)
 
     async def stalled_worker() -> None:
         async with running_worker() as worker:

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 
@@ -75,6 +75,32 @@ def client_frame(
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def extended_length_bytes(second_byte: int) -> int:
+    """How many length bytes follow a frame's first two (RFC 6455 section 5.2): 0, 2 or 8."""
+    n = second_byte & 0x7F
+    return 2 if n == 126 else 8 if n == 127 else 0
+
+
+def parse_server_frame(frame: bytes) -> tuple[int, bytes]:
+    """The opcode and payload of one complete, unmasked server frame."""
+    extra = extended_length_bytes(frame[1])
+    n = int.from_bytes(frame[2 : 2 + extra], "big") if extra else frame[1] & 0x7F
+    start = 2 + extra
+    assert len(frame) == start + n, f"not one frame: {len(frame)} bytes for a {n}-byte payload"
+    return frame[0] & 0x0F, frame[start:]
+
+
+def read_server_frame(read: Callable[[int], bytes]) -> tuple[int, bytes]:
+    """The opcode and payload of the next server frame from a blocking *read(n)*."""
+    head = read(2)
+    extra = read(extended_length_bytes(head[1]))
+    return parse_server_frame(head + extra + read(_length(head, extra)))
+
+
+def _length(head: bytes, extra: bytes) -> int:
+    return int.from_bytes(extra, "big") if extra else head[1] & 0x7F
+
+
 class RawConnection:
     """One TCP connection to a worker, opened before anything is sent on it."""
 
@@ -100,12 +126,8 @@ class RawConnection:
     async def read_frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
         """The opcode and payload of the next (unmasked, server) frame."""
         head = await asyncio.wait_for(self.reader.readexactly(2), timeout)
-        n = head[1] & 0x7F
-        if n == 126:
-            n = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif n == 127:
-            n = int.from_bytes(await self.reader.readexactly(8), "big")
-        return head[0] & 0x0F, await self.reader.readexactly(n)
+        extra = await self.reader.readexactly(extended_length_bytes(head[1]))
+        return head[0] & 0x0F, await self.reader.readexactly(_length(head, extra))
 
     async def close_code(self) -> int:
         """Skip frames up to the server's close frame; its code."""

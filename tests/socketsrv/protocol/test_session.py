@@ -27,6 +27,7 @@ from socketsrv.protocol.session import (
     StartSubscribe,
     StopSubscription,
 )
+from tests.support.raw_ws import parse_server_frame
 from tests.support.tokens import SignToken
 
 T0 = 1_800_000_000.0
@@ -75,8 +76,7 @@ class Client:
 
 def message(frame: bytes, wire: WireFormat = WireFormat.JSON) -> Any:
     """The message in one complete server frame (frame validity is test_frames.py's job)."""
-    length = frame[1] & 0x7F
-    payload = frame[{126: 4, 127: 10}.get(length, 2) :]
+    _, payload = parse_server_frame(frame)
     if wire is WireFormat.JSON:
         return json.loads(payload)
     return msgpack.unpackb(payload)
