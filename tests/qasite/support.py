@@ -197,6 +197,21 @@ async def running_qa(
             yield QA(app, client, recording)
 
 
+async def assert_only_the_author_changes(
+    qa: QA, path: str, author: User, other: User, body: str
+) -> dict[str, Any]:
+    """PATCH and DELETE *path* (a post or comment of *author*'s): *other* gets 403 for both,
+    *author*'s edit to *body* is answered (returned) and the delete is 204."""
+    refused = await qa.client.patch(path, json={"body": body}, headers=other.headers)
+    assert refused.status_code == 403
+    assert (await qa.client.delete(path, headers=other.headers)).status_code == 403
+    r = await qa.client.patch(path, json={"body": body}, headers=author.headers)
+    assert r.status_code == 200, r.text
+    edited: dict[str, Any] = r.json()
+    assert (await qa.client.delete(path, headers=author.headers)).status_code == 204
+    return edited
+
+
 def png_bytes(width: int = 4, height: int = 3, *, noise: bool = False) -> bytes:
     image = Image.new("RGB", (width, height), (200, 30, 30))
     if noise:

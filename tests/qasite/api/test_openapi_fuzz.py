@@ -1,5 +1,5 @@
 """Schemathesis against the Q&A core's OpenAPI schema: no input gets a 500, every answer is
-documented and matches its schema (issue 4, "Bad input").
+documented and matches its schema (docs/qa-core.md, "Errors").
 
 A live server on SQLite with a logged-in, verified user whose question 1 and answer 1 exist,
 so authenticated calls reach past the 401 and some ids resolve. Bounded: a few examples per
