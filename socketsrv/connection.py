@@ -3,7 +3,8 @@
 An asyncio protocol around websockets' sans-I/O ``ServerProtocol``. The parts with a job of
 their own live beside it: the websocket layer (handshake answer, fragments, compression) in
 socketsrv/websocket.py, write scheduling in socketsrv/writes.py, the plain HTTP paths in
-socketsrv/endpoints.py, heartbeats and deadlines in the worker's sweep (socketsrv/sweep.py).
+socketsrv/endpoints.py, heartbeats and deadlines in the worker's sweep (socketsrv/sweep.py),
+what all connections of a worker share in socketsrv/host.py.
 There is no task and no timer per idle connection.
 
 Lifecycle (:class:`ConnectionState`)::
@@ -25,9 +26,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import cast
 
 from websockets.frames import Frame, Opcode
@@ -37,17 +35,13 @@ from websockets.protocol import State
 from herald_contract.bus import BusUnavailable
 from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
-from socketsrv.endpoints import HttpHandler
 from socketsrv.errors import WrongState
-from socketsrv.hub import Hub
-from socketsrv.metrics import Metrics
-from socketsrv.protocol.auth import TokenVerifier
+from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
     CloseWith,
     Effect,
-    Limits,
     Recovery,
     Send,
     Session,
@@ -59,6 +53,7 @@ from socketsrv.websocket import (
     Fragments,
     Refusal,
     answer_handshake,
+    close_of,
     reframe,
     server_protocol,
     wire_of,
@@ -90,42 +85,6 @@ _NEXT: dict[ConnectionState, frozenset[ConnectionState]] = {
     ConnectionState.CLOSING: frozenset({ConnectionState.CLOSED}),
     ConnectionState.CLOSED: frozenset(),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionConfig:
-    origins: Sequence[str] | None
-    """Allowed Origin header values (a request without one is allowed); None: any."""
-    max_frame_bytes: int
-    outbox_max_bytes: int
-    compression: bool
-    close_timeout_s: float
-    max_connections: int
-    limits: Limits
-
-
-@dataclass(slots=True)
-class ConnectionHost:
-    """What every connection of one worker shares."""
-
-    config: ConnectionConfig
-    hub: Hub
-    metrics: Metrics
-    verifier: TokenVerifier | None
-    scheduler: WriteScheduler
-    http: HttpHandler
-    connections: set[ClientConnection]
-    """The OPEN and CLOSING connections (those a drain closes and the sweep visits)."""
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
-    accepting: bool = True
-    next_id: int = 0
-    transports: int = 0
-    """TCP connections not yet lost, closing ones included (a drain waits for them)."""
-
-    def new_client_id(self) -> str:
-        self.next_id += 1
-        return f"{id(self) & 0xFFFF:04x}-{self.next_id:x}"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -517,13 +476,7 @@ class ClientConnection(asyncio.Protocol):
         self.host.metrics.connections_open.dec()
 
     def _log_closed(self) -> None:
-        sent, received = self.ws.close_sent, self.ws.close_rcvd
-        if received is not None and (sent is None or self.ws.close_rcvd_then_sent):
-            code, by = received.code, "by the client"
-        elif sent is not None:
-            code, by = sent.code, "by the server"
-        else:
-            code, by = 1006, "without a close frame"
+        code, by = close_of(self.ws)
         log.debug(
             "client %s closed: peer %s, code %d %s", self.session.client_id, self._peer, code, by
         )

@@ -126,3 +126,14 @@ def reframe(ws: ServerProtocol, frame: bytes) -> bytes:
     else:
         ws.send_binary(frame[start:])
     return b"".join(ws.data_to_send())
+
+
+def close_of(ws: ServerProtocol) -> tuple[int, str]:
+    """The close code of a finished connection and who closed: the client's code if it
+    closed first, ours if we did, 1006 if no close frame went either way (RFC 6455 7.1.5)."""
+    sent, received = ws.close_sent, ws.close_rcvd
+    if received is not None and (sent is None or ws.close_rcvd_then_sent):
+        return received.code, "by the client"
+    if sent is not None:
+        return sent.code, "by the server"
+    return 1006, "without a close frame"

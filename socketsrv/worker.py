@@ -25,9 +25,10 @@ from collections.abc import Callable
 
 from herald_contract.bus import Bus
 from socketsrv.bus_start import StartBackoff, start_until_live
-from socketsrv.connection import ClientConnection, ConnectionConfig, ConnectionHost
+from socketsrv.connection import ClientConnection
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
+from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier
