@@ -76,6 +76,20 @@ def wait_live(page: Page, *channels: str) -> None:
         )
 
 
+def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
+    """Return once *condition()* holds; fail naming *what* after *timeout_s*.
+
+    For conditions the browser cannot see (a route handler's list, the fleet's metrics).
+    Between checks playwright keeps dispatching (``wait_for_timeout`` is the poll interval,
+    never the thing waited for), so route handlers and page events run meanwhile.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what}")
+        page.wait_for_timeout(50)
+
+
 def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled")
@@ -393,10 +407,7 @@ def test_publications_that_arrive_while_the_state_loads_are_applied_on_top_of_it
     page = watched(context.new_page())
     page.goto(f"{system.qa.url}/questions/{question_id}")
     page.wait_for_function("(c) => window.herald.stats.get(c)?.state === 'subscribed'", arg=channel)
-    deadline = time.monotonic() + 15
-    while not held_back:  # wait_for_timeout lets playwright call the route handler
-        assert time.monotonic() < deadline, "the page did not load its state"
-        page.wait_for_timeout(20)
+    wait_until(page, lambda: bool(held_back), "the page asked for its state")
     answer(system, bob, question_id, "Answer 2, published during the load.")
     answer(system, bob, question_id, "Answer 3, published during the load.")
     page.wait_for_function("(c) => window.herald.stats.get(c).held === 2", arg=channel)
@@ -507,7 +518,7 @@ def test_two_tabs_of_one_user_share_one_socket_and_closing_the_leader_keeps_the_
     roles = [page.evaluate("window.herald.client.role") for page in (first, second)]
     assert sorted(roles) == ["follower", "leader"]
     leader, follower = (first, second) if roles[0] == "leader" else (second, first)
-    assert_eventually(lambda: system.fleet.connections_open() == 1, "one socket for two tabs")
+    wait_until(first, lambda: system.fleet.connections_open() == 1, "one socket for two tabs")
 
     answer(system, bob, question_id, "Yes: a Web Lock elects a leader tab.")
     for page in (leader, follower):
@@ -520,17 +531,9 @@ def test_two_tabs_of_one_user_share_one_socket_and_closing_the_leader_keeps_the_
     answer(system, bob, question_id, "And BroadcastChannel carries the publications.")
     expect(follower.locator("#answers > article")).to_have_count(2)
     expect(follower.locator(f"#question-{question_id} > .vote > .score")).to_have_text("1")
-    assert_eventually(lambda: system.fleet.connections_open() == 1, "the new leader's socket")
+    wait_until(follower, lambda: system.fleet.connections_open() == 1, "the new leader's socket")
 
     assert_healthy(follower)
     stats = channel_stats(follower, channel)
     assert stats["recoveryFailed"] == 0
     assert stats["offset"] == 3
-
-
-def assert_eventually(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s}s: {what}")
-        time.sleep(0.05)
