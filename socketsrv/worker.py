@@ -5,8 +5,10 @@ Lifecycle (:class:`WorkerState`)::
     Worker(settings, bus, metrics) --start()--> SERVING --drain()--> DRAINING --> STOPPED
 
 ``start`` listens at once (with SO_REUSEPORT when several workers share the port) and starts
-the bus in the background (socketsrv/bus_start.py): until the bus is live the worker is
-unready (``/readyz`` 503) and subscribes are refused with 503, but it does not die. One
+the bus in the background, retried with full-jitter backoff (herald_contract/backoff.py, one
+log line per failed attempt): until the bus is live the worker is unready (``/readyz`` 503)
+and subscribes are refused with 503, but it does not die, so an unreachable Redis no longer
+makes a supervisor restart it over and over. One
 shared sweep task (socketsrv/sweep.py) sends heartbeats, closes connections whose deadline
 passed and unsubscribes idle channels; there is no timer per connection. ``drain`` stops
 accepting, closes connections in batches with 4000 and a random reconnect hint, and returns
@@ -23,8 +25,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from herald_contract.bus import Bus
-from socketsrv.bus_start import StartBackoff, start_until_live
+from herald_contract.backoff import Backoff, retry_until_done
+from herald_contract.bus import Bus, BusUnavailable
 from socketsrv.connection import ClientConnection
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
@@ -39,6 +41,11 @@ from socketsrv.sweep import Sweeper
 from socketsrv.writes import WriteScheduler
 
 log = logging.getLogger(__name__)
+
+
+BUS_START_BACKOFF = Backoff(base_s=0.1, cap_s=5.0)
+"""Pauses between attempts to start the bus: full jitter from 0, the window doubling from
+0.1 s to 5 s, so a fleet that met a down Redis does not knock on it in step."""
 
 
 class WorkerState(enum.Enum):
@@ -96,7 +103,7 @@ class Worker:
         reuse_port: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        bus_backoff: StartBackoff | None = None,
+        bus_backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -105,7 +112,7 @@ class Worker:
         self._reuse_port = reuse_port
         self._clock = clock
         self._wall_clock = wall_clock
-        self._bus_backoff = bus_backoff or StartBackoff()
+        self._bus_backoff = bus_backoff or BUS_START_BACKOFF
         self.hub = Hub(
             bus,
             metrics=metrics,
@@ -187,18 +194,22 @@ class Worker:
 
     async def _start_bus(self, started: asyncio.Future[None]) -> None:
         try:
-            attempts = await start_until_live(self.bus, self.hub, self._bus_backoff)
+            _, attempts = await retry_until_done(
+                lambda: self.bus.start(self.hub),
+                self._bus_backoff,
+                retry_on=(BusUnavailable,),  # an outage; anything else is a bug or a bad setting
+                what="bus start",
+            )
         except asyncio.CancelledError:
             started.cancel()
             raise
         except Exception as exc:
-            # Not an outage (those are retried): a bug or a setting the bus cannot use.
             log.exception("the bus cannot start; this worker stays unready")
             started.set_exception(exc)
             return
         self.metrics.bus_live.set(1 if self.bus.live else 0)
         if attempts > 1:
-            log.warning("bus live after %d attempts; the worker is ready", attempts)
+            log.info("bus live after %d attempts; the worker is ready", attempts)
         started.set_result(None)
 
     async def bus_started(self) -> None:

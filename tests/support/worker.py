@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from herald_contract.backoff import Backoff
 from herald_contract.bus import Bus
 from herald_contract.envelope import pack_data
-from socketsrv.bus_start import StartBackoff
 from socketsrv.buses import build_bus
 from socketsrv.metrics import build_metrics
 from socketsrv.settings import Settings
@@ -76,7 +76,7 @@ async def running_worker(
     bus: Bus | None = None,
     *,
     clock: ManualClock | None = None,
-    bus_backoff: StartBackoff | None = None,
+    bus_backoff: Backoff | None = None,
     wait_for_bus: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Worker]:
