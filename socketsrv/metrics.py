@@ -49,20 +49,28 @@ class Metrics:
     registry: CollectorRegistry
 
 
+class _Maker:
+    """Makes metrics in one registry, with the arguments every metric of this module shares."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def gauge(self, name: str, doc: str, combined: Literal["livesum", "liveall"]) -> Gauge:
+        # How the multiprocess collector combines the workers' values (module docstring).
+        return Gauge(name, doc, registry=self.registry, multiprocess_mode=combined)
+
+    def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, buckets=buckets, registry=self.registry)
+
+
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     """Create every metric in *registry* (a fresh one when None: tests build their own)."""
     reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
-
-    def counter(name: str, doc: str, *labels: str) -> Counter:
-        return Counter(name, doc, labels, registry=reg)
-
-    def gauge(name: str, doc: str, combined: Literal["livesum", "liveall"]) -> Gauge:
-        # How the multiprocess collector combines the workers' values (module docstring).
-        return Gauge(name, doc, registry=reg, multiprocess_mode=combined)
-
-    def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-        return Histogram(name, doc, buckets=buckets, registry=reg)
-
+    make = _Maker(reg)
+    counter, gauge, histogram = make.counter, make.gauge, make.histogram
     return Metrics(
         connections_open=gauge("herald_connections_open", "Open websocket connections.", "livesum"),
         connections_accepted=counter(
