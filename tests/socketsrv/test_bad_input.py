@@ -82,6 +82,12 @@ def assert_error(frame: dict[str, Any], code: int, request_id: int | None = None
     assert (frame["code"], frame["id"]) == (code, request_id), frame
 
 
+def assert_counted_error(worker: Worker, answer: dict[str, Any], code: int) -> None:
+    """*answer* is the error *code* naming its command's id, and the only one counted."""
+    assert_error(answer, code, answer["id"])
+    assert errors_counted(worker, code) == 1
+
+
 def errors_counted(worker: Worker, code: int) -> float:
     return metric(worker, "herald_errors_total", code=str(code))
 
@@ -287,8 +293,7 @@ async def test_a_command_before_connect_gets_401(worker: Worker, command: dict[s
     await client.open(send_connect=False)
     try:
         answer = await client.request(command)
-        assert_error(answer, 401, answer["id"])
-        assert errors_counted(worker, 401) == 1
+        assert_counted_error(worker, answer, 401)
         assert (await client.request({"op": "connect"}))["type"] == "reply"
     finally:
         await client.close()
@@ -297,8 +302,7 @@ async def test_a_command_before_connect_gets_401(worker: Worker, command: dict[s
 
 async def test_a_second_connect_gets_405(worker: Worker, client: HeraldTestClient) -> None:
     answer = await client.request({"op": "connect"})
-    assert_error(answer, 405, answer["id"])
-    assert errors_counted(worker, 405) == 1
+    assert_counted_error(worker, answer, 405)
     await assert_still_open(client)
     await assert_worker_still_serves(worker)
 
@@ -308,8 +312,7 @@ async def test_a_second_subscribe_to_one_channel_gets_409(
 ) -> None:
     assert (await client.subscribe("question:1"))["type"] == "reply"
     answer = await client.request({"op": "subscribe", "channel": "question:1"})
-    assert_error(answer, 409, answer["id"])
-    assert errors_counted(worker, 409) == 1
+    assert_counted_error(worker, answer, 409)
     await assert_worker_still_serves(worker)
 
 
@@ -317,8 +320,7 @@ async def test_an_unsubscribe_from_a_channel_not_subscribed_gets_410(
     worker: Worker, client: HeraldTestClient
 ) -> None:
     answer = await client.request({"op": "unsubscribe", "channel": "question:1"})
-    assert_error(answer, 410, answer["id"])
-    assert errors_counted(worker, 410) == 1
+    assert_counted_error(worker, answer, 410)
     await assert_worker_still_serves(worker)
 
 
@@ -326,8 +328,7 @@ async def test_an_anonymous_subscribe_to_a_user_channel_gets_403(
     worker: Worker, client: HeraldTestClient
 ) -> None:
     answer = await client.request({"op": "subscribe", "channel": "user:42"})
-    assert_error(answer, 403, answer["id"])
-    assert errors_counted(worker, 403) == 1
+    assert_counted_error(worker, answer, 403)
     assert worker.hub.channel_count == 0
     await assert_worker_still_serves(worker)
 
@@ -339,8 +340,7 @@ async def test_a_subscribe_to_another_users_channel_gets_403() -> None:
         await client.open()
         try:
             answer = await client.request({"op": "subscribe", "channel": "user:42"})
-            assert_error(answer, 403, answer["id"])
-            assert errors_counted(worker, 403) == 1
+            assert_counted_error(worker, answer, 403)
             assert worker.hub.channel_count == 0
         finally:
             await client.close()
@@ -376,8 +376,7 @@ async def test_a_subscription_beyond_max_subscriptions_gets_430() -> None:
             for n in (1, 2, 3):
                 assert (await client.subscribe(f"question:{n}"))["type"] == "reply"
             answer = await client.request({"op": "subscribe", "channel": "question:4"})
-            assert_error(answer, 430, answer["id"])
-            assert errors_counted(worker, 430) == 1
+            assert_counted_error(worker, answer, 430)
 
             await client.request({"op": "unsubscribe", "channel": "question:1"})
             assert (await client.subscribe("question:4"))["type"] == "reply"

@@ -80,6 +80,17 @@ async def publish_many(worker: Worker, channel: str, count: int) -> None:
         await publish(worker, channel, n)
 
 
+async def assert_connect_refused(worker: Worker, token: str | None, code: int) -> None:
+    """A client whose connect command is answered with a close with *code*."""
+    client = HeraldTestClient(ws_url(worker), token=token)
+    try:
+        with pytest.raises(ConnectionError):
+            await client.open()
+        await assert_closed_with(client, code)
+    finally:
+        await client.close()
+
+
 def leeway_of(worker: Worker) -> float:
     """How long past ``exp`` the worker still accepts a token."""
     verifier = verifier_of(worker.settings)
@@ -256,13 +267,7 @@ async def test_a_token_refreshed_in_time_keeps_the_connection_and_its_subscripti
 async def test_an_expired_token_at_connect_closes_with_4004(
     auth_worker: Worker, issuer: TokenIssuer
 ) -> None:
-    client = HeraldTestClient(ws_url(auth_worker), token=issuer.token("7", expires_in_s=-3600))
-    try:
-        with pytest.raises(ConnectionError):
-            await client.open()
-        await assert_closed_with(client, 4004)
-    finally:
-        await client.close()
+    await assert_connect_refused(auth_worker, issuer.token("7", expires_in_s=-3600), 4004)
     assert disconnects_counted(auth_worker, 4004) == 1
 
 
@@ -282,39 +287,21 @@ INVALID_TOKENS: list[Any] = [
 async def test_an_invalid_token_closes_with_4500(
     auth_worker: Worker, issuer: TokenIssuer, make_token: Callable[[TokenIssuer], str]
 ) -> None:
-    client = HeraldTestClient(ws_url(auth_worker), token=make_token(issuer))
-    try:
-        with pytest.raises(ConnectionError):
-            await client.open()
-        await assert_closed_with(client, 4500)
-    finally:
-        await client.close()
+    await assert_connect_refused(auth_worker, make_token(issuer), 4500)
     assert disconnects_counted(auth_worker, 4500) == 1
 
 
 async def test_a_token_is_refused_with_4500_when_no_public_key_is_configured(
     worker: Worker, issuer: TokenIssuer
 ) -> None:
-    client = HeraldTestClient(ws_url(worker), token=issuer.token("7"))
-    try:
-        with pytest.raises(ConnectionError):
-            await client.open()
-        await assert_closed_with(client, 4500)
-    finally:
-        await client.close()
+    await assert_connect_refused(worker, issuer.token("7"), 4500)
 
 
 async def test_anonymous_connect_closes_with_4500_when_anonymous_is_not_allowed(
     issuer: TokenIssuer,
 ) -> None:
     async with running_worker(jwt_public_key_pem=issuer.public_pem, allow_anonymous=False) as w:
-        client = HeraldTestClient(ws_url(w))
-        try:
-            with pytest.raises(ConnectionError):
-                await client.open()
-            await assert_closed_with(client, 4500)
-        finally:
-            await client.close()
+        await assert_connect_refused(w, None, 4500)
         assert disconnects_counted(w, 4500) == 1
         user = await connected(w, token=issuer.token("7"))
         await user.close()
