@@ -3,7 +3,7 @@
 After a deploy or a network blip, thousands of clients resubscribe to the same channels with
 nearly the same positions within milliseconds. Each needs the publications after its own
 position, read *after* it registered for live publications (that order is what makes the
-subscribe gap-free, see socketsrv/hub.py). Requests made during one event-loop turn are all
+subscribe gap-free, see socketsrv/recovery.py). Requests made during one event-loop turn are all
 registered before the turn ends, so one read issued at the end of the turn, from the lowest
 position of the batch, serves every one of them: each takes the suffix after its own
 position and checks on its own that the suffix has no gap. The reads of every channel of the
@@ -65,6 +65,8 @@ long that its first readers wait on the last one's reply."""
 
 
 class HistoryReader:
+    """Reads channel histories for one hub, batched per loop turn (see the module docstring)."""
+
     def __init__(self, bus: Bus, *, limit: int, decode: Decode) -> None:
         self._bus = bus
         self._limit = limit
@@ -126,6 +128,7 @@ class HistoryReader:
                     future.set_result(suffix_after(result.position, publications, since))
 
     async def close(self) -> None:
+        """Cancel the reads in flight (their readers see CancelledError)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
