@@ -36,6 +36,8 @@ START_TIMEOUT_S = 30.0
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    """Return once *url* answers 200; fail with the process's log if it exits or *timeout_s*
+    passes first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -113,7 +115,9 @@ class QACore:
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
 
     def wait_ready(self) -> None:
-        _wait_http(f"{self.url}/healthz", self.process, self.log_path, START_TIMEOUT_S)
+        """Until ``/readyz`` answers 200: the database and Redis answer, so the relay can
+        publish what the test writes next."""
+        _wait_http(f"{self.url}/readyz", self.process, self.log_path, START_TIMEOUT_S)
 
     def log(self) -> str:
         self._log.flush()
