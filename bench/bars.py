@@ -102,8 +102,17 @@ def _broadcast_bar(
 
 def bars(results: ResultsJson) -> list[dict[str, Any]]:
     """Where each bar the benchmark is held to stands, from this run's measurements."""
-    out: list[dict[str, Any]] = []
+    return [
+        *_memory_bar(results),
+        *_broadcast_bars(results),
+        *_burst_bar(results),
+        *_qa_bars(results),
+        *_storm_bars(results),
+    ]
 
+
+def _memory_bar(results: ResultsJson) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     idle = _points(results, "idle", "herald", 1)
     if idle:
         top = max(idle, key=lambda p: p["connections"])
@@ -116,7 +125,11 @@ def bars(results: ResultsJson) -> list[dict[str, Any]]:
             "value": value,
             "met": value <= 8.0,
         })  # fmt: skip
+    return out
 
+
+def _broadcast_bars(results: ResultsJson) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     windows = _windows(results)
     for peer, factor in (("floor", 0.9), ("socketio", 5.0)):
         main = _broadcast_bar(results, peer, factor, windows[0])
@@ -133,7 +146,11 @@ def bars(results: ResultsJson) -> list[dict[str, Any]]:
             "value": main["ratio"],
             "met": main["ratio"] >= factor,
         })  # fmt: skip
+    return out
 
+
+def _burst_bar(results: ResultsJson) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     herald_b = _points(results, "broadcast", "herald", 1)
     bursts = [p["burst"] for p in herald_b if "burst" in p]
     if bursts:
@@ -147,7 +164,11 @@ def bars(results: ResultsJson) -> list[dict[str, Any]]:
             "value": worst,
             "met": worst <= 1.5,
         })  # fmt: skip
+    return out
 
+
+def _qa_bars(results: ResultsJson) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for run_ in results["scenarios"].get("qa_mix", []):
         steps = run_["steps"]
         if not steps:
@@ -168,7 +189,11 @@ def bars(results: ResultsJson) -> list[dict[str, Any]]:
             "met": bool(nominal["meets_bar"]) and run_["tabs"] >= 100_000,
             "connections": run_["opened"],
         })  # fmt: skip
+    return out
 
+
+def _storm_bars(results: ResultsJson) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for run_ in results["scenarios"].get("storm", []):
         t = run_.get("time_to_recover_s")
         out.append({

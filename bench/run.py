@@ -199,7 +199,7 @@ def write_results(results: Results, name: str | None) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
@@ -231,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=JSON",
         help="override a field of the scale, e.g. --set qa_workers=6 --set 'qa_multipliers=[1]'",
     )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     scale = SCALES[args.scale]
     for item in args.set:
