@@ -228,6 +228,7 @@ async def test_each_connection_logs_one_debug_line_when_it_opens_and_one_when_it
     peers = [f"127.0.0.1:{c.ws.local_address[1]}" for c in (by_client, by_server) if c.ws]
     try:
         await by_client.close()
+        await eventually(lambda: len(worker.connections) == 1)  # the server saw it go
         (conn,) = worker.connections
         conn.close_with(CloseCode.STATE_LOST)
         await assert_closed_with(by_server, 4003)
