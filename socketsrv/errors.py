@@ -10,9 +10,11 @@
     └── CommandError            a client message that is not a valid command: an error reply
                                 with its code, the connection is kept
 
-Errors of the bus (``BusUnavailable``, ``InvalidEnvelope``) belong to the contract and are in
-herald_contract/errors.py. Messages are built from the fields; none is sent to a client
-verbatim (the client gets the fixed texts of socketsrv/protocol/codes.py).
+Errors of the bus (``BusUnavailable``, ``InvalidEnvelope``) and of settings
+(``SettingsError``) belong to the contract (herald_contract/errors.py, config.py).
+
+Messages are built from the fields; none is sent to a client verbatim (a client gets the
+fixed texts of socketsrv/protocol/codes.py).
 """
 
 from __future__ import annotations
