@@ -4,13 +4,14 @@ Lifecycle (:class:`WorkerState`)::
 
     Worker(settings, bus, metrics) --start()--> SERVING --drain()--> DRAINING --> STOPPED
 
-``start`` listens at once (with SO_REUSEPORT when several workers share the port) and starts
-the bus in the background, retried with full-jitter backoff (herald_contract/backoff.py, one
-log line per failed attempt): until the bus is live the worker is unready (``/readyz`` 503)
-and subscribes are refused with 503, but it does not die, so an unreachable Redis no longer
-makes a supervisor restart it over and over. One
-shared sweep task (socketsrv/sweep.py) sends heartbeats, closes connections whose deadline
-passed and unsubscribes idle channels; there is no timer per connection. ``drain`` stops
+``start`` tries the bus once, then listens (with SO_REUSEPORT when several workers share
+the port) whether or not the bus is live. A bus that did not start is retried in the
+background with full-jitter backoff (herald_contract/backoff.py, one log line per failed
+attempt): until it is live the worker is unready (``/readyz`` 503) and subscribes are refused
+with 503, but it does not die, so an unreachable Redis no longer makes a supervisor restart
+it over and over. One shared sweep task (socketsrv/sweep.py) sends heartbeats, closes
+connections whose deadline passed and unsubscribes idle channels; there is no timer per
+connection. ``drain`` stops
 accepting, closes connections in batches with 4000 and a random reconnect hint, and returns
 once they are gone or ``drain_timeout_s`` has passed.
 """
@@ -42,6 +43,9 @@ from socketsrv.writes import WriteScheduler
 
 log = logging.getLogger(__name__)
 
+
+FIRST_BUS_ATTEMPT_S = 2.0
+"""How long the attempt to start the bus before listening may take (a blackholed Redis)."""
 
 BUS_START_BACKOFF = Backoff(base_s=0.1, cap_s=5.0)
 """Pauses between attempts to start the bus: full jitter from 0, the window doubling from
@@ -144,13 +148,41 @@ class Worker:
         return self.state is WorkerState.SERVING and self.bus.live
 
     async def start(self) -> None:
-        """Listen at once, then start the bus in the background (see the module docstring).
+        """Try the bus once, listen, and keep starting the bus in the background if it is
+        not live yet (see the module docstring).
 
         Raises OSError when the port cannot be bound; the worker then stays CREATED.
         """
         if self.state is not WorkerState.CREATED:
             raise WrongState("worker", "start", self.state)
         loop = asyncio.get_running_loop()
+        live = await self._start_bus_once()
+        try:
+            host = await self._listen(loop)
+        except BaseException:
+            await self.bus.close()
+            raise
+        s = self.settings
+        self._sweeper = Sweeper(
+            connections=host.connections,
+            hub=self.hub,
+            bus=self.bus,
+            metrics=self.metrics,
+            ping_interval_s=s.ping_interval_s,
+            sweep_interval_s=s.sweep_interval_s,
+            clock=self._clock,
+        )
+        self._tasks = [asyncio.ensure_future(self._sweeper.run())]
+        self._bus_started = loop.create_future()
+        # Retrieved here so that a start nobody waits for does not log "never retrieved".
+        self._bus_started.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if live:
+            self._bus_started.set_result(None)
+        else:
+            self._tasks.append(asyncio.ensure_future(self._keep_starting_bus(self._bus_started)))
+        self.state = WorkerState.SERVING
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> ConnectionHost:
         s = self.settings
         host = ConnectionHost(
             config=config_of(s),
@@ -173,32 +205,33 @@ class Worker:
         for sock in self._server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._host = host
-        self.metrics.bus_live.set(0)
-        self._sweeper = Sweeper(
-            connections=host.connections,
-            hub=self.hub,
-            bus=self.bus,
-            metrics=self.metrics,
-            ping_interval_s=s.ping_interval_s,
-            sweep_interval_s=s.sweep_interval_s,
-            clock=self._clock,
-        )
-        self._bus_started = loop.create_future()
-        # Retrieved here so that a start nobody waits for does not log "never retrieved".
-        self._bus_started.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._tasks = [
-            asyncio.ensure_future(self._sweeper.run()),
-            asyncio.ensure_future(self._start_bus(self._bus_started)),
-        ]
-        self.state = WorkerState.SERVING
+        return host
 
-    async def _start_bus(self, started: asyncio.Future[None]) -> None:
+    async def _start_bus_once(self) -> bool:
+        """One bounded attempt before listening: whether the bus is live.
+
+        A worker whose Redis answers is live before it accepts anyone, as it always was: with
+        several workers on one port the kernel hands connections to any listening one, ready
+        or not. An unreachable Redis delays listening by at most ``FIRST_BUS_ATTEMPT_S``.
+        """
+        try:
+            async with asyncio.timeout(FIRST_BUS_ATTEMPT_S):
+                await self.bus.start(self.hub)
+        except (BusUnavailable, TimeoutError) as exc:
+            why = str(exc) or f"no answer within {FIRST_BUS_ATTEMPT_S} s"
+            log.warning("bus start failed (%s); serving unready, retrying in the background", why)
+            self.metrics.bus_live.set(0)
+            return False
+        self.metrics.bus_live.set(1 if self.bus.live else 0)
+        return True
+
+    async def _keep_starting_bus(self, started: asyncio.Future[None]) -> None:
         try:
             _, attempts = await retry_until_done(
                 lambda: self.bus.start(self.hub),
                 self._bus_backoff,
                 retry_on=(BusUnavailable,),  # an outage; anything else is a bug or a bad setting
-                what="bus start",
+                what="bus start retry",
             )
         except asyncio.CancelledError:
             started.cancel()
@@ -208,8 +241,7 @@ class Worker:
             started.set_exception(exc)
             return
         self.metrics.bus_live.set(1 if self.bus.live else 0)
-        if attempts > 1:
-            log.info("bus live after %d attempts; the worker is ready", attempts)
+        log.info("bus live after %d more attempt(s); the worker is ready", attempts)
         started.set_result(None)
 
     async def bus_started(self) -> None:
