@@ -1,1 +1,1 @@
-"""The live pages: HTML shells, their scripts and styles, and the built browser client (pages.py)."""
+"""The live pages: HTML shells, their scripts and styles, the built browser client."""
