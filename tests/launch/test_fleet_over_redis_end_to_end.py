@@ -272,7 +272,11 @@ async def test_a_redis_restart_that_loses_history_tells_every_client_that_recove
             for channel in c.wanted:
                 log = c.client.channels[channel]
                 assert log.epoch != old_epochs[c][channel]
-                assert log.recoveries[-1] == "failed"
+                # The first resubscribe after the restart is told that recovery failed. A
+                # socket is closed once per lost channel, so a client may reconnect again
+                # later and then recover, in the new epoch, the channels it already reloaded.
+                assert log.recoveries[:2] == ["none", "failed"], (channel, log.recoveries)
+                assert set(log.recoveries[2:]) <= {"failed", "recovered"}, log.recoveries
         for c in clients:
             await c.stop()
     finally:
