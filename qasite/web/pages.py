@@ -1,4 +1,4 @@
-"""The live pages (issue 5): HTML shells, their scripts and styles, and the browser client.
+"""The live pages: HTML shells, their scripts and styles, and the browser client.
 
     /                  the question list ("N new questions" banner, ``questions:new``)
     /questions/{id}    a question, its answers and comments, live on ``question:<id>``
