@@ -48,7 +48,7 @@ from qasite.core.context import QAContext
 from qasite.core.db import Database, migrate
 from qasite.core.keys import with_secrets
 from qasite.core.mail import Mailer
-from qasite.core.metrics import RequestMetrics, build_metrics, render
+from qasite.core.metrics import QAMetrics, RequestMetrics, build_metrics, render
 from qasite.core.passwords import Passwords
 from qasite.core.settings import Settings
 from qasite.domain.images import ImageStore
@@ -81,37 +81,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = with_secrets(settings)
         async with AsyncExitStack() as stack:
-            db = Database.open(resolved)
-            stack.push_async_callback(db.close)
-            if migrate_on_start:
-                await migrate(db.engine)
-            bus = sink
-            redis: Redis | None = None
-            if bus is None and resolved.redis_url is not None:
-                publisher = _publisher(resolved)
-                stack.push_async_callback(publisher.close)
-                bus = publisher
-                redis = command_client(
-                    resolved.redis_url, socket_timeout_s=resolved.publish_timeout_s
-                )
-                stack.push_async_callback(redis.aclose)
-            relay: OutboxRelay | None = None
-            if bus is None:
-                log.warning(
-                    "no bus (HERALD_REDIS_URL unset, no in-process bus): events stay in the outbox"
-                )
-            else:
-                relay = OutboxRelay(
-                    db,
-                    bus,
-                    poll_interval_s=resolved.relay_poll_interval_s,
-                    retry_max_s=resolved.relay_retry_max_s,
-                    batch_size=resolved.relay_batch_size,
-                    metrics=metrics,
-                    retention_s=resolved.outbox_retention_s,
-                )
-                relay.start()
-                stack.push_async_callback(relay.stop)
+            db, redis, relay = await _start_services(
+                stack, resolved, sink, metrics, migrate_on_start=migrate_on_start
+            )
             app.state.relay = relay
             app.state.readiness = (db, redis)
             app.state.qa = QAContext(
@@ -131,24 +103,64 @@ def create_app(
         lifespan=lifespan,
     )
     install_handlers(app)
-    for module in (
-        auth,
-        questions_list,
-        questions,
-        answers,
-        comments,
-        votes,
-        inbox,
-        attachments,
-        socket_token,
-    ):
+    for module in ROUTERS:
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)
     app.include_router(pages.router)
-
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.state.metrics = metrics
+    _add_health_routes(app, settings, metrics)
+    return app
+
+
+ROUTERS = (auth, questions_list, questions, answers, comments, votes, inbox, attachments,
+           socket_token)  # fmt: skip
+"""The API's routers, in the order the OpenAPI document lists them."""
+
+
+async def _start_services(
+    stack: AsyncExitStack,
+    settings: Settings,
+    sink: EventSink | None,
+    metrics: QAMetrics,
+    *,
+    migrate_on_start: bool,
+) -> tuple[Database, Redis | None, OutboxRelay | None]:
+    """Open the database, migrate, and start the relay on *sink* or on Redis; *stack* closes
+    each in reverse order. Returns the database, the Redis client readiness pings (if any)
+    and the relay (None without a bus: events stay in the outbox)."""
+    db = Database.open(settings)
+    stack.push_async_callback(db.close)
+    if migrate_on_start:
+        await migrate(db.engine)
+    bus = sink
+    redis: Redis | None = None
+    if bus is None and settings.redis_url is not None:
+        publisher = _publisher(settings)
+        stack.push_async_callback(publisher.close)
+        bus = publisher
+        redis = command_client(settings.redis_url, socket_timeout_s=settings.publish_timeout_s)
+        stack.push_async_callback(redis.aclose)
+    if bus is None:
+        log.warning("no bus (HERALD_REDIS_URL unset, no in-process bus): events stay in the outbox")
+        return db, redis, None
+    relay = OutboxRelay(
+        db,
+        bus,
+        poll_interval_s=settings.relay_poll_interval_s,
+        retry_max_s=settings.relay_retry_max_s,
+        batch_size=settings.relay_batch_size,
+        metrics=metrics,
+        retention_s=settings.outbox_retention_s,
+    )
+    relay.start()
+    stack.push_async_callback(relay.stop)
+    return db, redis, relay
+
+
+def _add_health_routes(app: FastAPI, settings: Settings, metrics: QAMetrics) -> None:
+    """``/healthz`` (the process serves), ``/readyz`` (database and Redis answer), ``/metrics``."""
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -165,8 +177,6 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def _publisher(settings: Settings) -> Publisher:
