@@ -45,6 +45,7 @@ NOT_FILES: dict[str, str] = {
     "client-js/dist": "the browser client's build output; made by `npm run build`, ignored by git",
     "dist/": "client-js/README.md: the build output; made by `npm run build`, ignored by git",
     "results/raw/": "bench/README.md: raw profiles written by a benchmark run; ignored by git",
+    "raw/": "bench/results/*.md: the same raw profiles, named from beside them; ignored by git",
     "herald.v1.json": "a websocket subprotocol name, not a file",
     "socketsrv/bus/": "docs/architecture.md: where the buses lived before the split (history)",
     "crud.py": "docs/decisions.md: a file of FastAPI's full-stack template, named for comparison",
