@@ -33,6 +33,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from herald_contract.errors import HeraldError
 from herald_contract.history import HistorySettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -41,7 +42,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 BOOLEAN_WORDS = "1, 0, true, false, yes, no, on, off"
 
 
-class SettingsError(ValueError):
+class SettingsError(HeraldError, ValueError):
     """A setting whose value cannot work.
 
     *name* is the field, *env* the environment variable the value came from (None when it

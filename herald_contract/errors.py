@@ -10,8 +10,10 @@
     ├── PublishFailed           a publisher could not make a publication; retry with the
     │                           same event id (the publishing library raises it)
     ├── BusUnavailable          the bus (Redis) cannot serve a call right now; retry later
-    └── BusStateError           a bus method called in a lifecycle state that forbids it
-                                (a bug in the caller, not an outage); also a RuntimeError
+    ├── BusStateError           a bus method called in a lifecycle state that forbids it
+    │                           (a bug in the caller, not an outage); also a RuntimeError
+    └── SettingsError           a setting whose value cannot work (defined beside the
+                                settings rules, herald_contract/config.py); also a ValueError
 
 ``HeraldPublishError`` is the root's former name, kept because publishers catch it.
 

@@ -7,8 +7,10 @@
     ├── TokenRejected           a connection token that authenticates nobody
     │   ├── TokenInvalid        bad signature, algorithm, audience, issuer or claims: 4500
     │   └── TokenExpired        valid but expired: 4004, fetch a fresh token and reconnect
-    └── CommandError            a client message that is not a valid command: an error reply
-                                with its code, the connection is kept
+    ├── CommandError            a client message that is not a valid command: an error reply
+    │                           with its code, the connection is kept
+    └── StartupError            the fleet cannot start (a port in use): one line to show, a
+                                non-zero exit (defined beside the supervisor, fleet.py)
 
 Errors of the bus (``BusUnavailable``, ``InvalidEnvelope``) and of settings
 (``SettingsError``) belong to the contract (herald_contract/errors.py, config.py).

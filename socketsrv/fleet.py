@@ -32,6 +32,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from herald_contract.config import configure_logging as configure_log_format
+from socketsrv.errors import SocketsrvError
 from socketsrv.metrics import MULTIPROC_ENV
 from socketsrv.settings import Settings
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 Ready = Callable[[int], None]
 
 
-class StartupError(Exception):
+class StartupError(SocketsrvError):
     """The fleet cannot start (a port in use); the message is the one line to show."""
 
 
