@@ -31,7 +31,7 @@ import uvicorn
 from herald_contract.config import SettingsError, configure_logging, uvicorn_log_config
 from herald_contract.memory_bus import MemoryBus
 from launch.demo import run_demo
-from launch.settings import build_settings, ports_taken
+from launch.settings import build_settings, launcher_parser, ports_taken
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
 from qasite.domain.relay import PackedBusSink
@@ -134,15 +134,7 @@ async def run_embedded(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m launch.embedded",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--port", help="the Q&A site's port (HERALD_QA_PORT, default 8080)")
-    parser.add_argument(
-        "--socket-port", help="the socket worker's port (HERALD_PORT, default 8000)"
-    )
+    parser = launcher_parser("python -m launch.embedded", __doc__, fleet="the socket worker")
     parser.add_argument(
         "--demo", action="store_true", help="publish demo events (question:1, questions:new)"
     )

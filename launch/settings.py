@@ -10,6 +10,7 @@ starts.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,3 +53,14 @@ def ports_taken(qa: Settings, fleet: SocketSettings) -> str | None:
         if (why := cannot_bind(host, port)) is not None:
             return f"cannot listen on {host}:{port} ({variable}): {why}"
     return None
+
+
+def launcher_parser(prog: str, doc: str | None, *, fleet: str) -> argparse.ArgumentParser:
+    """The options both launchers share: the two ports (*fleet* names what listens on the
+    socket port, for the help text) and ``--demo``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", help="the Q&A site's port (HERALD_QA_PORT, default 8080)")
+    parser.add_argument("--socket-port", help=f"{fleet}'s port (HERALD_PORT, default 8000)")
+    return parser

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
-from launch.settings import build_settings, ports_taken
+from launch.settings import build_settings, launcher_parser, ports_taken
 from qasite.core.keys import PUBLIC_KEY_FILE, with_secrets
 from qasite.core.settings import Settings, SettingsError
 
@@ -64,13 +64,7 @@ def banner(qa: Settings, fleet_workers: int, qa_workers: int) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m launch.system",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--port", help="the Q&A site's port (HERALD_QA_PORT, default 8080)")
-    parser.add_argument("--socket-port", help="the socket fleet's port (HERALD_PORT, default 8000)")
+    parser = launcher_parser("python -m launch.system", __doc__, fleet="the socket fleet")
     parser.add_argument("--workers", type=int, default=2, help="socket fleet workers (2)")
     parser.add_argument("--qa-workers", type=int, default=2, help="Q&A core workers (2)")
     parser.add_argument(
