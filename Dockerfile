@@ -54,7 +54,13 @@ ENV PYTHONUNBUFFERED=1 \
 RUN python -m venv /opt/herald \
     && groupadd --system --gid 10001 herald \
     && useradd --system --uid 10001 --gid herald --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin herald
+        --shell /usr/sbin/nologin herald \
+    && install -d -o 10001 -g 10001 /var/lib/herald
+
+# The working directory is the unprivileged user's own: the Q&A site's data directory
+# (HERALD_QA_DATA_DIR, default .herald-data: development keys, SQLite, uploads) lands here,
+# never under /. Mount a volume on /var/lib/herald to keep it.
+WORKDIR /var/lib/herald
 
 
 FROM runtime AS site

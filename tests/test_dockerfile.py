@@ -10,6 +10,8 @@ dependencies.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -172,3 +174,103 @@ def test_the_publishing_library_installs_with_redis_and_msgpack_only(tmp_path: P
     library = resolved_install("", tmp_path)
     # hiredis is redis's optional C parser (redis[hiredis]); the rest is herald itself.
     assert library == {"herald", "redis", "hiredis", "msgpack"}, library
+
+
+def dockerignore_rules(text: str) -> list[tuple[re.Pattern[str], bool]]:
+    """.dockerignore lines as (regex, excludes) pairs, compiled as Docker does
+    (moby/patternmatcher: paths cleaned, a leading / dropped, ``**`` any directories, ``*``
+    and ``?`` within one path element)."""
+    rules: list[tuple[re.Pattern[str], bool]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        excludes = not line.startswith("!")
+        pattern = posixpath.normpath(line.removeprefix("!").strip()).lstrip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            char = pattern[i]
+            if pattern.startswith("**", i):
+                i += 2
+                if i < len(pattern) and pattern[i] == "/":
+                    i += 1
+                regex += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
+            regex += {"*": "[^/]*", "?": "[^/]", ".": r"\.", "$": r"\$"}.get(char, char)
+            i += 1
+        rules.append((re.compile(f"^{regex}$"), excludes))
+    return rules
+
+
+def ignored(path: str, rules: list[tuple[re.Pattern[str], bool]]) -> bool:
+    """Whether Docker leaves *path* out of the build context: the last rule that matches the
+    path or one of its parent directories decides."""
+    parts = path.split("/")
+    candidates = [path, *("/".join(parts[: i + 1]) for i in range(len(parts) - 1))]
+    verdict = False
+    for regex, excludes in rules:
+        if any(regex.match(candidate) for candidate in candidates):
+            verdict = excludes
+    return verdict
+
+
+def stages(dockerfile: str) -> dict[str, list[str]]:
+    """Each named stage's instructions (continuation lines joined), by stage name."""
+    joined = dockerfile.replace("\\\n", " ")
+    named: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in joined.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            current = [line]
+            named[words[-1] if "AS" in words else words[1]] = current
+        else:
+            current.append(line)
+    return named
+
+
+def instruction(stage_name: str, keyword: str, named: dict[str, list[str]]) -> str | None:
+    """The last *keyword* instruction in effect in a stage, following ``FROM <stage>``."""
+    lines = named[stage_name]
+    for line in reversed(lines[1:]):
+        if line.split()[0] == keyword:
+            return line
+    parent = lines[0].split()[1]
+    return instruction(parent, keyword, named) if parent in named else None
+
+
+def test_every_copy_source_of_every_stage_survives_the_dockerignore() -> None:
+    rules = dockerignore_rules((REPO / ".dockerignore").read_text())
+    dockerfile = DOCKERFILE.read_text()
+    copied = [
+        source
+        for number in range(1, len(stages(dockerfile)) + 1)
+        for source in builder_copy_sources(dockerfile, stage_number=number)
+    ]
+    assert "client-js/src" in copied
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", *copied], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tracked, copied
+    left_out = [path for path in tracked if ignored(path, rules)]
+    assert not left_out, f".dockerignore leaves out files a COPY needs: {left_out[:10]}"
+    # The allowlist still keeps everything else out.
+    for outside in ("tests/test_dockerfile.py", "bench/run.py", ".git/HEAD", "client-js/test"):
+        assert ignored(outside, rules), outside
+    assert ignored("qasite/__pycache__/main.cpython-311.pyc", rules)
+
+
+def test_each_image_checks_its_own_port_and_works_in_its_own_directory() -> None:
+    named = stages(DOCKERFILE.read_text())
+    for target, port in (("fleet", 8000), ("site", 8080)):
+        health = instruction(target, "HEALTHCHECK", named)
+        assert health is not None and f"127.0.0.1:{port}/healthz" in health, (target, health)
+        assert f"EXPOSE {port}" in named[target], (target, named[target])
+        workdir = instruction(target, "WORKDIR", named)
+        assert workdir == "WORKDIR /var/lib/herald", (target, workdir)
+        user = instruction(target, "USER", named)
+        assert user == "USER 10001:10001", (target, user)
+    # The working directory belongs to that user, so the data directory can be created there.
+    assert "install -d -o 10001 -g 10001 /var/lib/herald" in " ".join(named["runtime"])
