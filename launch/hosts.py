@@ -42,6 +42,7 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "haproxy.cfg.template"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
 BACKEND = "herald_fleet"
 MAX_CONNECTIONS = 9800
 """HAProxy holds two sockets per client (client and server side) and the open-file limit is
@@ -116,6 +117,28 @@ def render_haproxy_config(
         frontend_port=balancer.port,
         stats_address=balancer.address,
         stats_port=balancer.stats_port,
+        servers=servers,
+    )
+
+
+def render_nginx_config(
+    hosts: Sequence[HostAddress],
+    balancer: Balancer,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    template: str | None = None,
+) -> str:
+    """``deploy/nginx.conf.template`` filled in: the alternative to HAProxy (no stats port;
+    passive health checks only, deploy/README.md)."""
+    text = NGINX_TEMPLATE.read_text() if template is None else template
+    servers = "\n".join(
+        f"        server {h.address}:{h.port} max_fails=2 fail_timeout=5s;" for h in hosts
+    )
+    return Template(text).substitute(
+        run_dir=balancer.run_dir,
+        max_connections=max_connections,
+        frontend_address=balancer.address,
+        frontend_port=balancer.port,
         servers=servers,
     )
 

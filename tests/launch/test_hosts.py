@@ -26,6 +26,7 @@ from launch.hosts import (
     check_config,
     host_addresses,
     render_haproxy_config,
+    render_nginx_config,
 )
 from publisher.publish import Publisher
 from socketsrv.protocol.codes import should_reconnect
@@ -70,6 +71,29 @@ def test_the_rendered_haproxy_config_passes_haproxy_check(run_dir: Path) -> None
     assert MAX_CONNECTIONS < 9900  # two sockets per client, 20,000 open files per process
     balancer.config_path.write_text(text)
     assert "Configuration file is valid" in check_config(balancer.config_path)
+
+
+def test_the_rendered_nginx_config_proxies_websockets_to_every_host(run_dir: Path) -> None:
+    """Checked statically (CI installs no nginx): `nginx -t -c` on this file passes with
+    Debian's nginx 1.22 (deploy/README.md)."""
+    balancer = Balancer("127.0.0.1", 8000, 8404, run_dir)
+    text = render_nginx_config(host_addresses(2, 8001), balancer)
+    for line in (
+        "least_conn;",
+        "server 127.0.0.2:8001 max_fails=2 fail_timeout=5s;",
+        "server 127.0.0.3:8001 max_fails=2 fail_timeout=5s;",
+        "listen 127.0.0.1:8000;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_read_timeout 1h;",
+        f"worker_connections {MAX_CONNECTIONS};",
+        f"pid {run_dir}/nginx.pid;",
+    ):
+        assert line in text, line
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    assert code.count("{") == code.count("}")
+    assert "$$" not in text
 
 
 def channels_of(index: int) -> list[str]:
