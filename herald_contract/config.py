@@ -35,10 +35,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from herald_contract.errors import HeraldError
 from herald_contract.history import HistorySettings
+from herald_contract.redis_urls import check_redis_url
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 BOOLEAN_WORDS = "1, 0, true, false, yes, no, on, off"
 
 
@@ -171,14 +171,8 @@ class BusSettings(HeraldSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url_has_a_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in REDIS_SCHEMES or not rest:
-            raise ValueError(
-                f"{value!r} is not a Redis URL: use redis://host:port/db, rediss:// (TLS) "
-                "or unix:///path/to/socket"
-            )
+        if value is not None:
+            check_redis_url(value)  # redis_urls.py: the forms, Sentinel's included
         return value
 
     def history_settings(self) -> HistorySettings:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -41,6 +40,7 @@ from redis.exceptions import RedisError
 from herald_contract.errors import BusUnavailable
 from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
+from herald_contract.redis_pools import connection_pool
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,11 @@ class RedisPubSub:
         self._on_message = on_message
         self._ping_interval_s = ping_interval_s
         self._socket_timeout_s = socket_timeout_s
-        self._pool = ConnectionPool.from_url(
+        # A redis+sentinel:// URL: each connect() goes to the current primary (redis_pools.py).
+        self._pool = connection_pool(
             redis_url,
+            blocking=False,
+            socket_timeout_s=socket_timeout_s,
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=socket_timeout_s,
             # No socket timeout: the reader waits for messages as long as it likes and finds

@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -37,6 +37,7 @@ from herald_contract.history import (
     to_ms,
 )
 from herald_contract.keys import KeyLayout
+from herald_contract.redis_pools import connection_pool
 from herald_contract.stream import HistoryRead, HistoryResult, PublishResult
 
 
@@ -52,11 +53,16 @@ def command_client(redis_url: str, *, socket_timeout_s: float, max_connections: 
     caller, who may retry with an event id. Stale pooled connections (after a Redis restart)
     are still replaced: the pool checks a connection for EOF before lending it, a check
     redis-py skips while "maintenance notifications" (a Redis Enterprise feature) are on.
+    *redis_url* may be a ``redis+sentinel://`` URL (:mod:`herald_contract.redis_urls`):
+    connections then go to the primary the sentinels report.
     """
     # A blocking pool: a burst of history reads (a thousand clients resubscribing after a
     # deploy) waits for a free connection instead of failing with "Too many connections".
-    pool = BlockingConnectionPool.from_url(
+    # A redis+sentinel:// URL gives connections to the current primary (redis_pools.py).
+    pool = connection_pool(
         redis_url,
+        blocking=True,
+        socket_timeout_s=socket_timeout_s,
         max_connections=max_connections,
         timeout=socket_timeout_s,
         retry=Retry(NoBackoff(), 0),

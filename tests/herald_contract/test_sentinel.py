@@ -1,0 +1,137 @@
+"""A Sentinel-managed Redis (redis+sentinel:// URLs, herald_contract/redis_urls.py and
+redis_pools.py): the URL rules, then the publisher and the Redis bus against a real primary,
+replica and 3 sentinels, through a SENTINEL FAILOVER."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from herald_contract.backoff import Backoff
+from herald_contract.config import BusSettings, SettingsError
+from herald_contract.envelope import decode_envelope
+from herald_contract.redis_bus import RedisBus
+from herald_contract.redis_urls import SentinelUrl, check_redis_url, parse_sentinel_url
+from publisher.publish import Publisher
+from tests.herald_contract.bus_support import KEYS, Q1, Q2, Observer, Recorder, packed
+from tests.support.redis_sentinel import SentinelGroup
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.redis
+
+WAIT_S = 30.0
+"""Bound on waits that span a failover (Sentinel itself takes a few seconds)."""
+
+# -- the URL form ----------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_database() -> None:
+    url = parse_sentinel_url("redis+sentinel://:s3cret@10.0.0.1:26380,sentinel-b/mymaster/2")
+    assert url == SentinelUrl(
+        (("10.0.0.1", 26380), ("sentinel-b", 26379)), "mymaster", 2, None, "s3cret"
+    )
+    assert parse_sentinel_url("redis+sentinel://h:1/svc").db == 0
+    assert parse_sentinel_url("redis+sentinel://app:pw@h:1/svc/").username == "app"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis+sentinel://h:1", "names no service"),
+        ("redis+sentinel://h:1/svc/zero", "the database 'zero' is not a number"),
+        ("redis+sentinel://h:1,:2/svc", "a sentinel address is empty"),
+        ("redis+sentinel://h:port/svc", "the sentinel port 'port' is not a port number"),
+        ("redis+sentinel://:pw@h:1/a/b/c", "names no service"),
+    ],
+)
+def test_a_malformed_sentinel_url_is_refused_with_one_line_that_says_why(
+    url: str, why: str
+) -> None:
+    with pytest.raises(ValueError, match=why) as caught:
+        check_redis_url(url)
+    assert "\n" not in str(caught.value)
+    assert "pw" not in str(caught.value).replace("pw@", "")  # the password is never shown
+
+
+def test_the_redis_url_setting_accepts_a_sentinel_url_and_names_the_variable_when_not() -> None:
+    good = "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/herald/0"
+    assert BusSettings.from_env({"REDIS_URL": good}).redis_url == good
+    with pytest.raises(SettingsError) as caught:
+        BusSettings.from_env({"HERALD_REDIS_URL": "redis+sentinel://127.0.0.1:26379"})
+    message = str(caught.value)
+    assert message.startswith("HERALD_REDIS_URL: ")
+    assert "names no service" in message
+    assert "\n" not in message
+
+
+# -- against real processes --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """One primary, one replica, 3 sentinels for the module: starting them takes seconds."""
+    with SentinelGroup.launch(tmp_path_factory.mktemp("sentinel")) as group:
+        yield group
+
+
+@pytest.fixture
+async def bus(sentinel_group: SentinelGroup) -> AsyncIterator[tuple[RedisBus, Recorder, Observer]]:
+    listener, observer = Recorder(), Observer()
+    bus = RedisBus(
+        sentinel_group.url,
+        keys=KEYS,
+        observer=observer,
+        backoff=Backoff(base_s=0.02, cap_s=0.2),
+        ping_interval_s=0.5,
+    )
+    await bus.start(listener)
+    yield bus, listener, observer
+    await bus.close()
+
+
+async def test_the_publisher_publishes_to_the_primary_the_sentinels_report(
+    sentinel_group: SentinelGroup,
+) -> None:
+    async with Publisher(sentinel_group.url, prefix=KEYS.prefix) as publisher:
+        first = await publisher.publish(Q2, {"n": 1})
+        second = await publisher.publish(Q2, {"n": 2})
+    assert second.position.offset == first.position.offset + 1
+    primary = sentinel_group.server(sentinel_group.primary_port).client()
+    assert primary.exists(KEYS.history(Q2))
+
+
+async def test_a_bus_on_a_sentinel_url_receives_a_publication(
+    sentinel_group: SentinelGroup, bus: tuple[RedisBus, Recorder, Observer]
+) -> None:
+    redis_bus, listener, _ = bus
+    await redis_bus.subscribe(Q1)
+    async with Publisher(sentinel_group.url, prefix=KEYS.prefix) as publisher:
+        sent = await publisher.publish(Q1, "hello")
+    await eventually(lambda: listener.offsets(Q1) == [sent.position.offset], WAIT_S)
+
+
+async def test_after_a_sentinel_failover_the_same_bus_is_restored_on_the_new_primary(
+    sentinel_group: SentinelGroup, bus: tuple[RedisBus, Recorder, Observer]
+) -> None:
+    redis_bus, listener, observer = bus
+    await redis_bus.subscribe(Q1)
+    await redis_bus.publish(Q1, packed("before"))
+    await eventually(lambda: len(listener.received) == 1, WAIT_S)
+    old = sentinel_group.primary_port
+
+    new = sentinel_group.failover()
+
+    assert new != old
+    await eventually(lambda: listener.events[-1:] == ["restored"], WAIT_S)
+    assert listener.events[0] == "lost"
+    assert observer.reconnects >= 1
+    # Published through the same bus (its command client follows the failover too), and
+    # through a publisher that connects afresh: both reach the bus's new subscription.
+    await redis_bus.publish(Q1, packed("after, from the bus"))
+    async with Publisher(sentinel_group.url, prefix=KEYS.prefix) as publisher:
+        await publisher.publish(Q1, "after, from a publisher")
+    await eventually(lambda: len(listener.received) == 3, WAIT_S)
+    data = [decode_envelope(raw).data for _, raw in listener.received]
+    assert data == ["before", "after, from the bus", "after, from a publisher"]
+    assert sentinel_group.server(new).client().exists(KEYS.history(Q1))
