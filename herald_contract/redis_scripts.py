@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -77,10 +78,19 @@ class PublishScripts:
     """The two Lua scripts on one client: atomic publish and atomic history read.
 
     Every method raises :class:`BusUnavailable` when Redis cannot be reached or refuses the
-    call; the caller owns *client* and closes it.
+    call; the caller owns *client* and closes it. With *sharded* (a Redis Cluster *client*)
+    the publish script broadcasts with SPUBLISH rather than PUBLISH.
     """
 
-    def __init__(self, client: Redis, keys: KeyLayout, settings: HistorySettings) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        keys: KeyLayout,
+        settings: HistorySettings,
+        *,
+        sharded: bool = False,
+    ) -> None:
+        self._sharded = sharded
         self._keys = keys
         self._settings = settings
         self._client = client
@@ -106,6 +116,7 @@ class PublishScripts:
             to_ms(s.meta_ttl_s),
             to_ms(s.idempotency_ttl_s),
             keys.event_prefix(channel),
+            *(("sharded",) if self._sharded else ()),
         )
         try:
             epoch, offset, duplicate = await self._publish(

@@ -8,6 +8,8 @@
 -- ARGV[4] candidate epoch, used only when the channel has none
 -- ARGV[5] history_size   ARGV[6] history_ttl_ms   ARGV[7] meta_ttl_ms
 -- ARGV[8] idempotency_ttl_ms   ARGV[9] event key prefix (the event id is appended)
+-- ARGV[10] optional: "sharded" broadcasts with SPUBLISH (Redis Cluster, sharded pub/sub);
+--          absent or anything else broadcasts with PUBLISH (one plain Redis: the same wire)
 --
 -- Returns {epoch, offset, duplicate (0 or 1)}.
 --
@@ -21,6 +23,10 @@ local history_ttl_ms = tonumber(ARGV[6])
 local meta_ttl_ms = tonumber(ARGV[7])
 local idempotency_ttl_ms = tonumber(ARGV[8])
 local event_key = ARGV[9] .. event_id
+local broadcast = 'PUBLISH'
+if ARGV[10] == 'sharded' then
+  broadcast = 'SPUBLISH'
+end
 
 local function int(n)
   return string.format('%d', n)
@@ -84,5 +90,5 @@ redis.call('PEXPIRE', meta_key, int(meta_ttl_ms))
 if event_id ~= '' then
   redis.call('SET', event_key, int(offset), 'PX', int(idempotency_ttl_ms))
 end
-redis.call('PUBLISH', live, envelope)
+redis.call(broadcast, live, envelope)
 return {epoch, offset, 0}

@@ -14,6 +14,7 @@ from herald_contract.bus import Bus
 from herald_contract.envelope import Envelope, decode_envelope
 from herald_contract.keys import KeyLayout
 from herald_contract.memory_bus import MemoryBus
+from tests.support.redis_cluster import RedisClusterTestbed
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
@@ -83,7 +84,7 @@ class Harness:
     kind: str
     bus: Bus
     listener: Recorder
-    server: RedisServer | None = None
+    server: RedisServer | RedisClusterTestbed | None = None
     observer: Observer = field(default_factory=Observer)
     clock: FakeClock = field(default_factory=FakeClock)
 

@@ -1,7 +1,8 @@
-"""The bus contract (herald_contract/bus.py), passed by the memory bus and the Redis bus alike.
+"""The bus contract (herald_contract/bus.py), passed by the memory, Redis and cluster buses.
 
-Every test runs once per bus, the Redis one against a real redis-server. What only one bus
-can show is in test_memory_bus.py and test_redis_bus.py.
+Every test runs once per bus, the Redis one against a real redis-server, the Redis Cluster
+one against a real 3-primary cluster (one per module). What only one bus can show is in
+test_memory_bus.py, test_redis_bus.py and test_redis_cluster_bus.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
 from herald_contract.errors import BusStateError, InvalidPayload
 from herald_contract.memory_bus import MemoryBus
 from herald_contract.redis_bus import RedisBus
+from herald_contract.redis_cluster_bus import RedisClusterBus
 from tests.herald_contract.bus_support import (
     KEYS,
     Q1,
@@ -29,26 +31,41 @@ from tests.herald_contract.bus_support import (
     Recorder,
     packed,
 )
+from tests.support.redis_cluster import RedisClusterTestbed
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
 BusFactory = Callable[..., Awaitable[Harness]]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
-    """Build started buses of the parametrized kind with the given settings; close them."""
+    """Build started buses of the parametrized kind with the given settings; close them.
+
+    The cluster (3 primaries) is started once for the module and emptied before each test.
+    """
     kind: str = request.param
-    server: RedisServer | None = None
+    server: RedisServer | RedisClusterTestbed | None = None
     if kind == "redis":
         server = request.getfixturevalue("redis_server")
+    elif kind == "cluster":
+        server = request.getfixturevalue("redis_cluster")
+        server.flushall()
     harnesses: list[Harness] = []
 
     async def make(**settings: Any) -> Harness:
         listener, observer, clock = Recorder(), Observer(), FakeClock()
-        bus: MemoryBus | RedisBus
+        bus: MemoryBus | RedisBus | RedisClusterBus
         if server is None:
             bus = MemoryBus(clock=clock, **settings)
+        elif isinstance(server, RedisClusterTestbed):
+            bus = RedisClusterBus(server.url, keys=KEYS, observer=observer, **settings)
         else:
             bus = RedisBus(server.url, keys=KEYS, observer=observer, **settings)
         await bus.start(listener)
