@@ -246,3 +246,44 @@ async def test_a_rolling_deploy_behind_haproxy_loses_and_repeats_nothing(
         )
         for c in clients:
             await c.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+async def test_a_crashed_host_leaves_the_rotation_by_health_check_and_comes_back(
+    redis_server: RedisServer, run_dir: Path
+) -> None:
+    with running_topology(
+        hosts=2, workers=1, redis_url=redis_server.url, run_dir=run_dir, **HOST_ENV
+    ) as topology:
+        crashed, survivor = topology.hosts
+        crashed.close()  # SIGKILL of the whole host: no drain, no runtime API
+        await asyncio.to_thread(topology.lb.wait_status, "h1", "DOWN", 30.0)
+        before = int(topology.lb.server_stats()["h1"]["stot"])
+
+        clients = [HeraldTestClient(topology.url) for _ in range(20)]
+        for client in clients:  # every one is accepted: HAProxy sends them all to h2
+            await client.open()
+            assert (await client.subscribe("question:1"))["type"] == "reply"
+        async with Publisher(redis_server.url) as publisher:
+            result = await publisher.publish("question:1", {"after": "crash"})
+        offset = result.position.offset
+        for client in clients:
+            await wait_caught_up_one(client, "question:1", offset)
+            assert client.data("question:1") == [{"after": "crash"}]
+        assert int(topology.lb.server_stats()["h1"]["stot"]) == before
+        assert int(topology.lb.server_stats()["h2"]["scur"]) >= len(clients)
+
+        crashed.start()  # back by its /readyz alone: no `set server` this time
+        await asyncio.to_thread(crashed.wait_ready)
+        await asyncio.to_thread(topology.lb.wait_status, "h1", "UP", 30.0)
+        assert survivor.running
+        for client in clients:
+            await client.close()
+
+
+async def wait_caught_up_one(client: HeraldTestClient, channel: str, offset: int) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while client.channels[channel].offset != offset:
+        assert asyncio.get_running_loop().time() < deadline, client.offsets(channel)
+        await asyncio.sleep(0.02)
