@@ -5,6 +5,8 @@ replica and 3 sentinels, through a SENTINEL FAILOVER."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +79,14 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 
 @pytest.fixture
 async def bus(sentinel_group: SentinelGroup) -> AsyncIterator[tuple[RedisBus, Recorder, Observer]]:
+    async with _started_bus(sentinel_group) as started:
+        yield started
+
+
+@asynccontextmanager
+async def _started_bus(
+    sentinel_group: SentinelGroup,
+) -> AsyncIterator[tuple[RedisBus, Recorder, Observer]]:
     listener, observer = Recorder(), Observer()
     bus = RedisBus(
         sentinel_group.url,
@@ -86,8 +96,10 @@ async def bus(sentinel_group: SentinelGroup) -> AsyncIterator[tuple[RedisBus, Re
         ping_interval_s=0.5,
     )
     await bus.start(listener)
-    yield bus, listener, observer
-    await bus.close()
+    try:
+        yield bus, listener, observer
+    finally:
+        await bus.close()
 
 
 async def test_the_publisher_publishes_to_the_primary_the_sentinels_report(
@@ -135,3 +147,25 @@ async def test_after_a_sentinel_failover_the_same_bus_is_restored_on_the_new_pri
     data = [decode_envelope(raw).data for _, raw in listener.received]
     assert data == ["before", "after, from the bus", "after, from a publisher"]
     assert sentinel_group.server(new).client().exists(KEYS.history(Q1))
+
+
+async def test_after_the_primary_is_killed_the_bus_is_restored_on_the_promoted_replica(
+    tmp_path: Path,
+) -> None:
+    # A group of its own: the killed primary stays dead.
+    with SentinelGroup.launch(tmp_path / "sentinel") as group:
+        async with _started_bus(group) as (redis_bus, listener, _):
+            await redis_bus.subscribe(Q1)
+            old = group.primary_port
+
+            new = group.kill_primary()
+
+            assert new != old
+            await eventually(lambda: listener.events[-1:] == ["restored"], WAIT_S)
+            assert listener.events[0] == "lost"
+            async with Publisher(group.url, prefix=KEYS.prefix) as publisher:
+                await publisher.publish(Q1, "after the kill")
+            await redis_bus.publish(Q1, packed("after the kill, from the bus"))
+            await eventually(lambda: len(listener.received) == 2, WAIT_S)
+            data = [decode_envelope(raw).data for _, raw in listener.received]
+            assert data == ["after the kill", "after the kill, from the bus"]

@@ -3,6 +3,7 @@
     with SentinelGroup.launch(tmp_path) as group:   # returns once the sentinels know both
         group.url                                   # redis+sentinel://.../herald/0
         group.failover()                            # SENTINEL FAILOVER; returns once done
+        group.kill_primary()                        # SIGKILL; returns once one is promoted
         group.primary_port                          # the primary the sentinels report
 
 Every process the group starts is stopped when it exits (also when a start fails half-way).
@@ -184,6 +185,25 @@ class SentinelGroup:
             return bool(demoted.execute_command("ROLE")[0] == b"slave") and _link_up(demoted)
 
         wait_for("the failover", done, FAILOVER_TIMEOUT_S)
+        return new
+
+    def kill_primary(self) -> int:
+        """SIGKILL the primary; return the port of the replica once every sentinel reports it.
+
+        The sentinels notice after ``down-after-milliseconds``, agree, elect a leader and
+        promote the replica: a few seconds.
+        """
+        old = self.primary_port
+        self.server(old).kill()
+        new = next(server.port for server in self.servers if server.port != old)
+        promoted = self.server(new).client()
+
+        def done() -> bool:
+            if any(sentinel.primary() != ("127.0.0.1", new) for sentinel in self.sentinels):
+                return False
+            return bool(promoted.execute_command("ROLE")[0] == b"master")
+
+        wait_for("the failover after a SIGKILL", done, FAILOVER_TIMEOUT_S)
         return new
 
     def close(self) -> None:
