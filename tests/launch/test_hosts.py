@@ -10,8 +10,11 @@ then), and the assertions are on what each client received.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,9 @@ from websockets.exceptions import WebSocketException
 from launch.hosts import (
     FAST_CHECKS,
     MAX_CONNECTIONS,
+    ROOT,
     Balancer,
+    HostsError,
     check_config,
     host_addresses,
     render_haproxy_config,
@@ -30,6 +35,7 @@ from launch.hosts import (
 )
 from publisher.publish import Publisher
 from socketsrv.protocol.codes import should_reconnect
+from tests.support import haproxy as haproxy_support
 from tests.support.client import HeraldTestClient
 from tests.support.haproxy import require_haproxy, running_topology, short_run_dir
 from tests.support.redis_server import RedisServer
@@ -287,3 +293,30 @@ async def wait_caught_up_one(client: HeraldTestClient, channel: str, offset: int
     while client.channels[channel].offset != offset:
         assert asyncio.get_running_loop().time() < deadline, client.offsets(channel)
         await asyncio.sleep(0.02)
+
+
+def test_a_missing_haproxy_fails_the_test_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing() -> str:
+        raise HostsError("haproxy is not installed")
+
+    monkeypatch.setattr(haproxy_support, "haproxy_binary", missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="not installed"):
+        haproxy_support.require_haproxy()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        haproxy_support.require_haproxy()
+
+
+def test_the_hosts_launcher_needs_a_redis_url_and_says_so_in_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HERALD_REDIS_URL", "REDIS_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "launch.hosts", "--hosts", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "launch.hosts: several hosts need one Redis: set --redis-url"
+    ]
