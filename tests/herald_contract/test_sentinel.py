@@ -4,6 +4,7 @@ replica and 3 sentinels, through a SENTINEL FAILOVER."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +16,9 @@ from herald_contract.config import BusSettings, SettingsError
 from herald_contract.envelope import decode_envelope
 from herald_contract.redis_bus import RedisBus
 from herald_contract.redis_urls import SentinelUrl, check_redis_url, parse_sentinel_url
+from publisher.cli import main as herald_publish
 from publisher.publish import Publisher
-from tests.herald_contract.bus_support import KEYS, Q1, Q2, Observer, Recorder, packed
+from tests.herald_contract.bus_support import KEYS, Q1, Q2, Q3, Observer, Recorder, packed
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.waiting import eventually
 
@@ -111,6 +113,24 @@ async def test_the_publisher_publishes_to_the_primary_the_sentinels_report(
     assert second.position.offset == first.position.offset + 1
     primary = sentinel_group.server(sentinel_group.primary_port).client()
     assert primary.exists(KEYS.history(Q2))
+
+
+def test_herald_publish_takes_a_sentinel_url(
+    sentinel_group: SentinelGroup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [Q3, '{"n": 1}', "--redis-url", sentinel_group.url, "--prefix", KEYS.prefix]
+    assert herald_publish(argv, env={}) == 0
+    assert json.loads(capsys.readouterr().out)["offset"] == 1
+
+
+def test_herald_publish_refuses_a_malformed_sentinel_url_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [Q3, "{}", "--redis-url", "redis+sentinel://127.0.0.1:26379"]
+    assert herald_publish(argv, env={}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "names no service" in err
 
 
 async def test_a_bus_on_a_sentinel_url_receives_a_publication(
