@@ -31,9 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
@@ -46,8 +44,9 @@ from herald_contract.bus import (
     HistoryResult,
     PublishResult,
 )
+from herald_contract.cluster_client import cluster_command_client
 from herald_contract.cluster_pubsub import LOST_ERRORS, Address, ClusterPubSub, ConnectOptions
-from herald_contract.cluster_urls import ClusterUrl, parse_cluster_url
+from herald_contract.cluster_urls import parse_cluster_url
 from herald_contract.envelope import StreamPosition
 from herald_contract.history import HistorySettings
 from herald_contract.keys import KeyLayout
@@ -60,27 +59,6 @@ _Target = TypeVar("_Target")
 _Result = TypeVar("_Result")
 
 _CONNECTED = (BusState.LIVE, BusState.RECOVERING)
-
-
-def cluster_command_client(
-    url: ClusterUrl, *, socket_timeout_s: float, max_connections: int = 256
-) -> RedisCluster:
-    """A cluster client for the scripts: no retry of a failed command, no decoding.
-
-    As :func:`herald_contract.redis_scripts.command_client`: a retried publish could publish
-    twice, so connection errors go to the caller. MOVED and ASK replies are still followed
-    (redis-py does it below its retries; they mean the command did not run).
-    *max_connections* is per node.
-    """
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
-        username=url.username,
-        password=url.password,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        max_connections=max_connections,
-    )
 
 
 class RedisClusterBus:
@@ -104,7 +82,8 @@ class RedisClusterBus:
         ping_interval_s: float = 5.0,
         socket_timeout_s: float = 5.0,
     ) -> None:
-        self._url = parse_cluster_url(redis_url)
+        self._redis_url = redis_url
+        self._url = parse_cluster_url(redis_url)  # a malformed URL fails here, before any I/O
         self._keys = keys
         self._settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
         self._backoff = backoff if backoff is not None else Backoff()
@@ -140,7 +119,9 @@ class RedisClusterBus:
         :class:`herald_contract.errors.BusStateError` unless the bus is NEW.
         """
         self._lifecycle.expect(BusState.NEW, "start")
-        self._client = cluster_command_client(self._url, socket_timeout_s=self._socket_timeout_s)
+        self._client = cluster_command_client(
+            self._redis_url, socket_timeout_s=self._socket_timeout_s
+        )
         self._scripts = PublishScripts(self._client, self._keys, self._settings, sharded=True)
         self._pubsub = ClusterPubSub(
             keys=self._keys,

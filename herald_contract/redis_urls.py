@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from herald_contract.cluster_urls import CLUSTER_SCHEME, parse_cluster_url
+
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 """redis-py's URL schemes."""
 SENTINEL_SCHEME = "redis+sentinel"
@@ -50,6 +52,8 @@ def check_redis_url(url: str) -> None:
     scheme, sep, rest = url.partition("://")
     if sep and scheme.lower() == SENTINEL_SCHEME:
         parse_sentinel_url(url)
+    elif sep and scheme.lower() == CLUSTER_SCHEME:
+        parse_cluster_url(url)  # cluster_urls.py: the Redis Cluster form
     elif not sep or scheme not in REDIS_SCHEMES or not rest:
         raise ValueError(f"{_redacted(url)!r} is not a Redis URL: use {URL_FORMS}")
 

@@ -19,11 +19,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from herald_contract.channels import parse_channel
+from herald_contract.cluster_client import publish_scripts_for
 from herald_contract.envelope import MAX_DATA_BYTES, pack_data
 from herald_contract.errors import BusUnavailable, PublishFailed
 from herald_contract.history import HistorySettings, check_event_id
 from herald_contract.keys import DEFAULT_PREFIX, KeyLayout
-from herald_contract.redis_scripts import PublishScripts, command_client
 from herald_contract.stream import PublishResult
 
 
@@ -49,8 +49,10 @@ class Publisher:
     ) -> None:
         settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
         self._max_data_bytes = max_data_bytes
-        self._client = command_client(redis_url, socket_timeout_s=socket_timeout_s)
-        self._scripts = PublishScripts(self._client, KeyLayout(prefix), settings)
+        # A redis+cluster:// URL gives a cluster client whose script ends in SPUBLISH.
+        self._client, self._scripts = publish_scripts_for(
+            redis_url, keys=KeyLayout(prefix), settings=settings, socket_timeout_s=socket_timeout_s
+        )
 
     async def publish(self, channel: str, data: Any, *, event_id: str = "") -> PublishResult:
         """Publish *data* (any JSON-compatible value) to *channel*.

@@ -9,8 +9,15 @@ from __future__ import annotations
 import pytest
 from redis.cluster import key_slot
 
-from tests.herald_contract.bus_support import KEYS
-from tests.support.redis_cluster import RedisClusterTestbed
+from herald_contract.backoff import Backoff
+from herald_contract.cluster_urls import parse_cluster_url
+from herald_contract.envelope import StreamPosition, decode_envelope
+from herald_contract.redis_cluster_bus import RedisClusterBus
+from herald_contract.redis_urls import check_redis_url
+from publisher.publish import Publisher
+from tests.herald_contract.bus_support import KEYS, Q1, Recorder, packed
+from tests.support.redis_cluster import RedisClusterTestbed, migrate_slot
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -38,3 +45,126 @@ def test_the_test_cluster_shares_its_slots_among_three_primaries(
     assert client.get(KEYS.meta(CHANNELS[0])) == b"x"
     redis_cluster.flushall()
     assert client.get(KEYS.meta(CHANNELS[0])) is None
+
+
+# -- the URL -----------------------------------------------------------------------------------
+
+
+def test_a_cluster_url_names_its_seed_nodes_and_credentials() -> None:
+    url = parse_cluster_url("redis+cluster://app:s3cret@10.0.0.1:7000,10.0.0.2/")
+    assert url.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 6379))
+    assert (url.username, url.password) == ("app", "s3cret")
+    assert "s3cret" not in repr(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://", "redis+cluster://h:99999", "redis+cluster://h:7000/0"]
+)
+def test_a_malformed_cluster_url_is_refused_in_one_line(url: str) -> None:
+    with pytest.raises(ValueError, match="redis\\+cluster") as caught:
+        check_redis_url(url)
+    assert "\n" not in str(caught.value)
+
+
+# -- against the cluster -----------------------------------------------------------------------
+
+
+async def started_bus(cluster: RedisClusterTestbed) -> tuple[RedisClusterBus, Recorder]:
+    listener = Recorder()
+    bus = RedisClusterBus(cluster.url, keys=KEYS, backoff=Backoff(base_s=0.01, cap_s=0.2))
+    await bus.start(listener)
+    return bus, listener
+
+
+def channels_on(cluster: RedisClusterTestbed, count: int) -> list[str]:
+    """*count* channels whose slots belong to *count* different primaries."""
+    found: dict[int, str] = {}
+    for channel in CHANNELS:
+        port = cluster.node_of_slot(key_slot(KEYS.live(channel).encode())).port
+        found.setdefault(port, channel)
+    assert len(found) >= count
+    return list(found.values())[:count]
+
+
+async def test_the_bus_holds_one_pubsub_connection_per_primary_it_needs(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    redis_cluster.flushall()
+    bus, listener = await started_bus(redis_cluster)
+    try:
+        assert bus.shard_connections == 0
+        first, second, third = channels_on(redis_cluster, 3)
+        await bus.subscribe(first)
+        assert bus.shard_connections == 1
+        await bus.subscribe(second)
+        await bus.subscribe(third)
+        assert bus.shard_connections == 3
+        for channel in (first, second, third):
+            await bus.publish(channel, packed(channel))
+        await eventually(lambda: len(listener.received) == 3)
+        assert {name for name, _ in listener.received} == {first, second, third}
+    finally:
+        await bus.close()
+
+
+async def test_a_publisher_on_the_cluster_url_reaches_the_bus_by_spublish(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    redis_cluster.flushall()
+    bus, listener = await started_bus(redis_cluster)
+    try:
+        await bus.subscribe(Q1)
+        async with Publisher(redis_cluster.url, prefix=KEYS.prefix) as publisher:
+            first = await publisher.publish(Q1, {"n": 1})
+            again = await publisher.publish(Q1, {"n": 2}, event_id="e-1")
+            assert (await publisher.publish(Q1, {"n": 2}, event_id="e-1")).duplicate
+        await eventually(lambda: listener.offsets(Q1) == [1, 2])
+        assert (first.position.offset, again.position.offset) == (1, 2)
+    finally:
+        await bus.close()
+
+
+async def test_a_killed_shard_connection_is_lost_restored_and_repairable_from_history(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    redis_cluster.flushall()
+    bus, listener = await started_bus(redis_cluster)
+    try:
+        await bus.subscribe(Q1)
+        await bus.publish(Q1, packed(1))
+        await eventually(lambda: listener.offsets(Q1) == [1])
+        owner = redis_cluster.node_of_slot(key_slot(KEYS.live(Q1).encode()))
+        owner.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await eventually(lambda: listener.events == ["lost", "restored"])
+        await bus.publish(Q1, packed(2))
+        await eventually(lambda: listener.offsets(Q1) == [1, 2])
+    finally:
+        await bus.close()
+
+
+async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    redis_cluster.flushall()
+    bus, listener = await started_bus(redis_cluster)
+    try:
+        await bus.subscribe(Q1)
+        await bus.publish(Q1, packed(1))
+        await eventually(lambda: listener.offsets(Q1) == [1])
+        slot = key_slot(KEYS.live(Q1).encode())
+        source = redis_cluster.node_of_slot(slot)
+        target = next(node for node in redis_cluster.nodes if node.port != source.port)
+        migrate_slot(redis_cluster, slot, target)
+        # Redis pushes sunsubscribe to the subscriber: the bus resubscribes at the new owner.
+        await eventually(lambda: listener.events == ["lost", "restored"])
+        assert redis_cluster.node_of_slot(slot).port == target.port
+        # Publish follows MOVED to the new owner; the history came along (offset 2, same epoch).
+        await bus.publish(Q1, packed(2))
+        await eventually(lambda: listener.offsets(Q1) == [1, 2])
+        first, second = listener.envelopes(Q1)
+        assert first.epoch == second.epoch
+        repaired = await bus.history(Q1, StreamPosition(first.epoch, 0), 10)
+        assert repaired.complete
+        assert [decode_envelope(raw).offset for raw in repaired.publications] == [1, 2]
+    finally:
+        await bus.close()

@@ -141,3 +141,36 @@ class RedisClusterTestbed:
         self._clients.clear()
         for node in self.nodes:
             node.close()
+
+
+def _node_id(port: int) -> str:
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5.0) as client:
+        reply = client.execute_command("CLUSTER", "MYID")
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def migrate_slot(cluster: RedisClusterTestbed, slot: int, to: RedisServer) -> None:
+    """Move *slot* and its keys to node *to*, as ``redis-cli --cluster reshard`` does.
+
+    IMPORTING on the target, MIGRATING on the source, MIGRATE of every key, then SETSLOT NODE
+    on every node (the target first). The source drops the slot's shard channels, pushing
+    ``sunsubscribe`` to their subscribers.
+    """
+    source = cluster.node_of_slot(slot)
+    if source.port == to.port:
+        raise ValueError(f"slot {slot} is already on {to.port}")
+    source_id, target_id = _node_id(source.port), _node_id(to.port)
+    with (
+        redis.Redis(host="127.0.0.1", port=source.port, socket_timeout=5.0) as src,
+        redis.Redis(host="127.0.0.1", port=to.port, socket_timeout=5.0) as dst,
+    ):
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    for node in cluster.nodes:
+        if node.port not in (source.port, to.port):
+            with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0) as other:
+                other.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)

@@ -1,0 +1,52 @@
+"""The command client of a Redis Cluster, and the publish scripts on whichever client a URL names.
+
+:func:`cluster_command_client` is the cluster's counterpart of
+:func:`herald_contract.redis_scripts.command_client`; :func:`publish_scripts_for` gives a
+publisher the scripts on the right client for its URL: on a ``redis+cluster://`` URL the
+publish script ends in SPUBLISH, which is what the cluster bus's SSUBSCRIBE connections hear.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from herald_contract.cluster_urls import is_cluster_url, parse_cluster_url
+from herald_contract.history import HistorySettings
+from herald_contract.keys import KeyLayout
+from herald_contract.redis_scripts import PublishScripts, command_client
+
+
+def cluster_command_client(
+    redis_url: str, *, socket_timeout_s: float, max_connections: int = 256
+) -> RedisCluster:
+    """A cluster client for the scripts: no retry of a failed command, no decoding.
+
+    As :func:`herald_contract.redis_scripts.command_client`: a retried publish could publish
+    twice, so connection errors go to the caller. MOVED and ASK replies are still followed
+    (redis-py does it below its retries; they mean the command did not run).
+    *max_connections* is per node. Does no I/O: the slot map is read on first use.
+    """
+    url = parse_cluster_url(redis_url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
+        username=url.username,
+        password=url.password,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        max_connections=max_connections,
+    )
+
+
+def publish_scripts_for(
+    redis_url: str, *, keys: KeyLayout, settings: HistorySettings, socket_timeout_s: float
+) -> tuple[Redis | RedisCluster, PublishScripts]:
+    """The command client *redis_url* names and the publish scripts on it (caller closes it)."""
+    if is_cluster_url(redis_url):
+        cluster = cluster_command_client(redis_url, socket_timeout_s=socket_timeout_s)
+        return cluster, PublishScripts(cluster, keys, settings, sharded=True)
+    client = command_client(redis_url, socket_timeout_s=socket_timeout_s)
+    return client, PublishScripts(client, keys, settings)
