@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from herald_contract.redis_urls import is_sentinel_url, parse_sentinel_url
 
@@ -42,21 +44,25 @@ def connection_pool(
     """A pool of connections to the Redis *redis_url* names, or to its current primary.
 
     *kwargs* go to every connection (and to a blocking pool: ``max_connections``,
-    ``timeout``). Talking to the sentinels is bounded by *socket_timeout_s*, also when the
-    connections themselves have no socket timeout (the pub/sub reader's).
+    ``timeout``). Finding the primary and connecting to it fits in *socket_timeout_s*, also
+    when the connections themselves have no socket timeout (the pub/sub reader's): the
+    sentinels are asked one after the other, so each gets a share of it, and one that hangs
+    (a blackholed host) leaves time to ask the next.
     """
     if not is_sentinel_url(redis_url):
         pool_class = BlockingConnectionPool if blocking else ConnectionPool
         return pool_class.from_url(redis_url, **kwargs)
     url = parse_sentinel_url(redis_url)
+    # One share per sentinel and one for connecting to the primary; no retries, which would
+    # spend a silent sentinel's share several times over (redis-py retries by default).
+    share_s = socket_timeout_s / (len(url.sentinels) + 1)
+    ask = {
+        "socket_timeout": share_s,
+        "socket_connect_timeout": share_s,
+        "retry": Retry(NoBackoff(), 0),
+    }
     # redis-py leaves the Sentinel classes unannotated.
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(url.sentinels),
-        sentinel_kwargs={
-            "socket_timeout": socket_timeout_s,
-            "socket_connect_timeout": socket_timeout_s,
-        },
-    )
+    sentinel = Sentinel(list(url.sentinels), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
     auth = {"username": url.username, "password": url.password}
     sentinel_pool_class = _BlockingSentinelPool if blocking else _SentinelPool
     pool: ConnectionPool = sentinel_pool_class(  # type: ignore[no-untyped-call]

@@ -5,6 +5,7 @@ replica and 3 sentinels, through a SENTINEL FAILOVER."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -141,6 +142,28 @@ async def test_a_bus_on_a_sentinel_url_receives_a_publication(
     async with Publisher(sentinel_group.url, prefix=KEYS.prefix) as publisher:
         sent = await publisher.publish(Q1, "hello")
     await eventually(lambda: listener.offsets(Q1) == [sent.position.offset], WAIT_S)
+
+
+async def test_a_sentinel_that_never_answers_leaves_time_to_ask_the_next(
+    sentinel_group: SentinelGroup,
+) -> None:
+    # A listening socket nobody accepts from: the kernel completes the handshake, then
+    # nothing is ever answered (a blackholed sentinel).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = sentinel_group.url.replace("//", f"//127.0.0.1:{port},", 1)
+        listener = Recorder()
+        bus = RedisBus(url, keys=KEYS)
+        await bus.start(listener)
+        try:
+            await bus.subscribe(Q2)
+            async with Publisher(url, prefix=KEYS.prefix) as publisher:
+                sent = await publisher.publish(Q2, "past a silent sentinel")
+            await eventually(lambda: sent.position.offset in listener.offsets(Q2), WAIT_S)
+        finally:
+            await bus.close()
 
 
 async def test_after_a_sentinel_failover_the_same_bus_is_restored_on_the_new_primary(
