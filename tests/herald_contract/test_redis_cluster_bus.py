@@ -147,9 +147,11 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
 ) -> None:
     redis_cluster.flushall()
     bus, listener = await started_bus(redis_cluster)
+    # A publisher whose slot map predates the move: its next publish is answered MOVED.
+    publisher = Publisher(redis_cluster.url, prefix=KEYS.prefix)
     try:
         await bus.subscribe(Q1)
-        await bus.publish(Q1, packed(1))
+        await publisher.publish(Q1, 1)
         await eventually(lambda: listener.offsets(Q1) == [1])
         slot = key_slot(KEYS.live(Q1).encode())
         source = redis_cluster.node_of_slot(slot)
@@ -158,8 +160,8 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
         # Redis pushes sunsubscribe to the subscriber: the bus resubscribes at the new owner.
         await eventually(lambda: listener.events == ["lost", "restored"])
         assert redis_cluster.node_of_slot(slot).port == target.port
-        # Publish follows MOVED to the new owner; the history came along (offset 2, same epoch).
-        await bus.publish(Q1, packed(2))
+        # The publisher follows MOVED; the history came along (offset 2, same epoch).
+        await publisher.publish(Q1, 2)
         await eventually(lambda: listener.offsets(Q1) == [1, 2])
         first, second = listener.envelopes(Q1)
         assert first.epoch == second.epoch
@@ -167,4 +169,5 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
         assert repaired.complete
         assert [decode_envelope(raw).offset for raw in repaired.publications] == [1, 2]
     finally:
+        await publisher.close()
         await bus.close()
