@@ -11,19 +11,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from herald_contract.backoff import Backoff
 from herald_contract.config import BusSettings, SettingsError
 from herald_contract.envelope import decode_envelope
 from herald_contract.redis_bus import RedisBus
+from herald_contract.redis_pools import connection_pool
 from herald_contract.redis_urls import SentinelUrl, check_redis_url, parse_sentinel_url
 from publisher.cli import main as herald_publish
 from publisher.publish import Publisher
 from tests.herald_contract.bus_support import KEYS, Q1, Q2, Q3, Observer, Recorder, packed
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.redis
 
 WAIT_S = 30.0
 """Bound on waits that span a failover (Sentinel itself takes a few seconds)."""
@@ -70,6 +70,25 @@ def test_the_redis_url_setting_accepts_a_sentinel_url_and_names_the_variable_whe
     assert "\n" not in message
 
 
+async def test_the_url_password_and_database_go_to_the_servers_not_to_the_sentinels() -> None:
+    pool = connection_pool(
+        "redis+sentinel://app:s3cret@127.0.0.1:1,127.0.0.1:2/svc/3",
+        blocking=True,
+        socket_timeout_s=3.0,
+    )
+    try:
+        kwargs = pool.connection_kwargs
+        assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "s3cret", 3)
+        assert isinstance(pool, SentinelConnectionPool)
+        assert pool.service_name == "svc"
+        for sentinel in pool.sentinel_manager.sentinels:
+            sentinel_kwargs = sentinel.connection_pool.connection_kwargs
+            assert sentinel_kwargs.get("password") is None
+            assert sentinel_kwargs["socket_timeout"] == 1.0  # a third of 3 s: 2 sentinels + 1
+    finally:
+        await pool.aclose()
+
+
 # -- against real processes --------------------------------------------------------------
 
 
@@ -105,6 +124,7 @@ async def _started_bus(
         await bus.close()
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 async def test_the_publisher_publishes_to_the_primary_the_sentinels_report(
     sentinel_group: SentinelGroup,
 ) -> None:
@@ -116,6 +136,7 @@ async def test_the_publisher_publishes_to_the_primary_the_sentinels_report(
     assert primary.exists(KEYS.history(Q2))
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 def test_herald_publish_takes_a_sentinel_url(
     sentinel_group: SentinelGroup, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -134,6 +155,7 @@ def test_herald_publish_refuses_a_malformed_sentinel_url_in_one_line(
     assert "names no service" in err
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 async def test_a_bus_on_a_sentinel_url_receives_a_publication(
     sentinel_group: SentinelGroup, bus: tuple[RedisBus, Recorder, Observer]
 ) -> None:
@@ -144,6 +166,7 @@ async def test_a_bus_on_a_sentinel_url_receives_a_publication(
     await eventually(lambda: listener.offsets(Q1) == [sent.position.offset], WAIT_S)
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 async def test_a_sentinel_that_never_answers_leaves_time_to_ask_the_next(
     sentinel_group: SentinelGroup,
 ) -> None:
@@ -166,6 +189,7 @@ async def test_a_sentinel_that_never_answers_leaves_time_to_ask_the_next(
             await bus.close()
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 async def test_after_a_sentinel_failover_the_same_bus_is_restored_on_the_new_primary(
     sentinel_group: SentinelGroup, bus: tuple[RedisBus, Recorder, Observer]
 ) -> None:
@@ -192,6 +216,7 @@ async def test_after_a_sentinel_failover_the_same_bus_is_restored_on_the_new_pri
     assert sentinel_group.server(new).client().exists(KEYS.history(Q1))
 
 
+@pytest.mark.redis  # real redis-servers and sentinels
 async def test_after_the_primary_is_killed_the_bus_is_restored_on_the_promoted_replica(
     tmp_path: Path,
 ) -> None:
