@@ -12,11 +12,13 @@ from redis.cluster import key_slot
 from herald_contract.backoff import Backoff
 from herald_contract.cluster_urls import parse_cluster_url
 from herald_contract.envelope import StreamPosition, decode_envelope
+from herald_contract.errors import BusUnavailable
 from herald_contract.redis_cluster_bus import RedisClusterBus
 from herald_contract.redis_urls import check_redis_url
 from publisher.publish import Publisher
 from tests.herald_contract.bus_support import KEYS, Q1, Recorder, packed
 from tests.support.redis_cluster import RedisClusterTestbed, migrate_slot
+from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.redis
@@ -171,3 +173,11 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
     finally:
         await publisher.close()
         await bus.close()
+
+
+async def test_a_cluster_that_does_not_answer_makes_start_raise_bus_unavailable() -> None:
+    bus = RedisClusterBus(f"redis+cluster://127.0.0.1:{free_port()}", keys=KEYS)
+    with pytest.raises(BusUnavailable, match="Redis Cluster"):
+        await bus.start(Recorder())
+    await bus.close()
+    assert not bus.live
