@@ -41,12 +41,17 @@ def cluster_command_client(
     )
 
 
+def any_command_client(redis_url: str, *, socket_timeout_s: float) -> Redis | RedisCluster:
+    """The command client *redis_url* names: a cluster client for ``redis+cluster://``, else
+    :func:`herald_contract.redis_scripts.command_client` (plain or Sentinel)."""
+    if is_cluster_url(redis_url):
+        return cluster_command_client(redis_url, socket_timeout_s=socket_timeout_s)
+    return command_client(redis_url, socket_timeout_s=socket_timeout_s)
+
+
 def publish_scripts_for(
     redis_url: str, *, keys: KeyLayout, settings: HistorySettings, socket_timeout_s: float
 ) -> tuple[Redis | RedisCluster, PublishScripts]:
     """The command client *redis_url* names and the publish scripts on it (caller closes it)."""
-    if is_cluster_url(redis_url):
-        cluster = cluster_command_client(redis_url, socket_timeout_s=socket_timeout_s)
-        return cluster, PublishScripts(cluster, keys, settings, sharded=True)
-    client = command_client(redis_url, socket_timeout_s=socket_timeout_s)
-    return client, PublishScripts(client, keys, settings)
+    client = any_command_client(redis_url, socket_timeout_s=socket_timeout_s)
+    return client, PublishScripts(client, keys, settings, sharded=is_cluster_url(redis_url))

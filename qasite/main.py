@@ -25,11 +25,12 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from herald_contract.redis_scripts import command_client
+from herald_contract.cluster_client import any_command_client
 from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
 from qasite.api.routes import (
@@ -126,7 +127,7 @@ async def _start_services(
     metrics: QAMetrics,
     *,
     migrate_on_start: bool,
-) -> tuple[Database, Redis | None, OutboxRelay | None]:
+) -> tuple[Database, Redis | RedisCluster | None, OutboxRelay | None]:
     """Open the database, migrate, and start the relay on *sink* or on Redis; *stack* closes
     each in reverse order. Returns the database, the Redis client readiness pings (if any)
     and the relay (None without a bus: events stay in the outbox)."""
@@ -135,12 +136,12 @@ async def _start_services(
     if migrate_on_start:
         await migrate(db.engine)
     bus = sink
-    redis: Redis | None = None
+    redis: Redis | RedisCluster | None = None
     if bus is None and settings.redis_url is not None:
         publisher = _publisher(settings)
         stack.push_async_callback(publisher.close)
         bus = publisher
-        redis = command_client(settings.redis_url, socket_timeout_s=settings.publish_timeout_s)
+        redis = any_command_client(settings.redis_url, socket_timeout_s=settings.publish_timeout_s)
         stack.push_async_callback(redis.aclose)
     if bus is None:
         log.warning("no bus (HERALD_REDIS_URL unset, no in-process bus): events stay in the outbox")
@@ -192,7 +193,9 @@ def _publisher(settings: Settings) -> Publisher:
     )
 
 
-async def _not_ready(db: Database, redis: Redis | None, timeout_s: float) -> str | None:
+async def _not_ready(
+    db: Database, redis: Redis | RedisCluster | None, timeout_s: float
+) -> str | None:
     """None when the database answers and *redis* (if any) too; else a short reason."""
     try:
         async with asyncio.timeout(timeout_s), db.engine.connect() as conn:
