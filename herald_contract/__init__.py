@@ -17,10 +17,17 @@ Herald's (tests/test_layout.py enforces it):
 * :mod:`~herald_contract.redis_bus`: the Redis bus, for a fleet, built on
   :mod:`~herald_contract.redis_pubsub` (its pub/sub connection) and
   :mod:`~herald_contract.backoff` (its reconnect policy);
+* :mod:`~herald_contract.redis_urls` and :mod:`~herald_contract.redis_pools`: the Redis URL
+  forms (plain, ``redis+sentinel://``) and the connection pools they give, so a Sentinel
+  failover is followed by every Redis user;
+* :mod:`~herald_contract.redis_cluster_bus`: the Redis Cluster bus (sharded pub/sub), built on
+  :mod:`~herald_contract.cluster_pubsub` (one SSUBSCRIBE connection per shard primary),
+  :mod:`~herald_contract.cluster_urls` (``redis+cluster://``) and
+  :mod:`~herald_contract.cluster_client` (the command client a URL names);
 * :mod:`~herald_contract.errors`: the one exception tree of the package;
 * :mod:`~herald_contract.config`: the settings rules both programs share (pydantic-settings;
   the publishing library never imports it).
 
-Both buses pass tests/herald_contract/test_bus_contract.py. The third-party packages needed
+The three buses pass tests/herald_contract/test_bus_contract.py. The third-party packages needed
 are msgpack, redis for the Redis modules and pydantic-settings for ``config``.
 """
