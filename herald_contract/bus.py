@@ -21,13 +21,14 @@ Guarantees, per channel:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import BusUnavailable
 from herald_contract.stream import HistoryRead, HistoryResult, PublishResult
 
 __all__ = [
+    "RECOVERY_REASONS",
     "Bus",
     "BusListener",
     "BusObserver",
@@ -35,6 +36,7 @@ __all__ = [
     "HistoryRead",
     "HistoryResult",
     "PublishResult",
+    "ShardObserver",
 ]
 
 
@@ -64,6 +66,37 @@ class BusObserver(Protocol):
 
     def reconnected(self) -> None:
         """The bus reconnected after a loss; called just before ``live_changed(True)``."""
+
+
+RECOVERY_REASONS: Final = (
+    "connection_lost",
+    "ping_timeout",
+    "slot_moved",
+    "sunsubscribe",
+    "reader_error",
+)
+"""Why a bus had to recover (the closed set of ``ShardObserver.recovered``'s *reason*):
+a pub/sub connection failed or closed; it stayed silent after a PING; a (cluster) shard
+refused a channel with MOVED/ASK; a shard pushed an unasked ``sunsubscribe`` because the
+channel's slot left it (migration, failover); the reader failed with an unexpected error."""
+
+
+@runtime_checkable
+class ShardObserver(BusObserver, Protocol):
+    """A :class:`BusObserver` that also hears about pub/sub connections and recoveries.
+
+    Optional: a bus calls these only when its observer has them (``isinstance`` check), so
+    an observer with just the two callbacks above keeps working.
+    """
+
+    def shard_connections(self, count: int) -> None:
+        """The bus holds *count* pub/sub connections now (plain Redis: 0 or 1; cluster: one
+        per primary that owns a wanted channel)."""
+
+    def recovered(self, reason: str, channels: int, seconds: float) -> None:
+        """The bus is live again after a loss for *reason* (one of :data:`RECOVERY_REASONS`),
+        having resubscribed *channels* channels, *seconds* after the loss was noticed.
+        Called just before ``reconnected()``."""
 
 
 class Bus(Protocol):

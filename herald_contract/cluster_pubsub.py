@@ -270,6 +270,11 @@ class ClusterPubSub:
         """Shard connections open now (one per primary that owns a wanted channel)."""
         return len(self._shards)
 
+    @property
+    def channel_count(self) -> int:
+        """Channels wanted now (those :meth:`resubscribe` subscribes)."""
+        return len(self._wanted)
+
     # -- losses ----------------------------------------------------------------------------
 
     async def wait_lost(self) -> BaseException:

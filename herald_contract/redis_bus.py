@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_contract.backoff import Backoff, retry_until_done
 from herald_contract.bus import (
@@ -42,6 +44,7 @@ from herald_contract.bus import (
     HistoryRead,
     HistoryResult,
     PublishResult,
+    ShardObserver,
 )
 from herald_contract.envelope import StreamPosition
 from herald_contract.history import HistorySettings
@@ -93,6 +96,8 @@ class RedisBus:
         self._scripts: PublishScripts | None = None
         self._pubsub: RedisPubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._lost_at = 0.0
+        """When the last loss was noticed (time.monotonic), for the observer."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,6 +135,7 @@ class RedisBus:
         self._listener = listener
         self._lifecycle.move(BusState.LIVE, "start")
         self._observe(lambda observer: observer.live_changed(True))
+        self._observe_shards()
         self._reader = asyncio.create_task(self._run(), name="herald-redis-bus-reader")
         self._reader.add_done_callback(_log_reader_end)
 
@@ -147,6 +153,7 @@ class RedisBus:
         await self._close_clients()
         if started:
             self._observe(lambda observer: observer.live_changed(False))
+            self._observe_shards()
 
     async def _close_clients(self) -> None:
         if self._pubsub is not None:
@@ -211,11 +218,13 @@ class RedisBus:
                 await self._pubsub.read_until_lost()
             except LOST_ERRORS as exc:
                 logger.warning("Redis bus connection lost: %s", exc)
+                reason = loss_reason(exc)
             except Exception:
                 # A bug, not an outage; a fresh connection is the cleanest state to go on from.
                 logger.exception("Redis bus reader failed; reconnecting")
+                reason = "reader_error"
             await self._lose()
-            await self._recover()
+            await self._recover(reason)
 
     def _on_message(self, channel: str, envelope: bytes) -> None:
         # While RECOVERING the listener is told nothing: it repairs from history instead.
@@ -226,16 +235,19 @@ class RedisBus:
         """Enter RECOVERING: drop the connection, fail unconfirmed subscribes, tell everyone."""
         assert self._pubsub is not None
         self._lifecycle.move(BusState.RECOVERING, "lose the connection of")
+        self._lost_at = time.monotonic()
         await self._pubsub.drop("the Redis connection was lost")
         self._observe(lambda observer: observer.live_changed(False))
+        self._observe_shards()
         self._notify(lambda listener: listener.on_bus_lost())
 
-    async def _recover(self) -> None:
+    async def _recover(self, reason: str) -> None:
         """Reconnect with backoff until every wanted channel is confirmed; back to LIVE."""
         _, attempts = await retry_until_done(
             self._restore_once, self._backoff, retry_on=LOST_ERRORS, what="Redis bus reconnect"
         )
         self._lifecycle.move(BusState.LIVE, "restore")
+        self._observe_recovered(reason)
         self._observe(lambda observer: observer.reconnected())
         self._observe(lambda observer: observer.live_changed(True))
         logger.info("Redis bus restored after %d attempt(s)", attempts)
@@ -273,6 +285,23 @@ class RedisBus:
         """Call the observer, if any; its failures are logged, never allowed to stop the reader."""
         _call_out("observer", self._observer, call)
 
+    def _pubsub_connections(self) -> int:
+        return 1 if self._lifecycle.live else 0
+
+    def _observe_shards(self) -> None:
+        """Tell a :class:`ShardObserver` how many pub/sub connections are open now."""
+        if isinstance(self._observer, ShardObserver):
+            count = self._pubsub_connections()
+            _call_out("observer", self._observer, lambda o: o.shard_connections(count))
+
+    def _observe_recovered(self, reason: str) -> None:
+        """Tell a :class:`ShardObserver` about the recovery that just ended."""
+        if isinstance(self._observer, ShardObserver):
+            channels = 0 if self._pubsub is None else self._pubsub.channel_count
+            seconds = max(0.0, time.monotonic() - self._lost_at)
+            _call_out("observer", self._observer, lambda o: o.recovered(reason, channels, seconds))
+            self._observe_shards()
+
 
 def _call_out(role: str, target: _Target | None, call: Callable[[_Target], None]) -> None:
     if target is None:
@@ -281,6 +310,13 @@ def _call_out(role: str, target: _Target | None, call: Callable[[_Target], None]
         call(target)
     except Exception:
         logger.exception("the bus %s failed", role)
+
+
+def loss_reason(exc: BaseException) -> str:
+    """The :data:`herald_contract.bus.RECOVERY_REASONS` entry for a reader's *exc*."""
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return "ping_timeout"
+    return "connection_lost"
 
 
 def _log_reader_end(task: asyncio.Task[None]) -> None:

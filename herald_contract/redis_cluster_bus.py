@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_contract.backoff import Backoff, retry_until_done
 from herald_contract.bus import (
@@ -43,9 +45,16 @@ from herald_contract.bus import (
     HistoryRead,
     HistoryResult,
     PublishResult,
+    ShardObserver,
 )
 from herald_contract.cluster_client import cluster_command_client
-from herald_contract.cluster_pubsub import LOST_ERRORS, Address, ClusterPubSub, ConnectOptions
+from herald_contract.cluster_pubsub import (
+    LOST_ERRORS,
+    Address,
+    ClusterPubSub,
+    ConnectOptions,
+    SlotMoved,
+)
 from herald_contract.cluster_urls import parse_cluster_url
 from herald_contract.envelope import StreamPosition
 from herald_contract.history import HistorySettings
@@ -96,6 +105,8 @@ class RedisClusterBus:
         self._scripts: PublishScripts | None = None
         self._pubsub: ClusterPubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._lost_at = 0.0
+        """When the last loss was noticed (time.monotonic), for the observer."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -147,6 +158,7 @@ class RedisClusterBus:
         self._listener = listener
         self._lifecycle.move(BusState.LIVE, "start")
         self._observe(lambda observer: observer.live_changed(True))
+        self._observe_shards()
         self._reader = asyncio.create_task(self._run(), name="herald-cluster-bus-reader")
         self._reader.add_done_callback(_log_reader_end)
 
@@ -164,6 +176,7 @@ class RedisClusterBus:
         await self._close_clients()
         if started:
             self._observe(lambda observer: observer.live_changed(False))
+            self._observe_shards()
 
     async def _close_clients(self) -> None:
         if self._pubsub is not None:
@@ -190,6 +203,7 @@ class RedisClusterBus:
         self._lifecycle.require(BusState.LIVE)
         assert self._pubsub is not None
         await self._pubsub.subscribe(channel)
+        self._observe_shards()
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop live delivery of *channel* at once; unknown channels are ignored."""
@@ -231,7 +245,7 @@ class RedisClusterBus:
             exc = await self._pubsub.wait_lost()
             logger.warning("Redis Cluster bus lost a shard: %s", exc)
             await self._lose()
-            await self._recover()
+            await self._recover(shard_loss_reason(exc))
 
     def _on_message(self, channel: str, envelope: bytes) -> None:
         if self._lifecycle.live:
@@ -240,16 +254,19 @@ class RedisClusterBus:
     async def _lose(self) -> None:
         assert self._pubsub is not None
         self._lifecycle.move(BusState.RECOVERING, "lose a shard of")
+        self._lost_at = time.monotonic()
         await self._pubsub.drop("a Redis Cluster shard was lost")
         self._observe(lambda observer: observer.live_changed(False))
+        self._observe_shards()
         self._notify(lambda listener: listener.on_bus_lost())
 
-    async def _recover(self) -> None:
+    async def _recover(self, reason: str) -> None:
         """Read the slot map, resubscribe everything, check commands; back to LIVE."""
         _, attempts = await retry_until_done(
             self._restore_once, self._backoff, retry_on=LOST_ERRORS, what="Redis Cluster reconnect"
         )
         self._lifecycle.move(BusState.LIVE, "restore")
+        self._observe_recovered(reason)
         self._observe(lambda observer: observer.reconnected())
         self._observe(lambda observer: observer.live_changed(True))
         logger.info("Redis Cluster bus restored after %d attempt(s)", attempts)
@@ -277,6 +294,23 @@ class RedisClusterBus:
     def _observe(self, call: Callable[[BusObserver], None]) -> None:
         _call_out("observer", self._observer, call)
 
+    def _pubsub_connections(self) -> int:
+        return self.shard_connections
+
+    def _observe_shards(self) -> None:
+        """Tell a :class:`ShardObserver` how many pub/sub connections are open now."""
+        if isinstance(self._observer, ShardObserver):
+            count = self._pubsub_connections()
+            _call_out("observer", self._observer, lambda o: o.shard_connections(count))
+
+    def _observe_recovered(self, reason: str) -> None:
+        """Tell a :class:`ShardObserver` about the recovery that just ended."""
+        if isinstance(self._observer, ShardObserver):
+            channels = 0 if self._pubsub is None else self._pubsub.channel_count
+            seconds = max(0.0, time.monotonic() - self._lost_at)
+            _call_out("observer", self._observer, lambda o: o.recovered(reason, channels, seconds))
+            self._observe_shards()
+
 
 def _slot_of(key: str) -> int:
     return key_slot(key.encode())
@@ -297,6 +331,18 @@ def _call_out(role: str, target: _Target | None, call: Callable[[_Target], None]
         call(target)
     except Exception:
         logger.exception("the bus %s failed", role)
+
+
+def shard_loss_reason(exc: BaseException) -> str:
+    """The :data:`herald_contract.bus.RECOVERY_REASONS` entry for a shard loss *exc*."""
+    if isinstance(exc, SlotMoved):
+        # MOVED/ASK: a subscribe was refused; otherwise Redis pushed an unasked sunsubscribe.
+        return "slot_moved" if ("MOVED" in str(exc) or "ASK" in str(exc)) else "sunsubscribe"
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return "ping_timeout"
+    if isinstance(exc, LOST_ERRORS):
+        return "connection_lost"
+    return "reader_error"
 
 
 def _log_reader_end(task: asyncio.Task[None]) -> None:

@@ -135,6 +135,11 @@ class RedisPubSub:
 
     # -- the connection --------------------------------------------------------------------
 
+    @property
+    def channel_count(self) -> int:
+        """Channels wanted now (those a reconnect resubscribes)."""
+        return len(self._wanted)
+
     async def connect(self) -> None:
         """Open a new connection and make it the current one; raises one of LOST_ERRORS.
 

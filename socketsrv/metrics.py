@@ -23,6 +23,7 @@ from prometheus_client import (
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_RECOVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -46,6 +47,11 @@ class Metrics:
     bus_live: Gauge
     bus_reconnects: Counter
     bus_invalid_messages: Counter
+    bus_shard_connections: Gauge
+    bus_recoveries: Counter
+    bus_channels_resubscribed: Counter
+    bus_slot_moves: Counter
+    bus_recovery_duration: Histogram
     registry: CollectorRegistry
 
 
@@ -125,6 +131,29 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         bus_invalid_messages=counter(
             "herald_bus_invalid_messages", "Bus messages that were not valid envelopes."
+        ),
+        bus_shard_connections=gauge(
+            "herald_bus_shard_connections",
+            "Bus pub/sub connections open (plain Redis: 0 or 1; cluster: one per shard needed).",
+            "livesum",
+        ),
+        bus_recoveries=counter(
+            "herald_bus_recoveries",
+            "Bus recoveries (reconnect and resubscribe) completed, by the reason of the loss.",
+            "reason",
+        ),
+        bus_channels_resubscribed=counter(
+            "herald_bus_channels_resubscribed",
+            "Channels resubscribed by bus recoveries.",
+        ),
+        bus_slot_moves=counter(
+            "herald_bus_slot_moves",
+            "Cluster slot moves (MOVED or an unasked sunsubscribe) the bus followed.",
+        ),
+        bus_recovery_duration=histogram(
+            "herald_bus_recovery_seconds",
+            "From a bus loss being noticed to the bus live and resubscribed again.",
+            _RECOVERY_BUCKETS,
         ),
         registry=reg,
     )

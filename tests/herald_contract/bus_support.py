@@ -42,12 +42,23 @@ class Observer:
     def __init__(self) -> None:
         self.live: list[bool] = []
         self.reconnects = 0
+        self.shards: list[int] = []
+        self.recoveries: list[tuple[str, int]] = []
+        """(reason, channels resubscribed) of each recovery."""
+        self.recovery_seconds: list[float] = []
 
     def live_changed(self, live: bool) -> None:
         self.live.append(live)
 
     def reconnected(self) -> None:
         self.reconnects += 1
+
+    def shard_connections(self, count: int) -> None:
+        self.shards.append(count)
+
+    def recovered(self, reason: str, channels: int, seconds: float) -> None:
+        self.recoveries.append((reason, channels))
+        self.recovery_seconds.append(seconds)
 
 
 class Recorder:

@@ -63,6 +63,8 @@ async def test_after_a_redis_restart_the_bus_is_lost_then_restored_and_resubscri
     await eventually(lambda: len(redis_bus.listener.received) == 2)
     assert redis_bus.observer.reconnects == 1
     assert redis_bus.observer.live == [True, False, True]
+    assert redis_bus.observer.recoveries == [("connection_lost", 2)]
+    assert redis_bus.observer.shards == [1, 0, 1]
 
 
 async def test_a_restart_that_keeps_the_data_keeps_the_epoch_and_the_history(
@@ -91,6 +93,10 @@ async def test_publications_missed_while_reconnecting_are_in_the_history(
     async with Publisher(redis_bus.server.url, prefix="test") as outside:
         await outside.publish(Q1, "maybe missed")
     await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    # The observer heard the loss (CLIENT KILL: the connection closed) and the recovery.
+    assert redis_bus.observer.recoveries == [("connection_lost", 1)]
+    assert redis_bus.observer.shards == [1, 0, 1]
+    assert all(seconds >= 0 for seconds in redis_bus.observer.recovery_seconds)
     repaired = await redis_bus.bus.history(Q1, seen.position, 100)
     assert repaired.complete
     assert [decode_envelope(raw).data for raw in repaired.publications] == ["maybe missed"]
@@ -123,6 +129,7 @@ async def test_a_silent_redis_is_found_by_ping(redis_bus: Harness) -> None:
     # DEBUG SLEEP freezes the server: the connection stays open but nothing answers.
     await asyncio.to_thread(sleeper.execute_command, "DEBUG", "SLEEP", "0.8")
     await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
+    assert redis_bus.observer.recoveries == [("ping_timeout", 1)]
     await redis_bus.publish(Q1)
     await eventually(lambda: redis_bus.listener.offsets(Q1) == [1])
 

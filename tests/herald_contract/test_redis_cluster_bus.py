@@ -16,7 +16,7 @@ from herald_contract.errors import BusUnavailable
 from herald_contract.redis_cluster_bus import RedisClusterBus
 from herald_contract.redis_urls import check_redis_url
 from publisher.publish import Publisher
-from tests.herald_contract.bus_support import KEYS, Q1, Recorder, packed
+from tests.herald_contract.bus_support import KEYS, Q1, Observer, Recorder, packed
 from tests.support.redis_cluster import RedisClusterTestbed, migrate_slot
 from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
@@ -71,9 +71,13 @@ def test_a_malformed_cluster_url_is_refused_in_one_line(url: str) -> None:
 # -- against the cluster -----------------------------------------------------------------------
 
 
-async def started_bus(cluster: RedisClusterTestbed) -> tuple[RedisClusterBus, Recorder]:
+async def started_bus(
+    cluster: RedisClusterTestbed, observer: Observer | None = None
+) -> tuple[RedisClusterBus, Recorder]:
     listener = Recorder()
-    bus = RedisClusterBus(cluster.url, keys=KEYS, backoff=Backoff(base_s=0.01, cap_s=0.2))
+    bus = RedisClusterBus(
+        cluster.url, keys=KEYS, backoff=Backoff(base_s=0.01, cap_s=0.2), observer=observer
+    )
     await bus.start(listener)
     return bus, listener
 
@@ -130,7 +134,8 @@ async def test_a_killed_shard_connection_is_lost_restored_and_repairable_from_hi
     redis_cluster: RedisClusterTestbed,
 ) -> None:
     redis_cluster.flushall()
-    bus, listener = await started_bus(redis_cluster)
+    observer = Observer()
+    bus, listener = await started_bus(redis_cluster, observer)
     try:
         await bus.subscribe(Q1)
         await bus.publish(Q1, packed(1))
@@ -138,6 +143,11 @@ async def test_a_killed_shard_connection_is_lost_restored_and_repairable_from_hi
         owner = redis_cluster.node_of_slot(key_slot(KEYS.live(Q1).encode()))
         owner.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         await eventually(lambda: listener.events == ["lost", "restored"])
+        # The observer: one shard connection, dropped, then reopened by the recovery.
+        assert observer.shards == [0, 1, 0, 1]
+        assert observer.recoveries == [("connection_lost", 1)]
+        assert observer.live == [True, False, True]
+        assert observer.reconnects == 1
         await bus.publish(Q1, packed(2))
         await eventually(lambda: listener.offsets(Q1) == [1, 2])
     finally:
@@ -148,7 +158,8 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
     redis_cluster: RedisClusterTestbed,
 ) -> None:
     redis_cluster.flushall()
-    bus, listener = await started_bus(redis_cluster)
+    observer = Observer()
+    bus, listener = await started_bus(redis_cluster, observer)
     # A publisher whose slot map predates the move: its next publish is answered MOVED.
     publisher = Publisher(redis_cluster.url, prefix=KEYS.prefix)
     try:
@@ -162,6 +173,7 @@ async def test_a_migrated_slot_is_followed_and_its_history_moves_with_it(
         # Redis pushes sunsubscribe to the subscriber: the bus resubscribes at the new owner.
         await eventually(lambda: listener.events == ["lost", "restored"])
         assert redis_cluster.node_of_slot(slot).port == target.port
+        assert observer.recoveries == [("sunsubscribe", 1)]
         # The publisher follows MOVED; the history came along (offset 2, same epoch).
         await publisher.publish(Q1, 2)
         await eventually(lambda: listener.offsets(Q1) == [1, 2])
