@@ -95,6 +95,8 @@ def test_the_exported_names_include_counter_and_histogram_series() -> None:
     assert "herald_qa_http_requests_total" in names
     assert "herald_qa_http_request_duration_seconds_bucket" in names
     assert "herald_qa_outbox_lag_seconds" in names
+    assert "herald_bus_recoveries_total" in names
+    assert "herald_bus_recovery_seconds_bucket" in names
 
 
 def test_a_name_neither_service_exports_is_reported() -> None:
@@ -151,6 +153,9 @@ def test_what_prometheus_scrapes_passes_promtool_check_metrics() -> None:
     metrics = build_metrics(CollectorRegistry())
     metrics.disconnects.labels(code="4001").inc()
     metrics.fanout_duration.observe(0.002)
+    metrics.bus_shard_connections.set(3)
+    metrics.bus_recoveries.labels(reason="sunsubscribe").inc()
+    metrics.bus_recovery_duration.observe(0.3)
     result = subprocess.run(
         [find_promtool(), "check", "metrics"],
         input=render(metrics, None),
