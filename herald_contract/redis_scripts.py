@@ -41,6 +41,15 @@ from herald_contract.keys import KeyLayout
 from herald_contract.redis_pools import connection_pool
 from herald_contract.stream import HistoryRead, HistoryResult, PublishResult
 
+# A replicated write that changes nothing: the key's expiry, set again to the same instant.
+_TOUCH_META = """
+local at = redis.call('PEXPIRETIME', KEYS[1])
+if at > 0 then
+  redis.call('PEXPIREAT', KEYS[1], at)
+end
+return at
+"""
+
 
 @cache
 def _script_source(name: str) -> str:
@@ -125,6 +134,80 @@ class PublishScripts:
         except RedisError as exc:
             raise BusUnavailable(f"Redis: {exc}") from exc
         return PublishResult(StreamPosition(epoch.decode(), int(offset)), bool(duplicate))
+
+    async def publish_and_wait(
+        self,
+        channel: str,
+        packed_data: bytes,
+        *,
+        event_id: str = "",
+        replicas: int,
+        timeout_ms: int,
+    ) -> tuple[PublishResult, int]:
+        """:meth:`publish`, then Redis ``WAIT replicas timeout_ms`` on the same connection.
+
+        Returns the result and how many replicas acknowledged the write (``WAIT``'s reply;
+        fewer than *replicas* when *timeout_ms* passed first: the publication was still made
+        on the primary). Both commands go in one pipeline, which redis-py runs on one pooled
+        connection: ``WAIT`` only covers the writes of the connection it runs on. Not for a
+        Redis Cluster client (``WAIT`` has no key to route by); *timeout_ms* must be above 0
+        (``WAIT`` with 0 blocks for ever) and below the client's socket timeout.
+        """
+        if isinstance(self._client, RedisCluster):
+            raise ValueError("publish_and_wait needs a single Redis (or Sentinel) client")
+        if replicas < 1 or timeout_ms < 1:
+            raise ValueError(
+                f"replicas and timeout_ms must be at least 1: {replicas}, {timeout_ms}"
+            )
+        check_event_id(event_id)
+        keys, s = self._keys, self._settings
+        script_keys = [keys.history(channel), keys.meta(channel)]
+        args = (
+            keys.live(channel),
+            packed_data,
+            event_id,
+            new_epoch(),
+            s.history_size,
+            to_ms(s.history_ttl_s),
+            to_ms(s.meta_ttl_s),
+            to_ms(s.idempotency_ttl_s),
+            keys.event_prefix(channel),
+            *(("sharded",) if self._sharded else ()),
+        )
+        try:
+            replies = await self._publish_wait_pipeline(script_keys, args, replicas, timeout_ms)
+            if isinstance(replies[0], NoScriptError):
+                # Redis restarted without the script: nothing was published; load it, again.
+                self._publish.sha = await self._client.script_load(self._publish.script)
+                replies = await self._publish_wait_pipeline(script_keys, args, replicas, timeout_ms)
+        except RedisError as exc:
+            raise BusUnavailable(f"Redis: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, RedisError):
+                raise BusUnavailable(f"Redis: {reply}")
+        (epoch, offset, duplicate), acknowledged = replies
+        result = PublishResult(StreamPosition(epoch.decode(), int(offset)), bool(duplicate))
+        if duplicate:
+            # The script wrote nothing, so WAIT covered only this connection's earlier writes
+            # (none, on a fresh one). Rewrite the meta key's expiry unchanged, a write that
+            # replicates, and WAIT for it: the replicas then hold the first publication too.
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.execute_command("EVAL", _TOUCH_META, 1, keys.meta(channel))
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                _, acknowledged = await pipe.execute()
+            except RedisError as exc:
+                raise BusUnavailable(f"Redis: {exc}") from exc
+        return result, int(acknowledged)
+
+    async def _publish_wait_pipeline(
+        self, keys: list[str], args: tuple[str | int | bytes, ...], replicas: int, timeout_ms: int
+    ) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def history(
         self, channel: str, since: StreamPosition | None, limit: int

@@ -20,6 +20,7 @@ from typing import Any, Self
 
 from herald_contract.channels import parse_channel
 from herald_contract.cluster_client import publish_scripts_for
+from herald_contract.cluster_urls import is_cluster_url
 from herald_contract.envelope import MAX_DATA_BYTES, pack_data
 from herald_contract.errors import BusUnavailable, PublishFailed
 from herald_contract.history import HistorySettings, check_event_id
@@ -46,7 +47,25 @@ class Publisher:
         idempotency_ttl_s: float = 86400.0,
         max_data_bytes: int = MAX_DATA_BYTES,
         socket_timeout_s: float = 5.0,
+        durable_replicas: int = 0,
+        durable_timeout_s: float = 1.0,
     ) -> None:
+        """*durable_replicas* above 0 makes every publish durable (see :meth:`publish`): it
+        returns once that many replicas acknowledged the write, waiting at most
+        *durable_timeout_s* (which must be shorter than *socket_timeout_s*). Not available on a
+        ``redis+cluster://`` URL.
+        """
+        if durable_replicas < 0:
+            raise ValueError(f"durable_replicas must be at least 0, not {durable_replicas}")
+        if durable_replicas and not 0 < durable_timeout_s < socket_timeout_s:
+            raise ValueError(
+                "durable_timeout_s must be above 0 and below socket_timeout_s"
+                f" ({socket_timeout_s}), not {durable_timeout_s}"
+            )
+        if durable_replicas and is_cluster_url(redis_url):
+            raise ValueError("durable_replicas is not available on a redis+cluster:// URL")
+        self._durable_replicas = durable_replicas
+        self._durable_timeout_ms = max(1, round(durable_timeout_s * 1000))
         settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
         self._max_data_bytes = max_data_bytes
         # A redis+cluster:// URL gives a cluster client whose script ends in SPUBLISH.
@@ -62,6 +81,12 @@ class Publisher:
         publishes nothing and returns the first position (``duplicate=True``): pass one when
         retrying after :class:`PublishFailed`.
 
+        A durable publisher (``durable_replicas=N``) then runs Redis ``WAIT N`` on the connection
+        that wrote and raises :class:`PublishFailed` naming the shortfall when fewer than N
+        replicas acknowledged within ``durable_timeout_s``: the publication *was* made on the
+        primary (and may have been delivered) but may be lost if it fails over; retry with the
+        same *event_id*. A duplicate is waited for like a new publication.
+
         Raises :class:`InvalidChannel`, :class:`InvalidPayload` (data or event id) or
         :class:`PublishFailed` (Redis unreachable or refusing; the publication may or may not
         have been made).
@@ -70,9 +95,26 @@ class Publisher:
         packed = pack_data(data, max_bytes=self._max_data_bytes)
         check_event_id(event_id)
         try:
-            return await self._scripts.publish(channel, packed, event_id=event_id)
+            if not self._durable_replicas:
+                return await self._scripts.publish(channel, packed, event_id=event_id)
+            result, acknowledged = await self._scripts.publish_and_wait(
+                channel,
+                packed,
+                event_id=event_id,
+                replicas=self._durable_replicas,
+                timeout_ms=self._durable_timeout_ms,
+            )
         except BusUnavailable as exc:
             raise PublishFailed(channel, exc.why) from exc
+        if acknowledged < self._durable_replicas:
+            raise PublishFailed(
+                channel,
+                f"only {acknowledged} of {self._durable_replicas} replicas acknowledged offset"
+                f" {result.position.offset} within {self._durable_timeout_ms} ms; it was"
+                " published on the primary but may be lost on a failover: retry with the"
+                " same event id",
+            )
+        return result
 
     async def close(self) -> None:
         """Close the Redis connections; idempotent."""
