@@ -17,6 +17,7 @@ import pytest
 from herald_contract.errors import PublishFailed
 from herald_contract.keys import KeyLayout
 from publisher.publish import Publisher
+from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
@@ -62,6 +63,12 @@ def durable_publisher(primary: RedisServer) -> Publisher:
         durable_replicas=1,
         durable_timeout_s=SLOW_ACK_S,
         socket_timeout_s=2 * SLOW_ACK_S,
+    )
+
+
+def sentinel_durable_publisher(group: SentinelGroup, timeout_s: float = SLOW_ACK_S) -> Publisher:
+    return Publisher(
+        group.url, durable_replicas=1, durable_timeout_s=timeout_s, socket_timeout_s=2 * SLOW_ACK_S
     )
 
 
@@ -130,6 +137,29 @@ async def test_a_duplicate_waits_for_the_first_publication_to_reach_the_replica(
     assert replica.client().exists(KEYS.event_prefix(CHANNEL) + "vote:8")
     # The expiry was written again unchanged, not extended.
     assert 0 < primary.client().pttl(KEYS.meta(CHANNEL)) <= 30 * 86400 * 1000
+
+
+async def test_a_durable_publication_survives_the_primary_s_death(tmp_path: Path) -> None:
+    # Through Sentinel: once a durable publish returned, SIGKILL of the primary loses nothing;
+    # the promoted replica has the publication, its event id and the offset counter.
+    with SentinelGroup.launch(tmp_path) as group:
+        async with sentinel_durable_publisher(group) as durable:
+            first = await durable.publish(CHANNEL, "before", event_id="vote:1")
+        new = group.kill_primary()
+        promoted = group.server(new).client()
+        assert promoted.hget(KEYS.meta(CHANNEL), "top") == b"1"
+        # The promoted primary has no replica left: a durable publish says so. (A fresh
+        # publisher: a pooled connection to the killed primary fails its next call once.)
+        async with sentinel_durable_publisher(group, timeout_s=0.2) as durable:
+            with pytest.raises(PublishFailed, match="only 0 of 1 replicas"):
+                await durable.publish(CHANNEL, "after", event_id="vote:2")
+        async with Publisher(group.url) as plain:
+            retried = await plain.publish(CHANNEL, "before", event_id="vote:1")
+            after = await plain.publish(CHANNEL, "after", event_id="vote:2")
+    assert retried.duplicate
+    assert retried.position == first.position
+    assert after.duplicate  # made on the new primary before the shortfall was reported
+    assert after.position.offset == 2
 
 
 async def test_asking_for_more_replicas_than_exist_fails_with_the_count(
