@@ -11,7 +11,8 @@ shard and subscribes with ``SSUBSCRIBE`` (:mod:`herald_contract.redis_cluster_bu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+
+from herald_contract.url_parts import split_userinfo
 
 CLUSTER_SCHEME = "redis+cluster"
 CLUSTER_DEFAULT_PORT = 6379
@@ -41,12 +42,7 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     netloc, _, path = rest.partition("/")
     if path:
         raise ValueError(f"{where!r}: a cluster has one database, so its URL has no path")
-    userinfo, at, hosts = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
+    hosts, username, password = split_userinfo(netloc)
     nodes = tuple(_address(part, where) for part in hosts.split(","))
     return ClusterUrl(nodes, username, password)
 

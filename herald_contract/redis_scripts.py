@@ -106,16 +106,12 @@ class PublishScripts:
         self._publish = client.register_script(_script_source("publish.lua"))
         self._history = client.register_script(_script_source("history.lua"))
 
-    async def publish(
-        self, channel: str, packed_data: bytes, *, event_id: str = ""
-    ) -> PublishResult:
-        """Publish msgpack *packed_data* to *channel*: :meth:`herald_contract.bus.Bus.publish`.
-
-        Raises :class:`InvalidPayload` for a malformed *event_id*.
-        """
-        check_event_id(event_id)
+    def _publish_args(
+        self, channel: str, packed_data: bytes, event_id: str
+    ) -> tuple[str | bytes | int, ...]:
+        """ARGV of ``lua/publish.lua`` for one publication (a fresh epoch candidate each call)."""
         keys, s = self._keys, self._settings
-        args = (
+        return (
             keys.live(channel),
             packed_data,
             event_id,
@@ -127,6 +123,17 @@ class PublishScripts:
             keys.event_prefix(channel),
             *(("sharded",) if self._sharded else ()),
         )
+
+    async def publish(
+        self, channel: str, packed_data: bytes, *, event_id: str = ""
+    ) -> PublishResult:
+        """Publish msgpack *packed_data* to *channel*: :meth:`herald_contract.bus.Bus.publish`.
+
+        Raises :class:`InvalidPayload` for a malformed *event_id*.
+        """
+        check_event_id(event_id)
+        keys = self._keys
+        args = self._publish_args(channel, packed_data, event_id)
         try:
             epoch, offset, duplicate = await self._publish(
                 keys=[keys.history(channel), keys.meta(channel)], args=args
@@ -160,20 +167,9 @@ class PublishScripts:
                 f"replicas and timeout_ms must be at least 1: {replicas}, {timeout_ms}"
             )
         check_event_id(event_id)
-        keys, s = self._keys, self._settings
+        keys = self._keys
         script_keys = [keys.history(channel), keys.meta(channel)]
-        args = (
-            keys.live(channel),
-            packed_data,
-            event_id,
-            new_epoch(),
-            s.history_size,
-            to_ms(s.history_ttl_s),
-            to_ms(s.meta_ttl_s),
-            to_ms(s.idempotency_ttl_s),
-            keys.event_prefix(channel),
-            *(("sharded",) if self._sharded else ()),
-        )
+        args = self._publish_args(channel, packed_data, event_id)
         try:
             replies = await self._publish_wait_pipeline(script_keys, args, replicas, timeout_ms)
             if isinstance(replies[0], NoScriptError):

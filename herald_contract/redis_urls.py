@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from herald_contract.cluster_urls import CLUSTER_SCHEME, parse_cluster_url
+from herald_contract.url_parts import split_userinfo
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 """redis-py's URL schemes."""
@@ -65,12 +66,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         raise ValueError(f"{_redacted(url)!r} is not a {SENTINEL_SCHEME}:// URL")
     rest = rest.partition("?")[0].partition("#")[0]
     netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
+    hosts, username, password = split_userinfo(netloc)
     where = _redacted(url)
     sentinels = tuple(_address(part, where) for part in hosts.split(","))
     parts = [unquote(part) for part in path.split("/")] if path else []
