@@ -30,7 +30,7 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio.connection import AbstractConnection, Connection
@@ -43,6 +43,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from herald_contract.errors import BusUnavailable
 from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
+from herald_contract.pubsub_wire import (
+    DueReplies,
+    Waiter,
+    batches,
+    expect_subscribe,
+    fail_waiters,
+    reply_parts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +61,7 @@ LOST_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 """What a lost or unusable connection raises (RedisClusterException: no node answers, or a
 slot no node serves)."""
 
-_Waiter = asyncio.Future[None]
+_Waiter = Waiter
 Address = tuple[str, int]
 
 
@@ -78,16 +86,12 @@ class ShardedReply:
 
 def parse_sharded_reply(reply: object, keys: KeyLayout) -> ShardedReply | None:
     """The reply as a :class:`ShardedReply`; None for a pong or a channel not of *keys*."""
-    if not isinstance(reply, list) or len(reply) < 3:
+    parts = reply_parts(reply, keys)
+    if parts is None:
         return None
-    kind, name, payload = reply[0], reply[1], reply[2]
-    if not isinstance(kind, bytes) or not isinstance(name, bytes):
-        return None
-    channel = keys.channel_of_live(name.decode("utf-8", "replace"))
-    if channel is None:
-        return None
+    kind, channel, payload = parts
     try:
-        return ShardedReply(ShardedReplyKind(kind.decode("ascii", "replace")), channel, payload)
+        return ShardedReply(ShardedReplyKind(kind), channel, payload)
     except ValueError:
         return None
 
@@ -134,7 +138,7 @@ class ShardConnection:
         self.write_lock = asyncio.Lock()
         self.channels: set[str] = set()
         """Wanted channels subscribed (or being subscribed) on this connection."""
-        self._replies: dict[str, deque[_Waiter | None]] = {}
+        self._replies: DueReplies = {}
 
     async def connect(self) -> None:
         """Open the connection; raises one of LOST_ERRORS."""
@@ -158,17 +162,10 @@ class ShardConnection:
         self.fail_waiters("the shard connection was closed")
 
     def fail_waiters(self, why: str) -> None:
-        for due in self._replies.values():
-            for waiter in due:
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(BusUnavailable(why))
-        self._replies.clear()
+        fail_waiters(self._replies, why)
 
     def expect_subscribe(self, channel: str) -> _Waiter:
-        waiter: _Waiter = asyncio.get_running_loop().create_future()
-        waiter.add_done_callback(_retrieve)
-        self._replies.setdefault(channel, deque()).append(waiter)
-        return waiter
+        return expect_subscribe(self._replies, channel)
 
     def expect_unsubscribe(self, channel: str) -> None:
         self._replies.setdefault(channel, deque()).append(None)
@@ -435,7 +432,7 @@ class ClusterPubSub:
                 shard = await self._shard(address)
                 async with shard.write_lock:
                     for channels in slots.values():
-                        for batch in _batches(channels, RESUBSCRIBE_BATCH):
+                        for batch in batches(channels, RESUBSCRIBE_BATCH):
                             waiters.extend(shard.expect_subscribe(c) for c in batch)
                             shard.channels.update(batch)
                             await shard.send("SSUBSCRIBE", *map(self._keys.live, batch))
@@ -458,13 +455,3 @@ def _as_lost(exc: BaseException) -> Exception:
     if isinstance(exc, LOST_ERRORS):
         return exc
     return RedisConnectionError(f"cluster pub/sub failed: {exc!r}")
-
-
-def _retrieve(waiter: _Waiter) -> None:
-    if not waiter.cancelled():
-        waiter.exception()
-
-
-def _batches(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -27,7 +27,7 @@ import enum
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -40,6 +40,14 @@ from redis.exceptions import RedisError
 from herald_contract.errors import BusUnavailable
 from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
+from herald_contract.pubsub_wire import (
+    DueReplies,
+    Waiter,
+    batches,
+    expect_subscribe,
+    fail_waiters,
+    reply_parts,
+)
 from herald_contract.redis_pools import connection_pool
 
 logger = logging.getLogger(__name__)
@@ -50,7 +58,7 @@ RESUBSCRIBE_BATCH = 1000
 LOST_ERRORS = (RedisError, OSError, TimeoutError)
 """What a lost or unusable connection raises."""
 
-_Waiter = asyncio.Future[None]
+_Waiter = Waiter
 
 
 class ReplyKind(enum.Enum):
@@ -71,16 +79,12 @@ class PubSubReply:
 
 def parse_reply(reply: object, keys: KeyLayout) -> PubSubReply | None:
     """The reply as a :class:`PubSubReply`; None for a pong or a channel not of *keys*."""
-    if not isinstance(reply, list) or len(reply) < 3:
+    parts = reply_parts(reply, keys)
+    if parts is None:
         return None
-    kind, name, payload = reply[0], reply[1], reply[2]
-    if not isinstance(kind, bytes) or not isinstance(name, bytes):
-        return None
-    channel = keys.channel_of_live(name.decode("utf-8", "replace"))
-    if channel is None:
-        return None
+    kind, channel, payload = parts
     try:
-        return PubSubReply(ReplyKind(kind.decode("ascii", "replace")), channel, payload)
+        return PubSubReply(ReplyKind(kind), channel, payload)
     except ValueError:
         return None
 
@@ -129,7 +133,7 @@ class RedisPubSub:
         """Channels the bus should be subscribed to: the source of truth."""
         self._confirming: dict[str, _Waiter] = {}
         """Channels whose SUBSCRIBE is not confirmed yet, with the waiter of that command."""
-        self._replies: dict[str, deque[_Waiter | None]] = {}
+        self._replies: DueReplies = {}
         """Per channel, the (UN)SUBSCRIBE replies still due, in the order commands were sent
         (Redis answers in order); a waiter for a SUBSCRIBE, None for an UNSUBSCRIBE."""
 
@@ -182,11 +186,7 @@ class RedisPubSub:
         await self._pool.aclose()
 
     def _fail_waiters(self, why: str) -> None:
-        for due in self._replies.values():
-            for waiter in due:
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(BusUnavailable(why))
-        self._replies.clear()
+        fail_waiters(self._replies, why)
         self._confirming.clear()
 
     # -- subscriptions ---------------------------------------------------------------------
@@ -249,17 +249,14 @@ class RedisPubSub:
         async with asyncio.timeout(self._socket_timeout_s + self._ping_interval_s):
             async with self._write_lock:
                 waiters = [self._expect_subscribe(channel) for channel in self._wanted]
-                for batch in _batches(sorted(self._wanted), RESUBSCRIBE_BATCH):
+                for batch in batches(sorted(self._wanted), RESUBSCRIBE_BATCH):
                     await self._send(conn, "SUBSCRIBE", *map(self._keys.live, batch))
             for waiter in waiters:
                 while not waiter.done():
                     self._dispatch(await _next_reply(conn, timeout_s=None))
 
     def _expect_subscribe(self, channel: str) -> _Waiter:
-        waiter: _Waiter = asyncio.get_running_loop().create_future()
-        waiter.add_done_callback(_retrieve)
-        self._replies.setdefault(channel, deque()).append(waiter)
-        return waiter
+        return expect_subscribe(self._replies, channel)
 
     async def _send(self, conn: AbstractConnection, *args: str) -> None:
         """Write one command on the pub/sub connection (hold the write lock)."""
@@ -323,18 +320,6 @@ class RedisPubSub:
             del self._confirming[channel]
         if not waiter.done():
             waiter.set_result(None)
-
-
-def _retrieve(waiter: _Waiter) -> None:
-    # A waiter whose subscribe() was cancelled may fail with nobody awaiting it; fetching
-    # the exception here keeps asyncio from logging "exception was never retrieved".
-    if not waiter.cancelled():
-        waiter.exception()
-
-
-def _batches(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 async def _next_reply(conn: AbstractConnection, *, timeout_s: float | None) -> object:
