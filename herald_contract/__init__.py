@@ -17,7 +17,10 @@ Herald's (tests/test_layout.py enforces it):
 * :mod:`~herald_contract.redis_bus`: the Redis bus, for a fleet, built on
   :mod:`~herald_contract.redis_pubsub` (its pub/sub connection) and
   :mod:`~herald_contract.backoff` (its reconnect policy);
-* :mod:`~herald_contract.redis_urls` and :mod:`~herald_contract.redis_pools`: the Redis URL
+* :mod:`~herald_contract.recovering_bus`, :mod:`~herald_contract.pubsub_wire`: what the Redis
+  bus and the Cluster bus share (lifecycle, recovery and observer calls; pub/sub replies);
+* :mod:`~herald_contract.redis_urls`, :mod:`~herald_contract.url_parts` and
+  :mod:`~herald_contract.redis_pools`: the Redis URL
   forms (plain, ``redis+sentinel://``) and the connection pools they give, so a Sentinel
   failover is followed by every Redis user;
 * :mod:`~herald_contract.redis_cluster_bus`: the Redis Cluster bus (sharded pub/sub), built on
