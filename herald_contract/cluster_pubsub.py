@@ -27,7 +27,6 @@ The set of wanted channels is the source of truth; Redis answers a connection's
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -45,11 +44,12 @@ from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
 from herald_contract.pubsub_wire import (
     DueReplies,
+    ReplyKind,
     Waiter,
     batches,
     expect_subscribe,
     fail_waiters,
-    reply_parts,
+    parse_reply,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,33 +67,6 @@ Address = tuple[str, int]
 
 class SlotMoved(RedisConnectionError):
     """Redis dropped a wanted channel (its slot moved) or refused it with MOVED."""
-
-
-class ShardedReplyKind(enum.Enum):
-    MESSAGE = "smessage"
-    SUBSCRIBE = "ssubscribe"
-    UNSUBSCRIBE = "sunsubscribe"
-
-
-@dataclass(frozen=True, slots=True)
-class ShardedReply:
-    """One sharded pub/sub reply about a Herald channel."""
-
-    kind: ShardedReplyKind
-    channel: str
-    payload: object
-
-
-def parse_sharded_reply(reply: object, keys: KeyLayout) -> ShardedReply | None:
-    """The reply as a :class:`ShardedReply`; None for a pong or a channel not of *keys*."""
-    parts = reply_parts(reply, keys)
-    if parts is None:
-        return None
-    kind, channel, payload = parts
-    try:
-        return ShardedReply(ShardedReplyKind(kind), channel, payload)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,16 +183,16 @@ class ShardConnection:
                     await self.send("PING")
 
     def _dispatch(self, raw: object) -> None:
-        reply = parse_sharded_reply(raw, self._keys)
+        reply = parse_reply(raw, self._keys)
         if reply is None:
             return
-        if reply.kind is ShardedReplyKind.MESSAGE:
+        if reply.kind is ReplyKind.MESSAGE:
             if reply.channel in self.channels and isinstance(reply.payload, bytes):
                 self._on_message(reply.channel, reply.payload)
             return
         due = self._replies.get(reply.channel)
         if not due:
-            if reply.kind is ShardedReplyKind.UNSUBSCRIBE and self._wanted(reply.channel):
+            if reply.kind is ReplyKind.UNSUBSCRIBE and self._wanted(reply.channel):
                 # Nobody asked: Redis dropped the channel because its slot left this node.
                 raise SlotMoved(f"{self.name} dropped {reply.channel!r}: its slot moved")
             return

@@ -1,13 +1,16 @@
 """Pieces both raw pub/sub connections share (:mod:`herald_contract.redis_pubsub` for
-SUBSCRIBE, :mod:`herald_contract.cluster_pubsub` for SSUBSCRIBE): reading one reply's parts,
-the per-channel queues of (un)subscribe replies still due, and batching.
+SUBSCRIBE, :mod:`herald_contract.cluster_pubsub` for SSUBSCRIBE): one reply parsed into a
+kind, a channel and a payload whichever command made it, the per-channel queues of
+(un)subscribe replies still due, and batching.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from herald_contract.errors import BusUnavailable
 from herald_contract.keys import KeyLayout
@@ -30,6 +33,40 @@ def reply_parts(reply: object, keys: KeyLayout) -> tuple[str, str, object] | Non
     if channel is None:
         return None
     return kind.decode("ascii", "replace"), channel, payload
+
+
+class ReplyKind(enum.Enum):
+    MESSAGE = "message"
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+_KINDS = {
+    **{kind.value: kind for kind in ReplyKind},
+    # Sharded pub/sub (SSUBSCRIBE) answers with the same three kinds, prefixed with "s".
+    **{"s" + kind.value: kind for kind in ReplyKind},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubReply:
+    """One pub/sub reply about a Herald channel (plain or sharded)."""
+
+    kind: ReplyKind
+    channel: str
+    payload: object
+    """The envelope bytes of a MESSAGE; the subscription count otherwise."""
+
+
+def parse_reply(reply: object, keys: KeyLayout) -> PubSubReply | None:
+    """The reply as a :class:`PubSubReply`; None for a pong, another kind of reply, or a
+    channel not of *keys*."""
+    parts = reply_parts(reply, keys)
+    if parts is None:
+        return None
+    kind, channel, payload = parts
+    known = _KINDS.get(kind)
+    return PubSubReply(known, channel, payload) if known is not None else None
 
 
 def expect_subscribe(replies: DueReplies, channel: str) -> Waiter:

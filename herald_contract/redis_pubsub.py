@@ -23,12 +23,10 @@ this module does the I/O and the book-keeping of each step.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NoReturn
 
 from redis.asyncio.connection import AbstractConnection
@@ -42,11 +40,12 @@ from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
 from herald_contract.pubsub_wire import (
     DueReplies,
+    ReplyKind,
     Waiter,
     batches,
     expect_subscribe,
     fail_waiters,
-    reply_parts,
+    parse_reply,
 )
 from herald_contract.redis_pools import connection_pool
 
@@ -59,34 +58,6 @@ LOST_ERRORS = (RedisError, OSError, TimeoutError)
 """What a lost or unusable connection raises."""
 
 _Waiter = Waiter
-
-
-class ReplyKind(enum.Enum):
-    MESSAGE = "message"
-    SUBSCRIBE = "subscribe"
-    UNSUBSCRIBE = "unsubscribe"
-
-
-@dataclass(frozen=True, slots=True)
-class PubSubReply:
-    """One pub/sub reply about a Herald channel."""
-
-    kind: ReplyKind
-    channel: str
-    payload: object
-    """The envelope bytes of a MESSAGE; the subscription count otherwise."""
-
-
-def parse_reply(reply: object, keys: KeyLayout) -> PubSubReply | None:
-    """The reply as a :class:`PubSubReply`; None for a pong or a channel not of *keys*."""
-    parts = reply_parts(reply, keys)
-    if parts is None:
-        return None
-    kind, channel, payload = parts
-    try:
-        return PubSubReply(ReplyKind(kind), channel, payload)
-    except ValueError:
-        return None
 
 
 class RedisPubSub:
