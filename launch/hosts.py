@@ -438,6 +438,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def catch_signals() -> list[int]:
+    """From now on SIGINT, SIGTERM and SIGHUP are appended to the returned list instead of
+    acting: :func:`serve` (and a launcher between its start-up steps) reads it."""
+    requests: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        requests.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    return requests
+
+
+def serve(
+    topology: Topology, requests: list[int], *, check: Callable[[], None] | None = None
+) -> None:
+    """Until SIGINT or SIGTERM arrives in *requests* (:func:`catch_signals`): each SIGHUP
+    rolls the hosts one at a time, its steps printed. *check*, called every 0.2 s, may raise
+    :class:`HostsError` (a launcher's other process exited)."""
+    while True:
+        while not requests:
+            if check is not None:
+                check()
+            time.sleep(0.2)
+        if requests.pop(0) != signal.SIGHUP:
+            return
+        print("rolling deploy: one host at a time", flush=True)
+        topology.roll(lambda name, step: print(f"  {name}: {step}", flush=True))
+        print("rolling deploy done", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
@@ -451,13 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     topology = Topology(
         host_addresses(args.hosts, args.host_port), balancer, workers=args.workers, env=env
     )
-    requests: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        requests.append(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    requests = catch_signals()
     try:
         topology.start()
         print(
@@ -468,14 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  kill -HUP {os.getpid()} rolls the hosts one at a time",
             flush=True,
         )
-        while True:
-            while not requests:
-                time.sleep(0.2)
-            if requests.pop(0) != signal.SIGHUP:
-                break
-            print("rolling deploy: one host at a time", flush=True)
-            topology.roll(lambda name, step: print(f"  {name}: {step}", flush=True))
-            print("rolling deploy done", flush=True)
+        serve(topology, requests)
         for host in topology.hosts:
             host.stop()
         return 0
