@@ -1,176 +1,298 @@
-"""A real Redis Cluster of N primaries (no replicas) on free loopback ports, for tests.
+"""A real Redis Cluster on free loopback ports for tests, and the faults tests inflict on it.
 
-    cluster = RedisCluster.launch(tmp_path, primaries=3)   # returns once cluster_state:ok
-    cluster.url                                            # redis+cluster://127.0.0.1:<port>
-    cluster.client()                                       # a synchronous cluster client
-    cluster.close()                                        # every server killed, whatever happened
+    cluster = RedisClusterTestbed.launch(tmp_path, primaries=3, replicas=1)
+    cluster.url                          # redis+cluster://127.0.0.1:<port>
+    cluster.client()                     # a synchronous cluster client
+    cluster.kill_primary_of_slot(slot)   # SIGKILL; returns the promoted replica's port
+    cluster.migrate_slot(slot, node)     # the slot and its keys move, as a reshard does
+    node = cluster.add_primary()         # an empty primary, known to every node
+    cluster.remove_node(node)            # its slots moved away, forgotten, stopped
+    cluster.close()                      # every server killed, whatever happened
 
-Each node is a :class:`tests.support.redis_server.RedisServer` started with
-``--cluster-enabled yes`` in its own directory (so its ``nodes.conf`` is fresh); the slots are
-shared out by ``redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes``.
+The processes and the building of the cluster are the product's
+(:class:`launch.redis_cluster.LocalRedisCluster`, which ``./herald cluster up`` uses too); this
+module adds what only tests do to a cluster: kill a primary, migrate a slot, remove a node.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
 
-from tests.support.redis_server import RedisServer, RedisServerError, free_port
+from launch.redis_cluster import (
+    READY_TIMEOUT_S,
+    LocalRedisCluster,
+    LocalRedisNode,
+    wait_for,
+)
 
-READY_TIMEOUT_S = 20.0
+TEST_NODE_TIMEOUT_MS = 3000
+"""Short enough for a failover in a few seconds, long enough that a loaded 2-core machine
+does not time a healthy node out."""
+
+MIGRATE_BATCH = 100
+
+_Client = TypeVar("_Client", redis.Redis, SyncRedisCluster)
+_ClientOf = Callable[[LocalRedisNode], redis.Redis]
+
+
+class TestbedNode:
+    """One node of the testbed: its port, process and a tracked synchronous client."""
+
+    __test__ = False
+
+    def __init__(self, node: LocalRedisNode, owner: RedisClusterTestbed) -> None:
+        self.node = node
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        return f"TestbedNode({self.node.address})"
+
+    @property
+    def port(self) -> int:
+        return self.node.port
+
+    @property
+    def pid(self) -> int | None:
+        return self.node.pid
+
+    @property
+    def running(self) -> bool:
+        return self.node.running
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
+
+    def client(self) -> redis.Redis:
+        """A synchronous client of this node alone; closed by the testbed's :meth:`close`."""
+        return self._owner._track(
+            redis.Redis(host=self.node.host, port=self.port, socket_timeout=5.0)
+        )
 
 
 class RedisClusterTestbed:
-    """N cluster-enabled redis-servers joined into one cluster; see the module docstring."""
+    """A :class:`LocalRedisCluster` with test-facing helpers; see the module docstring."""
+
+    __test__ = False
 
     @classmethod
-    def launch(cls, workdir: Path, *, primaries: int = 3) -> RedisClusterTestbed:
-        cluster = cls(workdir, primaries=primaries)
-        try:
-            cluster.start()
-        except BaseException:
-            cluster.close()
-            raise
-        return cluster
+    def launch(
+        cls,
+        workdir: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = TEST_NODE_TIMEOUT_MS,
+    ) -> RedisClusterTestbed:
+        cluster = LocalRedisCluster.launch(
+            workdir, primaries=primaries, replicas=replicas, node_timeout_ms=node_timeout_ms
+        )
+        return cls(cluster)
 
-    def __init__(self, workdir: Path, *, primaries: int = 3) -> None:
-        binary = shutil.which("redis-cli")
-        if binary is None:
-            raise RedisServerError(
-                "redis-cli is not on PATH; install it (apt-get install redis-tools)"
-            )
-        self._cli = binary
-        self.dir = workdir
-        self._primaries = primaries
-        self.nodes: list[RedisServer] = []
-        self._clients: list[SyncRedisCluster] = []
+    def __init__(self, cluster: LocalRedisCluster) -> None:
+        self.cluster = cluster
+        self.dir = cluster.dir
+        self._wrapped: dict[int, TestbedNode] = {}
+        self._clients: list[redis.Redis | SyncRedisCluster] = []
+        self._dead_ids: list[str] = []
+
+    def _track(self, client: _Client) -> _Client:
+        self._clients.append(client)
+        return client
+
+    def _wrap(self, node: LocalRedisNode) -> TestbedNode:
+        wrapped = self._wrapped.get(id(node))
+        if wrapped is None:
+            wrapped = self._wrapped[id(node)] = TestbedNode(node, self)
+        return wrapped
+
+    # -- what the existing tests use -------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[TestbedNode]:
+        """Every running node (primaries and replicas)."""
+        return [self._wrap(node) for node in self.cluster.live_nodes]
 
     @property
     def url(self) -> str:
-        """The bus URL: one seed node; the rest is discovered."""
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+        """The bus URL: one running seed node; the rest is discovered."""
+        return self.cluster.url
 
     @property
     def seed_url(self) -> str:
         """A plain redis:// URL of one node, as redis-py's cluster client takes it."""
-        return f"redis://127.0.0.1:{self.nodes[0].port}"
-
-    def start(self) -> None:
-        for index in range(self._primaries):
-            self.nodes.append(
-                RedisServer.launch(
-                    self.dir / f"node{index}",
-                    # An explicit bus port: the default (port + 10000) overflows for high ports.
-                    extra_args=(
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-port",
-                        str(free_port()),
-                        "--cluster-node-timeout",
-                        "5000",
-                    ),
-                )
-            )
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            [
-                self._cli,
-                "--cluster",
-                "create",
-                *addresses,
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=READY_TIMEOUT_S,
-        )
-        self._wait_until_ready()
-
-    def _wait_until_ready(self) -> None:
-        """Return once every node says cluster_state:ok and knows every primary."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if all(self._node_ready(node) for node in self.nodes):
-                return
-            time.sleep(0.05)
-        raise RedisServerError(f"the cluster did not become ready in {READY_TIMEOUT_S} s")
-
-    def _node_ready(self, node: RedisServer) -> bool:
-        with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2.0) as client:
-            # redis-py parses both replies into dicts.
-            info: dict[str, str] = client.cluster("INFO")
-            if info.get("cluster_state") != "ok":
-                return False
-            known: dict[str, dict[str, object]] = client.cluster("NODES")
-            primaries = [peer for peer in known.values() if "master" in str(peer["flags"])]
-            return len(primaries) == self._primaries
+        return self.cluster.seed_url
 
     def client(self) -> SyncRedisCluster:
         """A synchronous cluster client for set-up and faults; closed by :meth:`close`."""
-        client = SyncRedisCluster.from_url(self.seed_url, socket_timeout=5.0)
-        self._clients.append(client)
-        return client
+        return self._track(SyncRedisCluster.from_url(self.seed_url, socket_timeout=5.0))
+
+    def primaries(self) -> list[TestbedNode]:
+        """The running primaries now (with or without slots)."""
+        return [self._wrap(node) for node in self.cluster.primaries()]
+
+    def replicas_of(self, primary: TestbedNode) -> list[TestbedNode]:
+        return [self._wrap(node) for node in self.cluster.replicas_of(primary.node)]
 
     def flushall(self) -> None:
-        """Empty every primary (between tests sharing the cluster)."""
-        for node in self.nodes:
-            with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0) as client:
-                client.flushall()
+        """Empty every primary (between tests sharing the cluster); replicas follow."""
+        for node in self.cluster.primaries():
+            node.command("FLUSHALL")
 
-    def node_of_slot(self, slot: int) -> RedisServer:
+    def node_of_slot(self, slot: int) -> TestbedNode:
         """The node that owns *slot* now."""
-        with redis.Redis(host="127.0.0.1", port=self.nodes[0].port, socket_timeout=5.0) as client:
-            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
-                if int(start) <= slot <= int(end):
-                    port = int(primary[1])
-                    return next(node for node in self.nodes if node.port == port)
-        raise LookupError(f"no node owns slot {slot}")
+        return self._wrap(self.cluster.node_of_slot(slot))
+
+    def slots_of(self, node: TestbedNode) -> list[int]:
+        """The slots *node* owns now."""
+        for view in self.cluster.topology():
+            if view.node_id == node.node_id:
+                return [s for start, end in view.slots for s in range(start, end + 1)]
+        return []
+
+    def wait_until_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        self.cluster.wait_until_healthy(timeout_s)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def kill_primary_of_slot(self, slot: int) -> int:
+        """SIGKILL the primary owning *slot*; return the port of the replica promoted.
+
+        Returns once that replica owns the slot in every running node's view and every
+        running node says ``cluster_state:ok``. The dead node stays in the tables (flagged
+        ``fail``) until :meth:`replace_dead_node` forgets it.
+        """
+        primary = self.cluster.node_of_slot(slot)
+        replicas = self.cluster.replicas_of(primary)
+        if not replicas:
+            raise ValueError(f"the primary of slot {slot} ({primary.address}) has no replica")
+        candidates = {replica.node_id for replica in replicas}
+        self._dead_ids.append(primary.node_id)
+        primary.kill()
+
+        def promoted() -> bool:
+            for node in self.cluster.live_nodes:
+                owner = _owner_in_view(node, slot)
+                if owner not in candidates:
+                    return False
+            return self.cluster.healthy()
+
+        wait_for(promoted, timeout_s=READY_TIMEOUT_S, what=f"a replica taking slot {slot} over")
+        return self.cluster.node_of_slot(slot).port
+
+    def replace_dead_nodes(self) -> list[TestbedNode]:
+        """Forget every killed node and give each primary left without a replica a new one.
+
+        Brings a cluster whose primary was killed back to its shape (one replica per primary
+        when it had them), so the next test sharing it can kill again.
+        """
+        self.cluster.nodes = [node for node in self.cluster.nodes if node.running]
+        while self._dead_ids:
+            self.cluster.forget_id(self._dead_ids.pop())
+        added = []
+        for primary in self.cluster.primaries():
+            if not self.cluster.replicas_of(primary):
+                added.append(self._wrap(self.cluster.add_node(replica_of=primary)))
+        return added
+
+    def migrate_slot(self, slot: int, to: TestbedNode) -> None:
+        """Move *slot* and its keys to primary *to*, as ``redis-cli --cluster reshard`` does.
+
+        IMPORTING on the target, MIGRATING on the source, MIGRATE of the keys in batches of
+        :data:`MIGRATE_BATCH`, then SETSLOT NODE on the target, the source and every other
+        primary. The source drops the slot's shard channels, pushing ``sunsubscribe`` to their
+        subscribers; a write meanwhile is answered ASK or TRYAGAIN.
+        """
+        self.migrate_slots([slot], to)
+
+    def migrate_slots(self, slots: Iterable[int], to: TestbedNode) -> None:
+        """:meth:`migrate_slot` for each of *slots*, on one connection per node."""
+        with ExitStack() as stack:
+            clients: dict[str, redis.Redis] = {}
+
+            def on(node: LocalRedisNode) -> redis.Redis:
+                if node.node_id not in clients:
+                    clients[node.node_id] = stack.enter_context(
+                        redis.Redis(host=node.host, port=node.port, socket_timeout=10.0)
+                    )
+                return clients[node.node_id]
+
+            primaries = self.cluster.primaries()
+            target = to.node
+            for slot in slots:
+                source = self.cluster.node_of_slot(slot)
+                if source.node_id == target.node_id:
+                    continue
+                _move_slot(slot, source, target, primaries, on)
+
+    def add_primary(self) -> TestbedNode:
+        """Start an empty node and join it with CLUSTER MEET; return once every node knows it.
+
+        It owns no slot: :meth:`migrate_slots` gives it some.
+        """
+        return self._wrap(self.cluster.add_node())
+
+    def remove_node(self, node: TestbedNode) -> None:
+        """Move *node*'s slots to the other primaries (in turn), remove its replicas, then
+        CLUSTER FORGET it on every node and stop it."""
+        others = [p for p in self.primaries() if p.node_id != node.node_id]
+        if not others:
+            raise ValueError("cannot remove the last primary")
+        slots = self.slots_of(node)
+        share = -(-len(slots) // len(others))
+        for index, target in enumerate(others):
+            self.migrate_slots(slots[index * share : (index + 1) * share], target)
+        for replica in self.replicas_of(node):
+            self.cluster.forget(replica.node)
+        self.cluster.forget(node.node)
+        self.cluster.wait_until_healthy()
+
+    # -- teardown ----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Kill every server and close every client handed out (teardown)."""
         for client in self._clients:
             client.close()
         self._clients.clear()
-        for node in self.nodes:
-            node.close()
+        self.cluster.close()
 
 
-def _node_id(port: int) -> str:
-    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5.0) as client:
-        reply = client.execute_command("CLUSTER", "MYID")
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+def _owner_in_view(node: LocalRedisNode, slot: int) -> str | None:
+    for view in node.cluster_nodes():
+        if view.is_primary and not view.failed:
+            for start, end in view.slots:
+                if start <= slot <= end:
+                    return view.node_id
+    return None
 
 
-def migrate_slot(cluster: RedisClusterTestbed, slot: int, to: RedisServer) -> None:
-    """Move *slot* and its keys to node *to*, as ``redis-cli --cluster reshard`` does.
+def _move_slot(
+    slot: int,
+    source: LocalRedisNode,
+    target: LocalRedisNode,
+    primaries: Sequence[LocalRedisNode],
+    on: _ClientOf,
+) -> None:
+    src, dst = on(source), on(target)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
+        src.execute_command(
+            "MIGRATE", target.host, target.port, "", 0, 5000, "REPLACE", "KEYS", *keys
+        )
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    for node in primaries:
+        if node.node_id not in (source.node_id, target.node_id):
+            on(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
 
-    IMPORTING on the target, MIGRATING on the source, MIGRATE of every key, then SETSLOT NODE
-    on every node (the target first). The source drops the slot's shard channels, pushing
-    ``sunsubscribe`` to their subscribers.
-    """
-    source = cluster.node_of_slot(slot)
-    if source.port == to.port:
-        raise ValueError(f"slot {slot} is already on {to.port}")
-    source_id, target_id = _node_id(source.port), _node_id(to.port)
-    with (
-        redis.Redis(host="127.0.0.1", port=source.port, socket_timeout=5.0) as src,
-        redis.Redis(host="127.0.0.1", port=to.port, socket_timeout=5.0) as dst,
-    ):
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-    for node in cluster.nodes:
-        if node.port not in (source.port, to.port):
-            with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0) as other:
-                other.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+def migrate_slot(cluster: RedisClusterTestbed, slot: int, to: TestbedNode) -> None:
+    """:meth:`RedisClusterTestbed.migrate_slot` as a function (older tests call it so)."""
+    cluster.migrate_slot(slot, to)
