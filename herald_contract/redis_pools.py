@@ -10,21 +10,65 @@ is: the connection in use breaks (Sentinel kills the clients of a demoted primar
 one goes to the new primary.
 
 The pool owns its :class:`redis.asyncio.sentinel.Sentinel` and closes it with itself.
+
+**Stale connections.** redis-py checks a pooled connection for an EOF before lending it, but
+sees one only if the event loop has already read it: a connection to a primary that was
+SIGKILLed (or a host that vanished without a FIN) looks healthy, takes the next command and
+fails it. Retrying that command is unsafe (it may have run). So when the connection
+arguments include ``health_check_interval``, the pool PINGs a connection idle for longer
+than that before lending it and, when the PING fails, connects afresh (for a Sentinel URL:
+to the primary the sentinels report now). The command itself is then sent once, on a
+connection that just answered. A failover takes longer than Sentinel's
+``down-after-milliseconds`` (30 s by default), so an interval below it checks every
+connection that could still point at the old primary.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_contract.redis_urls import is_sentinel_url, parse_sentinel_url
 
+IDLE_CHECK_S = 0.5
+"""The ``health_check_interval`` command clients use (see the module docstring): well below
+any Sentinel ``down-after-milliseconds`` (tests run 1 s; 30 s by default), and a PING costs a
+busy client nothing, since its connections are never idle that long."""
 
-class _SentinelPool(SentinelConnectionPool):
+
+class _CheckedPool(ConnectionPool):
+    """Lends a connection idle for longer than its ``health_check_interval`` only once it
+    answered a PING; one that does not is replaced by a new connection (module docstring)."""
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        await super().ensure_connection(connection)
+        interval_s = connection.health_check_interval
+        if not interval_s or asyncio.get_running_loop().time() <= connection.next_health_check:
+            return
+        try:
+            # read_response() moves next_health_check on, so the connection's own check
+            # (send_packed_command -> check_health, no retry) passes without a second PING.
+            await connection.send_command("PING", check_health=False)
+            await connection.read_response()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # The PING went to a dead server; the caller's command was not sent yet.
+            await connection.disconnect()
+            await connection.connect()  # type: ignore[no-untyped-call]
+
+
+class _CheckedBlockingPool(_CheckedPool, BlockingConnectionPool):
+    """:class:`_CheckedPool` that waits for a free connection, like BlockingConnectionPool."""
+
+
+class _SentinelPool(_CheckedPool, SentinelConnectionPool):
     """Connections to the service's current primary; closing it closes the sentinel clients."""
 
     async def aclose(self) -> None:
@@ -50,7 +94,7 @@ def connection_pool(
     (a blackholed host) leaves time to ask the next.
     """
     if not is_sentinel_url(redis_url):
-        pool_class = BlockingConnectionPool if blocking else ConnectionPool
+        pool_class = _CheckedBlockingPool if blocking else _CheckedPool
         return pool_class.from_url(redis_url, **kwargs)
     url = parse_sentinel_url(redis_url)
     # One share per sentinel and one for connecting to the primary; no retries, which would

@@ -38,7 +38,7 @@ from herald_contract.history import (
     to_ms,
 )
 from herald_contract.keys import KeyLayout
-from herald_contract.redis_pools import connection_pool
+from herald_contract.redis_pools import IDLE_CHECK_S, connection_pool
 from herald_contract.stream import HistoryRead, HistoryResult, PublishResult
 
 # A replicated write that changes nothing: the key's expiry, set again to the same instant.
@@ -60,9 +60,13 @@ def command_client(redis_url: str, *, socket_timeout_s: float, max_connections: 
     """A pooled client for scripts: no automatic retry, no decoding (envelopes are bytes).
 
     A retried publish could publish twice when only the reply was lost, so errors go to the
-    caller, who may retry with an event id. Stale pooled connections (after a Redis restart)
-    are still replaced: the pool checks a connection for EOF before lending it, a check
-    redis-py skips while "maintenance notifications" (a Redis Enterprise feature) are on.
+    caller, who may retry with an event id. Stale pooled connections (after a Redis restart,
+    or a primary killed and replaced by the sentinels) are still replaced before a command
+    goes out: the pool checks a connection for EOF before lending it (a check redis-py skips
+    while "maintenance notifications", a Redis Enterprise feature, are on, so they are off),
+    and PINGs one idle for longer than :data:`herald_contract.redis_pools.IDLE_CHECK_S`,
+    connecting afresh when the PING fails. A command is sent once, on a connection that just
+    answered; it can still fail when the server dies after that, and then is not retried.
     *redis_url* may be a ``redis+sentinel://`` URL (:mod:`herald_contract.redis_urls`):
     connections then go to the primary the sentinels report.
     """
@@ -78,6 +82,7 @@ def command_client(redis_url: str, *, socket_timeout_s: float, max_connections: 
         retry=Retry(NoBackoff(), 0),
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
+        health_check_interval=IDLE_CHECK_S,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

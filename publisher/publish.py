@@ -18,6 +18,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Self
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from herald_contract.channels import parse_channel
 from herald_contract.cluster_client import publish_scripts_for
 from herald_contract.cluster_urls import is_cluster_url
@@ -26,6 +29,10 @@ from herald_contract.errors import BusUnavailable, PublishFailed
 from herald_contract.history import HistorySettings, check_event_id
 from herald_contract.keys import DEFAULT_PREFIX, KeyLayout
 from herald_contract.stream import PublishResult
+
+_LOST = (RedisConnectionError, RedisTimeoutError)
+"""The errors of a connection that broke (or a primary demoted: redis-py's Sentinel pool
+turns READONLY into a ConnectionError), as opposed to a command Redis refused."""
 
 
 class Publisher:
@@ -79,7 +86,10 @@ class Publisher:
         The publication gets the channel's next offset, enters its history and reaches every
         subscriber, atomically. With an *event_id*, a repeat within ``idempotency_ttl_s``
         publishes nothing and returns the first position (``duplicate=True``): pass one when
-        retrying after :class:`PublishFailed`.
+        retrying after :class:`PublishFailed`. A publish with an *event_id* that meets a lost
+        connection (a primary that died after the connection's last check) is retried once
+        here (a repeat is harmless), and may then return ``duplicate=True`` for a publication
+        the first attempt made; one without an event id is never retried.
 
         A durable publisher (``durable_replicas=N``) then runs Redis ``WAIT N`` on the connection
         that wrote and raises :class:`PublishFailed` naming the shortfall when fewer than N
@@ -95,15 +105,14 @@ class Publisher:
         packed = pack_data(data, max_bytes=self._max_data_bytes)
         check_event_id(event_id)
         try:
-            if not self._durable_replicas:
-                return await self._scripts.publish(channel, packed, event_id=event_id)
-            result, acknowledged = await self._scripts.publish_and_wait(
-                channel,
-                packed,
-                event_id=event_id,
-                replicas=self._durable_replicas,
-                timeout_ms=self._durable_timeout_ms,
-            )
+            try:
+                result, acknowledged = await self._publish_once(channel, packed, event_id)
+            except BusUnavailable as exc:
+                if not (event_id and _connection_lost(exc)):
+                    raise
+                # With an event id a second attempt publishes nothing more; without one it
+                # could publish twice (the first may have run and only its reply been lost).
+                result, acknowledged = await self._publish_once(channel, packed, event_id)
         except BusUnavailable as exc:
             raise PublishFailed(channel, exc.why) from exc
         if acknowledged < self._durable_replicas:
@@ -115,6 +124,20 @@ class Publisher:
                 " same event id",
             )
         return result
+
+    async def _publish_once(
+        self, channel: str, packed: bytes, event_id: str
+    ) -> tuple[PublishResult, int]:
+        """One publish script run (and ``WAIT`` when durable); the replicas that acknowledged."""
+        if not self._durable_replicas:
+            return await self._scripts.publish(channel, packed, event_id=event_id), 0
+        return await self._scripts.publish_and_wait(
+            channel,
+            packed,
+            event_id=event_id,
+            replicas=self._durable_replicas,
+            timeout_ms=self._durable_timeout_ms,
+        )
 
     async def close(self) -> None:
         """Close the Redis connections; idempotent."""
@@ -130,3 +153,8 @@ class Publisher:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _connection_lost(exc: BusUnavailable) -> bool:
+    """Whether *exc* came from a lost connection, after which a publish may or may not have run."""
+    return isinstance(exc.__cause__, _LOST)

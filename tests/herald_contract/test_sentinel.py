@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio.sentinel import SentinelConnectionPool
@@ -237,3 +238,29 @@ async def test_after_the_primary_is_killed_the_bus_is_restored_on_the_promoted_r
             await eventually(lambda: len(listener.received) == 2, WAIT_S)
             data = [decode_envelope(raw).data for _, raw in listener.received]
             assert data == ["after the kill", "after the kill, from the bus"]
+
+
+@pytest.mark.redis  # real redis-servers and sentinels
+async def test_the_first_publish_after_the_primary_is_killed_succeeds_on_the_same_publisher(
+    tmp_path: Path,
+) -> None:
+    # A group of its own: the killed primary stays dead.
+    with SentinelGroup.launch(tmp_path / "sentinel") as group:
+        async with Publisher(group.url, prefix=KEYS.prefix) as publisher:
+            await publisher.publish(Q1, "before")  # leaves a connection to the primary pooled
+            old = group.primary_port
+
+            # kill_primary() blocks the event loop until the replica is promoted, so the
+            # pooled connection's EOF is still unread: it looks alive to redis-py.
+            new = group.kill_primary()
+
+            # Without an event id a publish is never retried: this one has to go out on a
+            # connection to the new primary at its first and only try.
+            after = await publisher.publish(Q1, "after the kill")
+            again = await publisher.publish(Q1, "and the next")
+        assert new != old
+        assert again.position.offset == after.position.offset + 1
+        stored: Any = group.server(new).client().xrange(KEYS.history(Q1))
+        data = [decode_envelope(fields[b"p"]).data for _, fields in stored]
+        assert data[-2:] == ["after the kill", "and the next"]
+        assert data.count("after the kill") == 1

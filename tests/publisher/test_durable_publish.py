@@ -149,7 +149,8 @@ async def test_a_durable_publication_survives_the_primary_s_death(tmp_path: Path
         promoted = group.server(new).client()
         assert promoted.hget(KEYS.meta(CHANNEL), "top") == b"1"
         # The promoted primary has no replica left: a durable publish says so. (A fresh
-        # publisher: a pooled connection to the killed primary fails its next call once.)
+        # publisher for its shorter WAIT; a pooled connection to the killed primary would be
+        # replaced before use, test_sentinel.py.)
         async with sentinel_durable_publisher(group, timeout_s=0.2) as durable:
             with pytest.raises(PublishFailed, match="only 0 of 1 replicas"):
                 await durable.publish(CHANNEL, "after", event_id="vote:2")
