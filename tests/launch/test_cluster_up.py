@@ -27,7 +27,7 @@ import pytest
 
 from tests.launch.test_embedded import login
 from tests.support.client import HeraldTestClient
-from tests.support.commands import ROOT, clean_env
+from tests.support.commands import ROOT, clean_env, port_in_use, run_command
 from tests.support.haproxy import require_haproxy
 from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
@@ -233,3 +233,30 @@ async def test_cluster_up_carries_a_question_to_a_websocket_through_haproxy_and_
     launched.process.send_signal(signal.SIGTERM)
     assert launched.process.wait(timeout=STOP_TIMEOUT_S) == 0, launched.output()
     await eventually(lambda: not still_running(launched.seen), timeout_s=15)
+
+
+def test_its_help_prints_the_usage_and_starts_nothing() -> None:
+    ended = run_command(["launch.cluster", "--help"], clean_env(), timeout_s=30)
+    assert ended.returncode == 0
+    assert ended.stdout.startswith("usage: python -m launch.cluster")
+    assert "--replicas" in ended.stdout and "--database-url" in ended.stdout
+    assert ended.stderr == ""
+
+
+def test_herald_cluster_up_help_prints_the_usage_and_installs_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "herald"  # a copy: its own root has no .venv to create or reuse
+    shutil.copy2(ROOT / "herald", script)
+    ended = run_command([str(script), "cluster", "up", "--help"], clean_env(), cwd=tmp_path)
+    assert ended.returncode == 0, ended.stderr
+    assert "./herald cluster up [options]" in ended.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["herald"]
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with port_in_use() as port:
+        others = ["--port", str(free_port()), "--stats-port", str(free_port())]
+        ended = run_command(["launch.cluster", "--socket-port", str(port), *others], clean_env())
+    assert ended.returncode == 1
+    assert ended.last_line == (
+        f"launch.cluster: cannot listen on 127.0.0.1:{port} (--socket-port): Address already in use"
+    ), ended.stderr
