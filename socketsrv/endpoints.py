@@ -1,7 +1,8 @@
 """The plain HTTP paths a worker answers on its websocket port: health, readiness, metrics.
 
     /healthz   200 while the process serves at all (liveness)
-    /readyz    200 while the worker serves and its bus is live, else 503 (readiness)
+    /readyz    200 while the worker serves and its bus is live, else 503 (readiness); 503
+               from SIGTERM on, also during the drain's grace while it still accepts
     /metrics   the Prometheus text exposition (summed over the fleet in multiprocess mode)
 
 Every other path goes on to the websocket handshake. Responses close the connection.

@@ -6,7 +6,10 @@ event loop leaks in), and the kernel spreads new connections over the workers' s
 prometheus-client runs in multiprocess mode so any worker's ``/metrics`` reports the fleet.
 
 Signals: SIGTERM or SIGINT makes every worker drain (docs/protocol.md, close 4000 with a
-reconnect hint); the supervisor waits ``drain_timeout_s`` plus a margin, then kills what is
+reconnect hint): ``/readyz`` turns 503 at once, the port keeps accepting for
+``drain_grace_s`` (for load balancers that only health-check), then closes and the
+connections are closed in batches. A second SIGTERM or SIGINT ends the grace at once. The
+supervisor waits ``drain_grace_s`` plus ``drain_timeout_s`` plus a margin, then kills what is
 left. A worker that dies on its own is started again after a short backoff.
 
 A port that cannot be bound raises :class:`StartupError` (one line naming the address and
@@ -83,9 +86,15 @@ async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None
     # every later full collection, whose pauses would otherwise grow with it.
     gc.freeze()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            worker.end_grace()  # a second signal: stop accepting now
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     if on_ready is not None:
         on_ready(worker.port)
     await stop.wait()
@@ -149,6 +158,8 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
+        if stopping:
+            _terminate(procs)  # a second signal: the workers end their drain's grace
         stopping = True
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -165,11 +176,8 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
                     _mark_dead(proc)
                     time.sleep(0.5)
                     start(i)
-        for proc in procs.values():
-            if proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + settings.drain_timeout_s + 5.0
+        _terminate(procs)
+        deadline = time.monotonic() + settings.drain_grace_s + settings.drain_timeout_s + 5.0
         for proc in procs.values():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
@@ -179,6 +187,14 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
     finally:
         reserved.close()
         shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _terminate(procs: dict[int, BaseProcess]) -> None:
+    """SIGTERM to every worker: the first makes it drain, the next ends the drain's grace."""
+    for proc in list(procs.values()):
+        if proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
 
 
 def _mark_dead(proc: BaseProcess) -> None:

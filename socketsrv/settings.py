@@ -62,6 +62,9 @@ class Settings(BusSettings):
     jwt_issuer: str | None = None
     allow_anonymous: bool = True
 
+    drain_grace_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """SIGTERM: how long /readyz answers 503 while the worker still accepts, before it stops
+    listening and drains (0: at once, as a load balancer told first wants)."""
     drain_timeout_s: PositiveSeconds = 30.0
     drain_batch_size: PositiveInt = 500
     drain_batch_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05

@@ -2,7 +2,8 @@
 
 Lifecycle (:class:`WorkerState`)::
 
-    Worker(settings, bus, metrics) --start()--> SERVING --drain()--> DRAINING --> STOPPED
+    Worker(settings, bus, metrics) --start()--> SERVING --drain()--> LEAVING (drain_grace_s)
+                                                   --> DRAINING --> STOPPED
 
 ``start`` tries the bus once, then listens (with SO_REUSEPORT when several workers share
 the port) whether or not the bus is live. A bus that did not start is retried in the
@@ -11,14 +12,19 @@ attempt): until it is live the worker is unready (``/readyz`` 503) and subscribe
 with 503, but it does not die, so an unreachable Redis no longer makes a supervisor restart
 it over and over. One shared sweep task (socketsrv/sweep.py) sends heartbeats, closes
 connections whose deadline passed and unsubscribes idle channels; there is no timer per
-connection. ``drain`` stops
-accepting, closes connections in batches with 4000 and a random reconnect hint, and returns
-once they are gone or ``drain_timeout_s`` has passed.
+connection.
+
+``drain`` first turns ``/readyz`` to 503 while still accepting and serving (LEAVING) for
+``drain_grace_s``, so that a load balancer that only health-checks stops sending new
+connections before the port refuses them; :meth:`Worker.end_grace` (a second SIGTERM) cuts
+the grace short. It then stops accepting (DRAINING), closes connections in batches with 4000
+and a random reconnect hint, and returns once they are gone or ``drain_timeout_s`` has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -55,6 +61,8 @@ BUS_START_BACKOFF = Backoff(base_s=0.1, cap_s=5.0)
 class WorkerState(enum.Enum):
     CREATED = "created"
     SERVING = "serving"
+    LEAVING = "leaving"
+    """Unready (``/readyz`` 503) but accepting and serving: the drain's grace."""
     DRAINING = "draining"
     STOPPED = "stopped"
 
@@ -129,6 +137,7 @@ class Worker:
         self._sweeper: Sweeper | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_started: asyncio.Future[None] | None = None
+        self._grace_over = asyncio.Event()
 
     @property
     def connections(self) -> set[ClientConnection]:
@@ -260,11 +269,19 @@ class Worker:
         self._sweeper.sweep(now, deadlines_at=deadlines_at)
 
     async def drain(self) -> None:
-        """Stop accepting, close connections in batches with 4000, then stop the bus."""
+        """Turn unready for ``drain_grace_s`` (LEAVING), then stop accepting, close connections
+        in batches with 4000, and stop the bus."""
         if self.state is not WorkerState.SERVING:
             raise WrongState("worker", "drain", self.state)
-        self.state = WorkerState.DRAINING
         s = self.settings
+        if s.drain_grace_s > 0 and not self._grace_over.is_set():
+            self.state = WorkerState.LEAVING
+            log.info("unready; still accepting for drain_grace_s=%s s", s.drain_grace_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._grace_over.wait(), s.drain_grace_s)
+            if self.state is not WorkerState.LEAVING:
+                return  # stopped meanwhile
+        self.state = WorkerState.DRAINING
         deadline = self._clock() + s.drain_timeout_s
         if self._host is not None:
             self._host.accepting = False
@@ -284,11 +301,16 @@ class Worker:
             conn.abort()
         await self.stop()
 
+    def end_grace(self) -> None:
+        """End the drain's grace now (a second SIGTERM); before a drain, skip it. Idempotent."""
+        self._grace_over.set()
+
     async def stop(self) -> None:
         """Stop at once (tests; the end of a drain)."""
         if self.state is WorkerState.STOPPED:
             return
         self.state = WorkerState.STOPPED
+        self._grace_over.set()  # a drain waiting in its grace returns
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

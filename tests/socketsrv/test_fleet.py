@@ -115,3 +115,55 @@ async def test_a_fleet_restarted_right_after_a_drain_binds_the_same_port(
         second.wait_ready()
     finally:
         second.close()
+
+
+def readyz_status(fleet: Fleet) -> int:
+    """/readyz's status, or 0 when the port refuses the connection."""
+    try:
+        status, _ = fleet.http_get("/readyz")
+    except OSError:
+        return 0
+    return status
+
+
+def wait_for_answers(fleet: Fleet, status: int, timeout_s: float = 30.0) -> None:
+    """Until several answers in a row are *status* (each worker gives some of them)."""
+    deadline = time.monotonic() + timeout_s
+    in_a_row = 0
+    while in_a_row < 4 * fleet.workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/readyz did not settle on {status}:\n{fleet.log()}")
+        in_a_row = in_a_row + 1 if readyz_status(fleet) == status else 0
+        time.sleep(0.02)
+
+
+async def test_sigterm_turns_readyz_503_while_the_port_still_accepts_for_the_drain_grace(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # A grace far longer than the test: the second SIGTERM ends it.
+    fleet = Fleet(
+        redis_url=redis_server.url,
+        workers=2,
+        log=tmp_path / "fleet.log",
+        HERALD_DRAIN_GRACE_S="3600",
+        HERALD_DRAIN_TIMEOUT_S="10",
+        HERALD_RECONNECT_SPREAD_S="1",
+    )
+    clients: list[HeraldTestClient] = []
+    try:
+        fleet.wait_ready()
+        clients += await open_clients(fleet, 4)
+        fleet.process.send_signal(signal.SIGTERM)
+
+        await asyncio.to_thread(wait_for_answers, fleet, 503)
+        clients += await open_clients(fleet, 4)  # accepted and served during the grace
+
+        fleet.process.send_signal(signal.SIGTERM)
+        closes = [await client.wait_closed(timeout=30) for client in clients]
+        await asyncio.to_thread(wait_for_answers, fleet, 0)  # the listeners are closed
+        assert await asyncio.to_thread(fleet.process.wait, 30) == 0
+    finally:
+        for client in clients:
+            await client.close()
+        fleet.close()
+    assert [code for code, _ in closes] == [4000] * 8

@@ -35,6 +35,7 @@ from tests.support.raw_ws import (
     OP_TEXT,
     client_frame,
     get_request,
+    http_get,
     raw_connection,
     read_server_frame,
     upgrade_request,
@@ -405,6 +406,52 @@ async def test_drain_closes_every_client_with_4000_and_a_retry_hint() -> None:
         assert all(re.fullmatch(r"restart retry_ms=\d+", reason or "") for reason in reasons)
         assert disconnects_counted(worker, 4000) == 2
         assert worker.state is WorkerState.STOPPED
+
+
+async def test_during_the_drain_grace_readyz_is_503_and_new_clients_still_connect() -> None:
+    # A grace far longer than the test: it ends only when the test ends it (a second SIGTERM).
+    async with running_worker(drain_grace_s=3600.0) as worker:
+        url = ws_url(worker)
+        before = await connected(worker)
+        late: HeraldTestClient | None = None
+        try:
+            draining = asyncio.ensure_future(worker.drain())
+            await eventually(lambda: worker.state is WorkerState.LEAVING)
+            ready = await http_get(worker.port, "/readyz")
+            late = await connected(worker)  # the listener still accepts
+            await late.subscribe(CHANNEL)
+            await publish(worker, CHANNEL, "during the grace")
+            await eventually(lambda: late is not None and received(late, CHANNEL) == 1)
+            await assert_still_open(before)
+
+            worker.end_grace()
+            await eventually(lambda: worker.state is not WorkerState.LEAVING)
+            with pytest.raises(ConnectionRefusedError):  # the listener is closed
+                async with connect(url, open_timeout=2):
+                    pass
+            await draining
+            codes = [await assert_closed_with(client, 4000) for client in (before, late)]
+        finally:
+            for client in (before, late):
+                if client is not None:
+                    await client.close()
+        assert ready.status == 503
+        assert all(re.fullmatch(r"restart retry_ms=\d+", reason or "") for reason in codes)
+        assert worker.state is WorkerState.STOPPED
+
+
+async def test_without_a_drain_grace_the_drain_stops_accepting_at_once() -> None:
+    async with running_worker() as worker:  # drain_grace_s defaults to 0
+        assert worker.settings.drain_grace_s == 0
+        client = await connected(worker)
+        try:
+            draining = asyncio.ensure_future(worker.drain())
+            await asyncio.sleep(0)  # the drain's first step runs without waiting
+            assert worker.state is WorkerState.DRAINING
+            await draining
+            await assert_closed_with(client, 4000)
+        finally:
+            await client.close()
 
 
 # Write coalescing
