@@ -180,8 +180,13 @@ def launched(tmp_path: Path) -> Iterator[Launched]:
     try:
         yield running
     finally:
-        # Whatever the test did: the launcher's group, then anything it started in a group of
+        # Whatever the test did: SIGTERM (the launcher stops what it started and removes its
+        # work directory), then SIGKILL of its group and of anything it started in a group of
         # its own (hosts, HAProxy, the Q&A core) that is still there.
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_TIMEOUT_S)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
