@@ -137,13 +137,16 @@ class Launched:
             self.lines.append(line.rstrip("\n"))
 
     def wait_ready(self) -> None:
+        """Until the banner is out; every process the launcher starts meanwhile is recorded
+        in :attr:`seen`, so a failed start still leaves nothing behind at teardown."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while not any(line.endswith(READY_LINE) for line in self.lines):
+            self.seen.update(descendants(self.process.pid))
             assert self.process.poll() is None, f"launch.cluster exited:\n{self.output()}"
             assert time.monotonic() < deadline, (
                 f"no banner in {START_TIMEOUT_S} s:\n{self.output()}"
             )
-            time.sleep(0.1)
+            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -210,8 +213,9 @@ async def test_cluster_up_carries_a_question_to_a_websocket_through_haproxy_and_
     assert "redis+cluster://127.0.0.1:" in banner
     assert "3 primaries + 3 replicas, 2 fleet host(s)" in banner
 
-    launched.seen = descendants(launched.process.pid)
-    commands = [command_line(pid) for pid in launched.seen]
+    now = descendants(launched.process.pid)
+    launched.seen.update(now)
+    commands = [command_line(pid) for pid in now]
     # 6 Redis nodes, 2 hosts (supervisor and worker each), HAProxy, the Q&A core.
     assert sum("redis-server" in c for c in commands) == 6, commands
     assert sum("-m socketsrv" in c for c in commands) >= 2, commands
