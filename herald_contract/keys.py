@@ -7,7 +7,7 @@ them together, and sharded pub/sub (SPUBLISH) later needs no format change. The 
 
     <prefix>:{<channel>}:history       stream, entry id "<offset>-0", fields t (ms) and p (envelope)
     <prefix>:{<channel>}:meta          hash: epoch, top (last offset)
-    <prefix>:{<channel>}:event:<id>    string: offset taken by an idempotent publish
+    <prefix>:{<channel>}:event:<id>    string: '<offset> <epoch>' of an idempotent publish
     <prefix>:{<channel>}:live          pub/sub channel carrying the envelope
 """
 

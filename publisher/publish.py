@@ -84,12 +84,14 @@ class Publisher:
         """Publish *data* (any JSON-compatible value) to *channel*.
 
         The publication gets the channel's next offset, enters its history and reaches every
-        subscriber, atomically. With an *event_id*, a repeat within ``idempotency_ttl_s``
-        publishes nothing and returns the first position (``duplicate=True``): pass one when
-        retrying after :class:`PublishFailed`. A publish with an *event_id* that meets a lost
-        connection (a primary that died after the connection's last check) is retried once
-        here (a repeat is harmless), and may then return ``duplicate=True`` for a publication
-        the first attempt made; one without an event id is never retried.
+        subscriber, atomically. With an *event_id*, a repeat within ``idempotency_ttl_s`` in the
+        same epoch publishes nothing and returns the first position (``duplicate=True``): pass
+        one when retrying after :class:`PublishFailed`. (After a Redis failover the channel is
+        in a new epoch and a repeat is published again: docs/protocol.md.) A publish with an
+        *event_id* that meets a lost connection (a primary that died after the connection's
+        last check) is retried once here (a repeat is harmless), and may then return
+        ``duplicate=True`` for a publication the first attempt made; one without an event id
+        is never retried.
 
         A durable publisher (``durable_replicas=N``) then runs Redis ``WAIT N`` on the connection
         that wrote and raises :class:`PublishFailed` naming the shortfall when fewer than N

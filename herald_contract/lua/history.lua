@@ -14,12 +14,24 @@ local history_key, meta_key = KEYS[1], KEYS[2]
 local candidate, meta_ttl_ms = ARGV[1], tonumber(ARGV[2])
 local since_epoch, since_offset, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 
+-- The writer: this primary's replication id (lua/publish.lua says why it is kept).
+local writer = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+
 -- Creating the epoch here lets a subscriber that has seen nothing yet recover later: the
 -- first publication keeps this epoch instead of inventing its own.
 if redis.call('HSETNX', meta_key, 'epoch', candidate) == 1 then
-  redis.call('HSETNX', meta_key, 'top', 0)
+  redis.call('HSET', meta_key, 'top', 0, 'writer', writer)
   redis.call('PEXPIRE', meta_key, string.format('%d', meta_ttl_ms))
   redis.call('DEL', history_key)
+else
+  local last_writer = redis.call('HGET', meta_key, 'writer')
+  if not last_writer then
+    redis.call('HSET', meta_key, 'writer', writer)  -- kept from before writers were recorded
+  elseif last_writer ~= writer then
+    -- Another primary wrote this channel last and may have acknowledged publications this
+    -- one lacks: start a new epoch, as the publish script would (offsets go on).
+    redis.call('HSET', meta_key, 'epoch', candidate, 'writer', writer)
+  end
 end
 local meta = redis.call('HMGET', meta_key, 'epoch', 'top')
 local epoch, top = meta[1], tonumber(meta[2]) or 0

@@ -13,6 +13,16 @@
 --
 -- Returns {epoch, offset, duplicate (0 or 1)}.
 --
+-- The meta hash's `writer` names the Redis primary that last wrote the channel (this script,
+-- or lua/history.lua creating the epoch): its replication id, which Redis 7 makes new when a
+-- replica is promoted and at every start.
+-- Replication is asynchronous, so a primary that is not the last writer may lack publications
+-- the last writer acknowledged, and its `top` may be behind offsets clients already hold.
+-- Such a primary starts a new epoch (offsets go on from its top), so no (epoch, offset) ever
+-- names two different publications, and every reader positioned in the old epoch is told its
+-- recovery failed rather than miss, unknowingly, what the last writer acknowledged
+-- (docs/protocol.md, "After a Redis failover").
+--
 -- Numbers handed to redis.call are formatted with %d: Lua 5.1 numbers are doubles and
 -- their default string form switches to exponents past 14 digits.
 
@@ -32,22 +42,41 @@ local function int(n)
   return string.format('%d', n)
 end
 
+local writer = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+local meta = redis.call('HMGET', meta_key, 'epoch', 'writer')
+local epoch, last_writer = meta[1], meta[2]
+-- A meta without a writer (kept from before writers were recorded) is adopted.
+local same_writer = (not last_writer) or last_writer == writer
+
 if event_id ~= '' then
+  -- The event key holds '<offset> <epoch>' (before epochs were kept there: '<offset>').
   local seen = redis.call('GET', event_key)
-  local epoch = redis.call('HGET', meta_key, 'epoch')
-  -- Without an epoch the history the event went into is gone: publishing it again into
-  -- the new epoch is the only way its subscribers can still get it.
-  if seen and epoch then
-    return {epoch, tonumber(seen), 1}
+  if seen then
+    local seen_offset, seen_epoch = string.match(seen, '^(%d+) (.+)$')
+    if seen_offset == nil then
+      seen_offset, seen_epoch = seen, (same_writer and epoch) or nil
+    end
+    -- A repeat is a duplicate only in the epoch it was published in. When that epoch is
+    -- gone (history lost, or another writer: its readers are told their recovery failed),
+    -- publishing it again into the current one is the only way its subscribers get it.
+    if epoch and seen_epoch == epoch and same_writer then
+      return {epoch, tonumber(seen_offset), 1}
+    end
   end
 end
 
-if redis.call('HSETNX', meta_key, 'epoch', candidate) == 1 then
+if not epoch then
   -- A new epoch starts a new history; a stream left from a lost meta would refuse the
   -- smaller entry ids.
   redis.call('DEL', history_key)
+  epoch = candidate
+  redis.call('HSET', meta_key, 'epoch', epoch, 'writer', writer)
+elseif not same_writer then
+  epoch = candidate
+  redis.call('HSET', meta_key, 'epoch', epoch, 'writer', writer)
+elseif not last_writer then
+  redis.call('HSET', meta_key, 'writer', writer)
 end
-local epoch = redis.call('HGET', meta_key, 'epoch')
 local offset = redis.call('HINCRBY', meta_key, 'top', 1)
 
 local time = redis.call('TIME')
@@ -88,7 +117,7 @@ end
 redis.call('PEXPIRE', history_key, int(history_ttl_ms))
 redis.call('PEXPIRE', meta_key, int(meta_ttl_ms))
 if event_id ~= '' then
-  redis.call('SET', event_key, int(offset), 'PX', int(idempotency_ttl_ms))
+  redis.call('SET', event_key, int(offset) .. ' ' .. epoch, 'PX', int(idempotency_ttl_ms))
 end
 redis.call(broadcast, live, envelope)
 return {epoch, offset, 0}

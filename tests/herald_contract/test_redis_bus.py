@@ -10,7 +10,7 @@ import pytest
 
 from herald_contract.backoff import Backoff
 from herald_contract.bus import BusUnavailable
-from herald_contract.envelope import StreamPosition, decode_envelope
+from herald_contract.envelope import decode_envelope
 from herald_contract.lifecycle import BusState
 from herald_contract.redis_bus import RedisBus
 from publisher.publish import Publisher
@@ -67,19 +67,19 @@ async def test_after_a_redis_restart_the_bus_is_lost_then_restored_and_resubscri
     assert redis_bus.observer.shards == [1, 0, 1]
 
 
-async def test_a_restart_that_keeps_the_data_keeps_the_epoch_and_the_history(
-    redis_bus: Harness,
-) -> None:
+async def test_a_restart_that_keeps_the_data_goes_on_in_a_new_epoch(redis_bus: Harness) -> None:
+    # A restarted Redis may have lost its last acknowledged writes (an AOF fsynced every
+    # second): its first write of the channel starts a new epoch, offsets going on.
     await redis_bus.bus.subscribe(Q1)
     first = await redis_bus.bus.publish(Q1, packed(1))
     assert redis_bus.server is not None
     redis_bus.server.restart(keep_data=True)
     await eventually(lambda: redis_bus.listener.events == ["lost", "restored"])
     second = await redis_bus.bus.publish(Q1, packed(2))
-    assert second.position == StreamPosition(first.position.epoch, 2)
-    result = await redis_bus.bus.history(Q1, first.position, 100)
-    assert result.complete
-    assert len(result.publications) == 1
+    assert second.position.offset == 2
+    assert second.position.epoch != first.position.epoch
+    assert not (await redis_bus.bus.history(Q1, first.position, 100)).complete
+    assert (await redis_bus.bus.history(Q1, second.position, 100)).complete
 
 
 async def test_publications_missed_while_reconnecting_are_in_the_history(

@@ -197,9 +197,13 @@ async def wait_resubscribed(redis_url: str, before: dict[bytes, int], timeout_s:
     raise AssertionError(f"the fleet did not resubscribe within {timeout_s}s: {now} != {before}")
 
 
-async def test_a_thousand_clients_get_every_publication_once_in_order_across_a_redis_restart(
+async def test_a_thousand_clients_get_every_publication_once_in_order_across_lost_redis_links(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    # Every connection to Redis is cut (the workers' pub/sub and command connections, and the
+    # publishers'): the workers reconnect to the same server and repair every channel from its
+    # history, invisibly to clients. (A restarted Redis is another writer: it starts new
+    # epochs, docs/protocol.md "After a Redis failover", tested in tests/herald_contract.)
     fleet = Fleet(redis_url=redis_server.url, workers=2, log=tmp_path / "fleet.log", **FLEET_ENV)
     try:
         await asyncio.to_thread(fleet.wait_ready)
@@ -208,8 +212,10 @@ async def test_a_thousand_clients_get_every_publication_once_in_order_across_a_r
                 await warmup.publish(channel, {"warmup": True})
         clients = await start_clients(fleet.url, 1000)
 
-        async def restart_redis() -> None:
-            await asyncio.to_thread(redis_server.restart, True)
+        async def cut_redis_links() -> None:
+            admin = redis_server.client()
+            await asyncio.to_thread(admin.client_kill_filter, _type="pubsub")
+            await asyncio.to_thread(admin.client_kill_filter, _type="normal", skipme=True)
 
         async def drop_a_third() -> None:
             await asyncio.gather(*(c.drop_socket() for c in clients[::3]))
@@ -218,7 +224,7 @@ async def test_a_thousand_clients_get_every_publication_once_in_order_across_a_r
             redis_server.url,
             publishers=4,
             each=60,
-            during=[(80, restart_redis), (160, drop_a_third)],
+            during=[(80, cut_redis_links), (160, drop_a_third)],
         )
         await wait_until_caught_up(clients, tops, timeout_s=60)
 

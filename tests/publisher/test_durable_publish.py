@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from herald_contract.envelope import StreamPosition
 from herald_contract.errors import PublishFailed
 from herald_contract.keys import KeyLayout
 from publisher.publish import Publisher
@@ -157,10 +158,14 @@ async def test_a_durable_publication_survives_the_primary_s_death(tmp_path: Path
         async with Publisher(group.url) as plain:
             retried = await plain.publish(CHANNEL, "before", event_id="vote:1")
             after = await plain.publish(CHANNEL, "after", event_id="vote:2")
-    assert retried.duplicate
-    assert retried.position == first.position
+    # The promoted replica is another writer (docs/protocol.md, "After a Redis failover"): its
+    # first write started a new epoch whose offsets go on, and the repeat of vote:1, made in
+    # the old epoch (whose readers are told to reload), is published again in the new one.
     assert after.duplicate  # made on the new primary before the shortfall was reported
     assert after.position.offset == 2
+    assert after.position.epoch != first.position.epoch
+    assert not retried.duplicate
+    assert retried.position == StreamPosition(after.position.epoch, 3)
 
 
 async def test_asking_for_more_replicas_than_exist_fails_with_the_count(

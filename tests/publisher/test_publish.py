@@ -91,13 +91,13 @@ async def test_every_key_gets_its_ttl(redis_server: RedisServer) -> None:
     async with Publisher(
         redis_server.url, history_ttl_s=60, meta_ttl_s=3600, idempotency_ttl_s=600
     ) as publisher:
-        await publisher.publish(CHANNEL, 1, event_id="evt")
+        result = await publisher.publish(CHANNEL, 1, event_id="evt")
     client = redis_server.client()
     assert 59_000 < client.pttl(KEYS.history(CHANNEL)) <= 60_000
     assert 3_599_000 < client.pttl(KEYS.meta(CHANNEL)) <= 3_600_000
     event_key = KEYS.event_prefix(CHANNEL) + "evt"
     assert 599_000 < client.pttl(event_key) <= 600_000
-    assert client.get(event_key) == b"1"
+    assert client.get(event_key) == f"1 {result.position.epoch}".encode()
 
 
 def age_the_history(server: RedisServer, ages_s: list[float]) -> None:

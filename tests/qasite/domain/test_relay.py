@@ -19,6 +19,7 @@ from qasite.domain.relay import OutboxRelay
 from tests.qasite.support import QA, RecordingSink, running_qa, wait_until
 from tests.support.client import HeraldTestClient
 from tests.support.redis_server import RedisServer
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.worker import running_worker, ws_url
 
 KEYS = KeyLayout("herald")
@@ -113,17 +114,20 @@ async def test_events_wait_while_the_bus_fails_and_go_out_in_order_when_it_retur
 async def test_redis_down_while_users_vote_and_answer_loses_and_repeats_nothing(
     settings: Settings, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """Stop Redis while users keep voting and answering, start it again: a websocket client
-    that subscribed with recovery gets every event once, in order."""
-    async with running_qa(settings.replace(redis_url=redis_server.url), record=False) as qa:
+    """Cut every link to Redis while users keep voting and answering, restore them: a
+    websocket client that subscribed with recovery gets every event once, in order. (Redis
+    itself keeps running: a restarted Redis would start new epochs, and the client would be
+    told its recovery failed, docs/protocol.md "After a Redis failover".)"""
+    async with (
+        TcpProxy(redis_server.port) as proxy,
+        running_qa(settings.replace(redis_url=proxy.url), record=False) as qa,
+    ):
         asker = await qa.signup()
         voters = [await qa.signup() for _ in range(3)]
         q = await qa.ask(asker)
         channel, inbox = f"question:{q['id']}", f"user:{asker.id}"
         public_key = qa.context.settings.socket_public_key_pem
-        async with running_worker(
-            redis_url=redis_server.url, jwt_public_key_pem=public_key
-        ) as worker:
+        async with running_worker(redis_url=proxy.url, jwt_public_key_pem=public_key) as worker:
             token = (await qa.client.post("/api/socket-token", headers=asker.headers)).json()[
                 "token"
             ]
@@ -144,11 +148,11 @@ async def test_redis_down_while_users_vote_and_answer_loses_and_repeats_nothing(
 
             await activity(0)
             await qa.settle()
-            redis_server.stop(keep_data=True)
+            await proxy.cut()
             for round_ in (1, 2):
                 await activity(round_)  # every write succeeds with the bus down
             assert await qa.pending_events() > 0
-            redis_server.start()
+            await proxy.restore()
             await qa.settle()
             await client.reconnect()  # and a reconnect with recovery on top
 
