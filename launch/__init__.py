@@ -6,7 +6,13 @@
   (``./herald run`` with ``HERALD_REDIS_URL`` or its alias ``REDIS_URL``);
 * :mod:`launch.demo`: a demo publisher that keeps a fresh clone's pages moving
   (``./herald run --demo``);
-* :mod:`launch.settings`: both programs' settings from one environment, the ports as options.
+* :mod:`launch.settings`: both programs' settings from one environment, the ports as options;
+* :mod:`launch.hosts`: several fleet hosts on 127.0.0.x behind HAProxy, and a rolling deploy
+  (``./herald hosts up``);
+* :mod:`launch.redis_cluster`: a local Redis Cluster of primaries and replicas from
+  redis-server processes;
+* :mod:`launch.cluster`: the production shape on one machine: that cluster, fleet hosts
+  behind HAProxy and the Q&A core (``./herald cluster up``).
 
 Nothing imports this package; it may import every other one.
 """
