@@ -38,6 +38,7 @@ from tests.support.haproxy import running_topology, short_run_dir
 from tests.support.redis_cluster import RedisClusterTestbed
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.swarm import (
+    ChannelCheck,
     FaultClock,
     PublisherPool,
     Swarm,
@@ -277,3 +278,21 @@ async def test_cluster_primary_killed_slot_migrated_and_host_rolled(
     finally:
         cluster.close()
     assert_invariant(report)
+
+
+def test_the_checker_counts_gaps_duplicates_reorders_and_accepts_a_failed_reset() -> None:
+    """The checker itself, on hand-made streams (no processes)."""
+    check = ChannelCheck("question:1")
+    check.on_reply("none", "e1", 4)
+    for offset, seq in ((5, 10), (6, 11), (7, 13), (8, 13), (9, 12)):
+        assert check.on_pub(offset, {"seq": seq})
+    assert (check.gaps, check.missing, check.duplicates, check.reorders) == (1, 1, 1, 1)
+    assert check.on_pub(9, {"seq": 99})  # at the position: dropped, not applied
+    assert check.dropped_offsets == 1
+    assert not check.on_pub(11, {"seq": 14})  # above position + 1: close and reconnect
+    check.on_reply("recovered", "e1", 12)
+    assert check.on_pub(10, {"seq": 14})
+    check.on_reply("failed", "e2", 3)  # an explicit reset: the next seq may jump
+    assert check.on_pub(4, {"seq": 20})
+    assert (check.gaps, check.duplicates, check.reorders, check.max_seq) == (1, 1, 1, 20)
+    assert check.recoveries == {"none": 1, "recovered": 1, "failed": 1}

@@ -126,6 +126,8 @@ class ChannelCheck:
     """Frames the protocol rules out: a pub without a seq."""
     recovered_into_new_epoch: int = 0
     """``recovered`` replies naming an epoch other than the position's."""
+    holes: set[int] = field(default_factory=set)
+    """Seqs of the current segment that a gap skipped (a late one is a reorder)."""
     recoveries: Counter[str] = field(default_factory=Counter)
     tail: deque[tuple[Any, ...]] = field(default_factory=lambda: deque(maxlen=24))
     anomalies: list[str] = field(default_factory=list)
@@ -145,6 +147,7 @@ class ChannelCheck:
             return
         self.epoch, self.offset = epoch, offset
         self.last_seq = self.segment_first = None
+        self.holes.clear()
 
     def on_pub(self, offset: int, data: Any) -> bool:
         """Apply one pub by the algorithm; False when it is a gap (close and reconnect)."""
@@ -174,7 +177,13 @@ class ChannelCheck:
             self.gaps += 1
             self.missing += seq - last - 1
             self._note(f"silent gap: seq {last} then {seq} at offset {offset}")
+            if len(self.holes) < 10_000:
+                self.holes.update(range(last + 1, seq))
             self.last_seq = seq
+        elif seq in self.holes:  # one a gap skipped, arriving late
+            self.holes.discard(seq)
+            self.reorders += 1
+            self._note(f"reorder: seq {seq} at offset {offset} after {last}")
         elif self.segment_first is not None and seq >= self.segment_first:
             self.duplicates += 1
             self._note(f"duplicate: seq {seq} again at offset {offset} (last {last})")
