@@ -73,12 +73,15 @@ RECOVERY_REASONS: Final = (
     "ping_timeout",
     "slot_moved",
     "sunsubscribe",
+    "failover",
     "reader_error",
 )
 """Why a bus had to recover (the closed set of ``ShardObserver.recovered``'s *reason*):
 a pub/sub connection failed or closed; it stayed silent after a PING; a (cluster) shard
 refused a channel with MOVED/ASK; a shard pushed an unasked ``sunsubscribe`` because the
-channel's slot left it (migration, failover); the reader failed with an unexpected error."""
+channel's slot left it (migration, failover); a (cluster) shard connection was lost and its
+channels were found at another primary on recovery (its replica was promoted); the reader
+failed with an unexpected error."""
 
 
 @runtime_checkable

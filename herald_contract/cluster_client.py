@@ -12,11 +12,33 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.cluster import PRIMARY
 
 from herald_contract.cluster_urls import is_cluster_url, parse_cluster_url
 from herald_contract.history import HistorySettings
 from herald_contract.keys import KeyLayout
 from herald_contract.redis_scripts import PublishScripts, command_client
+
+
+class _FollowingCluster(RedisCluster):
+    """redis-py's cluster client, able to follow an ASK to a node its slot map lacks yet.
+
+    While a slot migrates to a node added a moment ago (a reshard onto a new primary), the
+    old owner answers ASK naming that node; redis-py 8.1 looks it up in its node cache, finds
+    nothing and fails with an AttributeError on None instead of following. Such a node is
+    added to the cache here as a primary (the next slot map read keeps or drops it).
+    """
+
+    def get_node(
+        self, host: str | None = None, port: int | None = None, node_name: str | None = None
+    ) -> ClusterNode | None:
+        node = super().get_node(host, port, node_name)
+        if node is None and node_name:
+            address, _, number = node_name.rpartition(":")
+            manager = self.nodes_manager
+            node = ClusterNode(address, int(number), PRIMARY, **manager.connection_kwargs)
+            manager.nodes_cache[node.name] = node
+        return node
 
 
 def cluster_command_client(
@@ -30,7 +52,7 @@ def cluster_command_client(
     *max_connections* is per node. Does no I/O: the slot map is read on first use.
     """
     url = parse_cluster_url(redis_url)
-    return RedisCluster(
+    return _FollowingCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
         username=url.username,
         password=url.password,

@@ -20,6 +20,10 @@ shard, refreshes the slot map and resubscribes everything, see
 * an ``sunsubscribe`` Redis pushes for a channel still wanted: its slot moved to another
   node (a migration, a failover, a node removed), or an SSUBSCRIBE refused with MOVED.
 
+A primary that dies (SIGKILL, a host lost) shows as a lost connection;
+:meth:`ClusterPubSub.owners` before and after the recovery tells the bus that its channels
+moved to the promoted replica.
+
 The set of wanted channels is the source of truth; Redis answers a connection's
 (S)(UN)SUBSCRIBE commands in order, so each channel keeps a queue of the replies still due.
 """
@@ -244,6 +248,15 @@ class ClusterPubSub:
     def channel_count(self) -> int:
         """Channels wanted now (those :meth:`resubscribe` subscribes)."""
         return len(self._wanted)
+
+    def owners(self) -> dict[str, Address]:
+        """The primary each wanted channel is subscribed at now (a subscribed channel only)."""
+        return {
+            channel: address
+            for address, shard in self._shards.items()
+            for channel in shard.channels
+            if channel in self._wanted
+        }
 
     # -- losses ----------------------------------------------------------------------------
 

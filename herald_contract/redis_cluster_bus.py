@@ -16,12 +16,16 @@ Lifecycle (:class:`herald_contract.lifecycle.BusState`), as the single-Redis bus
 
     NEW --start()--> LIVE --a shard lost / a slot moved--> RECOVERING --resubscribed--> LIVE
 
-Any loss (a shard connection fails or goes silent; Redis drops a wanted channel because its
-slot moved; an SSUBSCRIBE is answered MOVED) makes the whole bus RECOVERING: every shard
-connection is dropped, the slot map is read again, every wanted channel is subscribed at its
-current owner (one SSUBSCRIBE per slot), and ``on_bus_restored`` tells the listener to repair
-every channel from history. A per-shard recovery would repair fewer channels, but the
-listener interface knows one connection only; see docs/decisions.md.
+Any loss (a shard connection fails or goes silent, as when a primary dies; Redis drops a
+wanted channel because its slot moved; an SSUBSCRIBE is answered MOVED) makes the whole bus
+RECOVERING: every shard connection is dropped, the slot map is read again, every wanted
+channel is subscribed at its current owner (one SSUBSCRIBE per slot), and ``on_bus_restored``
+tells the listener to repair every channel from history. A per-shard recovery would repair
+fewer channels, but the listener interface knows one connection only; see docs/decisions.md.
+
+A lost shard connection whose channels are found at another primary once recovered is
+reported to the observer as a ``failover`` (the replica of a dead primary took its slots
+over); a dropped or refused channel as ``sunsubscribe`` / ``slot_moved``.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
     ) -> None:
         self._redis_url = redis_url
         self._url = parse_cluster_url(redis_url)  # a malformed URL fails here, before any I/O
+        self._owners_before: dict[str, Address] = {}
+        """Where each channel was subscribed when the last loss was noticed."""
         super().__init__(
             keys=keys,
             history_size=history_size,
@@ -172,8 +178,17 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
         while True:
             exc = await self._pubsub.wait_lost()
             logger.warning("Redis Cluster bus lost a shard: %s", exc)
+            self._owners_before = self._pubsub.owners()
             await self._lose()
             await self._recover(shard_loss_reason(exc))
+
+    def _observe_recovered(self, reason: str) -> None:
+        """Report a lost connection whose channels now live elsewhere as a ``failover``."""
+        if reason in _CONNECTION_REASONS and self._pubsub is not None:
+            now = self._pubsub.owners()
+            if any(now.get(c, a) != a for c, a in self._owners_before.items()):
+                reason = "failover"
+        super()._observe_recovered(reason)
 
     async def _restore_once(self) -> None:
         """Read the slot map, resubscribe everything, check commands; raises LOST_ERRORS."""
@@ -189,6 +204,9 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
         except LOST_ERRORS:
             await self._pubsub.drop(self._lost_why)
             raise
+
+
+_CONNECTION_REASONS = ("connection_lost", "ping_timeout")
 
 
 def _slot_of(key: str) -> int:
