@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
@@ -287,6 +287,11 @@ def _node_clients() -> Iterator[_ClientOf]:
         yield on
 
 
+def _command(client: redis.Redis, *args: str | int | bytes) -> Any:
+    """One command on *client* (redis-py leaves ``execute_command`` unannotated)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 def _move_slot(
     slot: int,
     source: LocalRedisNode,
@@ -297,19 +302,17 @@ def _move_slot(
     finish: bool = True,
 ) -> None:
     src, dst = on(source), on(target)
-    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
-    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
-    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
-        src.execute_command(
-            "MIGRATE", target.host, target.port, "", 0, 5000, "REPLACE", "KEYS", *keys
-        )
+    _command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    _command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    while keys := _command(src, "CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
+        _command(src, "MIGRATE", target.host, target.port, "", 0, 5000, "REPLACE", "KEYS", *keys)
     if not finish:
         return
-    dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    _command(dst, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
     for node in [source, *primaries]:
         if node.node_id != target.node_id:
             try:
-                on(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+                _command(on(node), "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
             except redis.ResponseError as exc:
                 # A primary that lost its last slot (to the target's new epoch, by gossip)
                 # has become the target's replica (cluster-allow-replica-migration): it
