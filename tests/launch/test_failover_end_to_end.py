@@ -184,6 +184,8 @@ async def failover_run(
     finally:
         await swarm.stop()
         await pool.close()
+        if pool.close_timeouts:
+            log(f"teardown: did not finish within its bound: {pool.close_timeouts}")
     print("\n" + format_report(title, report))
     await asyncio.to_thread(out.write_text, json.dumps(report, indent=2, default=str))
     return report

@@ -489,14 +489,15 @@ class Swarm:
             await asyncio.sleep(0.1)
         return None
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 20.0) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
         for client in self.clients:
             await client.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout_s)
         if self._watchdog is not None:
             await asyncio.gather(self._watchdog, return_exceptions=True)
 
@@ -545,6 +546,7 @@ class PublisherPool:
         self.failures: Counter[str] = Counter()
         self.retries = 0
         self.duplicates_acked = 0
+        self.close_timeouts: list[str] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -633,12 +635,20 @@ class PublisherPool:
         )
         return dict(self.acked)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 20.0) -> None:
+        """Cancel the tasks and close the publishers, bounded: what does not finish within
+        *timeout_s* is left behind (reported in ``close_timeouts``) rather than hang teardown."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for publisher in self.publishers:
-            await publisher.close()
+        steps: list[tuple[str, Any]] = [
+            ("tasks", asyncio.gather(*self._tasks, return_exceptions=True))
+        ]
+        steps += [(f"publisher {i}", p.close()) for i, p in enumerate(self.publishers)]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, timeout_s)
+            except TimeoutError:
+                self.close_timeouts.append(name)
 
 
 def zipf_rates(channels: Sequence[str], base: float, hot_factor: float = 3.0) -> dict[str, float]:
