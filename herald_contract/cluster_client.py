@@ -8,16 +8,37 @@ publish script ends in SPUBLISH, which is what the cluster bus's SSUBSCRIBE conn
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.cluster import PRIMARY
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from herald_contract.cluster_urls import is_cluster_url, parse_cluster_url
 from herald_contract.history import HistorySettings
 from herald_contract.keys import KeyLayout
 from herald_contract.redis_scripts import PublishScripts, command_client
+
+
+class GuardedConnection(Connection):
+    """redis-py's connection, failing with a connection error when closed under a command.
+
+    While a shard fails over, redis-py 8.1's cluster client closes a node's connections from
+    one task while another is between connecting and writing on one of them; the writer
+    then finds no stream and fails with an AttributeError on None, which no caller expects.
+    The command was not sent: it is the connection error it is reported as here (and a
+    publish then fails with PublishFailed, to be retried with its event id).
+    """
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        if self._writer is None:
+            raise RedisConnectionError("the connection was closed before the command was sent")
+        await super()._send_packed_command(command)
 
 
 class _FollowingCluster(RedisCluster):
@@ -28,6 +49,11 @@ class _FollowingCluster(RedisCluster):
     nothing and fails with an AttributeError on None instead of following. Such a node is
     added to the cache here as a primary (the next slot map read keeps or drops it).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Every node the slot map brings in gets connections of this class.
+        self.nodes_manager.connection_kwargs["connection_class"] = GuardedConnection
 
     def get_node(
         self, host: str | None = None, port: int | None = None, node_name: str | None = None
@@ -53,7 +79,9 @@ def cluster_command_client(
     """
     url = parse_cluster_url(redis_url)
     return _FollowingCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
+        startup_nodes=[
+            ClusterNode(host, port, connection_class=GuardedConnection) for host, port in url.nodes
+        ],
         username=url.username,
         password=url.password,
         retry=Retry(NoBackoff(), 0),

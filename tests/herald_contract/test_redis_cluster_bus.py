@@ -7,9 +7,12 @@ shows: where a channel's keys land and that the bus follows the cluster.
 from __future__ import annotations
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from herald_contract.backoff import Backoff
+from herald_contract.cluster_client import GuardedConnection, cluster_command_client
 from herald_contract.cluster_urls import parse_cluster_url
 from herald_contract.envelope import StreamPosition, decode_envelope
 from herald_contract.errors import BusUnavailable
@@ -196,3 +199,25 @@ async def test_a_cluster_that_does_not_answer_makes_start_raise_bus_unavailable(
         await bus.start(Recorder())
     await bus.close()
     assert not bus.live
+
+
+async def test_every_cluster_connection_reports_a_stream_closed_under_it_as_a_connection_error(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    # redis-py 8.1 can close a node's connection from one task while another is about to
+    # write on it (a shard failing over); the command was not sent, and the caller must see
+    # a connection error (PublishFailed for a publisher), not an AttributeError on None.
+    client = cluster_command_client(redis_cluster.url, socket_timeout_s=5.0)
+    try:
+        await client.ping(target_nodes=RedisCluster.ALL_NODES)
+        nodes = client.get_nodes()
+        assert len(nodes) == 3
+        for node in nodes:
+            connection = node.acquire_connection()
+            assert isinstance(connection, GuardedConnection)
+            node.release(connection)
+        closed = GuardedConnection(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+        with pytest.raises(RedisConnectionError, match="before the command was sent"):
+            await closed._send_packed_command([b"PING\r\n"])
+    finally:
+        await client.aclose()
