@@ -47,6 +47,7 @@ from herald_contract.config import cannot_bind
 from launch.hosts import (
     ROOT,
     Balancer,
+    GroupedProgram,
     HostAddress,
     HostsError,
     Topology,
@@ -73,18 +74,16 @@ NOT_INHERITED = (
 """Settings this launcher decides (the topology's own Redis, data directory and database)."""
 
 
-class QaCore:
+class QaCore(GroupedProgram):
     """``python -m qasite serve --workers M`` in its own process group, logging to a file:
     :meth:`start`, :meth:`wait_ready`, :meth:`check`, :meth:`stop`, :meth:`close`."""
 
     def __init__(
         self, qa: Settings, *, workers: int, env: Mapping[str, str], log_path: Path
     ) -> None:
+        super().__init__(env=env, log_path=log_path)
         self.url = f"http://{qa.host}:{qa.port}"
         self.workers = workers
-        self.env = dict(env)
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
 
     def migrate(self) -> None:
         """Upgrade the schema once, before any worker starts (several would race)."""
@@ -97,13 +96,7 @@ class QaCore:
             raise HostsError(f"qasite migrate exited with {done.returncode}:\n{self.log_tail()}")
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "qasite", "serve", "--workers", str(self.workers)],
-                cwd=ROOT, env={**self.env, "PYTHONUNBUFFERED": "1"},
-                stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: close() reaches its workers too
-            )  # fmt: skip
+        self.launch("qasite", "serve", "--workers", str(self.workers))
 
     def check(self) -> None:
         """Raise :class:`HostsError` if the Q&A core has exited."""
@@ -128,17 +121,6 @@ class QaCore:
         self.process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout_s)
-
-    def close(self) -> None:
-        """Kill the whole process group (teardown; also workers a dead supervisor left)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
 
 def core_environment(

@@ -184,35 +184,60 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None
         time.sleep(0.02)
 
 
-class FleetHost:
+class GroupedProgram:
+    """One of our programs (``python -m <module> ...``) in its own process group, logging to
+    *log_path*: :meth:`launch` starts it, :meth:`close` kills the whole group (also workers a
+    dead supervisor left), :meth:`log_tail` shows the end of its log."""
+
+    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self, *args: str) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", *args],
+                cwd=ROOT, env={**self.env, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: close() reaches its workers too
+            )  # fmt: skip
+
+    def close(self) -> None:
+        """Kill the whole process group (teardown; also workers a dead supervisor left)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+
+class FleetHost(GroupedProgram):
     """One host: ``python -m socketsrv --host ADDRESS --port PORT --workers W`` in its own
     process group. :meth:`start`, :meth:`wait_ready`, :meth:`stop` (a drain), :meth:`close`."""
 
     def __init__(
         self, spec: HostAddress, *, workers: int, env: Mapping[str, str], log_dir: Path
     ) -> None:
+        super().__init__(env=env, log_path=log_dir / f"{spec.name}.log")
         self.spec = spec
         self.workers = workers
-        self.env = dict(env)
-        self.log_path = log_dir / f"{spec.name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
         if self.running:
             raise HostsError(f"host {self.spec.name} is already running")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "socketsrv", "--host", self.spec.address,
-                 "--port", str(self.spec.port), "--workers", str(self.workers)],
-                cwd=ROOT, env={**self.env, "PYTHONUNBUFFERED": "1"},
-                stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: close() reaches the workers too
-            )  # fmt: skip
+        self.launch(
+            "socketsrv", "--host", self.spec.address,
+            "--port", str(self.spec.port), "--workers", str(self.workers),
+        )  # fmt: skip
         self.starts += 1
 
     def readyz(self) -> int:
@@ -242,17 +267,6 @@ class FleetHost:
         except subprocess.TimeoutExpired:
             self.close()
             raise HostsError(f"host {self.spec.name} did not stop within {timeout_s} s") from None
-
-    def close(self) -> None:
-        """Kill the host's whole process group (teardown; also workers a dead supervisor left)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
 
 class Haproxy:
