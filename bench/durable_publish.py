@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.measure import emit
 from publisher.publish import Publisher
 from tests.support.redis_server import RedisServer
 
@@ -129,10 +129,7 @@ def main() -> None:
             "p99": round(durable["p99_ms"] / plain["p99_ms"], 3),
         },
     }
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

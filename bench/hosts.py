@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import platform
@@ -440,10 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_from(args)
     with tempfile.TemporaryDirectory(prefix="herald-hosts-bench-") as tmp:
         result = asyncio.run(measure(plan, Path(tmp)))
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    proc_measure.emit(result, args.out)
 
 
 if __name__ == "__main__":

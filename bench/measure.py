@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -194,3 +195,11 @@ def own_tree_cpu_s() -> float:
             f = _stat_fields(pid)
             total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK_TCK
     return total
+
+
+def emit(result: object, out: Path | None) -> None:
+    """Print a benchmark's result as JSON, and write it to *out* when given (bench/results)."""
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    print(text)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import platform
@@ -36,6 +35,7 @@ from typing import Any
 
 import redis
 
+from bench.measure import emit
 from publisher.publish import Publisher
 
 CHANNEL_COUNT = 1024
@@ -232,10 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             else None,
         },
     }
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from redis.crc import key_slot
 
 from herald_contract.keys import KeyLayout
 from launch.hosts import Topology, roll_host
-from tests.support.haproxy import running_topology, short_run_dir
+from tests.support.haproxy import running_topology
 from tests.support.redis_cluster import RedisClusterTestbed
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.swarm import (
@@ -94,15 +93,6 @@ pytestmark = [
         ":pytest.PytestUnraisableExceptionWarning"
     ),
 ]
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    path = short_run_dir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def channel_mix() -> tuple[list[list[str]], dict[str, float]]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from publisher.publish import Publisher
 from socketsrv.protocol.codes import should_reconnect
 from tests.support import haproxy as haproxy_support
 from tests.support.client import HeraldTestClient
-from tests.support.haproxy import require_haproxy, running_topology, short_run_dir
+from tests.support.haproxy import require_haproxy, running_topology
 from tests.support.redis_server import RedisServer
 
 CHANNELS = [f"question:{i}" for i in range(1, 9)] + ["questions:new", "tag:python"]
@@ -47,15 +45,6 @@ HOST_ENV = {
     "HERALD_DRAIN_BATCH_INTERVAL_S": "0.01",
     "HERALD_UNSUBSCRIBE_GRACE_S": "1",
 }
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    path = short_run_dir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_the_rendered_haproxy_config_passes_haproxy_check(run_dir: Path) -> None:
