@@ -13,7 +13,7 @@ explicit resets (a subscribe reply saying ``failed``): zero silent gaps, duplica
 reorders, lost tails and protocol violations. The table is printed (``pytest -s``) and written
 to ``failover-report.json`` in the test's tmp dir.
 
-Bounded by default (300 clients, 25 s of publishing); ``HERALD_SCALE=full`` runs 2,000 clients
+Bounded by default (200 clients, 12 s of publishing); ``HERALD_SCALE=full`` runs 2,000 clients
 for 45 s, as the issue says.
 """
 
@@ -62,7 +62,7 @@ class Scale:
     """Publishing before the first fault."""
 
 
-SCALE = Scale(2000, 45.0, 1.0, 8.0) if FULL else Scale(300, 25.0, 2.0, 4.0)
+SCALE = Scale(2000, 45.0, 1.0, 8.0) if FULL else Scale(200, 12.0, 2.0, 2.0)
 QUESTIONS = 40
 HOST_ENV = {
     "HERALD_RECONNECT_SPREAD_S": "0.5",

@@ -28,7 +28,7 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
         yield group
 
 
-async def test_a_subscriber_recovers_across_a_failover_into_the_new_epoch(
+async def test_after_a_failover_a_subscriber_is_told_recovery_failed_and_goes_on_in_the_new_epoch(
     sentinel_group: SentinelGroup,
 ) -> None:
     async with (
