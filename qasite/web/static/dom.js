@@ -36,15 +36,111 @@ export function byId(id) {
 }
 
 /**
- * An element built from HTML the Q&A core rendered and sanitized (Markdown bodies).
+ * The elements and attributes of the Q&A core's Markdown output: the allowlist of
+ * qasite/domain/rendering.py (markdown-it with raw HTML off, then nh3). Keep the two in step.
+ * @type {Record<string, readonly string[]>}
+ */
+const MARKDOWN = {
+  a: ['href', 'title'],
+  blockquote: [], br: [], code: [], del: [], em: [],
+  h1: [], h2: [], h3: [], h4: [], h5: [], h6: [],
+  hr: [],
+  img: ['src', 'alt', 'title'],
+  li: [], ol: [], p: [], pre: [], strong: [],
+  table: [], tbody: [], td: [], th: [], thead: [], tr: [], ul: [],
+};
+/** Elements whose content is code, not text: dropped whole (any other unknown element is
+ * replaced by its content). */
+const DROPPED = new Set(['script', 'style', 'template', 'noscript', 'iframe', 'object', 'svg', 'math', 'title', 'textarea', 'select']);
+/** URL schemes a link or an image may have (resolved against the page, so relative is fine). */
+const SCHEMES = { href: new Set(['http:', 'https:', 'mailto:']), src: new Set(['http:', 'https:']) };
+const ALIGNMENT = /^\s*text-align\s*:\s*(left|right|center)\s*;?\s*$/i;
+
+/**
+ * The nodes of a Markdown body (`body_html`, rendered and sanitized by the Q&A core), built
+ * here with createElement from an inert parse, whatever the string holds.
+ *
+ * The HTML may come from a publication, and anything that can reach Redis can publish: it is
+ * not trusted. It is parsed by DOMParser into a document that has no browsing context (no
+ * script runs, nothing loads, a `<meta http-equiv=refresh>` moves nothing), then copied into
+ * new elements of this page: only the elements and attributes of the Markdown allowlist
+ * ({@link MARKDOWN}), links and images only with http(s) (and mailto) URLs, text as text
+ * nodes. Nothing is serialized back to HTML, so no string is parsed into the page itself:
+ * what the Q&A core produces comes out unchanged, anything else loses what Markdown cannot
+ * produce (event handlers, styles, ids, classes, frames, forms, scripts, refreshes).
+ * @param {string} html
+ * @returns {Node[]}
+ */
+export function markdownNodes(html) {
+  const inert = new DOMParser().parseFromString(typeof html === 'string' ? html : '', 'text/html');
+  return copyChildren(inert.body);
+}
+
+/**
+ * An element holding a Markdown body (see {@link markdownNodes}).
  * @param {string} tag
  * @param {string} className
- * @param {string} sanitizedHtml
+ * @param {string} html
  */
-export function trustedHtml(tag, className, sanitizedHtml) {
-  const element = h(tag, { class: className });
-  element.innerHTML = sanitizedHtml;
-  return element;
+export function markdownElement(tag, className, html) {
+  return h(tag, { class: className }, markdownNodes(html));
+}
+
+/**
+ * @param {Node} parent
+ * @returns {Node[]}
+ */
+function copyChildren(parent) {
+  /** @type {Node[]} */
+  const copies = [];
+  for (const child of parent.childNodes) copies.push(...copyNode(child));
+  return copies;
+}
+
+/**
+ * @param {Node} node  a node of the inert document
+ * @returns {Node[]}  its copy in this page: none, one, or (an unknown element) its content
+ */
+function copyNode(node) {
+  if (node.nodeType === Node.TEXT_NODE) return [document.createTextNode(node.textContent ?? '')];
+  if (node.nodeType !== Node.ELEMENT_NODE) return []; // comments, processing instructions
+  const source = /** @type {Element} */ (node);
+  const tag = source.localName;
+  if (source.namespaceURI !== 'http://www.w3.org/1999/xhtml' || DROPPED.has(tag)) return [];
+  const allowed = Object.hasOwn(MARKDOWN, tag) ? MARKDOWN[tag] : null;
+  if (allowed === null) return copyChildren(source);
+  const element = document.createElement(tag);
+  for (const name of allowed) {
+    const value = source.getAttribute(name);
+    if (value === null) continue;
+    if (name === 'href' || name === 'src') {
+      const url = safeUrl(value, SCHEMES[name]);
+      if (url !== null) element.setAttribute(name, url);
+    } else {
+      element.setAttribute(name, value);
+    }
+  }
+  if (tag === 'a') element.setAttribute('rel', 'nofollow noopener');
+  if (tag === 'th' || tag === 'td') {
+    // The one style Markdown tables carry; set through the CSSOM (the CSP forbids style attributes' text).
+    const align = ALIGNMENT.exec(source.getAttribute('style') ?? '');
+    if (align !== null) element.style.textAlign = align[1].toLowerCase();
+  }
+  element.append(...copyChildren(source));
+  return [element];
+}
+
+/**
+ * `value` if it is a URL with one of `schemes` once resolved against the page, else null.
+ * @param {string} value
+ * @param {Set<string>} schemes
+ */
+function safeUrl(value, schemes) {
+  try {
+    return schemes.has(new URL(value, location.href).protocol) ? value : null;
+  } catch {
+    return null;
+  }
 }
 
 const relative = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });

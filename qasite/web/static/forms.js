@@ -33,11 +33,26 @@ function handle(formId, submit) {
   });
 }
 
-/** Only same-site paths: `?next=https://evil.example` must not send the user away. */
+/**
+ * Where to go after logging in: `?next=` when it names a page of this origin, else `/`.
+ *
+ * Checked by parsing, as the browser will: a prefix check is not enough, since browsers read
+ * `\` as `/` and drop tabs and newlines (`/\evil.example`, `/%09/evil.example` and
+ * `/\/evil.example` all mean `//evil.example`). The answer is the parsed URL itself (absolute),
+ * so what was checked is what `location.assign` gets: a path such as `/.//evil.example`,
+ * normalised to `//evil.example`, never travels as a relative reference.
+ */
 function nextPath() {
   const next = new URLSearchParams(location.search).get('next') ?? '/';
-  return next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  try {
+    const url = new URL(next, location.origin);
+    if (url.origin === location.origin && (url.protocol === 'https:' || url.protocol === 'http:')) return url.href;
+  } catch {
+    // not a URL: the default
+  }
+  return new URL('/', location.origin).href;
 }
+Object.assign(window, { heraldNextPath: nextPath }); // for the browser tests
 
 function loginPage() {
   handle('login-form', async () => {

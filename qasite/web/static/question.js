@@ -4,7 +4,7 @@
  * (events of qasite/domain/events.py), with vote, answer, comment and accept forms.
  */
 import { boot } from './app.js';
-import { announce, byId, flash, h, plural, timeElement, trustedHtml } from './dom.js';
+import { announce, byId, flash, h, markdownElement, markdownNodes, plural, timeElement } from './dom.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
 
@@ -233,7 +233,7 @@ function answerArticle(answer, comments, accepted) {
     voteControls(ref, answer.score, answer.score_version, 'answer'),
     h('div', { class: 'post-main' }, [
       h('p', { class: 'accepted-mark' }, ['✓ Accepted answer']),
-      trustedHtml('div', 'body', answer.body_html),
+      markdownElement('div', 'body', answer.body_html),
       h('p', { class: 'meta' }, ['answered by ', who(answer.author, answer.author_name), ' ', timeElement(answer.created_at), ' ', acceptButton]),
       status,
       commentSection(ref, comments),
@@ -277,7 +277,7 @@ function render(q) {
   const question = h('article', { id: `question-${q.id}`, class: 'post question', 'data-post': ref, 'data-edit-version': q.edit_version }, [
     voteControls(ref, q.score, q.score_version, 'question'),
     h('div', { class: 'post-main' }, [
-      trustedHtml('div', 'body', q.body_html),
+      markdownElement('div', 'body', q.body_html),
       h('ul', { class: 'tags', 'aria-label': 'Tags' }, q.tags.map((tag) => h('li', { class: 'tag' }, [tag]))),
       h('p', { class: 'meta' }, ['asked by ', who(q.author_id, q.author_name), ' ', timeElement(q.created_at)]),
       h('p', { class: 'post-status', role: 'status' }),
@@ -342,7 +342,7 @@ function apply(data) {
       }
       post.dataset.editVersion = String(data.version);
       const body = post.querySelector(':scope > .post-main > .body');
-      if (body !== null) body.innerHTML = data.body_html; // rendered and sanitized by the Q&A core
+      body?.replaceChildren(...markdownNodes(data.body_html)); // data, not markup: see markdownNodes
       if (typeof data.title === 'string') {
         byId('question-title').textContent = data.title;
         document.title = `${data.title} – Herald Q&A`;
