@@ -7,6 +7,8 @@
     ├── Conflict             409  the request contradicts the current state
     ├── PayloadTooLarge      413  an upload over max_attachment_bytes
     ├── UnsupportedMedia     415  an upload that is not an image we accept
+    ├── TooManyAttempts      429  a login or registration over its limit (with Retry-After)
+    ├── Busy                 503  every password-hashing slot taken (with Retry-After)
     └── Invalid              422  well-formed but unacceptable input (FastAPI's own 422s too)
         └── InvalidCursor    422  a search cursor we did not issue (reason "bad_cursor")
 
@@ -71,6 +73,16 @@ class PayloadTooLarge(ApiError, status=413, reason="too_large"): ...
 
 
 class UnsupportedMedia(ApiError, status=415, reason="unsupported_media_type"): ...
+
+
+class TooManyAttempts(ApiError, status=429, reason="too_many_attempts"):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class Busy(ApiError, status=503, reason="busy"):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class Invalid(ApiError, status=422, reason="invalid"): ...

@@ -91,6 +91,13 @@ class UserOut(Output):
     created_at: dt.datetime
 
 
+class RegisteredOut(BaseModel):
+    """The answer to every accepted registration, the email taken or not (no enumeration)."""
+
+    email: str
+    message: str = "check your mailbox: we sent a message to this address"
+
+
 class TokensOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105

@@ -52,6 +52,7 @@ class QAMetrics:
     outbox_publish_failures: Counter
     outbox_dropped: Counter
     outbox_lag: Gauge
+    auth_refused: Counter
     registry: CollectorRegistry
     multiproc_dir: str | None = None
     """Where the workers write their values (multiprocess mode); None: this process only."""
@@ -101,6 +102,13 @@ def build_metrics(
             # its most behind look; a sum would count one old event once per worker. "live":
             # a worker that is gone stops counting (see _forget_dead_workers).
             multiprocess_mode="livemax",
+        ),
+        auth_refused=Counter(
+            "herald_qa_auth_refused",
+            "Logins and registrations refused before any password work: account_limit and "
+            "address_limit (429), argon2_busy (503, every hashing slot taken)",
+            ["reason"],
+            registry=reg,
         ),
         registry=reg,
         multiproc_dir=multiproc_dir,

@@ -74,6 +74,21 @@ class Settings(BusSettings):
     require_verified_email: bool = True
     argon2_time_cost: PositiveInt = 3
     argon2_memory_kib: Annotated[int, Field(ge=8)] = 65536
+    argon2_max_concurrency: PositiveInt = 2
+    """Password hashes and checks computed at once per process, each in its own thread (one
+    core and ``argon2_memory_kib`` each); the rest wait for a slot (issue 11, item 4)."""
+    argon2_queue_timeout_s: PositiveSeconds = 2.0
+    """How long a login or registration waits for a hashing slot before 503 busy."""
+    argon2_max_waiting: Annotated[int, Field(ge=0)] = 32
+    """Logins and registrations waiting for a slot at most; past it 503 busy at once."""
+    auth_account_attempts: PositiveInt = 10
+    """Failed logins of one account, and registrations of one email, per ``auth_window_s``;
+    past it 429 with Retry-After, the right password included."""
+    auth_address_attempts: PositiveInt = 100
+    """Logins and registrations from one client address (IPv6: its /64) per
+    ``auth_window_s``; past it 429 with Retry-After."""
+    auth_window_s: PositiveSeconds = 900.0
+    """The sliding window of both auth limits (shared through Redis when ``redis_url`` is set)."""
 
     socket_private_key_pem: str | None = None
     """Ed25519 private key (PEM) that signs connection tokens; generated in development."""

@@ -138,7 +138,7 @@ class QACore:
 
     def verified_user(self, email: str, password: str, name: str) -> User:
         """Register, open the verification link from the dev mailbox, log in."""
-        user = self.call(
+        self.call(
             "POST",
             "/api/auth/register",
             json={"email": email, "password": password, "display_name": name},
@@ -146,6 +146,7 @@ class QACore:
         mail = next(m for m in self.call("GET", "/dev/mailbox") if m["to"] == email)
         self.call("GET", mail["link"].removeprefix(self.url))
         tokens = self.call("POST", "/api/auth/login", json={"email": email, "password": password})
+        user = self.call("GET", "/api/auth/me", token=tokens["access_token"])
         return User(user["id"], email, password, name, tokens["access_token"])
 
 

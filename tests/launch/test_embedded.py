@@ -19,11 +19,13 @@ from tests.support.redis_server import free_port
 async def login(http: httpx.AsyncClient, email: str) -> tuple[int, dict[str, str]]:
     """Sign up *email* on the site over HTTP, verify it from the dev mailbox, log in."""
     body = {"email": email, "password": "embedded password"}
-    user_id = (await http.post("/api/auth/register", json=body)).json()["id"]
+    assert (await http.post("/api/auth/register", json=body)).status_code == 202
     link = next(m["link"] for m in (await http.get("/dev/mailbox")).json() if m["to"] == email)
     assert (await http.get(link)).status_code == 200
     token = (await http.post("/api/auth/login", json=body)).json()["access_token"]
-    return user_id, {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"}
+    user_id: int = (await http.get("/api/auth/me", headers=headers)).json()["id"]
+    return user_id, headers
 
 
 async def test_a_write_on_the_site_reaches_a_websocket_on_the_same_process(tmp_path: Path) -> None:

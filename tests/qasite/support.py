@@ -136,8 +136,7 @@ class QA:
         if name is not None:
             account["display_name"] = name
         r = await self.client.post("/api/auth/register", json=account)
-        assert r.status_code == 201, r.text
-        user_id = r.json()["id"]
+        assert r.status_code == 202, r.text
         if verified:
             link = next(
                 m["link"]
@@ -149,7 +148,9 @@ class QA:
         r = await self.client.post("/api/auth/login", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
         tokens = r.json()
-        return User(user_id, email, {"Authorization": f"Bearer {tokens['access_token']}"}, tokens)
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        user_id = (await self.client.get("/api/auth/me", headers=headers)).json()["id"]
+        return User(user_id, email, headers, tokens)
 
     async def ask(
         self,

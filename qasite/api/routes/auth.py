@@ -1,33 +1,137 @@
-"""Accounts and sessions: register, verify the email, log in, refresh, log out, who am I."""
+"""Accounts and sessions: register, verify the email, log in, refresh, log out, who am I.
+
+Logins and registrations are limited per account and per client address
+(:mod:`qasite.core.auth_limits`: 429 with ``Retry-After``), and their password work waits for
+one of ``argon2_max_concurrency`` hashing slots (:mod:`qasite.core.passwords`: 503 busy with
+``Retry-After`` past ``argon2_queue_timeout_s``), so a flood of them cannot take the service's
+CPU (issue 11, item 4). A registration answers the same, 202 with the email, whether the email
+is new or taken; the owner of a taken one gets a mail saying so instead of a link.
+
+The client address is the ASGI peer (``request.client``). Behind a proxy, uvicorn (``serve``
+and embedded mode) replaces it with the ``X-Forwarded-For`` address when the peer is one of
+``FORWARDED_ALLOW_IPS`` (uvicorn's variable, default ``127.0.0.1,::1``); docs/qa-core.md.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
+from herald_contract.cluster_client import any_command_client
 from qasite.api.deps import Ctx, CurrentUserId, ReadSession, SettingsDep, WriteTx
-from qasite.api.errors import ERROR_RESPONSES, Conflict, NotFound, Unauthenticated
+from qasite.api.errors import (
+    ERROR_RESPONSES,
+    Busy,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from qasite.api.schemas import (
     LoginIn,
     OpaqueToken,
     RefreshIn,
+    RegisteredOut,
     RegisterIn,
     TokensOut,
     UserOut,
     VerifyIn,
 )
+from qasite.core import auth_limits
+from qasite.core.auth_limits import AuthLimits, address_key
+from qasite.core.context import QAContext
 from qasite.core.mail import Mail
+from qasite.core.metrics import QAMetrics
+from qasite.core.passwords import PasswordsBusy
+from qasite.core.ratelimit import MemoryWindows, RedisWindows, Windows
 from qasite.core.settings import Settings
 from qasite.core.tokens import issue_access_token, opaque_token, token_hash
 from qasite.domain.models import EmailVerification, RefreshToken, User, utcnow
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], responses=ERROR_RESPONSES)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def auth_limits_for(settings: Settings) -> AuthLimits:
+    """The limits of *settings*: in Redis under the key prefix when ``redis_url`` is set
+    (shared by every worker), else in this process."""
+    windows: Windows = MemoryWindows()
+    if settings.redis_url is not None:
+        client = any_command_client(settings.redis_url, socket_timeout_s=settings.publish_timeout_s)
+        windows = RedisWindows(client, f"{settings.key_prefix}:qa:limit:")
+    return AuthLimits(
+        windows,
+        account_attempts=settings.auth_account_attempts,
+        address_attempts=settings.auth_address_attempts,
+        window_s=settings.auth_window_s,
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the application's lifespan (FastAPI merges a router's), after the context
+    is built: the limits live on ``app.state.auth_limits`` until shutdown."""
+    context: QAContext = app.state.qa
+    limits = auth_limits_for(context.settings)
+    app.state.auth_limits = limits
+    try:
+        yield
+    finally:
+        await limits.aclose()
+        context.passwords.close()
+
+
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=ERROR_RESPONSES, lifespan=_lifespan)
+
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many attempts for this account or address; see Retry-After"},
+    503: {"description": "Password hashing is busy; see Retry-After"},
+}
+
+
+def get_auth_limits(request: Request) -> AuthLimits:
+    limits: AuthLimits = request.app.state.auth_limits
+    return limits
+
+
+Limits = Annotated[AuthLimits, Depends(get_auth_limits)]
+
+
+def client_address(request: Request) -> str:
+    """The limits' key of the client: the ASGI peer (uvicorn's forwarded address, if trusted)."""
+    return address_key(request.client.host if request.client is not None else None)
+
+
+def _metrics(request: Request) -> QAMetrics:
+    metrics: QAMetrics = request.app.state.metrics
+    return metrics
+
+
+async def _limited(request: Request, check: Awaitable[None]) -> None:
+    """Await a limit *check*; over it, count the refusal and answer 429."""
+    try:
+        await check
+    except auth_limits.TooManyAttempts as exc:
+        _metrics(request).auth_refused.labels(f"{exc.scope}_limit").inc()
+        raise TooManyAttempts(str(exc), exc.retry_after_s) from None
+
+
+async def _hashing(request: Request, work: Awaitable[T]) -> T:
+    """Await password *work*; when no hashing slot frees in time, count it and answer 503."""
+    try:
+        return await work
+    except PasswordsBusy as exc:
+        _metrics(request).auth_refused.labels("argon2_busy").inc()
+        raise Busy(str(exc), int(exc.retry_after_s)) from None
 
 
 def _in(seconds: float) -> dt.datetime:
@@ -49,20 +153,65 @@ async def _issue_tokens(tx: WriteTx, settings: Settings, user_id: int) -> Tokens
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: RegisterIn, tx: WriteTx, context: Ctx) -> User:
-    """Create an account and send the verification link (by SMTP, or to the dev mailbox)."""
+@router.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegisteredOut,
+    responses=LIMITED,
+)
+async def register(
+    body: RegisterIn, tx: WriteTx, context: Ctx, request: Request, limits: Limits
+) -> RegisteredOut:
+    """Create an account and mail its verification link (by SMTP, or to the dev mailbox).
+
+    The answer is the same whether the email is new or taken, so it tells nobody which
+    emails have accounts; the owner of a taken email is mailed that someone tried.
+    """
     email = body.email.lower()
+    await _limited(request, limits.before_register(email, client_address(request)))
+    # Hashed either way: a taken email must not answer faster than a new one.
+    password_hash = await _hashing(request, context.passwords.hash(body.password))
+    link = await _create_account(tx, context, body, email, password_hash)
+    if link is None:
+        mail = Mail(
+            to=email,
+            subject="Someone tried to register with your email address",
+            body=(
+                "Someone (perhaps you) tried to create an account with this address, which "
+                "already has one. Log in with it instead; if this was not you, ignore this "
+                f"mail.\n\n{context.settings.public_base_url}/login\n"
+            ),
+        )
+    else:
+        mail = Mail(
+            to=email,
+            subject="Verify your email address",
+            body=f"Open this link to verify your email address:\n\n{link}\n",
+            link=link,
+        )
+    await context.mailer.send(mail)
+    return RegisteredOut(email=email)
+
+
+async def _create_account(
+    tx: WriteTx, context: QAContext, body: RegisterIn, email: str, password_hash: str
+) -> str | None:
+    """Create the unverified user *email* and return its verification link; None when the
+    email has an account already (also when a concurrent registration just created it)."""
     if await tx.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise Conflict("an account with this email already exists")
+        return None
     user = User(
         email=email,
         display_name=body.display_name or email.split("@", 1)[0][:64],
-        password_hash=await context.passwords.hash(body.password),
+        password_hash=password_hash,
         verified=False,
     )
     tx.session.add(user)
-    await tx.session.flush()
+    try:
+        await tx.session.flush()
+    except IntegrityError:
+        await tx.session.rollback()
+        return None
     token = opaque_token()
     tx.session.add(
         EmailVerification(
@@ -72,16 +221,7 @@ async def register(body: RegisterIn, tx: WriteTx, context: Ctx) -> User:
         )
     )
     await tx.commit()
-    link = f"{context.settings.public_base_url}/api/auth/verify?token={quote(token)}"
-    await context.mailer.send(
-        Mail(
-            to=email,
-            subject="Verify your email address",
-            body=f"Open this link to verify your email address:\n\n{link}\n",
-            link=link,
-        )
-    )
-    return user
+    return f"{context.settings.public_base_url}/api/auth/verify?token={quote(token)}"
 
 
 async def _verify(tx: WriteTx, token: str) -> User:
@@ -123,11 +263,17 @@ async def verify_link(
     return await _verify(tx, token)
 
 
-@router.post("/login", response_model=TokensOut)
-async def login(body: LoginIn, tx: WriteTx, context: Ctx) -> TokensOut:
+@router.post("/login", response_model=TokensOut, responses=LIMITED)
+async def login(
+    body: LoginIn, tx: WriteTx, context: Ctx, request: Request, limits: Limits
+) -> TokensOut:
     """An access token (short-lived JWT) and a refresh token."""
-    user = await tx.session.scalar(select(User).where(User.email == body.email.strip().lower()))
-    if not await context.passwords.verify(user.password_hash if user else None, body.password):
+    email = body.email.strip().lower()
+    await _limited(request, limits.before_login(email, client_address(request)))
+    user = await tx.session.scalar(select(User).where(User.email == email))
+    password_hash = user.password_hash if user else None
+    if not await _hashing(request, context.passwords.verify(password_hash, body.password)):
+        await limits.login_failed(email)
         raise Unauthenticated("wrong email or password")
     assert user is not None
     tokens = await _issue_tokens(tx, context.settings, user.id)

@@ -66,7 +66,7 @@ def live_url(
 def auth_headers(live_url: str) -> dict[str, str]:
     with httpx.Client(base_url=live_url) as client:
         body = {"email": "fuzz@example.org", "password": "fuzzing password"}
-        assert client.post("/api/auth/register", json=body).status_code == 201
+        assert client.post("/api/auth/register", json=body).status_code == 202
         link = client.get("/dev/mailbox").json()[0]["link"]
         assert client.get(link).status_code == 200
         tokens = client.post("/api/auth/login", json=body).json()
