@@ -32,6 +32,7 @@ from herald_contract.config import SettingsError, configure_logging, uvicorn_log
 from herald_contract.memory_bus import MemoryBus
 from launch.demo import run_demo
 from launch.settings import build_settings, launcher_parser, ports_taken
+from qasite.api.server import server_options
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
 from qasite.domain.relay import PackedBusSink
@@ -90,6 +91,7 @@ async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings)
         host=qa_settings.host,
         port=qa_settings.port,
         log_config=uvicorn_log_config("WARNING"),
+        **server_options(qa_settings),
     )
     server = uvicorn.Server(config)
     # Signals are this module's to handle (run_embedded drains the worker after the server).

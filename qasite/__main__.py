@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, workers: int) -> int:
     import uvicorn
 
+    from qasite.api.server import server_options
+
     log_config = uvicorn_log_config(settings.log_level)
     if workers > 1:
         from qasite.core.metrics import multiprocess_dir
@@ -129,11 +131,18 @@ def _serve(settings: Settings, workers: int) -> int:
                 port=settings.port,
                 workers=workers,
                 log_config=log_config,
+                **server_options(settings),
             )
         return 0
     from qasite.main import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config,
+        **server_options(settings),
+    )
     return 0
 
 

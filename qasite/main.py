@@ -10,6 +10,11 @@ history retention), so every event it publishes keeps the history the fleet serv
 ``redis_url`` and without a *sink*, events are kept in the outbox (and a warning says so)
 until the service runs with a bus.
 
+Every route's request body is capped before it is read (:mod:`qasite.api.limits`: the uploads
+at ``max_attachment_bytes``, the rest at ``max_request_body_bytes``); the lifespan state hands
+uvicorn's protocols the header deadline and the connection bound (:mod:`qasite.api.server`,
+whose :func:`~qasite.api.server.server_options` every command that serves this app uses).
+
 ``GET /healthz`` answers while the process serves; ``GET /readyz`` answers 200 only when the
 database answers and, with Redis configured, Redis does too (503 and a short reason if not).
 """
@@ -20,9 +25,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -33,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from herald_contract.cluster_client import any_command_client
 from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
+from qasite.api.limits import BodyLimit
 from qasite.api.routes import (
     answers,
     attachments,
@@ -45,6 +53,7 @@ from qasite.api.routes import (
     socket_token,
     votes,
 )
+from qasite.api.server import GUARD_STATE_KEY, HttpGuard
 from qasite.core.context import QAContext
 from qasite.core.db import Database, migrate
 from qasite.core.keys import with_secrets
@@ -79,7 +88,7 @@ def create_app(
     metrics = build_metrics(multiproc_dir=metrics_multiproc_dir)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         resolved = with_secrets(settings)
         async with AsyncExitStack() as stack:
             db, redis, relay = await _start_services(
@@ -95,7 +104,8 @@ def create_app(
                 images=ImageStore(resolved.attachments_path),
                 nudge_relay=relay.nudge if relay is not None else _noop,
             )
-            yield
+            # The lifespan state reaches uvicorn's protocols (qasite/api/server.py).
+            yield {GUARD_STATE_KEY: HttpGuard.of(resolved, metrics.http_refused)}
 
     app = FastAPI(
         title="Herald Q&A core",
@@ -109,7 +119,13 @@ def create_app(
     if settings.is_development:
         app.include_router(dev.router)
     app.include_router(pages.router)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(
+        BodyLimit,
+        default_bytes=settings.max_request_body_bytes,
+        by_route=dict.fromkeys(UPLOAD_ROUTES, settings.max_attachment_bytes),
+        refused=metrics.http_refused,
+    )
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts the 413s too
     app.state.metrics = metrics
     _add_health_routes(app, settings, metrics)
     return app
@@ -118,6 +134,14 @@ def create_app(
 ROUTERS = (auth, questions_list, questions, answers, comments, votes, inbox, attachments,
            socket_token)  # fmt: skip
 """The API's routers, in the order the OpenAPI document lists them."""
+
+UPLOAD_ROUTES = tuple(
+    route.path
+    for route in attachments.router.routes
+    if isinstance(route, APIRoute) and "POST" in (route.methods or ())
+)
+"""The routes whose body is an image: capped at ``max_attachment_bytes``, not
+``max_request_body_bytes``."""
 
 
 async def _start_services(

@@ -52,6 +52,7 @@ class QAMetrics:
     outbox_publish_failures: Counter
     outbox_dropped: Counter
     outbox_lag: Gauge
+    http_refused: Counter
     auth_refused: Counter
     registry: CollectorRegistry
     multiproc_dir: str | None = None
@@ -110,6 +111,13 @@ def build_metrics(
             ["reason"],
             registry=reg,
         ),
+        http_refused=Counter(
+            "herald_qa_http_refused",
+            "HTTP requests and connections refused by a limit (docs/qa-core.md#configuration): "
+            "body_too_large (413), header_timeout (408 or closed), too_many_connections (503)",
+            ["reason"],
+            registry=reg,
+        ),
         registry=reg,
         multiproc_dir=multiproc_dir,
     )
@@ -161,14 +169,30 @@ def multiprocess_dir(env: MutableMapping[str, str]) -> Iterator[str]:
             env[MULTIPROC_ENV] = previous
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods labelled as themselves; any other token a client sends is labelled "other"."""
+
+
 def _route_of(scope: Scope) -> str:
+    """The matched route's template (a fixed set), else "unmatched": never the raw path."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
 
 
+def _method_of(scope: Scope) -> str:
+    """The request method if it is one of :data:`KNOWN_METHODS`, else "other".
+
+    Label values must come from a bounded set: h11 accepts any token as a method, and 2,000
+    random 4,001-character methods grew ``/metrics`` to 16 MB (issue 11, item 3).
+    """
+    method = scope.get("method")
+    return method if method in KNOWN_METHODS else "other"
+
+
 class RequestMetrics:
-    """ASGI middleware: counts and times every HTTP request by its route template."""
+    """ASGI middleware: counts and times every HTTP request by its route template, known
+    method and status; every label comes from a bounded set."""
 
     def __init__(self, app: ASGIApp, metrics: QAMetrics) -> None:
         self._app = app
@@ -191,5 +215,5 @@ class RequestMetrics:
             await self._app(scope, receive, send_and_record)
         finally:
             route = _route_of(scope)
-            self._metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+            self._metrics.http_requests.labels(route, _method_of(scope), str(status)).inc()
             self._metrics.http_request_duration.labels(route).observe(time.perf_counter() - started)

@@ -108,6 +108,19 @@ class Settings(BusSettings):
     """None: ``data_dir/attachments``."""
     max_attachment_bytes: PositiveInt = 2 * 1024 * 1024
     max_image_pixels: PositiveInt = 40_000_000
+    max_request_body_bytes: PositiveInt = 1024 * 1024
+    """Largest request body of every route but the uploads (which take
+    ``max_attachment_bytes``); past it 413, before the body is read (issue 11, item 5)."""
+    http_header_timeout_s: PositiveSeconds = 10.0
+    """Time from a connection's opening (or its previous answer) to the end of the next
+    request's headers; past it the connection is closed (408 if a request had begun)."""
+    http_keep_alive_s: PositiveInt = 5
+    """An idle keep-alive connection is closed after this many seconds (uvicorn's)."""
+    http_max_connections: PositiveInt = 1000
+    """Open HTTP connections per process (at most half the open-file limit); the next one is
+    answered 503 and closed."""
+    http_max_header_bytes: PositiveInt = 16 * 1024
+    """Largest request line plus headers (h11's incomplete-event limit); past it 400."""
 
     relay_poll_interval_s: PositiveSeconds = 0.5
     relay_batch_size: PositiveInt = 100
