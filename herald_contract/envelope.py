@@ -55,16 +55,19 @@ class Envelope:
 def pack_data(data: Any, *, max_bytes: int = MAX_DATA_BYTES) -> bytes:
     """Check that *data* is JSON-compatible and at most *max_bytes* as JSON; return it packed.
 
-    Raise :class:`InvalidPayload` otherwise. JSON compatibility matters because the same
-    publication is sent as JSON to browsers that did not ask for msgpack.
+    The size is what JSON clients receive: the UTF-8 bytes of compact JSON without ASCII
+    escapes, as socketsrv encodes it (``socketsrv/protocol/frames.py``), so ``"é"`` counts 2
+    bytes, not the 6 of ``"\\u00e9"``. Raise :class:`InvalidPayload` otherwise. JSON
+    compatibility matters because the same publication is sent as JSON to browsers that did
+    not ask for msgpack.
     """
     try:
-        as_json = json.dumps(data, allow_nan=False, separators=(",", ":"))
-        as_json.encode()
+        as_json = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        size = len(as_json.encode())
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"not JSON-compatible ({exc})") from None
-    if len(as_json) > max_bytes:
-        raise InvalidPayload(f"{len(as_json)} bytes as JSON, more than {max_bytes}")
+    if size > max_bytes:
+        raise InvalidPayload(f"{size} bytes as JSON, more than {max_bytes}")
     # Pack what JSON clients will see (json.dumps turns int keys into strings, for one), so a
     # msgpack client gets the same value and every reader can decode the envelope.
     try:

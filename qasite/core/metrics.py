@@ -52,6 +52,8 @@ class QAMetrics:
     outbox_publish_failures: Counter
     outbox_dropped: Counter
     outbox_lag: Gauge
+    events_degraded: Counter
+    dev_mailbox_refused: Counter
     http_refused: Counter
     auth_refused: Counter
     registry: CollectorRegistry
@@ -104,10 +106,15 @@ def build_metrics(
             # a worker that is gone stops counting (see _forget_dead_workers).
             multiprocess_mode="livemax",
         ),
-        auth_refused=Counter(
-            "herald_qa_auth_refused",
-            "Logins and registrations refused before any password work: account_limit and "
-            "address_limit (429), argon2_busy (503, every hashing slot taken)",
+        events_degraded=Counter(
+            "herald_qa_events_degraded",
+            "Events published without a post's body (body_html null, reload true): the event "
+            "would have been over the bus's 64 KiB",
+            registry=reg,
+        ),
+        dev_mailbox_refused=Counter(
+            "herald_qa_dev_mailbox_refused",
+            "GET /dev/mailbox answered 404: off (not enabled, or production) or not_loopback",
             ["reason"],
             registry=reg,
         ),
@@ -115,6 +122,13 @@ def build_metrics(
             "herald_qa_http_refused",
             "HTTP requests and connections refused by a limit (docs/qa-core.md#configuration): "
             "body_too_large (413), header_timeout (408 or closed), too_many_connections (503)",
+            ["reason"],
+            registry=reg,
+        ),
+        auth_refused=Counter(
+            "herald_qa_auth_refused",
+            "Logins and registrations refused before any password work: account_limit and "
+            "address_limit (429), argon2_busy (503, every hashing slot taken)",
             ["reason"],
             registry=reg,
         ),

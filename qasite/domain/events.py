@@ -3,21 +3,32 @@
 Every payload has a ``type``. Scores travel as the absolute score with its ``version`` (the
 post's ``score_version``), edits with the post's ``edit_version``, unread counts as the count
 itself, so a repeated or reordered event is harmless: a client keeps the highest version.
+
+The bus takes at most 64 KiB of data per publication, counted as the UTF-8 bytes of the JSON
+clients receive (:func:`herald_contract.envelope.pack_data`). Only a post's rendered body can
+make an event that large (every other field is bounded by the API); an ``answer`` or ``edit``
+event that would not fit goes out without it: ``body_html`` null and ``"reload": true``, and the
+client fetches the post over HTTP. The write itself never fails for the size of its event.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald_contract.envelope import pack_data
+from herald_contract.errors import InvalidPayload
 from qasite.domain.models import Answer, Comment, InboxItem, Question
 from qasite.domain.names import display_name
 from qasite.domain.outbox import emit
 
-MAX_EVENT_HTML = 32 * 1024
-"""Bodies longer than this are left out of events (``body_html`` null): the client fetches
-the post over HTTP. Keeps every payload well under the bus's 64 KiB."""
+log = logging.getLogger(__name__)
+
+RELOAD = "reload"
+"""The key of a degraded event: ``"reload": true`` says the post is too big to travel in an
+event (``body_html`` is null) and the client should fetch it over HTTP."""
 
 
 def question_channel(question_id: int) -> str:
@@ -32,8 +43,30 @@ def post_ref(post: Question | Answer) -> str:
     return f"{'question' if isinstance(post, Question) else 'answer'}:{post.id}"
 
 
-def _html(html: str) -> str | None:
-    return html if len(html) <= MAX_EVENT_HTML else None
+def _fits(data: dict[str, Any]) -> bool:
+    """Whether the bus takes *data* (at most 64 KiB as UTF-8 JSON)."""
+    try:
+        pack_data(data)
+    except InvalidPayload:
+        return False
+    return True
+
+
+def _without_body(data: dict[str, Any], body_of: dict[str, Any]) -> dict[str, Any]:
+    """*data* if it fits; else *data* with ``body_of["body_html"]`` null and ``reload`` true
+    (*body_of* is *data* or the object inside it that carries the body)."""
+    if _fits(data):
+        return data
+    size = len(str(body_of["body_html"]).encode())
+    body_of["body_html"] = None
+    data[RELOAD] = True
+    log.info(
+        "%s event of question %s sent without its body (%d bytes of HTML): reload hint",
+        data["type"],
+        data["question"],
+        size,
+    )
+    return data
 
 
 def score_changed(
@@ -57,22 +90,20 @@ def answer_posted(
     session: AsyncSession, answer: Answer, answer_count: int, *, author_name: str
 ) -> None:
     """*author_name*: the author's display name (the route has the user at hand)."""
-    emit(
-        session,
-        question_channel(answer.question_id),
-        {
-            "type": "answer",
-            "question": answer.question_id,
-            "answer": {
-                "id": answer.id,
-                "author": answer.author_id,
-                "author_name": display_name(author_name),
-                "body_html": _html(answer.body_html),
-                "created_at": answer.created_at.isoformat(),
-            },
-            "answer_count": answer_count,
-        },
-    )
+    body: dict[str, Any] = {
+        "id": answer.id,
+        "author": answer.author_id,
+        "author_name": display_name(author_name),
+        "body_html": answer.body_html,
+        "created_at": answer.created_at.isoformat(),
+    }
+    data = {
+        "type": "answer",
+        "question": answer.question_id,
+        "answer": body,
+        "answer_count": answer_count,
+    }
+    emit(session, question_channel(answer.question_id), _without_body(data, body))
 
 
 def comment_posted(
@@ -105,12 +136,12 @@ def post_edited(session: AsyncSession, question_id: int, post: Question | Answer
         "question": question_id,
         "post": post_ref(post),
         "version": post.edit_version,
-        "body_html": _html(post.body_html),
+        "body_html": post.body_html,
     }
     if isinstance(post, Question):
         data["title"] = post.title
         data["tags"] = [tag.name for tag in post.tags]
-    emit(session, question_channel(question_id), data)
+    emit(session, question_channel(question_id), _without_body(data, data))
 
 
 def comment_edited(session: AsyncSession, question_id: int, comment: Comment) -> None:

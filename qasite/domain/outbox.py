@@ -5,8 +5,9 @@ with the change, so an event is never published for a change that did not happen
 lost for one that did. :mod:`qasite.domain.relay` publishes committed rows in ``id`` order.
 
 The channel and the payload are checked here, inside the transaction (the channel grammar,
-JSON-compatible, at most 64 KiB as JSON), so a row the bus would refuse is never committed
-and can never block the relay.
+JSON-compatible, at most 64 KiB as UTF-8 JSON), so a row the bus would refuse is never
+committed and can never block the relay. :mod:`qasite.domain.events` builds payloads that fit
+(a post too big to travel goes out without its body), so this check never fails a user's write.
 """
 
 from __future__ import annotations

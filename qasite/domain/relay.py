@@ -247,6 +247,8 @@ class OutboxRelay:
             else:
                 self.published += 1
                 self._metrics.outbox_published.inc()
+                if isinstance(row.payload, dict) and row.payload.get("reload") is True:
+                    self._metrics.events_degraded.inc()  # too big for the bus: sent without body
             done.append(row.id)
             log.debug(
                 "published %s %s in %.1f ms",
