@@ -61,7 +61,10 @@ class EmbeddedSystem:
                 "Herald embedded: Q&A core + socket worker in one process (SQLite, in-process bus)",
                 f"  site:       {http}/   (live pages)",
                 f"  Q&A API:    {http}/docs   (OpenAPI at {http}/openapi.json)",
-                f"  mailbox:    {http}/dev/mailbox   (verification links; no SMTP configured)",
+                f"  mailbox:    {http}/dev/mailbox   (ON, loopback clients only: every "
+                "verification link; HERALD_QA_DEV_MAILBOX=false turns it off)"
+                if s.serves_dev_mailbox and s.smtp_host is None
+                else "  mailbox:    off",
                 f"  websocket:  {ws}   (token from POST {http}/api/socket-token)",
                 f"  data:       {s.data_dir.resolve()}",
             ]
@@ -71,6 +74,8 @@ class EmbeddedSystem:
 async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings) -> EmbeddedSystem:
     """Start the worker, then the Q&A server (returns once both listen)."""
     qa_settings = with_secrets(qa_settings)
+    if qa_settings.dev_mailbox is None and qa_settings.is_development:
+        qa_settings = qa_settings.replace(dev_mailbox=True)  # unless set: the banner says so
     socket_settings = socket_settings.replace(
         redis_url=None,
         jwt_public_key_pem=qa_settings.socket_public_key_pem,

@@ -1,7 +1,9 @@
 """Outgoing mail: SMTP when ``smtp_host`` is set, otherwise the log and a development mailbox.
 
 The development mailbox keeps the last :data:`MAILBOX_SIZE` messages in memory and is served
-at ``GET /dev/mailbox`` only when ``environment`` is ``development``.
+at ``GET /dev/mailbox`` (to loopback clients only, :mod:`qasite.api.routes.dev`) only when
+``dev_mailbox`` is true and ``environment`` is ``development``: it shows every user's
+verification link. Off, it keeps nothing; on, a warning says so at start-up.
 """
 
 from __future__ import annotations
@@ -34,12 +36,21 @@ class Mailer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.mailbox: deque[Mail] = deque(maxlen=MAILBOX_SIZE)
+        self._keeps = settings.serves_dev_mailbox and settings.smtp_host is None
+        if self._keeps:
+            log.warning(
+                "development mailbox on: GET /dev/mailbox shows every mail sent (verification "
+                "links) to loopback clients; HERALD_QA_DEV_MAILBOX=false turns it off"
+            )
+        elif settings.dev_mailbox and not settings.is_development:
+            log.warning("HERALD_QA_DEV_MAILBOX ignored: there is no mailbox in production")
 
     async def send(self, mail: Mail) -> None:
         """Send *mail*; an SMTP failure is logged, never raised (the user can ask again)."""
         if self._settings.smtp_host is None:
             log.info("mail to %s: %s\n%s", mail.to, mail.subject, mail.body)
-            self.mailbox.append(mail)
+            if self._keeps:
+                self.mailbox.append(mail)
             return
         try:
             await asyncio.to_thread(self._send_smtp, mail)

@@ -103,6 +103,10 @@ class Settings(BusSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = True
     mail_from: str = "herald@localhost"
+    dev_mailbox: bool | None = None
+    """Keep the mails sent without SMTP in memory and serve them at ``GET /dev/mailbox``, to
+    loopback clients only, in development only (issue 11, item 10). None (unset) counts as
+    off; ``./herald run`` in embedded mode turns it on unless set to false."""
 
     attachments_dir: Path | None = None
     """None: ``data_dir/attachments``."""
@@ -150,6 +154,11 @@ class Settings(BusSettings):
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def serves_dev_mailbox(self) -> bool:
+        """``dev_mailbox`` set to true, in development (production never serves it)."""
+        return self.dev_mailbox is True and self.is_development
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -101,6 +101,7 @@ class QACore:
             # Cheap password hashing: these tests are about the pages, not about argon2.
             "HERALD_QA_ARGON2_TIME_COST": "1",
             "HERALD_QA_ARGON2_MEMORY_KIB": "64",
+            "HERALD_QA_DEV_MAILBOX": "true",  # sign_up reads the verification link there
         }
         env.pop("DATABASE_URL", None)
         self._log = log.open("wb")

@@ -87,6 +87,7 @@ def qa_settings(tmp_path: Path, database_url: str, **changes: Any) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=64,
         max_attachment_bytes=64 * 1024,
+        dev_mailbox=True,  # signup() reads the verification link there (off by default)
     )
     return base.replace(**changes)
 

@@ -84,7 +84,13 @@ async def test_the_shared_history_size_bounds_what_the_q_and_a_core_publishes(
 
 def _fast(settings: Settings) -> dict[str, Any]:
     """The test settings as overrides, minus what the environment must decide."""
-    fields = ("data_dir", "database_url", "relay_poll_interval_s", "argon2_time_cost")
+    fields = (
+        "data_dir",
+        "database_url",
+        "relay_poll_interval_s",
+        "argon2_time_cost",
+        "dev_mailbox",
+    )
     return {name: getattr(settings, name) for name in (*fields, "argon2_memory_kib")}
 
 

@@ -76,6 +76,6 @@ async def test_an_unreachable_smtp_server_is_logged_not_raised(
 
 
 async def test_without_smtp_the_mail_lands_in_the_dev_mailbox(tmp_path: Path) -> None:
-    mailer = Mailer(Settings(data_dir=tmp_path))
+    mailer = Mailer(Settings(data_dir=tmp_path, dev_mailbox=True))
     await mailer.send(Mail(to="a@b.org", subject="s", body="b", link="http://x"))
     assert [m.link for m in mailer.mailbox] == ["http://x"]
