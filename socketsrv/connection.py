@@ -219,6 +219,7 @@ class ClientConnection(asyncio.Protocol):
             verifier=host.verifier,
             now=host.clock(),
         )
+        self.ws.gate = self._admit_frame
         host.connections.add(self)
         host.metrics.connections_open.inc()
         host.metrics.connections_accepted.inc()
@@ -274,6 +275,21 @@ class ClientConnection(asyncio.Protocol):
                 self._move(ConnectionState.CLOSING, "receive a close frame")
         elif self.state is _OPEN:
             self.session.last_seen = self.host.clock()  # a ping or pong frame is a sign of life
+
+    def _admit_frame(self, frame: Frame) -> bool:
+        """The frame budget (websocket.GatedServerProtocol): a ping, a pong or a fragment
+        costs a command's token; a flood of them fails the connection with 4006."""
+        if self.state is not _OPEN:
+            return True
+        admitted = self.session.frame_received(self.host.clock())
+        if admitted is True:
+            return True
+        opcode = frame.opcode
+        kind = "ping" if opcode is Opcode.PING else "pong" if opcode is Opcode.PONG else "fragment"
+        self.host.metrics.frames_refused.labels(kind=kind).inc()
+        if isinstance(admitted, CloseWith):
+            self._fail(admitted.code)  # no closing handshake: the rest of the input is dropped
+        return False
 
     def _on_message(self, data: bytes, is_text: bool) -> None:
         if self.state is not _OPEN:
@@ -351,6 +367,16 @@ class ClientConnection(asyncio.Protocol):
         if task is not None:
             task.cancel()
         self.host.hub.unsubscribe(self, channel.name)
+
+    def take_replay(self, nbytes: int) -> bool:
+        """Whether a recovery may replay *nbytes* to this connection (recovery.ReplayBudget):
+        the session's replay budget decides; refused, the subscribe's recovery is failed."""
+        metrics = self.host.metrics
+        if self._session is not None and not self._session.take_replay(nbytes, self.host.clock()):
+            metrics.replays_refused.inc()
+            return False
+        metrics.replay_bytes.inc(nbytes)
+        return True
 
     # Outgoing frames (hub.Subscriber, writes.Writer)
 
@@ -464,6 +490,7 @@ class ClientConnection(asyncio.Protocol):
         if self.state is ConnectionState.CLOSED:
             return
         self._move(ConnectionState.CLOSED, "detach")
+        self.ws.gate = None  # no cycle left between the connection and its protocol
         for task in self._subscribing.values():
             task.cancel()
         self._subscribing.clear()

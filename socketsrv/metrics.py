@@ -52,6 +52,9 @@ class Metrics:
     bus_channels_resubscribed: Counter
     bus_slot_moves: Counter
     bus_recovery_duration: Histogram
+    frames_refused: Counter
+    replay_bytes: Counter
+    replays_refused: Counter
     registry: CollectorRegistry
 
 
@@ -154,6 +157,18 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "herald_bus_recovery_seconds",
             "From a bus loss being noticed to the bus live and resubscribed again.",
             _RECOVERY_BUCKETS,
+        ),
+        frames_refused=counter(
+            "herald_frames_refused",
+            "Pings, pongs and fragments refused by the command rate limit, by kind.",
+            "kind",
+        ),
+        replay_bytes=counter(
+            "herald_replay_bytes", "Bytes of missed publications replayed by recoveries."
+        ),
+        replays_refused=counter(
+            "herald_replays_refused",
+            "Recoveries failed because the connection's replay budget was spent.",
         ),
         registry=reg,
     )

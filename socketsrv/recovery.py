@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from herald_contract.bus import BusUnavailable
 from herald_contract.envelope import StreamPosition
@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 OnSubscribed = Callable[[StreamPosition, Recovery], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
+
+
+@runtime_checkable
+class ReplayBudget(Protocol):
+    """A subscriber that bounds what recoveries replay to it (a connection does)."""
+
+    def take_replay(self, nbytes: int) -> bool:
+        """Whether *nbytes* of missed publications may be replayed now (charged if so)."""
+        ...
 
 
 def outcome(since: StreamPosition | None, result: Recovered) -> tuple[Recovery, int]:
@@ -86,6 +95,10 @@ class ChannelRecovery:
             self.lose(ch, "epoch changed under a subscribe")
             return
         recovery, last = outcome(since, result)
+        if recovery is Recovery.RECOVERED and not _replay_allowed(sub, result, last):
+            # Over the connection's replay budget (issue 11, item 8): the subscriber
+            # reloads, as when the history does not cover it (docs/protocol.md#limits).
+            recovery, last = Recovery.FAILED, position.offset
         self._metrics.recoveries.labels(result=recovery.value).inc()
         on_subscribed(position, recovery)
         queued, progress.pending = progress.pending or [], None
@@ -147,3 +160,16 @@ class ChannelRecovery:
                 ch.reset_stream()  # nobody to repair for: start afresh
                 continue
             self.start_repair(ch)
+
+
+def _replay_allowed(sub: Subscriber, result: Recovered, last: int) -> bool:
+    """Whether *sub*'s replay budget covers the publications after *last* in *result*."""
+    if not isinstance(sub, ReplayBudget):
+        return True
+    epoch, wire = result.position.epoch, sub.wire
+    nbytes = sum(
+        len(pub.frame(wire))
+        for pub in result.publications
+        if pub.epoch == epoch and pub.offset > last
+    )
+    return nbytes == 0 or sub.take_replay(nbytes)

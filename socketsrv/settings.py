@@ -52,6 +52,9 @@ class Settings(BusSettings):
     commands_per_s: PositiveSeconds = 20.0
     commands_burst: PositiveInt = 50
     flood_refusals: PositiveInt = 50
+    replay_bytes_per_s: PositiveInt = 64 * 1024
+    replay_burst_bytes: PositiveInt = 1024 * 1024
+    """Recovery replay budget per connection (a byte bucket); past it recovery is "failed"."""
     compression: bool = False
     origins: CommaTuple | None = None
     """Allowed Origin values; None allows any (set it in production)."""

@@ -73,6 +73,8 @@ def limits_of(settings: Settings) -> Limits:
         commands_per_s=settings.commands_per_s,
         commands_burst=settings.commands_burst,
         flood_refusals=settings.flood_refusals,
+        replay_bytes_per_s=settings.replay_bytes_per_s,
+        replay_burst_bytes=settings.replay_burst_bytes,
         ping_interval_s=settings.ping_interval_s,
         pong_timeout_s=settings.pong_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,

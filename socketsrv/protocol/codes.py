@@ -84,7 +84,8 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
     CloseCode.FLOOD: CloseInfo(
         "flood",
         True,
-        "commands kept arriving after the rate limit refused them; back off before reconnecting",
+        "commands, or pings, pongs and fragments, kept arriving after the rate limit refused "
+        "them; back off before reconnecting",
     ),
     CloseCode.UNAUTHORIZED: CloseInfo(
         "unauthorized",

@@ -64,6 +64,9 @@ class Limits:
     commands_burst: int = 50
     flood_refusals: int = 50
     """Refused commands in a row after which the connection is closed with 4006."""
+    replay_bytes_per_s: float = 64 * 1024
+    replay_burst_bytes: int = 1024 * 1024
+    """The replay budget: bytes of missed publications sent by recoveries (a byte bucket)."""
     ping_interval_s: float = 25.0
     pong_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
@@ -106,6 +109,8 @@ class Session:
         "_expires_deadline",
         "_heartbeat_at",
         "_refused_in_row",
+        "_replay_at",
+        "_replay_bucket",
         "client_id",
         "expires_at",
         "last_seen",
@@ -144,6 +149,8 @@ class Session:
         self._bucket = float(limits.commands_burst)
         self._bucket_at = now
         self._refused_in_row = 0
+        self._replay_bucket = float(limits.replay_burst_bytes)
+        self._replay_at = now
 
     # Input
 
@@ -159,12 +166,11 @@ class Session:
         if self.state is SessionState.CLOSED:
             raise WrongState("session", "receive", self.state)
         self.last_seen = now
-        if not self._take_token(now):
-            self._refused_in_row += 1
-            if self._refused_in_row >= self.limits.flood_refusals:
-                return [self._close(CloseCode.FLOOD)]
+        admitted = self.frame_received(now)
+        if isinstance(admitted, CloseWith):
+            return [admitted]
+        if not admitted:
             return [self._error(peek_request_id(payload, self.wire), ErrorCode.TOO_MANY_REQUESTS)]
-        self._refused_in_row = 0
         try:
             command = parse_command(payload, self.wire)
         except CommandError as exc:
@@ -182,6 +188,37 @@ class Session:
         if isinstance(command, Refresh):
             return self._refresh(command, now, now if wall_now is None else wall_now)
         return self._unsubscribe(command)
+
+    def frame_received(self, now: float) -> bool | CloseWith:
+        """Charge one token for a frame: a whole message, or one that is not (a websocket
+        ping or pong, a fragment of a message but its last). True: admitted; False: refused
+        (a refused ping gets no pong); close 4006 at ``flood_refusals`` refusals in a row.
+
+        A message sent in N frames costs N tokens (docs/protocol.md#limits).
+        """
+        self.last_seen = now
+        if self._take_token(now):
+            self._refused_in_row = 0
+            return True
+        self._refused_in_row += 1
+        if self._refused_in_row >= self.limits.flood_refusals:
+            return self._close(CloseCode.FLOOD)
+        return False
+
+    def take_replay(self, nbytes: int, now: float) -> bool:
+        """Whether a recovery may replay *nbytes* of missed publications now, all or nothing;
+        charged to the replay budget when it may (refused: the subscribe's recovery fails)."""
+        limits = self.limits
+        elapsed = max(0.0, now - self._replay_at)
+        self._replay_at = now
+        self._replay_bucket = min(
+            float(limits.replay_burst_bytes),
+            self._replay_bucket + elapsed * limits.replay_bytes_per_s,
+        )
+        if nbytes > self._replay_bucket:
+            return False
+        self._replay_bucket -= nbytes
+        return True
 
     def _take_token(self, now: float) -> bool:
         elapsed = max(0.0, now - self._bucket_at)
