@@ -169,7 +169,8 @@ async def register(
     """
     email = body.email.lower()
     await _limited(request, limits.before_register(email, client_address(request)))
-    # Hashed either way: a taken email must not answer faster than a new one.
+    # Hashed either way, a taken email must not answer faster than a new one; and before
+    # *tx* begins, so that no lock is held while the hash waits for its slot.
     password_hash = await _hashing(request, context.passwords.hash(body.password))
     link = await _create_account(tx, context, body, email, password_hash)
     if link is None:
@@ -270,13 +271,19 @@ async def login(
     """An access token (short-lived JWT) and a refresh token."""
     email = body.email.strip().lower()
     await _limited(request, limits.before_login(email, client_address(request)))
-    user = await tx.session.scalar(select(User).where(User.email == email))
-    password_hash = user.password_hash if user else None
+    # A short read, closed before the password check: *tx* begins (on SQLite, BEGIN
+    # IMMEDIATE takes the database's write lock) only once the password is right, so no
+    # login holds a lock or a pooled connection while it waits for argon2.
+    async with context.db.reads() as session:
+        found = (
+            await session.execute(select(User.id, User.password_hash).where(User.email == email))
+        ).first()
+    user_id, password_hash = (found.id, found.password_hash) if found else (None, None)
     if not await _hashing(request, context.passwords.verify(password_hash, body.password)):
         await limits.login_failed(email)
         raise Unauthenticated("wrong email or password")
-    assert user is not None
-    tokens = await _issue_tokens(tx, context.settings, user.id)
+    assert user_id is not None
+    tokens = await _issue_tokens(tx, context.settings, user_id)
     await tx.commit()
     return tokens
 

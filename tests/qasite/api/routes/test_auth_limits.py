@@ -204,6 +204,23 @@ async def test_a_login_queued_for_a_hashing_slot_is_served_when_one_frees(
         assert refused_count(qa, "argon2_busy") == 0
 
 
+async def test_a_login_waiting_for_a_hashing_slot_holds_no_database_lock(
+    settings: Settings,
+) -> None:
+    one_slot = settings.replace(argon2_max_concurrency=1, argon2_queue_timeout_s=60.0)
+    async with running_qa(one_slot, migrate_on_start=False) as qa:
+        author, user = await qa.signup(), await qa.signup()
+        passwords = context_of(qa).passwords
+        async with passwords.slot():
+            queued = asyncio.create_task(login(qa.client, user.email, PASSWORD))
+            await wait_until(lambda: passwords.waiting == 1, "the login waits for the slot")
+            # On SQLite a write transaction takes the database's one write lock: a login
+            # holding it while it waits would stall every write of the site behind argon2.
+            asked = await qa.ask(author)
+            assert asked["id"] >= 1
+        assert (await queued).status_code == 200
+
+
 async def test_a_busy_refusal_does_not_count_as_a_failed_login(settings: Settings) -> None:
     no_queue = settings.replace(
         argon2_max_concurrency=1, argon2_max_waiting=0, auth_account_attempts=1
