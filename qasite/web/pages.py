@@ -84,7 +84,7 @@ def render_page(
 ) -> HTMLResponse:
     """The layout around the page's template; *values* fill the page template (escaped)."""
     main = _template(page).substitute({k: html.escape(v) for k, v in values.items()})
-    dev_meta = '<meta name="herald-dev" content="1">' if settings.is_development else ""
+    dev_meta = '<meta name="herald-dev" content="1">' if settings.serves_dev_mailbox else ""
     body = _template("layout").substitute(
         title=html.escape(title),
         page=page,

@@ -19,7 +19,7 @@ from qasite.web import pages
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The Q&A core in-process (its lifespan run), with no bus: the pages need none."""
-    settings = Settings(data_dir=tmp_path, socket_url="wss://rt.example.com/ws")
+    settings = Settings(data_dir=tmp_path, socket_url="wss://rt.example.com/ws", dev_mailbox=True)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -47,7 +47,7 @@ async def test_each_page_is_a_shell_with_its_script_the_socket_url_and_a_strict_
     html = response.text
     assert f'<script type="module" src="/static/web/{script}">' in html
     assert '<meta name="herald-socket-url" content="wss://rt.example.com/ws">' in html
-    assert '<meta name="herald-dev" content="1">' in html  # development: the mailbox link
+    assert '<meta name="herald-dev" content="1">' in html  # the dev mailbox is on: its link
     csp = response.headers["content-security-policy"]
     assert "connect-src 'self' wss://rt.example.com;" in csp
     assert "'unsafe-inline'" not in csp
@@ -111,3 +111,12 @@ async def test_a_configured_client_dist_dir_is_served_instead_of_the_source_tree
             module = await http.get("/static/herald/index.js")
     assert module.status_code == 200
     assert "fromTheImage" in module.text
+
+
+async def test_pages_offer_no_mailbox_link_when_the_dev_mailbox_is_off(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, socket_url="wss://rt.example.com/ws"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qa.test") as http:
+            html = (await http.get("/signup")).text
+    assert 'name="herald-dev"' not in html
