@@ -6,9 +6,10 @@ This module owns:
   applied by whoever makes a publication, so every publisher and the fleet of an
   installation must build it from the same settings (docs/configuration.md);
 * event ids (:func:`check_event_id`): the idempotency keys a publisher may pass;
-* epochs (:func:`new_epoch`): the name of one unbroken history of a channel;
+* epochs (:func:`new_epoch`): the name of one unbroken history of a channel, and
+  :data:`NO_EPOCH`, the position of a channel with nothing published yet (no stored state);
 * :func:`history_complete`: the one test of "no gap" that both buses (and so the fleet's
-  catch-up) apply to a history read;
+  catch-up) apply to a history read, with :func:`reading_from` for a reader that saw nothing;
 * :func:`to_ms`: seconds as the milliseconds Redis expiries take.
 
 The Lua scripts (:mod:`herald_contract.redis_scripts`) and the in-process bus implement these
@@ -40,9 +41,32 @@ def check_event_id(event_id: str) -> str:
     return event_id
 
 
+NO_EPOCH = "-"
+"""The epoch of a channel with nothing published yet: no meta, no history, nothing stored.
+
+Reading a channel creates nothing; its first publication creates its epoch (a random one of
+:func:`new_epoch`, never ``"-"``), whose offsets count from 1 (docs/protocol.md#recovery)."""
+
+NOTHING_PUBLISHED = StreamPosition(NO_EPOCH, 0)
+"""The position of a channel with nothing published yet."""
+
+
 def new_epoch() -> str:
     """A random epoch name (8 URL-safe characters, 48 bits)."""
     return secrets.token_urlsafe(6)
+
+
+def reading_from(since: StreamPosition, position: StreamPosition) -> StreamPosition:
+    """*since* as a position in the epoch of *position* (the channel's current one).
+
+    A reader at :data:`NOTHING_PUBLISHED` saw nothing, so nothing is missing when the current
+    epoch's history holds every offset from 1: it reads from offset 0 of that epoch, whichever
+    it is. Any other *since* is itself: ``("-", n)`` with n above 0 names publications of an
+    epoch the reader never learned, which no history can vouch for (never complete).
+    """
+    if since == NOTHING_PUBLISHED:
+        return StreamPosition(position.epoch, 0)
+    return since
 
 
 def history_complete(
@@ -52,8 +76,10 @@ def history_complete(
 
     Both buses keep offsets consecutive within an epoch, so starting right after
     ``since.offset`` with exactly the missing count means reaching ``position.offset``.
-    A *since* in another epoch, or ahead of the top, is never complete.
+    A *since* in another epoch, or ahead of the top, is never complete. A *since* of
+    :data:`NOTHING_PUBLISHED` is offset 0 of the current epoch (:func:`reading_from`).
     """
+    since = reading_from(since, position)
     if since.epoch != position.epoch or not 0 <= since.offset <= position.offset:
         return False
     missing = position.offset - since.offset

@@ -13,6 +13,11 @@ Settings, as in the Redis bus:
 * ``meta_ttl_s`` is how long a channel's epoch and top survive without a publication; an
   expired channel starts a new epoch, like an expired meta key in Redis.
 
+A channel's state comes into being with its first publication, as the meta key does in
+Redis: reading or subscribing to a channel with nothing published stores nothing (its
+position is :data:`herald_contract.history.NOTHING_PUBLISHED`), and unsubscribing forgets
+the name, so anonymous subscribe churn costs no memory once it stops.
+
 Every expiry is judged by *clock* (``time.monotonic`` unless a test passes a fake one); the
 ``published_ms`` of an envelope is wall-clock time, as Redis's own clock is in the Redis bus.
 This module imports no Redis client: the embedded default runs without one installed.
@@ -33,7 +38,14 @@ from herald_contract.bus import (
     PublishResult,
 )
 from herald_contract.envelope import StreamPosition, build_envelope
-from herald_contract.history import HistorySettings, check_event_id, history_complete, new_epoch
+from herald_contract.history import (
+    NOTHING_PUBLISHED,
+    HistorySettings,
+    check_event_id,
+    history_complete,
+    new_epoch,
+    reading_from,
+)
 from herald_contract.lifecycle import BusLifecycle, BusState
 
 __all__ = ["BusState", "MemoryBus"]
@@ -82,6 +94,11 @@ class MemoryBus:
         self._subscribed: set[str] = set()
         # Least recently published first, so expired channels are found at the front.
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
+
+    @property
+    def channel_count(self) -> int:
+        """How many channels the bus holds state for (each made by a publication)."""
+        return len(self._channels)
 
     @property
     def state(self) -> BusState:
@@ -157,13 +174,17 @@ class MemoryBus:
         if limit < 0:
             raise ValueError(f"limit must be at least 0, not {limit}")
         self._require_live()
-        state = self._channel(channel, self._clock())
-        position = StreamPosition(state.epoch, state.top)
+        state = self._existing(channel, self._clock())
+        if state is None:  # nothing published: nothing to keep for a reader
+            position, entries = NOTHING_PUBLISHED, deque[_Entry]()
+        else:
+            position, entries = StreamPosition(state.epoch, state.top), state.entries
         if since is None:
             return HistoryResult(position, [], True)
+        start = reading_from(since, position)
         picked: list[_Entry] = []
-        if since.epoch == state.epoch and 0 <= since.offset < state.top:
-            picked = [e for e in state.entries if e.offset > since.offset][:limit]
+        if start.epoch == position.epoch and 0 <= start.offset < position.offset:
+            picked = [e for e in entries if e.offset > start.offset][:limit]
         first = picked[0].offset if picked else None
         complete = history_complete(since, position, first, len(picked))
         return HistoryResult(position, [e.envelope for e in picked], complete)
@@ -182,11 +203,17 @@ class MemoryBus:
 
     def _channel(self, channel: str, now_s: float) -> _Channel:
         """The channel's state with expired parts dropped, created with a new epoch if none."""
+        state = self._existing(channel, now_s)
+        if state is None:
+            state = self._channels[channel] = _Channel(new_epoch(), touched_s=now_s)
+        return state
+
+    def _existing(self, channel: str, now_s: float) -> _Channel | None:
+        """The channel's state with expired parts dropped; None when nothing was published."""
         self._expire_channels(now_s)
         state = self._channels.get(channel)
         if state is None:
-            state = self._channels[channel] = _Channel(new_epoch(), touched_s=now_s)
-            return state
+            return None
         cutoff_s = now_s - self._settings.history_ttl_s
         while state.entries and state.entries[0].published_s < cutoff_s:
             state.entries.popleft()

@@ -6,7 +6,8 @@ This module owns:
   retries, no decoding);
 * :class:`PublishScripts`, the only code that runs ``lua/publish.lua`` (take the next offset,
   append to the history, broadcast: one atomic step) and ``lua/history.lua`` (the position
-  and the publications after one, read atomically), and that turns their replies into
+  and the publications after one, read atomically; it writes nothing for a channel with
+  nothing published), and that turns their replies into
   :class:`herald_contract.stream.PublishResult` and :class:`herald_contract.stream.HistoryResult`.
 
 It builds on the key layout, the envelope and the history rules of this package. Whatever
@@ -31,6 +32,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import BusUnavailable
 from herald_contract.history import (
+    NO_EPOCH,
     HistorySettings,
     check_event_id,
     history_complete,
@@ -269,7 +271,7 @@ class PublishScripts:
         keys = self._keys
         # A negative offset cannot be in any history: read the position only.
         wanted = since if since is not None and since.offset >= 0 else StreamPosition("", 0)
-        args = (new_epoch(), to_ms(self._settings.meta_ttl_s), wanted.epoch, wanted.offset, limit)
+        args = (new_epoch(), NO_EPOCH, wanted.epoch, wanted.offset, limit)
         return [keys.history(channel), keys.meta(channel)], args
 
 

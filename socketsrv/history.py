@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from herald_contract.bus import Bus, HistoryRead
 from herald_contract.envelope import StreamPosition
+from herald_contract.history import reading_from
 from socketsrv.publication import Publication
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def suffix_after(
     """What one reader positioned at *since* gets from a read of the channel's history."""
     if since is None:
         return Recovered(position, True, [])
+    since = reading_from(since, position)  # a reader that saw nothing reads from offset 0
     if since.epoch != position.epoch or since.offset > position.offset:
         return Recovered(position, False, [])
     missed = position.offset - since.offset

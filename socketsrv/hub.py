@@ -26,6 +26,7 @@ from typing import Any
 
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
+from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import HistoryReader
 from socketsrv.metrics import Metrics
@@ -205,6 +206,10 @@ class Hub:
         if ch.state is ChannelState.REPAIRING:
             self._recovery.hold(ch, pub)
             return
+        if ch.epoch == NO_EPOCH:
+            # Subscribers were told nothing was published: the channel's first epoch is
+            # their stream from offset 1, not a change of epoch (docs/protocol.md#recovery).
+            ch.epoch = pub.epoch
         if ch.epoch is None:
             ch.epoch = pub.epoch
         elif pub.epoch != ch.epoch:

@@ -25,7 +25,10 @@ class Publication:
     def frame(self, wire: WireFormat) -> bytes:
         built = self._frames.get(wire)
         if built is None:
-            built = frames.publication(self.channel, self.offset, self.data, wire)
+            # Offset 1 names its epoch: a client told "-" (nothing published) learns the
+            # epoch its position is in from it (docs/protocol.md#recovery).
+            epoch = self.epoch if self.offset == 1 else None
+            built = frames.publication(self.channel, self.offset, self.data, wire, epoch)
             self._frames[wire] = built
         return built
 

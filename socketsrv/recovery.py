@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from herald_contract.bus import BusUnavailable
 from herald_contract.envelope import StreamPosition
+from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import HistoryReader, Recovered
 from socketsrv.metrics import Metrics
@@ -91,6 +92,11 @@ class ChannelRecovery:
         position = result.position
         if ch.epoch is None:
             ch.epoch, ch.last = position.epoch, position.offset
+        elif ch.epoch == NO_EPOCH and position.epoch != NO_EPOCH:
+            # The channel's first epoch came into being after an earlier subscriber's read:
+            # its publications are on their way live, from offset 1, and the stream adopts it
+            # with the first of them (Hub._accept).
+            pass
         elif ch.epoch != position.epoch:
             self.lose(ch, "epoch changed under a subscribe")
             return

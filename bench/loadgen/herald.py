@@ -163,6 +163,8 @@ class HeraldAdapter:
                 stop = payload.find(b",", start)
                 offset = int(payload[start:stop])
             _count_publication(state, channel, offset)
+            if offset == 1:
+                _take_first_epoch(state, channel, payload)
             return _NOTHING
         if payload == _HB:
             return _PONG
@@ -204,6 +206,16 @@ def _count_publication(state: ClientState, channel: str, offset: int) -> None:
     else:
         state.gaps += offset - last - 1
         state.positions[channel] = (position[0], offset)
+
+
+def _take_first_epoch(state: ClientState, channel: str, payload: bytes) -> None:
+    """A position at "-" (nothing was published) takes the epoch offset 1 names
+    (docs/protocol.md#recovery), so that it recovers after a reconnect."""
+    position = state.positions.get(channel)
+    if position is not None and position[0] == "-":
+        epoch = json.loads(payload).get("epoch")
+        if isinstance(epoch, str):
+            state.positions[channel] = (epoch, position[1])
 
 
 def _dumps(message: dict[str, Any]) -> bytes:

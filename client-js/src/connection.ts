@@ -286,7 +286,7 @@ export class Connection {
         this.send({ op: 'pong' });
         return;
       case 'pub':
-        this.channels.publication(frame.channel, frame.offset, frame.data);
+        this.channels.publication(frame.channel, frame.offset, frame.data, frame.epoch);
         return;
       case 'reply':
       case 'error':

@@ -12,6 +12,10 @@ export interface StreamPosition {
 
 export type Recovery = 'none' | 'recovered' | 'failed';
 
+/** The epoch of a channel with nothing published yet (docs/protocol.md#recovery): its
+ * position is ("-", 0), and the channel's first publication names the epoch it starts. */
+export const NO_EPOCH = '-';
+
 export type Command =
   | { readonly op: 'connect'; readonly id: number; readonly token: string | null }
   | { readonly op: 'refresh'; readonly id: number; readonly token: string | null }
@@ -41,7 +45,14 @@ export interface SubscribeResult extends StreamPosition {
 export type ServerFrame =
   | { readonly type: 'reply'; readonly id: number; readonly result: Readonly<Record<string, unknown>> }
   | { readonly type: 'error'; readonly id: number | null; readonly code: number; readonly message: string }
-  | { readonly type: 'pub'; readonly channel: string; readonly offset: number; readonly data: unknown }
+  | {
+      readonly type: 'pub';
+      readonly channel: string;
+      readonly offset: number;
+      readonly data: unknown;
+      /** Only on an epoch's first publication (offset 1): the epoch it starts. */
+      readonly epoch: string | null;
+    }
   | { readonly type: 'hb' }
   | { readonly type: 'other' };
 
@@ -73,7 +84,13 @@ export function parseFrame(message: unknown): ServerFrame {
       if (typeof m['channel'] !== 'string' || !isCount(m['offset'])) {
         throw new ProtocolError('a pub without channel or offset');
       }
-      return { type: 'pub', channel: m['channel'], offset: m['offset'], data: m['data'] ?? null };
+      return {
+        type: 'pub',
+        channel: m['channel'],
+        offset: m['offset'],
+        data: m['data'] ?? null,
+        epoch: typeof m['epoch'] === 'string' ? m['epoch'] : null,
+      };
     case 'reply':
       if (!isCount(m['id']) || !isRecord(m['result'])) {
         throw new ProtocolError('a reply without id or result');

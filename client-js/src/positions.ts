@@ -18,7 +18,14 @@ import { type BackoffOptions, backoffDelayMs } from './backoff.js';
 import { ErrorCode, RETRY } from './codes.js';
 import type { Environment } from './env.js';
 import { InvalidStateError } from './errors.js';
-import { type Answer, type Command, type Recovery, type StreamPosition, parseSubscribeResult } from './frames.js';
+import {
+  type Answer,
+  type Command,
+  NO_EPOCH,
+  type Recovery,
+  type StreamPosition,
+  parseSubscribeResult,
+} from './frames.js';
 import { LocalCause } from './state.js';
 import { Timer } from './timer.js';
 
@@ -127,8 +134,12 @@ export class ChannelPositions {
     }
   }
 
-  /** A publication from the socket: applied if it is the channel's next offset. */
-  publication(channel: string, offset: number, data: unknown): void {
+  /**
+   * A publication from the socket: applied if it is the channel's next offset. `epoch` comes
+   * only with an epoch's first offset; a position at NO_EPOCH ("-": nothing was published when
+   * it was taken) takes it, so that a later subscribe recovers from a named epoch.
+   */
+  publication(channel: string, offset: number, data: unknown, epoch: string | null = null): void {
     const entry = this.entries.get(channel);
     if (entry === undefined || entry.state !== 'live' || entry.position === null) return; // not ours (any more)
     const position = entry.position;
@@ -137,8 +148,9 @@ export class ChannelPositions {
       this.host.broken(`${LocalCause.GAP} (${channel}: ${position.offset} then ${offset})`);
       return;
     }
-    entry.position = { epoch: position.epoch, offset };
-    this.listener.publication(channel, position.epoch, offset, data);
+    const named = position.epoch === NO_EPOCH && epoch !== null ? epoch : position.epoch;
+    entry.position = { epoch: named, offset };
+    this.listener.publication(channel, named, offset, data);
   }
 
   private subscribe(channel: string, entry: ChannelEntry): void {

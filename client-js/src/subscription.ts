@@ -10,7 +10,7 @@
  */
 import { Emitter } from './emitter.js';
 import { InvalidStateError } from './errors.js';
-import type { Recovery, StreamPosition } from './frames.js';
+import { NO_EPOCH, type Recovery, type StreamPosition } from './frames.js';
 
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
 
@@ -138,7 +138,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** @internal */
   _publication(epoch: string, offset: number, data: unknown): void {
     const position = this.positionValue;
-    if (this.stateValue !== 'subscribed' || position === null || epoch !== position.epoch) return;
+    if (this.stateValue !== 'subscribed' || position === null) return;
+    if (epoch !== position.epoch && position.epoch !== NO_EPOCH) return; // "-" takes the first epoch
     if (offset <= position.offset) return; // a duplicate
     this.positionValue = { epoch, offset };
     if (offset > position.offset + 1) {

@@ -52,9 +52,14 @@ def encode(message: dict[str, Any], wire: WireFormat) -> bytes:
     return ws_frame(encode_payload(message, wire), wire)
 
 
-def publication(channel: str, offset: int, data: Any, wire: WireFormat) -> bytes:
-    """A publication frame."""
-    return encode({"type": "pub", "channel": channel, "offset": offset, "data": data}, wire)
+def publication(
+    channel: str, offset: int, data: Any, wire: WireFormat, epoch: str | None = None
+) -> bytes:
+    """A publication frame; with *epoch* (the first offset of an epoch) it names the epoch."""
+    frame: dict[str, Any] = {"type": "pub", "channel": channel, "offset": offset, "data": data}
+    if epoch is not None:
+        frame["epoch"] = epoch
+    return encode(frame, wire)
 
 
 def reply(request_id: int, result: dict[str, Any], wire: WireFormat) -> bytes:

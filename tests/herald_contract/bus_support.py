@@ -125,6 +125,15 @@ class Harness:
         client = self.server.client()
         await eventually(lambda: not client.exists(KEYS.history(channel)))
 
+    def stored_channels(self) -> int:
+        """What the bus keeps: the memory bus's channels, or the keys on the Redis primaries."""
+        if isinstance(self.bus, MemoryBus):
+            return self.bus.channel_count
+        assert self.server is not None
+        if isinstance(self.server, RedisClusterTestbed):
+            return sum(int(node.client().dbsize()) for node in self.server.primaries())
+        return int(self.server.client().dbsize())
+
     def lose_history(self) -> None:
         if isinstance(self.bus, MemoryBus):
             self.bus.forget_history()

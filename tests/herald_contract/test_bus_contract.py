@@ -17,6 +17,7 @@ import pytest
 from herald_contract.bus import BusUnavailable, HistoryRead
 from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
 from herald_contract.errors import BusStateError, InvalidPayload
+from herald_contract.history import NO_EPOCH, NOTHING_PUBLISHED
 from herald_contract.memory_bus import MemoryBus
 from herald_contract.redis_bus import RedisBus
 from herald_contract.redis_cluster_bus import RedisClusterBus
@@ -252,18 +253,76 @@ async def test_a_negative_position_is_incomplete(bus: Harness) -> None:
     assert (result.publications, result.complete) == ([], False)
 
 
-async def test_history_of_a_never_published_channel_creates_the_epoch_the_first_publication_keeps(
+# -- a channel with nothing published yet (docs/protocol.md#recovery) --------------------------
+
+
+async def test_reading_a_never_published_channel_answers_nothing_published_and_stores_nothing(
     bus: Harness,
 ) -> None:
-    empty = await bus.bus.history(Q1, None, 100)
-    assert empty.position.offset == 0
-    again = await bus.bus.history(Q1, None, 100)
-    assert again.position == empty.position
+    for since in (None, NOTHING_PUBLISHED, StreamPosition("old", 4)):
+        await bus.bus.history(Q1, since, 100)
+    await bus.bus.history_many([HistoryRead(Q2, None, 100), HistoryRead(Q3, NOTHING_PUBLISHED, 9)])
+    result = await bus.bus.history(Q1, None, 100)
+    assert result.position == StreamPosition("-", 0) == NOTHING_PUBLISHED
+    assert (result.publications, result.complete) == ([], True)
+    assert bus.stored_channels() == 0
+
+
+async def test_subscribing_and_unsubscribing_a_never_published_channel_stores_nothing(
+    bus: Harness,
+) -> None:
+    for n in range(20):
+        channel = f"question:{900 + n}"
+        await bus.bus.subscribe(channel)
+        await bus.bus.history(channel, None, 100)
+        await bus.bus.unsubscribe(channel)
+    assert bus.stored_channels() == 0
+
+
+async def test_a_reader_that_saw_nothing_recovers_every_publication_of_the_first_epoch(
+    bus: Harness,
+) -> None:
+    assert (await bus.bus.history(Q1, NOTHING_PUBLISHED, 100)).complete
     first = await bus.bus.publish(Q1, packed("first"))
-    assert first.position == StreamPosition(empty.position.epoch, 1)
-    recovered = await bus.bus.history(Q1, empty.position, 100)
+    await bus.publish(Q1, "second")
+    recovered = await bus.bus.history(Q1, NOTHING_PUBLISHED, 100)
+    assert recovered.position == StreamPosition(first.position.epoch, 2)
+    assert first.position.epoch != NO_EPOCH
     assert recovered.complete
-    assert [decode_envelope(raw).data for raw in recovered.publications] == ["first"]
+    assert [decode_envelope(raw).data for raw in recovered.publications] == ["first", "second"]
+
+
+async def test_a_reader_that_saw_nothing_fails_once_the_history_misses_the_first_offsets(
+    make_bus: BusFactory,
+) -> None:
+    harness = await make_bus(history_size=2)
+    for n in range(3):
+        await harness.publish(Q1, n)
+    result = await harness.bus.history(Q1, NOTHING_PUBLISHED, 100)
+    assert not result.complete
+    cut = await harness.bus.history(Q2, NOTHING_PUBLISHED, 0)
+    assert cut.complete  # nothing published on Q2: nothing to miss
+    await harness.publish(Q2, "x")
+    assert not (await harness.bus.history(Q2, NOTHING_PUBLISHED, 0)).complete  # cut by the limit
+
+
+async def test_a_position_past_nothing_published_is_never_recovered(bus: Harness) -> None:
+    # ("-", n) would be publications of an epoch the reader never learned: it reloads.
+    assert not (await bus.bus.history(Q1, StreamPosition(NO_EPOCH, 1), 100)).complete
+    await bus.publish(Q1, 1)
+    await bus.publish(Q1, 2)
+    result = await bus.bus.history(Q1, StreamPosition(NO_EPOCH, 1), 100)
+    assert (result.publications, result.complete) == ([], False)
+
+
+async def test_a_reader_of_a_lost_epoch_fails_on_a_channel_that_has_nothing_now(
+    bus: Harness,
+) -> None:
+    before = (await bus.bus.publish(Q1, packed(1))).position
+    bus.lose_history()
+    result = await bus.bus.history(Q1, before, 100)
+    assert result.position == NOTHING_PUBLISHED
+    assert not result.complete
 
 
 async def test_many_reads_in_one_call_answer_as_the_same_reads_one_by_one(bus: Harness) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from herald_contract.envelope import StreamPosition, decode_envelope
+from herald_contract.history import NOTHING_PUBLISHED
 from herald_contract.redis_bus import RedisBus
 from publisher.publish import Publisher
 from tests.herald_contract.bus_support import KEYS, Q1, Recorder
@@ -122,7 +123,7 @@ async def test_a_primary_that_keeps_writing_keeps_its_epoch(redis_server: RedisS
     assert [p.offset for p in positions + more] == [1, 2, 3, 4, 5]
 
 
-async def test_a_channel_first_read_then_published_keeps_the_epoch_of_the_read(
+async def test_a_channel_first_read_then_published_is_recovered_from_the_read(
     redis_server: RedisServer,
 ) -> None:
     bus = RedisBus(redis_server.url, keys=KEYS)
@@ -130,6 +131,10 @@ async def test_a_channel_first_read_then_published_keeps_the_epoch_of_the_read(
     try:
         position = (await bus.history(Q1, None, 0)).position
         (published,) = await publish_many(redis_server.url, 1)
+        recovered = await bus.history(Q1, position, 100)
     finally:
         await bus.close()
-    assert published == StreamPosition(position.epoch, 1)
+    assert position == NOTHING_PUBLISHED
+    assert published == StreamPosition(published.epoch, 1)
+    assert recovered.complete
+    assert [decode_envelope(raw).offset for raw in recovered.publications] == [1]

@@ -172,9 +172,10 @@ async def test_the_scripts_on_another_client_see_the_same_channel(
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_server.url)
     scripts = PublishScripts(client, KEYS, HistorySettings())
-    created = await scripts.history(CHANNEL, None, 10)
+    created = await scripts.history(CHANNEL, None, 10)  # nothing published: ("-", 0)
     published = await publisher.publish(CHANNEL, "hello")
-    assert published.position == StreamPosition(created.position.epoch, 1)
+    assert published.position.offset == 1
+    assert (await scripts.history(CHANNEL, None, 10)).position == published.position
     result = await scripts.history(CHANNEL, created.position, 10)
     assert result.complete
     assert [decode_envelope(raw).data for raw in result.publications] == ["hello"]

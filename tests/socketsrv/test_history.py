@@ -11,7 +11,7 @@ import pytest
 from herald_contract.bus import BusListener, BusUnavailable, HistoryRead, HistoryResult
 from herald_contract.envelope import StreamPosition, pack_data
 from herald_contract.memory_bus import MemoryBus
-from socketsrv.history import PIPELINE_READS, HistoryReader, suffix_after
+from socketsrv.history import PIPELINE_READS, HistoryReader, Recovered, suffix_after
 from socketsrv.publication import Publication, decode_publication
 
 
@@ -98,6 +98,39 @@ def test_a_reader_inside_the_window_gets_exactly_its_suffix() -> None:
 def test_a_reader_the_history_cannot_cover_is_told_so(since: StreamPosition, window: range) -> None:
     result = suffix_after(TOP, pubs("q", "e1", window), since)
     assert (result.complete, result.publications) == (False, [])
+
+
+NOTHING = StreamPosition("-", 0)
+
+
+def test_a_reader_that_saw_nothing_gets_the_whole_first_epoch_when_the_history_holds_it() -> None:
+    result = suffix_after(StreamPosition("e1", 3), pubs("q", "e1", range(1, 4)), NOTHING)
+    assert result.complete
+    assert [p.offset for p in result.publications] == [1, 2, 3]
+    assert suffix_after(NOTHING, [], NOTHING) == Recovered(NOTHING, True, [])
+
+
+@pytest.mark.parametrize(
+    ("since", "window"),
+    [
+        pytest.param(NOTHING, range(2, 4), id="the-first-offsets-are-gone"),
+        pytest.param(StreamPosition("-", 2), range(1, 4), id="after-nothing-in-an-unnamed-epoch"),
+    ],
+)
+def test_a_reader_past_nothing_that_the_history_cannot_vouch_for_fails(
+    since: StreamPosition, window: range
+) -> None:
+    result = suffix_after(StreamPosition("e1", 3), pubs("q", "e1", window), since)
+    assert (result.complete, result.publications) == (False, [])
+
+
+async def test_readers_that_saw_nothing_are_answered_from_the_first_epoch(bus: CountingBus) -> None:
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    assert (await reader.read("q:9", NOTHING)).position == NOTHING
+    await publish(bus, "q:9", 2)
+    result = await reader.read("q:9", NOTHING)
+    assert result.complete
+    assert [p.offset for p in result.publications] == [1, 2]
 
 
 # Batching

@@ -260,6 +260,50 @@ async def test_a_gap_beyond_the_history_window_closes_subscribers_with_state_los
     assert await until_closed(sub) is CloseCode.STATE_LOST
 
 
+NOTHING = StreamPosition("-", 0)
+
+
+async def test_subscribers_told_nothing_was_published_get_the_first_epoch_from_offset_1(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:20", None, sub.on_subscribed)
+    assert sub.replies == [(NOTHING, Recovery.NONE)]
+    bus.drop = {1}  # the first live publication is lost: repaired from the new epoch's start
+    await publish(bus, "question:20", 3)
+    await until_offsets(sub, [1, 2, 3])
+    assert sub.closed_with is None
+
+
+async def test_a_subscriber_reading_the_new_epoch_before_its_publications_arrive_is_not_closed(
+    hub: Hub, bus: LossyBus
+) -> None:
+    first = RecordingSubscriber()
+    await hub.subscribe(first, "question:21", None, first.on_subscribed)
+    bus.drop = {1, 2}  # in flight, as far as the hub knows
+    await publish(bus, "question:21", 2)
+    second = RecordingSubscriber()
+    await hub.subscribe(second, "question:21", NOTHING, second.on_subscribed)
+    assert second.replies[0][1] is Recovery.RECOVERED
+    assert second.offsets == [1, 2]
+    bus.drop = set()
+    await publish(bus, "question:21", 1)  # offset 3 shows the gap; the repair fills 1 and 2
+    await until_offsets(first, [1, 2, 3])
+    await until_offsets(second, [1, 2, 3])
+    assert (first.closed_with, second.closed_with) == (None, None)
+
+
+async def test_a_bus_reconnect_repairs_a_channel_whose_first_publications_were_lost(
+    hub: Hub, bus: LossyBus
+) -> None:
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:22", None, sub.on_subscribed)
+    bus.drop = {1, 2}
+    await publish(bus, "question:22", 2)  # lost on the way, as in a bus outage
+    hub.on_bus_restored()
+    await until_offsets(sub, [1, 2])
+
+
 async def test_the_last_subscriber_leaving_unsubscribes_the_bus_after_the_grace_period(
     bus: LossyBus,
 ) -> None:

@@ -23,6 +23,8 @@ TOP = StreamPosition("e1", 10)
         pytest.param(StreamPosition("e1", 7), True, (Recovery.RECOVERED, 7), id="covered"),
         pytest.param(StreamPosition("e1", 7), False, (Recovery.FAILED, 10), id="not-covered"),
         pytest.param(StreamPosition("e0", 7), False, (Recovery.FAILED, 10), id="other-epoch"),
+        pytest.param(StreamPosition("-", 0), True, (Recovery.RECOVERED, 0), id="saw-nothing"),
+        pytest.param(StreamPosition("-", 3), False, (Recovery.FAILED, 10), id="unnamed-epoch"),
     ],
 )
 def test_the_outcome_and_the_offset_the_subscriber_already_has(

@@ -179,6 +179,8 @@ class HeraldTestClient:
         kind = frame.get("type")
         if kind == "pub":
             log = self.channels.setdefault(frame["channel"], ChannelLog())
+            if log.epoch == "-" and "epoch" in frame:  # the first epoch of a "-" channel
+                log.epoch = frame["epoch"]
             log.received.append((log.epoch or "", frame["offset"], frame["data"]))
             if frame["offset"] > log.offset:
                 log.offset = frame["offset"]

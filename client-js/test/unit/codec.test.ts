@@ -23,6 +23,11 @@ describe('the JSON codec', () => {
       channel: 'question:1',
       offset: 3,
       data: { s: 1 },
+      epoch: null,
+    });
+    expect(codec.decode('{"type":"pub","channel":"q:1","offset":1,"data":0,"epoch":"e1"}')).toMatchObject({
+      offset: 1,
+      epoch: 'e1',
     });
     expect(() => codec.decode(new ArrayBuffer(2))).toThrow(ProtocolError);
     expect(() => codec.decode('{"type":')).toThrow(ProtocolError);

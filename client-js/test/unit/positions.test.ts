@@ -118,6 +118,26 @@ describe('reconnecting with recovery', () => {
     expect(states).toEqual(['subscribed', 'subscribing', 'subscribed']); // it was subscribing already
   });
 
+  it('takes the epoch a "-" channel\'s first publication names, and recovers from it', async () => {
+    const c = client();
+    const sub = c.subscribe(Q);
+    const pubs = record<Publication>((push) => sub.on('publication', push));
+    let socket = connected(c);
+    socket.replySubscribe(Q, '-', 0, 'none'); // nothing published yet (docs/protocol.md#recovery)
+    socket.receive({ type: 'pub', channel: Q, offset: 1, data: { n: 1 }, epoch: 'e7' });
+    socket.pub(Q, 2);
+    expect(pubs.map((p) => [p.epoch, p.offset])).toEqual([
+      ['e7', 1],
+      ['e7', 2],
+    ]);
+    expect(sub.position).toEqual({ epoch: 'e7', offset: 2 });
+    socket.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(250);
+    socket = page.socket();
+    socket.accept();
+    expect(socket.lastCommand('subscribe')['since']).toEqual({ epoch: 'e7', offset: 2 });
+  });
+
   it('tells the app plainly when recovery failed, and continues from the new position', async () => {
     const c = client();
     const sub = c.subscribe(Q);
