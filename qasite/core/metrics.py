@@ -56,6 +56,7 @@ class QAMetrics:
     dev_mailbox_refused: Counter
     http_refused: Counter
     auth_refused: Counter
+    uploads_refused: Counter
     registry: CollectorRegistry
     multiproc_dir: str | None = None
     """Where the workers write their values (multiprocess mode); None: this process only."""
@@ -129,6 +130,13 @@ def build_metrics(
             "herald_qa_auth_refused",
             "Logins and registrations refused before any password work: account_limit and "
             "address_limit (429), argon2_busy (503, every hashing slot taken)",
+            ["reason"],
+            registry=reg,
+        ),
+        uploads_refused=Counter(
+            "herald_qa_uploads_refused",
+            "Image uploads refused after the body was read: too_many_pixels (413, before "
+            "decoding), quota (429, over the uploader's upload_quota_bytes_per_day)",
             ["reason"],
             registry=reg,
         ),

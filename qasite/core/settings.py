@@ -111,7 +111,9 @@ class Settings(BusSettings):
     attachments_dir: Path | None = None
     """None: ``data_dir/attachments``."""
     max_attachment_bytes: PositiveInt = 2 * 1024 * 1024
-    max_image_pixels: PositiveInt = 40_000_000
+    max_image_pixels: PositiveInt = 4096 * 4096
+    """Pixels of an uploaded image, all frames of an animation together, read from its header
+    before anything is decoded; past it 413 (issue 11, item 14: decompression bombs)."""
     max_request_body_bytes: PositiveInt = 1024 * 1024
     """Largest request body of every route but the uploads (which take
     ``max_attachment_bytes``); past it 413, before the body is read (issue 11, item 5)."""

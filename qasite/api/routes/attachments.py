@@ -3,10 +3,13 @@
 An upload is the image's bytes as the request body (``fetch(url, {method: "POST", body:
 file})``); its type is read from the content, not from headers. Over ``max_attachment_bytes``:
 413, before the body is read when Content-Length says so, else as soon as it grows past it.
+An image of more than ``max_image_pixels`` pixels is 413 before it is decoded; what passes is
+decoded and encoded again (in a thread), and those bytes are stored and served.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -22,7 +25,8 @@ from qasite.api.errors import (
 )
 from qasite.api.outputs import attachment_out
 from qasite.api.schemas import AttachmentOut
-from qasite.domain.images import NotAnImage, check_image
+from qasite.core.metrics import QAMetrics
+from qasite.domain.images import NotAnImage, TooManyPixels, check_image, reencode
 from qasite.domain.models import Answer, Attachment, Question
 
 router = APIRouter(prefix="/api", tags=["attachments"], responses=ERROR_RESPONSES)
@@ -34,11 +38,16 @@ _UPLOAD: dict[str, Any] = {
     }
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "Larger than max_attachment_bytes"},
+    413: {"description": "Larger than max_attachment_bytes, or more than max_image_pixels"},
     415: {"description": "Not a PNG, JPEG, GIF or WebP image"},
 }
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 """An attachment's bytes never change under its id."""
+
+
+def _metrics(request: Request) -> QAMetrics:
+    metrics: QAMetrics = request.app.state.metrics
+    return metrics
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -66,6 +75,12 @@ async def _attach(
     data = await _read_limited(request, settings.max_attachment_bytes)
     try:
         image = check_image(data, max_pixels=settings.max_image_pixels)
+        data, image = await asyncio.to_thread(reencode, data, image)
+    except TooManyPixels as exc:
+        _metrics(request).uploads_refused.labels("too_many_pixels").inc()
+        raise PayloadTooLarge(
+            f"an image is at most {settings.max_image_pixels} pixels: {exc}"
+        ) from None
     except NotAnImage as exc:
         raise UnsupportedMedia(str(exc)) from None
     name = await context.images.save(data, image.content_type)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
+
+from PIL import Image
 
 from tests.qasite.support import QA, error_of, png_bytes
 
@@ -118,3 +121,18 @@ async def test_deleting_a_post_removes_its_files(qa: QA) -> None:
     await qa.client.delete(f"/api/questions/{q['id']}", headers=asker.headers)
     assert (await qa.client.get(on_question.json()["url"])).status_code == 404
     assert list(qa.context.images.directory.iterdir()) == []
+
+
+async def test_a_decompression_bomb_is_413_and_counted(qa: QA) -> None:
+    user = await qa.signup()
+    q = await qa.ask(user)
+    out = io.BytesIO()
+    Image.new("1", (6300, 6300)).save(out, format="PNG", optimize=True)
+    r = await qa.client.post(
+        f"/api/questions/{q['id']}/attachments", content=out.getvalue(), headers=user.headers
+    )
+    assert r.status_code == 413, r.text
+    assert error_of(r)["reason"] == "too_large"
+    assert "pixels" in error_of(r)["message"]
+    metrics = (await qa.client.get("/metrics")).text
+    assert 'herald_qa_uploads_refused_total{reason="too_many_pixels"} 1.0' in metrics
