@@ -6,6 +6,8 @@
 * :data:`CurrentUserId` (401 without a valid access token), :data:`OptionalUserId`,
   :data:`Author` (the user row, 403 until the email is verified).
 * :func:`get_owned`: the one ownership check: 404 when missing, 403 when not yours.
+* :data:`MarkdownRenderer`: renders post bodies off the event loop (started with the
+  questions router, qasite/api/routes/questions.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from qasite.core.context import QAContext
 from qasite.core.settings import Settings
 from qasite.core.tokens import BadToken, read_access_token
 from qasite.domain.models import Answer, Comment, Question, User
+from qasite.domain.rendering import Renderer
 
 
 def get_context(request: Request) -> QAContext:
@@ -39,6 +42,14 @@ def get_settings(context: Ctx) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_renderer(request: Request) -> Renderer:
+    renderer: Renderer = request.app.state.renderer
+    return renderer
+
+
+MarkdownRenderer = Annotated[Renderer, Depends(get_renderer)]
 
 
 async def read_session(context: Ctx) -> AsyncIterator[AsyncSession]:

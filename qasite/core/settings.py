@@ -114,6 +114,9 @@ class Settings(BusSettings):
     max_image_pixels: PositiveInt = 4096 * 4096
     """Pixels of an uploaded image, all frames of an animation together, read from its header
     before anything is decoded; past it 413 (issue 11, item 14: decompression bombs)."""
+    markdown_threads: PositiveInt = 2
+    """Threads per process that render post bodies, off the event loop (issue 11, item 14);
+    more renders wait for one."""
     max_request_body_bytes: PositiveInt = 1024 * 1024
     """Largest request body of every route but the uploads (which take
     ``max_attachment_bytes``); past it 413, before the body is read (issue 11, item 5)."""
@@ -127,6 +130,13 @@ class Settings(BusSettings):
     answered 503 and closed."""
     http_max_header_bytes: PositiveInt = 16 * 1024
     """Largest request line plus headers (h11's incomplete-event limit); past it 400."""
+    metrics_port: Port | None = None
+    """A listener of its own for ``/metrics`` (then 404 on ``port``), bound with SO_REUSEPORT
+    by every worker; None: ``/metrics`` on ``port`` (issue 11, item 11). Production: set it."""
+    metrics_host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    api_docs: bool = True
+    """Serve ``/docs`` (Swagger UI from the package, strict CSP) and ``/openapi.json``;
+    false: both answer 404."""
 
     relay_poll_interval_s: PositiveSeconds = 0.5
     relay_batch_size: PositiveInt = 100

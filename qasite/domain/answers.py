@@ -14,16 +14,18 @@ from qasite.domain import events
 from qasite.domain.inbox import InboxKind, notify, publish_unread, unread_holders
 from qasite.domain.models import Answer, InboxItem, Question, User, utcnow
 from qasite.domain.posts import attachment_files, change_answer_count, relock
-from qasite.domain.rendering import render_markdown
+from qasite.domain.rendering import Rendered
 
 
-async def post_answer(session: AsyncSession, question: Question, author: User, body: str) -> Answer:
+async def post_answer(
+    session: AsyncSession, question: Question, author: User, body: Rendered
+) -> Answer:
     """Add *author*'s answer with Markdown *body*; counts it, announces it, tells the asker."""
     answer = Answer(
         question_id=question.id,
         author_id=author.id,
-        body_md=body,
-        body_html=render_markdown(body),
+        body_md=body.markdown,
+        body_html=body.html,
     )
     session.add(answer)
     await session.flush()
@@ -34,18 +36,19 @@ async def post_answer(session: AsyncSession, question: Question, author: User, b
         recipient_id=question.author_id,
         actor=author,
         kind=InboxKind.ANSWER,
-        text=body,
+        text=body.markdown,
         question_id=question.id,
         answer_id=answer.id,
     )
     return answer
 
 
-async def edit_answer(session: AsyncSession, question: Question, answer: Answer, body: str) -> None:
+async def edit_answer(
+    session: AsyncSession, question: Question, answer: Answer, body: Rendered
+) -> None:
     """Replace *answer*'s body (a new ``edit_version``); *question* is its question, locked."""
     await relock(session, answer)
-    answer.body_md = body
-    answer.body_html = render_markdown(body)
+    answer.body_md, answer.body_html = body.markdown, body.html
     answer.edit_version += 1
     answer.updated_at = utcnow()
     question.last_activity_at = answer.updated_at

@@ -15,19 +15,19 @@ from qasite.domain.errors import InvalidInput
 from qasite.domain.inbox import publish_unread, unread_holders
 from qasite.domain.models import InboxItem, Question, User, utcnow
 from qasite.domain.posts import attachment_files, relock, tags_named, unique_tags
-from qasite.domain.rendering import render_markdown
+from qasite.domain.rendering import Rendered
 
 
 async def ask_question(
-    session: AsyncSession, author: User, title: str, body: str, tags: Sequence[str]
+    session: AsyncSession, author: User, title: str, body: Rendered, tags: Sequence[str]
 ) -> Question:
     """Add *author*'s question; announced on ``questions:new`` and on each ``tag:<name>``."""
     names = unique_tags(tags)
     question = Question(
         author_id=author.id,
         title=title,
-        body_md=body,
-        body_html=render_markdown(body),
+        body_md=body.markdown,
+        body_html=body.html,
         tags=await tags_named(session, names),
     )
     session.add(question)
@@ -41,7 +41,7 @@ async def edit_question(
     question: Question,
     *,
     title: str | None,
-    body: str | None,
+    body: Rendered | None,
     tags: Sequence[str] | None,
 ) -> None:
     """Change what is given (None: unchanged); :class:`InvalidInput` when nothing is."""
@@ -52,8 +52,7 @@ async def edit_question(
     if title is not None:
         question.title = title
     if body is not None:
-        question.body_md = body
-        question.body_html = render_markdown(body)
+        question.body_md, question.body_html = body.markdown, body.html
     if tags is not None:
         question.tags = await tags_named(session, unique_tags(tags))
     question.edit_version += 1

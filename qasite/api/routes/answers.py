@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from qasite.api.deps import AnswerId, Author, Ctx, OwnedAnswer, QuestionId, WriteTx
+from qasite.api.deps import (
+    AnswerId,
+    Author,
+    Ctx,
+    MarkdownRenderer,
+    OwnedAnswer,
+    QuestionId,
+    WriteTx,
+)
 from qasite.api.errors import ERROR_RESPONSES, Forbidden
 from qasite.api.outputs import answer_out, question_out
 from qasite.api.schemas import AnswerIn, AnswerOut, QuestionOut
@@ -21,20 +29,24 @@ router = APIRouter(prefix="/api", tags=["answers"], responses=ERROR_RESPONSES)
     response_model=AnswerOut,
 )
 async def post_answer(
-    question_id: QuestionId, body: AnswerIn, tx: WriteTx, user: Author
+    question_id: QuestionId, body: AnswerIn, tx: WriteTx, user: Author, renderer: MarkdownRenderer
 ) -> AnswerOut:
     """Answer a question; the asker gets an inbox item."""
+    rendered = await renderer.render(body.body)
     question = await load_question(tx.session, question_id)
-    answer = await answers.post_answer(tx.session, question, user, body.body)
+    answer = await answers.post_answer(tx.session, question, user, rendered)
     out = answer_out(answer, question.accepted_answer_id, author=user)
     await tx.commit()
     return out
 
 
 @router.patch("/answers/{answer_id}", response_model=AnswerOut)
-async def edit_answer(body: AnswerIn, answer: OwnedAnswer, tx: WriteTx, user: Author) -> AnswerOut:
+async def edit_answer(
+    body: AnswerIn, answer: OwnedAnswer, tx: WriteTx, user: Author, renderer: MarkdownRenderer
+) -> AnswerOut:
+    rendered = await renderer.render(body.body)  # before the question's row is locked
     question = await load_question(tx.session, answer.question_id, lock=True)
-    await answers.edit_answer(tx.session, question, answer, body.body)
+    await answers.edit_answer(tx.session, question, answer, rendered)
     out = answer_out(answer, question.accepted_answer_id, author=user)  # the owner edits
     await tx.commit()
     return out

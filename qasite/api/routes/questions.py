@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from qasite.api.deps import Author, Ctx, OwnedQuestion, QuestionId, ReadSession, WriteTx
+from fastapi import APIRouter, FastAPI, status
+
+from qasite.api.deps import (
+    Author,
+    Ctx,
+    MarkdownRenderer,
+    OwnedQuestion,
+    QuestionId,
+    ReadSession,
+    WriteTx,
+)
 from qasite.api.errors import ERROR_RESPONSES
 from qasite.api.outputs import question_out
 from qasite.api.schemas import QuestionIn, QuestionOut, QuestionPatch
+from qasite.core.context import QAContext
 from qasite.domain.posts import load_question
 from qasite.domain.questions import ask_question, delete_question, edit_question
+from qasite.domain.rendering import Renderer
 
-router = APIRouter(prefix="/api/questions", tags=["questions"], responses=ERROR_RESPONSES)
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Inside the application's lifespan, after the context is built: the Markdown renderer
+    of every writer of posts (questions and answers) lives on ``app.state.renderer``."""
+    context: QAContext = app.state.qa
+    renderer = Renderer(context.settings.markdown_threads)
+    app.state.renderer = renderer
+    try:
+        yield
+    finally:
+        renderer.close()
+
+
+router = APIRouter(
+    prefix="/api/questions", tags=["questions"], responses=ERROR_RESPONSES, lifespan=_lifespan
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=QuestionOut)
-async def ask(body: QuestionIn, tx: WriteTx, user: Author) -> QuestionOut:
+async def ask(
+    body: QuestionIn, tx: WriteTx, user: Author, renderer: MarkdownRenderer
+) -> QuestionOut:
     """Ask a question; announced on ``questions:new`` and on each ``tag:<name>``."""
-    question = await ask_question(tx.session, user, body.title, body.body, body.tags)
+    rendered = await renderer.render(body.body)
+    question = await ask_question(tx.session, user, body.title, rendered, body.tags)
     out = await question_out(tx.session, question)
     await tx.commit()
     return out
@@ -30,9 +62,12 @@ async def read(question_id: QuestionId, session: ReadSession) -> QuestionOut:
 
 
 @router.patch("/{question_id}", response_model=QuestionOut)
-async def edit(body: QuestionPatch, question: OwnedQuestion, tx: WriteTx) -> QuestionOut:
+async def edit(
+    body: QuestionPatch, question: OwnedQuestion, tx: WriteTx, renderer: MarkdownRenderer
+) -> QuestionOut:
     """Edit your question (title, body, tags); the new state goes to ``question:<id>``."""
-    await edit_question(tx.session, question, title=body.title, body=body.body, tags=body.tags)
+    rendered = None if body.body is None else await renderer.render(body.body)
+    await edit_question(tx.session, question, title=body.title, body=rendered, tags=body.tags)
     out = await question_out(tx.session, question)
     await tx.commit()
     return out
