@@ -3,7 +3,8 @@
 * :data:`Ctx`, :data:`SettingsDep`: the service's context and settings.
 * :data:`ReadSession`: a session for reads. :data:`WriteTx`: a write transaction the route
   commits with :meth:`Tx.commit` (which also wakes the outbox relay).
-* :data:`CurrentUserId` (401 without a valid access token), :data:`OptionalUserId`,
+* :data:`CurrentUserId` (401 without a valid access token, or with one revoked at logout:
+  :mod:`qasite.core.revocation`), :data:`OptionalUserId`, :data:`Bearer` (the raw token),
   :data:`Author` (the user row, 403 until the email is verified).
 * :func:`get_owned`: the one ownership check: 404 when missing, 403 when not yours.
 * :data:`MarkdownRenderer`: renders post bodies off the event loop (started with the
@@ -23,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald_contract.channels import MAX_ID
 from qasite.api.errors import Forbidden, NotFound, Unauthenticated
 from qasite.core.context import QAContext
+from qasite.core.metrics import QAMetrics
+from qasite.core.revocation import DenyList
 from qasite.core.settings import Settings
-from qasite.core.tokens import BadToken, read_access_token
+from qasite.core.tokens import BadToken, read_access_claims
 from qasite.domain.models import Answer, Comment, Question, User
 from qasite.domain.rendering import Renderer
 
@@ -82,16 +85,29 @@ WriteTx = Annotated[Tx, Depends(write_tx)]
 _bearer = HTTPBearer(auto_error=False, description="an access token from POST /api/auth/login")
 
 
-def optional_user_id(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def optional_user_id(
+    request: Request, settings: SettingsDep, credentials: Bearer
 ) -> int | None:
     if credentials is None:
         return None
+    now = time.time()
     try:
-        return read_access_token(settings, credentials.credentials, time.time())
+        claims = read_access_claims(settings, credentials.credentials, now)
     except BadToken as exc:
         raise Unauthenticated(f"invalid access token ({exc.why}); log in or refresh") from None
+    revoked: DenyList | None = getattr(request.app.state, "revoked", None)
+    if (
+        claims.token_id is not None
+        and revoked is not None
+        and await revoked.is_revoked(claims.token_id, now=now)
+    ):
+        metrics: QAMetrics = request.app.state.metrics
+        metrics.access_tokens_refused.labels("revoked").inc()
+        raise Unauthenticated("this access token was revoked at logout; log in again")
+    return claims.user_id
 
 
 OptionalUserId = Annotated[int | None, Depends(optional_user_id)]

@@ -57,6 +57,7 @@ class QAMetrics:
     http_refused: Counter
     auth_refused: Counter
     uploads_refused: Counter
+    access_tokens_refused: Counter
     registry: CollectorRegistry
     multiproc_dir: str | None = None
     """Where the workers write their values (multiprocess mode); None: this process only."""
@@ -137,6 +138,12 @@ def build_metrics(
             "herald_qa_uploads_refused",
             "Image uploads refused after the body was read: too_many_pixels (413, before "
             "decoding), quota (429, over the uploader's upload_quota_bytes_per_day)",
+            ["reason"],
+            registry=reg,
+        ),
+        access_tokens_refused=Counter(
+            "herald_qa_access_tokens_refused",
+            "Requests answered 401 for a valid access token on the deny list: revoked (logout)",
             ["reason"],
             registry=reg,
         ),

@@ -1,7 +1,8 @@
 """The tokens the Q&A core issues.
 
 * **Access tokens**: short-lived JWTs (HS256 with ``access_token_secret``, ``typ`` =
-  ``access``) that authenticate API calls; only this service checks them.
+  ``access``, a random ``jti``) that authenticate API calls; only this service checks them.
+  Logout puts the ``jti`` on a deny list until ``exp`` (:mod:`qasite.core.revocation`).
 * **Refresh tokens** and **verification tokens**: random opaque strings; the database keeps
   only their SHA-256, so a leaked table does not leak usable tokens.
 * **Connection tokens**: short-lived JWTs signed with the Ed25519 private key (``EdDSA``),
@@ -33,6 +34,14 @@ class BadToken(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    token_id: str | None
+    """The ``jti``; None in tokens issued before tokens had one (they cannot be revoked)."""
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
     expires_at: float
@@ -54,12 +63,23 @@ def _secret(settings: Settings) -> str:
 
 def issue_access_token(settings: Settings, user_id: int, now: float) -> IssuedToken:
     expires_at = now + settings.access_token_ttl_s
-    claims = {"sub": str(user_id), "typ": "access", "iat": int(now), "exp": int(expires_at)}
+    claims = {
+        "sub": str(user_id),
+        "typ": "access",
+        "iat": int(now),
+        "exp": int(expires_at),
+        "jti": secrets.token_urlsafe(16),
+    }
     return IssuedToken(jwt.encode(claims, _secret(settings), ACCESS_ALGORITHM), int(expires_at))
 
 
 def read_access_token(settings: Settings, token: str, now: float) -> int:
     """The user id *token* authenticates at *now*; raise :class:`BadToken`."""
+    return read_access_claims(settings, token, now).user_id
+
+
+def read_access_claims(settings: Settings, token: str, now: float) -> AccessClaims:
+    """What *token* says at *now* (not whether it was revoked); raise :class:`BadToken`."""
     try:
         claims = jwt.decode(
             token,
@@ -74,7 +94,8 @@ def read_access_token(settings: Settings, token: str, now: float) -> int:
         raise BadToken("not an access token")
     if not isinstance(exp, int | float) or exp <= now:
         raise BadToken("expired")
-    return int(sub)
+    jti = claims.get("jti")
+    return AccessClaims(int(sub), jti if isinstance(jti, str) and jti else None, float(exp))
 
 
 def issue_socket_token(settings: Settings, user_id: int, now: float) -> IssuedToken:

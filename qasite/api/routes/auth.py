@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from herald_contract.cluster_client import any_command_client
-from qasite.api.deps import Ctx, CurrentUserId, ReadSession, SettingsDep, WriteTx
+from qasite.api.deps import Bearer, Ctx, CurrentUserId, ReadSession, SettingsDep, WriteTx
 from qasite.api.errors import (
     ERROR_RESPONSES,
     Busy,
@@ -53,8 +53,15 @@ from qasite.core.mail import Mail
 from qasite.core.metrics import QAMetrics
 from qasite.core.passwords import PasswordsBusy
 from qasite.core.ratelimit import MemoryWindows, RedisWindows, Windows
+from qasite.core.revocation import DenyList, deny_list_for
 from qasite.core.settings import Settings
-from qasite.core.tokens import issue_access_token, opaque_token, token_hash
+from qasite.core.tokens import (
+    BadToken,
+    issue_access_token,
+    opaque_token,
+    read_access_claims,
+    token_hash,
+)
 from qasite.domain.models import EmailVerification, RefreshToken, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -79,13 +86,17 @@ def auth_limits_for(settings: Settings) -> AuthLimits:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the application's lifespan (FastAPI merges a router's), after the context
-    is built: the limits live on ``app.state.auth_limits`` until shutdown."""
+    is built: the limits live on ``app.state.auth_limits`` and the access tokens revoked at
+    logout on ``app.state.revoked`` until shutdown."""
     context: QAContext = app.state.qa
     limits = auth_limits_for(context.settings)
     app.state.auth_limits = limits
+    revoked = deny_list_for(context.settings)
+    app.state.revoked = revoked
     try:
         yield
     finally:
+        await revoked.aclose()
         await limits.aclose()
         context.passwords.close()
 
@@ -329,11 +340,24 @@ async def refresh(body: RefreshIn, tx: WriteTx, settings: SettingsDep) -> Tokens
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(body: RefreshIn, tx: WriteTx) -> None:
-    """Revoke the refresh token (the access token dies on its own within minutes)."""
+async def logout(
+    body: RefreshIn, tx: WriteTx, settings: SettingsDep, bearer: Bearer, request: Request
+) -> None:
+    """Revoke the refresh token, and the access token sent in ``Authorization`` (if any, and
+    valid): refused from now on by every worker, until it would have expired anyway."""
     record = await _live_refresh(tx, body.refresh_token)
     record.revoked_at = utcnow()
     await tx.commit()
+    if bearer is None:
+        return
+    now = time.time()
+    try:
+        claims = read_access_claims(settings, bearer.credentials, now)
+    except BadToken:
+        return  # nothing to revoke: it is refused already
+    if claims.token_id is not None:
+        revoked: DenyList = request.app.state.revoked
+        await revoked.revoke(claims.token_id, expires_at=claims.expires_at, now=now)
 
 
 @router.get("/me", response_model=UserOut)
