@@ -17,18 +17,28 @@ whose :func:`~qasite.api.server.server_options` every command that serves this a
 
 ``GET /healthz`` answers while the process serves; ``GET /readyz`` answers 200 only when the
 database answers and, with Redis configured, Redis does too (503 and a short reason if not).
+``GET /metrics`` is served on the HTTP port, or, with ``metrics_port`` set, only on a listener
+of its own that every worker binds with SO_REUSEPORT (herald_contract/metrics_listener.py).
+
+``GET /docs`` is Swagger UI from files vendored in the package (``qasite/web/static/swagger-ui``,
+npm's swagger-ui-dist, see its README) under a CSP that allows this origin only, never a CDN;
+``/redoc`` is not served; ``api_docs = false`` turns ``/docs`` and ``/openapi.json`` off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
@@ -38,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from herald_contract.cluster_client import any_command_client
+from herald_contract.metrics_listener import MetricsListener
 from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
 from qasite.api.limits import BodyLimit
@@ -94,6 +105,15 @@ def create_app(
             db, redis, relay = await _start_services(
                 stack, resolved, sink, metrics, migrate_on_start=migrate_on_start
             )
+            if settings.metrics_port is not None:
+                listener = MetricsListener.start(
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    lambda: render(metrics),
+                    reuse_port=True,  # every worker of the instance: any one answers the sum
+                )
+                stack.push_async_callback(asyncio.to_thread, listener.close)
+                app.state.metrics_listener = listener
             app.state.relay = relay
             app.state.readiness = (db, redis)
             app.state.qa = QAContext(
@@ -112,6 +132,9 @@ def create_app(
         version="1",
         summary="A small Q&A site backend whose every visible write reaches the sockets.",
         lifespan=lifespan,
+        docs_url=None,  # served by _add_docs_routes: assets from the package, with a CSP
+        redoc_url=None,  # ReDoc would load its script from a CDN
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     install_handlers(app)
     for module in ROUTERS:
@@ -128,6 +151,8 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts the 413s too
     app.state.metrics = metrics
     _add_health_routes(app, settings, metrics)
+    if settings.api_docs:
+        _add_docs_routes(app)
     return app
 
 
@@ -199,9 +224,76 @@ def _add_health_routes(app: FastAPI, settings: Settings, metrics: QAMetrics) -> 
             return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    if settings.metrics_port is not None:
+        return  # /metrics only on its own listener (the lifespan starts it): 404 here
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "web" / "static" / "swagger-ui"
+SWAGGER_UI_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+}
+"""The vendored Swagger UI files /docs loads, with their media types."""
+
+
+def _docs_page(app: FastAPI) -> tuple[bytes, str]:
+    """The /docs page (FastAPI's Swagger UI page on the vendored files) and its CSP: scripts
+    and styles from this origin only (plus the page's one inline script, by hash; Swagger UI
+    sets inline styles), fetches to this origin only (the OpenAPI document)."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} - API",
+        swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="data:,",
+    )
+    body = bytes(page.body)
+    inline = body.rsplit(b"<script>", 1)[1].split(b"</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(inline).digest()).decode()
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' 'sha256-{digest}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return body, csp
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """``/docs`` and the two vendored files it loads; nothing from another origin."""
+    body, csp = _docs_page(app)
+    headers = {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-cache",
+    }
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(body, headers=headers)
+
+    @app.get("/static/swagger-ui/{name}", include_in_schema=False)
+    async def swagger_ui_file(name: str) -> FileResponse:
+        media_type = SWAGGER_UI_FILES.get(name)
+        if media_type is None:
+            raise HTTPException(status_code=404)
+        return FileResponse(
+            SWAGGER_UI_DIR / name,
+            media_type=media_type,
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
+        )
 
 
 def _publisher(settings: Settings) -> Publisher:

@@ -3,7 +3,9 @@
     /healthz   200 while the process serves at all (liveness)
     /readyz    200 while the worker serves and its bus is live, else 503 (readiness); 503
                from SIGTERM on, also during the drain's grace while it still accepts
-    /metrics   the Prometheus text exposition (summed over the fleet in multiprocess mode)
+    /metrics   the Prometheus text exposition (summed over the fleet in multiprocess mode);
+               404 when ``metrics_port`` moves it to a listener of its own
+               (herald_contract.metrics_listener: the worker's, or the supervisor's with a fleet)
 
 Every other path goes on to the websocket handshake. Responses close the connection.
 """
@@ -37,6 +39,8 @@ class Endpoints:
     metrics: Metrics
     multiproc_dir: str | None
     """prometheus-client's multiprocess directory when several workers share the port."""
+    metrics_elsewhere: bool = False
+    """``metrics_port`` is set: /metrics is served on that listener only (404 here)."""
 
     def __call__(self, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
@@ -47,6 +51,8 @@ class Endpoints:
                 return http_response(200, b"ready\n", _TEXT)
             return http_response(503, b"not ready\n", _TEXT)
         if path == "/metrics":
+            if self.metrics_elsewhere:
+                return http_response(404, b"not found\n", _TEXT)
             return http_response(200, render(self.metrics, self.multiproc_dir), CONTENT_TYPE_LATEST)
         return None
 

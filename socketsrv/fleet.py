@@ -4,6 +4,9 @@ With ``workers > 1`` the supervisor binds the port once with SO_REUSEPORT (to re
 and hold it), starts each worker in its own process (``spawn``, so nothing of the parent's
 event loop leaks in), and the kernel spreads new connections over the workers' sockets.
 prometheus-client runs in multiprocess mode so any worker's ``/metrics`` reports the fleet.
+With ``metrics_port`` set, ``/metrics`` answers 404 on the public port and is served on
+``metrics_host:metrics_port`` instead: by the worker itself when it runs alone, by the
+supervisor (summing the workers' files) with a fleet.
 
 Signals: SIGTERM or SIGINT makes every worker drain (docs/protocol.md, close 4000 with a
 reconnect hint): ``/readyz`` turns 503 at once, the port keeps accepting for
@@ -35,6 +38,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from herald_contract.config import configure_logging as configure_log_format
+from herald_contract.metrics_listener import MetricsListener, MetricsPortUnavailable
 from socketsrv.errors import SocketsrvError
 from socketsrv.metrics import MULTIPROC_ENV
 from socketsrv.settings import Settings
@@ -50,6 +54,11 @@ class StartupError(SocketsrvError):
 
 def _cannot_listen(settings: Settings, exc: OSError) -> StartupError:
     why = os.strerror(exc.errno) if exc.errno else str(exc)  # uvloop's text names no port
+    if isinstance(exc, MetricsPortUnavailable):
+        return StartupError(
+            f"cannot listen on {settings.metrics_host}:{settings.metrics_port}"
+            f" (HERALD_METRICS_HOST / HERALD_METRICS_PORT): {why}"
+        )
     return StartupError(
         f"cannot listen on {settings.host}:{settings.port} (HERALD_PORT / --port): {why}"
     )
@@ -145,6 +154,16 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
     port = int(reserved.getsockname()[1])
     multiproc_dir = tempfile.mkdtemp(prefix="herald-metrics-")
     os.environ[MULTIPROC_ENV] = multiproc_dir  # read by prometheus-client in the children
+    listener: MetricsListener | None = None
+    if settings.metrics_port is not None:
+        try:  # the supervisor answers /metrics for every worker, summed from their files
+            listener = MetricsListener.start(
+                settings.metrics_host, settings.metrics_port, lambda: _fleet_render(multiproc_dir)
+            )
+        except MetricsPortUnavailable as exc:
+            reserved.close()
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
+            raise _cannot_listen(settings, exc) from None
     worker_settings = settings.replace(port=port, metrics_multiproc_dir=multiproc_dir)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, BaseProcess] = {}
@@ -185,8 +204,19 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
                 proc.join()
         return 0
     finally:
+        if listener is not None:
+            listener.close()
         reserved.close()
         shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _fleet_render(multiproc_dir: str) -> bytes:
+    """The sum over the workers (their multiprocess files), as a worker's /metrics gives."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    return generate_latest(reg)
 
 
 def _terminate(procs: dict[int, BaseProcess]) -> None:
@@ -213,12 +243,18 @@ def _banner(settings: Settings, port: int) -> str:
             f"  websocket:  ws://{host}:{port}/ws"
             "   (subprotocols herald.v1.json, herald.v1.msgpack)",
             f"  health:     http://{host}:{port}/healthz   http://{host}:{port}/readyz",
-            f"  metrics:    http://{host}:{port}/metrics",
+            f"  metrics:    {_metrics_url(settings, port)}",
             "  try it:     .venv/bin/python -m websockets ws://" + f"{host}:{port}/ws",
             '              then type {"op":"connect","id":1}',
             '              and       {"op":"subscribe","id":2,"channel":"question:1"}',
         ]
     )
+
+
+def _metrics_url(settings: Settings, port: int) -> str:
+    if settings.metrics_port is None:
+        return f"http://{settings.host}:{port}/metrics"
+    return f"http://{settings.metrics_host}:{settings.metrics_port}/metrics   (own listener)"
 
 
 def serve(settings: Settings, *, print_fn: Callable[[str], None] = print) -> int:

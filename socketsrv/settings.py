@@ -75,6 +75,10 @@ class Settings(BusSettings):
     """Clients closed by a drain are told to wait a random 0..spread before reconnecting."""
 
     metrics_multiproc_dir: str | None = None
+    metrics_port: Port | None = None
+    """A listener of its own for /metrics (then 404 on the public port); None: /metrics on
+    the public port. Production: set it, with metrics_host an internal address."""
+    metrics_host: NonEmpty = "127.0.0.1"
 
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:

@@ -34,12 +34,13 @@ from collections.abc import Callable
 
 from herald_contract.backoff import Backoff, retry_until_done
 from herald_contract.bus import Bus, BusUnavailable
+from herald_contract.metrics_listener import MetricsListener
 from socketsrv.connection import ClientConnection
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
-from socketsrv.metrics import Metrics
+from socketsrv.metrics import Metrics, render
 from socketsrv.protocol.auth import TokenVerifier
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.session import Limits
@@ -140,6 +141,9 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_started: asyncio.Future[None] | None = None
         self._grace_over = asyncio.Event()
+        self.metrics_listener: MetricsListener | None = None
+        """/metrics on ``metrics_port`` when this worker runs alone (a fleet's supervisor
+        serves it for every worker, from the multiprocess directory)."""
 
     @property
     def connections(self) -> set[ClientConnection]:
@@ -170,7 +174,10 @@ class Worker:
         live = await self._start_bus_once()
         try:
             host = await self._listen(loop)
+            self._listen_metrics()
         except BaseException:
+            if self._server is not None:
+                self._server.close()
             await self.bus.close()
             raise
         s = self.settings
@@ -201,7 +208,12 @@ class Worker:
             metrics=self.metrics,
             verifier=verifier_of(s),
             scheduler=WriteScheduler(loop, self.metrics),
-            http=Endpoints(self.is_ready, self.metrics, s.metrics_multiproc_dir),
+            http=Endpoints(
+                self.is_ready,
+                self.metrics,
+                s.metrics_multiproc_dir,
+                metrics_elsewhere=s.metrics_port is not None,
+            ),
             connections=set(),
             clock=self._clock,
             wall_clock=self._wall_clock,
@@ -217,6 +229,15 @@ class Worker:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._host = host
         return host
+
+    def _listen_metrics(self) -> None:
+        s = self.settings
+        if s.metrics_port is None or s.metrics_multiproc_dir is not None:
+            return
+        metrics = self.metrics
+        self.metrics_listener = MetricsListener.start(
+            s.metrics_host, s.metrics_port, lambda: render(metrics, None)
+        )
 
     async def _start_bus_once(self) -> bool:
         """One bounded attempt before listening: whether the bus is live.
@@ -320,6 +341,8 @@ class Worker:
             self._bus_started.cancel()
         if self._server is not None:
             self._server.close()
+        if self.metrics_listener is not None:
+            await asyncio.to_thread(self.metrics_listener.close)
         for conn in list(self.connections):
             conn.abort()
         await asyncio.sleep(0)
