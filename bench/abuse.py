@@ -487,7 +487,7 @@ def git_state() -> dict[str, Any]:
             text=True,
             check=False,
             timeout=30,
-        ).stdout.strip()
+        ).stdout.rstrip()
 
     changed = git("status", "--porcelain", "--", "socketsrv", "herald_contract", "lua")
     return {
