@@ -136,8 +136,8 @@ def build_metrics(
         ),
         uploads_refused=Counter(
             "herald_qa_uploads_refused",
-            "Image uploads refused after the body was read: too_many_pixels (413, before "
-            "decoding), quota (429, over the uploader's upload_quota_bytes_per_day)",
+            "Image uploads refused by a limit: too_many_pixels (413, before decoding), "
+            "daily_quota (429, uploads_per_day), storage_quota (413, upload_quota_bytes)",
             ["reason"],
             registry=reg,
         ),

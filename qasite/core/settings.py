@@ -114,6 +114,10 @@ class Settings(BusSettings):
     max_image_pixels: PositiveInt = 4096 * 4096
     """Pixels of an uploaded image, all frames of an animation together, read from its header
     before anything is decoded; past it 413 (issue 11, item 14: decompression bombs)."""
+    uploads_per_day: PositiveInt = 100
+    """Image uploads of one user in any 24 hours; past it 429 with Retry-After."""
+    upload_quota_bytes: PositiveInt = 100 * 1024 * 1024
+    """Bytes of one user's stored attachments in all; past it 413."""
     markdown_threads: PositiveInt = 2
     """Threads per process that render post bodies, off the event loop (issue 11, item 14);
     more renders wait for one."""

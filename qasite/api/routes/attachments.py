@@ -5,15 +5,23 @@ file})``); its type is read from the content, not from headers. Over ``max_attac
 413, before the body is read when Content-Length says so, else as soon as it grows past it.
 An image of more than ``max_image_pixels`` pixels is 413 before it is decoded; what passes is
 decoded and encoded again (in a thread), and those bytes are stored and served.
+
+Quotas per uploader (issue 11, item 14): ``uploads_per_day`` uploads in any 24 hours, counted
+before the body is read in the sliding windows of the login limits (through Redis when it is
+set), else 429 with ``Retry-After``; and ``upload_quota_bytes`` of stored attachments in all,
+else 413 (deleting posts frees their attachments' bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse, Response
+from sqlalchemy import func, select
 
 from qasite.api.deps import Ctx, ItemId, OwnedAnswer, OwnedQuestion, ReadSession, WriteTx
 from qasite.api.errors import (
@@ -21,11 +29,14 @@ from qasite.api.errors import (
     Invalid,
     NotFound,
     PayloadTooLarge,
+    TooManyAttempts,
     UnsupportedMedia,
 )
 from qasite.api.outputs import attachment_out
 from qasite.api.schemas import AttachmentOut
+from qasite.core.auth_limits import AuthLimits
 from qasite.core.metrics import QAMetrics
+from qasite.core.ratelimit import Record
 from qasite.domain.images import NotAnImage, TooManyPixels, check_image, reencode
 from qasite.domain.models import Answer, Attachment, Question
 
@@ -38,7 +49,11 @@ _UPLOAD: dict[str, Any] = {
     }
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "Larger than max_attachment_bytes, or more than max_image_pixels"},
+    413: {
+        "description": "Larger than max_attachment_bytes, more than max_image_pixels, or over "
+        "the uploader's upload_quota_bytes"
+    },
+    429: {"description": "Over the uploader's uploads_per_day; see Retry-After"},
     415: {"description": "Not a PNG, JPEG, GIF or WebP image"},
 }
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -67,12 +82,53 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return data
 
 
+DAY_S = 86400.0
+
+
+async def _within_daily_quota(request: Request, user_id: int, uploads_per_day: int) -> None:
+    """Count an upload of *user_id* in the last 24 hours; 429 past ``uploads_per_day``."""
+    limits: AuthLimits = request.app.state.auth_limits
+    verdict = await limits.windows.attempt(
+        f"upload:{user_id}",
+        limit=uploads_per_day,
+        window_s=DAY_S,
+        now=time.time(),
+        record=Record.IF_ALLOWED,
+    )
+    if not verdict.allowed:
+        _metrics(request).uploads_refused.labels("daily_quota").inc()
+        retry_after_s = max(1, math.ceil(verdict.retry_after_s))
+        raise TooManyAttempts(
+            f"at most {uploads_per_day} uploads a day; retry in {retry_after_s} s",
+            retry_after_s,
+        )
+
+
+async def _within_storage_quota(
+    request: Request, tx: WriteTx, user_id: int, size: int, quota: int
+) -> None:
+    """413 when *size* more bytes would take *user_id*'s attachments over *quota*."""
+    stored = await tx.session.scalar(
+        select(func.coalesce(func.sum(Attachment.size_bytes), 0)).where(
+            Attachment.owner_id == user_id
+        )
+    )
+    if int(stored or 0) + size > quota:
+        _metrics(request).uploads_refused.labels("storage_quota").inc()
+        raise PayloadTooLarge(
+            f"your attachments take {int(stored or 0)} of your {quota} bytes; this one "
+            f"({size} bytes) does not fit: delete posts with attachments to free some"
+        )
+
+
 async def _attach(
     request: Request, context: Ctx, tx: WriteTx, post: Question | Answer
 ) -> AttachmentOut:
     """Store the request body's image and attach it to *post* (its author's, checked before)."""
     settings = context.settings
+    await _within_daily_quota(request, post.author_id, settings.uploads_per_day)
     data = await _read_limited(request, settings.max_attachment_bytes)
+    await _within_storage_quota(request, tx, post.author_id, len(data), settings.upload_quota_bytes)
     try:
         image = check_image(data, max_pixels=settings.max_image_pixels)
         data, image = await asyncio.to_thread(reencode, data, image)
