@@ -353,12 +353,27 @@ def test_prometheus_scrapes_every_herald_process_and_haproxy() -> None:
         for static in job.get("static_configs", [])
         for target in static["targets"]
     }
-    expected = {f"{name}:{'8080' if name == 'site' else '8000'}" for name in herald_services()}
+    expected = {f"{name}:{metrics_port(service)}" for name, service in herald_services().items()}
     expected.add("haproxy:8404")
     assert expected <= targets, sorted(expected - targets)
     jobs = {job["job_name"] for job in prometheus_config()["scrape_configs"]}
     # The alert rules select these job names (monitoring/alerts.yml).
     assert {"herald", "herald-qa"} <= jobs
+
+
+def metrics_port(service: dict[str, Any]) -> str:
+    """The port of a Herald service's own metrics listener (issue 11, item 11)."""
+    env = service["environment"]
+    port = env.get("HERALD_METRICS_PORT") or env.get("HERALD_QA_METRICS_PORT")
+    assert port, "set HERALD_METRICS_PORT / HERALD_QA_METRICS_PORT: /metrics off the public port"
+    return str(port)
+
+
+def test_metrics_listeners_are_not_published() -> None:
+    for name, service in herald_services().items():
+        port = metrics_port(service)
+        published = {str(mapping).split(":")[-1] for mapping in service.get("ports", [])}
+        assert port not in published, f"{name} publishes its metrics port {port}"
 
 
 def find_promtool() -> str:
