@@ -126,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
         self._compress = cfg.compression
         self._scheduler = host.scheduler
         self._fragments: Fragments | None = None
-        self._subscribing: dict[str, asyncio.Task[None]] = {}
+        self._subscribing: dict[str, tuple[asyncio.Task[None], StartSubscribe]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._peer: str | None = None
@@ -336,7 +336,7 @@ class ClientConnection(asyncio.Protocol):
     def _start_subscribe(self, effect: StartSubscribe) -> None:
         name = effect.channel.name
         task = asyncio.ensure_future(self._subscribe(effect))
-        self._subscribing[name] = task
+        self._subscribing[name] = (task, effect)
         task.add_done_callback(lambda t: self._subscribe_done(name, t))
 
     async def _subscribe(self, effect: StartSubscribe) -> None:
@@ -356,16 +356,18 @@ class ClientConnection(asyncio.Protocol):
         self.push(self.session.subscribe_failed(request_id, channel, code).frame)
 
     def _subscribe_done(self, name: str, task: asyncio.Task[None]) -> None:
-        if self._subscribing.get(name) is task:
+        if self._subscribing.get(name, (None,))[0] is task:
             del self._subscribing[name]
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("subscribe to %s failed", name, exc_info=exc)
             self.close_with(CloseCode.INTERNAL_ERROR)
 
     def _stop_subscription(self, channel: Channel) -> None:
-        task = self._subscribing.pop(channel.name, None)
-        if task is not None:
-            task.cancel()
+        pending = self._subscribing.pop(channel.name, None)
+        if pending is not None and pending[0].cancel():
+            # Withdrawn before the hub answered it: every command gets one answer, so the
+            # subscribe is answered 410 before the unsubscribe's own reply.
+            self._reply_failed(pending[1].request_id, channel, ErrorCode.NOT_SUBSCRIBED)
         self.host.hub.unsubscribe(self, channel.name)
 
     def take_replay(self, nbytes: int) -> bool:
@@ -491,7 +493,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self._move(ConnectionState.CLOSED, "detach")
         self.ws.gate = None  # no cycle left between the connection and its protocol
-        for task in self._subscribing.values():
+        for task, _ in self._subscribing.values():
             task.cancel()
         self._subscribing.clear()
         session = self._session
