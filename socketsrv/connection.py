@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 from typing import cast
 
@@ -37,6 +38,7 @@ from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
+from socketsrv.hub import ChannelLimit
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
@@ -49,6 +51,7 @@ from socketsrv.protocol.session import (
     StartSubscribe,
     StopSubscription,
 )
+from socketsrv.proxy_protocol import MAX_HEADER_BYTES, ProxyHeaderError, parse_proxy_header
 from socketsrv.websocket import (
     Fragments,
     Refusal,
@@ -91,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
     """One websocket client (see the module docstring)."""
 
     __slots__ = (
+        "_address_subs",
         "_close_timer",
         "_compress",
         "_connect_timer",
@@ -98,9 +102,11 @@ class ClientConnection(asyncio.Protocol):
         "_outbox_max_bytes",
         "_peer",
         "_pending",
+        "_proxy_buf",
         "_scheduler",
         "_session",
         "_subscribing",
+        "address",
         "host",
         "state",
         "transport",
@@ -131,6 +137,12 @@ class ClientConnection(asyncio.Protocol):
         self._connect_timer: asyncio.TimerHandle | None = None
         self._peer: str | None = None
         """Who is at the other end, for the debug log lines only (None when not logging)."""
+        self.address = ""
+        """The client's address: the TCP peer's, or the one a PROXY header or a trusted
+        proxy's X-Forwarded-For names; what the per-address limits count."""
+        self._proxy_buf: bytearray | None = bytearray() if cfg.proxy_protocol else None
+        self._address_subs: set[str] = set()
+        """The subscriptions charged to the address (pending ones included)."""
 
     @property
     def session(self) -> Session:
@@ -151,11 +163,25 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self._outbox_max_bytes)
         self.host.transports += 1
+        if not self.host.admits_transport():
+            # Past RLIMIT_NOFILE minus fd_reserve: what is left is for the listener, the bus
+            # and the health checks (issue 11, item 9).
+            self._rejected("descriptors")
+            self.transport.abort()
+            return
+        peer = self.transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.address = str(peer[0])
         # Until the connect command, one timer bounds the handshake and the connect (slowloris,
         # TLS sent to the plain port, a socket that never says who it is); then it is gone.
         self._arm_connect_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._proxy_buf is not None:
+            rest = self._proxy_header(data)
+            if not rest:
+                return
+            data = rest
         self.ws.receive_data(data)
         for event in self.ws.events_received():
             if isinstance(event, Request):
@@ -187,6 +213,48 @@ class ClientConnection(asyncio.Protocol):
 
     # The opening handshake and the connect deadline
 
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Read the PROXY header off the start of the stream; what follows it."""
+        buf = self._proxy_buf
+        assert buf is not None
+        buf += data
+        try:
+            parsed = parse_proxy_header(bytes(buf))
+        except ProxyHeaderError as exc:
+            parsed, why = None, str(exc)
+        else:
+            why = "v2 header too long" if parsed is None and len(buf) > MAX_HEADER_BYTES else ""
+        if why:
+            log.debug("dropped a connection without a valid PROXY header: %s", why)
+            self._proxy_buf = None
+            self._rejected("proxy_header")
+            self.abort()
+            return b""
+        if parsed is None:
+            return b""  # more to come (the connect timer bounds the wait)
+        address, length = parsed
+        if address is not None:
+            self.address = address
+        self._proxy_buf = None
+        return bytes(buf[length:])
+
+    def _client_address(self, request: Request) -> str:
+        """The address the limits count: behind a trusted proxy, the rightmost address of
+        X-Forwarded-For that is not a trusted proxy itself (the entries left of it are the
+        client's to write, so never believed)."""
+        trusted = self.host.config.trusted_proxies
+        if self.address not in trusted:
+            return self.address
+        hops = [h.strip() for v in request.headers.get_all("X-Forwarded-For") for h in v.split(",")]
+        for hop in reversed(hops):
+            if hop in trusted:
+                continue
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                break
+        return self.address
+
     def _on_request(self, request: Request) -> None:
         host = self.host
         response = host.http(request)
@@ -198,11 +266,18 @@ class ClientConnection(asyncio.Protocol):
             refusal = Refusal.DRAINING
         elif len(host.connections) >= host.config.max_connections:
             refusal = Refusal.CAPACITY
+        else:
+            self.address = self._client_address(request)
+            if host.address_connections.get(self.address, 0) >= (
+                host.config.max_connections_per_address
+            ):
+                refusal = Refusal.ADDRESS
         response, rejected = answer_handshake(self.ws, request, refusal)
         if rejected is not None:
             self._rejected(rejected)
         self.ws.send_response(response)
         if response.status_code == 101:
+            host.take_address(host.address_connections, self.address, 1 << 62)
             self._opened(wire_of(response))
 
     def _rejected(self, reason: str) -> None:
@@ -324,7 +399,19 @@ class ClientConnection(asyncio.Protocol):
                 self.push(effect.frame)
             elif isinstance(effect, StartSubscribe):
                 metrics.commands.labels(op="subscribe").inc()
-                self._start_subscribe(effect)
+                host = self.host
+                if host.take_address(
+                    host.address_subscriptions,
+                    self.address,
+                    host.config.max_subscriptions_per_address,
+                ):
+                    self._address_subs.add(effect.channel.name)
+                    self._start_subscribe(effect)
+                else:
+                    metrics.subscriptions_refused.labels(reason="address").inc()
+                    self._reply_failed(
+                        effect.request_id, effect.channel, ErrorCode.TOO_MANY_SUBSCRIPTIONS
+                    )
             elif isinstance(effect, StopSubscription):
                 metrics.commands.labels(op="unsubscribe").inc()
                 self._stop_subscription(effect.channel)
@@ -350,8 +437,17 @@ class ClientConnection(asyncio.Protocol):
         except BusUnavailable as exc:
             log.info("subscribe to %s refused: %s", effect.channel.name, exc.why)
             self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
+        except ChannelLimit:
+            self.host.metrics.subscriptions_refused.labels(reason="channels").inc()
+            self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
+
+    def _release_subscription(self, name: str) -> None:
+        if name in self._address_subs:
+            self._address_subs.discard(name)
+            self.host.release_address(self.host.address_subscriptions, self.address)
 
     def _reply_failed(self, request_id: int, channel: Channel, code: ErrorCode) -> None:
+        self._release_subscription(channel.name)
         self.host.metrics.errors.labels(code=str(int(code))).inc()
         self.push(self.session.subscribe_failed(request_id, channel, code).frame)
 
@@ -368,6 +464,7 @@ class ClientConnection(asyncio.Protocol):
             # Withdrawn before the hub answered it: every command gets one answer, so the
             # subscribe is answered 410 before the unsubscribe's own reply.
             self._reply_failed(pending[1].request_id, channel, ErrorCode.NOT_SUBSCRIBED)
+        self._release_subscription(channel.name)
         self.host.hub.unsubscribe(self, channel.name)
 
     def take_replay(self, nbytes: int) -> bool:
@@ -499,6 +596,10 @@ class ClientConnection(asyncio.Protocol):
         session = self._session
         if session is None:
             return
+        host = self.host
+        host.release_address(host.address_subscriptions, self.address, len(self._address_subs))
+        self._address_subs.clear()
+        host.release_address(host.address_connections, self.address)
         self.host.hub.remove(self, session.subscriptions)
         session.closed()
         self.host.connections.discard(self)

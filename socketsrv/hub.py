@@ -33,9 +33,13 @@ from socketsrv.metrics import Metrics
 from socketsrv.publication import Publication, decode_publication
 from socketsrv.recovery import ChannelRecovery, OnSubscribed
 
-__all__ = ["ChannelState", "Hub", "OnSubscribed", "Subscriber"]
+__all__ = ["ChannelLimit", "ChannelState", "Hub", "OnSubscribed", "Subscriber"]
 
 log = logging.getLogger(__name__)
+
+
+class ChannelLimit(Exception):
+    """The worker holds ``max_channels`` channels: a subscribe to another one is refused."""
 
 
 class Hub:
@@ -49,8 +53,10 @@ class Hub:
         history_limit: int,
         unsubscribe_grace_s: float,
         clock: Callable[[], float] = time.monotonic,
+        max_channels: int | None = None,
     ) -> None:
         self._bus = bus
+        self._max_channels = max_channels
         self._metrics = metrics
         self._grace_s = unsubscribe_grace_s
         self._clock = clock
@@ -92,11 +98,16 @@ class Hub:
         """Subscribe *sub* to *channel*, recovering from *since* (see the module docstring).
 
         Calls *on_subscribed* once, synchronously, right before the first replayed frame is
-        pushed. Raises :class:`BusUnavailable` when the bus cannot be reached; returns
+        pushed. Raises :class:`BusUnavailable` when the bus cannot be reached,
+        :class:`ChannelLimit` when *channel* would be one more than ``max_channels``; returns
         quietly if *sub* was removed meanwhile.
         """
         ch = self._channels.get(channel)
         if ch is None:
+            limit = self._max_channels
+            if limit is not None and len(self._channels) >= limit:
+                # Each channel costs its state here and a bus subscription (docs/protocol.md).
+                raise ChannelLimit(channel)
             ch = self._open_channel(channel)
         ch.idle_since = None
         progress = CatchUp()

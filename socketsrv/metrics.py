@@ -55,6 +55,8 @@ class Metrics:
     frames_refused: Counter
     replay_bytes: Counter
     replays_refused: Counter
+    subscriptions_refused: Counter
+    accept_errors: Counter
     registry: CollectorRegistry
 
 
@@ -169,6 +171,15 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         replays_refused=counter(
             "herald_replays_refused",
             "Recoveries failed because the connection's replay budget was spent.",
+        ),
+        subscriptions_refused=counter(
+            "herald_subscriptions_refused",
+            "Subscribes refused by a worker bound, by reason (address, channels).",
+            "reason",
+        ),
+        accept_errors=counter(
+            "herald_accept_errors",
+            "Failed accepts of the listening socket (EMFILE and the like), logged once a minute.",
         ),
         registry=reg,
     )

@@ -55,6 +55,21 @@ class Settings(BusSettings):
     replay_bytes_per_s: PositiveInt = 64 * 1024
     replay_burst_bytes: PositiveInt = 1024 * 1024
     """Recovery replay budget per connection (a byte bucket); past it recovery is "failed"."""
+    max_connections_per_address: PositiveInt = 200
+    """Per worker (the kernel spreads connections over workers); past it the upgrade gets 429."""
+    max_subscriptions_per_address: PositiveInt = 5000
+    """Per worker; past it a subscribe gets error 430."""
+    max_channels: PositiveInt = 100_000
+    """Distinct channels a worker holds (idle ones in their grace count); past it error 503."""
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY header (v1 or v2) naming the client's address."""
+    trusted_proxies: CommaTuple = ()
+    """Peer addresses whose X-Forwarded-For names the client (its rightmost untrusted entry)."""
+    address_limit_exempt: CommaTuple = ("127.0.0.1", "::1")
+    """Client addresses the per-address limits do not count (this host: a local balancer
+    without the PROXY protocol, load tests)."""
+    fd_reserve: Annotated[int, Field(ge=0)] = 64
+    """Descriptors kept free: a connection is closed at accept past RLIMIT_NOFILE minus this."""
     compression: bool = False
     origins: CommaTuple | None = None
     """Allowed Origin values; None allows any (set it in production)."""

@@ -29,15 +29,18 @@ SUBPROTOCOLS = [Subprotocol(w.subprotocol) for w in WireFormat]
 
 
 class Refusal(enum.Enum):
-    """Why the worker refuses a valid opening handshake with 503 (values: metric labels)."""
+    """Why the worker refuses a valid opening handshake (values: metric labels)."""
 
     DRAINING = "draining"
     CAPACITY = "capacity"
+    ADDRESS = "address"
+    """The client's address holds ``max_connections_per_address`` on this worker: 429."""
 
 
-_REFUSAL_TEXT = {
-    Refusal.DRAINING: "Server restarting.\n",
-    Refusal.CAPACITY: "Too many connections on this worker.\n",
+_REFUSAL_ANSWER = {
+    Refusal.DRAINING: (503, "Server restarting.\n"),
+    Refusal.CAPACITY: (503, "Too many connections on this worker.\n"),
+    Refusal.ADDRESS: (429, "Too many connections from this address.\n"),
 }
 
 
@@ -99,11 +102,13 @@ def answer_handshake(
 ) -> tuple[Response, str | None]:
     """The response to an opening *request*, and why it was rejected (None for a 101).
 
-    *refusal* is the worker's own reason to refuse (503); without one, websockets checks the
-    request. The reason is a ``herald_handshake_rejections`` label.
+    *refusal* is the worker's own reason to refuse (503, or 429 for one address over its
+    share); without one, websockets checks the request. The reason is a
+    ``herald_handshake_rejections`` label.
     """
     if refusal is not None:
-        return ws.reject(503, _REFUSAL_TEXT[refusal]), refusal.value
+        status, text = _REFUSAL_ANSWER[refusal]
+        return ws.reject(status, text), refusal.value
     response = ws.accept(request)
     if response.status_code == 101:
         return response, None

@@ -38,7 +38,7 @@ from herald_contract.metrics_listener import MetricsListener
 from socketsrv.connection import ClientConnection
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
-from socketsrv.host import ConnectionConfig, ConnectionHost
+from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics, render
 from socketsrv.protocol.auth import TokenVerifier
@@ -103,6 +103,12 @@ def config_of(settings: Settings) -> ConnectionConfig:
         close_timeout_s=settings.close_timeout_s,
         max_connections=settings.max_connections,
         limits=limits_of(settings),
+        max_connections_per_address=settings.max_connections_per_address,
+        max_subscriptions_per_address=settings.max_subscriptions_per_address,
+        proxy_protocol=settings.proxy_protocol,
+        trusted_proxies=frozenset(settings.trusted_proxies),
+        address_limit_exempt=frozenset(settings.address_limit_exempt),
+        fd_reserve=settings.fd_reserve,
     )
 
 
@@ -134,6 +140,7 @@ class Worker:
             history_limit=settings.history_size,
             unsubscribe_grace_s=settings.unsubscribe_grace_s,
             clock=clock,
+            max_channels=settings.max_channels,
         )
         self._server: asyncio.Server | None = None
         self._host: ConnectionHost | None = None
@@ -218,6 +225,9 @@ class Worker:
             clock=self._clock,
             wall_clock=self._wall_clock,
         )
+        host.measure_fds()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(AcceptErrorLog(self.metrics.accept_errors))
         self._server = await loop.create_server(
             lambda: ClientConnection(host),
             host=s.host,

@@ -147,11 +147,17 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         "too many requests", True, "more than commands_per_s; wait and send again"
     ),
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorInfo(
-        "too many subscriptions", False, "more than max_subscriptions per connection"
+        "too many subscriptions",
+        False,
+        "more than max_subscriptions per connection, or max_subscriptions_per_address from "
+        "one address on this worker",
     ),
     ErrorCode.INTERNAL: ErrorInfo("internal error", True, "a bug on the server; logged"),
     ErrorCode.UNAVAILABLE: ErrorInfo(
-        "unavailable", True, "the bus (Redis) cannot be reached right now; retry with backoff"
+        "unavailable",
+        True,
+        "the bus (Redis) cannot be reached right now, or the worker holds max_channels "
+        "channels; retry with backoff",
     ),
 }
 

@@ -94,8 +94,10 @@ def test_a_bad_request_is_answered_with_its_status_and_reason(
 
 @pytest.mark.parametrize("refusal", list(Refusal), ids=lambda r: r.value)
 def test_the_workers_own_refusals_are_503_with_their_label(refusal: Refusal) -> None:
+    """503, except one address over its share of the worker: 429 (issue 11, item 6)."""
     response, rejected = answer_handshake(protocol(), opening_request(), refusal)
-    assert (response.status_code, rejected) == (503, refusal.value)
+    status = 429 if refusal is Refusal.ADDRESS else 503
+    assert (response.status_code, rejected) == (status, refusal.value)
 
 
 def test_fragments_join_into_one_message_at_the_last_frame() -> None:
