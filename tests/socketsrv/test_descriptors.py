@@ -1,8 +1,9 @@
 """Descriptor exhaustion (issue 11, item 9, the fleet's side; docs/protocol.md#limits).
 
-Under a low RLIMIT_NOFILE a worker used to accept until ``accept`` failed with EMFILE; with
-uvloop that error closes the listening socket for good (the worker never accepts again) and
-with asyncio every failed accept logged a traceback (57 MB of log in 14 s). Now a worker keeps
+Under a low RLIMIT_NOFILE a worker used to accept until ``accept`` failed with EMFILE, so
+nothing was left for the bus, a reconnect or a health check (libuv then accepts and drops
+the connection; with asyncio every failed accept logged a traceback: 57 MB of log in 14 s in
+the embedded process). Now a worker keeps
 ``fd_reserve`` descriptors free: a connection accepted past ``RLIMIT_NOFILE - fd_reserve`` is
 closed at once (``herald_handshake_rejections_total{reason="descriptors"}``), so the listener,
 the bus and the health checks keep what they need, and the worker serves again as soon as
