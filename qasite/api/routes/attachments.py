@@ -37,7 +37,13 @@ from qasite.api.schemas import AttachmentOut
 from qasite.core.auth_limits import AuthLimits
 from qasite.core.metrics import QAMetrics
 from qasite.core.ratelimit import Record
-from qasite.domain.images import NotAnImage, TooManyPixels, check_image, reencode
+from qasite.domain.images import (
+    CheckedImage,
+    NotAnImage,
+    TooManyPixels,
+    check_image,
+    reencode,
+)
 from qasite.domain.models import Answer, Attachment, Question
 
 router = APIRouter(prefix="/api", tags=["attachments"], responses=ERROR_RESPONSES)
@@ -85,6 +91,11 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 DAY_S = 86400.0
 
 
+def _checked(data: bytes, max_pixels: int) -> tuple[bytes, CheckedImage]:
+    """The header checks, then the decoding and encoding again: in a worker thread."""
+    return reencode(data, check_image(data, max_pixels=max_pixels))
+
+
 async def _within_daily_quota(request: Request, user_id: int, uploads_per_day: int) -> None:
     """Count an upload of *user_id* in the last 24 hours; 429 past ``uploads_per_day``."""
     limits: AuthLimits = request.app.state.auth_limits
@@ -130,8 +141,7 @@ async def _attach(
     data = await _read_limited(request, settings.max_attachment_bytes)
     await _within_storage_quota(request, tx, post.author_id, len(data), settings.upload_quota_bytes)
     try:
-        image = check_image(data, max_pixels=settings.max_image_pixels)
-        data, image = await asyncio.to_thread(reencode, data, image)
+        data, image = await asyncio.to_thread(_checked, data, settings.max_image_pixels)
     except TooManyPixels as exc:
         _metrics(request).uploads_refused.labels("too_many_pixels").inc()
         raise PayloadTooLarge(
