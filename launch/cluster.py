@@ -135,6 +135,8 @@ def core_environment(
         env["DATABASE_URL"] = database_url
     if not env.get("HERALD_QA_SOCKET_URL"):
         env["HERALD_QA_SOCKET_URL"] = socket_url
+    if env.get("HERALD_QA_ENVIRONMENT", "development") == "development":
+        env.setdefault("HERALD_QA_DEV_MAILBOX", "true")  # as in embedded mode, unless set false
     return env
 
 

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return migrated.returncode
     core_env = {**os.environ, "HERALD_QA_PORT": str(qa.port), "HERALD_QA_SOCKET_URL": qa.socket_url}
     core_env["HERALD_QA_PUBLIC_BASE_URL"] = qa.public_base_url
+    if qa.is_development:  # as in embedded mode: sign-ups need the link, unless set false
+        core_env.setdefault("HERALD_QA_DEV_MAILBOX", "true")
     fleet_env = {**fleet_environment(os.environ, qa), "HERALD_PORT": str(fleet.port)}
     children = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and modules
