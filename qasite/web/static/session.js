@@ -156,12 +156,12 @@ export async function logIn(email, password) {
   return session;
 }
 
-/** Log out: revoke the refresh token (best effort) and forget the session. */
+/** Log out: revoke the refresh token and the access token (best effort), forget the session. */
 export async function logOut() {
   const session = loadSession();
   saveSession(null);
   if (session !== null) {
-    await send('/api/auth/logout', { method: 'POST', body: { refresh_token: session.refresh } }).catch(() => null);
+    await send('/api/auth/logout', { method: 'POST', body: { refresh_token: session.refresh }, token: session.access }).catch(() => null);
   }
 }
 
