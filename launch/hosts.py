@@ -409,6 +409,8 @@ class Topology:
         checks: HealthChecks = PRODUCTION_CHECKS,
     ) -> None:
         self.balancer = balancer
+        # The balancer's X-Forwarded-For names the client (deploy/haproxy.cfg.template).
+        env = {"HERALD_TRUSTED_PROXIES": balancer.address, **env}
         self.hosts = [
             FleetHost(h, workers=workers, env=env, log_dir=balancer.run_dir) for h in hosts
         ]

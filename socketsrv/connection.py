@@ -268,9 +268,9 @@ class ClientConnection(asyncio.Protocol):
             refusal = Refusal.CAPACITY
         else:
             self.address = self._client_address(request)
-            if host.address_connections.get(self.address, 0) >= (
-                host.config.max_connections_per_address
-            ):
+            if not host.is_exempt(self.address) and host.address_connections.get(
+                self.address, 0
+            ) >= (host.config.max_connections_per_address):
                 refusal = Refusal.ADDRESS
         response, rejected = answer_handshake(self.ws, request, refusal)
         if rejected is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import resource
@@ -46,8 +47,8 @@ class ConnectionConfig:
     """Each connection starts with a PROXY header (socketsrv/proxy_protocol.py)."""
     trusted_proxies: frozenset[str] = frozenset()
     """Peers whose X-Forwarded-For header names the client."""
-    address_limit_exempt: frozenset[str] = frozenset()
-    """Addresses the per-address limits do not count."""
+    address_limit_exempt: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) the per-address limits do not count."""
     fd_reserve: int | None = None
     """Descriptors kept free for the worker's own use (None: no check)."""
 
@@ -74,6 +75,8 @@ class ConnectionHost:
     """Open websockets per client address (per worker)."""
     address_subscriptions: dict[str, int] = field(default_factory=dict)
     """Subscriptions (pending ones included) per client address (per worker)."""
+    exempt: dict[str, bool] = field(default_factory=dict)
+    """Whether an address is in ``address_limit_exempt`` (a cache, cleared when big)."""
     accept_ceiling: int | None = None
     """Transports past which a new one is closed at once: RLIMIT_NOFILE minus the reserve
     minus the descriptors the process held before listening (set by :meth:`measure_fds`)."""
@@ -95,13 +98,22 @@ class ConnectionHost:
     def take_address(self, counts: dict[str, int], address: str, limit: int) -> bool:
         """Count one more for *address* in *counts* unless it holds *limit* already (an
         exempt address is never counted)."""
-        if address in self.config.address_limit_exempt:
+        if self.is_exempt(address):
             return True
         held = counts.get(address, 0)
         if held >= limit:
             return False
         counts[address] = held + 1
         return True
+
+    def is_exempt(self, address: str) -> bool:
+        """Whether the per-address limits leave *address* uncounted."""
+        known = self.exempt.get(address)
+        if known is None:
+            if len(self.exempt) >= 10_000:
+                self.exempt.clear()
+            known = self.exempt[address] = _in_networks(address, self.config.address_limit_exempt)
+        return known
 
     def release_address(self, counts: dict[str, int], address: str, n: int = 1) -> None:
         left = counts.get(address, 0) - n
@@ -113,6 +125,20 @@ class ConnectionHost:
     def new_client_id(self) -> str:
         self.next_id += 1
         return f"{id(self) & 0xFFFF:04x}-{self.next_id:x}"
+
+
+def _in_networks(address: str, networks: Sequence[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for network in networks:
+        try:
+            if ip in ipaddress.ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def open_fds() -> int:

@@ -27,6 +27,15 @@ __all__ = ["Settings", "SettingsError"]
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
 
 class Settings(BusSettings):
     """Every setting of a worker and of the fleet; ``HERALD_<FIELD>`` in the environment."""
@@ -65,9 +74,9 @@ class Settings(BusSettings):
     """Every connection starts with a PROXY header (v1 or v2) naming the client's address."""
     trusted_proxies: CommaTuple = ()
     """Peer addresses whose X-Forwarded-For names the client (its rightmost untrusted entry)."""
-    address_limit_exempt: CommaTuple = ("127.0.0.1", "::1")
-    """Client addresses the per-address limits do not count (this host: a local balancer
-    without the PROXY protocol, load tests)."""
+    address_limit_exempt: CommaTuple = PRIVATE_NETWORKS
+    """Client addresses or networks the per-address limits do not count: by default this host
+    and private networks (a balancer that does not pass the client's address, load tests)."""
     fd_reserve: Annotated[int, Field(ge=0)] = 64
     """Descriptors kept free: a connection is closed at accept past RLIMIT_NOFILE minus this."""
     compression: bool = False

@@ -107,7 +107,7 @@ def config_of(settings: Settings) -> ConnectionConfig:
         max_subscriptions_per_address=settings.max_subscriptions_per_address,
         proxy_protocol=settings.proxy_protocol,
         trusted_proxies=frozenset(settings.trusted_proxies),
-        address_limit_exempt=frozenset(settings.address_limit_exempt),
+        address_limit_exempt=settings.address_limit_exempt,
         fd_reserve=settings.fd_reserve,
     )
 

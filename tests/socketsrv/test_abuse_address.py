@@ -188,6 +188,20 @@ async def test_loopback_is_exempt_from_the_per_address_limits_by_default() -> No
         assert [await opened(stack, w) for _ in range(3)] == [101, 101, 101]
 
 
+async def test_private_networks_are_exempt_by_default_public_addresses_are_not() -> None:
+    async with (
+        running_worker(
+            max_connections_per_address=1, proxy_protocol=True, ping_interval_s=3600.0
+        ) as w,
+        AsyncExitStack() as stack,
+    ):
+        # A balancer that passes no client address puts everyone under its own (private) one.
+        assert await opened(stack, w, proxy_v1("10.1.2.3")) == 101
+        assert await opened(stack, w, proxy_v1("10.1.2.3")) == 101
+        assert await opened(stack, w, proxy_v1("203.0.113.9")) == 101
+        assert await opened(stack, w, proxy_v1("203.0.113.9")) == 429
+
+
 async def test_a_worker_holds_at_most_max_channels() -> None:
     async with (
         running_worker(max_channels=3, unsubscribe_grace_s=3600.0, **QUIET) as w,
