@@ -85,9 +85,10 @@ HEADER_TIMEOUT = _raw_error(
 )
 
 
-class _Guarded:
+class _Guarded(asyncio.Protocol):
     """The header deadline and the connection bound; mixed into uvicorn's protocols, whose
-    attributes (``transport``, ``connections``, ``cycle``, ``loop``, ``app_state``) it uses."""
+    attributes (``transport``, ``connections``, ``cycle``, ``loop``, ``app_state``) it uses.
+    Its transport hooks run before the protocol's own (``super()`` is the uvicorn class)."""
 
     transport: asyncio.Transport
     connections: set[Any]
@@ -99,6 +100,19 @@ class _Guarded:
     _head_timer: asyncio.TimerHandle | None = None
     _awaiting_head = False
     _head_begun = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._guard_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head and data:
+            self._head_begun = True
+        super().data_received(data)
 
     def _guard_connection(self) -> bool:
         """At ``connection_made``: refuse the connection past the bound (True: refused), else
@@ -147,19 +161,6 @@ class GuardedH11Protocol(_Guarded, H11Protocol):
     """uvicorn's h11 protocol (what the image installs) with the header deadline and the
     connection bound."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._guard_connection()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._awaiting_head and data:
-            self._head_begun = True
-        super().data_received(data)
-
     def handle_events(self) -> None:
         super().handle_events()
         # h11 leaves IDLE once a request line and its headers are parsed (upgrades included).
@@ -181,19 +182,6 @@ def _httptools_protocol() -> type[asyncio.Protocol] | None:
 
     class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol with the header deadline and the connection bound."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._guard_connection()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_head_timer()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self._awaiting_head and data:
-                self._head_begun = True
-            super().data_received(data)
 
         def on_headers_complete(self) -> None:
             self._head_received()
