@@ -77,6 +77,11 @@ class HistoryReader:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def bus_live(self) -> bool:
+        """Whether the bus is live (a failed read then means one shard, not an outage)."""
+        return self._bus.live
+
     async def read(self, channel: str, since: StreamPosition | None) -> Recovered:
         """The channel's position and the publications after *since*, read after this call.
 

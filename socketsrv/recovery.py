@@ -15,6 +15,7 @@ recover (or reload) on their own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,9 @@ from socketsrv.protocol.session import Recovery
 from socketsrv.publication import Publication
 
 log = logging.getLogger(__name__)
+
+REPAIR_RETRY_S = 0.5
+"""How soon a repair whose history read failed while the bus is live tries again."""
 
 OnSubscribed = Callable[[StreamPosition, Recovery], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
@@ -132,10 +136,20 @@ class ChannelRecovery:
     async def _repair(self, ch: Channel) -> None:
         assert ch.epoch is not None
         since = StreamPosition(ch.epoch, ch.last)
-        try:
-            result = await self._history.read(ch.name, since)
-        except BusUnavailable:
-            return  # bus_restored starts it again
+        while True:
+            try:
+                result = await self._history.read(ch.name, since)
+                break
+            except BusUnavailable:
+                # After an outage, bus_restored starts the repair again. But a read can also
+                # fail while the bus is live: a cluster shard's primary has just changed and
+                # the command client has not yet learned where the slot went. Waiting for
+                # the next bus_restored would leave the channel held until some other fault.
+                if not self._history.bus_live:
+                    return
+                await asyncio.sleep(REPAIR_RETRY_S)
+                if not self._is_current(ch) or ch.state is not ChannelState.REPAIRING:
+                    return
         if not self._is_current(ch):
             return
         if not result.complete:

@@ -64,6 +64,8 @@ class LossyBus:
         self.unsubscribed: list[str] = []
         self.refuse_subscribes = 0
         """How many of the next subscribes fail as if Redis were down."""
+        self.refuse_histories = 0
+        """How many of the next history reads fail, the bus staying live (one shard moving)."""
 
     @property
     def live(self) -> bool:
@@ -97,6 +99,9 @@ class LossyBus:
         return await self.inner.history(channel, since, limit)
 
     async def history_many(self, reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+        if self.refuse_histories:
+            self.refuse_histories -= 1
+            raise BusUnavailable("the shard's primary moved")
         return await self.inner.history_many(reads)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
@@ -236,6 +241,23 @@ async def test_a_bus_reconnect_repairs_every_channel_with_subscribers(
     await publish(bus, "question:6", 3)  # lost on the way, as in a bus outage
     hub.on_bus_restored()
     await until_offsets(sub, [1, 2, 3, 4, 5])
+
+
+async def test_a_repair_whose_history_read_fails_while_the_bus_is_live_tries_again(
+    hub: Hub, bus: LossyBus
+) -> None:
+    # As when a cluster shard's primary has just changed: the bus is live again, but the
+    # command client still looks for the slot at the dead node. Nothing else will restart it.
+    sub = RecordingSubscriber()
+    await hub.subscribe(sub, "question:8", None, sub.on_subscribed)
+    await publish(bus, "question:8", 2)
+    await until_offsets(sub, [1, 2])
+    bus.drop = {3, 4}
+    bus.refuse_histories = 2
+    await publish(bus, "question:8", 3)  # offset 5 shows the gap; its repair read fails twice
+    await until_offsets(sub, [1, 2, 3, 4, 5])
+    assert bus.refuse_histories == 0
+    assert hub.channel_state("question:8") is ChannelState.LIVE
 
 
 async def test_a_lost_history_closes_the_channel_subscribers_with_state_lost(
