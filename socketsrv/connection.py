@@ -39,6 +39,7 @@ from herald_contract.envelope import StreamPosition
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import ChannelLimit
+from socketsrv.protocol.budget import AddressBudget
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
@@ -262,28 +263,37 @@ class ClientConnection(asyncio.Protocol):
             self.ws.send_response(response)
             return
         refusal = None
+        retry_after_s = None
+        budget = None
         if not host.accepting:
             refusal = Refusal.DRAINING
         elif len(host.connections) >= host.config.max_connections:
             refusal = Refusal.CAPACITY
         else:
             self.address = self._client_address(request)
-            if not host.is_exempt(self.address) and host.address_connections.get(
-                self.address, 0
-            ) >= (host.config.max_connections_per_address):
-                refusal = Refusal.ADDRESS
-        response, rejected = answer_handshake(self.ws, request, refusal)
+            budget = host.address_budget(self.address)  # None: exempt
+            if budget is not None:
+                now = host.clock()
+                held = host.address_connections.get(self.address, 0)
+                if held >= host.config.max_connections_per_address:
+                    refusal = Refusal.ADDRESS
+                elif not budget.connections.has(1, now):
+                    refusal = Refusal.ADDRESS_RATE
+                    retry_after_s = budget.connections.seconds_until(1, now)
+        response, rejected = answer_handshake(self.ws, request, refusal, retry_after_s)
         if rejected is not None:
             self._rejected(rejected)
         self.ws.send_response(response)
         if response.status_code == 101:
+            if budget is not None:
+                budget.connections.spend(1)
             host.take_address(host.address_connections, self.address, 1 << 62)
-            self._opened(wire_of(response))
+            self._opened(wire_of(response), budget)
 
     def _rejected(self, reason: str) -> None:
         self.host.metrics.handshake_rejections.labels(reason=reason).inc()
 
-    def _opened(self, wire: WireFormat) -> None:
+    def _opened(self, wire: WireFormat, budget: AddressBudget | None) -> None:
         self._move(ConnectionState.OPEN, "open")
         host = self.host
         self.wire = wire
@@ -293,6 +303,7 @@ class ClientConnection(asyncio.Protocol):
             limits=host.config.limits,
             verifier=host.verifier,
             now=host.clock(),
+            address=budget,
         )
         self.ws.gate = self._admit_frame
         host.connections.add(self)

@@ -21,6 +21,7 @@ from socketsrv.endpoints import HttpHandler
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier
+from socketsrv.protocol.budget import AddressBudget, AddressBudgets, AddressLimits
 from socketsrv.protocol.session import Limits
 from socketsrv.writes import WriteScheduler
 
@@ -51,6 +52,8 @@ class ConnectionConfig:
     """Addresses or networks (CIDR) the per-address limits do not count."""
     fd_reserve: int | None = None
     """Descriptors kept free for the worker's own use (None: no check)."""
+    address_limits: AddressLimits = field(default_factory=AddressLimits)
+    """What one address may spend, its connections together (rates; the counts are above)."""
 
 
 @dataclass(slots=True)
@@ -75,11 +78,24 @@ class ConnectionHost:
     """Open websockets per client address (per worker)."""
     address_subscriptions: dict[str, int] = field(default_factory=dict)
     """Subscriptions (pending ones included) per client address (per worker)."""
+    budgets: AddressBudgets | None = None
+    """The per-address buckets (built from ``config.address_limits`` when None)."""
     exempt: dict[str, bool] = field(default_factory=dict)
     """Whether an address is in ``address_limit_exempt`` (a cache, cleared when big)."""
     accept_ceiling: int | None = None
     """Transports past which a new one is closed at once: RLIMIT_NOFILE minus the reserve
     minus the descriptors the process held before listening (set by :meth:`measure_fds`)."""
+
+    def __post_init__(self) -> None:
+        if self.budgets is None:
+            self.budgets = AddressBudgets(self.config.address_limits)
+
+    def address_budget(self, address: str) -> AddressBudget | None:
+        """The budget *address* shares between its connections (None: exempt)."""
+        if self.is_exempt(address):
+            return None
+        assert self.budgets is not None
+        return self.budgets.budget(address, self.clock())
 
     def measure_fds(self) -> None:
         """Fix :attr:`accept_ceiling` from the descriptors open now (before listening)."""

@@ -68,6 +68,17 @@ class Settings(BusSettings):
     """Per worker (the kernel spreads connections over workers); past it the upgrade gets 429."""
     max_subscriptions_per_address: PositiveInt = 5000
     """Per worker; past it a subscribe gets error 430."""
+    address_connections_per_s: PositiveSeconds = 10.0
+    address_connections_burst: PositiveInt = 100
+    """New websockets per client address (per worker), a token bucket; past it HTTP 429."""
+    address_commands_per_s: PositiveSeconds = 200.0
+    address_commands_burst: PositiveInt = 1000
+    """Commands (and pings, pongs, fragments) of all the connections of one client address
+    together (per worker); past it error 429, counted towards the 4006 flood close."""
+    address_replay_bytes_per_s: PositiveInt = 1024 * 1024
+    address_replay_burst_bytes: PositiveInt = 16 * 1024 * 1024
+    """Recovery replay bytes of all the connections of one client address together (per
+    worker); past it recovery "failed"."""
     max_channels: PositiveInt = 100_000
     """Distinct channels a worker holds (idle ones in their grace count); past it error 503."""
     proxy_protocol: bool = False

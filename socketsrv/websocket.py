@@ -13,6 +13,7 @@ connection's frame budget (docs/protocol.md#limits) is asked from inside the par
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Sequence
 
 from websockets.exceptions import InvalidOrigin, NegotiationError
@@ -35,12 +36,16 @@ class Refusal(enum.Enum):
     CAPACITY = "capacity"
     ADDRESS = "address"
     """The client's address holds ``max_connections_per_address`` on this worker: 429."""
+    ADDRESS_RATE = "address_rate"
+    """The client's address opened ``address_connections_burst`` websockets lately (a bucket
+    refilled at ``address_connections_per_s``): 429 with Retry-After."""
 
 
 _REFUSAL_ANSWER = {
     Refusal.DRAINING: (503, "Server restarting.\n"),
     Refusal.CAPACITY: (503, "Too many connections on this worker.\n"),
     Refusal.ADDRESS: (429, "Too many connections from this address.\n"),
+    Refusal.ADDRESS_RATE: (429, "Too many new connections from this address.\n"),
 }
 
 
@@ -98,17 +103,24 @@ def server_protocol(
 
 
 def answer_handshake(
-    ws: ServerProtocol, request: Request, refusal: Refusal | None
+    ws: ServerProtocol,
+    request: Request,
+    refusal: Refusal | None,
+    retry_after_s: float | None = None,
 ) -> tuple[Response, str | None]:
     """The response to an opening *request*, and why it was rejected (None for a 101).
 
     *refusal* is the worker's own reason to refuse (503, or 429 for one address over its
-    share); without one, websockets checks the request. The reason is a
+    share), with a Retry-After header when *retry_after_s* is given (whole seconds, at
+    least 1); without one, websockets checks the request. The reason is a
     ``herald_handshake_rejections`` label.
     """
     if refusal is not None:
         status, text = _REFUSAL_ANSWER[refusal]
-        return ws.reject(status, text), refusal.value
+        response = ws.reject(status, text)
+        if retry_after_s is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+        return response, refusal.value
     response = ws.accept(request)
     if response.status_code == 101:
         return response, None

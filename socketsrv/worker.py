@@ -42,6 +42,7 @@ from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics, render
 from socketsrv.protocol.auth import TokenVerifier
+from socketsrv.protocol.budget import AddressLimits
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.session import Limits
 from socketsrv.settings import Settings
@@ -109,6 +110,14 @@ def config_of(settings: Settings) -> ConnectionConfig:
         trusted_proxies=frozenset(settings.trusted_proxies),
         address_limit_exempt=settings.address_limit_exempt,
         fd_reserve=settings.fd_reserve,
+        address_limits=AddressLimits(
+            connections_per_s=settings.address_connections_per_s,
+            connections_burst=settings.address_connections_burst,
+            commands_per_s=settings.address_commands_per_s,
+            commands_burst=settings.address_commands_burst,
+            replay_bytes_per_s=settings.address_replay_bytes_per_s,
+            replay_burst_bytes=settings.address_replay_burst_bytes,
+        ),
     )
 
 

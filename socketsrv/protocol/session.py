@@ -22,6 +22,7 @@ from herald_contract.envelope import StreamPosition
 from socketsrv.errors import CommandError, WrongState
 from socketsrv.protocol import frames
 from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
+from socketsrv.protocol.budget import AddressBudget, TokenBucket
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import (
     Connect,
@@ -104,13 +105,12 @@ class Session:
     """Protocol state of one connection; every method takes the current time in seconds."""
 
     __slots__ = (
-        "_bucket",
-        "_bucket_at",
+        "_address",
+        "_commands",
         "_expires_deadline",
         "_heartbeat_at",
         "_refused_in_row",
-        "_replay_at",
-        "_replay_bucket",
+        "_replay",
         "client_id",
         "expires_at",
         "last_seen",
@@ -131,7 +131,10 @@ class Session:
         limits: Limits,
         verifier: TokenVerifier | None,
         now: float,
+        address: AddressBudget | None = None,
     ) -> None:
+        """*address*: the budget this connection shares with the others of its client
+        address (None: the address is exempt), spent as well as the connection's own."""
         self.client_id = client_id
         self.wire = wire
         self.limits = limits
@@ -146,11 +149,10 @@ class Session:
         """Channels subscribed or being subscribed (the limit counts both)."""
         self.opened_at = now
         self.last_seen = now
-        self._bucket = float(limits.commands_burst)
-        self._bucket_at = now
+        self._commands = TokenBucket(limits.commands_per_s, limits.commands_burst, now)
         self._refused_in_row = 0
-        self._replay_bucket = float(limits.replay_burst_bytes)
-        self._replay_at = now
+        self._replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
+        self._address = address
 
     # Input
 
@@ -207,28 +209,14 @@ class Session:
 
     def take_replay(self, nbytes: int, now: float) -> bool:
         """Whether a recovery may replay *nbytes* of missed publications now, all or nothing;
-        charged to the replay budget when it may (refused: the subscribe's recovery fails)."""
-        limits = self.limits
-        elapsed = max(0.0, now - self._replay_at)
-        self._replay_at = now
-        self._replay_bucket = min(
-            float(limits.replay_burst_bytes),
-            self._replay_bucket + elapsed * limits.replay_bytes_per_s,
-        )
-        if nbytes > self._replay_bucket:
-            return False
-        self._replay_bucket -= nbytes
-        return True
+        charged to the replay budgets (the connection's and its address's) when it may
+        (refused: the subscribe's recovery fails)."""
+        address = self._address
+        return _take_both(self._replay, address.replay if address else None, nbytes, now)
 
     def _take_token(self, now: float) -> bool:
-        elapsed = max(0.0, now - self._bucket_at)
-        self._bucket_at = now
-        burst = float(self.limits.commands_burst)
-        self._bucket = min(burst, self._bucket + elapsed * self.limits.commands_per_s)
-        if self._bucket < 1.0:
-            return False
-        self._bucket -= 1.0
-        return True
+        address = self._address
+        return _take_both(self._commands, address.commands if address else None, 1, now)
 
     def _connect(self, command: Connect, now: float, wall_now: float) -> list[Effect]:
         if self.state is not SessionState.AWAITING_CONNECT:
@@ -363,3 +351,14 @@ class Session:
 
     def _error(self, request_id: int | None, code: ErrorCode, detail: str = "") -> Send:
         return Send(frames.error(request_id, code, self.wire, detail), code)
+
+
+def _take_both(own: TokenBucket, shared: TokenBucket | None, n: float, now: float) -> bool:
+    """Take *n* from both buckets, or from neither."""
+    if shared is None:
+        return own.take(n, now)
+    if not (own.has(n, now) and shared.has(n, now)):
+        return False
+    own.spend(n)
+    shared.spend(n)
+    return True

@@ -28,7 +28,7 @@ from tests.support.raw_ws import (
     raw_connection,
     upgrade_request,
 )
-from tests.support.worker import handshake_rejections, metric, running_worker
+from tests.support.worker import ManualClock, handshake_rejections, metric, running_worker
 
 QUIET: dict[str, Any] = {
     "ping_interval_s": 3600.0,  # no heartbeat frame among the replies read below
@@ -216,3 +216,47 @@ async def test_a_worker_holds_at_most_max_channels() -> None:
         # A channel the worker already holds costs nothing more: still allowed.
         assert (await subscribe(other, "tag:t1", 15))["type"] == "reply"
         assert w.hub.channel_count == 3
+
+
+async def test_an_address_opening_connections_too_fast_gets_429_with_retry_after() -> None:
+    clock = ManualClock()
+    async with running_worker(
+        clock=clock, address_connections_burst=2, address_connections_per_s=0.5, **QUIET
+    ) as w:
+        async with AsyncExitStack() as stack:
+            assert [await opened(stack, w) for _ in range(2)] == [101, 101]
+        # Closing them gives nothing back: the bucket counts connections opened.
+        async with raw_connection(w.port) as conn:
+            answer = await conn.read_http_head(upgrade())
+        assert answer.status == 429
+        assert answer.headers["retry-after"] == "2"
+        assert handshake_rejections(w, "address_rate") == 1
+        clock.advance(2.0)
+        async with AsyncExitStack() as stack:
+            assert await opened(stack, w) == 101
+
+
+async def test_reconnecting_does_not_refill_the_command_budget_of_an_address() -> None:
+    clock = ManualClock()
+    async with running_worker(
+        clock=clock, address_commands_burst=4, address_commands_per_s=0.001, **QUIET
+    ) as w:
+        async with AsyncExitStack() as stack:
+            first = await connected(stack, w)
+            for request_id in (2, 3, 4):
+                assert (await command(first, {"op": "ping", "id": request_id}))["type"] == "reply"
+            refused = await command(first, {"op": "ping", "id": 5})
+            assert (refused["type"], refused["code"]) == ("error", 429)
+        async with AsyncExitStack() as stack:
+            again = await stack.enter_async_context(raw_connection(w.port))
+            await again.open_websocket()
+            refused = await command(again, {"op": "connect", "id": 1})
+            assert (refused["type"], refused["code"], refused["id"]) == ("error", 429, 1)
+
+
+async def test_exempt_addresses_open_connections_at_any_rate() -> None:
+    async with (
+        running_worker(address_connections_burst=1, ping_interval_s=3600.0) as w,
+        AsyncExitStack() as stack,
+    ):
+        assert [await opened(stack, w) for _ in range(3)] == [101, 101, 101]

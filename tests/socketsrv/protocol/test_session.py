@@ -13,6 +13,7 @@ from herald_contract.channels import parse_channel
 from herald_contract.envelope import StreamPosition
 from socketsrv.errors import WrongState
 from socketsrv.protocol.auth import TokenVerifier
+from socketsrv.protocol.budget import AddressBudget, AddressLimits
 from socketsrv.protocol.codes import CloseCode, ErrorCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
@@ -51,8 +52,10 @@ class Client:
         limits: Limits | None = None,
         verifier: TokenVerifier | None = None,
         wire: WireFormat = WireFormat.JSON,
+        address: AddressBudget | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self.clock = Clock()
+        self.clock = clock or Clock()
         self.wire = wire
         self.session = Session(
             client_id="c-1",
@@ -60,6 +63,7 @@ class Client:
             limits=limits or Limits(),
             verifier=verifier,
             now=self.clock.now,
+            address=address,
         )
 
     def send(self, **fields: Any) -> list[Effect]:
@@ -567,3 +571,57 @@ def test_a_session_closed_before_connect_refuses_input_too() -> None:
     client.session.closed()
     with pytest.raises(WrongState):
         client.connect()
+
+
+def test_connections_of_one_address_spend_one_shared_command_budget() -> None:
+    clock = Clock()
+    shared = AddressBudget(AddressLimits(commands_per_s=1.0, commands_burst=3), clock.now)
+    first, second = (Client(address=shared, clock=clock) for _ in range(2))
+    assert_reply(first.connect(), 1)
+    assert_reply(first.send(op="ping", id=2), 2)
+    assert_reply(second.connect(), 1)
+    # Three tokens spent by the address: the second connection's own bucket is full, the
+    # address's is not.
+    assert_error(second.send(op="ping", id=2), ErrorCode.TOO_MANY_REQUESTS, 2)
+    clock.advance(1.0)
+    assert_reply(second.send(op="ping", id=3), 3)
+
+
+def test_a_refused_command_spends_neither_bucket() -> None:
+    clock = Clock()
+    shared = AddressBudget(AddressLimits(commands_per_s=1.0, commands_burst=1), clock.now)
+    client = Client(
+        limits=Limits(commands_burst=2, commands_per_s=0.001), address=shared, clock=clock
+    )
+    assert_reply(client.connect(), 1)  # the address's one token
+    assert_error(client.send(op="ping", id=2), ErrorCode.TOO_MANY_REQUESTS, 2)
+    clock.advance(1.0)
+    # The connection's second token was not taken by the refusal.
+    assert_reply(client.send(op="ping", id=3), 3)
+
+
+def test_a_new_connection_of_a_flooding_address_starts_with_the_address_budget_spent() -> None:
+    clock = Clock()
+    shared = AddressBudget(AddressLimits(commands_per_s=0.001, commands_burst=50), clock.now)
+    flooder = Client(address=shared, clock=clock)
+    effects: list[Effect] = []
+    for request_id in range(1, 200):
+        effects = flooder.send(op="ping", id=request_id)
+        if effects and isinstance(effects[0], CloseWith):
+            break
+    assert_closed(effects, CloseCode.FLOOD)
+    again = Client(address=shared, clock=clock)
+    assert_error(again.connect(), ErrorCode.TOO_MANY_REQUESTS, 1)
+
+
+def test_replays_of_one_address_spend_one_shared_byte_budget() -> None:
+    clock = Clock()
+    shared = AddressBudget(
+        AddressLimits(replay_bytes_per_s=100, replay_burst_bytes=1000), clock.now
+    )
+    first, second = (Client(address=shared, clock=clock) for _ in range(2))
+    assert first.session.take_replay(800, clock.now)
+    assert not second.session.take_replay(800, clock.now)
+    assert second.session.take_replay(200, clock.now)
+    clock.advance(8.0)
+    assert second.session.take_replay(800, clock.now)
