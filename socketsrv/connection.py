@@ -388,6 +388,7 @@ class ClientConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 self._fail(CloseCode.INVALID_DATA)
                 return
+        expiry = session.expires_deadline
         try:
             effects = session.receive(payload, self.host.clock(), self.host.wall_clock())
         except Exception:
@@ -396,6 +397,8 @@ class ClientConnection(asyncio.Protocol):
             log.exception("client %s: cannot handle a message", session.client_id)
             self.close_with(CloseCode.INTERNAL_ERROR)
             return
+        if session.expires_deadline != expiry:  # a token: connect, or refresh
+            self.host.expiries.track(self, session.expires_deadline)
         self._apply(effects)
         if self._connect_timer is not None and session.state is SessionState.CONNECTED:
             self._connect_timer.cancel()
@@ -612,6 +615,7 @@ class ClientConnection(asyncio.Protocol):
         self._address_subs.clear()
         host.release_address(host.address_connections, self.address)
         self.host.hub.remove(self, session.subscriptions)
+        host.expiries.forget(self)
         session.closed()
         self.host.connections.discard(self)
         self.host.metrics.connections_open.dec()

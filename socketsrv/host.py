@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from socketsrv.endpoints import HttpHandler
+from socketsrv.expiry import ExpiryQueue
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.auth import TokenVerifier
@@ -82,6 +83,8 @@ class ConnectionHost:
     """The per-address buckets (built from ``config.address_limits`` when None)."""
     exempt: dict[str, bool] = field(default_factory=dict)
     """Whether an address is in ``address_limit_exempt`` (a cache, cleared when big)."""
+    expiries: ExpiryQueue[ClientConnection] = field(default_factory=ExpiryQueue)
+    """The connections with a token, by expiry: the sweep closes them on time (4004)."""
     accept_ceiling: int | None = None
     """Transports past which a new one is closed at once: RLIMIT_NOFILE minus the reserve
     minus the descriptors the process held before listening (set by :meth:`measure_fds`)."""

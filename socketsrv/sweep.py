@@ -15,9 +15,11 @@ from collections.abc import Callable, Collection
 
 from herald_contract.bus import Bus
 from socketsrv.connection import ClientConnection, ConnectionState
+from socketsrv.expiry import ExpiryQueue
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics
 from socketsrv.protocol import frames
+from socketsrv.protocol.codes import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +37,23 @@ class Sweeper:
         ping_interval_s: float,
         sweep_interval_s: float,
         clock: Callable[[], float],
+        expiries: ExpiryQueue[ClientConnection] | None = None,
     ) -> None:
         self._connections = connections
         self._hub = hub
         self._bus = bus
         self._metrics = metrics
-        self._ping_interval_s = ping_interval_s
         self._interval_s = sweep_interval_s
+        self._cycle_s = ping_interval_s / 2
+        self._sweeps_per_cycle = max(1, math.floor(self._cycle_s / sweep_interval_s + 1e-9))
         self._clock = clock
+        self._expiries: ExpiryQueue[ClientConnection] = expiries or ExpiryQueue()
         self._ring: list[ClientConnection] = []
         self._ring_pos = 0
         self._ring_share = 1
+        self._cycle_start: float | None = None
+        self.last_sweep_at: float | None = None
+        """The clock when the last sweep ran (the health listener's sign that the loop turns)."""
 
     async def run(self) -> None:
         """Sweep every ``sweep_interval_s`` until cancelled."""
@@ -63,25 +71,36 @@ class Sweeper:
                 log.exception("sweep failed")
 
     def sweep(self, now: float, *, deadlines_at: float | None = None) -> None:
-        """Visit the next share of connections, and expire idle channels.
+        """Close the connections whose token ran out, visit the next share of connections,
+        and expire idle channels.
 
-        Every connection is visited once per half ``ping_interval_s``, spread over the sweeps
-        of that period rather than all at once (a heartbeat round over 20,000 connections in
-        one go would stall every delivery behind it for ~100 ms, bench qa_mix). A visit
-        closes the connection if a deadline passed, else sends a heartbeat if the previous
-        one was answered; so a client hears one at least every ``ping_interval_s``.
+        Every connection is visited once per cycle of half ``ping_interval_s``, spread over
+        the sweeps of the cycle rather than all at once (a heartbeat round over 20,000
+        connections in one go would stall every delivery behind it for ~100 ms, bench
+        qa_mix). A cycle lasts half an interval however few connections there are: a worker
+        with 3 connections visits them once per cycle too, not once per sweep (issue 12,
+        item 8: such a client heard a heartbeat every second). A visit closes the connection
+        if a deadline passed, else sends a heartbeat if the previous one was answered; so a
+        client hears about two per ``ping_interval_s``, and at least one.
+
+        Token expiries do not wait for the visit: every sweep closes (4004) the connections
+        whose ``expires_at`` plus the leeway has passed, so within ``sweep_interval_s`` of it.
         Deadlines are judged at *deadlines_at* (default: *now*).
         """
+        self.last_sweep_at = now
         self._metrics.bus_live.set(1 if self._bus.live else 0)
+        judged_at = now if deadlines_at is None else deadlines_at
+        for conn in self._expiries.due(judged_at):
+            if conn.state is ConnectionState.OPEN:
+                conn.close_with(CloseCode.TOKEN_EXPIRED)
         ring = self._ring
-        if self._ring_pos >= len(ring):
+        if self._ring_pos >= len(ring) and self._cycle_over(now):
             ring = self._ring = list(self._connections)
             self._ring_pos = 0
-            visits_per_cycle = self._ping_interval_s / 2 / self._interval_s
-            self._ring_share = max(1, math.ceil(len(ring) / max(1.0, visits_per_cycle)))
-        judged_at = now if deadlines_at is None else deadlines_at
+            self._ring_share = max(1, math.ceil(len(ring) / self._sweeps_per_cycle))
+            self._cycle_start = now
         start, end = self._ring_pos, self._ring_pos + self._ring_share
-        self._ring_pos = end
+        self._ring_pos = min(end, len(ring))
         for conn in ring[start:end]:
             if conn.state is not ConnectionState.OPEN:
                 continue
@@ -93,3 +112,9 @@ class Sweeper:
                 conn.push(frames.HEARTBEAT[conn.wire])
                 session.heartbeat_sent(now)
         self._hub.expire_idle()
+
+    def _cycle_over(self, now: float) -> bool:
+        """Whether half a ping interval has passed since the cycle began (less half a sweep
+        interval, so that the sweep that ends a cycle on time is not put off by jitter)."""
+        start = self._cycle_start
+        return start is None or now - start >= self._cycle_s - self._interval_s / 2

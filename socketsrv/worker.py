@@ -205,6 +205,7 @@ class Worker:
             ping_interval_s=s.ping_interval_s,
             sweep_interval_s=s.sweep_interval_s,
             clock=self._clock,
+            expiries=host.expiries,
         )
         self._tasks = [asyncio.ensure_future(self._sweeper.run())]
         self._bus_started = loop.create_future()

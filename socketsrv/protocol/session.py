@@ -154,6 +154,12 @@ class Session:
         self._replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
         self._address = address
 
+    @property
+    def expires_deadline(self) -> float | None:
+        """When (monotonic clock) the token runs out: ``expires_at`` plus the verifier's
+        leeway; None for an anonymous connection."""
+        return self._expires_deadline
+
     # Input
 
     def receive(
