@@ -7,10 +7,12 @@ first, so a hostile client cannot make Herald allocate keys of arbitrary size or
     questions:new     public   new questions ("N new questions" banners)
     tag:<name>        public   new questions with that tag
     user:<id>         private  inbox items, unread count, reputation of that user only
+    probe:<name>      public   reserved: the end-to-end prober's probes (launch/prober.py)
 
 ``<id>`` is a decimal integer from 1 to 2**63-1 without leading zeros; ``<name>`` is 1-35
 characters of ``a-z 0-9 + # . -`` (Stack Overflow's tag alphabet), starting with a letter, a
-digit or a dot (``.net``). A whole name is at most :data:`MAX_CHANNEL_LENGTH` bytes of ASCII.
+digit or a dot (``.net``); a probe ``<name>`` is 1-32 characters of ``a-z 0-9 -``, starting
+with a letter or a digit. A whole name is at most :data:`MAX_CHANNEL_LENGTH` bytes of ASCII.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from herald_contract.errors import InvalidChannel
 MAX_CHANNEL_LENGTH = 64
 MAX_ID = 2**63 - 1
 MAX_TAG_LENGTH = 35
+MAX_PROBE_NAME_LENGTH = 32
 
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 _TAG = re.compile(r"[a-z0-9.][a-z0-9+#.\-]{0,34}")
+_PROBE_NAME = re.compile(r"[a-z0-9][a-z0-9\-]{0,31}")
 
 
 class ChannelKind(enum.Enum):
@@ -34,6 +38,9 @@ class ChannelKind(enum.Enum):
     NEW_QUESTIONS = "questions"
     TAG = "tag"
     USER = "user"
+    PROBE = "probe"
+    """Reserved for the end-to-end prober: it alone publishes there (tiny payloads, one every
+    few seconds), and reading one is as harmless as reading any public channel."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,4 +100,12 @@ def parse_channel(name: object) -> Channel:
                 name, f"a tag is 1-{MAX_TAG_LENGTH} characters of a-z 0-9 + # . - (lowercase)"
             )
         return Channel(name, ChannelKind.TAG, rest)
-    raise InvalidChannel(name, "unknown kind; expected question, questions, tag or user")
+    if prefix == "probe":
+        if _PROBE_NAME.fullmatch(rest) is None:
+            raise InvalidChannel(
+                name,
+                f"a probe name is 1-{MAX_PROBE_NAME_LENGTH} characters of a-z 0-9 - (lowercase),"
+                " starting with a letter or a digit",
+            )
+        return Channel(name, ChannelKind.PROBE, rest)
+    raise InvalidChannel(name, "unknown kind; expected question, questions, tag, user or probe")

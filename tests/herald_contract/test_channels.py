@@ -20,6 +20,9 @@ from herald_contract.errors import InvalidChannel
         ("tag:asp.net-core", ChannelKind.TAG, "asp.net-core"),
         ("tag:" + "a" * 35, ChannelKind.TAG, "a" * 35),
         ("user:7", ChannelKind.USER, "7"),
+        ("probe:herald", ChannelKind.PROBE, "herald"),
+        ("probe:eu-west-1", ChannelKind.PROBE, "eu-west-1"),
+        ("probe:" + "a" * 32, ChannelKind.PROBE, "a" * 32),
     ],
 )
 def test_valid_names_parse_into_kind_and_key(name: str, kind: ChannelKind, key: str) -> None:
@@ -47,6 +50,12 @@ def test_valid_names_parse_into_kind_and_key(name: str, kind: ChannelKind, key: 
         "tag:é",
         "user:abc",
         "answer:1",
+        "probe:",
+        "probe:Herald",
+        "probe:-leading-dash",
+        "probe:a.b",
+        "probe:" + "a" * 33,
+        "probe:{x}",
         "x" * (MAX_CHANNEL_LENGTH + 1),
     ],
 )
@@ -73,6 +82,9 @@ def test_only_user_channels_are_private_and_only_to_their_user() -> None:
     assert not public.is_private
     assert public.readable_by(None)
     assert public.readable_by("8")
+    probe = parse_channel("probe:herald")
+    assert not probe.is_private
+    assert probe.readable_by(None)
 
 
 def test_a_long_refused_name_is_shortened_in_the_message() -> None:
