@@ -15,7 +15,9 @@ Starts, under one temporary work directory (removed on exit):
   publishing through the cluster, its pages connecting through HAProxy.
 
 One banner then lists the URLs (site, websocket through HAProxy, HAProxy stats, each host's
-``/metrics``, the cluster's seed node, the work directory with every log). SIGHUP rolls the
+``/metrics``, the cluster's seed node, the work directory with every log). The hosts expect
+the PROXY protocol that HAProxy sends them (:mod:`launch.hosts`), so a host's ``/metrics``
+is read with ``curl --haproxy-protocol``. SIGHUP rolls the
 fleet hosts one at a time as ``./herald hosts up`` does; SIGINT or SIGTERM drains the hosts
 and stops everything, also during start-up. A port in use or a setting that cannot work is
 refused in one line before anything starts; if the Q&A core exits, everything stops with
@@ -179,8 +181,9 @@ def banner(
         f"  site:          {qa.url}/   (API docs: {qa.url}/docs)",
         f"  websocket:     {topology.url}   (through HAProxy)",
         f"  HAProxy:       {stats}/stats   {stats}/metrics",
-        *(
-            f"  {h.spec.name} metrics:    http://{h.spec.address}:{h.spec.port}/metrics"
+        *(  # a host expects the PROXY protocol (HAProxy's send-proxy-v2): curl sends it
+            f"  {h.spec.name} metrics:    "
+            f"curl --haproxy-protocol http://{h.spec.address}:{h.spec.port}/metrics"
             for h in topology.hosts
         ),
         f"  cluster seed:  {cluster_url}",

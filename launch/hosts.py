@@ -9,6 +9,12 @@ loopback address (127.0.0.2, 127.0.0.3, ...), all on one Redis; HAProxy listens 
 (deploy/README.md). SIGHUP rolls every host, one at a time; SIGINT or SIGTERM stops
 everything (the hosts drain).
 
+HAProxy passes each client's address with the PROXY protocol (``send-proxy-v2``), so the
+hosts run with ``HERALD_PROXY_PROTOCOL=true`` and count the client's address in their
+per-address limits, never the balancer's. A host then drops a connection that does not start
+with a PROXY header: whatever else asks a host directly (its ``/readyz`` here, ``/metrics``
+by hand: ``curl --haproxy-protocol``) sends one first (:func:`proxied_http_get`).
+
 A rolling deploy of one host (:func:`roll_host`) tells the load balancer first: the fleet
 closes its listening socket at the same moment its ``/readyz`` turns 503, so a health check
 cannot learn of a drain before the host stops accepting. The deploy therefore puts the server
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import http.client
 import os
 import shutil
 import signal
@@ -40,6 +47,8 @@ from pathlib import Path
 from string import Template
 from types import FrameType
 
+from socketsrv.proxy_protocol import V2_SIGNATURE
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "haproxy.cfg.template"
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
@@ -47,6 +56,11 @@ BACKEND = "herald_fleet"
 MAX_CONNECTIONS = 9800
 """HAProxy holds two sockets per client (client and server side) and the open-file limit is
 20,000 per process: 9,800 clients stay under it with room for checks and the stats port."""
+
+
+PROXY_V2_LOCAL = V2_SIGNATURE + b"\x20\x00\x00\x00"
+"""A PROXY protocol v2 header with the LOCAL command (version 2, no address family, no
+addresses): what HAProxy's own health checks send; the host keeps the TCP peer's address."""
 
 
 class HostsError(RuntimeError):
@@ -174,6 +188,30 @@ def http_status(url: str, timeout_s: float = 2.0) -> int:
         return 0
 
 
+class _ProxiedConnection(http.client.HTTPConnection):
+    """HTTP/1.1 on a connection that starts with :data:`PROXY_V2_LOCAL`."""
+
+    def connect(self) -> None:
+        super().connect()
+        assert self.sock is not None
+        self.sock.sendall(PROXY_V2_LOCAL)
+
+
+def proxied_http_get(address: str, port: int, path: str, timeout_s: float = 2.0) -> int:
+    """The HTTP status of a GET of *path* from a host that expects the PROXY protocol (a
+    LOCAL header first, as HAProxy's checks send); 0 when nothing answers."""
+    connection = _ProxiedConnection(address, port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return int(response.status)
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        connection.close()
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
     """Poll *condition* until it holds; raise :class:`HostsError` naming *what* after
     *timeout_s*."""
@@ -221,14 +259,27 @@ class GroupedProgram:
 
 class FleetHost(GroupedProgram):
     """One host: ``python -m socketsrv --host ADDRESS --port PORT --workers W`` in its own
-    process group. :meth:`start`, :meth:`wait_ready`, :meth:`stop` (a drain), :meth:`close`."""
+    process group. :meth:`start`, :meth:`wait_ready`, :meth:`stop` (a drain), :meth:`close`.
+
+    *proxy_protocol*: the host expects a PROXY header on every connection (behind HAProxy's
+    ``send-proxy-v2``): it runs with ``HERALD_PROXY_PROTOCOL=true`` and :meth:`readyz` sends a
+    LOCAL header first."""
 
     def __init__(
-        self, spec: HostAddress, *, workers: int, env: Mapping[str, str], log_dir: Path
+        self,
+        spec: HostAddress,
+        *,
+        workers: int,
+        env: Mapping[str, str],
+        log_dir: Path,
+        proxy_protocol: bool = False,
     ) -> None:
+        if proxy_protocol:
+            env = {**env, "HERALD_PROXY_PROTOCOL": "true"}
         super().__init__(env=env, log_path=log_dir / f"{spec.name}.log")
         self.spec = spec
         self.workers = workers
+        self.proxy_protocol = proxy_protocol
         self.starts = 0
 
     def start(self) -> None:
@@ -241,6 +292,8 @@ class FleetHost(GroupedProgram):
         self.starts += 1
 
     def readyz(self) -> int:
+        if self.proxy_protocol:
+            return proxied_http_get(self.spec.address, self.spec.port, "/readyz")
         return http_status(f"http://{self.spec.address}:{self.spec.port}/readyz")
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -409,10 +462,11 @@ class Topology:
         checks: HealthChecks = PRODUCTION_CHECKS,
     ) -> None:
         self.balancer = balancer
-        # The balancer's X-Forwarded-For names the client (deploy/haproxy.cfg.template).
-        env = {"HERALD_TRUSTED_PROXIES": balancer.address, **env}
+        # HAProxy sends every host a PROXY v2 header naming the client
+        # (deploy/haproxy.cfg.template: send-proxy-v2, check-send-proxy).
         self.hosts = [
-            FleetHost(h, workers=workers, env=env, log_dir=balancer.run_dir) for h in hosts
+            FleetHost(h, workers=workers, env=env, log_dir=balancer.run_dir, proxy_protocol=True)
+            for h in hosts
         ]
         self.lb = Haproxy(render_haproxy_config(hosts, balancer, checks=checks), balancer)
 

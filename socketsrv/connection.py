@@ -40,7 +40,7 @@ from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import ChannelLimit
 from socketsrv.protocol.budget import AddressBudget
-from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode
+from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode, close_reason
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
     CloseWith,
@@ -551,8 +551,10 @@ class ClientConnection(asyncio.Protocol):
     def close_with(self, code: CloseCode, reason: str | None = None) -> None:
         """Start the closing handshake with *code*; never blocks.
 
-        Does nothing once closing (a connection is closed once); raises WrongState before
-        the 101 (nothing to close with a code yet).
+        The reason is *reason*, else the table's (with a ``retry_ms`` hint drawn in
+        0..``reconnect_spread_s`` for the codes that carry one). Does nothing once closing
+        (a connection is closed once); raises WrongState before the 101 (nothing to close
+        with a code yet).
         """
         if self.state is not _OPEN:
             if self.state is ConnectionState.CONNECTING:
@@ -565,7 +567,8 @@ class ClientConnection(asyncio.Protocol):
             self._write_now()
         self.host.metrics.disconnects.labels(code=str(int(code))).inc()
         if self.ws.state is State.OPEN:
-            self.ws.send_close(code, reason or CLOSE_TABLE[code].reason)
+            spread_s = self.host.config.reconnect_spread_s
+            self.ws.send_close(code, reason or close_reason(code, spread_s))
         self._send_ws_output()
         asyncio.get_running_loop().call_soon(self._detach)
 

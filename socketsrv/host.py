@@ -55,6 +55,8 @@ class ConnectionConfig:
     """Descriptors kept free for the worker's own use (None: no check)."""
     address_limits: AddressLimits = field(default_factory=AddressLimits)
     """What one address may spend, its connections together (rates; the counts are above)."""
+    reconnect_spread_s: float = 5.0
+    """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
 
 
 @dataclass(slots=True)

@@ -110,6 +110,7 @@ def config_of(settings: Settings) -> ConnectionConfig:
         trusted_proxies=frozenset(settings.trusted_proxies),
         address_limit_exempt=settings.address_limit_exempt,
         fd_reserve=settings.fd_reserve,
+        reconnect_spread_s=settings.reconnect_spread_s,
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
             connections_burst=settings.address_connections_burst,
@@ -335,8 +336,7 @@ class Worker:
         while pending and self._clock() < deadline:
             batch, pending = pending[: s.drain_batch_size], pending[s.drain_batch_size :]
             for conn in batch:
-                retry_ms = random.randint(0, int(s.reconnect_spread_s * 1000))
-                conn.close_with(CloseCode.RESTART, f"restart retry_ms={retry_ms}")
+                conn.close_with(CloseCode.RESTART)  # with its retry_ms hint
             await asyncio.sleep(s.drain_batch_interval_s)
         while self._open_transports() and self._clock() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.05)

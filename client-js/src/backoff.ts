@@ -31,10 +31,16 @@ export function backoffDelayMs(
 }
 
 /**
- * The server's restart hint: the `retry_ms` of a 4000 close reason (`restart retry_ms=<n>`),
- * or 0 when the reason carries none. Nothing else in a close reason is read.
+ * The server's reconnect hint: the `retry_ms=<n>` at the end of a close reason
+ * (`restart retry_ms=<n>`, `state lost retry_ms=<n>`, `rebalance retry_ms=<n>`), in
+ * milliseconds, or 0 when the reason carries none. Read whatever the code (a newer server may
+ * hint on more codes; docs/protocol.md#reconnecting); `n` is 1 to 9 digits, drawn by the
+ * server at random for each client. Nothing else in a close reason is read.
  */
-export function restartHintMs(reason: string): number {
+export function retryHintMs(reason: string): number {
   const match = /(?:^|\s)retry_ms=(\d{1,9})(?:\s|$)/.exec(reason);
   return match?.[1] === undefined ? 0 : Number(match[1]);
 }
+
+/** @deprecated the same as {@link retryHintMs}, from when only 4000 carried a hint. */
+export const restartHintMs = retryHintMs;

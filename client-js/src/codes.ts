@@ -25,6 +25,7 @@ export const CloseCode = {
   TOKEN_EXPIRED: 4004,
   CONNECT_TIMEOUT: 4005,
   FLOOD: 4006,
+  REBALANCE: 4007,
   UNAUTHORIZED: 4500,
 } as const;
 
@@ -43,6 +44,7 @@ export const RECONNECT: ReadonlySet<number> = new Set<number>([
   CloseCode.TOKEN_EXPIRED,
   CloseCode.CONNECT_TIMEOUT,
   CloseCode.FLOOD,
+  CloseCode.REBALANCE,
 ]);
 
 const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set<number>(Object.values(CloseCode));

@@ -12,7 +12,7 @@
  * It knows nothing about tabs or application handlers: it reports to one
  * `ConnectionListener` (a `ChannelRouter`), which fans out to the subscriptions.
  */
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, restartHintMs } from './backoff.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, retryHintMs } from './backoff.js';
 import { type Codec } from './codec.js';
 import { CloseCode, shouldReconnect } from './codes.js';
 import type { Environment, SocketLike } from './env.js';
@@ -354,10 +354,13 @@ export class Connection {
 
   private scheduleRetry(info: { code: number; reason: string }): void {
     this.resetConnectionState();
+    // The server's hint (4000, 4003, 4007: a random share of its spread) comes on top of the
+    // backoff, whatever the code: a crowd closed at once comes back spread out.
+    const hintMs = retryHintMs(info.reason);
     let delay = backoffDelayMs(this.attempt++, this.options.backoff, () => this.env.random());
-    if (info.code === CloseCode.RESTART) delay += restartHintMs(info.reason);
+    delay += hintMs;
     if (info.code === CloseCode.FLOOD) delay = Math.max(delay, this.options.floodDelayMs);
-    const mustWait = info.code === CloseCode.RESTART || info.code === CloseCode.FLOOD;
+    const mustWait = hintMs > 0 || info.code === CloseCode.RESTART || info.code === CloseCode.FLOOD;
     this.retryNotBefore = mustWait ? this.env.now() + delay : 0;
     this.setState('connecting', { ...info, retryInMs: delay });
     this.retryTimer.set(delay, () => {
@@ -380,7 +383,7 @@ export class Connection {
     if (!this.online) return;
     const wait = this.retryNotBefore - this.env.now();
     if (wait > 0) {
-      // The server asked for this delay (restart hint, flood): keep it, but no longer.
+      // The server asked for this delay (a retry_ms hint, flood): keep it, but no longer.
       this.waitingFor = null;
       this.retryTimer.set(wait, () => this.open());
       return;

@@ -16,6 +16,12 @@ export type { ConnectResult, Recovery, StreamPosition } from './frames.js';
 export type { Format } from './codec.js';
 export type { Role } from './link.js';
 export type { Environment, SocketLike } from './env.js';
-export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, restartHintMs } from './backoff.js';
+export {
+  type BackoffOptions,
+  DEFAULT_BACKOFF,
+  backoffDelayMs,
+  restartHintMs,
+  retryHintMs,
+} from './backoff.js';
 export { CloseCode, ErrorCode, shouldReconnect } from './codes.js';
 export { decode as decodeMsgpack, encode as encodeMsgpack, MsgpackError } from './msgpack.js';

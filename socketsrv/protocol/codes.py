@@ -9,6 +9,12 @@ Close codes (the websocket close frame):
 * 4000-4499 mean "reconnect (with backoff) and recover";
 * 4500-4999 mean "do not reconnect": the client must change something first.
 
+Codes the server sends to many clients at once for one cause of its own (a restart, a lost
+stream, shedding load) carry a reconnect hint: their reason ends with ``retry_ms=<n>``, a wait
+the server draws at random in 0..``reconnect_spread_s`` for each client (:func:`close_reason`),
+so that the crowd it closes comes back spread over that window instead of at once (issue 12,
+item 4: 4003 carried none and 5,000 clients came back together).
+
 Error codes (the ``code`` of an error reply to one command) leave the connection open;
 ``retry`` says whether the same command may succeed later unchanged.
 """
@@ -16,6 +22,9 @@ Error codes (the ``code`` of an error reply to one command) leave the connection
 from __future__ import annotations
 
 import enum
+import random
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -32,6 +41,7 @@ class CloseCode(enum.IntEnum):
     TOKEN_EXPIRED = 4004
     CONNECT_TIMEOUT = 4005
     FLOOD = 4006
+    REBALANCE = 4007
     UNAUTHORIZED = 4500
 
 
@@ -41,6 +51,8 @@ class CloseInfo:
     """The close frame's reason (short: RFC 6455 allows 123 bytes)."""
     reconnect: bool
     meaning: str
+    hint: bool = False
+    """The reason ends with ``retry_ms=<n>``: wait n ms (plus the backoff) to reconnect."""
 
 
 CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
@@ -60,6 +72,7 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         True,
         "the worker is restarting; reconnect after the delay in the reason "
         "(restart retry_ms=<n>), then recover",
+        hint=True,
     ),
     CloseCode.SLOW: CloseInfo(
         "slow", True, "the outgoing buffer exceeded outbox_max_bytes; reconnect and recover"
@@ -72,8 +85,10 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
     CloseCode.STATE_LOST: CloseInfo(
         "state lost",
         True,
-        "the worker lost a channel's stream (history gone); reconnect, recovery will fail "
-        "for that channel and the app reloads its state",
+        "the worker lost a channel's stream (history gone); reconnect after the delay in the "
+        "reason (state lost retry_ms=<n>), recovery will fail for that channel and the app "
+        "reloads its state",
+        hint=True,
     ),
     CloseCode.TOKEN_EXPIRED: CloseInfo(
         "token expired", True, "the connection token expired; get a fresh one and reconnect"
@@ -86,6 +101,13 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         True,
         "commands, or pings, pongs and fragments, kept arriving after the rate limit refused "
         "them; back off before reconnecting",
+    ),
+    CloseCode.REBALANCE: CloseInfo(
+        "rebalance",
+        True,
+        "the worker holds clearly more than its share of the host's connections and sheds "
+        "some; reconnect after the delay in the reason (rebalance retry_ms=<n>), then recover",
+        hint=True,
     ),
     CloseCode.UNAUTHORIZED: CloseInfo(
         "unauthorized",
@@ -160,6 +182,32 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         "channels; retry with backoff",
     ),
 }
+
+
+HINTED: frozenset[CloseCode] = frozenset(code for code, info in CLOSE_TABLE.items() if info.hint)
+"""The close codes whose reason carries ``retry_ms=<n>``."""
+
+_HINT = re.compile(r"(?:^|\s)retry_ms=(\d{1,9})(?:\s|$)")
+
+
+def close_reason(
+    code: CloseCode, spread_s: float, rand: Callable[[int, int], int] = random.randint
+) -> str:
+    """The close frame's reason for *code*: the table's, plus ``retry_ms=<n>`` with n drawn
+    by *rand* in 0..*spread_s* (in ms) when the code carries a hint."""
+    info = CLOSE_TABLE[code]
+    if not info.hint:
+        return info.reason
+    return f"{info.reason} retry_ms={rand(0, int(spread_s * 1000))}"
+
+
+def retry_hint_s(reason: str) -> float:
+    """The wait a close reason asks for (its ``retry_ms=<n>``), in seconds; 0 without one.
+
+    Read the same way whatever the code (a newer server may hint on more codes); the
+    client-js twin is ``retryHintMs`` in client-js/src/backoff.ts."""
+    match = _HINT.search(reason)
+    return 0.0 if match is None else int(match[1]) / 1000
 
 
 def should_reconnect(code: int) -> bool:

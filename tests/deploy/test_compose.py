@@ -29,11 +29,12 @@ import pytest
 import yaml
 
 from herald_contract.redis_urls import parse_sentinel_url
-from launch.hosts import HostsError, haproxy_binary
+from launch.hosts import FleetHost, HostsError, haproxy_binary
 from qasite.__main__ import _parser as qa_parser
 from qasite.core.settings import Settings as QaSettings
 from socketsrv.__main__ import _parser as fleet_parser
 from socketsrv.settings import Settings as FleetSettings
+from tests.support.haproxy import loopback_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -339,6 +340,61 @@ def test_haproxy_accepts_the_compose_config() -> None:
         check=False,
     )
     assert result.returncode == 0, f"haproxy -c:\n{result.stdout}{result.stderr}"
+
+
+def fleet_services() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in herald_services().items() if s["build"]["target"] == "fleet"}
+
+
+def backend_lines(config: str, name: str) -> list[str]:
+    """The lines of HAProxy section ``backend <name>``, stripped, comments left out."""
+    lines, inside = [], False
+    for raw in config.splitlines():
+        if raw and not raw[0].isspace():
+            inside = raw.split() == ["backend", name]
+        elif inside and raw.strip() and not raw.strip().startswith("#"):
+            lines.append(raw.strip())
+    return lines
+
+
+def test_haproxy_passes_the_client_address_to_a_fleet_that_expects_it() -> None:
+    """send-proxy-v2 on the fleet's servers and their checks, HERALD_PROXY_PROTOCOL on every
+    fleet service: the per-address limits count clients, not HAProxy (issue 11, item 6)."""
+    backend = backend_lines((DEPLOY / "compose" / "haproxy.cfg").read_text(), "herald_fleet")
+    assert "default-server send-proxy-v2 check-send-proxy" in backend, backend
+    assert "option forwardfor" not in backend  # one way to name the client, not two
+    for name, service in fleet_services().items():
+        # Secret files exist in the container only: the rest parses as the fleet would.
+        env = {k: v for k, v in service["environment"].items() if not k.endswith("_FILE")}
+        settings = FleetSettings.from_env(env)
+        assert settings.proxy_protocol, name
+        assert not settings.trusted_proxies, name
+
+
+@pytest.mark.timeout(60)
+def test_the_fleet_health_check_passes_on_a_port_that_expects_the_proxy_protocol(
+    tmp_path: Path,
+) -> None:
+    """The compose health check runs against a real fleet host started the same way (PROXY
+    protocol on), with its address and port in place of 127.0.0.1:8000."""
+    spec = loopback_hosts(1)[0]
+    host = FleetHost(spec, workers=1, env=os.environ, log_dir=tmp_path, proxy_protocol=True)
+    test = as_list(services()["fleet-1"]["healthcheck"]["test"])
+    assert test[:3] == ["CMD", "python", "-c"] and "('127.0.0.1',8000)" in test[3], test
+    code = test[3].replace("('127.0.0.1',8000)", f"('{spec.address}',{spec.port})")
+
+    def check() -> int:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+        ).returncode
+
+    try:
+        assert check() != 0  # nothing listens yet: unhealthy
+        host.start()
+        host.wait_ready(30)
+        assert check() == 0
+    finally:
+        host.close()
 
 
 def prometheus_config() -> dict[str, Any]:

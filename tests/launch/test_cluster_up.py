@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from launch.hosts import proxied_http_get
 from tests.launch.test_embedded import login
 from tests.support.client import HeraldTestClient
 from tests.support.commands import ROOT, clean_env, port_in_use, run_command
@@ -210,6 +211,10 @@ async def test_cluster_up_carries_a_question_to_a_websocket_through_haproxy_and_
     banner = "\n".join(launched.lines)
     for url in (launched.site, launched.websocket, f"{launched.stats}/stats", *launched.hosts):
         assert url in banner, (url, banner)
+    for url in launched.hosts:  # the hosts expect HAProxy's PROXY header: so does the banner
+        assert f"curl --haproxy-protocol {url}/metrics" in banner, banner
+        address, port = url.removeprefix("http://").split(":")
+        assert proxied_http_get(address, int(port), "/metrics") == 200
     assert "redis+cluster://127.0.0.1:" in banner
     assert "3 primaries + 3 replicas, 2 fleet host(s)" in banner
 

@@ -55,6 +55,7 @@ def test_the_rendered_haproxy_config_passes_haproxy_check(run_dir: Path) -> None
         "mode http",
         "balance leastconn",
         "option httpchk GET /readyz",
+        "default-server send-proxy-v2 check-send-proxy",  # the client's address, checks too
         "timeout tunnel",
         "timeout client-fin",
         "server h1 127.0.0.2:8001 check",

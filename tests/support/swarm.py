@@ -6,7 +6,7 @@ per channel kept across reconnects, subscribe with ``since``, ``none``/``failed`
 reply's position, ``recovered`` keeps it, a ``pub`` at or below the position is dropped, one
 above ``position + 1`` closes the socket and reconnects; close codes go through
 ``should_reconnect``, a lost socket or a failed handshake is retried with full-jitter backoff
-(4000's ``retry_ms`` hint added), and a socket silent for longer than ``ping_interval_ms +
+(a close reason's ``retry_ms`` hint added), and a socket silent for longer than ``ping_interval_ms +
 pong_timeout_ms`` is dropped as deaf.
 
     swarm = Swarm(url, plan)                       # plan: which channels each client wants
@@ -44,7 +44,7 @@ from websockets.typing import Subprotocol
 
 from herald_contract.errors import PublishFailed
 from publisher.publish import Publisher
-from socketsrv.protocol.codes import should_reconnect
+from socketsrv.protocol.codes import retry_hint_s, should_reconnect
 
 JSON_PROTOCOL = Subprotocol("herald.v1.json")
 LOST_SOCKET = 1006
@@ -282,10 +282,7 @@ class SwarmClient:
                 return
             if time.monotonic() - began > self.backoff.reset_after_s:
                 attempt = 0
-            hint = 0.0
-            if code == 4000 and reason.startswith("restart retry_ms="):
-                with contextlib.suppress(ValueError):
-                    hint = int(reason.split("=", 1)[1]) / 1000
+            hint = retry_hint_s(reason)  # 4000, 4003, 4007: the server's spread
             await asyncio.sleep(hint + self.backoff.delay(attempt, self.rng))
             attempt += 1
 

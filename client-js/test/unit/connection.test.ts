@@ -176,6 +176,42 @@ describe('the page: visibility and network', () => {
     expect(page.sockets).toHaveLength(2);
   });
 
+  it.each([
+    [4003, 'state lost retry_ms=2000'],
+    [4007, 'rebalance retry_ms=2000'],
+  ])('waits for the hint of a %i close plus the backoff before reconnecting', async (code, reason) => {
+    const c = client();
+    const connecting = record<StateInfo>((push) => c.on('connecting', push));
+    connected(c);
+    page.socket().serverClose(code, reason);
+    expect(connecting.at(-1)).toMatchObject({ code, retryInMs: 2250 }); // 2000 + 0.5 * 500
+    await vi.advanceTimersByTimeAsync(2249);
+    expect(page.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(page.sockets).toHaveLength(2);
+  });
+
+  it('keeps the hint of a 4003 close when the page is shown during it', async () => {
+    const c = client();
+    connected(c);
+    page.setVisible(false);
+    page.socket().serverClose(4003, 'state lost retry_ms=4000');
+    await vi.advanceTimersByTimeAsync(1000);
+    page.setVisible(true);
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(page.sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(page.sockets).toHaveLength(2);
+  });
+
+  it('adds nothing for a close without a hint', async () => {
+    const c = client();
+    const connecting = record<StateInfo>((push) => c.on('connecting', push));
+    connected(c);
+    page.socket().serverClose(4001, 'slow');
+    expect(connecting.at(-1)).toMatchObject({ code: 4001, retryInMs: 250 });
+  });
+
   it('drops the socket when the browser goes offline, waits, and reconnects when online', async () => {
     const c = client();
     const socket = connected(c);
