@@ -1,11 +1,14 @@
 """Embedded mode: the Q&A core and one socket worker in one process, on the in-process bus.
 
-    python -m launch.embedded [--port 8080] [--socket-port 8000] [--demo]
+    python -m launch.embedded [--port 8080] [--socket-port 8000] [--demo] [--no-prober]
 
 This is the one program where the Q&A core and the fleet share an event loop: on embedded
 defaults there is no Redis between the two, so the relay hands events to the worker's own
 :class:`herald_contract.memory_bus.MemoryBus`. ``--demo`` also runs :func:`launch.demo.run_demo`
-on that bus.
+on that bus. Unless ``--no-prober``, the end-to-end prober (:mod:`launch.prober`) runs here too:
+it publishes its probes on that bus and connects to the worker's port (``HERALD_PROBE_URL``
+when set), with its ``/metrics`` on ``HERALD_PROBE_METRICS_PORT`` (9102); when that port is
+taken, one line says the prober is not started and the rest runs without it.
 
 The worker verifies connection tokens with the Q&A core's public key (generated into the data
 directory on first run). Settings: ``HERALD_QA_*`` for the Q&A core, ``HERALD_*`` for the
@@ -31,7 +34,8 @@ import uvicorn
 from herald_contract.config import SettingsError, configure_logging, uvicorn_log_config
 from herald_contract.memory_bus import MemoryBus
 from launch.demo import run_demo
-from launch.settings import build_settings, launcher_parser, ports_taken
+from launch.prober import ProberSettings, metrics_port_taken, prober_settings, running_prober
+from launch.settings import build_settings, fleet_url, launcher_parser, ports_taken
 from qasite.api.server import server_options
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
@@ -122,18 +126,32 @@ async def run_embedded(
     print_fn: Callable[[str], None],
     *,
     demo: bool = False,
+    prober: ProberSettings | None = None,
 ) -> None:
-    """Run until SIGINT or SIGTERM; with *demo*, publish demo events on the in-process bus."""
+    """Run until SIGINT or SIGTERM; with *demo*, publish demo events on the in-process bus;
+    with *prober*, probe delivery through that bus and the worker's websockets."""
     import signal
 
     system = await start_embedded(qa_settings, socket_settings)
     print_fn(system.banner())
     demo_task = asyncio.ensure_future(run_demo(PackedBusSink(system.bus).publish)) if demo else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    async with contextlib.AsyncExitStack() as probing:
+        if prober is not None:
+            if prober.url == fleet_url(socket_settings.host, socket_settings.port):
+                # The worker's own URL follows the port it got (--socket-port 0).
+                prober = prober.replace(url=fleet_url(socket_settings.host, system.worker.port))
+            await probing.enter_async_context(
+                running_prober(prober, PackedBusSink(system.bus).publish)
+            )
+            print_fn(
+                f"  prober:     {prober.connections} connections to {prober.url}, "
+                f"{prober.channel}; /metrics on port {prober.metrics_port}"
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
     if demo_task is not None:
         demo_task.cancel()
         await asyncio.gather(demo_task, return_exceptions=True)
@@ -145,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="publish demo events (question:1, questions:new)"
     )
+    parser.add_argument("--no-prober", action="store_true", help="do not run the end-to-end prober")
     return parser
 
 
@@ -155,12 +174,17 @@ def main(argv: list[str] | None = None) -> int:
             os.environ, port=args.port, socket_port=args.socket_port
         )
         qa_settings = with_secrets(qa_settings)
+        url = fleet_url(socket_settings.host, socket_settings.port)
+        prober = None if args.no_prober else prober_settings(os.environ, url=url)
     except SettingsError as exc:
         print(f"launch.embedded: {exc}", file=sys.stderr)
         return 2
     if (taken := ports_taken(qa_settings, socket_settings)) is not None:
         print(f"launch.embedded: {taken}", file=sys.stderr)
         return 1
+    if prober is not None and (taken := metrics_port_taken(prober)) is not None:
+        print(f"launch.embedded: the prober is not started: {taken}", file=sys.stderr)
+        prober = None
     configure_logging(qa_settings.log_level)
     asyncio.run(
         run_embedded(
@@ -168,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             socket_settings,
             lambda text: print(text, flush=True),
             demo=args.demo,
+            prober=prober,
         )
     )
     return 0

@@ -33,10 +33,14 @@ def build_settings(
     )
     qa_overrides: dict[str, Any] = {"port": port} if port is not None else {}
     if not env.get("HERALD_QA_SOCKET_URL"):
-        qa_overrides["socket_url"] = (
-            f"ws://{_shown(socket_settings.host)}:{socket_settings.port}/ws"
-        )
+        qa_overrides["socket_url"] = fleet_url(socket_settings.host, socket_settings.port)
     return Settings.from_env(env, **qa_overrides), socket_settings
+
+
+def fleet_url(host: str, port: int) -> str:
+    """The websocket URL of a fleet listening on *host*:*port*, as a client on this machine
+    reaches it (the pages' default socket URL, and the prober's)."""
+    return f"ws://{_shown(host)}:{port}/ws"
 
 
 def _shown(host: str) -> str:

@@ -2,10 +2,12 @@
 ``HERALD_REDIS_URL`` or ``REDIS_URL`` set).
 
     HERALD_REDIS_URL=redis://127.0.0.1:6379/0 python -m launch.system \
-        [--port 8080] [--socket-port 8000] [--workers N] [--qa-workers M] [--demo]
+        [--port 8080] [--socket-port 8000] [--workers N] [--qa-workers M] [--demo] [--no-prober]
 
-Starts ``python -m socketsrv --workers N`` and ``python -m qasite serve --workers M``
-(and ``python -m launch.demo`` with ``--demo``), each configured from the same environment as
+Starts ``python -m socketsrv --workers N`` and ``python -m qasite serve --workers M``, the
+end-to-end prober ``python -m launch.prober`` (pointed at the fleet's port unless
+``HERALD_PROBE_URL`` is set; not with ``--no-prober``), and ``python -m launch.demo`` with
+``--demo``, each configured from the same environment as
 when run alone (``HERALD_*`` for the fleet, ``HERALD_QA_*`` and ``DATABASE_URL`` for the Q&A
 core; the Redis URL, key prefix and history retention are shared names both read), after
 migrating the database once. ``--port`` / ``--socket-port`` win over ``HERALD_QA_PORT`` /
@@ -17,7 +19,9 @@ public key (``HERALD_JWT_PUBLIC_KEY_FILE``) unless one is configured.
 A setting that cannot work or a port in use is refused before anything starts, in one line
 with a non-zero exit code. SIGINT or SIGTERM stops every child (the fleet drains with close
 4000 and a reconnect hint); if the fleet or the Q&A core exits, the others are stopped and the
-exit code is the first one's. Without a Redis URL, use :mod:`launch.embedded`.
+exit code is the first one's; the prober and the demo publisher are helpers, whose exit stops
+nothing (a prober whose metrics port is taken is not started, with one line saying so).
+Without a Redis URL, use :mod:`launch.embedded`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
-from launch.settings import build_settings, launcher_parser, ports_taken
+from launch.prober import ProberSettings, metrics_port_taken, prober_settings
+from launch.settings import build_settings, fleet_url, launcher_parser, ports_taken
 from qasite.core.keys import PUBLIC_KEY_FILE, with_secrets
 from qasite.core.settings import Settings, SettingsError
 
@@ -70,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="also run python -m launch.demo (demo events)"
     )
+    parser.add_argument(
+        "--no-prober", action="store_true", help="do not run python -m launch.prober"
+    )
     return parser
 
 
@@ -83,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         qa, fleet = build_settings(os.environ, port=args.port, socket_port=args.socket_port)
         qa = with_secrets(qa)  # the development key pair exists before the fleet reads it
+        probe = (
+            None
+            if args.no_prober
+            else prober_settings(os.environ, url=fleet_url(fleet.host, fleet.port))
+        )
     except SettingsError as exc:
         return _fail(str(exc), 2)
     if qa.redis_url is None or fleet.redis_url is None:
@@ -109,7 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     ]
     helpers = [subprocess.Popen([python, "-m", "launch.demo"])] if args.demo else []  # noqa: S603
     print(banner(qa, args.workers, args.qa_workers), flush=True)
+    if probe is not None and (prober := _start_prober(python, probe)) is not None:
+        helpers.append(prober)
     return _supervise(children, helpers)
+
+
+def _start_prober(python: str, probe: ProberSettings) -> subprocess.Popen[bytes] | None:
+    """``python -m launch.prober`` on *probe*'s URL; None (said on stderr) when its metrics
+    port is taken: the system runs without it."""
+    if (taken := metrics_port_taken(probe)) is not None:
+        print(f"launch.system: the prober is not started: {taken}", file=sys.stderr, flush=True)
+        return None
+    print(
+        f"  prober:     {probe.connections} connections to {probe.url}, {probe.channel};"
+        f" /metrics on http://{probe.metrics_host}:{probe.metrics_port}/metrics",
+        flush=True,
+    )
+    env = {**os.environ, "HERALD_PROBE_URL": probe.url}
+    return subprocess.Popen([python, "-m", "launch.prober"], env=env)  # noqa: S603
 
 
 def _supervise(
