@@ -110,7 +110,18 @@ def test_storm_recovers_every_client_and_loses_nothing(results: dict[str, Any]) 
     (run,) = runs(results, "storm")
     assert run["opened"] == run["tabs"]
     assert run["reconnected"] == run["tabs"]
-    assert run["ready_after"] == run["tabs"]
+    why = {
+        k: run.get(k)
+        for k in (
+            "closes_by_code",
+            "lost_unexpectedly",
+            "reconnect_retries",
+            "connect_failures",
+            "handshake_failures",
+            "ready_curve",
+        )
+    }
+    assert run["ready_after"] == run["tabs"], why
     assert run["publications_while_fleet_down"] > 0
     assert run["recovered_subscriptions"] == run["subscriptions"]
     assert run["recovery_failed"] == 0
