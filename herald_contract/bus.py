@@ -13,6 +13,9 @@ Guarantees, per channel:
 * :meth:`Bus.history` reads the channel's position and the publications after a given one in
   one atomic step, so "history, then live from the subscription" has no gap and, after
   dropping offsets already seen, no duplicate.
+* :meth:`Bus.positions` reads the current position of many channels in one call, so that a
+  worker can find a channel whose last publications its live delivery silently missed (a
+  position check: nothing later arrives to reveal the gap) and repair it from history.
 * A history holds at most ``history_size`` publications and forgets those older than
   ``history_ttl_s``; when it is lost altogether (Redis restarted without persistence, meta key
   expired) the channel gets a new epoch and offsets start again from 1.
@@ -151,4 +154,15 @@ class Bus(Protocol):
         the call; the reads are not one atomic snapshot across channels (none is needed: each
         channel's result is checked on its own). Raises :class:`BusUnavailable` for the whole
         call when the bus is down.
+        """
+
+    async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
+        """The current position of each of *channels*, in the same order, in one call.
+
+        Each is the position :meth:`history` would return for that channel (so a failover
+        seen by a history read starts the new epoch here too);
+        :data:`herald_contract.history.NOTHING_PUBLISHED` for a channel with nothing
+        published, for which nothing is stored. One pipelined round trip on Redis (a cluster
+        pipeline: one per node); not one atomic snapshot across channels. Raises
+        :class:`BusUnavailable` for the whole call when the bus is down.
         """

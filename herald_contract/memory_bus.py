@@ -193,6 +193,16 @@ class MemoryBus:
         """See :meth:`herald_contract.bus.Bus.history_many`."""
         return [await self.history(r.channel, r.since, r.limit) for r in reads]
 
+    async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
+        """See :meth:`herald_contract.bus.Bus.positions`; stores nothing."""
+        self._require_live()
+        now_s = self._clock()
+        found = [self._existing(channel, now_s) for channel in channels]
+        return [
+            NOTHING_PUBLISHED if state is None else StreamPosition(state.epoch, state.top)
+            for state in found
+        ]
+
     def forget_history(self) -> None:
         """Lose every channel's history, epoch and event ids, as a Redis restart would.
 

@@ -240,6 +240,12 @@ class RecoveringBus(Generic[_PubSub, _Client]):
         assert self._scripts is not None
         return await self._command(self._scripts.history_many(reads))
 
+    async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
+        """See :meth:`herald_contract.bus.Bus.positions`: one pipelined round trip."""
+        self._lifecycle.require(*CONNECTED)
+        assert self._scripts is not None
+        return await self._command(self._scripts.positions(channels))
+
     # -- loss and recovery -----------------------------------------------------------------
 
     def _on_message(self, channel: str, envelope: bytes) -> None:

@@ -253,6 +253,15 @@ class PublishScripts:
             _history_result(reply, read.since) for read, reply in zip(reads, replies, strict=True)
         ]
 
+    async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
+        """The position of each of *channels*: :meth:`herald_contract.bus.Bus.positions`.
+
+        The history script reading no publication, pipelined as :meth:`history_many`: the
+        same epoch rules (a new writer starts a new epoch) for one EVALSHA per channel.
+        """
+        reads = [HistoryRead(channel, None, 0) for channel in channels]
+        return [result.position for result in await self.history_many(reads)]
+
     async def _evalsha_pipeline(
         self, calls: list[tuple[list[str], tuple[str | int, ...]]]
     ) -> list[Any]:

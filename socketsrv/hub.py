@@ -258,6 +258,21 @@ class Hub:
         m.fanout_duration.observe(time.perf_counter() - started)
         m.delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
 
+    # Position checks (socketsrv/positions.py)
+
+    def channels(self) -> list[Channel]:
+        """The channels held now (a snapshot)."""
+        return list(self._channels.values())
+
+    def holds(self, ch: Channel) -> bool:
+        """Whether *ch* is still the channel the hub holds under its name."""
+        return self._channels.get(ch.name) is ch
+
+    def repair(self, ch: Channel) -> asyncio.Task[None] | None:
+        """Repair *ch*'s stream from history as a skipped offset would; the repair's task."""
+        self._recovery.start_repair(ch)
+        return ch.repair_task
+
     # Decoding
 
     def _decode(self, channel: str, envelope: bytes) -> Publication | None:

@@ -57,6 +57,10 @@ class Metrics:
     replays_refused: Counter
     subscriptions_refused: Counter
     accept_errors: Counter
+    position_checks: Counter
+    position_channels_checked: Counter
+    position_channels_behind: Counter
+    position_repairs: Counter
     registry: CollectorRegistry
 
 
@@ -180,6 +184,24 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         accept_errors=counter(
             "herald_accept_errors",
             "Failed accepts of the listening socket (EMFILE and the like), logged once a minute.",
+        ),
+        position_checks=counter(
+            "herald_position_checks",
+            "Position checks (one pipelined read of channel positions), by result (ok, failed).",
+            "result",
+        ),
+        position_channels_checked=counter(
+            "herald_position_channels_checked",
+            "Channels whose position a position check compared with their stream.",
+        ),
+        position_channels_behind=counter(
+            "herald_position_channels_behind",
+            "Channels found behind by two position checks in a row (then repaired).",
+        ),
+        position_repairs=counter(
+            "herald_position_repairs",
+            "Repairs started by a position check, by result (repaired, failed).",
+            "result",
         ),
         registry=reg,
     )

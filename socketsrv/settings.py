@@ -52,6 +52,9 @@ class Settings(BusSettings):
     connect_timeout_s: PositiveSeconds = 10.0
     """From the HTTP 101 (the end of the opening handshake) to the connect command."""
     sweep_interval_s: PositiveSeconds = 1.0
+    position_check_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
+    """How often each live channel's stream is compared with the bus's position
+    (socketsrv/positions.py); 0 turns position checks off."""
     close_timeout_s: PositiveSeconds = 5.0
 
     max_connections: PositiveInt = 19000

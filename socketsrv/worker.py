@@ -41,6 +41,7 @@ from socketsrv.errors import WrongState
 from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
 from socketsrv.metrics import Metrics, render
+from socketsrv.positions import PositionChecker
 from socketsrv.protocol.auth import TokenVerifier
 from socketsrv.protocol.budget import AddressLimits
 from socketsrv.protocol.codes import CloseCode
@@ -155,6 +156,7 @@ class Worker:
         self._server: asyncio.Server | None = None
         self._host: ConnectionHost | None = None
         self._sweeper: Sweeper | None = None
+        self._positions: PositionChecker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_started: asyncio.Future[None] | None = None
         self._grace_over = asyncio.Event()
@@ -209,6 +211,14 @@ class Worker:
             expiries=host.expiries,
         )
         self._tasks = [asyncio.ensure_future(self._sweeper.run())]
+        if s.position_check_interval_s > 0:
+            self._positions = PositionChecker(
+                hub=self.hub,
+                bus=self.bus,
+                metrics=self.metrics,
+                interval_s=s.position_check_interval_s,
+            )
+            self._tasks.append(asyncio.ensure_future(self._positions.run()))
         self._bus_started = loop.create_future()
         # Retrieved here so that a start nobody waits for does not log "never retrieved".
         self._bus_started.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -311,6 +321,19 @@ class Worker:
         if self._sweeper is None:
             raise WrongState("worker", "sweep", self.state)
         self._sweeper.sweep(now, deadlines_at=deadlines_at)
+
+    async def check_positions(self) -> bool:
+        """One full round of position checks now (socketsrv/positions.py), if they are on.
+
+        Returns whether checks are on (``position_check_interval_s`` above 0); tests and the
+        dropped-message benchmark drive the checks with it.
+        """
+        if self.state is WorkerState.CREATED:
+            raise WrongState("worker", "check positions", self.state)
+        if self._positions is None:
+            return False
+        await self._positions.check_all()
+        return True
 
     async def drain(self) -> None:
         """Turn unready for ``drain_grace_s`` (LEAVING), then stop accepting, close connections

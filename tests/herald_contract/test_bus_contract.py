@@ -349,6 +349,56 @@ async def test_many_reads_refuse_a_negative_limit_before_reading(bus: Harness) -
         await bus.bus.history_many([HistoryRead(Q1, None, 10), HistoryRead(Q2, None, -1)])
 
 
+# -- positions -------------------------------------------------------------------------------
+
+
+async def test_positions_answer_each_channels_top_in_the_order_asked(bus: Harness) -> None:
+    epoch = (await bus.bus.publish(Q1, packed(1))).position.epoch
+    await bus.publish(Q1, 2)
+    q2 = (await bus.bus.publish(Q2, packed("only"))).position
+    positions = await bus.bus.positions([Q2, Q1, Q3, Q1])
+    assert positions == [q2, StreamPosition(epoch, 2), NOTHING_PUBLISHED, StreamPosition(epoch, 2)]
+    assert await bus.bus.positions([]) == []
+
+
+async def test_positions_are_the_positions_history_reads_answer(bus: Harness) -> None:
+    for n in range(3):
+        await bus.publish(Q1, n)
+    await bus.publish(Q2, "x")
+    channels = [Q1, Q2, Q3]
+    alone = [(await bus.bus.history(c, None, 0)).position for c in channels]
+    assert await bus.bus.positions(channels) == alone
+
+
+async def test_positions_of_many_channels_in_one_call(bus: Harness) -> None:
+    channels = [f"question:{n}" for n in range(300)]  # every slot owner of a cluster
+    published = {c: (await bus.bus.publish(c, packed(c))).position for c in channels[::7]}
+    positions = await bus.bus.positions(channels)
+    assert positions == [published.get(c, NOTHING_PUBLISHED) for c in channels]
+
+
+async def test_reading_positions_of_never_published_channels_stores_nothing(
+    bus: Harness,
+) -> None:
+    assert await bus.bus.positions([Q1, Q2]) == [NOTHING_PUBLISHED, NOTHING_PUBLISHED]
+    assert bus.stored_channels() == 0
+
+
+async def test_positions_show_a_new_epoch_once_the_history_was_lost(bus: Harness) -> None:
+    before = (await bus.bus.publish(Q1, packed(1))).position
+    bus.lose_history()
+    assert await bus.bus.positions([Q1]) == [NOTHING_PUBLISHED]
+    after = (await bus.bus.publish(Q1, packed(2))).position
+    assert await bus.bus.positions([Q1]) == [after]
+    assert (after.offset, after.epoch != before.epoch) == (1, True)
+
+
+async def test_positions_are_refused_by_a_closed_bus(bus: Harness) -> None:
+    await bus.bus.close()
+    with pytest.raises(BusUnavailable):
+        await bus.bus.positions([Q1])
+
+
 # -- idempotency -----------------------------------------------------------------------------
 
 
