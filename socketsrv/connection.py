@@ -381,6 +381,7 @@ class ClientConnection(asyncio.Protocol):
         if self.state is not _OPEN:
             return
         session = self.session
+        connecting = session.state is SessionState.AWAITING_CONNECT
         payload: bytes | str = data
         if is_text:
             try:
@@ -399,6 +400,11 @@ class ClientConnection(asyncio.Protocol):
             return
         if session.expires_deadline != expiry:  # a token: connect, or refresh
             self.host.expiries.track(self, session.expires_deadline)
+        if connecting and session.state is SessionState.CONNECTED:
+            # Accepted: a worker whose bus is down says so at once, just ahead of the connect
+            # reply so that the client never shows "live" in between (docs/protocol.md#delivery),
+            # and tells this connection of every change from now on.
+            self.host.hub.attend(self)
         self._apply(effects)
         if self._connect_timer is not None and session.state is SessionState.CONNECTED:
             self._connect_timer.cancel()

@@ -13,12 +13,18 @@ A subscribe waits until the bus subscription is confirmed, registers the subscri
 catching up, reads the history, and leaves the rest (the reply, the replay, joining the live
 set) to socketsrv/recovery.py, which also repairs a channel's stream when it skips an offset
 or the bus reconnects.
+
+The hub also tells its connections whether live delivery works (docs/protocol.md#delivery):
+a connection attends once its connect is answered (:meth:`Hub.attend`), and every change of
+:class:`DeliveryState` that a client can see is pushed to all of them, one frame per wire
+format built once (socketsrv/protocol/frames.py), never awaited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -30,16 +36,37 @@ from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import HistoryReader
 from socketsrv.metrics import Metrics
+from socketsrv.protocol.commands import WireFormat
+from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
 from socketsrv.recovery import ChannelRecovery, OnSubscribed
 
-__all__ = ["ChannelLimit", "ChannelState", "Hub", "OnSubscribed", "Subscriber"]
+__all__ = ["ChannelLimit", "ChannelState", "DeliveryState", "Hub", "OnSubscribed", "Subscriber"]
 
 log = logging.getLogger(__name__)
 
 
 class ChannelLimit(Exception):
     """The worker holds ``max_channels`` channels: a subscribe to another one is refused."""
+
+
+class DeliveryState(enum.Enum):
+    """Whether live publications reach this worker, as its connections are told::
+
+        LIVE --bus lost--> PAUSED --bus restored--> RESUMING --channels repaired--> LIVE
+                             ^                          |
+                             +--------bus lost----------+
+
+    Clients see two states: ``paused`` (PAUSED and RESUMING) and ``live``. RESUMING lasts
+    until every channel the bus restore set repairing is repaired (its missed publications
+    pushed) or lost (its subscribers closed with 4003). A connection that attends while the
+    bus is not live (it has not started yet, or its loss is being noticed) is told paused and
+    makes the hub PAUSED; :meth:`Hub.bus_started` ends a pause that came from a late start.
+    """
+
+    LIVE = "live"
+    PAUSED = "paused"
+    RESUMING = "resuming"
 
 
 class Hub:
@@ -61,6 +88,10 @@ class Hub:
         self._grace_s = unsubscribe_grace_s
         self._clock = clock
         self._channels: dict[str, Channel] = {}
+        self._delivery = DeliveryState.LIVE
+        self._audience: dict[WireFormat, dict[Subscriber, None]] = {w: {} for w in WireFormat}
+        """The connections told about delivery (attended, not yet removed), per wire format."""
+        self._resuming: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._history = HistoryReader(bus, limit=history_limit, decode=self._decode_all)
         self._recovery = ChannelRecovery(
@@ -85,6 +116,10 @@ class Hub:
     @property
     def channel_count(self) -> int:
         return len(self._channels)
+
+    @property
+    def delivery(self) -> DeliveryState:
+        return self._delivery
 
     # Subscribing
 
@@ -143,7 +178,8 @@ class Hub:
         self._mark_idle_if_empty(ch)
 
     def remove(self, sub: Subscriber, channels: set[str]) -> None:
-        """Forget a closed connection."""
+        """Forget a closed connection (its channels, and its place in the audience)."""
+        self._audience[sub.wire].pop(sub, None)
         for channel in channels:
             self.unsubscribe(sub, channel)
 
@@ -206,9 +242,71 @@ class Hub:
 
     def on_bus_lost(self) -> None:
         log.warning("bus connection lost; %d channels will be repaired", len(self._channels))
+        if self._resuming is not None:
+            self._resuming.cancel()
+            self._resuming = None
+        if self._delivery is DeliveryState.LIVE:
+            self._tell(DeliveryState.PAUSED)
+        else:
+            self._delivery = DeliveryState.PAUSED  # clients were told paused already
 
     def on_bus_restored(self) -> None:
         self._recovery.bus_restored(self._channels.values())
+        if self._delivery is not DeliveryState.LIVE:
+            self._delivery = DeliveryState.RESUMING
+            self._resuming = self._spawn(self._resume())
+
+    # What the connections are told about delivery (docs/protocol.md#delivery)
+
+    def attend(self, sub: Subscriber) -> None:
+        """Tell *sub* about delivery from now on (a connection whose connect was answered).
+
+        Pushes the paused frame at once unless delivery is live (the connection calls this
+        just before it pushes the connect reply). :meth:`remove` ends the attendance.
+        """
+        self._audience[sub.wire][sub] = None
+        if self._delivery is DeliveryState.LIVE and not self._bus.live:
+            self._delivery = DeliveryState.PAUSED  # not started yet, or its loss not yet told
+        if self._delivery is not DeliveryState.LIVE:
+            sub.push(DELIVERY[Delivery.PAUSED][sub.wire])
+
+    def bus_started(self) -> None:
+        """The bus started after the worker began listening: a pause told to connections
+        that came before is over (no channel can exist before the bus is live)."""
+        if self._delivery is DeliveryState.PAUSED and self._bus.live:
+            self._tell(DeliveryState.LIVE)
+
+    async def _resume(self) -> None:
+        """Wait for the repairs the restore started (and any started meanwhile); then live."""
+        while pending := self._repairs():
+            await asyncio.wait(pending)
+        if self._delivery is DeliveryState.RESUMING and self._bus.live:
+            self._resuming = None
+            self._tell(DeliveryState.LIVE)
+
+    def _repairs(self) -> set[asyncio.Task[None]]:
+        return {
+            task
+            for ch in self._channels.values()
+            if ch.state is ChannelState.REPAIRING
+            and (task := ch.repair_task) is not None
+            and not task.done()
+        }
+
+    def _tell(self, state: DeliveryState) -> None:
+        """Enter *state* and push its frame to every attending connection (never awaited)."""
+        self._delivery = state
+        told = Delivery.LIVE if state is DeliveryState.LIVE else Delivery.PAUSED
+        for wire, subs in self._audience.items():
+            if subs:
+                frame = DELIVERY[told][wire]
+                for sub in subs:
+                    sub.push(frame)
+        log.info("delivery %s: told %d connections", told.value, self.audience_count)
+
+    @property
+    def audience_count(self) -> int:
+        return sum(len(subs) for subs in self._audience.values())
 
     # The stream of one channel, then the fan-out
 

@@ -304,6 +304,7 @@ class Worker:
             started.set_exception(exc)
             return
         self.metrics.bus_live.set(1 if self.bus.live else 0)
+        self.hub.bus_started()  # connections told "paused" meanwhile hear "live"
         log.info("bus live after %d more attempt(s); the worker is ready", attempts)
         started.set_result(None)
 

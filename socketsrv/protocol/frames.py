@@ -11,10 +11,12 @@ Server frames (docs/protocol.md#server-frames)::
     {"type": "reply", "id": i, "result": {...}}
     {"type": "error", "id": i | null, "code": n, "message": s}
     {"type": "hb"}
+    {"type": "delivery", "state": "paused" | "live"}
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -75,3 +77,20 @@ def error(request_id: int | None, code: ErrorCode, wire: WireFormat, detail: str
 
 HEARTBEAT: dict[WireFormat, bytes] = {w: encode({"type": "hb"}, w) for w in WireFormat}
 """The heartbeat frame, built once per format at import (a constant, not state)."""
+
+
+class Delivery(enum.Enum):
+    """What a worker tells its clients about live delivery (docs/protocol.md#delivery)."""
+
+    PAUSED = "paused"
+    """The worker's bus (Redis) is down: publications are not reaching this worker."""
+    LIVE = "live"
+    """The bus is back and every channel the outage touched is repaired (or its subscribers
+    were closed with 4003): what was missed has been sent, ahead of this frame."""
+
+
+DELIVERY: dict[Delivery, dict[WireFormat, bytes]] = {
+    d: {w: encode({"type": "delivery", "state": d.value}, w) for w in WireFormat} for d in Delivery
+}
+"""The delivery frames, built once per state and format at import: a change is pushed to
+every connection of a worker, the same bytes to each."""

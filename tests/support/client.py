@@ -51,6 +51,8 @@ class HeraldTestClient:
         self.channels: dict[str, ChannelLog] = {}
         self.errors: list[dict[str, Any]] = []
         self.heartbeats = 0
+        self.delivery: list[str] = []
+        """The ``state`` of every delivery frame received (docs/protocol.md#delivery)."""
         self.answer_heartbeats = True
         self._next_id = 0
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -188,6 +190,8 @@ class HeraldTestClient:
             self.heartbeats += 1
             if self.answer_heartbeats:
                 await self.send({"op": "pong"})
+        elif kind == "delivery":
+            self.delivery.append(frame["state"])
         elif kind in ("reply", "error"):
             if kind == "error":
                 self.errors.append(frame)
