@@ -1,7 +1,8 @@
-"""monitoring/ only names metrics that socketsrv.metrics or qasite.core.metrics export, and
-its queries parse.
+"""monitoring/ only names metrics that socketsrv.metrics, qasite.core.metrics or the prober
+(launch/prober.py) export, and its queries parse.
 
-A metric renamed in socketsrv/metrics.py or qasite/core/metrics.py and not in the Grafana
+A metric renamed in socketsrv/metrics.py, qasite/core/metrics.py or launch/prober.py and not
+in the Grafana
 dashboard, the alert rules or their unit tests turns a panel blank or an alert silent without
 any error from Prometheus; these tests turn it red instead. The PromQL of the dashboard is
 parsed by promtool, which ./herald test fetches into .venv/tools.
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
+from launch.prober import build_probe_metrics
 from qasite.core import metrics as qa_metrics
 from socketsrv.metrics import build_metrics, render
 
@@ -39,11 +41,12 @@ SUFFIXES = {
 
 
 def exported_series_names() -> set[str]:
-    """Every series name a scrape of the fleet or of the Q&A core can show: counters as
-    ``_total``, histograms by parts."""
+    """Every series name a scrape of the fleet, the Q&A core or the prober can show: counters
+    as ``_total``, histograms by parts."""
     registries = (
         build_metrics(CollectorRegistry()).registry,
         qa_metrics.build_metrics(CollectorRegistry()).registry,
+        build_probe_metrics().registry,
     )
     names: set[str] = set()
     for family in (family for registry in registries for family in registry.collect()):
@@ -75,7 +78,8 @@ def assert_only_exported_metrics(where: str, text: str) -> None:
     used = set(HERALD_METRIC.findall(text))
     unknown = sorted(used - exported_series_names())
     assert not unknown, (
-        f"{where} uses metrics neither socketsrv.metrics nor qasite.core.metrics export: {unknown}"
+        f"{where} uses metrics that socketsrv.metrics, qasite.core.metrics and launch.prober"
+        f" do not export: {unknown}"
     )
 
 
@@ -97,6 +101,8 @@ def test_the_exported_names_include_counter_and_histogram_series() -> None:
     assert "herald_qa_outbox_lag_seconds" in names
     assert "herald_bus_recoveries_total" in names
     assert "herald_bus_recovery_seconds_bucket" in names
+    assert "herald_probe_latency_seconds_bucket" in names
+    assert "herald_probe_missed_total" in names
 
 
 def test_a_name_neither_service_exports_is_reported() -> None:
@@ -173,6 +179,21 @@ def test_what_prometheus_scrapes_from_the_qa_core_passes_promtool_check_metrics(
     result = subprocess.run(
         [find_promtool(), "check", "metrics"],
         input=qa_metrics.render(metrics),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_what_prometheus_scrapes_from_the_prober_passes_promtool_check_metrics() -> None:
+    metrics = build_probe_metrics()
+    metrics.latency.observe(0.03)
+    metrics.missed.labels(reason="deadline").inc(3)
+    metrics.sent.inc()
+    metrics.disconnects.labels(code="4000").inc()
+    result = subprocess.run(
+        [find_promtool(), "check", "metrics"],
+        input=generate_latest(metrics.registry),
         capture_output=True,
         check=False,
     )
