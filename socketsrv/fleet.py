@@ -15,6 +15,11 @@ connections are closed in batches. A second SIGTERM or SIGINT ends the grace at 
 supervisor waits ``drain_grace_s`` plus ``drain_timeout_s`` plus a margin, then kills what is
 left. A worker that dies on its own is started again after a short backoff.
 
+Load: the supervisor shares an array of the workers' connection counts with them (shared
+memory, socketsrv/loadshare.py); a worker holding clearly more than its share closes a
+bounded part of its connections with 4007 and a reconnect hint, so that a replacement worker
+does not stay empty while a survivor holds every client (``rebalance_*`` settings).
+
 A port that cannot be bound raises :class:`StartupError` (one line naming the address and
 ``HERALD_PORT``), never a traceback. The supervisor's socket sets SO_REUSEADDR as asyncio's
 do, so a fleet restarted right after a previous run binds while old connections sit in
@@ -34,18 +39,21 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from multiprocessing.process import BaseProcess
 
 from herald_contract.config import configure_logging as configure_log_format
 from herald_contract.metrics_listener import MetricsListener, MetricsPortUnavailable
 from socketsrv.errors import SocketsrvError
+from socketsrv.loadshare import NOT_RUNNING, new_slots
 from socketsrv.metrics import MULTIPROC_ENV
 from socketsrv.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Ready = Callable[[int], None]
+Slot = tuple[MutableSequence[int], int]
+"""The fleet's shared connection counts and this worker's index in them (loadshare.py)."""
 
 
 class StartupError(SocketsrvError):
@@ -64,27 +72,43 @@ def _cannot_listen(settings: Settings, exc: OSError) -> StartupError:
     )
 
 
-def run_single(settings: Settings, on_ready: Ready | None = None) -> None:
+def run_single(settings: Settings, on_ready: Ready | None = None, slot: Slot | None = None) -> None:
     """Run one worker in this process until SIGTERM or SIGINT, then drain.
 
-    Raises :class:`StartupError` when the port cannot be bound.
+    *slot*: the worker's place among the fleet's connection counts (it then sheds load past
+    its share). Raises :class:`StartupError` when the port cannot be bound.
     """
     import uvloop
 
-    uvloop.run(_serve(settings, reuse_port=settings.workers > 1, on_ready=on_ready))
+    uvloop.run(_serve(settings, reuse_port=settings.workers > 1, on_ready=on_ready, slot=slot))
 
 
-async def _serve(settings: Settings, *, reuse_port: bool, on_ready: Ready | None) -> None:
+async def _serve(
+    settings: Settings, *, reuse_port: bool, on_ready: Ready | None, slot: Slot | None = None
+) -> None:
     from prometheus_client import disable_created_metrics
 
     from socketsrv.buses import build_bus
+    from socketsrv.loadshare import LoadShare
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # _created doubles the series
     metrics = build_metrics()
+    share = None
+    if slot is not None and settings.rebalance_interval_s > 0:
+        share = LoadShare(
+            *slot,
+            interval_s=settings.rebalance_interval_s,
+            tolerance=settings.rebalance_tolerance,
+            share=settings.rebalance_share,
+        )
     worker = Worker(
-        settings, bus=build_bus(settings, metrics), metrics=metrics, reuse_port=reuse_port
+        settings,
+        bus=build_bus(settings, metrics),
+        metrics=metrics,
+        reuse_port=reuse_port,
+        load_share=share,
     )
     try:
         await worker.start()
@@ -118,11 +142,11 @@ def configure_logging(settings: Settings, tag: str = "") -> None:
     logging.getLogger("socketsrv.ws").setLevel(logging.WARNING)
 
 
-def _worker_main(settings: Settings, index: int) -> None:
+def _worker_main(settings: Settings, index: int, slots: MutableSequence[int]) -> None:
     configure_logging(settings, f"w{index} ")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     try:
-        run_single(settings)
+        run_single(settings, slot=(slots, index))
     except StartupError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
@@ -167,9 +191,11 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
     worker_settings = settings.replace(port=port, metrics_multiproc_dir=multiproc_dir)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, BaseProcess] = {}
+    slots = new_slots(ctx, settings.workers)  # each worker's connection count (loadshare.py)
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=_worker_main, args=(worker_settings, index), daemon=False)
+        slots[index] = NOT_RUNNING  # a dead worker's clients are elsewhere now
+        proc = ctx.Process(target=_worker_main, args=(worker_settings, index, slots), daemon=False)
         proc.start()
         procs[index] = proc
 
@@ -193,6 +219,7 @@ def run_fleet(settings: Settings, *, print_fn: Callable[[str], None] = print) ->
                 if not proc.is_alive() and not stopping:
                     log.error("worker %d exited with %s; restarting", i, proc.exitcode)
                     _mark_dead(proc)
+                    slots[i] = NOT_RUNNING
                     time.sleep(0.5)
                     start(i)
         _terminate(procs)

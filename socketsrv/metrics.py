@@ -30,6 +30,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 @dataclass(frozen=True, slots=True)
 class Metrics:
     connections_open: Gauge
+    worker_connections: Gauge
     connections_accepted: Counter
     handshake_rejections: Counter
     disconnects: Counter
@@ -88,6 +89,11 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     counter, gauge, histogram = make.counter, make.gauge, make.histogram
     return Metrics(
         connections_open=gauge("herald_connections_open", "Open websocket connections.", "livesum"),
+        worker_connections=gauge(
+            "herald_worker_connections",
+            "Open websocket connections of one worker (a series per worker pid in a fleet).",
+            "liveall",
+        ),
         connections_accepted=counter(
             "herald_connections_accepted", "Websocket handshakes accepted."
         ),

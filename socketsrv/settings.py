@@ -110,7 +110,15 @@ class Settings(BusSettings):
     drain_batch_size: PositiveInt = 500
     drain_batch_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
     reconnect_spread_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
-    """Clients closed by a drain are told to wait a random 0..spread before reconnecting."""
+    """Clients closed by a drain, a lost stream or shedding (4000, 4003, 4007) are told to wait
+    a random 0..spread before reconnecting (the ``retry_ms`` hint)."""
+    rebalance_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
+    """How often a fleet worker compares its connections with its share (socketsrv/loadshare.py);
+    0 turns shedding off. Only with ``workers > 1``."""
+    rebalance_tolerance: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.25
+    """A worker sheds only past this many times the fair share (and 10 connections over it)."""
+    rebalance_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
+    """At most this share of a worker's connections is closed (4007) per interval."""
 
     metrics_multiproc_dir: str | None = None
     metrics_port: Port | None = None

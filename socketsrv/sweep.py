@@ -38,7 +38,10 @@ class Sweeper:
         sweep_interval_s: float,
         clock: Callable[[], float],
         expiries: ExpiryQueue[ClientConnection] | None = None,
+        after_sweep: Callable[[float], None] | None = None,
     ) -> None:
+        """*after_sweep* runs at the end of every sweep with its time (the worker's load
+        share: socketsrv/loadshare.py)."""
         self._connections = connections
         self._hub = hub
         self._bus = bus
@@ -48,6 +51,7 @@ class Sweeper:
         self._sweeps_per_cycle = max(1, math.floor(self._cycle_s / sweep_interval_s + 1e-9))
         self._clock = clock
         self._expiries: ExpiryQueue[ClientConnection] = expiries or ExpiryQueue()
+        self._after_sweep = after_sweep
         self._ring: list[ClientConnection] = []
         self._ring_pos = 0
         self._ring_share = 1
@@ -112,6 +116,8 @@ class Sweeper:
                 conn.push(frames.HEARTBEAT[conn.wire])
                 session.heartbeat_sent(now)
         self._hub.expire_idle()
+        if self._after_sweep is not None:
+            self._after_sweep(now)
 
     def _cycle_over(self, now: float) -> bool:
         """Whether half a ping interval has passed since the cycle began (less half a sweep

@@ -35,11 +35,12 @@ from collections.abc import Callable
 from herald_contract.backoff import Backoff, retry_until_done
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.metrics_listener import MetricsListener
-from socketsrv.connection import ClientConnection
+from socketsrv.connection import ClientConnection, ConnectionState
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
 from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
+from socketsrv.loadshare import LoadShare
 from socketsrv.metrics import Metrics, render
 from socketsrv.positions import PositionChecker
 from socketsrv.protocol.auth import TokenVerifier
@@ -136,7 +137,10 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         bus_backoff: Backoff | None = None,
+        load_share: LoadShare | None = None,
     ) -> None:
+        """*load_share*: this worker's slot among the fleet's (socketsrv/loadshare.py); None
+        for a worker alone, which never sheds."""
         self.settings = settings
         self.bus = bus
         self.metrics = metrics
@@ -145,6 +149,7 @@ class Worker:
         self._clock = clock
         self._wall_clock = wall_clock
         self._bus_backoff = bus_backoff or BUS_START_BACKOFF
+        self._load_share = load_share
         self.hub = Hub(
             bus,
             metrics=metrics,
@@ -209,6 +214,7 @@ class Worker:
             sweep_interval_s=s.sweep_interval_s,
             clock=self._clock,
             expiries=host.expiries,
+            after_sweep=self._after_sweep,
         )
         self._tasks = [asyncio.ensure_future(self._sweeper.run())]
         if s.position_check_interval_s > 0:
@@ -317,6 +323,12 @@ class Worker:
             raise WrongState("worker", "wait for the bus", self.state)
         await asyncio.shield(self._bus_started)
 
+    def _after_sweep(self, now: float) -> None:
+        connections = self.connections
+        self.metrics.worker_connections.set(len(connections))
+        if self._load_share is not None and self.state is WorkerState.SERVING:
+            self._load_share.tick(now, connections, ConnectionState.OPEN)
+
     def sweep(self, now: float, *, deadlines_at: float | None = None) -> None:
         """One sweep now (see :meth:`socketsrv.sweep.Sweeper.sweep`); tests drive time with it."""
         if self._sweeper is None:
@@ -350,6 +362,8 @@ class Worker:
             if self.state is not WorkerState.LEAVING:
                 return  # stopped meanwhile
         self.state = WorkerState.DRAINING
+        if self._load_share is not None:
+            self._load_share.leave()  # the other workers stop counting this one
         deadline = self._clock() + s.drain_timeout_s
         if self._host is not None:
             self._host.accepting = False
