@@ -7,6 +7,7 @@ deadline has passed, never because a machine was slow. Every wait is for a condi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import urllib.request
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from launch.prober import (
 from publisher.publish import Publisher
 from socketsrv.worker import Worker
 from tests.support.commands import clean_env, port_in_use, run_command
+from tests.support.haproxy import running_topology
 from tests.support.redis_server import RedisServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
@@ -320,3 +322,38 @@ def test_the_command_refuses_a_bad_setting_in_one_line() -> None:
     ended = run_command(["launch.prober"], clean_env(HERALD_PROBE_CHANNEL="tag:python"))
     assert ended.returncode == 2
     assert ended.last_line.startswith("launch.prober: HERALD_PROBE_CHANNEL: ")
+
+
+# Through the load balancer
+
+HOST_ENV = {
+    "HERALD_RECONNECT_SPREAD_S": "0.5",
+    "HERALD_DRAIN_BATCH_INTERVAL_S": "0.01",
+    "HERALD_UNSUBSCRIBE_GRACE_S": "1",
+}
+
+
+@pytest.mark.timeout(240)
+async def test_through_haproxy_a_rolling_deploy_costs_no_probe(
+    redis_server: RedisServer, run_dir: Path
+) -> None:
+    clock = FakeClock()
+    with running_topology(
+        hosts=2, workers=1, redis_url=redis_server.url, run_dir=run_dir, **HOST_ENV
+    ) as topology:
+        async with (
+            publisher_on(redis_server) as publisher,
+            probing(topology.url, publisher.publish, clock) as prober,
+        ):
+            await all_live(prober)
+            rolled = asyncio.ensure_future(asyncio.to_thread(topology.roll))
+            while not rolled.done():  # probes all along the deploy, at most one per 0.2 s
+                await prober.probe_once()
+                await asyncio.sleep(0.2)
+            await rolled
+            await prober.probe_once()
+            await eventually(lambda: prober.ledger.outstanding == 0, timeout_s=30)
+            clock.advance(DEADLINE_S)
+            assert prober.expire() == 0
+            assert probes_timed(prober) == 3 * sample(prober, "herald_probe_sent_total")
+            assert sample(prober, "herald_probe_disconnects_total", code="4000") >= 1
