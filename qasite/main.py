@@ -18,7 +18,9 @@ whose :func:`~qasite.api.server.server_options` every command that serves this a
 ``GET /healthz`` answers while the process serves; ``GET /readyz`` answers 200 only when the
 database answers and, with Redis configured, Redis does too (503 and a short reason if not).
 ``GET /metrics`` is served on the HTTP port, or, with ``metrics_port`` set, only on a listener
-of its own that every worker binds with SO_REUSEPORT (herald_contract/metrics_listener.py).
+of its own that every worker binds with SO_REUSEPORT (herald_contract/metrics_listener.py);
+the HTTP port then answers ``/metrics`` with the 404 of an unknown path, any method, and
+counts it in ``herald_qa_metrics_refused_total`` (issue 11, item 11).
 
 ``GET /docs`` is Swagger UI from files vendored in the package (``qasite/web/static/swagger-ui``,
 npm's swagger-ui-dist, see its README) under a CSP that allows this origin only, never a CDN;
@@ -40,12 +42,13 @@ from fastapi import FastAPI, HTTPException, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import Route
 
 from herald_contract.cluster_client import any_command_client
 from herald_contract.metrics_listener import MetricsListener
@@ -69,7 +72,15 @@ from qasite.core.context import QAContext
 from qasite.core.db import Database, migrate
 from qasite.core.keys import with_secrets
 from qasite.core.mail import Mailer
-from qasite.core.metrics import QAMetrics, RequestMetrics, build_metrics, render
+from qasite.core.metrics import (
+    QAMetrics,
+    Receive,
+    RequestMetrics,
+    Scope,
+    Send,
+    build_metrics,
+    render,
+)
 from qasite.core.passwords import Passwords
 from qasite.core.settings import Settings
 from qasite.domain.images import ImageStore
@@ -209,6 +220,19 @@ async def _start_services(
     return db, redis, relay
 
 
+class _MetricsRefused:
+    """``/metrics`` on the HTTP port while ``metrics_port`` serves it: the 404 an unknown path
+    gets, for every method (an ASGI app, so that the route takes any method), counted in
+    *refused* (a scrape target left on the public port, or someone probing)."""
+
+    def __init__(self, refused: Counter) -> None:
+        self._refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._refused.inc()
+        raise HTTPException(404)
+
+
 def _add_health_routes(app: FastAPI, settings: Settings, metrics: QAMetrics) -> None:
     """``/healthz`` (the process serves), ``/readyz`` (database and Redis answer), ``/metrics``."""
 
@@ -225,7 +249,10 @@ def _add_health_routes(app: FastAPI, settings: Settings, metrics: QAMetrics) -> 
         return JSONResponse({"status": "ready"})
 
     if settings.metrics_port is not None:
-        return  # /metrics only on its own listener (the lifespan starts it): 404 here
+        # /metrics only on its own listener (the lifespan starts it): 404 here, counted.
+        refused = _MetricsRefused(metrics.metrics_refused)
+        app.router.routes.append(Route("/metrics", refused, include_in_schema=False))
+        return
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

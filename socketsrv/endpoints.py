@@ -5,7 +5,9 @@
                from SIGTERM on, also during the drain's grace while it still accepts
     /metrics   the Prometheus text exposition (summed over the fleet in multiprocess mode);
                404 when ``metrics_port`` moves it to a listener of its own
-               (herald_contract.metrics_listener: the worker's, or the supervisor's with a fleet)
+               (herald_contract.metrics_listener: the worker's, or the supervisor's with a fleet),
+               each such 404 counted in ``herald_metrics_refused_total`` (no labels: someone
+               is scraping the public port, a leftover target or a probe)
 
 Every other path goes on to the websocket handshake. Responses close the connection.
 """
@@ -52,6 +54,7 @@ class Endpoints:
             return http_response(503, b"not ready\n", _TEXT)
         if path == "/metrics":
             if self.metrics_elsewhere:
+                self.metrics.metrics_refused.inc()
                 return http_response(404, b"not found\n", _TEXT)
             return http_response(200, render(self.metrics, self.multiproc_dir), CONTENT_TYPE_LATEST)
         return None

@@ -33,6 +33,7 @@ class Metrics:
     worker_connections: Gauge
     connections_accepted: Counter
     handshake_rejections: Counter
+    metrics_refused: Counter
     disconnects: Counter
     subscriptions_open: Gauge
     channels_subscribed: Gauge
@@ -101,6 +102,10 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "herald_handshake_rejections",
             "HTTP requests refused at the handshake, by reason.",
             "reason",
+        ),
+        metrics_refused=counter(
+            "herald_metrics_refused",
+            "GET /metrics on the websocket port answered 404 (metrics_port moves it elsewhere).",
         ),
         disconnects=counter(
             "herald_disconnects", "Connections closed by the server, by close code.", "code"

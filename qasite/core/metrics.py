@@ -54,6 +54,7 @@ class QAMetrics:
     outbox_lag: Gauge
     events_degraded: Counter
     dev_mailbox_refused: Counter
+    metrics_refused: Counter
     http_refused: Counter
     auth_refused: Counter
     uploads_refused: Counter
@@ -118,6 +119,11 @@ def build_metrics(
             "herald_qa_dev_mailbox_refused",
             "GET /dev/mailbox answered 404: off (not enabled, or production) or not_loopback",
             ["reason"],
+            registry=reg,
+        ),
+        metrics_refused=Counter(
+            "herald_qa_metrics_refused",
+            "Requests for /metrics on the HTTP port answered 404: metrics_port serves it",
             registry=reg,
         ),
         http_refused=Counter(

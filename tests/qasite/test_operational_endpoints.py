@@ -62,6 +62,28 @@ async def test_api_docs_off_hides_docs_and_the_schema(tmp_path: Path) -> None:
         assert (await qa.client.get("/healthz")).status_code == 200
 
 
+async def test_metrics_refused_on_the_http_port_are_counted_and_look_like_any_404(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with running_qa(_settings(tmp_path, metrics_port=port)) as qa:
+        unknown = await qa.client.get("/no-such-path")
+        for method in ("GET", "HEAD", "POST", "DELETE"):
+            refused = await qa.client.request(method, "/metrics")
+            assert refused.status_code == 404, method
+            if method == "GET":
+                assert refused.json() == unknown.json()
+        _, body = await asyncio.to_thread(scrape, port)
+        assert sample(body, "herald_qa_metrics_refused_total") == [4.0]
+
+
+async def test_metrics_served_on_the_http_port_count_no_refusal(tmp_path: Path) -> None:
+    async with running_qa(_settings(tmp_path)) as qa:
+        answer = await qa.client.get("/metrics")
+        assert answer.status_code == 200
+        assert sample(answer.content, "herald_qa_metrics_refused_total") == [0.0]
+
+
 async def test_metrics_port_moves_metrics_off_the_http_port(tmp_path: Path) -> None:
     port = free_port()
     async with running_qa(_settings(tmp_path, metrics_port=port)) as qa:
@@ -98,7 +120,8 @@ def test_serve_with_two_workers_answers_the_sum_on_the_metrics_port(
         def summed() -> bool:
             status, text = _closed_or(metrics_port)
             counted = sample(text, "herald_qa_http_requests_total", route="/healthz")
-            return status == 200 and sum(counted) >= 10
+            refused = sample(text, "herald_qa_metrics_refused_total")
+            return status == 200 and sum(counted) >= 10 and refused == [6.0]
 
         wait_until(summed, service)
     finally:

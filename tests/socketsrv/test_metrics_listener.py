@@ -17,7 +17,7 @@ from tests.support.fleet import Fleet
 from tests.support.raw_ws import http_get
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import eventually
-from tests.support.worker import running_worker
+from tests.support.worker import metric, running_worker
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, bytes]:
@@ -32,6 +32,7 @@ async def test_without_metrics_port_metrics_stays_on_the_public_port(worker: Wor
     answer = await http_get(worker.port, "/metrics")
     assert answer.status == 200
     assert b"herald_connections_open" in answer.body
+    assert b"herald_metrics_refused_total 0.0" in answer.body  # served: nothing refused
     assert worker.metrics_listener is None
 
 
@@ -47,8 +48,23 @@ async def test_with_metrics_port_the_public_port_answers_404_and_the_listener_se
         assert status == 200
         assert b"herald_connections_open" in body
         assert (await asyncio.to_thread(scrape, listener.port, "/readyz"))[0] == 404
+        assert metric(worker, "herald_metrics_refused_total") == 1  # the public port's
     with pytest.raises(urllib.error.URLError):  # stopped with the worker
         await asyncio.to_thread(scrape, listener.port)
+
+
+async def test_every_metrics_request_refused_on_the_public_port_is_counted() -> None:
+    async with running_worker(metrics_port=0) as worker:
+        assert metric(worker, "herald_metrics_refused_total") == 0
+        for _ in range(3):
+            assert (await http_get(worker.port, "/metrics?x=1")).status == 404
+        assert (await http_get(worker.port, "/healthz")).status == 200  # not counted
+        assert (await http_get(worker.port, "/metricsx")).status != 200
+        assert metric(worker, "herald_metrics_refused_total") == 3
+        listener = worker.metrics_listener
+        assert listener is not None
+        _, body = await asyncio.to_thread(scrape, listener.port)
+        assert b"herald_metrics_refused_total 3.0" in body
 
 
 async def test_a_metrics_port_in_use_fails_the_start() -> None:
@@ -86,6 +102,7 @@ async def test_a_fleet_serves_the_sum_on_the_supervisor_listener(
                     status == 200
                     and sample(text, "herald_connections_open") == [6.0]
                     and sample(text, "herald_bus_live") == [1.0, 1.0]  # a series per worker
+                    and sample(text, "herald_metrics_refused_total") == [6.0]  # whichever
                 )
 
             await eventually(summed, timeout_s=20)
