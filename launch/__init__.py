@@ -6,6 +6,9 @@
   (``./herald run`` with ``HERALD_REDIS_URL`` or its alias ``REDIS_URL``);
 * :mod:`launch.demo`: a demo publisher that keeps a fresh clone's pages moving
   (``./herald run --demo``);
+* :mod:`launch.prober`: the end-to-end prober, probes published through the real path and
+  timed on websockets through the public endpoint (``./herald run`` starts it; its
+  connections in :mod:`launch.probe_connection`, its bookkeeping in :mod:`launch.probe_ledger`);
 * :mod:`launch.settings`: both programs' settings from one environment, the ports as options;
 * :mod:`launch.hosts`: several fleet hosts on 127.0.0.x behind HAProxy, and a rolling deploy
   (``./herald hosts up``);
