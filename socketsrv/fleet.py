@@ -269,13 +269,20 @@ def _banner(settings: Settings, port: int) -> str:
             f"Herald socket fleet: {settings.workers} worker(s) on {host}:{port}, bus: {bus}",
             f"  websocket:  ws://{host}:{port}/ws"
             "   (subprotocols herald.v1.json, herald.v1.msgpack)",
-            f"  health:     http://{host}:{port}/healthz   http://{host}:{port}/readyz",
+            f"  health:     {_health_url(settings, port)}",
             f"  metrics:    {_metrics_url(settings, port)}",
             "  try it:     .venv/bin/python -m websockets ws://" + f"{host}:{port}/ws",
             '              then type {"op":"connect","id":1}',
             '              and       {"op":"subscribe","id":2,"channel":"question:1"}',
         ]
     )
+
+
+def _health_url(settings: Settings, port: int) -> str:
+    if settings.health_port is None:
+        return f"http://{settings.host}:{port}/healthz   http://{settings.host}:{port}/readyz"
+    base = f"http://{settings.health_host}:{settings.health_port}"
+    return f"{base}/healthz   {base}/readyz   (own listener)"
 
 
 def _metrics_url(settings: Settings, port: int) -> str:

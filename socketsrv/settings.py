@@ -125,6 +125,10 @@ class Settings(BusSettings):
     """A listener of its own for /metrics (then 404 on the public port); None: /metrics on
     the public port. Production: set it, with metrics_host an internal address."""
     metrics_host: NonEmpty = "127.0.0.1"
+    health_port: Port | None = None
+    """/healthz and /readyz also on a listener of their own, answered by a thread: a storm of
+    handshakes on the public port cannot delay them (socketsrv/health.py). None: off."""
+    health_host: NonEmpty = "127.0.0.1"
 
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:

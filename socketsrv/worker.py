@@ -38,6 +38,7 @@ from herald_contract.metrics_listener import MetricsListener
 from socketsrv.connection import ClientConnection, ConnectionState
 from socketsrv.endpoints import Endpoints
 from socketsrv.errors import WrongState
+from socketsrv.health import LOOP_STALL_S, HealthListener
 from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
 from socketsrv.loadshare import LoadShare
@@ -166,6 +167,9 @@ class Worker:
         self._bus_started: asyncio.Future[None] | None = None
         self._grace_over = asyncio.Event()
         self.metrics_listener: MetricsListener | None = None
+        self.health_listener: HealthListener | None = None
+        """/healthz and /readyz on ``health_port``, answered by a thread (socketsrv/health.py)."""
+        self._loop_turned_at = time.monotonic()
         """/metrics on ``metrics_port`` when this worker runs alone (a fleet's supervisor
         serves it for every worker, from the multiprocess directory)."""
 
@@ -199,6 +203,7 @@ class Worker:
         try:
             host = await self._listen(loop)
             self._listen_metrics()
+            self._listen_health()
         except BaseException:
             if self._server is not None:
                 self._server.close()
@@ -323,7 +328,23 @@ class Worker:
             raise WrongState("worker", "wait for the bus", self.state)
         await asyncio.shield(self._bus_started)
 
+    def _listen_health(self) -> None:
+        s = self.settings
+        if s.health_port is None:
+            return
+        self._loop_turned_at = time.monotonic()
+        stall_s = max(LOOP_STALL_S, 3 * s.sweep_interval_s)
+        self.health_listener = HealthListener.start(
+            s.health_host,
+            s.health_port,
+            self.is_ready,
+            lambda: self._loop_turned_at,
+            stall_s=stall_s,
+            reuse_port=self._reuse_port,
+        )
+
     def _after_sweep(self, now: float) -> None:
+        self._loop_turned_at = time.monotonic()  # the health listener's sign of a live loop
         connections = self.connections
         self.metrics.worker_connections.set(len(connections))
         if self._load_share is not None and self.state is WorkerState.SERVING:
@@ -401,6 +422,8 @@ class Worker:
             self._server.close()
         if self.metrics_listener is not None:
             await asyncio.to_thread(self.metrics_listener.close)
+        if self.health_listener is not None:
+            await asyncio.to_thread(self.health_listener.close)
         for conn in list(self.connections):
             conn.abort()
         await asyncio.sleep(0)
