@@ -9,6 +9,9 @@
  * The connection state events mirror centrifuge-js: `connecting` (with the close code or
  * cause and the chosen delay), `connected` (with the connect reply), `disconnected` (stopped
  * for good: close(), disconnect(), or a terminal close code such as 4500).
+ *
+ * `status` says what a page can truthfully show: `live`, `delayed` (connected, but the
+ * server's Redis is down: docs/protocol.md#delivery), `reconnecting`, `disconnected`.
  */
 import type { BackoffOptions } from './backoff.js';
 import { type Format, codecFor } from './codec.js';
@@ -20,7 +23,7 @@ import type { Recovery, StreamPosition } from './frames.js';
 import { type Link, type LinkListener, LocalLink, type Role } from './link.js';
 import { SharedLink, sharingSupported } from './shared.js';
 import type { TokenProvider } from './renewal.js';
-import type { ConnectionState, StateInfo } from './state.js';
+import { type ConnectionState, type DeliveryStatus, type StateInfo, deliveryStatus } from './state.js';
 import { type Publication, Subscription, type SubscriptionHost } from './subscription.js';
 
 export interface HeraldClientOptions {
@@ -47,6 +50,8 @@ export interface SubscribeOptions {
 
 export type ClientEvents = {
   state: (state: ConnectionState, previous: ConnectionState) => void;
+  /** The delivery status changed (see `HeraldClient.status`). */
+  status: (status: DeliveryStatus, previous: DeliveryStatus) => void;
   connecting: (info: StateInfo) => void;
   connected: (info: StateInfo) => void;
   disconnected: (info: StateInfo) => void;
@@ -54,6 +59,8 @@ export type ClientEvents = {
 
 export class HeraldClient extends Emitter<ClientEvents> {
   private stateValue: ConnectionState = 'disconnected';
+  /** The server said delivery is paused (since the last `connecting`). */
+  private paused = false;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly link: Link;
   private closed = false;
@@ -81,6 +88,12 @@ export class HeraldClient extends Emitter<ClientEvents> {
 
   get state(): ConnectionState {
     return this.stateValue;
+  }
+
+  /** 'live', 'delayed' (connected, but the server's bus is down), 'reconnecting' or
+   * 'disconnected': what the page can truthfully say about its updates. */
+  get status(): DeliveryStatus {
+    return deliveryStatus(this.stateValue, this.paused);
   }
 
   /** 'local': this tab has its own socket; 'leader'/'follower': tabs share the leader's. */
@@ -156,6 +169,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
     const sub = (channel: string): Subscription | undefined => this.subscriptions.get(channel);
     return {
       state: (state, info) => this.setState(state, info),
+      delivery: (paused) => this.setPaused(paused),
       subscribed: (channel: string, recovery: Recovery, position: StreamPosition, req: number) =>
         sub(channel)?._subscribed(recovery, position, req),
       resubscribing: (channel) => sub(channel)?._resubscribing(),
@@ -170,10 +184,26 @@ export class HeraldClient extends Emitter<ClientEvents> {
   private setState(state: ConnectionState, info: StateInfo): void {
     if (this.closed) return;
     const previous = this.stateValue;
+    const status = this.status;
     this.stateValue = state;
+    // A new socket starts live; the server's paused frame, if any, precedes its connect reply.
+    if (state !== 'connected') this.paused = false;
     if (previous !== state) this.emit('state', state, previous);
     if (state === 'connecting') this.emit('connecting', info);
     else if (state === 'connected' && previous !== 'connected') this.emit('connected', info);
     else if (state === 'disconnected' && previous !== 'disconnected') this.emit('disconnected', info);
+    this.emitStatus(status);
+  }
+
+  private setPaused(paused: boolean): void {
+    if (this.closed) return;
+    const status = this.status;
+    this.paused = paused;
+    this.emitStatus(status);
+  }
+
+  private emitStatus(previous: DeliveryStatus): void {
+    const status = this.status;
+    if (status !== previous) this.emit('status', status, previous);
   }
 }

@@ -59,6 +59,9 @@ export const DEFAULT_CONNECTION_OPTIONS = {
 /** What a connection reports; channel events only for channels added with `addChannel`. */
 export interface ConnectionListener extends ChannelListener {
   state(state: ConnectionState, info: StateInfo): void;
+  /** A `delivery` frame: the server's bus is down (`paused`) or delivery is live again.
+   * Comes before the connect reply when the connection starts paused. */
+  delivery(paused: boolean): void;
 }
 
 type Wait = 'online' | 'visible';
@@ -70,6 +73,8 @@ export class Connection {
    * with the value they started with and do nothing. */
   private generation = 0;
   private connectInfo: ConnectResult | null = null;
+  /** What the server last said about delivery on this socket (false on a new socket). */
+  private pausedValue = false;
   private readonly requests = new Requests();
   private readonly channels: ChannelPositions;
   private readonly liveness: Liveness;
@@ -108,6 +113,11 @@ export class Connection {
 
   get state(): ConnectionState {
     return this.stateValue;
+  }
+
+  /** Whether the server said delivery is paused on the current socket. */
+  get paused(): boolean {
+    return this.pausedValue;
   }
 
   /** The connect reply of the current connection, null unless connected. */
@@ -285,6 +295,10 @@ export class Connection {
       case 'hb':
         this.send({ op: 'pong' });
         return;
+      case 'delivery':
+        this.pausedValue = frame.paused;
+        this.listener.delivery(frame.paused);
+        return;
       case 'pub':
         this.channels.publication(frame.channel, frame.offset, frame.data, frame.epoch);
         return;
@@ -421,6 +435,7 @@ export class Connection {
   private resetConnectionState(): void {
     this.requests.clear();
     this.connectInfo = null;
+    this.pausedValue = false; // a new socket starts live; listeners reset on `connecting`
     this.liveness.stop();
     this.stableTimer.clear();
     this.tokens.stop();

@@ -54,6 +54,9 @@ export type ServerFrame =
       readonly epoch: string | null;
     }
   | { readonly type: 'hb' }
+  /** The worker's delivery (docs/protocol.md#delivery): paused while its bus (Redis) is down,
+   * live again once the channels are repaired. */
+  | { readonly type: 'delivery'; readonly paused: boolean }
   | { readonly type: 'other' };
 
 /** The server's answer to one command: its reply, or an error frame. */
@@ -80,6 +83,10 @@ export function parseFrame(message: unknown): ServerFrame {
   switch (m['type']) {
     case 'hb':
       return { type: 'hb' };
+    case 'delivery':
+      // A state a newer server may add is ignored, like an unknown frame type.
+      if (m['state'] === 'paused' || m['state'] === 'live') return { type: 'delivery', paused: m['state'] === 'paused' };
+      return { type: 'other' };
     case 'pub':
       if (typeof m['channel'] !== 'string' || !isCount(m['offset'])) {
         throw new ProtocolError('a pub without channel or offset');

@@ -10,7 +10,7 @@ export {
   type SubscriptionEvents,
   type SubscriptionState,
 } from './subscription.js';
-export { type ConnectionState, LocalCause, type StateInfo } from './state.js';
+export { type ConnectionState, type DeliveryStatus, LocalCause, type StateInfo } from './state.js';
 export type { TokenProvider } from './renewal.js';
 export type { ConnectResult, Recovery, StreamPosition } from './frames.js';
 export type { Format } from './codec.js';

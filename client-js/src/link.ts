@@ -11,6 +11,8 @@ import type { ConnectionState, StateInfo } from './state.js';
 /** What a link reports to its tab's client. */
 export interface LinkListener {
   state(state: ConnectionState, info: StateInfo): void;
+  /** The server said delivery is paused or live (reset by each `connecting`). */
+  delivery(paused: boolean): void;
   subscribed(channel: string, recovery: Recovery, position: StreamPosition, req: number): void;
   resubscribing(channel: string): void;
   refused(channel: string, code: number, message: string, req: number): void;
@@ -37,6 +39,7 @@ export interface Link {
 export function localSink(listener: LinkListener): OwnerSink {
   return {
     state: (state, info) => listener.state(state, info),
+    delivery: (paused) => listener.delivery(paused),
     subscribed: (_owner, channel, recovery, position, req) => listener.subscribed(channel, recovery, position, req),
     resubscribing: (_owner, channel) => listener.resubscribing(channel),
     refused: (_owner, channel, code, message, req) => listener.refused(channel, code, message, req),

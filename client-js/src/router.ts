@@ -14,6 +14,7 @@ import type { ConnectionState, StateInfo } from './state.js';
 /** Where the events of one or more owners go (one tab's client, or the tabs' broadcast). */
 export interface OwnerSink {
   state(state: ConnectionState, info: StateInfo): void;
+  delivery(paused: boolean): void;
   subscribed(owner: string, channel: string, recovery: Recovery, position: StreamPosition, req: number): void;
   resubscribing(owner: string, channel: string): void;
   refused(owner: string, channel: string, code: number, message: string, req: number): void;
@@ -98,6 +99,10 @@ export class ChannelRouter implements ConnectionListener {
 
   state(state: ConnectionState, info: StateInfo): void {
     for (const sink of this.sinks) sink.state(state, info);
+  }
+
+  delivery(paused: boolean): void {
+    for (const sink of this.sinks) sink.delivery(paused);
   }
 
   subscribed(channel: string, recovery: Recovery, position: StreamPosition): void {

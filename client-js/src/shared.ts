@@ -11,7 +11,7 @@
  *
  * Messages (all carry `from`, the sender's tab id; `to` addresses one tab):
  *   follower → leader: hello, want, unwant, bye, visible
- *   leader → tabs:     leader, state, sub, resub, refused, pub
+ *   leader → tabs:     leader, state, delivery, sub, resub, refused, pub
  */
 import type { Connection, ConnectionOptions } from './connection.js';
 import type { Environment } from './env.js';
@@ -28,6 +28,7 @@ type Message =
   | { t: 'visible'; from: string; visible: boolean }
   | { t: 'leader'; from: string; to: string | null }
   | { t: 'state'; from: string; state: ConnectionState; info: StateInfo }
+  | { t: 'delivery'; from: string; paused: boolean }
   | { t: 'sub'; from: string; to: string; channel: string; recovery: Recovery; position: StreamPosition; req: number }
   | { t: 'resub'; from: string; to: string; channel: string }
   | { t: 'refused'; from: string; to: string; channel: string; code: number; message: string; req: number }
@@ -209,6 +210,8 @@ export class SharedLink implements Link {
         this.post({ t: 'leader', from: this.tab, to: message.from });
         const connect = leading.connection.info;
         const info: StateInfo = connect === null ? { code: 0, reason: '' } : { code: 0, reason: '', connect };
+        // Paused first: the tab learns it before "connected", as a socket of its own would.
+        if (leading.connection.paused) this.post({ t: 'delivery', from: this.tab, paused: true });
         this.post({ t: 'state', from: this.tab, state: leading.connection.state, info });
         return;
       }
@@ -244,6 +247,9 @@ export class SharedLink implements Link {
       case 'state':
         if (message.from === this.leaderId) this.listener.state(message.state, message.info);
         return;
+      case 'delivery':
+        if (message.from === this.leaderId) this.listener.delivery(message.paused);
+        return;
       case 'sub':
         if (message.to === this.tab) this.listener.subscribed(message.channel, message.recovery, message.position, message.req);
         return;
@@ -272,6 +278,7 @@ export class SharedLink implements Link {
           this.post({ t: 'state', from, state, info });
         }
       },
+      delivery: (paused) => this.post({ t: 'delivery', from, paused }),
       subscribed: (to, channel, recovery, position, req) =>
         this.post({ t: 'sub', from, to, channel, recovery, position, req }),
       resubscribing: (to, channel) => this.post({ t: 'resub', from, to, channel }),

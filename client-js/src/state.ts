@@ -10,11 +10,27 @@
  * `connecting` covers every step before the connect reply: waiting out a backoff, for the
  * network or for the page to be shown, fetching a token, opening the socket. It is reported
  * again at each step (with the new reason and delay); the other states only when entered.
+ *
+ * What a page can say about its updates (`DeliveryStatus`) follows from the state and the
+ * server's `delivery` frames (docs/protocol.md#delivery): `connected` is `live`, or `delayed`
+ * while the server says delivery is paused; `connecting` is `reconnecting`.
  */
 import { InvalidStateError } from './errors.js';
 import type { ConnectResult } from './frames.js';
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected';
+
+/** Whether updates arrive: `live` (connected, delivery live), `delayed` (connected, but the
+ * server's bus is down: updates resume, with what was missed, when it is back),
+ * `reconnecting` (no connection now; recovery fills the gap after it), `disconnected`
+ * (stopped). */
+export type DeliveryStatus = 'live' | 'delayed' | 'reconnecting' | 'disconnected';
+
+/** The status of a connection in `state` whose server last said delivery is `paused`. */
+export function deliveryStatus(state: ConnectionState, paused: boolean): DeliveryStatus {
+  if (state === 'connected') return paused ? 'delayed' : 'live';
+  return state === 'connecting' ? 'reconnecting' : 'disconnected';
+}
 
 /** Why the connection is (re)connecting or stopped: a close code, or a client-side cause. */
 export interface StateInfo {

@@ -95,6 +95,10 @@ def test_the_delivery_frames_are_the_documented_json_and_msgpack_maps() -> None:
         opcode_binary, packed = parse_server_frame(binary)
         assert opcode_binary == 0x2
         assert msgpack.unpackb(packed) == {"type": "delivery", "state": state}
+    paused = parse_server_frame(frames.DELIVERY[frames.Delivery.PAUSED][WireFormat.MSGPACK])[1]
+    assert paused.hex(" ") == (  # as docs/protocol.md#delivery spells the bytes out
+        "82 a4 74 79 70 65 a8 64 65 6c 69 76 65 72 79 a5 73 74 61 74 65 a6 70 61 75 73 65 64"
+    )
 
 
 # The hub: who is told what, and when

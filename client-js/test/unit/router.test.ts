@@ -37,6 +37,7 @@ function recordingSink(): OwnerSink & { told: Told[]; pubs: number[] } {
     told,
     pubs,
     state: () => undefined,
+    delivery: () => undefined,
     subscribed: (owner, _channel, recovery, position) => told.push({ owner, recovery, position }),
     resubscribing: () => undefined,
     refused: () => undefined,

@@ -231,6 +231,42 @@ describe('tabs sharing one connection', () => {
     expect(allSockets()).toHaveLength(3);
   });
 
+  it("every tab shows the shared socket's delivery status: delayed while the server pauses, then live", async () => {
+    const a = tab();
+    const b = tab();
+    await connectInOrder(a, b);
+    const socket = a.page.socket();
+    socket.accept();
+    await flush();
+    const seenB: string[] = [];
+    b.client.on('status', (status) => seenB.push(status));
+    socket.receive({ type: 'delivery', state: 'paused' });
+    await flush();
+    expect([a.client.status, b.client.status]).toEqual(['delayed', 'delayed']);
+    socket.receive({ type: 'delivery', state: 'live' });
+    await flush();
+    expect([a.client.status, b.client.status]).toEqual(['live', 'live']);
+    expect(seenB).toEqual(['delayed', 'live']);
+  });
+
+  it('a tab that joins while the shared socket is paused shows delayed, never live first', async () => {
+    const a = tab();
+    a.client.connect();
+    await flush();
+    const socket = a.page.socket();
+    socket.accept();
+    socket.receive({ type: 'delivery', state: 'paused' });
+    await flush();
+    const b = tab();
+    const seenB: string[] = [];
+    b.client.on('status', (status) => seenB.push(status));
+    b.client.connect();
+    await flush();
+    expect(b.client.role).toBe('follower');
+    expect(b.client.status).toBe('delayed');
+    expect(seenB).toEqual(['reconnecting', 'delayed']);
+  });
+
   it('each tab connects on its own where Web Locks are missing', () => {
     vi.stubGlobal('navigator', {});
     const a = tab();

@@ -58,15 +58,22 @@ function socketUrl(session) {
   return url.toString();
 }
 
-/** @param {HeraldClient} client */
+/**
+ * The header's indicator says what is true of the page's updates (docs/pages.md): "Live",
+ * "Updates delayed" while the fleet's Redis is down (the socket is fine, publications wait),
+ * "Reconnecting…" while there is no socket, "Offline" once stopped.
+ * @param {HeraldClient} client
+ */
 function showConnection(client) {
   const indicator = byId('connection');
-  const labels = { connected: 'Live', connecting: 'Reconnecting…', disconnected: 'Offline' };
+  const labels = { live: 'Live', delayed: 'Updates delayed', reconnecting: 'Reconnecting…', disconnected: 'Offline' };
   const show = () => {
     indicator.dataset.state = client.state;
-    indicator.textContent = labels[client.state];
+    indicator.dataset.status = client.status;
+    indicator.textContent = labels[client.status];
   };
   client.on('state', show);
+  client.on('status', show);
   show();
 }
 
