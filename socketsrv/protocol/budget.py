@@ -82,6 +82,14 @@ class AddressBudget:
         self.commands = TokenBucket(limits.commands_per_s, limits.commands_burst, now)
         self.replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
 
+    def flooded(self, now: float) -> None:
+        """A connection of this address was closed for flooding (4006): the address loses one
+        second of new connections, so that reconnecting at once after each 4006 (what a
+        flooder does) opens about one connection a second instead of ten."""
+        connections = self.connections
+        connections.level(now)
+        connections.spend(connections.rate)
+
     def is_full(self, now: float) -> bool:
         """Whether forgetting it would change nothing (every bucket refilled)."""
         return (

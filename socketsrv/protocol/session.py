@@ -210,6 +210,8 @@ class Session:
             return True
         self._refused_in_row += 1
         if self._refused_in_row >= self.limits.flood_refusals:
+            if self._address is not None:
+                self._address.flooded(now)
             return self._close(CloseCode.FLOOD)
         return False
 

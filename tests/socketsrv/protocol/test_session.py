@@ -625,3 +625,18 @@ def test_replays_of_one_address_spend_one_shared_byte_budget() -> None:
     assert second.session.take_replay(200, clock.now)
     clock.advance(8.0)
     assert second.session.take_replay(800, clock.now)
+
+
+def test_a_flood_close_costs_the_address_a_second_of_new_connections() -> None:
+    clock = Clock()
+    limits = AddressLimits(connections_per_s=10.0, connections_burst=100)
+    shared = AddressBudget(limits, clock.now)
+    flooder = Client(
+        limits=Limits(commands_burst=1, commands_per_s=0.001), address=shared, clock=clock
+    )
+    flooder.connect()
+    effects: list[Effect] = []
+    while not (effects and isinstance(effects[0], CloseWith)):
+        effects = flooder.send(op="ping", id=2)
+    assert_closed(effects, CloseCode.FLOOD)
+    assert shared.connections.level(clock.now) == 100 - 10
