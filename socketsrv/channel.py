@@ -9,8 +9,9 @@ States (:class:`ChannelState`)::
                                                   \\---gap or bus restored--/
 
 Subscribers are *live* (every publication is pushed to them as it comes) or *catching up*
-(a subscribe with its history read in flight, or replayed but not yet reached by the
-channel's stream); :meth:`Channel.promote` moves them from the one to the other.
+(a subscribe with its history read in flight, a replay paced to what the client drains, or
+replayed but not yet reached by the channel's stream); :meth:`Channel.promote` moves them
+from the one to the other.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class ChannelState(enum.Enum):
 class CatchUp:
     """Where one catching-up subscriber is."""
 
-    __slots__ = ("last", "pending")
+    __slots__ = ("last", "paced", "pending")
 
     def __init__(self) -> None:
         self.pending: list[Publication] | None = []
         """Live publications queued while the history read is in flight; None after it."""
         self.last = 0
         """The last offset pushed to the subscriber."""
+        self.paced = False
+        """A paced replay feeds the subscriber from history (socketsrv/recovery.py): live
+        publications are not pushed to it meanwhile, the replay reads them from history."""
 
 
 class Channel:
@@ -98,7 +102,7 @@ class Channel:
         if self.state is not ChannelState.LIVE:
             return
         for sub, catch_up in list(self.catching.items()):
-            if catch_up.pending is None and catch_up.last <= self.last:
+            if catch_up.pending is None and not catch_up.paced and catch_up.last <= self.last:
                 del self.catching[sub]
                 self.live[sub.wire][sub] = None
 

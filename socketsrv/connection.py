@@ -19,6 +19,12 @@ The outgoing buffer is bounded: the bytes queued here during one loop turn, and 
 transport holds that the client has not read yet, may each not exceed ``outbox_max_bytes``
 (the transport's high-water mark); past either the connection is closed with 4001 ("slow")
 and the others are not delayed (docs/protocol.md#slow-clients).
+
+A replay is paced to what the client drains (socketsrv/recovery.py): it may queue only while
+the connection holds less than its replay mark (``outbox_max_bytes / 16``) unsent. A replay
+waiting for room lowers the transport's high-water mark to the replay mark, so that the
+transport tells (``resume_writing``) when the client has read it down to half of it; then
+the bound is ``outbox_max_bytes`` again.
 """
 
 from __future__ import annotations
@@ -70,6 +76,10 @@ __all__ += ["WriteScheduler"]  # where benchmarks built it from before it had it
 log = logging.getLogger(__name__)
 ws_log = logging.getLogger("socketsrv.ws")
 
+REPLAY_MARK_DIVISOR = 16
+"""A paced replay queues only while the connection holds less than ``outbox_max_bytes`` / 16
+unsent (64 KiB by default): a replay never takes much of the room live frames need."""
+
 
 class ConnectionState(enum.Enum):
     CONNECTING = "connecting"
@@ -99,11 +109,13 @@ class ClientConnection(asyncio.Protocol):
         "_close_timer",
         "_compress",
         "_connect_timer",
+        "_drain_waiters",
         "_fragments",
         "_outbox_max_bytes",
         "_peer",
         "_pending",
         "_proxy_buf",
+        "_replay_mark",
         "_scheduler",
         "_session",
         "_subscribing",
@@ -130,6 +142,9 @@ class ClientConnection(asyncio.Protocol):
         self._session: Session | None = None
         self._pending: list[bytes] = []
         self._outbox_max_bytes = cfg.outbox_max_bytes
+        self._replay_mark = max(1, cfg.outbox_max_bytes // REPLAY_MARK_DIVISOR)
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        """Paced replays waiting for the client to read (the transport's mark is lowered)."""
         self._compress = cfg.compression
         self._scheduler = host.scheduler
         self._fragments: Fragments | None = None
@@ -156,6 +171,8 @@ class ClientConnection(asyncio.Protocol):
         if to not in _NEXT[self.state]:
             raise WrongState("connection", action, self.state)
         self.state = to
+        if self._drain_waiters:
+            self._wake_replays()  # no longer open: its paced replays end
 
     # asyncio.Protocol
 
@@ -497,6 +514,62 @@ class ClientConnection(asyncio.Protocol):
         metrics.replay_bytes.inc(nbytes)
         return True
 
+    # Paced replays (recovery.PacedSubscriber)
+
+    def replay_room(self) -> int:
+        """See :meth:`socketsrv.recovery.PacedSubscriber.replay_room`: the replay mark less
+        what the transport holds unsent and what this turn queued."""
+        transport = self.transport
+        if self.state is not _OPEN or transport is None:
+            return 0
+        queued = sum(map(len, self._pending))
+        return self._replay_mark - transport.get_write_buffer_size() - queued
+
+    async def replay_drained(self) -> bool:
+        """See :meth:`socketsrv.recovery.PacedSubscriber.replay_drained`."""
+        while self.state is _OPEN:
+            if self.replay_room() > 0:
+                return True
+            transport = self.transport
+            assert transport is not None  # set before the 101
+            if transport.get_write_buffer_size() < self._replay_mark:
+                # The room is taken by what this turn queued, written at its end (writes.py).
+                await asyncio.sleep(0)
+                continue
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            if len(self._drain_waiters) == 1:
+                # Calls pause_writing at once (the buffer is past the mark), resume_writing
+                # once the client has read it down to half the mark.
+                transport.set_write_buffer_limits(
+                    high=self._replay_mark, low=self._replay_mark // 2
+                )
+            try:
+                await waiter
+            finally:
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+        return False
+
+    @property
+    def replays_waiting(self) -> int:
+        """Paced replays waiting for the client to read (tests and debugging)."""
+        return len(self._drain_waiters)
+
+    def resume_writing(self) -> None:
+        """The transport drained below its low-water mark: paced replays may go on."""
+        if self._drain_waiters:
+            self._wake_replays()
+
+    def _wake_replays(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.set_write_buffer_limits(high=self._outbox_max_bytes)
+
     # Outgoing frames (hub.Subscriber, writes.Writer)
 
     def push(self, frame: bytes) -> None:
@@ -528,7 +601,12 @@ class ClientConnection(asyncio.Protocol):
         if len(data) > self._outbox_max_bytes:
             self.close_with(CloseCode.SLOW)
             return 0
-        self.transport.write(data)  # type: ignore[union-attr]  # set before the 101
+        transport = self.transport
+        assert transport is not None  # set before the 101
+        transport.write(data)
+        if self._drain_waiters and transport.get_write_buffer_size() > self._outbox_max_bytes:
+            # The transport's mark is the replay mark meanwhile: it calls pause_writing once.
+            asyncio.get_running_loop().call_soon(self._slow)
         return len(data)
 
     def _write_now(self) -> None:
@@ -545,7 +623,13 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The transport holds more than ``outbox_max_bytes`` the client has not read: slow.
 
-        Called from inside ``transport.write``; the close happens on the next loop turn."""
+        Called from inside ``transport.write``; the close happens on the next loop turn.
+        While a paced replay waits, the transport's mark is the replay mark: only past
+        ``outbox_max_bytes`` is it slow (write_queued checks on from there)."""
+        if self._drain_waiters:
+            transport = self.transport
+            if transport is None or transport.get_write_buffer_size() <= self._outbox_max_bytes:
+                return
         asyncio.get_running_loop().call_soon(self._slow)
 
     def _slow(self) -> None:

@@ -134,6 +134,24 @@ class HistoryReader:
                 if not future.done():
                     future.set_result(suffix_after(result.position, publications, since))
 
+    async def read_slice(self, channel: str, since: StreamPosition, count: int) -> Recovered:
+        """Up to *count* publications right after *since*, for a paced replay (one bus call,
+        not batched: a slice is read when one connection has drained, not in a storm).
+
+        ``complete`` is True when the slice starts at ``since.offset + 1`` in *since*'s epoch
+        (False: the history was trimmed past it, or the epoch changed; nothing to read is
+        False too, since a paced replay only reads below the channel's stream). Raises
+        :class:`herald_contract.bus.BusUnavailable` when the bus cannot be reached.
+        """
+        result = await self._bus.history(channel, since, count)
+        publications = self._decode(channel, result.publications)
+        complete = (
+            result.position.epoch == since.epoch
+            and bool(publications)
+            and publications[0].offset == since.offset + 1
+        )
+        return Recovered(result.position, complete, publications if complete else [])
+
     async def close(self) -> None:
         """Cancel the reads in flight (their readers see CancelledError)."""
         for task in list(self._tasks):

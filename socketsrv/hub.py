@@ -346,6 +346,8 @@ class Hub:
             for sub, progress in ch.catching.items():
                 if progress.pending is not None:
                     progress.pending.append(pub)
+                elif progress.paced:
+                    continue  # its paced replay reads this one from history
                 elif pub.offset > progress.last:
                     sub.push(pub.frame(sub.wire))
                     progress.last = pub.offset

@@ -57,6 +57,7 @@ class Metrics:
     frames_refused: Counter
     replay_bytes: Counter
     replays_refused: Counter
+    paced_replays: Counter
     subscriptions_refused: Counter
     accept_errors: Counter
     position_checks: Counter
@@ -186,6 +187,12 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         replays_refused=counter(
             "herald_replays_refused",
             "Recoveries failed because the connection's replay budget was spent.",
+        ),
+        paced_replays=counter(
+            "herald_paced_replays",
+            "Replays paced to what the client drains, by result (started; then caught_up,"
+            " lost: history trimmed under it, closed 4003; abandoned: the subscriber left).",
+            "result",
         ),
         subscriptions_refused=counter(
             "herald_subscriptions_refused",

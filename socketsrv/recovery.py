@@ -6,6 +6,18 @@ sends the reply, the missed publications, then the queued live ones with offsets
 the subscriber already has, and the subscriber joins the live set once the channel's stream
 has reached it.
 
+Paced replay (issue 12, item 1): a replay bigger than the room the subscriber's connection
+has below its replay mark (:class:`PacedSubscriber`) is not pushed at once. The subscriber
+stays catching up with ``paced`` set (live publications are not pushed to it), and a feed
+pushes one slice of history whenever the connection has drained below the mark, reading the
+next slice from history after the last offset it pushed, until it reaches the channel's
+stream. Before, a replay went into the outgoing buffer whole: past ``outbox_max_bytes`` the
+client was closed 4001, came back and asked for an even bigger replay (about 8 times each
+in the slow-client experiment, bench/results/SLOW.md), and the worker's memory grew with
+every replay it held. A feed holds one slice at a time; if the history no longer holds the
+next offset (trimmed while the client read slowly, or the epoch changed), the subscriber is
+closed with 4003: it reconnects and its recovery says ``failed``.
+
 Gap repair: the hub hands every publication of a channel to the fan-out in offset order. An
 offset that skips ahead, or a bus reconnect, makes the channel REPAIRING: live publications
 are held while the gap is read from history, then all go out in order. If the history cannot
@@ -37,6 +49,23 @@ REPAIR_RETRY_S = 0.5
 
 OnSubscribed = Callable[[StreamPosition, Recovery], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
+
+
+@runtime_checkable
+class PacedSubscriber(Subscriber, Protocol):
+    """A subscriber whose replays are paced to what it drains (a connection is)."""
+
+    def replay_room(self) -> int:
+        """Bytes a replay may queue now (0 or less: wait for :meth:`replay_drained`)."""
+        ...
+
+    async def replay_drained(self) -> bool:
+        """Wait until :meth:`replay_room` is above 0; False once it takes no more frames."""
+        ...
+
+
+SLICE_MAX_PUBLICATIONS = 256
+"""Most publications one slice read asks for (a slice is bounded in bytes by the room)."""
 
 
 @runtime_checkable
@@ -112,12 +141,73 @@ class ChannelRecovery:
         self._metrics.recoveries.labels(result=recovery.value).inc()
         on_subscribed(position, recovery)
         queued, progress.pending = progress.pending or [], None
+        missed: list[Publication] = []
         for pub in (*result.publications, *queued):
             if pub.epoch == position.epoch and pub.offset > last:
-                sub.push(pub.frame(sub.wire))
+                missed.append(pub)
                 last = pub.offset
+        if isinstance(sub, PacedSubscriber):
+            room = sub.replay_room()
+            frames = [pub.frame(sub.wire) for pub in missed]
+            if sum(map(len, frames)) > room:
+                # Too big to queue at once: the first slice now, the rest as it drains.
+                progress.last = _push_slice(sub, missed, frames, room, progress.last)
+                progress.paced = True
+                mean = max(1, sum(map(len, frames)) // len(frames))
+                self._metrics.paced_replays.labels(result="started").inc()
+                self._spawn(self._feed(ch, sub, progress, position.epoch, mean))
+                return
+        for pub in missed:
+            sub.push(pub.frame(sub.wire))
         progress.last = last
         ch.promote()
+
+    async def _feed(
+        self,
+        ch: Channel,
+        sub: PacedSubscriber,
+        progress: CatchUp,
+        epoch: str,
+        mean_frame_bytes: int,
+    ) -> None:
+        """Push *sub*'s replay slice by slice as it drains, until it reaches the stream."""
+
+        def current() -> bool:
+            return self._is_current(ch) and ch.catching.get(sub) is progress
+
+        result = "abandoned"
+        try:
+            while current() and await sub.replay_drained() and current():
+                if progress.last >= ch.last:
+                    # Reached the stream within this turn: from here on the fan-out pushes
+                    # every offset above progress.last (socketsrv/hub.py).
+                    progress.paced = False
+                    ch.promote()
+                    result = "caught_up"
+                    return
+                room = sub.replay_room()
+                count = max(1, min(SLICE_MAX_PUBLICATIONS, room // mean_frame_bytes))
+                since = StreamPosition(epoch, progress.last)
+                try:
+                    read = await self._history.read_slice(ch.name, since, count)
+                except BusUnavailable:
+                    await asyncio.sleep(REPAIR_RETRY_S)  # bounded by the subscriber's life
+                    continue
+                if not current():
+                    return
+                if not read.complete:
+                    result = "lost"
+                    log.info("paced replay of %s lost its history; closing 4003", ch.name)
+                    sub.close_with(CloseCode.STATE_LOST)
+                    return
+                frames = [pub.frame(sub.wire) for pub in read.publications]
+                if frames:
+                    mean_frame_bytes = max(1, sum(map(len, frames)) // len(frames))
+                progress.last = _push_slice(
+                    sub, read.publications, frames, sub.replay_room(), progress.last
+                )
+        finally:
+            self._metrics.paced_replays.labels(result=result).inc()
 
     # A channel's stream
 
@@ -180,6 +270,24 @@ class ChannelRecovery:
                 ch.reset_stream()  # nobody to repair for: start afresh
                 continue
             self.start_repair(ch)
+
+
+def _push_slice(
+    sub: PacedSubscriber, pubs: list[Publication], frames: list[bytes], room: int, last: int
+) -> int:
+    """Push the frames of *pubs* after offset *last* that fit in *room* bytes, at least one
+    (a replay always moves on); the last offset pushed."""
+    push = sub.push
+    used = 0
+    for pub, frame in zip(pubs, frames, strict=True):
+        if pub.offset <= last:
+            continue
+        if used and used + len(frame) > room:
+            break
+        push(frame)
+        used += len(frame)
+        last = pub.offset
+    return last
 
 
 def _replay_allowed(sub: Subscriber, result: Recovered, last: int) -> bool:

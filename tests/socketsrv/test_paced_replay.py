@@ -1,0 +1,308 @@
+"""Replays paced to what the client drains (issue 12, item 1; docs/protocol.md#recovery).
+
+A recovering subscriber used to get its whole replay pushed into its outgoing buffer at once:
+past ``outbox_max_bytes`` it was closed 4001, came back and asked again (about 8 times each
+in the slow-client experiment, bench/results/SLOW.md). Now the replay is fed from history a
+slice at a time, whenever the connection has drained below its replay mark, and live
+publications that come meanwhile are read from history in their turn: exactly once, in order,
+and nothing is held for the replay once it has caught up. On a real Redis.
+
+The client here is a raw websocket whose reading the test stops and resumes
+(``transport.pause_reading``); the server side of its socket gets a small send buffer, so
+that what the client does not read stays in the worker's transport instead of the kernel's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import socket
+import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from socketsrv.connection import ClientConnection, ConnectionState
+from socketsrv.worker import Worker
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
+from tests.support.worker import metric, publish, running_worker, ws_url
+
+CHANNEL = "question:12"
+ITEM = "p" * 32_000
+"""A publication's frame is a little over 32 KB, as in the slow-client experiment."""
+OUTBOX = 1024 * 1024
+HISTORY = 48
+"""1.5 MiB of history: more than the outgoing buffer holds."""
+SERVER_SNDBUF = 16 * 1024
+
+
+@pytest.fixture
+async def worker(redis_server: RedisServer) -> AsyncIterator[Worker]:
+    async with running_worker(
+        redis_url=redis_server.url,
+        outbox_max_bytes=OUTBOX,
+        replay_burst_bytes=64 * OUTBOX,  # the budget is not what these tests are about
+        ping_interval_s=60.0,  # no heartbeat goes unanswered while the client is paused
+        pong_timeout_s=60.0,
+    ) as w:
+        yield w
+
+
+@pytest.fixture
+async def short_history_worker(redis_server: RedisServer) -> AsyncIterator[Worker]:
+    async with running_worker(
+        redis_url=redis_server.url,
+        outbox_max_bytes=OUTBOX,
+        history_size=10,
+        replay_burst_bytes=64 * OUTBOX,
+        ping_interval_s=60.0,
+        pong_timeout_s=60.0,
+    ) as w:
+        yield w
+
+
+class RawClient(asyncio.Protocol):
+    """A websocket client (websockets' sans-I/O protocol) that records every message."""
+
+    def __init__(self, url: str) -> None:
+        self.ws = ClientProtocol(
+            parse_uri(url), subprotocols=[Subprotocol("herald.v1.json")], max_size=None
+        )
+        self.transport: asyncio.Transport | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._ids = iter(range(1, 2**31))
+
+    @classmethod
+    async def open(cls, worker: Worker) -> RawClient:
+        """Connected (101 and the connect reply), with a small receive buffer of its own."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", worker.port))
+        _, client = await loop.create_connection(lambda: cls(ws_url(worker)), sock=sock)
+        assert await client.opened == 101
+        client.send({"op": "connect"})
+        await eventually(lambda: client.replies() != [])
+        return client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Response):
+                self.opened.set_result(event.status_code)
+            elif isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT:
+                    self.messages.append(json.loads(bytes(event.data)))
+                elif event.opcode is Opcode.CLOSE:
+                    self.close_code = Close.parse(event.data).code
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+
+    def send(self, command: dict[str, Any]) -> None:
+        self.ws.send_text(json.dumps({**command, "id": next(self._ids)}).encode())
+        self._flush()
+
+    def stop_reading(self) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        assert self.transport is not None
+        self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # What it received
+
+    def replies(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == "reply"]
+
+    def offsets(self) -> list[int]:
+        return [m["offset"] for m in self.messages if m.get("type") == "pub"]
+
+    def subscribe_result(self) -> dict[str, Any]:
+        results = [r["result"] for r in self.replies() if "recovery" in r["result"]]
+        assert len(results) == 1, self.messages[-3:]
+        result: dict[str, Any] = results[0]
+        return result
+
+
+def server_side(worker: Worker) -> ClientConnection:
+    """The worker's end of the one client connection, with a small kernel send buffer."""
+    (conn,) = worker.connections
+    assert conn.transport is not None
+    sock = conn.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SERVER_SNDBUF)
+    return conn
+
+
+async def holds_unsent_bytes(conn: ClientConnection) -> None:
+    """Wait until the client's not reading shows: the worker's transport holds bytes (or the
+    connection was closed already)."""
+    transport = conn.transport
+    assert transport is not None
+    await eventually(
+        lambda: transport.get_write_buffer_size() > 0 or conn.state is not ConnectionState.OPEN
+    )
+
+
+async def publish_many(worker: Worker, count: int) -> int:
+    last = 0
+    for _ in range(count):
+        last = await publish(worker, CHANNEL, ITEM)
+    return last
+
+
+def subscribe_from_the_start(client: RawClient) -> None:
+    client.send({"op": "subscribe", "channel": CHANNEL, "since": {"epoch": "-", "offset": 0}})
+
+
+async def test_a_replay_bigger_than_the_outgoing_buffer_arrives_whole_instead_of_closing_4001(
+    worker: Worker,
+) -> None:
+    await publish_many(worker, HISTORY)
+    client = await RawClient.open(worker)
+    try:
+        subscribe_from_the_start(client)
+        await eventually(
+            lambda: len(client.offsets()) >= HISTORY or client.close_code is not None, timeout_s=30
+        )
+        assert client.close_code is None
+        assert client.subscribe_result()["recovery"] == "recovered"
+        assert client.offsets() == list(range(1, HISTORY + 1))
+    finally:
+        client.close()
+
+
+async def test_a_recovering_subscriber_that_stops_reading_gets_every_publication_once_in_order(
+    worker: Worker,
+) -> None:
+    await publish_many(worker, HISTORY)
+    client = await RawClient.open(worker)
+    try:
+        conn = server_side(worker)
+        client.stop_reading()
+        subscribe_from_the_start(client)
+        await holds_unsent_bytes(conn)
+
+        # More than the outgoing buffer holds is published while the client reads nothing.
+        top = await publish_many(worker, HISTORY)
+        assert metric(worker, "herald_disconnects_total", code="4001") == 0
+        assert conn.replays_waiting == 1
+
+        client.resume_reading()
+        await eventually(
+            lambda: top in client.offsets() or client.close_code is not None, timeout_s=30
+        )
+        assert client.close_code is None
+        assert client.subscribe_result()["recovery"] == "recovered"
+        assert client.offsets() == list(range(1, top + 1))
+
+        # Live again: the next publication comes straight from the fan-out.
+        await publish(worker, CHANNEL, "live")
+        await eventually(lambda: top + 1 in client.offsets())
+        assert metric(worker, "herald_paced_replays_total", result="caught_up") == 1
+    finally:
+        client.close()
+
+
+async def test_nothing_taken_for_a_paced_replay_is_kept_once_it_has_caught_up(
+    worker: Worker,
+) -> None:
+    await publish_many(worker, HISTORY)
+    client = await RawClient.open(worker)
+    tracemalloc.start()
+    try:
+        conn = server_side(worker)
+        gc.collect()
+        before = _held_by_the_server()
+        client.stop_reading()
+        subscribe_from_the_start(client)
+        await holds_unsent_bytes(conn)
+        top = await publish_many(worker, HISTORY)
+        client.resume_reading()
+        await eventually(lambda: top in client.offsets(), timeout_s=30)
+        await eventually(lambda: conn.transport.get_write_buffer_size() == 0)  # type: ignore[union-attr]
+
+        assert conn.replays_waiting == 0
+        assert conn.transport.get_write_buffer_limits()[1] == OUTBOX  # type: ignore[union-attr]
+        assert worker.hub.subscriber_count(CHANNEL) == 1
+        client.messages.clear()
+        gc.collect()
+        # 3 MiB went through the replay; what the server code holds is back where it was.
+        assert _held_by_the_server() - before < 256 * 1024
+    finally:
+        tracemalloc.stop()
+        client.close()
+
+
+def _held_by_the_server() -> int:
+    """Bytes allocated by the worker's and the contract's code, still held."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [
+            tracemalloc.Filter(True, "*/socketsrv/*"),
+            tracemalloc.Filter(True, "*/herald_contract/*"),
+        ]
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+async def test_a_paced_replay_whose_history_is_trimmed_closes_4003_and_its_recovery_fails(
+    short_history_worker: Worker,
+) -> None:
+    worker = short_history_worker
+    await publish_many(worker, 10)
+    client = await RawClient.open(worker)
+    try:
+        conn = server_side(worker)
+        client.stop_reading()
+        subscribe_from_the_start(client)
+        await holds_unsent_bytes(conn)
+        # The history keeps 10: what the replay has not pushed yet is trimmed away.
+        await publish_many(worker, 30)
+
+        client.resume_reading()
+        await eventually(lambda: client.close_code is not None, timeout_s=30)
+        assert client.close_code == 4003
+        assert metric(worker, "herald_paced_replays_total", result="lost") == 1
+        assert metric(worker, "herald_disconnects_total", code="4001") == 0
+        got = client.offsets()
+        assert got == list(range(1, len(got) + 1))  # what it got has no gap
+        epoch = client.subscribe_result()["epoch"]
+    finally:
+        client.close()
+
+    # Reconnecting from where it stopped: the history no longer covers it.
+    again = await RawClient.open(worker)
+    try:
+        again.send(
+            {"op": "subscribe", "channel": CHANNEL, "since": {"epoch": epoch, "offset": got[-1]}}
+        )
+        await eventually(lambda: len(again.replies()) == 2)
+        assert again.subscribe_result()["recovery"] == "failed"
+        assert again.subscribe_result()["offset"] == 40
+    finally:
+        again.close()
