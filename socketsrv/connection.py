@@ -504,6 +504,11 @@ class ClientConnection(asyncio.Protocol):
         self._release_subscription(channel.name)
         self.host.hub.unsubscribe(self, channel.name)
 
+    def replay_affordable(self) -> bool:
+        """See :meth:`socketsrv.recovery.ReplayBudget.replay_affordable`."""
+        session = self._session
+        return session is None or session.replay_affordable(self.host.clock())
+
     def take_replay(self, nbytes: int) -> bool:
         """Whether a recovery may replay *nbytes* to this connection (recovery.ReplayBudget):
         the session's replay budget decides; refused, the subscribe's recovery is failed."""

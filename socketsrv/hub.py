@@ -34,12 +34,12 @@ from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
 from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
-from socketsrv.history import HistoryReader
+from socketsrv.history import HistoryReader, Recovered, suffix_after
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
-from socketsrv.recovery import ChannelRecovery, OnSubscribed
+from socketsrv.recovery import ChannelRecovery, OnSubscribed, ReplayBudget
 
 __all__ = ["ChannelLimit", "ChannelState", "DeliveryState", "Hub", "OnSubscribed", "Subscriber"]
 
@@ -154,7 +154,7 @@ class Hub:
             if ch.catching.get(sub) is not progress:
                 return  # removed while the bus subscription was made
             self._check_confirmed(ch)
-            result = await self._history.read(channel, since)
+            result = await self._read_for(sub, channel, since)
         except BaseException:
             if ch.catching.get(sub) is progress:
                 del ch.catching[sub]
@@ -163,6 +163,21 @@ class Hub:
             raise
         if ch.catching.get(sub) is progress:  # else removed while the history was read
             self._recovery.catch_up(ch, sub, progress, since, result, on_subscribed)
+
+    async def _read_for(
+        self, sub: Subscriber, channel: str, since: StreamPosition | None
+    ) -> Recovered:
+        """The history read of *sub*'s subscribe: the position only when *sub*'s replay
+        budget could not cover a replay as big as its last refused one (issue 11: a
+        subscribe-from-0 loop made every refused replay a full history read); then the
+        recovery is failed unless nothing was missed."""
+        if since is None or not isinstance(sub, ReplayBudget) or sub.replay_affordable():
+            return await self._history.read(channel, since)
+        position = (await self._history.read(channel, None)).position
+        recovered = suffix_after(position, [], since)
+        if not recovered.complete:
+            self._metrics.replays_refused.inc()
+        return recovered
 
     def unsubscribe(self, sub: Subscriber, channel: str) -> None:
         """Stop delivering *channel* to *sub*; unknown pairs are ignored."""

@@ -76,6 +76,12 @@ class ReplayBudget(Protocol):
         """Whether *nbytes* of missed publications may be replayed now (charged if so)."""
         ...
 
+    def replay_affordable(self) -> bool:
+        """Whether a replay as big as the last one refused could be charged now: when not,
+        the subscribe reads the channel's position only, not its history (a refused replay
+        still cost a full history read before)."""
+        ...
+
 
 def outcome(since: StreamPosition | None, result: Recovered) -> tuple[Recovery, int]:
     """The recovery a subscribe from *since* gets, and the last offset it already has."""

@@ -75,12 +75,15 @@ class AddressLimits:
 class AddressBudget:
     """The buckets of one client address."""
 
-    __slots__ = ("commands", "connections", "replay")
+    __slots__ = ("commands", "connections", "replay", "replay_refused")
 
     def __init__(self, limits: AddressLimits, now: float) -> None:
         self.connections = TokenBucket(limits.connections_per_s, limits.connections_burst, now)
         self.commands = TokenBucket(limits.commands_per_s, limits.commands_burst, now)
         self.replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
+        self.replay_refused = 0
+        """Bytes of the last replay refused to one of the address's connections (0: the
+        last one was taken)."""
 
     def flooded(self, now: float) -> None:
         """A connection of this address was closed for flooding (4006): the address loses one

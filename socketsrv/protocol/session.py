@@ -111,6 +111,7 @@ class Session:
         "_heartbeat_at",
         "_refused_in_row",
         "_replay",
+        "_replay_refused",
         "client_id",
         "expires_at",
         "last_seen",
@@ -153,6 +154,8 @@ class Session:
         self._refused_in_row = 0
         self._replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
         self._address = address
+        self._replay_refused = 0
+        """Bytes of the last replay the budgets refused (0: the last one was taken)."""
 
     @property
     def expires_deadline(self) -> float | None:
@@ -220,7 +223,26 @@ class Session:
         charged to the replay budgets (the connection's and its address's) when it may
         (refused: the subscribe's recovery fails)."""
         address = self._address
-        return _take_both(self._replay, address.replay if address else None, nbytes, now)
+        own = self._replay
+        taken = _take_both(own, address.replay if address else None, nbytes, now)
+        refused = 0 if taken else nbytes
+        self._replay_refused = refused
+        if address is not None:
+            address.replay_refused = refused
+        if nbytes > own.burst:
+            # It can never be taken: the bucket is emptied, so that asking again waits for
+            # a whole refill rather than costing a full history read each time.
+            own.spend(own.level(now))
+        return taken
+
+    def replay_affordable(self, now: float) -> bool:
+        """Whether the replay budgets could now cover a replay as big as the last one each
+        refused (this connection's, and its address's): until then a subscribe from a
+        position is answered from the channel's position alone."""
+        if not _affordable(self._replay, self._replay_refused, now):
+            return False
+        address = self._address
+        return address is None or _affordable(address.replay, address.replay_refused, now)
 
     def _take_token(self, now: float) -> bool:
         address = self._address
@@ -359,6 +381,11 @@ class Session:
 
     def _error(self, request_id: int | None, code: ErrorCode, detail: str = "") -> Send:
         return Send(frames.error(request_id, code, self.wire, detail), code)
+
+
+def _affordable(bucket: TokenBucket, refused: int, now: float) -> bool:
+    """Whether *bucket* holds *refused* tokens, or as many as it can ever hold."""
+    return refused == 0 or bucket.has(min(refused, bucket.burst), now)
 
 
 def _take_both(own: TokenBucket, shared: TokenBucket | None, n: float, now: float) -> bool:

@@ -11,11 +11,12 @@ Redis.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 
+from herald_contract.stream import HistoryRead, HistoryResult
 from socketsrv.worker import Worker
 from tests.support.client import HeraldTestClient
 from tests.support.redis_server import RedisServer
@@ -125,5 +126,43 @@ async def test_a_small_replay_within_the_budget_is_recovered_every_time(worker: 
             await unsubscribe(client)
         await eventually(lambda: received(client) == 2 * LOOPS)
         assert metric(worker, "herald_replays_refused_total") == 0
+    finally:
+        await client.close()
+
+
+async def test_after_a_refused_replay_subscribes_read_no_history_until_the_budget_refills(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused replay cost a full history read each time before: the loop's cost on
+    Redis was the same as replaying it all. Now only the first refusal reads the history;
+    the next subscribes read the channel's position alone, and a subscribe that missed
+    nothing is still recovered."""
+    for _ in range(PUBLICATIONS):
+        await publish(worker, CHANNEL, ITEM)
+    reads: list[HistoryRead] = []
+    history_many = worker.bus.history_many
+
+    async def spied(batch: Sequence[HistoryRead]) -> list[HistoryResult]:
+        reads.extend(read for read in batch if read.since is not None)
+        return await history_many(batch)
+
+    monkeypatch.setattr(worker.bus, "history_many", spied)
+    client = HeraldTestClient(ws_url(worker))
+    try:
+        await client.open()
+        epoch = (await client.request({"op": "subscribe", "channel": CHANNEL}))["result"]["epoch"]
+        await unsubscribe(client)
+        assert (await subscribe_since(client, epoch, 0))["recovery"] == "recovered"
+        await unsubscribe(client)
+        reads.clear()
+        outcomes = []
+        for _ in range(LOOPS):
+            result = await subscribe_since(client, epoch, 0)
+            outcomes.append(result["recovery"])
+            await unsubscribe(client)
+        assert outcomes == ["failed"] * LOOPS
+        assert len(reads) == 1  # the first refusal's
+        assert metric(worker, "herald_replays_refused_total") == LOOPS
+        assert (await subscribe_since(client, epoch, PUBLICATIONS))["recovery"] == "recovered"
     finally:
         await client.close()

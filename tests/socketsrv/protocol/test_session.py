@@ -640,3 +640,23 @@ def test_a_flood_close_costs_the_address_a_second_of_new_connections() -> None:
         effects = flooder.send(op="ping", id=2)
     assert_closed(effects, CloseCode.FLOOD)
     assert shared.connections.level(clock.now) == 100 - 10
+
+
+def test_after_a_refused_replay_none_is_affordable_until_the_budget_could_cover_it() -> None:
+    client = Client(limits=Limits(replay_bytes_per_s=100, replay_burst_bytes=1000))
+    now = client.clock.now
+    assert client.session.replay_affordable(now)
+    assert client.session.take_replay(700, now)
+    assert not client.session.take_replay(600, now)  # 300 left
+    assert not client.session.replay_affordable(now)
+    assert client.session.replay_affordable(client.clock.advance(3.0))  # 600 again
+    assert client.session.take_replay(600, client.clock.now)
+    assert client.session.replay_affordable(client.clock.now)
+
+
+def test_a_replay_bigger_than_the_bucket_empties_it() -> None:
+    client = Client(limits=Limits(replay_bytes_per_s=100, replay_burst_bytes=1000))
+    now = client.clock.now
+    assert not client.session.take_replay(5000, now)
+    assert not client.session.replay_affordable(client.clock.advance(9.0))
+    assert client.session.replay_affordable(client.clock.advance(1.0))
