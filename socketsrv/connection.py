@@ -50,6 +50,7 @@ from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode, close_re
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import (
     CloseWith,
+    CountTelemetry,
     Effect,
     Recovery,
     Send,
@@ -59,6 +60,7 @@ from socketsrv.protocol.session import (
     StopSubscription,
 )
 from socketsrv.proxy_protocol import MAX_HEADER_BYTES, ProxyHeaderError, parse_proxy_header
+from socketsrv.telemetry import count_telemetry
 from socketsrv.websocket import (
     Fragments,
     Refusal,
@@ -454,6 +456,8 @@ class ClientConnection(asyncio.Protocol):
                 self._stop_subscription(effect.channel)
             elif isinstance(effect, CloseWith):
                 self.close_with(effect.code)
+            elif isinstance(effect, CountTelemetry):
+                count_telemetry(metrics, effect)
 
     # Subscriptions (the hub does the work; the session says what to reply)
 

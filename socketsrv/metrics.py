@@ -64,6 +64,14 @@ class Metrics:
     position_channels_checked: Counter
     position_channels_behind: Counter
     position_repairs: Counter
+    client_reconnects: Counter
+    client_recoveries: Counter
+    client_gaps_repaired: Counter
+    client_deaf_reconnects: Counter
+    client_disconnected_seconds: Counter
+    client_delayed_seconds: Counter
+    client_telemetry_reports: Counter
+    client_telemetry_ignored_keys: Counter
     registry: CollectorRegistry
 
 
@@ -220,6 +228,44 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "herald_position_repairs",
             "Repairs started by a position check, by result (repaired, failed).",
             "result",
+        ),
+        # What browsers report (docs/protocol.md#client-telemetry): bounded labels, clamped values,
+        # trusted for nothing but these counters.
+        client_reconnects=counter(
+            "herald_client_reconnects",
+            "Reconnects clients reported, by the close code they saw (the close table, 1006,"
+            " local, other).",
+            "code",
+        ),
+        client_recoveries=counter(
+            "herald_client_recoveries",
+            "Recoveries clients reported, by result (recovered, failed).",
+            "result",
+        ),
+        client_gaps_repaired=counter(
+            "herald_client_gaps_repaired",
+            "Gaps in a channel's offsets clients reported (each repaired by reconnecting).",
+        ),
+        client_deaf_reconnects=counter(
+            "herald_client_deaf_reconnects",
+            "Reconnects clients reported because their socket went deaf (no frame in time).",
+        ),
+        client_disconnected_seconds=counter(
+            "herald_client_disconnected_seconds",
+            "Time clients reported without a connection, from losing one to the next connect.",
+        ),
+        client_delayed_seconds=counter(
+            "herald_client_delayed_seconds",
+            "Time clients reported connected while the server said delivery was paused.",
+        ),
+        client_telemetry_reports=counter(
+            "herald_client_telemetry_reports",
+            "Client telemetry reports, by result (accepted, clamped, invalid, early).",
+            "result",
+        ),
+        client_telemetry_ignored_keys=counter(
+            "herald_client_telemetry_ignored_keys",
+            "Keys of accepted telemetry reports this server does not know (ignored).",
         ),
         registry=reg,
     )

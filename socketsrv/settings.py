@@ -67,6 +67,8 @@ class Settings(BusSettings):
     replay_bytes_per_s: PositiveInt = 64 * 1024
     replay_burst_bytes: PositiveInt = 1024 * 1024
     """Recovery replay budget per connection (a byte bucket); past it recovery is "failed"."""
+    telemetry_interval_s: PositiveSeconds = 30.0
+    """At most one client telemetry report per connection per interval (docs/protocol.md)."""
     max_connections_per_address: PositiveInt = 200
     """Per worker (the kernel spreads connections over workers); past it the upgrade gets 429."""
     max_subscriptions_per_address: PositiveInt = 5000

@@ -84,6 +84,7 @@ def limits_of(settings: Settings) -> Limits:
         pong_timeout_s=settings.pong_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
         allow_anonymous=settings.allow_anonymous,
+        telemetry_interval_s=settings.telemetry_interval_s,
     )
 
 

@@ -166,7 +166,10 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         "invalid channel", False, "the name breaks the channel grammar"
     ),
     ErrorCode.TOO_MANY_REQUESTS: ErrorInfo(
-        "too many requests", True, "more than commands_per_s; wait and send again"
+        "too many requests",
+        True,
+        "more than commands_per_s, or a telemetry report within telemetry_interval_s of the "
+        "last accepted one; wait and send again",
     ),
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorInfo(
         "too many subscriptions",

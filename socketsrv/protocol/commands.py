@@ -18,6 +18,7 @@ from herald_contract.envelope import StreamPosition
 from herald_contract.errors import InvalidChannel
 from socketsrv.errors import CommandError
 from socketsrv.protocol.codes import ErrorCode
+from socketsrv.protocol.telemetry import InvalidTelemetry, TelemetryReport, parse_counts
 
 MAX_REQUEST_ID = 2**31 - 1
 MAX_TOKEN_LENGTH = 4096
@@ -72,7 +73,15 @@ class Pong:
     """The answer to a server heartbeat; it has no id and gets no reply."""
 
 
-Command = Connect | Subscribe | Unsubscribe | Refresh | Ping | Pong
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """A client's counts since its last accepted report (docs/protocol.md#client-telemetry)."""
+
+    id: int
+    report: TelemetryReport
+
+
+Command = Connect | Subscribe | Unsubscribe | Refresh | Ping | Pong | Telemetry
 
 
 def _decode(payload: bytes | str, wire: WireFormat) -> Any:
@@ -146,7 +155,7 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
         return Pong()
     if not isinstance(op, str):
         raise CommandError(ErrorCode.BAD_REQUEST, "a command needs an op")
-    if op not in ("connect", "subscribe", "unsubscribe", "refresh", "ping"):
+    if op not in ("connect", "subscribe", "unsubscribe", "refresh", "ping", "telemetry"):
         raise CommandError(
             ErrorCode.UNKNOWN_COMMAND, "not an op of protocol v1", _valid_id(fields.get("id"))
         )
@@ -157,6 +166,11 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
         return Unsubscribe(request_id, _channel(fields, request_id))
     if op == "ping":
         return Ping(request_id)
+    if op == "telemetry":
+        try:
+            return Telemetry(request_id, parse_counts(fields.get("counts")))
+        except InvalidTelemetry as exc:
+            raise InvalidTelemetry(exc.detail, request_id) from None
     token = fields.get("token")
     if op == "refresh" and token is None:
         raise CommandError(ErrorCode.BAD_REQUEST, "refresh needs a token", request_id)

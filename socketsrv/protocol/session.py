@@ -30,11 +30,13 @@ from socketsrv.protocol.commands import (
     Pong,
     Refresh,
     Subscribe,
+    Telemetry,
     Unsubscribe,
     WireFormat,
     parse_command,
     peek_request_id,
 )
+from socketsrv.protocol.telemetry import InvalidTelemetry, TelemetryReport, TelemetryResult
 
 PROTOCOL_VERSION = 1
 
@@ -72,6 +74,8 @@ class Limits:
     pong_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
     allow_anonymous: bool = True
+    telemetry_interval_s: float = 30.0
+    """At most one telemetry report per connection is accepted per interval (error 429)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,16 @@ class StopSubscription:
     channel: Channel
 
 
-Effect = Send | CloseWith | StartSubscribe | StopSubscription
+@dataclass(frozen=True, slots=True)
+class CountTelemetry:
+    """A telemetry report's outcome, for the adapter's counters (the core holds no metrics);
+    *report* is set when it was accepted (docs/protocol.md#client-telemetry)."""
+
+    result: TelemetryResult
+    report: TelemetryReport | None = None
+
+
+Effect = Send | CloseWith | StartSubscribe | StopSubscription | CountTelemetry
 
 
 class Session:
@@ -112,6 +125,7 @@ class Session:
         "_refused_in_row",
         "_replay",
         "_replay_refused",
+        "_telemetry_at",
         "client_id",
         "expires_at",
         "last_seen",
@@ -154,6 +168,8 @@ class Session:
         self._refused_in_row = 0
         self._replay = TokenBucket(limits.replay_bytes_per_s, limits.replay_burst_bytes, now)
         self._address = address
+        self._telemetry_at: float | None = None
+        """When the last telemetry report was accepted (monotonic)."""
         self._replay_refused = 0
         """Bytes of the last replay the budgets refused (0: the last one was taken)."""
 
@@ -185,7 +201,10 @@ class Session:
         try:
             command = parse_command(payload, self.wire)
         except CommandError as exc:
-            return [self._error(exc.request_id, exc.code, exc.why)]
+            error = self._error(exc.request_id, exc.code, exc.why)
+            if isinstance(exc, InvalidTelemetry):
+                return [error, CountTelemetry(TelemetryResult.INVALID)]
+            return [error]
         if isinstance(command, Pong):
             return []
         if isinstance(command, Connect):
@@ -198,6 +217,8 @@ class Session:
             return self._subscribe(command)
         if isinstance(command, Refresh):
             return self._refresh(command, now, now if wall_now is None else wall_now)
+        if isinstance(command, Telemetry):
+            return self._telemetry(command, now)
         return self._unsubscribe(command)
 
     def frame_received(self, now: float) -> bool | CloseWith:
@@ -304,6 +325,20 @@ class Session:
             return [self._close(CloseCode.UNAUTHORIZED)]  # a connection never changes user
         self._set_expiry(identity, now, wall_now)
         return [Send(frames.reply(command.id, {"expires_at": self.expires_at}, self.wire))]
+
+    def _telemetry(self, command: Telemetry, now: float) -> list[Effect]:
+        """Accept at most one report per ``telemetry_interval_s``; the adapter counts it."""
+        last = self._telemetry_at
+        if last is not None and now - last < self.limits.telemetry_interval_s:
+            detail = "one telemetry report per telemetry_interval_s"
+            return [
+                self._error(command.id, ErrorCode.TOO_MANY_REQUESTS, detail),
+                CountTelemetry(TelemetryResult.EARLY),
+            ]
+        self._telemetry_at = now
+        report = command.report
+        result = TelemetryResult.CLAMPED if report.clamped else TelemetryResult.ACCEPTED
+        return [Send(frames.reply(command.id, {}, self.wire)), CountTelemetry(result, report)]
 
     def _subscribe(self, command: Subscribe) -> list[Effect]:
         channel = command.channel
