@@ -1,0 +1,266 @@
+"""The load side of the soak (bench/soak.py): what a load process does beyond bench/loadgen.
+
+* :class:`SoakAdapter`: Herald's adapter (bench/loadgen/herald.py) that also remembers, per
+  client and channel, where it saw a gap in the offsets (a publication lost without a word)
+  and where a recovery answered ``failed`` (an explicit loss, docs/protocol.md#recovery).
+* :class:`SoakProcess`: a load process with four more commands, each bounded in time:
+  ``mend`` reconnects (with recovery) every long-lived client whose connection is gone,
+  ``slow`` makes a share of the clients stop reading for a while and resume (slow readers
+  coming and going), ``halt`` ends both early, ``account`` classifies every (client,
+  channel) against the top offsets the coordinator published.
+* :class:`SoakGenerator`: the coordinator's side of those commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import multiprocessing
+import random
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any, TypedDict
+
+from bench.loadgen.adapters import ClientState, Message
+from bench.loadgen.client import Slot
+from bench.loadgen.connecting import ConnectRound
+from bench.loadgen.generator import LoadGenerator
+from bench.loadgen.herald import HeraldAdapter, TokenFor
+from bench.loadgen.pipe import serve, start_reader
+from bench.loadgen.process import LoadProcess
+
+Top = tuple[str, int]
+"""A channel's last publication: (epoch, offset)."""
+
+_MEND_ROUND_S = 20.0
+_MEND_PAUSE_S = (0.2, 1.0)
+"""A mend round starts after a random pause in this range (clients closed at once do not
+all come back in the same instant)."""
+_SLOW_TICK_S = 1.0
+
+
+class SoakAdapter(HeraldAdapter):
+    """See the module docstring; the per-client sets are keyed by ``id(state)``."""
+
+    def __init__(self, tokens: TokenFor | None = None) -> None:
+        super().__init__(tokens)
+        self.gap_channels: dict[int, set[str]] = {}
+        self.failed_channels: dict[int, set[str]] = {}
+
+    def on_message(
+        self, state: ClientState, opcode: int, payload: bytes, probe: bool
+    ) -> list[Message]:
+        gaps, failed = state.gaps, state.recovery_failed
+        out = super().on_message(state, opcode, payload, probe)
+        if state.gaps != gaps:  # rare: decode the frame only then
+            channel = json.loads(payload)["channel"]
+            self.gap_channels.setdefault(id(state), set()).add(channel)
+        if state.recovery_failed != failed:
+            index = json.loads(payload)["id"] - 2
+            self.failed_channels.setdefault(id(state), set()).add(state.channels[index])
+        return out
+
+
+class MendReply(TypedDict):
+    rounds: int
+    attempted: int
+    reconnected: int
+
+
+class SlowReply(TypedDict):
+    pauses: int
+    resumed: int
+    paused_at_most: int
+
+
+class Accounting(TypedDict):
+    client_channels: int
+    complete: int
+    """Every publication since it subscribed received, in order, up to the channel's top."""
+    failed_explicit: int
+    """Short, but a recovery on that channel answered ``failed``: the client was told."""
+    silent_loss: int
+    """Short (a gap, or behind the top) and never told: must be 0."""
+    silent_gaps: int
+    behind_top: int
+    duplicates: int
+    clients_not_ready: int
+
+
+def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) -> Accounting:
+    """Every (client, channel) of *slots* against *tops* (see :class:`Accounting`)."""
+    counts = dict.fromkeys(
+        ("client_channels", "complete", "failed_explicit", "silent_loss", "silent_gaps",
+         "behind_top", "duplicates", "clients_not_ready"), 0,
+    )  # fmt: skip
+    for slot in slots:
+        state = slot.state
+        gapped = adapter.gap_channels.get(id(state), set())
+        failed = adapter.failed_channels.get(id(state), set())
+        counts["duplicates"] += state.duplicates
+        counts["clients_not_ready"] += not slot.ready
+        for channel in state.channels:
+            counts["client_channels"] += 1
+            top = tops.get(channel)
+            position = state.positions.get(channel)
+            behind = top is not None and (
+                position is None
+                or position[1] < top[1]
+                or (position[0] not in ("-", top[0]) and position[1] == top[1])
+            )
+            if not behind and channel not in gapped:
+                counts["complete"] += 1
+            elif channel in failed:
+                counts["failed_explicit"] += 1
+            else:
+                counts["silent_loss"] += 1
+                counts["silent_gaps"] += channel in gapped
+                counts["behind_top"] += behind
+    return counts  # type: ignore[return-value]  # the keys above are Accounting's
+
+
+class SoakProcess(LoadProcess):
+    """A load process with the soak's commands (module docstring)."""
+
+    def __init__(self, index: int, sources: Sequence[str], churn_sources: Sequence[str]) -> None:
+        super().__init__(index, sources, churn_sources)
+        self._halts = {"mend": asyncio.Event(), "slow": asyncio.Event()}
+        self._rng = random.Random(index)
+
+    def cmd_halt(self, command: str) -> None:
+        """End the running *command* (``mend`` or ``slow``) early."""
+        self._halts[command].set()
+
+    async def _pause(self, seconds: float, halt: asyncio.Event) -> None:
+        """Sleep *seconds*, or less when *halt* is set."""
+        try:
+            async with asyncio.timeout(seconds):
+                await halt.wait()
+        except TimeoutError:
+            pass
+
+    async def cmd_mend(
+        self, host: str, port: int, duration_s: float, concurrency: int
+    ) -> MendReply:
+        """Until halted or *duration_s* passed: reconnect, with recovery, every client whose
+        connection is gone (killed worker, 4002, 4007, 4001...), in bounded rounds."""
+        halt = self._halts["mend"]
+        halt.clear()
+        end = time.monotonic() + duration_s
+        rounds = attempted = reconnected = 0
+        while not halt.is_set() and time.monotonic() < end:
+            await self._pause(self._rng.uniform(*_MEND_PAUSE_S), halt)
+            lost = [s for s in self.slots if s.conn is None or s.conn.lost]
+            if not lost or halt.is_set():
+                continue
+            for slot in lost:
+                slot.state.subscribed = 0
+            rounds += 1
+            attempted += len(lost)
+            deadline = min(end, time.monotonic() + _MEND_ROUND_S)
+            reconnected += await ConnectRound(
+                self, host, port, lost, concurrency=concurrency, deadline=deadline, retry=True
+            ).run()
+        return {"rounds": rounds, "attempted": attempted, "reconnected": reconnected}
+
+    async def cmd_slow(
+        self, duration_s: float, share: float, pause_s: tuple[float, float]
+    ) -> SlowReply:
+        """Until halted or *duration_s* passed: keep about *share* of the ready clients not
+        reading, each for a random time in *pause_s*; then everyone reads again."""
+        loop = asyncio.get_running_loop()
+        halt = self._halts["slow"]
+        halt.clear()
+        end = time.monotonic() + duration_s
+        paused: dict[int, Slot] = {}
+        counts = {"pauses": 0, "resumed": 0, "paused_at_most": 0}
+
+        def resume(key: int) -> None:
+            slot = paused.pop(key, None)
+            conn = slot.conn if slot is not None else None
+            if conn is not None and conn.transport is not None and not conn.lost:
+                conn.transport.resume_reading()
+                counts["resumed"] += 1
+
+        while not halt.is_set() and time.monotonic() < end:
+            want = int(share * len(self.slots)) - len(paused)
+            ready = [s for s in self.slots if s.ready and id(s) not in paused]
+            for slot in self._rng.sample(ready, max(0, min(want, len(ready)))):
+                conn = slot.conn
+                if conn is None or conn.transport is None:
+                    continue
+                conn.transport.pause_reading()
+                paused[id(slot)] = slot
+                counts["pauses"] += 1
+                loop.call_later(self._rng.uniform(*pause_s), resume, id(slot))
+            counts["paused_at_most"] = max(counts["paused_at_most"], len(paused))
+            await self._pause(_SLOW_TICK_S, halt)
+        for key in list(paused):
+            resume(key)
+        return counts  # type: ignore[return-value]  # the keys above are SlowReply's
+
+    def cmd_account(self, tops: dict[str, Top]) -> Accounting:
+        if not isinstance(self.adapter, SoakAdapter):
+            raise TypeError("the account command needs the SoakAdapter")
+        return classify(self.slots, self.adapter, tops)
+
+
+def soak_process_main(
+    index: int, sources: Sequence[str], churn_sources: Sequence[str], pipe: Connection
+) -> None:
+    """Entry point of one soak load process (multiprocessing "spawn")."""
+    import uvloop
+
+    uvloop.run(serve(SoakProcess(index, sources, churn_sources), pipe))
+
+
+def _summed(replies: Sequence[Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for reply in replies:
+        for key, value in reply.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+class SoakGenerator(LoadGenerator):
+    """:class:`LoadGenerator` whose processes are :class:`SoakProcess` es."""
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = multiprocessing.get_context("spawn")
+        for i, source in enumerate(self.sources):
+            parent, child = ctx.Pipe()
+            churn = [f"127.1.{i}.{j}" for j in range(1, 17)]
+            proc = ctx.Process(
+                target=soak_process_main, args=(i, [source], churn, child), daemon=True
+            )
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._pipes.append(parent)
+            start_reader(parent, loop, functools.partial(self._on_reply, i))
+
+    async def mend(self, host: str, port: int, duration_s: float, concurrency: int) -> MendReply:
+        per = await self._same(
+            "mend", duration_s + _MEND_ROUND_S + 30.0, host=host, port=port,
+            duration_s=duration_s, concurrency=max(1, concurrency // self.processes),
+        )  # fmt: skip
+        return _summed(per)  # type: ignore[return-value]  # MendReply's keys, summed
+
+    async def slow(
+        self, duration_s: float, share: float, pause_s: tuple[float, float]
+    ) -> SlowReply:
+        per = await self._same(
+            "slow", duration_s + 30.0, duration_s=duration_s, share=share, pause_s=pause_s
+        )
+        return _summed(per)  # type: ignore[return-value]  # SlowReply's keys, summed
+
+    async def halt(self, command: str) -> None:
+        """End the running ``mend`` or ``slow`` command of every process early."""
+        await self._same("halt", 30.0, command=command)
+
+    async def account(self, tops: dict[str, Top]) -> Accounting:
+        per = await self._same("account", 60.0, tops=tops)
+        return _summed(per)  # type: ignore[return-value]  # Accounting's keys, summed

@@ -1,0 +1,160 @@
+"""The soak's JSON (bench/soak.py) -> SOAK.md and soak.png beside it.
+
+    .venv/bin/python -m bench.soak --report-only bench/results/soak.json
+
+The plot (matplotlib, Agg, as bench/plots.py) has one panel per resource over time, the
+warm-up shaded, the ±5% band around the value after warm-up, and the Redis restart and the
+worker kill marked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PANELS = (
+    ("worker_rss_mib", "workers' RSS (MiB)", ()),
+    ("worker_fds", "workers' open descriptors", ()),
+    ("hub_channels", "hub channels (herald_channels_subscribed)", ()),
+    ("redis_pubsub_channels", "Redis pub/sub channels and subscriptions",
+     ("redis_pubsub_subscriptions",)),
+    ("redis_keys", "Redis keys (DBSIZE)", ()),
+    ("clients_ready", "clients ready (load) and fleet connections", ("fleet_connections",)),
+)  # fmt: skip
+EVENT_STYLE = {"redis_restart": ("tab:red", "Redis restart"), "worker_kill": ("k", "worker kill")}
+
+
+def plot(result: dict[str, Any], path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.soak import TOLERANCE
+
+    samples = result["samples"]
+    warmup_s = result["plan"]["warmup_s"]
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex=True)
+    for ax, (key, title, extra) in zip(axes.flat, PANELS, strict=True):
+        for name in (key, *extra):
+            points = [(s["t_s"], s[name]) for s in samples if s.get(name) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=name, linewidth=1.2)
+        base = result["verdict"].get(key, {}).get("after_warmup")
+        if base:
+            ax.axhspan(base * (1 - TOLERANCE), base * (1 + TOLERANCE), color="tab:green",
+                       alpha=0.15, label="±5% of after warm-up")  # fmt: skip
+        ax.axvspan(0, warmup_s, color="grey", alpha=0.12)
+        for event in result["events"]:
+            style = EVENT_STYLE.get(event["what"])
+            if style:
+                ax.axvline(event["t_s"], color=style[0], linestyle="--", linewidth=0.9,
+                           label=style[1])  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds since the traffic began (grey: warm-up)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def markdown(result: dict[str, Any], image: str) -> str:
+    from bench.soak import RESOURCES, TOLERANCE
+
+    plan, acc, verdict = result["plan"], result["accounting"], result["verdict"]
+    lines = [
+        "# Soak: the fleet under the Q&A model with churn, slow readers and two faults",
+        "",
+        f"`python -m bench.soak` (bench/soak.py): {plan['tabs']:,} long-lived clients over "
+        f"{plan['load_processes']} load processes, {plan['workers']} workers, "
+        f"{plan['warmup_s']:.0f} s warm-up then {plan['seconds']:.0f} s; "
+        f"{result['publish_per_s']} publications/s (the Q&A model's nominal rate x "
+        f"{plan['rate_multiplier']}), churn {plan['churn_per_s']:.0f} connections/s, "
+        f"{100 * plan['slow_share']:.0f}% of the clients not reading at any time for "
+        f"{plan['slow_pause_s'][0]:.0f}-{plan['slow_pause_s'][1]:.0f} s each. JSON: "
+        f"[soak.json](soak.json).",
+        "",
+        "## Resources: after warm-up and at the end",
+        "",
+        f"Median of the last three samples (every {plan['sample_every_s']:.0f} s) of the "
+        f"warm-up and of the soak; pass = within ±{100 * TOLERANCE:.0f}%.",
+        "",
+        "| resource | after warm-up | at the end | change | within ±5% |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, label in RESOURCES.items():
+        v = verdict[key]
+        change = "n/a" if v["change"] is None else f"{100 * v['change']:+.1f}%"
+        lines.append(
+            f"| {label} | {_fmt(v['after_warmup'])} | {_fmt(v['at_end'])} | {change} | "
+            f"{'yes' if v['within'] else '**no**'} |"
+        )
+    lines += [
+        "",
+        f"![resources over time]({image})",
+        "",
+        "## Every client's accounting",
+        "",
+        "Per (long-lived client, channel), after the traffic stopped: every publication since "
+        "it subscribed received up to the channel's last one (complete), or short on a channel "
+        "whose recovery answered `failed` (told), or short without a word (silent loss).",
+        "",
+        "| (client, channel) | complete | failed explicitly | silent loss | of which gaps | "
+        "of which behind the last | duplicates | clients not ready |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {acc['client_channels']:,} | {acc['complete']:,} | {acc['failed_explicit']:,} | "
+        f"{acc['silent_loss']:,} | {acc['silent_gaps']:,} | {acc['behind_top']:,} | "
+        f"{acc['duplicates']:,} | {acc['clients_not_ready']:,} |",
+        "",
+        "## What happened",
+        "",
+        f"* Opened {result['opened']['opened']:,} of {result['opened']['requested']:,} in "
+        f"{result['opened']['seconds']:.0f} s; published {result['published']:,} "
+        f"({result['publish_failed']:,} not confirmed by Redis) on "
+        f"{result['channels_published']:,} channels.",
+        f"* Churn: {result['churn']['completed']:,} cycles completed of "
+        f"{result['churn']['launched']:,} launched ({result['churn']['failed']:,} failed: "
+        f"{result['churn']['errors'] or 'none'}).",
+        f"* Slow readers: {result['slow_readers']['pauses']:,} pauses, at most "
+        f"{result['slow_readers']['paused_at_most']:,} at once.",
+        f"* Reconnects with recovery: {result['reconnects']['reconnected']:,} "
+        f"({result['reconnects']['rounds']} rounds); recoveries "
+        f"{result['recoveries']['recovered']:,} recovered, {result['recoveries']['failed']:,} "
+        f"failed; close codes seen by the clients {result['client_closes_by_code']}.",
+    ]
+    for event in result["events"]:
+        details = {k: v for k, v in event.items() if k not in ("t_s", "what")}
+        lines.append(f"* t = {event['t_s']} s: {event['what']} {details or ''}")
+    machine = result["machine"]
+    lines += [
+        "",
+        "## The machine",
+        "",
+        f"{machine['cpus']} cores, shared with other work; the machine was busy "
+        f"{100 * machine['machine_busy_share']:.0f}% of its CPU time during the run (load "
+        f"average at the end {', '.join(f'{x:.1f}' for x in machine['loadavg_at_end'])}). The "
+        "load processes, Redis and the fleet share those cores.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(json_path: Path) -> Path:
+    """SOAK.md and soak.png beside *json_path*; the Markdown's path."""
+    result = json.loads(json_path.read_text())
+    image = plot(result, json_path.parent / "soak.png")
+    out = json_path.parent / "SOAK.md"
+    out.write_text(markdown(result, image), encoding="utf-8")
+    return out
