@@ -39,6 +39,9 @@ export interface HeraldClientOptions {
   readonly stableAfterMs?: number;
   readonly tokenRefreshMarginMs?: number;
   readonly floodDelayMs?: number;
+  /** How often the connection reports what it saw to the fleet (reconnects, recoveries, time
+   * without updates; docs/protocol.md#client-telemetry), in ms; 0 turns it off. Default 60 s. */
+  readonly telemetryIntervalMs?: number;
   /** For tests and unusual hosts: sockets, timers, clock, page signals. */
   readonly environment?: Environment;
 }
@@ -78,6 +81,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
       stableAfterMs: options.stableAfterMs ?? DEFAULT_CONNECTION_OPTIONS.stableAfterMs,
       tokenRefreshMarginMs: options.tokenRefreshMarginMs ?? DEFAULT_CONNECTION_OPTIONS.tokenRefreshMarginMs,
       floodDelayMs: options.floodDelayMs ?? DEFAULT_CONNECTION_OPTIONS.floodDelayMs,
+      telemetryIntervalMs: options.telemetryIntervalMs ?? DEFAULT_CONNECTION_OPTIONS.telemetryIntervalMs,
     };
     const listener = this.linkListener();
     this.link =

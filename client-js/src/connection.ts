@@ -8,7 +8,8 @@
  * - `ChannelPositions` (positions.ts): the channels, their positions, subscribe and the
  *   duplicate and gap checks;
  * - `Liveness` (liveness.ts): the connect deadline, the deaf-socket timer and probes;
- * - `TokenKeeper` (renewal.ts): the token, and its renewal with `refresh`.
+ * - `TokenKeeper` (renewal.ts): the token, and its renewal with `refresh`;
+ * - `Telemetry` (telemetry.ts): what this client saw, reported to the fleet.
  * It knows nothing about tabs or application handlers: it reports to one
  * `ConnectionListener` (a `ChannelRouter`), which fans out to the subscriptions.
  */
@@ -30,6 +31,7 @@ import { type ChannelHost, type ChannelListener, ChannelPositions } from './posi
 import { type TokenProvider, TokenKeeper } from './renewal.js';
 import { Requests } from './requests.js';
 import { type ConnectionState, LocalCause, type StateInfo, checkTransition } from './state.js';
+import { Telemetry } from './telemetry.js';
 import { Timer } from './timer.js';
 
 export interface ConnectionOptions {
@@ -46,6 +48,9 @@ export interface ConnectionOptions {
   readonly tokenRefreshMarginMs: number;
   /** The shortest wait after close 4006 (flood). */
   readonly floodDelayMs: number;
+  /** How often to report telemetry while connected (docs/protocol.md#client-telemetry);
+   * 0 turns it off. Default 60 s. */
+  readonly telemetryIntervalMs?: number;
 }
 
 export const DEFAULT_CONNECTION_OPTIONS = {
@@ -54,6 +59,7 @@ export const DEFAULT_CONNECTION_OPTIONS = {
   stableAfterMs: 10_000,
   tokenRefreshMarginMs: 30_000,
   floodDelayMs: 60_000,
+  telemetryIntervalMs: 60_000,
 } as const;
 
 /** What a connection reports; channel events only for channels added with `addChannel`. */
@@ -79,6 +85,7 @@ export class Connection {
   private readonly channels: ChannelPositions;
   private readonly liveness: Liveness;
   private readonly tokens: TokenKeeper;
+  private readonly telemetry: Telemetry;
   private attempt = 0;
   private unauthorizedRetried = false;
   private online: boolean;
@@ -100,7 +107,12 @@ export class Connection {
     this.retryTimer = new Timer(env);
     this.stableTimer = new Timer(env);
     this.liveness = new Liveness(env, (cause) => this.abandonSocket(0, cause));
-    this.channels = new ChannelPositions(env, options.backoff, this.channelHost(), listener);
+    this.telemetry = new Telemetry(
+      env,
+      options.telemetryIntervalMs ?? DEFAULT_CONNECTION_OPTIONS.telemetryIntervalMs,
+      (counts, onAnswer) => this.request((id) => ({ op: 'telemetry', id, counts }), onAnswer),
+    );
+    this.channels = new ChannelPositions(env, options.backoff, this.channelHost(), this.countRecoveries(listener));
     this.tokens = new TokenKeeper(options.getToken, options.tokenRefreshMarginMs, env, {
       currentConnection: () => {
         const generation = this.generation;
@@ -297,6 +309,7 @@ export class Connection {
         return;
       case 'delivery':
         this.pausedValue = frame.paused;
+        this.telemetry.delivery(frame.paused);
         this.listener.delivery(frame.paused);
         return;
       case 'pub':
@@ -333,6 +346,7 @@ export class Connection {
   private afterLoss(code: number, reason: string): void {
     this.socketGone();
     if (code === 0 || shouldReconnect(code)) {
+      this.telemetry.reconnect(code, reason);
       if (code === CloseCode.TOKEN_EXPIRED) this.tokens.markStale();
       this.scheduleRetry({ code, reason });
       return;
@@ -470,10 +484,24 @@ export class Connection {
     };
   }
 
+  /** The listener, with each subscribe reply's recovery counted for telemetry. */
+  private countRecoveries(listener: ChannelListener): ChannelListener {
+    return {
+      subscribed: (channel, recovery, position) => {
+        this.telemetry.recovery(recovery);
+        listener.subscribed(channel, recovery, position);
+      },
+      resubscribing: (channel) => listener.resubscribing(channel),
+      refused: (channel, code, message) => listener.refused(channel, code, message),
+      publication: (channel, epoch, offset, data) => listener.publication(channel, epoch, offset, data),
+    };
+  }
+
   private setState(state: ConnectionState, info: StateInfo): void {
     checkTransition(this.stateValue, state);
     const changed = state !== this.stateValue;
     this.stateValue = state;
+    if (changed) this.telemetry.state(state);
     if (changed || state === 'connecting') this.listener.state(state, info);
   }
 }

@@ -27,7 +27,12 @@ export type Command =
     }
   | { readonly op: 'unsubscribe'; readonly id: number; readonly channel: string }
   | { readonly op: 'ping'; readonly id: number }
+  | { readonly op: 'telemetry'; readonly id: number; readonly counts: TelemetryCounts }
   | { readonly op: 'pong' };
+
+/** A telemetry report's counts (docs/protocol.md#client-telemetry): `reconnects` maps a close
+ * code (or `local`, `other`) to a count; the other fields are counts or milliseconds. */
+export type TelemetryCounts = Readonly<Record<string, number | Readonly<Record<string, number>>>>;
 
 export interface ConnectResult {
   readonly client: string;
