@@ -65,6 +65,7 @@ from qasite.api.routes import (
     questions,
     questions_list,
     socket_token,
+    users,
     votes,
 )
 from qasite.api.server import GUARD_STATE_KEY, HttpGuard
@@ -168,7 +169,7 @@ def create_app(
 
 
 ROUTERS = (auth, questions_list, questions, answers, comments, votes, inbox, attachments,
-           socket_token)  # fmt: skip
+           socket_token, users)  # fmt: skip
 """The API's routers, in the order the OpenAPI document lists them."""
 
 UPLOAD_ROUTES = tuple(

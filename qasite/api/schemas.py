@@ -213,6 +213,9 @@ class QuestionPage(BaseModel):
     next_cursor: str | None = Field(
         description="pass as ?cursor= for the next page; null at the end"
     )
+    total: int | None = Field(
+        default=None, description="with count=true: how many questions match in all"
+    )
 
 
 class VoteOut(BaseModel):

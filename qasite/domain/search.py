@@ -11,6 +11,7 @@ which are re-quoted for FTS5 (a ``MATCH`` expression) or for ``websearch_to_tsqu
 Semantics (docs/qa-core.md, "Search"):
 
 * every word and phrase must match (AND); ``-word`` excludes; several tags: all of them;
+* *author_id*: only that user's questions (the user page);
 * *answered* means at least one answer (``answer_count > 0``), accepted or not;
 * *created_from* is inclusive, *created_to* exclusive;
 * sorts: ``newest`` (``created_at``), ``votes`` (``score``), ``activity``
@@ -135,6 +136,7 @@ class SearchQuery:
     answered: bool | None
     sort: Sort
     limit: int
+    author_id: int | None = None
 
     @classmethod
     def build(
@@ -148,6 +150,7 @@ class SearchQuery:
         answered: bool | None = None,
         sort: Sort | None = None,
         limit: int = 30,
+        author_id: int | None = None,
     ) -> SearchQuery:
         terms: tuple[Term, ...] = ()
         if text is not None:
@@ -168,7 +171,7 @@ class SearchQuery:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput("limit", f"between 1 and {MAX_PAGE}")
         return cls(terms, tuple(dict.fromkeys(tags)), created_from, created_to, min_score,
-                   answered, sort, limit)  # fmt: skip
+                   answered, sort, limit, author_id)  # fmt: skip
 
     def fingerprint(self) -> str:
         """What a cursor must have been issued for: everything but the page size."""
@@ -180,6 +183,7 @@ class SearchQuery:
             self.created_to.isoformat() if self.created_to else "",
             "" if self.min_score is None else str(self.min_score),
             "" if self.answered is None else str(self.answered),
+            "" if self.author_id is None else str(self.author_id),
         ]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
@@ -349,6 +353,23 @@ async def search_questions(
     return SearchPage(found=found, next_cursor=next_cursor)
 
 
+async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
+    """How many questions match *query* (all its pages): the result count of a search."""
+    tag_ids = await _tag_ids(session, query.tags)
+    if tag_ids is None:
+        return 0
+    statement = select(func.count()).select_from(Question)
+    conditions: list[Any] = list(_filters(query, tag_ids))
+    if query.terms:
+        _, match = _rank_and_match(session.get_bind().dialect.name, query.terms)
+        if session.get_bind().dialect.name == "sqlite":
+            statement = statement.join(_fts, _fts.c.rowid == Question.id)
+        conditions.append(match)
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    return int((await session.scalar(statement)) or 0)
+
+
 def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[bool]]:
     """The conditions of every filter but the full-text one."""
     conditions: list[ColumnElement[bool]] = [
@@ -364,6 +385,8 @@ def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[b
     if query.answered is not None:
         answers = Question.answer_count
         conditions.append(answers > 0 if query.answered else answers == 0)
+    if query.author_id is not None:
+        conditions.append(Question.author_id == query.author_id)
     return conditions
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from herald_contract.channels import MAX_ID
 from qasite.api.deps import Ctx, ReadSession
 from qasite.api.errors import ERROR_RESPONSES
 from qasite.api.outputs import summary_out
@@ -20,6 +21,7 @@ from qasite.domain.search import (
     CursorCodec,
     SearchQuery,
     Sort,
+    count_questions,
     search_questions,
 )
 
@@ -59,6 +61,12 @@ async def list_questions(
         str | None, Query(max_length=512, description="next_cursor from the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 30,
+    author: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="only this user's questions")
+    ] = None,
+    count: Annotated[
+        bool, Query(description="true: also count every match (total); one more query")
+    ] = False,
 ) -> QuestionPage:
     """Questions matching the query, one page at a time (newest first by default)."""
     query = SearchQuery.build(
@@ -70,6 +78,7 @@ async def list_questions(
         answered=answered,
         sort=sort,
         limit=limit,
+        author_id=author,
     )
     secret = context.settings.access_token_secret
     assert secret is not None, "with_secrets() fills it in at start-up"
@@ -77,4 +86,5 @@ async def list_questions(
     return QuestionPage(
         items=[summary_out(found.question, found.author_name) for found in page.found],
         next_cursor=page.next_cursor,
+        total=await count_questions(session, query) if count else None,
     )
