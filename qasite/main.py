@@ -56,6 +56,7 @@ from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
 from qasite.api.limits import BodyLimit
 from qasite.api.routes import (
+    account,
     answers,
     attachments,
     auth,
@@ -168,7 +169,7 @@ def create_app(
     return app
 
 
-ROUTERS = (auth, questions_list, questions, answers, comments, votes, inbox, attachments,
+ROUTERS = (auth, account, questions_list, questions, answers, comments, votes, inbox, attachments,
            socket_token, users)  # fmt: skip
 """The API's routers, in the order the OpenAPI document lists them."""
 

@@ -138,12 +138,33 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return _reply(answer.status, answer.reason, exc.message)
 
 
+TAG_WORDS = (
+    "a tag is 1 to 35 lowercase letters, digits and the characters + # . - "
+    "(it starts with a letter, a digit or a dot)"
+)
+
+
+def _problem(error: Any) -> str:
+    """What is wrong, in words: a pattern a value missed is described, never shown."""
+    kind, context = error.get("type"), error.get("ctx") or {}
+    if kind in ("too_short", "too_long") and isinstance(error.get("input"), str):
+        # Text fields are validated after a function, so pydantic counts "items".
+        bound = "at least" if kind == "too_short" else "at most"
+        length = context.get("min_length" if kind == "too_short" else "max_length")
+        return f"should have {bound} {length} characters"
+    if kind != "string_pattern_mismatch":
+        return str(error.get("msg", "invalid"))
+    if "tags" in error.get("loc", ()):
+        return f"{str(error.get('input'))[:40]!r} is not a tag: {TAG_WORDS}"
+    return "contains characters that are not allowed here"
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
         {
             "where": ".".join(str(part) for part in error.get("loc", ())),
-            "problem": str(error.get("msg", "invalid")),
+            "problem": _problem(error),
         }
         for error in exc.errors()
     ]

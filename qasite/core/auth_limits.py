@@ -6,10 +6,10 @@ shares them; else in this process):
 
 * per account: ``auth_account_attempts`` failed logins of one email (its right password is
   refused too, until the oldest failure leaves the window), and as many registrations of one
-  email (each sends a mail);
-* per client address: ``auth_address_attempts`` logins and registrations, whatever the
-  account (one address trying many accounts). An IPv6 address counts as its /64, the block
-  one host usually gets.
+  email (each sends a mail), as many password-reset mails and as many verification mails;
+* per client address: ``auth_address_attempts`` logins, registrations, password resets and
+  verification mails, whatever the account (one address trying many accounts). An IPv6
+  address counts as its /64, the block one host usually gets.
 
 Over either, :class:`TooManyAttempts` says which and for how long; the API answers 429 with
 ``Retry-After``. Refused attempts are not recorded (they cost no password check), so a
@@ -119,6 +119,18 @@ class AuthLimits:
         await self._attempt(
             _account_key("register", email), self.account_attempts, Record.IF_ALLOWED, "account"
         )
+
+    async def before_mail(self, kind: str, email: str, address: str) -> None:
+        """Count a request that mails *email* (*kind*: ``reset``, ``resend``) from *address*,
+        as a registration is counted; :class:`TooManyAttempts` if either is over."""
+        await self._address(address)
+        await self._attempt(
+            _account_key(kind, email), self.account_attempts, Record.IF_ALLOWED, "account"
+        )
+
+    async def before_reset(self, address: str) -> None:
+        """Count a new password set from *address* (its token names the account)."""
+        await self._address(address)
 
     async def aclose(self) -> None:
         await self.windows.aclose()
