@@ -1,0 +1,519 @@
+"""The slow-client experiment (issue 12, item 1): some clients stop reading, then resume.
+
+    .venv/bin/python -m bench.slow_clients [--scale quick|issue|smoke] \
+        [--code DIR] [--label NAME] [--out bench/results/slow.json]
+
+One redis-server (:class:`tests.support.redis_server.RedisServer`), one fleet worker
+(``python -m socketsrv --workers 1`` run from *--code*: this checkout, or a ``git worktree``
+of the commit before paced replays for the "before" figures) and N websocket clients in two
+load processes bound to 127.0.0.10, .11, ..., all subscribed to one channel. A publisher
+(``publisher.Publisher``, the real publish path) publishes ``item_bytes`` publications at
+``rate_per_s``. After ``lead_s``, ``slow`` of the clients stop reading their socket
+(``transport.pause_reading``; their receive buffer is ``slow_rcvbuf`` bytes, a slow link's
+window) for ``stop_s``, then read again. Every client behaves as docs/protocol.md asks: it
+keeps its position, answers heartbeats, and after any close reconnects (after a jittered
+0-0.5 s) and resubscribes with recovery; a ``failed`` recovery takes the reply's position.
+
+Reported per run: closes by code (4001 is the figure), recoveries by result, for each slow
+client the time from resuming to holding every publication published up to that moment
+("catch-up"), the fast clients' publish-to-receive latency (p50/p99/max, all run and during
+the catch-up window), every client's accounting (duplicates, gaps, final offset against the
+last published), and the worker's RSS before publishing, at its peak and ``settle_s`` after
+the last publication. Each run is bounded in time (the schedule) and in connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+
+CHANNEL = "questions:new"
+HOST = "127.0.0.2"
+FIRST_SOURCE = 10
+PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    clients: int = 200
+    slow: int = 20
+    item_bytes: int = 32 * 1024
+    rate_per_s: float = 10.0
+    lead_s: float = 3.0
+    stop_s: float = 30.0
+    """Long enough for the publications a slow client leaves unread to fill the kernel's
+    buffers (about 4 MiB on loopback) and then ``outbox_max_bytes``."""
+    catch_up_s: float = 30.0
+    """Publishing goes on this long after the slow clients resume."""
+    settle_s: float = 10.0
+    """RSS is read this long after the last publication."""
+    slow_rcvbuf: int = 64 * 1024
+    server_env: tuple[tuple[str, str], ...] = (
+        ("HERALD_REPLAY_BURST_BYTES", str(64 * 1024 * 1024)),
+        ("HERALD_ADDRESS_REPLAY_BURST_BYTES", str(1024 * 1024 * 1024)),
+    )
+    """The replay budget raised above every replay of the run, so that what is measured is
+    how a replay is written, not the budget (which refuses a replay before it starts)."""
+
+
+SCALES = {
+    "smoke": Plan(
+        clients=20, slow=4, rate_per_s=8.0, lead_s=1.0, stop_s=3.0, catch_up_s=6.0, settle_s=2.0
+    ),
+    "quick": Plan(),
+    "issue": Plan(
+        clients=1000,
+        slow=100,
+        rate_per_s=6.0,
+        lead_s=5.0,
+        stop_s=60.0,
+        catch_up_s=60.0,
+        settle_s=70.0,
+    ),
+}
+
+_OFFSET = re.compile(rb'"offset":(\d+)')
+_T = re.compile(rb'"t":([0-9.]+)')
+_RECOVERY = re.compile(rb'"recovery":"(\w+)"')
+_EPOCH = re.compile(rb'"epoch":"([^"]*)"')
+
+
+# --- one client -------------------------------------------------------------------------
+
+
+class Client(asyncio.Protocol):
+    """A raw websocket client of protocol v1 (JSON) that records what it got."""
+
+    def __init__(self, run: ClientRun, index: int, slow: bool) -> None:
+        self.run, self.index, self.slow = run, index, slow
+        self.epoch: str | None = None
+        self.offset = 0
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.opened = False
+        self.closed = asyncio.get_running_loop().create_future()
+        self.reach: dict[int, float] = {}
+        self.latencies: list[tuple[float, float]] = []
+        self.c: Counter[str] = Counter()
+
+    # connecting
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while time.time() < self.run.end_at:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if self.slow:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.run.plan.slow_rcvbuf)
+            sock.bind((self.run.source, 0))
+            sock.setblocking(False)
+            self.buf, self.opened = bytearray(), False
+            self.closed = loop.create_future()
+            try:
+                await loop.sock_connect(sock, (HOST, self.run.port))
+                await loop.create_connection(lambda: self, sock=sock)
+            except OSError:
+                sock.close()
+                self.c["connect_errors"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            if self.run.stopped() and self.slow:
+                self.transport.pause_reading()  # type: ignore[union-attr]
+            code = await self.closed
+            self.c[f"close_{code}"] += 1
+            await asyncio.sleep(random.uniform(0, 0.5))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        from tests.support.raw_ws import upgrade_request
+
+        self.transport.write(upgrade_request())  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(1006)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        from tests.support.raw_ws import OP_TEXT, client_frame
+
+        data = json.dumps(message, separators=(",", ":")).encode()
+        self.transport.write(client_frame(OP_TEXT, data))  # type: ignore[union-attr]
+
+    # reading
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.opened:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[9:12])
+            del buf[: end + 4]
+            if status != b"101":  # 429 or 503: refused; try again after the jitter
+                self.c[f"handshake_{status.decode()}"] += 1
+                self.transport.abort()  # type: ignore[union-attr]
+                return
+            self.opened = True
+            self._send({"op": "connect", "id": 1})
+            sub: dict[str, Any] = {"op": "subscribe", "channel": CHANNEL, "id": 2}
+            if self.epoch is not None:
+                sub["since"] = {"epoch": self.epoch, "offset": self.offset}
+            self._send(sub)
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            b1 = buf[pos + 1] & 0x7F
+            head = 2
+            if b1 == 126:
+                if n - pos < 4:
+                    break
+                b1, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif b1 == 127:
+                if n - pos < 10:
+                    break
+                b1, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if n - pos < head + b1:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = bytes(buf[pos + head : pos + head + b1])
+            pos += head + b1
+            self._on_message(opcode, payload)
+        del buf[:pos]
+
+    def _on_message(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x8:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            if not self.closed.done():
+                self.closed.set_result(code)
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        if opcode != 0x1:
+            return
+        head = payload[:120]
+        if head.startswith(b'{"type":"pub"'):
+            m = _OFFSET.search(head)
+            assert m is not None
+            offset = int(m.group(1))
+            if offset <= self.offset:
+                self.c["duplicates"] += 1
+                return
+            if offset > self.offset + 1 and self.epoch is not None:
+                self.c["gaps"] += 1
+            if self.epoch == "-" and offset == 1 and (ep := _EPOCH.search(payload)):
+                self.epoch = ep.group(1).decode()  # offset 1 names the channel's first epoch
+            self.offset = offset
+            now = time.time()
+            if self.slow:
+                self.reach[offset] = now
+            else:
+                t = _T.search(payload[-60:]) or _T.search(head)
+                if t is not None:
+                    self.latencies.append((now, now - float(t.group(1))))
+            self.c["publications"] += 1
+        elif head.startswith(b'{"type":"hb"'):
+            self._send({"op": "pong"})
+        elif b'"recovery"' in payload:
+            rec = _RECOVERY.search(payload)
+            result = rec.group(1).decode() if rec else "?"
+            self.c[f"recovery_{result}"] += 1
+            if result != "recovered":
+                ep, off = _EPOCH.search(payload), _OFFSET.search(payload)
+                assert ep is not None
+                assert off is not None
+                self.epoch, self.offset = ep.group(1).decode(), int(off.group(1))
+                if self.slow and self.offset:
+                    self.reach[self.offset] = time.time()
+
+
+@dataclass
+class ClientRun:
+    plan: Plan
+    port: int
+    source: str
+    start_at: float
+    end_at: float
+
+    def stopped(self) -> bool:
+        now = time.time()
+        stop_at = self.start_at + self.plan.lead_s
+        return stop_at <= now < stop_at + self.plan.stop_s
+
+
+async def _clients(run: ClientRun, fast: int, slow: int) -> dict[str, Any]:
+    clients = [Client(run, i, i < slow) for i in range(fast + slow)]
+    tasks = [asyncio.ensure_future(c.connect()) for c in clients]
+    stop_at = run.start_at + run.plan.lead_s
+    await asyncio.sleep(max(0.0, stop_at - time.time()))
+    for c in clients:
+        if c.slow and c.transport is not None:
+            c.transport.pause_reading()
+    await asyncio.sleep(max(0.0, stop_at + run.plan.stop_s - time.time()))
+    for c in clients:
+        if c.slow and c.transport is not None and not c.transport.is_closing():
+            c.transport.resume_reading()
+    await asyncio.sleep(max(0.0, run.end_at - time.time()))
+    for task in tasks:
+        task.cancel()
+    for c in clients:
+        if c.transport is not None:
+            c.transport.abort()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "counts": [dict(c.c) for c in clients],
+        "slow": [c.slow for c in clients],
+        "final": [(c.epoch, c.offset) for c in clients],
+        "reach": [c.reach for c in clients if c.slow],
+        "latencies": [lat for c in clients for lat in c.latencies],
+    }
+
+
+def _client_process(run: ClientRun, fast: int, slow: int) -> dict[str, Any]:
+    return asyncio.run(_clients(run, fast, slow))
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    from tests.support.redis_server import free_port
+
+    return free_port(HOST)
+
+
+def _wait_port(port: int, deadline_s: float = 30.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the fleet did not listen on {HOST}:{port}")
+
+
+async def _publish(plan: Plan, url: str, start_at: float, end_at: float) -> list[tuple[float, int]]:
+    from publisher.publish import Publisher
+
+    pad = "x" * (plan.item_bytes - 64)
+    log: list[tuple[float, int]] = []
+    pub = Publisher(url)
+    try:
+        n = 0
+        while True:
+            due = start_at + n / plan.rate_per_s
+            if due >= end_at:
+                break
+            await asyncio.sleep(max(0.0, due - time.time()))
+            result = await pub.publish(CHANNEL, {"pad": pad, "t": time.time()})
+            log.append((time.time(), result.position.offset))
+            n += 1
+    finally:
+        await pub.close()
+    return log
+
+
+def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
+    from tests.support.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="slow-") as tmp:
+        redis = RedisServer.launch(Path(tmp) / "redis")
+        port = _free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(code),
+            "HERALD_LOG_LEVEL": "WARNING",
+            "HERALD_MAX_CONNECTIONS": "19500",
+            **dict(plan.server_env),
+        }
+        fleet = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "socketsrv",
+                "--workers",
+                "1",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--redis-url",
+                redis.url,
+            ],
+            cwd=code,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            _wait_port(port)
+            time.sleep(0.5)
+            rss_idle = measure.sample_tree(fleet.pid).rss_kib
+            t0 = time.time() + 3.0 + plan.clients / 500
+            publish_end = t0 + plan.lead_s + plan.stop_s + plan.catch_up_s
+            end_at = publish_end + plan.settle_s
+            per = [plan.clients // PROCESSES] * PROCESSES
+            per[0] += plan.clients - sum(per)
+            slow = [plan.slow // PROCESSES] * PROCESSES
+            slow[0] += plan.slow - sum(slow)
+            rss_peak = 0
+            with ProcessPoolExecutor(PROCESSES) as pool:
+                futures = [
+                    pool.submit(
+                        _client_process,
+                        ClientRun(plan, port, f"127.0.0.{FIRST_SOURCE + i}", t0, end_at),
+                        per[i] - slow[i],
+                        slow[i],
+                    )
+                    for i in range(PROCESSES)
+                ]
+                time.sleep(max(0.0, t0 - time.time() - 0.5))
+                rss_connected = measure.sample_tree(fleet.pid).rss_kib
+                loop = asyncio.new_event_loop()
+                pub_task = loop.create_task(_publish(plan, redis.url, t0, publish_end))
+                while not pub_task.done():
+                    loop.run_until_complete(asyncio.wait([pub_task], timeout=0.5))
+                    rss_peak = max(rss_peak, measure.sample_tree(fleet.pid).rss_kib)
+                published = pub_task.result()
+                loop.close()
+                while time.time() < end_at - 0.5:
+                    time.sleep(0.5)
+                    rss_peak = max(rss_peak, measure.sample_tree(fleet.pid).rss_kib)
+                rss_after = measure.sample_tree(fleet.pid).rss_kib
+                results = [f.result() for f in futures]
+        finally:
+            fleet.terminate()
+            try:
+                fleet.wait(15)
+            except subprocess.TimeoutExpired:
+                fleet.kill()
+            redis.close()
+    return _summary(
+        plan,
+        label,
+        code,
+        t0,
+        published,
+        results,
+        {"idle": rss_idle, "connected": rss_connected, "peak": rss_peak, "after_settle": rss_after},
+    )
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _summary(
+    plan: Plan,
+    label: str,
+    code: Path,
+    t0: float,
+    published: list[tuple[float, int]],
+    results: list[dict[str, Any]],
+    rss: dict[str, int],
+) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    slow_counts: Counter[str] = Counter()
+    finals, flags = [], []
+    for r in results:
+        for c, is_slow in zip(r["counts"], r["slow"], strict=True):
+            counts.update(c)
+            if is_slow:
+                slow_counts.update(c)
+        finals += r["final"]
+        flags += r["slow"]
+    last = published[-1][1] if published else 0
+    resume_at = t0 + plan.lead_s + plan.stop_s
+    top_at_resume = max((o for t, o in published if t <= resume_at), default=0)
+    catch_up = []
+    not_caught = 0
+    for r in results:
+        for reach in r["reach"]:
+            times = [t for o, t in reach.items() if o >= top_at_resume]
+            if times:
+                catch_up.append(max(0.0, min(times) - resume_at))
+            else:
+                not_caught += 1
+    lat_all = [lat for r in results for _, lat in r["latencies"]]
+    window_end = resume_at + (max(catch_up) if catch_up else plan.catch_up_s)
+    lat_window = [lat for r in results for t, lat in r["latencies"] if resume_at <= t <= window_end]
+    behind = sum(1 for _, off in finals if off != last)
+    return {
+        "label": label,
+        "code": str(code),
+        "code_sha": subprocess.run(
+            ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "plan": asdict(plan),
+        "published": len(published),
+        "last_offset": last,
+        "closes": {k[6:]: v for k, v in sorted(counts.items()) if k.startswith("close_")},
+        "slow_closes": {k[6:]: v for k, v in sorted(slow_counts.items()) if k.startswith("close_")},
+        "recoveries": {k[9:]: v for k, v in sorted(counts.items()) if k.startswith("recovery_")},
+        "duplicates": counts["duplicates"],
+        "gaps": counts["gaps"],
+        "clients_not_at_last_offset": behind,
+        "catch_up_s": {
+            "p50": _pct(catch_up, 0.5),
+            "p99": _pct(catch_up, 0.99),
+            "max": max(catch_up, default=None),
+            "not_caught_up": not_caught,
+        },
+        "fast_latency_s": {
+            "p50": _pct(lat_all, 0.5),
+            "p99": _pct(lat_all, 0.99),
+            "max": max(lat_all, default=None),
+            "samples": len(lat_all),
+        },
+        "fast_latency_catch_up_window_s": {
+            "p50": _pct(lat_window, 0.5),
+            "p99": _pct(lat_window, 0.99),
+            "samples": len(lat_window),
+        },
+        "worker_rss_kib": rss,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--scale", choices=sorted(SCALES), default="quick")
+    p.add_argument("--code", type=Path, default=Path.cwd(), help="the checkout to run")
+    p.add_argument("--label", default="after")
+    p.add_argument("--stop-s", type=float, help="override the scale's stop_s")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    plan = SCALES[args.scale]
+    if args.stop_s is not None:
+        plan = replace(plan, stop_s=args.stop_s)
+    result = {
+        "scale": args.scale,
+        "machine": measure.machine(),
+        **run(plan, args.code.resolve(), args.label),
+    }
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
