@@ -62,6 +62,7 @@ from qasite.api.routes import (
     auth,
     comments,
     dev,
+    drafts,
     inbox,
     questions,
     questions_list,
@@ -155,7 +156,6 @@ def create_app(
     if settings.is_development:
         app.include_router(dev.router)
     app.include_router(pages.router)
-    pages.install_error_pages(app, settings)
     app.add_middleware(
         BodyLimit,
         default_bytes=settings.max_request_body_bytes,
@@ -171,7 +171,7 @@ def create_app(
 
 
 ROUTERS = (auth, account, questions_list, questions, answers, comments, votes, inbox, attachments,
-           socket_token, users)  # fmt: skip
+           socket_token, users, drafts)  # fmt: skip
 """The API's routers, in the order the OpenAPI document lists them."""
 
 UPLOAD_ROUTES = tuple(

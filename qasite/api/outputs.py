@@ -7,15 +7,32 @@ the write routes, which have the author at hand, set it directly.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar, cast
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qasite.api.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut, QuestionSummary
-from qasite.domain.models import Answer, Attachment, Comment, Question, User
+from qasite.domain.models import Answer, Attachment, Comment, Question, User, Vote
 from qasite.domain.names import display_name, names_of
 from qasite.domain.posts import load_page
+
+EDIT_GRACE = dt.timedelta(milliseconds=1)
+"""Only an edit moves a question's ``updated_at`` past its ``created_at`` (an accept bumps
+``edit_version``, so that cannot tell). A question asks with the two equal; questions asked
+before had them set by two column defaults a few microseconds apart: hence the grace."""
+
+
+def question_edited_at(question: Question) -> dt.datetime | None:
+    """When *question* was last edited (title, body or tags); None if never."""
+    return question.updated_at if question.updated_at - question.created_at > EDIT_GRACE else None
+
+
+def edited_at(post: Answer | Comment) -> dt.datetime | None:
+    """When *post* was last edited; None if never (its ``edit_version`` counts only edits)."""
+    return post.updated_at if post.edit_version > 0 else None
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:
@@ -50,6 +67,7 @@ def summary_out(question: Question, author_name: str | None = None) -> QuestionS
 def comment_out(comment: Comment, author: User | None = None) -> CommentOut:
     """*author*: the comment's author when the caller has it (else named by :func:`with_names`)."""
     out = CommentOut.model_validate(comment)
+    out.edited_at = edited_at(comment)
     if author is not None:
         out.author_name = display_name(author.display_name)
     return out
@@ -77,13 +95,34 @@ def answer_out(
         accepted=answer.id == accepted_id,
         created_at=answer.created_at,
         updated_at=answer.updated_at,
+        edited_at=edited_at(answer),
         comments=[comment_out(c) for c in comments],
         attachments=[attachment_out(a) for a in attachments],
     )
 
 
-async def question_out(session: AsyncSession, question: Question) -> QuestionOut:
-    """The whole question page: the question, its answers, comments and attachments, named."""
+async def my_votes(
+    session: AsyncSession, user_id: int, question: Question, answer_ids: Sequence[int]
+) -> dict[str, Literal[-1, 1]]:
+    """*user_id*'s votes on *question* and on *answer_ids*, by post (``question:<id>``,
+    ``answer:<id>``); posts they did not vote on are absent. One query."""
+    where = Vote.question_id == question.id
+    if answer_ids:
+        where = where | Vote.answer_id.in_(answer_ids)
+    rows = await session.execute(
+        select(Vote.question_id, Vote.answer_id, Vote.value).where(Vote.user_id == user_id, where)
+    )
+    return {
+        f"question:{q}" if q is not None else f"answer:{a}": cast(Literal[-1, 1], value)
+        for q, a, value in rows
+    }
+
+
+async def question_out(
+    session: AsyncSession, question: Question, *, viewer_id: int | None = None
+) -> QuestionOut:
+    """The whole question page: the question, its answers, comments and attachments, named;
+    with *viewer_id*, each post's ``my_vote`` is that user's vote on it."""
     rows = await load_page(session, question)
     out = QuestionOut(
         **summary_out(question).model_dump(),
@@ -92,6 +131,7 @@ async def question_out(session: AsyncSession, question: Question) -> QuestionOut
         score_version=question.score_version,
         edit_version=question.edit_version,
         updated_at=question.updated_at,
+        edited_at=question_edited_at(question),
         answers=[
             answer_out(
                 a,
@@ -104,6 +144,11 @@ async def question_out(session: AsyncSession, question: Question) -> QuestionOut
         comments=[comment_out(c) for c in rows.comments if c.question_id is not None],
         attachments=[attachment_out(f) for f in rows.attachments if f.question_id is not None],
     )
+    if viewer_id is not None:
+        votes = await my_votes(session, viewer_id, question, [a.id for a in rows.answers])
+        out.my_vote = votes.get(f"question:{question.id}", 0)
+        for answer in out.answers:
+            answer.my_vote = votes.get(f"answer:{answer.id}", 0)
     return await with_names(session, out)
 
 

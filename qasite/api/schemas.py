@@ -144,6 +144,15 @@ AuthorName = Annotated[
 ]
 
 
+MyVote = Annotated[
+    Literal[-1, 0, 1],
+    Field(description="the signed-in caller's vote on this post; 0 without one or anonymous"),
+]
+EditedAt = Annotated[
+    dt.datetime | None, Field(description="when the post was last edited; null if never")
+]
+
+
 class CommentOut(Output):
     id: int
     author_id: int
@@ -154,6 +163,7 @@ class CommentOut(Output):
     edit_version: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    edited_at: EditedAt = None
 
 
 class AttachmentOut(Output):
@@ -180,6 +190,8 @@ class AnswerOut(Output):
     accepted: bool = False
     created_at: dt.datetime
     updated_at: dt.datetime
+    edited_at: EditedAt = None
+    my_vote: MyVote = 0
     comments: list[CommentOut] = []
     attachments: list[AttachmentOut] = []
 
@@ -203,6 +215,8 @@ class QuestionOut(QuestionSummary):
     score_version: int
     edit_version: int
     updated_at: dt.datetime
+    edited_at: EditedAt = None
+    my_vote: MyVote = 0
     answers: list[AnswerOut] = []
     comments: list[CommentOut] = []
     attachments: list[AttachmentOut] = []
@@ -218,6 +232,19 @@ class QuestionPage(BaseModel):
     )
 
 
+class PreviewIn(Input):
+    body: Body
+
+
+class PreviewOut(BaseModel):
+    body_html: str = Field(description="the HTML a post with this body would show (sanitized)")
+
+
+class TagSuggestion(BaseModel):
+    name: str
+    questions: int = Field(description="how many questions carry the tag")
+
+
 class VoteOut(BaseModel):
     post: str = Field(description="question:<id> or answer:<id>")
     score: int
@@ -231,12 +258,9 @@ class InboxItemOut(Output):
     actor_id: int | None
     actor_name: str | None = Field(description="the actor's display name; null without an actor")
     question_id: int | None
-    question_title: str | None = Field(
-        default=None, description="the title of the question; null without a question"
-    )
     answer_id: int | None
     comment_id: int | None
-    excerpt: str = Field(description="the plain-text start of the post (no Markdown)")
+    excerpt: str
     created_at: dt.datetime
     read: bool
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_contract.envelope import pack_data
 from herald_contract.errors import InvalidPayload
-from qasite.domain.models import Answer, Comment, InboxItem, Question
+from qasite.domain.models import Answer, Attachment, Comment, InboxItem, Question
 from qasite.domain.names import display_name
 from qasite.domain.outbox import emit
 
@@ -137,6 +137,7 @@ def post_edited(session: AsyncSession, question_id: int, post: Question | Answer
         "post": post_ref(post),
         "version": post.edit_version,
         "body_html": post.body_html,
+        "edited_at": post.updated_at.isoformat(),
     }
     if isinstance(post, Question):
         data["title"] = post.title
@@ -151,7 +152,39 @@ def comment_edited(session: AsyncSession, question_id: int, comment: Comment) ->
         {
             "type": "comment_edit",
             "question": question_id,
-            "comment": {"id": comment.id, "body": comment.body, "version": comment.edit_version},
+            "comment": {
+                "id": comment.id,
+                "body": comment.body,
+                "version": comment.edit_version,
+                "edited_at": comment.updated_at.isoformat(),
+            },
+        },
+    )
+
+
+def attachment_added(
+    session: AsyncSession, question_id: int, attachment: Attachment, *, url: str
+) -> None:
+    """An image attached to ``question:<id>`` or ``answer:<id>`` (*url*: where it is served)."""
+    post = (
+        f"question:{attachment.question_id}"
+        if attachment.question_id is not None
+        else f"answer:{attachment.answer_id}"
+    )
+    emit(
+        session,
+        question_channel(question_id),
+        {
+            "type": "attachment",
+            "question": question_id,
+            "post": post,
+            "attachment": {
+                "id": attachment.id,
+                "url": url,
+                "content_type": attachment.content_type,
+                "width": attachment.width,
+                "height": attachment.height,
+            },
         },
     )
 
@@ -199,15 +232,8 @@ def question_posted(
 
 
 def inbox_item_added(
-    session: AsyncSession,
-    item: InboxItem,
-    unread: int,
-    *,
-    actor_name: str | None,
-    question_title: str | None = None,
+    session: AsyncSession, item: InboxItem, unread: int, *, actor_name: str | None
 ) -> None:
-    """The item as ``GET /api/inbox`` lists it (actor name, question title, excerpt), in the
-    event's own key names; small by construction (title and excerpt are bounded)."""
     emit(
         session,
         user_channel(item.user_id),
@@ -222,7 +248,6 @@ def inbox_item_added(
                 "excerpt": item.excerpt,
                 "created_at": item.created_at.isoformat(),
                 "actor_name": display_name(actor_name),
-                "question_title": question_title,
             },
             "unread": unread,
         },

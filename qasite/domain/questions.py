@@ -23,7 +23,11 @@ async def ask_question(
 ) -> Question:
     """Add *author*'s question; announced on ``questions:new`` and on each ``tag:<name>``."""
     names = unique_tags(tags)
+    now = utcnow()  # one time for all three: updated_at moves on an edit only
     question = Question(
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
         author_id=author.id,
         title=title,
         body_md=body.markdown,

@@ -37,6 +37,7 @@ from qasite.api.schemas import AttachmentOut
 from qasite.core.auth_limits import AuthLimits
 from qasite.core.metrics import QAMetrics
 from qasite.core.ratelimit import Record
+from qasite.domain import events
 from qasite.domain.images import (
     CheckedImage,
     NotAnImage,
@@ -166,6 +167,8 @@ async def _attach(
     try:
         await tx.session.flush()
         out = attachment_out(attachment)
+        question_id = post.id if isinstance(post, Question) else post.question_id
+        events.attachment_added(tx.session, question_id, attachment, url=out.url)
         await tx.commit()
     except BaseException:
         await context.images.delete(name)

@@ -11,6 +11,7 @@ from qasite.api.deps import (
     Author,
     Ctx,
     MarkdownRenderer,
+    OptionalUserId,
     OwnedQuestion,
     QuestionId,
     ReadSession,
@@ -56,9 +57,13 @@ async def ask(
 
 
 @router.get("/{question_id}", response_model=QuestionOut)
-async def read(question_id: QuestionId, session: ReadSession) -> QuestionOut:
-    """The question page: the question, its answers, comments and attachments."""
-    return await question_out(session, await load_question(session, question_id))
+async def read(
+    question_id: QuestionId, session: ReadSession, viewer_id: OptionalUserId
+) -> QuestionOut:
+    """The question page: the question, its answers, comments and attachments; signed in,
+    each post's ``my_vote`` is your vote on it."""
+    question = await load_question(session, question_id)
+    return await question_out(session, question, viewer_id=viewer_id)
 
 
 @router.patch("/{question_id}", response_model=QuestionOut)
@@ -68,7 +73,7 @@ async def edit(
     """Edit your question (title, body, tags); the new state goes to ``question:<id>``."""
     rendered = None if body.body is None else await renderer.render(body.body)
     await edit_question(tx.session, question, title=body.title, body=rendered, tags=body.tags)
-    out = await question_out(tx.session, question)
+    out = await question_out(tx.session, question, viewer_id=question.author_id)
     await tx.commit()
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from tests.qasite.support import QA, assert_only_the_author_changes
 
 
@@ -74,5 +76,7 @@ async def test_only_the_author_edits_or_deletes_a_comment(qa: QA) -> None:
     assert (await qa.client.delete(path, headers=commenter.headers)).status_code == 404
     await qa.settle()
     [edit] = qa.sink.of_type(f"question:{q['id']}", "comment_edit")
+    edited_at = edit["comment"].pop("edited_at")
     assert edit["comment"] == {"id": c["id"], "body": "second", "version": 1}
+    assert dt.datetime.fromisoformat(edited_at) == dt.datetime.fromisoformat(edited["edited_at"])
     assert qa.sink.of_type(f"question:{q['id']}", "deleted")[0]["post"] == f"comment:{c['id']}"
