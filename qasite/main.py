@@ -156,6 +156,7 @@ def create_app(
     if settings.is_development:
         app.include_router(dev.router)
     app.include_router(pages.router)
+    pages.install_error_pages(app, settings)
     app.add_middleware(
         BodyLimit,
         default_bytes=settings.max_request_body_bytes,

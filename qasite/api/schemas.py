@@ -258,9 +258,12 @@ class InboxItemOut(Output):
     actor_id: int | None
     actor_name: str | None = Field(description="the actor's display name; null without an actor")
     question_id: int | None
+    question_title: str | None = Field(
+        default=None, description="the title of the question; null without a question"
+    )
     answer_id: int | None
     comment_id: int | None
-    excerpt: str
+    excerpt: str = Field(description="the plain-text start of the post (no Markdown)")
     created_at: dt.datetime
     read: bool
 

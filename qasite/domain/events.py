@@ -232,8 +232,15 @@ def question_posted(
 
 
 def inbox_item_added(
-    session: AsyncSession, item: InboxItem, unread: int, *, actor_name: str | None
+    session: AsyncSession,
+    item: InboxItem,
+    unread: int,
+    *,
+    actor_name: str | None,
+    question_title: str | None = None,
 ) -> None:
+    """The item as ``GET /api/inbox`` lists it (actor name, question title, excerpt), in the
+    event's own key names; small by construction (title and excerpt are bounded)."""
     emit(
         session,
         user_channel(item.user_id),
@@ -248,6 +255,7 @@ def inbox_item_added(
                 "excerpt": item.excerpt,
                 "created_at": item.created_at.isoformat(),
                 "actor_name": display_name(actor_name),
+                "question_title": question_title,
             },
             "unread": unread,
         },

@@ -4,6 +4,7 @@
     /questions/{id}    a question, its answers and comments, live on ``question:<id>``
     /inbox             the signed-in user's inbox, live on ``user:<id>``
     /login /signup /verify
+    /forgot /reset     account recovery (issue 13, item 5)
 
 Each page is a small HTML shell (``qasite/web/templates``) whose ES module
 (``qasite/web/static``) loads the state from the JSON API and keeps it live with the
@@ -23,11 +24,13 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from string import Template
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qasite.api.deps import QuestionId, SettingsDep
 from qasite.api.errors import NotFound
@@ -159,3 +162,76 @@ async def client_module(
             media_type="text/plain",
         )
     return _file(dist, name)
+
+
+# --- P3 (issue 13, items 5 and 7): account recovery pages, HTML error pages -----------------
+#
+#     /forgot            ask for a password-reset mail (forms.js)
+#     /reset?token=      choose a new password (forms.js)
+#
+# A browser's request (GET, Accept: text/html) for a page path that fails (an unknown path,
+# a malformed id, an error) is answered with an HTML page in words and the same status; the
+# JSON API, the static files and the operational endpoints keep their JSON errors.
+
+ACCOUNT_PAGES = {
+    "/forgot": ("forgot", "Forgot your password", "forms.js"),
+    "/reset": ("reset", "Choose a new password", "forms.js"),
+}
+for _path, (_page, _title, _script) in ACCOUNT_PAGES.items():
+    router.add_api_route(
+        _path, _simple_page(_page, _title, _script), methods=["GET"], response_class=HTMLResponse
+    )
+
+NOT_PAGES = ("/api/", "/dev/", "/static/", "/metrics", "/openapi.json", "/docs", "/healthz")
+"""Paths whose errors stay JSON (or plain text) whatever the client accepts."""
+
+ERROR_WORDS = {
+    404: ("Page not found", "There is no page at this address. It may have moved, or the link "
+          "may be mistyped."),
+    405: ("Not allowed", "This page cannot be opened this way."),
+    500: ("Something went wrong", "The page failed on our side. Try again in a moment."),
+    503: ("Busy", "The site is busy right now. Try again in a moment."),
+}  # fmt: skip
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, a static file or an endpoint)."""
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("accept", "")
+        and not request.url.path.startswith(NOT_PAGES)
+        and request.url.path not in ("/readyz", "/livez")
+    )
+
+
+def error_page(settings: Settings, status: int) -> HTMLResponse:
+    """The HTML page of an error *status* (a 4xx without words of its own reads as a 404)."""
+    shown = status if status in ERROR_WORDS else (500 if status >= 500 else 404)
+    heading, message = ERROR_WORDS[shown]
+    response = render_page(
+        settings, "error", heading, "error.js", heading=heading, message=message, status=str(shown)
+    )
+    response.status_code = shown
+    return response
+
+
+def install_error_pages(app: FastAPI, settings: Settings) -> None:
+    """Answer browsers' failed page requests with :func:`error_page`; call after the API's
+    handlers are installed (they answer everything else)."""
+    for kind in (StarletteHTTPException, RequestValidationError, Exception):
+        api_handler = app.exception_handlers[kind]
+
+        async def handle(
+            request: Request, exc: Exception, api_handler: Any = api_handler
+        ) -> Response:
+            if not wants_page(request):
+                answer: Response = await api_handler(request, exc)
+                return answer
+            if isinstance(exc, StarletteHTTPException):
+                return error_page(settings, exc.status_code)
+            if isinstance(exc, RequestValidationError):
+                return error_page(settings, 404)  # /questions/abc: no such page
+            await api_handler(request, exc)  # logs it once
+            return error_page(settings, 500)
+
+        app.add_exception_handler(kind, handle)

@@ -1,5 +1,5 @@
-"""Your inbox: items, unread count, mark one or all read (each change is published to
-``user:<id>`` with the new unread count)."""
+"""Your inbox: items, unread count, mark one, a question's or all read (each change is
+published to ``user:<id>`` with the new unread count)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,25 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select, update
 
-from qasite.api.deps import CurrentUserId, ItemId, ReadSession, WriteTx
+from qasite.api.deps import CurrentUserId, ItemId, QuestionId, ReadSession, WriteTx
 from qasite.api.errors import ERROR_RESPONSES, NotFound
 from qasite.api.schemas import Id, InboxItemOut, InboxPage, UnreadOut
 from qasite.domain import events
 from qasite.domain.inbox import unread_count
-from qasite.domain.models import InboxItem, User, utcnow
+from qasite.domain.models import InboxItem, Question, User, utcnow
 from qasite.domain.names import display_name
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"], responses=ERROR_RESPONSES)
 
 
-def _out(item: InboxItem, actor_name: str | None) -> InboxItemOut:
+def _out(item: InboxItem, actor_name: str | None, title: str | None) -> InboxItemOut:
     return InboxItemOut(
         id=item.id,
         kind=item.kind,
         actor_id=item.actor_id,
         actor_name=None if item.actor_id is None else display_name(actor_name),
         question_id=item.question_id,
+        question_title=title,
         answer_id=item.answer_id,
         comment_id=item.comment_id,
         excerpt=item.excerpt,
@@ -41,10 +42,11 @@ async def list_inbox(
     before: Annotated[Id | None, Query(description="the next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
 ) -> InboxPage:
-    """Your inbox items, newest first, each with its actor's name (one join)."""
+    """Your inbox items, newest first, each with its actor's name and its question's title."""
     query = (
-        select(InboxItem, User.display_name)
+        select(InboxItem, User.display_name, Question.title)
         .outerjoin(User, User.id == InboxItem.actor_id)
+        .outerjoin(Question, Question.id == InboxItem.question_id)
         .where(InboxItem.user_id == user_id)
     )
     if before is not None:
@@ -53,7 +55,7 @@ async def list_inbox(
     more = len(rows) > limit
     rows = rows[:limit]
     return InboxPage(
-        items=[_out(item, name) for item, name in rows],
+        items=[_out(item, name, title) for item, name, title in rows],
         unread=await unread_count(session, user_id),
         next_cursor=str(rows[-1][0].id) if more else None,
     )
@@ -77,6 +79,29 @@ async def mark_read(item_id: ItemId, user_id: CurrentUserId, tx: WriteTx) -> Unr
         events.unread_changed(tx.session, user_id, count)
     else:
         count = await unread_count(tx.session, user_id)
+    await tx.commit()
+    return UnreadOut(unread=count)
+
+
+@router.post("/questions/{question_id}/read", response_model=UnreadOut)
+async def mark_question_read(
+    question_id: QuestionId, user_id: CurrentUserId, tx: WriteTx
+) -> UnreadOut:
+    """Mark read every item of yours about *question_id* (the page calls it when you view the
+    question); the new count is published only if something changed."""
+    result = await tx.session.execute(
+        update(InboxItem)
+        .where(
+            InboxItem.user_id == user_id,
+            InboxItem.question_id == question_id,
+            InboxItem.read_at.is_(None),
+        )
+        .values(read_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    count = await unread_count(tx.session, user_id)
+    if result.rowcount:  # type: ignore[attr-defined]
+        events.unread_changed(tx.session, user_id, count)
     await tx.commit()
     return UnreadOut(unread=count)
 

@@ -1,5 +1,5 @@
 // @ts-check
-/** Sign-up, log-in and email verification (the pages without live content). */
+/** Sign-up, log-in, email verification and password reset (the pages without live content). */
 import { boot } from './app.js';
 import { byId, h } from './dom.js';
 import { ApiError, api, logIn } from './session.js';
@@ -73,17 +73,71 @@ function signupPage() {
   });
 }
 
-/** In development the mail goes to the dev mailbox: show its link on the page. */
-async function showDevMail(/** @type {string} */ email) {
+/**
+ * In development the mail goes to the dev mailbox: show the newest link mailed to `email`
+ * whose path is `path` on the page, as a link to the page that opens it.
+ * @param {string} email
+ * @param {string} path  /api/auth/verify (opened at /verify) or /reset
+ * @param {string} label
+ */
+async function showDevMail(email, path, label) {
   /** @type {{ to: string, link: string | null }[]} */
   const mails = await api('/dev/mailbox');
-  const mail = mails.find((m) => m.to === email.toLowerCase() && m.link !== null);
+  const mail = mails.find((m) => m.to === email.toLowerCase() && m.link !== null && new URL(m.link).pathname === path);
   const token = mail?.link ? new URL(mail.link).searchParams.get('token') : null;
   if (token === null || token === undefined) return;
+  const page = path === '/reset' ? '/reset' : '/verify';
+  const id = path === '/reset' ? 'dev-reset-link' : 'dev-verify-link';
   byId('dev-mail').replaceChildren(
     h('h2', {}, ['Development mailbox']),
-    h('p', {}, ['No mail server is configured, so the mail is shown here: ', h('a', { href: `/verify?token=${encodeURIComponent(token)}`, id: 'dev-verify-link' }, ['open the verification link']), '.']),
+    h('p', {}, ['No mail server is configured, so the mail is shown here: ', h('a', { href: `${page}?token=${encodeURIComponent(token)}`, id }, [label]), '.']),
   );
+}
+
+const devMailbox = () => document.querySelector('meta[name="herald-dev"]') !== null;
+
+/** The form that mails the verification link again (on the verify page). */
+function resendForm(/** @type {string} */ email) {
+  const form = byId('resend-form');
+  form.hidden = false;
+  input('email').value = email;
+  handle('resend-form', async () => {
+    const address = input('email').value;
+    await api('/api/auth/verify/resend', { method: 'POST', body: { email: address } });
+    byId('verify-status').textContent = `If ${address} has an account waiting for verification, a new link is on its way.`;
+    if (devMailbox()) await showDevMail(address, '/api/auth/verify', 'open the verification link').catch(() => undefined);
+  });
+}
+
+function forgotPage() {
+  handle('forgot-form', async () => {
+    const email = input('email').value;
+    await api('/api/auth/password/forgot', { method: 'POST', body: { email } });
+    byId('forgot-status').textContent = `If ${email} has an account, a link to choose a new password is on its way. It works for an hour.`;
+    if (devMailbox()) await showDevMail(email, '/reset', 'open the password reset link').catch(() => undefined);
+  });
+}
+
+function resetPage() {
+  const token = new URLSearchParams(location.search).get('token');
+  const status = byId('reset-status');
+  if (token === null) {
+    byId('reset-form').hidden = true;
+    status.replaceChildren('This page needs the link from the reset mail. ', h('a', { href: '/forgot' }, ['Ask for one']), '.');
+    return;
+  }
+  handle('reset-form', async () => {
+    try {
+      await api('/api/auth/password/reset', { method: 'POST', body: { token, password: input('password').value } });
+    } catch (failure) {
+      if (failure instanceof ApiError && failure.status === 404) {
+        throw new ApiError(404, failure.reason, 'This reset link is used or expired. Ask for a new one on the “Forgot your password?” page.');
+      }
+      throw failure;
+    }
+    byId('reset-form').hidden = true;
+    status.replaceChildren('Your password is changed. ', h('a', { href: '/login', id: 'reset-login' }, ['Log in']), ' with it.');
+  });
 }
 
 async function verifyPage() {
@@ -93,14 +147,16 @@ async function verifyPage() {
   if (token === null) {
     const email = params.get('email') ?? '';
     status.textContent = email ? `We sent a verification link to ${email}. Open it to finish signing up.` : 'Open the link in the mail we sent you.';
-    if (email && document.querySelector('meta[name="herald-dev"]') !== null) await showDevMail(email).catch(() => undefined);
+    resendForm(email);
+    if (email && devMailbox()) await showDevMail(email, '/api/auth/verify', 'open the verification link').catch(() => undefined);
     return;
   }
   try {
     await api('/api/auth/verify', { method: 'POST', body: { token } });
     status.replaceChildren('Your email address is verified. ', h('a', { href: '/login', id: 'verified-login' }, ['Log in']), '.');
   } catch (failure) {
-    status.textContent = failure instanceof ApiError ? failure.message : 'Verification failed; try again.';
+    status.textContent = failure instanceof ApiError ? `${failure.message}.` : 'Verification failed; try again.';
+    resendForm(params.get('email') ?? '');
   }
 }
 
@@ -109,3 +165,5 @@ const page = document.body.dataset.page;
 if (page === 'login') loginPage();
 else if (page === 'signup') signupPage();
 else if (page === 'verify') void verifyPage();
+else if (page === 'forgot') forgotPage();
+else if (page === 'reset') resetPage();

@@ -96,3 +96,58 @@ async def test_deleting_a_post_takes_its_items_and_publishes_the_new_count(qa: Q
     assert qa.sink.of_type(f"user:{answerer.id}", "unread") == [{"type": "unread", "unread": 0}]
     assert qa.sink.of_type(f"user:{asker.id}", "unread") == [{"type": "unread", "unread": 0}]
     assert (await qa.client.get("/api/inbox", headers=asker.headers)).json()["items"] == []
+
+
+# --- issue 13, item 6: live items as loaded ones; a viewed question's items read ----------
+
+
+async def test_a_live_item_carries_what_the_list_shows_actor_title_and_plain_excerpt(
+    qa: QA,
+) -> None:
+    asker = await qa.signup()
+    answerer = await qa.signup(name="Grace")
+    q = await qa.ask(asker, title="How do I read a file?")
+    markdown = "Use **pathlib**: [docs](https://docs.python.org) and `Path.read_text()`\n\n- fast"
+    await qa.answer(answerer, q["id"], body=markdown)
+    await qa.settle()
+    live = qa.sink.of_type(f"user:{asker.id}", "inbox")[-1]["item"]
+    loaded = (await qa.client.get("/api/inbox", headers=asker.headers)).json()["items"][0]
+    plain = "Use pathlib: docs and Path.read_text() fast"
+    assert (live["actor_name"], live["question_title"], live["excerpt"]) == (
+        "Grace",
+        "How do I read a file?",
+        plain,
+    )
+    assert (loaded["actor_name"], loaded["question_title"], loaded["excerpt"]) == (
+        "Grace",
+        "How do I read a file?",
+        plain,
+    )
+
+
+async def test_viewing_a_question_marks_its_items_read_and_publishes_the_count(qa: QA) -> None:
+    asker = await qa.signup()
+    answerer = await qa.signup()
+    first, second = await qa.ask(asker), await qa.ask(asker, title="Another question here")
+    await qa.answer(answerer, first["id"], body="one")
+    await qa.answer(answerer, first["id"], body="two")
+    await qa.answer(answerer, second["id"], body="three")
+    path = f"/api/inbox/questions/{first['id']}/read"
+    r = await qa.client.post(path, headers=asker.headers)
+    assert r.json() == {"unread": 1}
+    await qa.settle()
+    assert qa.sink.of_type(f"user:{asker.id}", "unread")[-1]["unread"] == 1
+    published = len(qa.sink.on(f"user:{asker.id}"))
+    assert (await qa.client.post(path, headers=asker.headers)).json() == {"unread": 1}
+    await qa.settle()
+    assert len(qa.sink.on(f"user:{asker.id}")) == published  # nothing changed, nothing sent
+    items = (await qa.client.get("/api/inbox", headers=asker.headers)).json()["items"]
+    assert [(i["excerpt"], i["read"]) for i in items] == [
+        ("three", False),
+        ("two", True),
+        ("one", True),
+    ]
+
+
+async def test_marking_a_question_read_needs_a_login(qa: QA) -> None:
+    assert (await qa.client.post("/api/inbox/questions/1/read")).status_code == 401
