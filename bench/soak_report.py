@@ -74,6 +74,10 @@ def markdown(result: dict[str, Any], image: str) -> str:
     from bench.soak import RESOURCES, TOLERANCE
 
     plan, acc, verdict = result["plan"], result["accounting"], result["verdict"]
+    for part in ("churn", "slow_readers", "reconnects"):  # a load command that failed late
+        result[part] = {"completed": "n/a", "launched": "n/a", "failed": "n/a", "errors": "",
+                        "pauses": "n/a", "paused_at_most": "n/a", "reconnected": "n/a",
+                        "rounds": "n/a", **result[part]}  # fmt: skip
     lines = [
         "# Soak: the fleet under the Q&A model with churn, slow readers and two faults",
         "",
@@ -124,12 +128,14 @@ def markdown(result: dict[str, Any], image: str) -> str:
         f"{result['opened']['seconds']:.0f} s; published {result['published']:,} "
         f"({result['publish_failed']:,} not confirmed by Redis) on "
         f"{result['channels_published']:,} channels.",
-        f"* Churn: {result['churn']['completed']:,} cycles completed of "
-        f"{result['churn']['launched']:,} launched ({result['churn']['failed']:,} failed: "
-        f"{result['churn']['errors'] or 'none'}).",
-        f"* Slow readers: {result['slow_readers']['pauses']:,} pauses, at most "
-        f"{result['slow_readers']['paused_at_most']:,} at once.",
-        f"* Reconnects with recovery: {result['reconnects']['reconnected']:,} "
+        f"* Churn: {_fmt(result['churn']['completed'])} cycles completed of "
+        f"{_fmt(result['churn']['launched'])} launched ({_fmt(result['churn']['failed'])} failed: "
+        f"{result['churn']['errors'] or 'none'}), "
+        f"{result['churn'].get('achieved_per_s', 'n/a')} completed a second"
+        f"{'; ' + result['churn']['error'] if 'error' in result['churn'] else ''}.",
+        f"* Slow readers: {_fmt(result['slow_readers']['pauses'])} pauses, at most "
+        f"{_fmt(result['slow_readers']['paused_at_most'])} at once.",
+        f"* Reconnects with recovery: {_fmt(result['reconnects']['reconnected'])} "
         f"({result['reconnects']['rounds']} rounds); recoveries "
         f"{result['recoveries']['recovered']:,} recovered, {result['recoveries']['failed']:,} "
         f"failed; close codes seen by the clients {result['client_closes_by_code']}.",
