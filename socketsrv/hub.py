@@ -34,12 +34,17 @@ from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
 from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
-from socketsrv.history import HistoryReader, Recovered, suffix_after
+from socketsrv.history import (
+    FIRST_READ_PUBLICATIONS,
+    HistoryReader,
+    Recovered,
+    suffix_after,
+)
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
-from socketsrv.recovery import ChannelRecovery, OnSubscribed, ReplayBudget
+from socketsrv.recovery import ChannelRecovery, OnSubscribed, PacedSubscriber, ReplayBudget
 
 __all__ = ["ChannelLimit", "ChannelState", "DeliveryState", "Hub", "OnSubscribed", "Subscriber"]
 
@@ -170,9 +175,12 @@ class Hub:
         """The history read of *sub*'s subscribe: the position only when *sub*'s replay
         budget could not cover a replay as big as its last refused one (issue 11: a
         subscribe-from-0 loop made every refused replay a full history read); then the
-        recovery is failed unless nothing was missed."""
+        recovery is failed unless nothing was missed. A subscriber whose replays are paced
+        reads at most a first read; the rest of a longer replay is read in slices."""
         if since is None or not isinstance(sub, ReplayBudget) or sub.replay_affordable():
-            return await self._history.read(channel, since)
+            paced = isinstance(sub, PacedSubscriber)
+            limit = FIRST_READ_PUBLICATIONS if paced else None
+            return await self._history.read(channel, since, limit)
         position = (await self._history.read(channel, None)).position
         recovered = suffix_after(position, [], since)
         if not recovered.complete:
@@ -420,5 +428,6 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._history.close()
+        self._recovery.heap_trim.cancel()
         for ch in self._channels.values():
             ch.ready.cancel()

@@ -16,7 +16,12 @@ client was closed 4001, came back and asked for an even bigger replay (about 8 t
 in the slow-client experiment, bench/results/SLOW.md), and the worker's memory grew with
 every replay it held. A feed holds one slice at a time; if the history no longer holds the
 next offset (trimmed while the client read slowly, or the epoch changed), the subscriber is
-closed with 4003: it reconnects and its recovery says ``failed``.
+closed with 4003: it reconnects and its recovery says ``failed``. The subscribe's own read
+holds at most :data:`socketsrv.history.FIRST_READ_PUBLICATIONS`; a replay longer than that
+is paced whatever its size, and its budget is charged at the subscribe from the count missed
+(:func:`replay_bytes`). Slices start at most :data:`SLICES_PER_TURN` per loop turn across
+the worker (:class:`ReplayTurns`), so a live publication never waits behind more than that
+many slices; when the last paced replay ends, the heap is trimmed (:class:`HeapTrim`).
 
 Gap repair: the hub hands every publication of a channel to the fan-out in offset order. An
 offset that skips ahead, or a bus reconnect, makes the channel REPAIRING: live publications
@@ -28,7 +33,12 @@ recover (or reload) on their own.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
+import math
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +49,7 @@ from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import HistoryReader, Recovered
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.codes import CloseCode
+from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import Recovery
 from socketsrv.publication import Publication
 
@@ -66,6 +77,131 @@ class PacedSubscriber(Subscriber, Protocol):
 
 SLICE_MAX_PUBLICATIONS = 256
 """Most publications one slice read asks for (a slice is bounded in bytes by the room)."""
+
+SLICES_PER_TURN = 4
+"""Most paced-replay slices that start in one event-loop turn, across all of a worker's
+replays (each at most a replay mark, 64 KiB by default): between two turns the loop reads its
+sockets, so a live publication waits behind at most this many slices. Before, every replay
+whose client had drained went on in the same turn, and the fast clients' p99 rose to about
+0.6 s while 20 replays ran (bench/results/SLOW.md)."""
+
+
+class ReplayTurns:
+    """Hands out at most *per_turn* slice starts per event-loop turn, first come first served.
+
+    :meth:`take` returns at once while the turn has a start left; past that it waits for a
+    later turn (one ``call_soon`` per turn while anyone waits, so the loop polls its sockets
+    in between). A cancelled waiter gives its place up.
+    """
+
+    def __init__(self, per_turn: int = SLICES_PER_TURN) -> None:
+        if per_turn < 1:
+            raise ValueError(f"per_turn must be at least 1, not {per_turn}")
+        self._per_turn = per_turn
+        self._used = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._turn_scheduled = False
+
+    @property
+    def waiting(self) -> int:
+        """Slices waiting for a later turn (tests and debugging)."""
+        return sum(1 for w in self._waiting if not w.done())
+
+    async def take(self) -> None:
+        """Wait for a slice start in this turn or a later one."""
+        if self._used < self._per_turn and not self._waiting:
+            self._used += 1
+            self._schedule()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._schedule()
+        await waiter
+
+    def _schedule(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._turn_scheduled = False
+        self._used = 0
+        waiting = self._waiting
+        while waiting and self._used < self._per_turn:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._used += 1
+        if waiting or self._used:
+            self._schedule()
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+class HeapTrim:
+    """Gives the heap's free pages back to the system once a burst of paced replays is over.
+
+    A replay's publications are tens of KiB each, allocated from the C heap; glibc keeps the
+    freed space, so a worker's RSS stayed about twice its baseline long after the replays of
+    the slow-client experiment ended (bench/results/SLOW.md). ``malloc_trim(0)`` returns
+    every free page; it takes a few milliseconds on a large heap, so it runs at most once per
+    *min_interval_s* (a burst ending sooner is trimmed when the interval is up, if no replay
+    runs then). Does nothing where the C library has no ``malloc_trim``.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        trim: Callable[[int], int] | None = None,
+    ) -> None:
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._trim = trim if trim is not None else _libc_malloc_trim()
+        self._last = -math.inf
+        self._later: asyncio.TimerHandle | None = None
+        self.trims = 0
+        """How many times the heap was trimmed (tests)."""
+
+    def burst_over(self, busy: Callable[[], bool]) -> None:
+        """Trim now, or when the interval is up unless *busy* () says replays run again."""
+        if self._trim is None or self._later is not None:
+            return
+        wait_s = self._last + self._min_interval_s - self._clock()
+        if wait_s <= 0:
+            self._run()
+            return
+
+        def later() -> None:
+            self._later = None
+            if not busy():
+                self._run()
+
+        self._later = asyncio.get_running_loop().call_later(wait_s, later)
+
+    def _run(self) -> None:
+        assert self._trim is not None
+        self._last = self._clock()
+        self._trim(0)
+        self.trims += 1
+
+    def cancel(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
 
 
 @runtime_checkable
@@ -108,6 +244,8 @@ class ChannelRecovery:
         deliver: Callable[[Channel, Publication], None],
         is_current: Callable[[Channel], bool],
         spawn: Spawn,
+        turns: ReplayTurns | None = None,
+        heap_trim: HeapTrim | None = None,
     ) -> None:
         self._history = history
         self._metrics = metrics
@@ -115,6 +253,10 @@ class ChannelRecovery:
         self._deliver = deliver
         self._is_current = is_current
         self._spawn = spawn
+        self.turns = turns if turns is not None else ReplayTurns()
+        self.heap_trim = heap_trim if heap_trim is not None else HeapTrim()
+        self.feeds = 0
+        """Paced replays running now."""
 
     # A subscriber catching up
 
@@ -147,20 +289,24 @@ class ChannelRecovery:
         self._metrics.recoveries.labels(result=recovery.value).inc()
         on_subscribed(position, recovery)
         queued, progress.pending = progress.pending or [], None
+        if result.more:
+            queued = []  # they follow the unread rest: the paced replay reads them in turn
         missed: list[Publication] = []
         for pub in (*result.publications, *queued):
             if pub.epoch == position.epoch and pub.offset > last:
                 missed.append(pub)
                 last = pub.offset
-        if isinstance(sub, PacedSubscriber):
+        if isinstance(sub, PacedSubscriber) and missed:
             room = sub.replay_room()
             frames = [pub.frame(sub.wire) for pub in missed]
-            if sum(map(len, frames)) > room:
-                # Too big to queue at once: the first slice now, the rest as it drains.
+            if result.more or sum(map(len, frames)) > room:
+                # Too big to queue at once, or not all read: the first slice now, the rest as
+                # it drains (the live ones queued meanwhile are read from history in turn).
                 progress.last = _push_slice(sub, missed, frames, room, progress.last)
                 progress.paced = True
                 mean = max(1, sum(map(len, frames)) // len(frames))
                 self._metrics.paced_replays.labels(result="started").inc()
+                self.feeds += 1
                 self._spawn(self._feed(ch, sub, progress, position.epoch, mean))
                 return
         for pub in missed:
@@ -184,6 +330,9 @@ class ChannelRecovery:
         result = "abandoned"
         try:
             while current() and await sub.replay_drained() and current():
+                await self.turns.take()  # live fan-out first (SLICES_PER_TURN)
+                if not current():
+                    return
                 if progress.last >= ch.last:
                     # Reached the stream within this turn: from here on the fan-out pushes
                     # every offset above progress.last (socketsrv/hub.py).
@@ -195,13 +344,13 @@ class ChannelRecovery:
                 count = max(1, min(SLICE_MAX_PUBLICATIONS, room // mean_frame_bytes))
                 since = StreamPosition(epoch, progress.last)
                 try:
-                    read = await self._history.read_slice(ch.name, since, count)
+                    read = await self._history.read(ch.name, since, count)
                 except BusUnavailable:
                     await asyncio.sleep(REPAIR_RETRY_S)  # bounded by the subscriber's life
                     continue
                 if not current():
                     return
-                if not read.complete:
+                if not read.complete or not read.publications:
                     result = "lost"
                     log.info("paced replay of %s lost its history; closing 4003", ch.name)
                     sub.close_with(CloseCode.STATE_LOST)
@@ -214,6 +363,9 @@ class ChannelRecovery:
                 )
         finally:
             self._metrics.paced_replays.labels(result=result).inc()
+            self.feeds -= 1
+            if not self.feeds:
+                self.heap_trim.burst_over(lambda: self.feeds > 0)
 
     # A channel's stream
 
@@ -296,14 +448,21 @@ def _push_slice(
     return last
 
 
+def replay_bytes(result: Recovered, last: int, wire: WireFormat) -> int:
+    """The bytes a replay of the publications after *last* up to *result*'s position costs:
+    the frames read, and for those not read yet (a first read is bounded) as many times the
+    mean frame read (docs/protocol.md#limits)."""
+    epoch = result.position.epoch
+    read = [len(p.frame(wire)) for p in result.publications if p.epoch == epoch and p.offset > last]
+    missed = result.position.offset - last
+    if not read or missed <= len(read):
+        return sum(read)
+    return sum(read) + (missed - len(read)) * math.ceil(sum(read) / len(read))
+
+
 def _replay_allowed(sub: Subscriber, result: Recovered, last: int) -> bool:
     """Whether *sub*'s replay budget covers the publications after *last* in *result*."""
     if not isinstance(sub, ReplayBudget):
         return True
-    epoch, wire = result.position.epoch, sub.wire
-    nbytes = sum(
-        len(pub.frame(wire))
-        for pub in result.publications
-        if pub.epoch == epoch and pub.offset > last
-    )
+    nbytes = replay_bytes(result, last, sub.wire)
     return nbytes == 0 or sub.take_replay(nbytes)

@@ -11,7 +11,13 @@ import pytest
 from herald_contract.bus import BusListener, BusUnavailable, HistoryRead, HistoryResult
 from herald_contract.envelope import StreamPosition, pack_data
 from herald_contract.memory_bus import MemoryBus
-from socketsrv.history import PIPELINE_READS, HistoryReader, Recovered, suffix_after
+from socketsrv.history import (
+    FIRST_READ_PUBLICATIONS,
+    PIPELINE_READS,
+    HistoryReader,
+    Recovered,
+    suffix_after,
+)
 from socketsrv.publication import Publication, decode_publication
 
 
@@ -30,8 +36,8 @@ class NullListener:
 
 
 class CountingBus(MemoryBus):
-    def __init__(self) -> None:
-        super().__init__(history_size=20)
+    def __init__(self, history_size: int = 20) -> None:
+        super().__init__(history_size=history_size)
         self.reads: list[tuple[str, StreamPosition | None]] = []
         self.calls: list[int] = []
         """The number of reads of each bus call."""
@@ -215,3 +221,44 @@ async def test_a_cancelled_reader_does_not_disturb_the_others(bus: CountingBus) 
     await asyncio.sleep(0)
     doomed.cancel()
     assert (await kept).position.offset == 4
+
+
+# Bounded reads (issue 12, item 1)
+
+
+def test_a_read_that_stops_short_of_the_top_is_complete_with_more_to_read() -> None:
+    result = suffix_after(TOP, pubs("q", "e1", range(5, 8)), StreamPosition("e1", 4))
+    assert result.complete
+    assert result.more
+    assert [p.offset for p in result.publications] == [5, 6, 7]
+    assert not suffix_after(TOP, pubs("q", "e1", range(5, 11)), StreamPosition("e1", 4)).more
+
+
+async def test_a_read_asks_for_at_most_its_limit_and_says_what_is_left(bus: CountingBus) -> None:
+    top = await publish(bus, "question:1", 12)
+    reader = HistoryReader(bus, limit=20, decode=decode_all)
+    result = await reader.read("question:1", StreamPosition(top.epoch, 2), 4)
+    assert result.complete
+    assert result.more
+    assert [p.offset for p in result.publications] == [3, 4, 5, 6]
+
+
+async def test_readers_far_apart_in_one_turn_get_a_bounded_read_each(bus: CountingBus) -> None:
+    bus_size = FIRST_READ_PUBLICATIONS * 3
+    big = CountingBus(history_size=bus_size)
+    await big.start(NullListener())
+    try:
+        top = await publish(big, "question:1", bus_size)
+        reader = HistoryReader(big, limit=bus_size, decode=decode_all)
+        near, far = 1, 1 + FIRST_READ_PUBLICATIONS
+        results = await asyncio.gather(
+            reader.read("question:1", StreamPosition(top.epoch, near), 2),
+            reader.read("question:1", StreamPosition(top.epoch, near + 1), 2),
+            reader.read("question:1", StreamPosition(top.epoch, far), 2),
+        )
+        assert big.calls == [2]
+        assert [since.offset for _, since in big.reads if since] == [near, far]
+        assert [r.publications[0].offset for r in results] == [near + 1, near + 2, far + 1]
+        assert all(len(r.publications) <= 3 for r in results)
+    finally:
+        await big.close()

@@ -19,7 +19,7 @@ import gc
 import json
 import socket
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -29,7 +29,10 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from herald_contract.bus import HistoryRead, HistoryResult
 from socketsrv.connection import ClientConnection, ConnectionState
+from socketsrv.history import FIRST_READ_PUBLICATIONS
+from socketsrv.recovery import HeapTrim, ReplayTurns
 from socketsrv.worker import Worker
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
@@ -306,3 +309,218 @@ async def test_a_paced_replay_whose_history_is_trimmed_closes_4003_and_its_recov
         assert again.subscribe_result()["offset"] == 40
     finally:
         again.close()
+
+
+# What a subscribe reads, and what it is charged
+
+LONG = FIRST_READ_PUBLICATIONS + 36
+"""A replay longer than a subscribe's first read."""
+
+
+class ReadLog:
+    """Every history read the worker's bus answers: how many publications each returned."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.returned: list[int] = []
+        self.asked: list[HistoryRead] = []
+        answer = worker.bus.history_many
+
+        async def recording(reads: Sequence[HistoryRead]) -> list[HistoryResult]:
+            results = await answer(reads)
+            self.asked += reads
+            self.returned += [len(r.publications) for r in results]
+            return results
+
+        worker.bus.history_many = recording  # type: ignore[method-assign]
+
+
+async def test_a_long_replay_is_read_a_first_read_then_slices_never_whole(worker: Worker) -> None:
+    await publish_many(worker, LONG)
+    reads = ReadLog(worker)
+    client = await RawClient.open(worker)
+    try:
+        subscribe_from_the_start(client)
+        await eventually(
+            lambda: len(client.offsets()) >= LONG or client.close_code is not None, timeout_s=30
+        )
+        assert client.close_code is None
+        assert client.subscribe_result()["recovery"] == "recovered"
+        assert client.offsets() == list(range(1, LONG + 1))
+        # 3.2 MB missed: the subscribe held at most a first read of it, never the whole.
+        assert reads.returned[0] == FIRST_READ_PUBLICATIONS
+        assert max(reads.returned) == FIRST_READ_PUBLICATIONS
+        assert metric(worker, "herald_paced_replays_total", result="caught_up") == 1
+        assert metric(worker, "herald_replay_bytes_total") >= LONG * len(ITEM)
+    finally:
+        client.close()
+
+
+async def test_a_short_replay_of_small_publications_is_still_one_read(worker: Worker) -> None:
+    for n in range(10):
+        await publish(worker, CHANNEL, f"small {n}")
+    reads = ReadLog(worker)
+    client = await RawClient.open(worker)
+    try:
+        subscribe_from_the_start(client)
+        await eventually(lambda: len(client.offsets()) >= 10)
+        assert client.offsets() == list(range(1, 11))
+        assert reads.returned == [10]
+        assert metric(worker, "herald_paced_replays_total", result="started") == 0
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def tight_budget_worker(redis_server: RedisServer) -> AsyncIterator[Worker]:
+    async with running_worker(
+        redis_url=redis_server.url,
+        outbox_max_bytes=OUTBOX,
+        history_size=LONG,
+        # More than a first read of 32 KB publications, less than the whole replay.
+        replay_burst_bytes=(FIRST_READ_PUBLICATIONS + 8) * len(ITEM),
+        replay_bytes_per_s=1.0,
+        ping_interval_s=60.0,
+        pong_timeout_s=60.0,
+    ) as w:
+        yield w
+
+
+async def test_a_replay_the_budget_cannot_cover_is_refused_from_its_first_read_alone(
+    tight_budget_worker: Worker,
+) -> None:
+    worker = tight_budget_worker
+    await publish_many(worker, LONG)
+    reads = ReadLog(worker)
+    client = await RawClient.open(worker)
+    try:
+        # What was read fits in the budget; the count missed times their size does not.
+        subscribe_from_the_start(client)
+        await eventually(lambda: len(client.replies()) == 2)
+        result = client.subscribe_result()
+        assert (result["recovery"], result["offset"]) == ("failed", LONG)
+        assert client.offsets() == []
+        assert reads.returned == [FIRST_READ_PUBLICATIONS]
+        assert metric(worker, "herald_replays_refused_total") == 1
+        assert metric(worker, "herald_paced_replays_total", result="started") == 0
+
+        # Asking again at once costs a position read only (the refusal gate, issue 11).
+        client.send({"op": "unsubscribe", "channel": CHANNEL})
+        subscribe_from_the_start(client)
+        await eventually(lambda: len(client.replies()) == 4)
+        assert [r["result"].get("recovery") for r in client.replies()][-1] == "failed"
+        assert reads.returned == [FIRST_READ_PUBLICATIONS, 0]
+        assert reads.asked[-1].since is None
+    finally:
+        client.close()
+
+
+# The share of the worker replays take
+
+
+async def test_slices_beyond_the_turns_share_wait_for_later_turns_behind_live_work() -> None:
+    turns = ReplayTurns(per_turn=2)
+    order: list[str] = []
+
+    async def a_slice(n: int) -> None:
+        await turns.take()
+        order.append(f"slice {n}")
+
+    slices = [asyncio.ensure_future(a_slice(n)) for n in range(6)]
+    await asyncio.sleep(0)  # every replay asked; the turn's two started
+    assert order == ["slice 0", "slice 1"]
+    assert turns.waiting == 4
+    # A publication the loop read from the bus meanwhile: fanned out before the next slices.
+    asyncio.get_running_loop().call_soon(order.append, "live")
+    await asyncio.gather(*slices)
+    assert order == ["slice 0", "slice 1", "live", "slice 2", "slice 3", "slice 4", "slice 5"]
+
+
+async def test_a_replay_that_ends_while_waiting_for_its_turn_gives_its_place_up() -> None:
+    turns = ReplayTurns(per_turn=1)
+    first, gone, kept = (asyncio.ensure_future(turns.take()) for _ in range(3))
+    await asyncio.sleep(0)  # the turn's one slice started; two wait
+    assert (first.done(), turns.waiting) == (True, 2)
+    gone.cancel()
+    await kept
+    assert gone.cancelled()
+    assert turns.waiting == 0
+
+
+def test_a_turn_gives_at_least_one_slice() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ReplayTurns(per_turn=0)
+
+
+async def test_many_paced_replays_start_at_most_a_turns_share_of_slices_per_turn(
+    worker: Worker,
+) -> None:
+    await publish_many(worker, HISTORY)
+    clients = [await RawClient.open(worker) for _ in range(6)]
+    turns = worker.hub._recovery.turns
+    most = 0
+
+    def watch() -> None:
+        nonlocal most
+        most = max(most, turns._used)
+        if any(len(c.offsets()) < HISTORY for c in clients):
+            asyncio.get_running_loop().call_soon(watch)
+
+    try:
+        for client in clients:
+            subscribe_from_the_start(client)
+        watch()
+        await eventually(lambda: all(len(c.offsets()) >= HISTORY for c in clients), timeout_s=30)
+        assert all(c.offsets() == list(range(1, HISTORY + 1)) for c in clients)
+        assert 1 <= most <= 4
+    finally:
+        for client in clients:
+            client.close()
+
+
+# Memory given back
+
+
+class FakeTrim:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, pad: int) -> int:
+        self.calls += 1
+        return 1
+
+
+async def test_the_heap_is_trimmed_when_a_burst_of_replays_is_over_at_most_once_an_interval() -> (
+    None
+):
+    now = [100.0]
+    trim = FakeTrim()
+    heap = HeapTrim(min_interval_s=0.01, clock=lambda: now[0], trim=trim)
+    heap.burst_over(lambda: False)
+    assert trim.calls == 1
+    heap.burst_over(lambda: False)  # within the interval: later
+    assert trim.calls == 1
+    await eventually(lambda: trim.calls == 2)
+
+
+async def test_a_trim_put_off_is_skipped_if_replays_run_again_by_then() -> None:
+    trim = FakeTrim()
+    heap = HeapTrim(min_interval_s=0.01, trim=trim)
+    heap.burst_over(lambda: False)
+    heap.burst_over(lambda: True)
+    await eventually(lambda: heap._later is None)
+    assert trim.calls == 1
+
+
+async def test_a_paced_replay_that_caught_up_trims_the_heap(worker: Worker) -> None:
+    await publish_many(worker, HISTORY)
+    heap = worker.hub._recovery.heap_trim
+    client = await RawClient.open(worker)
+    try:
+        subscribe_from_the_start(client)
+        await eventually(lambda: len(client.offsets()) >= HISTORY, timeout_s=30)
+        await eventually(
+            lambda: metric(worker, "herald_paced_replays_total", result="caught_up") == 1
+        )
+        assert heap.trims == 1
+    finally:
+        client.close()
