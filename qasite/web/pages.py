@@ -30,11 +30,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qasite.api.deps import QuestionId, SettingsDep
+from herald_contract.channels import MAX_ID
+from qasite.api.deps import QuestionId, ReadSession, SettingsDep
 from qasite.api.errors import NotFound
 from qasite.core.settings import Settings
+from qasite.domain.models import Tag, User
+from qasite.domain.names import display_name
 
 WEB_DIR = Path(__file__).resolve().parent
 CLIENT_DIST = Path(__file__).resolve().parents[2] / "client-js" / "dist"
@@ -122,25 +126,6 @@ for _path, (_page, _title, _script) in SIMPLE_PAGES.items():
     router.add_api_route(
         _path, _simple_page(_page, _title, _script), methods=["GET"], response_class=HTMLResponse
     )
-
-
-# --- P2 (issue 13, items 3-4): asking, answering, owning your posts -------------------------
-# Above /questions/{question_id}, which would otherwise take "ask" for an id (a 422).
-
-VENDOR_NAME = r"^[a-z][a-z0-9.-]*\.(js|css)$"
-
-
-@router.get("/questions/ask", response_class=HTMLResponse)
-async def ask_page(settings: SettingsDep) -> HTMLResponse:
-    """The ask page: guidance, preview, tag suggestions, images (signed-in; the script sends
-    a visitor to log in first)."""
-    return render_page(settings, "ask", "Ask a question", "ask.js")
-
-
-@router.get("/static/web/vendor/{name}")
-async def vendor_asset(name: Annotated[str, PathParam(pattern=VENDOR_NAME)]) -> Response:
-    """Libraries vendored in the package (highlight.js: static/vendor/README.md), never a CDN."""
-    return _file(WEB_DIR / "static" / "vendor", name)
 
 
 @router.get("/questions/{question_id}", response_class=HTMLResponse)
@@ -254,3 +239,55 @@ def install_error_pages(app: FastAPI, settings: Settings) -> None:
             return error_page(settings, 500)
 
         app.add_exception_handler(kind, handle)
+
+
+# --- P1 (issue 13, items 1-2): finding, tags and people -------------------------------------
+#
+#     /search            the question list with the search form: text, tags, dates, minimum
+#                        score, unanswered; sort tabs; ?cursor= pages (list.js)
+#     /tags/{name}       one tag's questions, live on ``tag:<name>`` (list.js)
+#     /users/{id}        a user's questions and answers, member since (user.js)
+#
+# An unknown tag or user is answered with the HTML 404 page (error.html), in words.
+
+_TAG_NAME = re.compile(r"[a-z0-9.][a-z0-9+#.\-]{0,34}")
+"""The channel grammar's tag alphabet (herald_contract.channels), as the tags table holds."""
+
+
+def missing_page(settings: Settings, message: str) -> HTMLResponse:
+    """:func:`error_page`'s 404 with words of its own: which tag or user does not exist."""
+    heading = ERROR_WORDS[404][0]
+    response = render_page(
+        settings, "error", heading, "error.js", heading=heading, message=message, status="404"
+    )
+    response.status_code = 404
+    return response
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(settings: SettingsDep) -> HTMLResponse:
+    """The shell; the query lives in the URL (``?q=&tag=&sort=&cursor=``...), read by list.js."""
+    return render_page(settings, "search", "Search", "list.js")
+
+
+@router.get("/tags/{name}", response_class=HTMLResponse)
+async def tag_page(name: str, settings: SettingsDep, session: ReadSession) -> HTMLResponse:
+    found = (
+        _TAG_NAME.fullmatch(name) is not None
+        and await session.scalar(select(Tag.id).where(Tag.name == name)) is not None
+    )
+    if not found:
+        return missing_page(settings, f"There is no tag “{name[:40]}” (yet).")
+    return render_page(settings, "tag", f"Questions tagged {name}", "list.js", tag=name)
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+async def user_page(user_id: str, settings: SettingsDep, session: ReadSession) -> HTMLResponse:
+    user = None
+    if user_id.isascii() and user_id.isdigit() and 0 < int(user_id) <= MAX_ID:
+        user = await session.get(User, int(user_id))
+    if user is None:
+        return missing_page(settings, "There is no such user.")
+    return render_page(
+        settings, "user", display_name(user.display_name), "user.js", user_id=str(user.id)
+    )

@@ -1,32 +1,28 @@
 // @ts-check
 /**
- * The question list, newest first, with a "N new questions" banner fed by `questions:new`.
+ * The question lists: `/` (every question), `/tags/<name>` (one tag's) and `/search` (the
+ * search form), one page at a time. What is listed is in the URL (finder.js): the sort tabs,
+ * the filter chips and the pager are links, so any list can be shared or bookmarked.
+ *
  * New questions are not inserted while someone reads the list (it would move under their
- * eyes): the banner counts them, and showing them is one click.
+ * eyes): a "N new questions" banner counts those that match the list, fed by `questions:new`
+ * or the first filtered tag's `tag:<name>`, and showing them is one click. A text search, or
+ * a list sorted by votes or activity, has no banner (finder.js, liveFeed, says why).
  *
  * The scores and answer counts of the listed questions are live: the page subscribes to the
  * `question:<id>` channel of each of the first {@link WATCHED} questions shown (docs/pages.md,
  * "The live list") and unsubscribes the ones that leave the list.
  */
 import { boot } from './app.js';
-import { byId, flash, h, plural, timeElement } from './dom.js';
+import { byId, flash, h, plural } from './dom.js';
+import { SORTS, apiUrl, effectiveSort, liveFeed, matches, pageUrl, readQuery } from './finder.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
+import { answeredClass, summaryItem as item } from './summaries.js';
 
-/**
- * @typedef {object} Summary
- * @property {number} id
- * @property {number} [author_id]
- * @property {string} [author_name]
- * @property {string} title
- * @property {string[]} tags
- * @property {number} score
- * @property {number} answer_count
- * @property {number | null} accepted_answer_id
- * @property {string} created_at
- */
-
+/** @typedef {import('./summaries.js').Summary} Summary */
 /** @typedef {import('@herald/client').Subscription} Subscription */
+/** @typedef {{ items: Summary[], next_cursor: string | null, total?: number | null }} Page */
 
 /**
  * At most this many `question:<id>` subscriptions (the page size). With `questions:new`,
@@ -36,31 +32,77 @@ import { ApiError, api } from './session.js';
 const WATCHED = 30;
 
 const { client, session } = boot();
+const root = byId('main');
+const mode = root.dataset.finder ?? 'list';
+const query = readQuery(location.search, root.dataset.tag ?? null);
 const list = byId('questions');
 const banner = /** @type {HTMLButtonElement} */ (byId('new-questions'));
+const countLine = byId('result-count');
+const listError = byId('list-error');
 /** New questions announced since the list was shown, oldest first. */
 let waiting = /** @type {Summary[]} */ ([]);
+/** Every match, as counted by the API at the last load (null: not known). */
+let total = /** @type {number | null} */ (null);
+
+// --- the query as tabs, chips, a count and a pager -----------------------------------------
+
+const SORT_LABELS = { newest: 'Newest', votes: 'Votes', activity: 'Activity', relevance: 'Relevance' };
+
+function drawTabs() {
+  const current = effectiveSort(query);
+  const tabs = SORTS.filter((sort) => sort !== 'relevance' || query.q);
+  byId('sort-tabs').replaceChildren(
+    ...tabs.map((sort) => h('a', { href: pageUrl(query, { sort: sort === (query.q ? 'relevance' : 'newest') ? '' : sort }), class: 'sort-tab', 'aria-current': sort === current ? 'page' : null, 'data-sort': sort }, [SORT_LABELS[sort]])),
+  );
+}
 
 /**
- * @param {number} answers
- * @param {boolean} accepted
+ * @param {string} label
+ * @param {Partial<import('./finder.js').Query>} removal
+ * @param {string} what  for the remove link's accessible name
  */
-const answeredClass = (answers, accepted) => (accepted ? 'stat answers answered accepted' : answers > 0 ? 'stat answers answered' : 'stat answers');
+const chip = (label, removal, what) =>
+  h('li', { class: 'chip' }, [h('span', {}, [label]), h('a', { href: pageUrl(query, removal), class: 'chip-remove', 'aria-label': `Remove ${what}`, title: `Remove ${what}` }, ['×'])]);
 
-/** @param {Summary} q */
-function item(q) {
-  const asker = q.author_name ?? (q.author_id === undefined ? null : `user #${q.author_id}`);
-  return h('li', { class: 'question-summary', id: `q-${q.id}`, 'data-accepted': q.accepted_answer_id !== null }, [
-    h('div', { class: 'stats' }, [
-      h('span', { class: 'stat votes', 'data-score': q.score }, [plural(q.score, 'vote')]),
-      h('span', { class: answeredClass(q.answer_count, q.accepted_answer_id !== null), 'data-answers': q.answer_count }, [plural(q.answer_count, 'answer')]),
-    ]),
-    h('div', { class: 'summary-main' }, [
-      h('h2', { class: 'summary-title' }, [h('a', { href: `/questions/${q.id}` }, [q.title])]),
-      h('ul', { class: 'tags', 'aria-label': 'Tags' }, q.tags.map((tag) => h('li', { class: 'tag' }, [tag]))),
-      h('p', { class: 'meta' }, asker === null ? ['asked ', timeElement(q.created_at)] : ['asked by ', h('span', { class: 'author' }, [asker]), ' ', timeElement(q.created_at)]),
-    ]),
-  ]);
+function drawChips() {
+  const unanswered = query.answered === 'false';
+  const chips = [
+    h('li', { class: 'chip toggle' }, [h('a', { href: pageUrl(query, { answered: unanswered ? null : 'false' }), 'aria-pressed': String(unanswered), role: 'button', 'data-filter': 'unanswered' }, ['Unanswered'])]),
+    query.answered === 'true' ? chip('Answered', { answered: null }, 'the answered filter') : null,
+    ...query.tags.filter((tag) => tag !== query.pageTag).map((tag) => chip(`tag: ${tag}`, { tags: query.tags.filter((t) => t !== tag) }, `the tag ${tag}`)),
+    query.createdFrom !== null ? chip(`asked from ${query.createdFrom}`, { createdFrom: null }, 'the start date') : null,
+    query.createdTo !== null ? chip(`asked before ${query.createdTo}`, { createdTo: null }, 'the end date') : null,
+    query.minScore !== null ? chip(`score ≥ ${query.minScore}`, { minScore: null }, 'the minimum score') : null,
+    query.q && mode !== 'search' ? chip(`“${query.q}”`, { q: '' }, 'the search words') : null,
+  ];
+  byId('filter-chips').replaceChildren(...chips.filter((c) => c !== null));
+}
+
+function drawCount() {
+  if (total === null) {
+    countLine.textContent = '';
+    return;
+  }
+  const noun = query.q ? 'result' : 'question';
+  countLine.textContent = query.q ? `${plural(total, noun)} for “${query.q}”` : plural(total, noun);
+  countLine.dataset.total = String(total);
+}
+
+/** @param {string | null} nextCursor */
+function drawPager(nextCursor) {
+  byId('pager').replaceChildren(
+    ...[
+      query.cursor !== null ? h('a', { href: pageUrl(query, { cursor: null }), class: 'pager-link', rel: 'first' }, ['« First page']) : null,
+      nextCursor !== null ? h('a', { href: pageUrl(query, { cursor: nextCursor }), class: 'pager-link', rel: 'next' }, ['Next page »']) : null,
+    ].filter((link) => link !== null),
+  );
+}
+
+/** @param {string} message */
+function showError(message) {
+  listError.textContent = message;
+  list.replaceChildren(h('li', { class: 'empty' }, ['No questions to show.']));
+  list.setAttribute('aria-busy', 'false');
 }
 
 // --- live scores and answer counts ---------------------------------------------------------
@@ -188,7 +230,7 @@ async function catchUp() {
   /** @type {{ items: Summary[] }} */
   let page;
   try {
-    page = await api(`/api/questions?limit=${WATCHED}`);
+    page = await api(apiUrl(query, { limit: WATCHED }));
   } catch {
     return; // the next event of each question sets its numbers
   }
@@ -208,35 +250,99 @@ function showBanner() {
 }
 
 banner.addEventListener('click', () => {
+  if (query.cursor !== null) {
+    location.assign(pageUrl(query, { cursor: null })); // new questions are on the first page
+    return;
+  }
   const shown = waiting;
   waiting = [];
   for (const q of shown) list.prepend(item(q));
   list.querySelector('.empty')?.remove();
+  if (total !== null) total += shown.length;
+  drawCount();
   showBanner();
   watchShown();
   list.querySelector('a')?.focus();
 });
 
-follow(client, 'questions:new', {
-  load: () => api('/api/questions?limit=30'),
-  render: (/** @type {{ items: Summary[] }} */ page) => {
-    waiting = [];
-    list.replaceChildren(...(page.items.length === 0 ? [h('li', { class: 'empty' }, ['No questions yet.'])] : page.items.map(item)));
-    list.setAttribute('aria-busy', 'false');
-    showBanner();
-    watchShown();
-  },
-  apply: (/** @type {any} */ data) => {
-    if (data?.type !== 'question' || document.getElementById(`q-${data.id}`) !== null) return;
-    if (waiting.some((q) => q.id === data.id)) return;
-    waiting.push({ id: data.id, author_id: data.author, author_name: data.author_name, title: data.title, tags: data.tags, score: 0, answer_count: 0, accepted_answer_id: null, created_at: data.created_at });
-    showBanner();
-    flash(banner);
-  },
-});
+/**
+ * The page's questions, or the API's refusal in words (a bad cursor or query is not retried).
+ * @returns {Promise<Page | { error: string }>}
+ */
+async function load() {
+  try {
+    return await api(apiUrl(query, { count: true }));
+  } catch (failure) {
+    if (failure instanceof ApiError && failure.status >= 400 && failure.status < 500) return { error: failure.message };
+    throw failure;
+  }
+}
+
+/** @param {Page | { error: string }} page */
+function render(page) {
+  waiting = [];
+  showBanner();
+  if ('error' in page) {
+    showError(page.error);
+    return;
+  }
+  listError.textContent = '';
+  total = page.total ?? null;
+  drawCount();
+  drawPager(page.next_cursor);
+  const empty = query.cursor === null ? (mode === 'list' && query.tags.length === 0 ? 'No questions yet.' : 'No questions match.') : 'No more questions.';
+  list.replaceChildren(...(page.items.length === 0 ? [h('li', { class: 'empty' }, [empty])] : page.items.map(item)));
+  list.setAttribute('aria-busy', 'false');
+  watchShown();
+}
+
+drawTabs();
+drawChips();
+const feed = liveFeed(query);
+root.dataset.live = 'channel' in feed ? feed.channel : 'none';
+if (query.problems.length > 0) {
+  showError(query.problems.join(' '));
+} else if ('channel' in feed) {
+  follow(client, feed.channel, {
+    load,
+    render,
+    apply: (/** @type {any} */ data) => {
+      if (data?.type !== 'question' || document.getElementById(`q-${data.id}`) !== null) return;
+      if (waiting.some((q) => q.id === data.id) || !matches(query, data)) return;
+      waiting.push({ id: data.id, author_id: data.author, author_name: data.author_name, title: data.title, tags: data.tags, score: 0, answer_count: 0, accepted_answer_id: null, created_at: data.created_at });
+      showBanner();
+      flash(banner);
+    },
+  });
+} else {
+  root.title = feed.none;
+  load().then(render, (/** @type {unknown} */ failure) => showError(failure instanceof Error ? failure.message : String(failure)));
+}
+
+// The search form: its fields show the query; submitting goes to the query's own URL.
+if (mode === 'search') {
+  const form = /** @type {HTMLFormElement} */ (byId('search-form'));
+  /** @param {string} id */
+  const field = (id) => /** @type {HTMLInputElement} */ (byId(id));
+  field('search-q').value = query.q;
+  field('search-tags').value = query.tags.join(' ');
+  field('search-from').value = query.createdFrom ?? '';
+  field('search-to').value = query.createdTo ?? '';
+  field('search-min-score').value = query.minScore ?? '';
+  field('search-unanswered').checked = query.answered === 'false';
+  if (query.tags.length > 0 || query.createdFrom || query.createdTo || query.minScore !== null || query.answered !== null) /** @type {HTMLDetailsElement} */ (byId('search-more')).open = true;
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const fresh = readQuery(new URLSearchParams(/** @type {any} */ (new FormData(form))).toString(), null);
+    const keepSort = query.sort === 'relevance' && !fresh.q ? '' : query.sort;
+    location.assign(pageUrl(fresh, { sort: keepSort, answered: field('search-unanswered').checked ? 'false' : query.answered === 'true' ? 'true' : null }, '/search'));
+  });
+}
+const headerSearch = document.getElementById('site-search-q');
+if (headerSearch instanceof HTMLInputElement && query.q) headerSearch.value = query.q;
 
 // Asking: the new question opens at once; the others' lists learn of it through their banner.
-if (session !== null) {
+if (session !== null && document.getElementById('ask') !== null) {
   const ask = byId('ask');
   const form = /** @type {HTMLFormElement} */ (byId('ask-form'));
   const error = byId('ask-form-error');
