@@ -1,6 +1,7 @@
 """The dropped-message experiment (issue 12): 1% of pub/sub messages lost on the way to a fleet.
 
     .venv/bin/python -m bench.dropped [--seconds 60] [--clients 200] [--drop 0.01] \
+        [--probe-interval 0.5] [--probe-connections 8] [--probe-drop-run 0] \
         [--modes checks_on,checks_off] [--out bench/results/dropped.json]
 
 One run per mode, each on its own redis-server (:class:`tests.support.redis_server.RedisServer`)
@@ -23,7 +24,13 @@ explicit failure, silent loss (missing offsets and never told: must be 0 with po
 checks on), duplicates and out-of-order deliveries; publish-to-client latency percentiles
 and how many deliveries came over a second late (the repaired ones); and the fleet's
 counters (gap repairs, position checks, 4003 closes). ``checks_off`` is the same run with
-``position_check_interval_s=0``: the control.
+``position_check_interval_s=0``: the control. The drops stop with the last publication.
+
+The end-to-end prober runs beside the fleet (:mod:`bench.dropped_probes`): a probe every
+*probe_interval_s* on *probe_connections* connections, published straight to the same Redis,
+so its probes pass through the dropping proxy too; ``--probe-drop-run N`` also drops N
+consecutive probes on purpose. Every *sample_every_s* the prober's ``/metrics``, the fleet's
+counters and the proxy's drops are sampled: the time series ``series`` of each mode.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.dropped_probes import ProbeDropper, ProberProcess, sample, workers_hearing_probes
 from bench.measure import emit
 from publisher.publish import Publisher
 from tests.support.client import HeraldTestClient
@@ -79,6 +87,12 @@ class Plan:
     settle_s: float = 30.0
     """At most this long after the last publication for every client to be whole."""
     seed: int = 12
+    probe_interval_s: float = 0.5
+    probe_deadline_s: float = 10.0
+    probe_connections: int = 8
+    probe_drop_run: int = 0
+    """Consecutive probes dropped on purpose (besides chance), from the second after the start."""
+    sample_every_s: float = 2.0
 
 
 class TimedClient(HeraldTestClient):
@@ -197,40 +211,93 @@ async def publish_for(
     return published, errors
 
 
+async def sample_every(
+    plan: Plan,
+    began: float,
+    prober: ProberProcess,
+    fleet: Fleet,
+    proxy: TcpProxy,
+    dropper: ProbeDropper,
+    samples: list[dict[str, Any]],
+) -> None:
+    """Append a sample of the prober, the fleet and the proxy every *plan.sample_every_s*."""
+    for n in itertools.count():
+        due = began + n * plan.sample_every_s
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        samples.append(await take_sample(began, prober, fleet, proxy, dropper))
+
+
+async def take_sample(
+    began: float, prober: ProberProcess, fleet: Fleet, proxy: TcpProxy, dropper: ProbeDropper
+) -> dict[str, Any]:
+    at_s = time.monotonic() - began
+    dropped = len(proxy.dropped)
+    return await asyncio.to_thread(
+        sample, at_s, prober, lambda: fleet_counters(fleet), dropped, dropper
+    )
+
+
 async def run_mode(plan: Plan, mode: str, workdir: Path) -> dict[str, Any]:
     rng = random.Random(plan.seed)
-    drop_rng = random.Random(plan.seed + 1)
+    dropper = ProbeDropper(plan.drop, random.Random(plan.seed + 1))
     server = RedisServer.launch(workdir / f"redis-{mode}")
     interval_s = plan.check_interval_s if mode == "checks_on" else 0.0
     clients: list[TimedClient] = []
     stop = asyncio.Event()
     keepers: list[asyncio.Task[None]] = []
+    samples: list[dict[str, Any]] = []
+    sampling: asyncio.Future[None] | None = None
     try:
         async with TcpProxy(server.port) as proxy:
+            proxy.drop_messages(dropper)  # nothing until dropper.start()
             fleet = Fleet(
                 redis_url=proxy.url,
                 workers=plan.workers,
                 log=workdir / f"fleet-{mode}.log",
                 HERALD_POSITION_CHECK_INTERVAL_S=str(interval_s),
             )
+            prober: ProberProcess | None = None
             try:
                 await asyncio.to_thread(fleet.wait_ready, 60.0)
+                prober = ProberProcess(
+                    redis_url=server.url,
+                    fleet_url=fleet.url,
+                    interval_s=plan.probe_interval_s,
+                    deadline_s=plan.probe_deadline_s,
+                    connections=plan.probe_connections,
+                    log=workdir / f"prober-{mode}.log",
+                )
                 for index in range(plan.clients):
                     client = TimedClient(fleet.url)
                     await client.open()
                     for name in channels_of(index, plan):
                         await client.subscribe(name)
                     clients.append(client)
+                probes_live = await asyncio.to_thread(prober.wait_live, 30.0)
+                hearing = await workers_hearing_probes(server.url)
                 keepers = [asyncio.ensure_future(keep_connected(c, stop)) for c in clients]
-                proxy.drop_messages(lambda channel, payload: drop_rng.random() < plan.drop)
+                began = time.monotonic()
+                dropper.start()
+                if plan.probe_drop_run:
+                    dropper.drop_run(plan.probe_drop_run)
+                sampling = asyncio.ensure_future(
+                    sample_every(plan, began, prober, fleet, proxy, dropper, samples)
+                )
                 published, errors = await publish_for(plan, server.url, rng)
+                proxy.drop_messages(None)
+                drops_ended = time.monotonic()
                 settle_began = time.monotonic()
                 while time.monotonic() - settle_began < plan.settle_s:
                     if whole(clients, published):
                         break
                     await asyncio.sleep(0.1)
                 settled_s = time.monotonic() - settle_began
-                proxy.drop_messages(None)
+                # A probe dropped last is received or counted missed by the prober within
+                # its deadline and one probe interval (its expiry runs once per probe).
+                resolved = drops_ended + plan.probe_deadline_s + 2 * plan.probe_interval_s
+                await asyncio.sleep(max(0.0, resolved - time.monotonic()))
+                sampling.cancel()
+                samples.append(await take_sample(began, prober, fleet, proxy, dropper))
                 delays = [d for c in clients for d in c.delays]
                 closes: dict[str, int] = {}
                 for client in clients:
@@ -255,11 +322,25 @@ async def run_mode(plan: Plan, mode: str, workdir: Path) -> dict[str, Any]:
                     f"deliveries_later_than_{LATE_S:g}_s": sum(1 for d in delays if d > LATE_S),
                     "client_closes_by_code": closes,
                     "fleet": await asyncio.to_thread(fleet_counters, fleet),
+                    "probe": {
+                        "connections_live_before_drops": probes_live,
+                        "workers_hearing_probes": hearing,
+                        "drops_ended_s": round(drops_ended - began, 2),
+                        "chosen_drop_run": list(dropper.chosen),
+                        "dropped_probes_seq_at_s": dropper.dropped_probes,
+                        "final": samples[-1]["probe"],
+                    },
+                    "series": samples,
                 }
             finally:
+                if sampling is not None:
+                    sampling.cancel()
+                    await asyncio.gather(sampling, return_exceptions=True)
                 stop.set()
                 await asyncio.gather(*keepers, return_exceptions=True)
                 await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+                if prober is not None:
+                    await asyncio.to_thread(prober.close)
                 await asyncio.to_thread(fleet.terminate, 30.0)
     finally:
         server.close()
@@ -288,6 +369,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check-interval", type=float, default=defaults.check_interval_s)
     parser.add_argument("--settle", type=float, default=defaults.settle_s)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--probe-interval", type=float, default=defaults.probe_interval_s)
+    parser.add_argument("--probe-deadline", type=float, default=defaults.probe_deadline_s)
+    parser.add_argument("--probe-connections", type=int, default=defaults.probe_connections)
+    parser.add_argument("--probe-drop-run", type=int, default=defaults.probe_drop_run)
+    parser.add_argument("--sample-every", type=float, default=defaults.sample_every_s)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--out", type=Path, default=None)
     return parser
@@ -303,6 +389,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--drop must be in [0, 1]; --rate and --seconds above 0")
     if args.subscriptions > args.channels:
         raise SystemExit("--subscriptions cannot exceed --channels")
+    if min(args.probe_interval, args.probe_deadline, args.sample_every) <= 0:
+        raise SystemExit("--probe-interval, --probe-deadline and --sample-every must be above 0")
+    if not 1 <= args.probe_connections <= 100 or args.probe_drop_run < 0:
+        raise SystemExit("--probe-connections must be 1 to 100; --probe-drop-run 0 or more")
     plan = Plan(
         seconds=args.seconds,
         clients=args.clients,
@@ -314,6 +404,11 @@ def main(argv: list[str] | None = None) -> None:
         check_interval_s=args.check_interval,
         settle_s=args.settle,
         seed=args.seed,
+        probe_interval_s=args.probe_interval,
+        probe_deadline_s=args.probe_deadline,
+        probe_connections=args.probe_connections,
+        probe_drop_run=args.probe_drop_run,
+        sample_every_s=args.sample_every,
     )
     with tempfile.TemporaryDirectory(prefix="herald-dropped-") as tmp:
         result = asyncio.run(measure(plan, modes, Path(tmp)))
