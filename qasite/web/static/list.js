@@ -78,6 +78,13 @@ function drawChips() {
   byId('filter-chips').replaceChildren(...chips.filter((c) => c !== null));
 }
 
+// The Unanswered toggle is a link (shareable) in the role of a button: Space presses it too.
+byId('filter-chips').addEventListener('keydown', (event) => {
+  if (event.key !== ' ' || !(event.target instanceof HTMLAnchorElement) || event.target.getAttribute('role') !== 'button') return;
+  event.preventDefault();
+  event.target.click();
+});
+
 function drawCount() {
   if (total === null) {
     countLine.textContent = '';
