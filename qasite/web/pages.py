@@ -128,6 +128,25 @@ for _path, (_page, _title, _script) in SIMPLE_PAGES.items():
     )
 
 
+# --- P2 (issue 13, items 3-4): asking, answering, owning your posts -------------------------
+# Above /questions/{question_id}, which would otherwise take "ask" for an id (a 422).
+
+VENDOR_NAME = r"^[a-z][a-z0-9.-]*\.(js|css)$"
+
+
+@router.get("/questions/ask", response_class=HTMLResponse)
+async def ask_page(settings: SettingsDep) -> HTMLResponse:
+    """The ask page: guidance, preview, tag suggestions, images (signed-in; the script sends
+    a visitor to log in first)."""
+    return render_page(settings, "ask", "Ask a question", "ask.js")
+
+
+@router.get("/static/web/vendor/{name}")
+async def vendor_asset(name: Annotated[str, PathParam(pattern=VENDOR_NAME)]) -> Response:
+    """Libraries vendored in the package (highlight.js: static/vendor/README.md), never a CDN."""
+    return _file(WEB_DIR / "static" / "vendor", name)
+
+
 @router.get("/questions/{question_id}", response_class=HTMLResponse)
 async def question_page(question_id: QuestionId, settings: SettingsDep) -> HTMLResponse:
     """The shell only: a question that does not exist is reported by the page's load."""

@@ -4,9 +4,13 @@
  * (events of qasite/domain/events.py), with vote, answer, comment and accept forms.
  */
 import { boot } from './app.js';
+import { highlightIn } from './code.js';
 import { announce, byId, flash, h, markdownElement, markdownNodes, plural, timeElement } from './dom.js';
+import { attachmentFigure, imagePicker, livePreview, previewRegion, uploadImages } from './editor.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
+
+/** @typedef {import('./editor.js').AttachmentOut} AttachmentOut */
 
 /**
  * @typedef {object} CommentOut
@@ -16,6 +20,7 @@ import { ApiError, api } from './session.js';
  * @property {string} body
  * @property {number} edit_version
  * @property {string} created_at
+ * @property {string | null} [edited_at]
  */
 
 /**
@@ -24,11 +29,15 @@ import { ApiError, api } from './session.js';
  * @property {number} author_id
  * @property {string} author_name
  * @property {string} body_html
+ * @property {string} [body_md]
  * @property {number} score
  * @property {number} score_version
  * @property {number} edit_version
  * @property {string} created_at
+ * @property {string | null} [edited_at]
+ * @property {-1 | 0 | 1} [my_vote]
  * @property {CommentOut[]} comments
+ * @property {AttachmentOut[]} [attachments]
  */
 
 /**
@@ -44,8 +53,12 @@ import { ApiError, api } from './session.js';
  * @property {number} edit_version
  * @property {number | null} accepted_answer_id
  * @property {string} created_at
+ * @property {string} body_md
+ * @property {string | null} [edited_at]
+ * @property {-1 | 0 | 1} [my_vote]
  * @property {AnswerOut[]} answers
  * @property {CommentOut[]} comments
+ * @property {AttachmentOut[]} [attachments]
  */
 
 const { client, session } = boot();
@@ -55,7 +68,7 @@ const root = byId('question-root');
 const me = session?.user.id ?? null;
 /**
  * A comment as shown (from the API's CommentOut or a `comment` event).
- * @typedef {{ id: number, author: number, author_name?: string, body: string, version: number, created_at: string }} Comment
+ * @typedef {{ id: number, author: number, author_name?: string, body: string, version: number, created_at: string, edited_at?: string | null }} Comment
  */
 
 /** The question's author (known once loaded): only they may accept an answer. */
@@ -114,18 +127,37 @@ function setScore(ref, score, version) {
 }
 
 /**
+ * Show the signed-in user's vote on a post: the chosen arrow is pressed (aria-pressed).
+ * @param {string} ref
+ * @param {number} value  1, -1 or 0
+ */
+function showMyVote(ref, value) {
+  const controls = elementOf(ref)?.querySelector(':scope > .vote');
+  if (!(controls instanceof HTMLElement)) return;
+  controls.dataset.myVote = String(value);
+  controls.querySelector('.vote-up')?.setAttribute('aria-pressed', String(value === 1));
+  controls.querySelector('.vote-down')?.setAttribute('aria-pressed', String(value === -1));
+}
+
+/**
+ * Vote `value` on the post; the arrow already pressed takes the vote back (DELETE).
  * @param {string} ref
  * @param {1 | -1} value
  */
 async function vote(ref, value) {
   if (!requireLogin(location.pathname)) return;
   const [kind, id] = ref.split(':');
-  const status = elementOf(ref)?.querySelector(':scope > .post-main > .post-status') ?? null;
+  const post = elementOf(ref);
+  const status = post?.querySelector(':scope > .post-main > .post-status') ?? null;
+  const current = Number(post?.querySelector(':scope > .vote')?.getAttribute('data-my-vote') ?? 0);
+  const retract = current === value;
   try {
-    /** @type {{ post: string, score: number, version: number }} */
-    const result = await api(`/api/${kind}s/${id}/vote`, { method: 'PUT', body: { value } });
+    /** @type {{ post: string, score: number, version: number, my_vote: number }} */
+    const result = await api(`/api/${kind}s/${id}/vote`, retract ? { method: 'DELETE' } : { method: 'PUT', body: { value } });
     setScore(result.post, result.score, result.version);
+    showMyVote(ref, result.my_vote);
     say(status, '');
+    if (retract) announce('Your vote was taken back');
   } catch (error) {
     say(status, error instanceof Error ? error.message : String(error));
   }
@@ -136,26 +168,266 @@ async function vote(ref, value) {
  * @param {number} score
  * @param {number} version
  * @param {string} noun
+ * @param {number} myVote  the signed-in user's vote (0: none)
  */
-function voteControls(ref, score, version, noun) {
-  const up = h('button', { type: 'button', class: 'vote-up', 'aria-label': `Vote this ${noun} up` }, ['▲']);
-  const down = h('button', { type: 'button', class: 'vote-down', 'aria-label': `Vote this ${noun} down` }, ['▼']);
+function voteControls(ref, score, version, noun, myVote = 0) {
+  const up = h('button', { type: 'button', class: 'vote-up', 'aria-label': `Vote this ${noun} up`, 'aria-pressed': String(myVote === 1) }, ['▲']);
+  const down = h('button', { type: 'button', class: 'vote-down', 'aria-label': `Vote this ${noun} down`, 'aria-pressed': String(myVote === -1) }, ['▼']);
   up.addEventListener('click', () => void vote(ref, 1));
   down.addEventListener('click', () => void vote(ref, -1));
-  return h('div', { class: 'vote' }, [up, h('output', { class: 'score', 'data-version': version, 'aria-label': `${noun} score` }, [String(score)]), down]);
+  return h('div', { class: 'vote', 'data-my-vote': myVote }, [up, h('output', { class: 'score', 'data-version': version, 'aria-label': `${noun} score` }, [String(score)]), down]);
+}
+
+/**
+ * "edited 3 minutes ago" (empty when never edited).
+ * @param {string | null | undefined} editedAt
+ */
+function editedNote(editedAt) {
+  const note = h('span', { class: 'edited' });
+  setEdited(note, editedAt);
+  return note;
+}
+
+/**
+ * @param {Element | null | undefined} note
+ * @param {string | null | undefined} editedAt
+ */
+function setEdited(note, editedAt) {
+  if (!note || !editedAt) return;
+  note.replaceChildren('edited ', timeElement(editedAt));
+}
+
+/**
+ * A post's attached images.
+ * @param {AttachmentOut[]} attachments
+ * @param {string} noun
+ */
+function gallery(attachments, noun) {
+  return h('div', { class: 'attachments', 'aria-label': 'Images' }, attachments.map((a) => attachmentFigure(a, noun)));
+}
+
+/**
+ * @param {string} ref
+ * @param {AttachmentOut} attachment
+ */
+function addAttachment(ref, attachment) {
+  if (document.getElementById(`attachment-${attachment.id}`) !== null) return;
+  const list = elementOf(ref)?.querySelector(':scope > .post-main > .attachments');
+  if (!list) return;
+  const figure = attachmentFigure(attachment, ref.split(':')[0]);
+  list.append(figure);
+  flash(figure);
+}
+
+/**
+ * Edit and delete buttons for the signed-in user's own question or answer.
+ * @param {string} ref
+ */
+function postActions(ref) {
+  const [kind] = ref.split(':');
+  const edit = h('button', { type: 'button', class: 'link-button edit-post' }, ['Edit']);
+  const remove = h('button', { type: 'button', class: 'link-button delete-post' }, ['Delete']);
+  edit.addEventListener('click', () => void openPostEditor(ref));
+  remove.addEventListener('click', () => void deletePost(ref));
+  return h('span', { class: 'post-actions', 'aria-label': `Your ${kind}` }, [edit, remove]);
+}
+
+/** @param {string} ref */
+async function deletePost(ref) {
+  const [kind, id] = ref.split(':');
+  if (!confirm(`Delete your ${kind}? This cannot be undone.`)) return;
+  const status = elementOf(ref)?.querySelector(':scope > .post-main > .post-status') ?? null;
+  try {
+    await api(`/api/${kind}s/${id}`, { method: 'DELETE' });
+    if (kind === 'question') {
+      location.assign('/');
+      return;
+    }
+    elementOf(ref)?.remove();
+    updateAnswerCount();
+    announce(`Your ${kind} was deleted`);
+  } catch (error) {
+    say(status, error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * Replace the post's body with an edit form (Markdown, preview, images; title and tags for
+ * the question). The current Markdown is read from the API: an event carries only the HTML.
+ * @param {string} ref
+ */
+async function openPostEditor(ref) {
+  const [kind, idText] = ref.split(':');
+  const id = Number(idText);
+  const post = elementOf(ref);
+  const main = post?.querySelector(':scope > .post-main');
+  if (!post || !main || main.querySelector(':scope > .post-editor') !== null) return;
+  const status = main.querySelector(':scope > .post-status');
+  /** @type {QuestionOut} */
+  let page;
+  try {
+    page = await api(`/api/questions/${questionId}`);
+  } catch (error) {
+    say(status, error instanceof Error ? error.message : String(error));
+    return;
+  }
+  const source = kind === 'question' ? page : page.answers.find((a) => a.id === id);
+  if (source === undefined) return;
+  const prefix = `edit-${kind}-${id}`;
+  const body = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: `${prefix}-body`, rows: 8, required: true, maxlength: 30000 }));
+  body.value = source.body_md ?? '';
+  /** @type {HTMLInputElement | null} */
+  let title = null;
+  /** @type {HTMLInputElement | null} */
+  let tags = null;
+  /** @type {HTMLElement[]} */
+  const fields = [];
+  if (kind === 'question') {
+    title = /** @type {HTMLInputElement} */ (h('input', { id: `${prefix}-title`, type: 'text', required: true, minlength: 5, maxlength: 150 }));
+    title.value = page.title;
+    tags = /** @type {HTMLInputElement} */ (h('input', { id: `${prefix}-tags`, type: 'text', required: true, autocomplete: 'off' }));
+    tags.value = page.tags.join(' ');
+    fields.push(h('label', { for: title.id }, ['Title']), title);
+  }
+  fields.push(h('label', { for: body.id }, ['Body ', h('span', { class: 'hint' }, ['(Markdown)'])]), body, previewRegion(`${prefix}-preview`));
+  if (tags !== null) fields.push(h('label', { for: tags.id }, ['Tags ', h('span', { class: 'hint' }, ['(1 to 5, separated by spaces)'])]), tags);
+  const picker = imagePicker(`${prefix}-images`);
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const save = h('button', { type: 'submit' }, ['Save edits']);
+  const cancel = h('button', { type: 'button', class: 'link-button' }, ['Cancel']);
+  const form = h('form', { class: 'post-editor stack', 'aria-label': `Edit your ${kind}` }, [...fields, picker.element, error, h('div', { class: 'editor-buttons' }, [save, cancel])]);
+  const shown = [...main.querySelectorAll(':scope > .body, :scope > .tags')];
+  const close = () => {
+    form.remove();
+    for (const element of shown) element.removeAttribute('hidden');
+  };
+  for (const element of shown) element.setAttribute('hidden', '');
+  main.prepend(form);
+  livePreview(body, byId(`${prefix}-preview`));
+  (title ?? body).focus();
+  cancel.addEventListener('click', close);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    save.setAttribute('disabled', '');
+    try {
+      const change = kind === 'question'
+        ? { title: title?.value, body: body.value, tags: (tags?.value ?? '').split(/[\s,]+/).filter(Boolean) }
+        : { body: body.value };
+      /** @type {QuestionOut | AnswerOut} */
+      const saved = await api(`/api/${kind}s/${id}`, { method: 'PATCH', body: change });
+      const files = [...(picker.input.files ?? [])];
+      for (const attachment of await uploadImages(kind === 'question' ? 'question' : 'answer', id, files)) addAttachment(ref, attachment);
+      close();
+      applyEdit({ post: ref, version: saved.edit_version, body_html: saved.body_html, edited_at: saved.edited_at, ...('title' in saved ? { title: saved.title, tags: saved.tags } : {}) });
+      announce(`Your ${kind} was saved`);
+    } catch (failure) {
+      say(error, failure instanceof Error ? failure.message : String(failure));
+      save.removeAttribute('disabled');
+    }
+  });
 }
 
 /** @param {Comment} comment */
 function commentItem(comment) {
+  /** @type {HTMLElement | null} */
+  let actions = null;
+  if (me !== null && comment.author === me) {
+    const edit = h('button', { type: 'button', class: 'link-button edit-comment', 'aria-label': 'Edit your comment' }, ['edit']);
+    const remove = h('button', { type: 'button', class: 'link-button delete-comment', 'aria-label': 'Delete your comment' }, ['delete']);
+    edit.addEventListener('click', () => editComment(comment.id));
+    remove.addEventListener('click', () => void deleteComment(comment.id));
+    actions = h('span', { class: 'comment-actions' }, [edit, remove]);
+  }
   return h('li', { id: `comment-${comment.id}`, class: 'comment', 'data-version': comment.version }, [
     h('span', { class: 'comment-body' }, [comment.body]),
     ' – ',
-    h('span', { class: 'comment-meta' }, [who(comment.author, comment.author_name), ' ', timeElement(comment.created_at)]),
+    h('span', { class: 'comment-meta' }, [who(comment.author, comment.author_name), ' ', timeElement(comment.created_at), ' ', editedNote(comment.edited_at)]),
+    actions,
   ]);
 }
 
+/** @param {number} commentId */
+function editComment(commentId) {
+  const item = document.getElementById(`comment-${commentId}`);
+  const text = item?.querySelector(':scope > .comment-body');
+  if (!item || !text || item.querySelector('form') !== null) return;
+  const id = `comment-edit-${commentId}`;
+  const input = /** @type {HTMLInputElement} */ (h('input', { id, type: 'text', required: true, maxlength: 600, autocomplete: 'off' }));
+  input.value = text.textContent ?? '';
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const cancel = h('button', { type: 'button', class: 'link-button' }, ['Cancel']);
+  const form = h('form', { class: 'comment-edit' }, [
+    h('label', { for: id, class: 'visually-hidden' }, ['Edit your comment']),
+    h('div', { class: 'inline-field' }, [input, h('button', { type: 'submit' }, ['Save']), cancel]),
+    error,
+  ]);
+  cancel.addEventListener('click', () => form.remove());
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      /** @type {CommentOut} */
+      const saved = await api(`/api/comments/${commentId}`, { method: 'PATCH', body: { body: input.value } });
+      form.remove();
+      applyCommentEdit({ id: saved.id, body: saved.body, version: saved.edit_version, edited_at: saved.edited_at });
+    } catch (failure) {
+      say(error, failure instanceof Error ? failure.message : String(failure));
+    }
+  });
+  item.append(form);
+  input.focus();
+}
+
+/** @param {number} commentId */
+async function deleteComment(commentId) {
+  if (!confirm('Delete your comment?')) return;
+  try {
+    await api(`/api/comments/${commentId}`, { method: 'DELETE' });
+    document.getElementById(`comment-${commentId}`)?.remove();
+    announce('Your comment was deleted');
+  } catch (error) {
+    announce(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * A comment's new text, if `version` is newer than the one shown.
+ * @param {{ id: number, body: string, version: number, edited_at?: string | null }} comment
+ */
+function applyCommentEdit(comment) {
+  const item = document.getElementById(`comment-${comment.id}`);
+  if (item === null || comment.version <= Number(item.dataset.version)) return;
+  item.dataset.version = String(comment.version);
+  const body = item.querySelector('.comment-body');
+  if (body !== null) body.textContent = comment.body;
+  setEdited(item.querySelector('.comment-meta > .edited'), comment.edited_at);
+  flash(item);
+}
+
+/**
+ * A post's new state after an edit (an `edit` event or the answer to the user's own PATCH),
+ * if `version` is newer than the one shown.
+ * @param {{ post: string, version: number, body_html: string, edited_at?: string | null, title?: string, tags?: string[] }} edit
+ */
+function applyEdit(edit) {
+  const post = elementOf(edit.post);
+  if (post === null || edit.version <= Number(post.dataset.editVersion ?? 0)) return;
+  post.dataset.editVersion = String(edit.version);
+  const body = post.querySelector(':scope > .post-main > .body');
+  body?.replaceChildren(...markdownNodes(edit.body_html)); // data, not markup: see markdownNodes
+  if (body) void highlightIn(body);
+  if (typeof edit.title === 'string') {
+    byId('question-title').textContent = edit.title;
+    document.title = `${edit.title} – Herald Q&A`;
+  }
+  if (Array.isArray(edit.tags)) {
+    post.querySelector('.tags')?.replaceChildren(...edit.tags.map((tag) => h('li', { class: 'tag' }, [tag])));
+  }
+  setEdited(post.querySelector(':scope > .post-main > .meta > .edited'), edit.edited_at);
+  flash(body);
+}
+
 /** @param {CommentOut} c */
-const commentOf = (c) => ({ id: c.id, author: c.author_id, author_name: c.author_name, body: c.body, version: c.edit_version, created_at: c.created_at });
+const commentOf = (c) => ({ id: c.id, author: c.author_id, author_name: c.author_name, body: c.body, version: c.edit_version, created_at: c.created_at, edited_at: c.edited_at });
 
 /**
  * The comments of a post and the form to add one.
@@ -206,7 +478,7 @@ function addComment(ref, comment) {
 }
 
 /**
- * @param {{ id: number, author: number, author_name?: string, body_html: string, score: number, score_version: number, edit_version: number, created_at: string }} answer
+ * @param {{ id: number, author: number, author_name?: string, body_html: string, score: number, score_version: number, edit_version: number, created_at: string, edited_at?: string | null, my_vote?: number, attachments?: AttachmentOut[] }} answer
  * @param {CommentOut[]} comments
  * @param {boolean} accepted
  */
@@ -230,11 +502,12 @@ function answerArticle(answer, comments, accepted) {
     });
   }
   return h('article', { id: `answer-${answer.id}`, class: accepted ? 'post answer accepted' : 'post answer', 'data-post': ref, 'data-edit-version': answer.edit_version }, [
-    voteControls(ref, answer.score, answer.score_version, 'answer'),
+    voteControls(ref, answer.score, answer.score_version, 'answer', answer.my_vote ?? 0),
     h('div', { class: 'post-main' }, [
       h('p', { class: 'accepted-mark' }, ['✓ Accepted answer']),
       markdownElement('div', 'body', answer.body_html),
-      h('p', { class: 'meta' }, ['answered by ', who(answer.author, answer.author_name), ' ', timeElement(answer.created_at), ' ', acceptButton]),
+      gallery(answer.attachments ?? [], 'answer'),
+      h('p', { class: 'meta' }, ['answered by ', who(answer.author, answer.author_name), ' ', timeElement(answer.created_at), ' ', editedNote(answer.edited_at), ' ', acceptButton, answer.author === me ? postActions(ref) : null]),
       status,
       commentSection(ref, comments),
     ]),
@@ -275,17 +548,18 @@ function render(q) {
   document.title = `${q.title} – Herald Q&A`;
   const ref = `question:${q.id}`;
   const question = h('article', { id: `question-${q.id}`, class: 'post question', 'data-post': ref, 'data-edit-version': q.edit_version }, [
-    voteControls(ref, q.score, q.score_version, 'question'),
+    voteControls(ref, q.score, q.score_version, 'question', q.my_vote ?? 0),
     h('div', { class: 'post-main' }, [
       markdownElement('div', 'body', q.body_html),
+      gallery(q.attachments ?? [], 'question'),
       h('ul', { class: 'tags', 'aria-label': 'Tags' }, q.tags.map((tag) => h('li', { class: 'tag' }, [tag]))),
-      h('p', { class: 'meta' }, ['asked by ', who(q.author_id, q.author_name), ' ', timeElement(q.created_at)]),
+      h('p', { class: 'meta' }, ['asked by ', who(q.author_id, q.author_name), ' ', timeElement(q.created_at), ' ', editedNote(q.edited_at), q.author_id === me ? postActions(ref) : null]),
       h('p', { class: 'post-status', role: 'status' }),
       commentSection(ref, q.comments),
     ]),
   ]);
   const answers = h('div', { id: 'answers' }, q.answers.map((a) => answerArticle(
-    { id: a.id, author: a.author_id, author_name: a.author_name, body_html: a.body_html, score: a.score, score_version: a.score_version, edit_version: a.edit_version, created_at: a.created_at },
+    { id: a.id, author: a.author_id, author_name: a.author_name, body_html: a.body_html, score: a.score, score_version: a.score_version, edit_version: a.edit_version, created_at: a.created_at, edited_at: a.edited_at, my_vote: a.my_vote, attachments: a.attachments },
     a.comments,
     a.id === q.accepted_answer_id,
   )));
@@ -296,6 +570,7 @@ function render(q) {
   );
   root.setAttribute('aria-busy', 'false');
   updateAnswerCount();
+  void highlightIn(root);
 }
 
 /**
@@ -317,6 +592,7 @@ function apply(data) {
       }
       const article = answerArticle({ ...a, score: 0, score_version: 0, edit_version: 0 }, [], false);
       byId('answers').append(article);
+      void highlightIn(article);
       flash(article);
       updateAnswerCount();
       announce(`New answer from ${whoText(a.author, a.author_name)}`);
@@ -325,14 +601,9 @@ function apply(data) {
     case 'comment':
       if (addComment(data.post, data.comment)) announce(`New comment from ${whoText(data.comment.author, data.comment.author_name)}`);
       return;
-    case 'comment_edit': {
-      const item = document.getElementById(`comment-${data.comment.id}`);
-      if (item === null || data.comment.version <= Number(item.dataset.version)) return;
-      item.dataset.version = String(data.comment.version);
-      const body = item.querySelector('.comment-body');
-      if (body !== null) body.textContent = data.comment.body;
+    case 'comment_edit':
+      applyCommentEdit(data.comment);
       return;
-    }
     case 'edit': {
       const post = elementOf(data.post);
       if (post === null || data.version <= Number(post.dataset.editVersion ?? 0)) return;
@@ -340,18 +611,12 @@ function apply(data) {
         view.reload();
         return;
       }
-      post.dataset.editVersion = String(data.version);
-      const body = post.querySelector(':scope > .post-main > .body');
-      body?.replaceChildren(...markdownNodes(data.body_html)); // data, not markup: see markdownNodes
-      if (typeof data.title === 'string') {
-        byId('question-title').textContent = data.title;
-        document.title = `${data.title} – Herald Q&A`;
-      }
-      if (Array.isArray(data.tags)) {
-        post.querySelector('.tags')?.replaceChildren(...data.tags.map((/** @type {string} */ tag) => h('li', { class: 'tag' }, [tag])));
-      }
+      applyEdit(data);
       return;
     }
+    case 'attachment':
+      addAttachment(data.post, data.attachment);
+      return;
     case 'accepted':
       setAccepted(data.answer, data.version);
       return;
@@ -393,21 +658,35 @@ if (session === null) {
   const form = /** @type {HTMLFormElement} */ (byId('answer-form'));
   const textarea = /** @type {HTMLTextAreaElement} */ (byId('answer-body'));
   const error = byId('answer-error');
+  byId('answer-preview-slot').replaceWith(previewRegion('answer-preview'));
+  const preview = livePreview(textarea, byId('answer-preview'));
+  const picker = imagePicker('answer-images');
+  byId('answer-images-slot').replaceWith(picker.element);
   form.querySelector('button[type="submit"]')?.removeAttribute('disabled'); // disabled until now
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    /** @type {string | null} */
+    let posted = null;
     try {
       /** @type {AnswerOut & { accepted: boolean }} */
       const answer = await api(`/api/questions/${questionId}/answers`, { method: 'POST', body: { body: textarea.value } });
+      posted = `answer:${answer.id}`;
       if (document.getElementById(`answer-${answer.id}`) === null) {
-        byId('answers').append(answerArticle({ ...answer, author: answer.author_id }, [], answer.accepted));
+        const article = answerArticle({ ...answer, author: answer.author_id }, [], answer.accepted);
+        byId('answers').append(article);
+        void highlightIn(article);
         updateAnswerCount();
       }
       textarea.value = '';
+      void preview.refresh();
       say(error, '');
       announce('Your answer was posted');
+      const files = [...(picker.input.files ?? [])];
+      picker.input.value = '';
+      for (const attachment of await uploadImages('answer', answer.id, files)) addAttachment(posted, attachment);
     } catch (failure) {
-      say(error, failure instanceof ApiError ? failure.message : String(failure));
+      const message = failure instanceof ApiError ? failure.message : String(failure);
+      say(error, posted === null ? message : `Your answer was posted, but an image was not: ${message}`);
     }
   });
 }
