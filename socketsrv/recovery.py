@@ -40,6 +40,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from herald_contract.bus import BusUnavailable
@@ -270,6 +271,12 @@ class ChannelRecovery:
         on_subscribed: OnSubscribed,
     ) -> None:
         """Reply to *sub*, replay what it missed and what came live meanwhile, in order."""
+        if _read_before_first_publication(ch, progress, result):
+            # Nothing was published when the history was read, and the channel's first
+            # publications overtook the reply on the pub/sub connection: they are its
+            # stream from offset 1, all queued here, not a change of epoch.
+            assert ch.epoch is not None
+            result = replace(result, position=StreamPosition(ch.epoch, 0), complete=True)
         position = result.position
         if ch.epoch is None:
             ch.epoch, ch.last = position.epoch, position.offset
@@ -466,3 +473,15 @@ def _replay_allowed(sub: Subscriber, result: Recovered, last: int) -> bool:
         return True
     nbytes = replay_bytes(result, last, sub.wire)
     return nbytes == 0 or sub.take_replay(nbytes)
+
+
+def _read_before_first_publication(ch: Channel, progress: CatchUp, result: Recovered) -> bool:
+    """Whether *result* was read before the channel's first publication, which then came
+    live to this subscriber from offset 1 while the read's reply was on its way (the
+    subscriber was catching up before the read was sent, so it queued every one)."""
+    if result.position.epoch != NO_EPOCH or ch.epoch in (None, NO_EPOCH):
+        return False
+    queued = progress.pending
+    if not queued:
+        return False
+    return queued[0].epoch == ch.epoch and queued[0].offset == 1

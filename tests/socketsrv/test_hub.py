@@ -66,6 +66,10 @@ class LossyBus:
         """How many of the next subscribes fail as if Redis were down."""
         self.refuse_histories = 0
         """How many of the next history reads fail, the bus staying live (one shard moving)."""
+        self.hold_histories: asyncio.Future[None] | None = None
+        """When set, history reads are answered (read now) only once it is done: a reply
+        slower than the pub/sub connection."""
+        self.held = 0
 
     @property
     def live(self) -> bool:
@@ -102,7 +106,14 @@ class LossyBus:
         if self.refuse_histories:
             self.refuse_histories -= 1
             raise BusUnavailable("the shard's primary moved")
-        return await self.inner.history_many(reads)
+        results = await self.inner.history_many(reads)
+        if self.hold_histories is not None:
+            self.held += 1
+            await self.hold_histories
+        return results
+
+    async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
+        return await self.inner.positions(channels)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
         from herald_contract.envelope import decode_envelope
@@ -311,6 +322,33 @@ async def test_a_subscriber_reading_the_new_epoch_before_its_publications_arrive
     bus.drop = set()
     await publish(bus, "question:21", 1)  # offset 3 shows the gap; the repair fills 1 and 2
     await until_offsets(first, [1, 2, 3])
+    await until_offsets(second, [1, 2, 3])
+    assert (first.closed_with, second.closed_with) == (None, None)
+
+
+@pytest.mark.parametrize("earlier_subscriber", [False, True])
+async def test_a_read_answered_before_the_first_publication_is_not_a_change_of_epoch(
+    hub: Hub, bus: LossyBus, earlier_subscriber: bool
+) -> None:
+    """The read says nothing was published; the first publications overtake its reply on
+    the pub/sub connection. They are the stream from offset 1, not a new epoch: closing
+    everyone with 4003 here hit the prober's connections at start-up."""
+    first = RecordingSubscriber()
+    if earlier_subscriber:
+        await hub.subscribe(first, "question:23", None, first.on_subscribed)
+    bus.hold_histories = asyncio.get_running_loop().create_future()
+    second = RecordingSubscriber()
+    subscribing = asyncio.ensure_future(
+        hub.subscribe(second, "question:23", None, second.on_subscribed)
+    )
+    await eventually(lambda: bus.held == 1)  # read at "Redis": nothing published yet
+    await publish(bus, "question:23", 2)
+    if earlier_subscriber:
+        await until_offsets(first, [1, 2])
+    bus.hold_histories.set_result(None)
+    await subscribing
+    await until_offsets(second, [1, 2])
+    await publish(bus, "question:23", 1)
     await until_offsets(second, [1, 2, 3])
     assert (first.closed_with, second.closed_with) == (None, None)
 
