@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from herald_contract.errors import InvalidChannel
@@ -109,3 +110,39 @@ def parse_channel(name: object) -> Channel:
             )
         return Channel(name, ChannelKind.PROBE, rest)
     raise InvalidChannel(name, "unknown kind; expected question, questions, tag, user or probe")
+
+
+# Conflation (docs/protocol.md#conflation): a channel kind may name, for a publication's data,
+# the key under which a newer publication supersedes an older one queued for a slow
+# connection. Declared here, beside the channel kinds, and nowhere else.
+
+ConflationKey = tuple[str, ...]
+"""What makes two publications of one channel interchangeable but for their age."""
+
+
+def _score_key(data: object) -> ConflationKey | None:
+    """A ``question:<id>`` score event (qasite/domain/events.py: ``{"type": "score", "post":
+    "answer:7", "score": n, "version": v}``) carries the absolute score of one post: the
+    newest one of a post is all a client needs."""
+    if isinstance(data, dict) and data.get("type") == "score":
+        post = data.get("post")
+        if isinstance(post, str):
+            return ("score", post)
+    return None
+
+
+CONFLATION_KEYS: dict[ChannelKind, Callable[[object], ConflationKey | None]] = {
+    ChannelKind.QUESTION: _score_key,
+}
+"""The kinds whose publications may be conflated, with the function that keys their data
+(None: this publication is never conflated)."""
+
+_KIND_OF_PREFIX = {kind.value: kind for kind in ChannelKind}
+
+
+def conflation_key(channel: str, data: object) -> ConflationKey | None:
+    """The conflation key of a publication of *channel* (a valid name) carrying *data*;
+    None when it must never be conflated."""
+    kind = _KIND_OF_PREFIX.get(channel.partition(":")[0])
+    keyer = None if kind is None else CONFLATION_KEYS.get(kind)
+    return None if keyer is None else keyer(data)

@@ -25,14 +25,25 @@ the connection holds less than its replay mark (``outbox_max_bytes / 16``) unsen
 waiting for room lowers the transport's high-water mark to the replay mark, so that the
 transport tells (``resume_writing``) when the client has read it down to half of it; then
 the bound is ``outbox_max_bytes`` again.
+
+Conflation (issue 12, item 2; docs/protocol.md#conflation): once the transport holds more than
+``conflate_mark_bytes`` unsent, frames are held in the connection's own queue
+(socketsrv/outbox.py) rather than handed to the transport, where a newer publication with the
+same conflation key supersedes a held one; the transport's high-water mark is lowered to the
+conflation mark meanwhile, and each ``resume_writing`` (at half of it) hands it the head of
+the queue up to the mark. The bound is then what the transport and the queue hold together.
+``send_lowat_bytes`` (``TCP_NOTSENT_LOWAT``) keeps the kernel from taking megabytes a slow
+client has not read, so that the backlog is here, where it can be bounded and conflated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import ipaddress
 import logging
+import socket
 from typing import cast
 
 from websockets.frames import Frame, Opcode
@@ -45,6 +56,7 @@ from herald_contract.envelope import StreamPosition
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import ChannelLimit
+from socketsrv.outbox import HeldFrames
 from socketsrv.protocol.budget import AddressBudget
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode, close_reason
 from socketsrv.protocol.commands import WireFormat
@@ -78,6 +90,8 @@ __all__ += ["WriteScheduler"]  # where benchmarks built it from before it had it
 log = logging.getLogger(__name__)
 ws_log = logging.getLogger("socketsrv.ws")
 
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux 3.12, macOS
+
 REPLAY_MARK_DIVISOR = 16
 """A paced replay queues only while the connection holds less than ``outbox_max_bytes`` / 16
 unsent (64 KiB by default): a replay never takes much of the room live frames need."""
@@ -110,9 +124,11 @@ class ClientConnection(asyncio.Protocol):
         "_address_subs",
         "_close_timer",
         "_compress",
+        "_conflate_mark",
         "_connect_timer",
         "_drain_waiters",
         "_fragments",
+        "_held",
         "_outbox_max_bytes",
         "_peer",
         "_pending",
@@ -147,6 +163,11 @@ class ClientConnection(asyncio.Protocol):
         self._replay_mark = max(1, cfg.outbox_max_bytes // REPLAY_MARK_DIVISOR)
         self._drain_waiters: list[asyncio.Future[None]] = []
         """Paced replays waiting for the client to read (the transport's mark is lowered)."""
+        mark = cfg.conflate_mark_bytes
+        self._conflate_mark = mark if mark and not cfg.compression else None
+        """None: never conflate (off, or frames compressed as they are pushed)."""
+        self._held: HeldFrames | None = None
+        """Frames held back while the transport is past the conflation mark (outbox.py)."""
         self._compress = cfg.compression
         self._scheduler = host.scheduler
         self._fragments: Fragments | None = None
@@ -182,6 +203,11 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self._outbox_max_bytes)
+        lowat = self.host.config.send_lowat_bytes
+        sock = self.transport.get_extra_info("socket") if lowat else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not TCP (a Unix socket in tests): no limit
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, lowat)
         self.host.transports += 1
         if not self.host.admits_transport():
             # Past RLIMIT_NOFILE minus fd_reserve: what is left is for the listener, the bus
@@ -225,6 +251,7 @@ class ClientConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._pending.clear()
+        self._held = None
         if self.ws.handshake_exc is not None and not self.ws.accept_called:
             self._rejected("bad_handshake")  # not HTTP at all: _on_request never saw it
         if self._session is not None and log.isEnabledFor(logging.DEBUG):
@@ -532,6 +559,8 @@ class ClientConnection(asyncio.Protocol):
         if self.state is not _OPEN or transport is None:
             return 0
         queued = sum(map(len, self._pending))
+        if self._held is not None:
+            queued += self._held.nbytes
         return self._replay_mark - transport.get_write_buffer_size() - queued
 
     async def replay_drained(self) -> bool:
@@ -541,7 +570,7 @@ class ClientConnection(asyncio.Protocol):
                 return True
             transport = self.transport
             assert transport is not None  # set before the 101
-            if transport.get_write_buffer_size() < self._replay_mark:
+            if transport.get_write_buffer_size() < self._replay_mark and self._held is None:
                 # The room is taken by what this turn queued, written at its end (writes.py).
                 await asyncio.sleep(0)
                 continue
@@ -550,9 +579,7 @@ class ClientConnection(asyncio.Protocol):
             if len(self._drain_waiters) == 1:
                 # Calls pause_writing at once (the buffer is past the mark), resume_writing
                 # once the client has read it down to half the mark.
-                transport.set_write_buffer_limits(
-                    high=self._replay_mark, low=self._replay_mark // 2
-                )
+                self._set_limits()
             try:
                 await waiter
             finally:
@@ -566,7 +593,10 @@ class ClientConnection(asyncio.Protocol):
         return len(self._drain_waiters)
 
     def resume_writing(self) -> None:
-        """The transport drained below its low-water mark: paced replays may go on."""
+        """The transport drained below its low-water mark: held frames go on, then paced
+        replays."""
+        if self._held is not None:
+            self._feed_held()
         if self._drain_waiters:
             self._wake_replays()
 
@@ -575,9 +605,76 @@ class ClientConnection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        self._set_limits()
+
+    def _set_limits(self) -> None:
+        """The transport's marks: ``outbox_max_bytes`` (past it: slow), or lowered to the
+        replay mark or the conflation mark (whichever is lower) while a paced replay waits or
+        frames are held, with the low mark at half so that ``resume_writing`` says when the
+        client has read that far."""
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.set_write_buffer_limits(high=self._outbox_max_bytes)
+        if transport is None or transport.is_closing():
+            return
+        high = self._outbox_max_bytes
+        if self._drain_waiters:
+            high = self._replay_mark
+        if self._held is not None and self._conflate_mark is not None:
+            high = min(high, self._conflate_mark)
+        if high == self._outbox_max_bytes:
+            transport.set_write_buffer_limits(high=high)
+        else:
+            transport.set_write_buffer_limits(high=high, low=high // 2)
+
+    @property
+    def _lowered(self) -> bool:
+        """Whether the transport's mark is below ``outbox_max_bytes`` (see _set_limits)."""
+        return bool(self._drain_waiters) or self._held is not None
+
+    # Conflation (socketsrv/outbox.py)
+
+    @property
+    def held_frames(self) -> int:
+        """Frames held back past the conflation mark (tests and debugging)."""
+        return 0 if self._held is None else len(self._held)
+
+    def _hold(self, frame: bytes) -> None:
+        """Queue *frame* behind what the transport holds; past the bound: slow."""
+        held = self._held
+        transport = self.transport
+        assert held is not None
+        assert transport is not None  # set before the 101
+        pub = self.host.hub.fanning_out
+        if pub is not None and pub.frame(self.wire) is not frame:
+            pub = None  # not the fan-out's frame: a reply, a heartbeat, a replayed one
+        if held.add(frame, pub):
+            self.host.metrics.conflated.inc()
+        if held.nbytes + transport.get_write_buffer_size() > self._outbox_max_bytes:
+            asyncio.get_running_loop().call_soon(self._slow)
+
+    def _congested(self) -> None:
+        """The transport went past the conflation mark: hold frames from now on."""
+        self._held = HeldFrames(self.wire)
+        self._set_limits()  # calls pause_writing at once (past the mark): not slow
+
+    def _feed_held(self) -> None:
+        """Hand the transport the head of the held frames until it holds more than the
+        conflation mark (it then calls pause_writing, and resume_writing again at half of
+        it); once nothing is held, frames go straight to the transport again."""
+        held, transport, mark = self._held, self.transport, self._conflate_mark
+        assert held is not None
+        assert mark is not None
+        if self.state is not _OPEN or transport is None or transport.is_closing():
+            return
+        written = 0
+        while held and (buffered := transport.get_write_buffer_size()) <= mark:
+            data = b"".join(held.take(mark - buffered + 1))
+            transport.write(data)
+            written += len(data)
+        if written:
+            self.host.metrics.bytes_written.inc(written)
+        if not held and self._held is held:
+            self._held = None
+            self._set_limits()
 
     # Outgoing frames (hub.Subscriber, writes.Writer)
 
@@ -593,6 +690,9 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._compress:
             frame = reframe(self.ws, frame)
+        elif self._held is not None:
+            self._hold(frame)
+            return
         pending = self._pending
         if not pending:
             self._scheduler.mark(self)
@@ -613,15 +713,24 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None  # set before the 101
         transport.write(data)
-        if self._drain_waiters and transport.get_write_buffer_size() > self._outbox_max_bytes:
-            # The transport's mark is the replay mark meanwhile: it calls pause_writing once.
+        if self._lowered and transport.get_write_buffer_size() > self._outbox_max_bytes:
+            # The transport's mark is lowered meanwhile: it calls pause_writing once.
             asyncio.get_running_loop().call_soon(self._slow)
+        elif (
+            self._conflate_mark is not None
+            and self._held is None
+            and transport.get_write_buffer_size() > self._conflate_mark
+        ):
+            self._congested()
         return len(data)
 
     def _write_now(self) -> None:
         """Write everything queued in one call now, ahead of a close frame."""
         pending = self._pending
         transport = self.transport
+        held, self._held = self._held, None
+        if held is not None:
+            pending[:0] = held.take(self._outbox_max_bytes)  # held frames came first
         if not pending or transport is None or transport.is_closing():
             pending.clear()
             return
@@ -635,9 +744,13 @@ class ClientConnection(asyncio.Protocol):
         Called from inside ``transport.write``; the close happens on the next loop turn.
         While a paced replay waits, the transport's mark is the replay mark: only past
         ``outbox_max_bytes`` is it slow (write_queued checks on from there)."""
-        if self._drain_waiters:
+        if self._lowered:
             transport = self.transport
-            if transport is None or transport.get_write_buffer_size() <= self._outbox_max_bytes:
+            held = 0 if self._held is None else self._held.nbytes
+            if (
+                transport is None
+                or transport.get_write_buffer_size() + held <= self._outbox_max_bytes
+            ):
                 return
         asyncio.get_running_loop().call_soon(self._slow)
 
@@ -662,6 +775,7 @@ class ClientConnection(asyncio.Protocol):
         self._move(ConnectionState.CLOSING, "close")
         if code is CloseCode.SLOW:
             self._pending.clear()  # what a slow client has not read, it will recover
+            self._held = None
         else:
             self._write_now()
         self.host.metrics.disconnects.labels(code=str(int(code))).inc()

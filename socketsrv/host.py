@@ -56,6 +56,10 @@ class ConnectionConfig:
     address_limits: AddressLimits = field(default_factory=AddressLimits)
     """What one address may spend, its connections together (rates; the counts are above)."""
     reconnect_spread_s: float = 5.0
+    conflate_mark_bytes: int = 0
+    """Unsent bytes past which keyed publications conflate (socketsrv/outbox.py); 0: never."""
+    send_lowat_bytes: int = 0
+    """``TCP_NOTSENT_LOWAT`` set on each connection's socket; 0: the kernel's default."""
     """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
 
 

@@ -97,6 +97,10 @@ class Hub:
         self._audience: dict[WireFormat, dict[Subscriber, None]] = {w: {} for w in WireFormat}
         """The connections told about delivery (attended, not yet removed), per wire format."""
         self._resuming: asyncio.Task[None] | None = None
+        self.fanning_out: Publication | None = None
+        """The live publication whose frames are being pushed, None outside a fan-out: a
+        connection past its conflation mark reads it to learn the channel, offset and key of
+        the frame it is handed (socketsrv/outbox.py) without the fan-out paying for it."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._history = HistoryReader(bus, limit=history_limit, decode=self._decode_all)
         self._recovery = ChannelRecovery(
@@ -359,6 +363,7 @@ class Hub:
     def _fan_out(self, ch: Channel, pub: Publication) -> None:
         started = time.perf_counter()
         delivered = 0
+        self.fanning_out = pub
         for wire, subs in ch.live.items():
             if subs:
                 frame = pub.frame(wire)
@@ -376,6 +381,7 @@ class Hub:
                     progress.last = pub.offset
                     delivered += 1
             ch.promote()
+        self.fanning_out = None
         m = self._metrics
         m.frames_delivered.inc(delivered)
         m.fanout_duration.observe(time.perf_counter() - started)

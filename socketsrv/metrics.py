@@ -58,6 +58,7 @@ class Metrics:
     replay_bytes: Counter
     replays_refused: Counter
     paced_replays: Counter
+    conflated: Counter
     subscriptions_refused: Counter
     accept_errors: Counter
     position_checks: Counter
@@ -195,6 +196,11 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         replays_refused=counter(
             "herald_replays_refused",
             "Recoveries failed because the connection's replay budget was spent.",
+        ),
+        conflated=counter(
+            "herald_conflated_publications",
+            "Publications dropped from a slow connection's queue because a newer one with the"
+            " same conflation key superseded them (docs/protocol.md#conflation).",
         ),
         paced_replays=counter(
             "herald_paced_replays",

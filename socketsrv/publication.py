@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from herald_contract.channels import ConflationKey, conflation_key
 from herald_contract.envelope import decode_envelope
 from socketsrv.protocol import frames
 from socketsrv.protocol.commands import WireFormat
@@ -12,7 +13,16 @@ from socketsrv.protocol.commands import WireFormat
 class Publication:
     """One decoded publication; its frames are built on first use, once per wire format."""
 
-    __slots__ = ("_frames", "channel", "data", "epoch", "offset", "published_ms")
+    __slots__ = (
+        "_frames",
+        "_key",
+        "_key_known",
+        "channel",
+        "data",
+        "epoch",
+        "offset",
+        "published_ms",
+    )
 
     def __init__(self, channel: str, epoch: str, offset: int, published_ms: int, data: Any):
         self.channel = channel
@@ -21,6 +31,18 @@ class Publication:
         self.published_ms = published_ms
         self.data = data
         self._frames: dict[WireFormat, bytes] = {}
+        self._key: ConflationKey | None = None
+        self._key_known = False
+
+    @property
+    def conflation_key(self) -> ConflationKey | None:
+        """The key under which a newer publication of the channel supersedes this one for a
+        slow connection (herald_contract/channels.py); None: never conflated. Computed on
+        first use: only a connection past its conflation mark asks."""
+        if not self._key_known:
+            self._key = conflation_key(self.channel, self.data)
+            self._key_known = True
+        return self._key
 
     def frame(self, wire: WireFormat) -> bytes:
         built = self._frames.get(wire)
@@ -31,6 +53,12 @@ class Publication:
             built = frames.publication(self.channel, self.offset, self.data, wire, epoch)
             self._frames[wire] = built
         return built
+
+    def conflated_frame(self, wire: WireFormat, conflated: int) -> bytes:
+        """This publication's frame for one connection that did not get the offsets from
+        *conflated* up to this one, superseded (docs/protocol.md#conflation)."""
+        epoch = self.epoch if self.offset == 1 else None
+        return frames.publication(self.channel, self.offset, self.data, wire, epoch, conflated)
 
 
 def decode_publication(channel: str, envelope: bytes) -> Publication:

@@ -60,6 +60,13 @@ class Settings(BusSettings):
     max_connections: PositiveInt = 19000
     max_frame_bytes: PositiveInt = 64 * 1024
     outbox_max_bytes: PositiveInt = 1024 * 1024
+    conflate_mark_bytes: Annotated[int, Field(ge=0)] | None = None
+    """Past this many bytes unsent on a connection, a publication with a conflation key
+    supersedes a queued one with the same key (docs/protocol.md#conflation); None:
+    ``outbox_max_bytes / 64`` (16 KiB); 0: never conflate."""
+    send_lowat_bytes: Annotated[int, Field(ge=0)] = 16 * 1024
+    """``TCP_NOTSENT_LOWAT`` of each connection: the most the kernel holds that it has not
+    sent (the rest waits in the worker, bounded and conflated); 0: the kernel's default."""
     max_subscriptions: PositiveInt = 128
     commands_per_s: PositiveSeconds = 20.0
     commands_burst: PositiveInt = 50
@@ -131,6 +138,20 @@ class Settings(BusSettings):
     """/healthz and /readyz also on a listener of their own, answered by a thread: a storm of
     handshakes on the public port cannot delay them (socketsrv/health.py). None: off."""
     health_host: NonEmpty = "127.0.0.1"
+
+    @property
+    def conflate_mark(self) -> int:
+        """``conflate_mark_bytes`` resolved (0: off)."""
+        mark = self.conflate_mark_bytes
+        return self.outbox_max_bytes // 64 if mark is None else mark
+
+    @model_validator(mode="after")
+    def _conflate_mark_below_the_bound(self) -> Settings:
+        if self.conflate_mark_bytes is not None and self.conflate_mark >= self.outbox_max_bytes:
+            raise SettingProblem(
+                "conflate_mark_bytes", "must be below outbox_max_bytes (0 turns conflation off)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:

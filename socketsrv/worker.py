@@ -115,6 +115,8 @@ def config_of(settings: Settings) -> ConnectionConfig:
         address_limit_exempt=settings.address_limit_exempt,
         fd_reserve=settings.fd_reserve,
         reconnect_spread_s=settings.reconnect_spread_s,
+        conflate_mark_bytes=settings.conflate_mark,
+        send_lowat_bytes=settings.send_lowat_bytes,
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
             connections_burst=settings.address_connections_burst,

@@ -7,7 +7,7 @@ compression; with permessage-deflate negotiated the connection frames payloads i
 
 Server frames (docs/protocol.md#server-frames)::
 
-    {"type": "pub", "channel": c, "offset": n, "data": d}
+    {"type": "pub", "channel": c, "offset": n, "data": d}   (+ "epoch", + "conflated")
     {"type": "reply", "id": i, "result": {...}}
     {"type": "error", "id": i | null, "code": n, "message": s}
     {"type": "hb"}
@@ -55,12 +55,25 @@ def encode(message: dict[str, Any], wire: WireFormat) -> bytes:
 
 
 def publication(
-    channel: str, offset: int, data: Any, wire: WireFormat, epoch: str | None = None
+    channel: str,
+    offset: int,
+    data: Any,
+    wire: WireFormat,
+    epoch: str | None = None,
+    conflated: int | None = None,
 ) -> bytes:
-    """A publication frame; with *epoch* (the first offset of an epoch) it names the epoch."""
+    """A publication frame; with *epoch* (the first offset of an epoch) it names the epoch.
+
+    With *conflated* (one connection's copy, built when it is written: socketsrv/outbox.py)
+    it says that the offsets from *conflated* up to *offset* - 1 that this connection did not
+    get were superseded by newer publications with the same conflation key: not a gap
+    (docs/protocol.md#conflation).
+    """
     frame: dict[str, Any] = {"type": "pub", "channel": channel, "offset": offset, "data": data}
     if epoch is not None:
         frame["epoch"] = epoch
+    if conflated is not None:
+        frame["conflated"] = conflated
     return encode(frame, wire)
 
 
