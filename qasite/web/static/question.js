@@ -193,7 +193,7 @@ function editedNote(editedAt) {
  * @param {string | null | undefined} editedAt
  */
 function setEdited(note, editedAt) {
-  if (!note || !editedAt) return;
+  if (!note || typeof editedAt !== 'string' || Number.isNaN(Date.parse(editedAt))) return; // events are not trusted
   note.replaceChildren('edited ', timeElement(editedAt));
 }
 
@@ -211,6 +211,9 @@ function gallery(attachments, noun) {
  * @param {AttachmentOut} attachment
  */
 function addAttachment(ref, attachment) {
+  // Events are not trusted: only an image this origin serves, with numeric sizes.
+  if (!Number.isSafeInteger(attachment?.id) || attachment.url !== `/api/attachments/${attachment.id}`) return;
+  if (!Number.isSafeInteger(attachment.width) || !Number.isSafeInteger(attachment.height)) return;
   if (document.getElementById(`attachment-${attachment.id}`) !== null) return;
   const list = elementOf(ref)?.querySelector(':scope > .post-main > .attachments');
   if (!list) return;
