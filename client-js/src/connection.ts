@@ -313,7 +313,7 @@ export class Connection {
         this.listener.delivery(frame.paused);
         return;
       case 'pub':
-        this.channels.publication(frame.channel, frame.offset, frame.data, frame.epoch);
+        this.channels.publication(frame.channel, frame.offset, frame.data, frame.epoch, frame.conflated);
         return;
       case 'reply':
       case 'error':

@@ -57,6 +57,9 @@ export type ServerFrame =
       readonly data: unknown;
       /** Only on an epoch's first publication (offset 1): the epoch it starts. */
       readonly epoch: string | null;
+      /** The lowest offset this connection did not get because newer publications with the
+       * same key superseded it (docs/protocol.md#conflation); null: nothing was dropped. */
+      readonly conflated: number | null;
     }
   | { readonly type: 'hb' }
   /** The worker's delivery (docs/protocol.md#delivery): paused while its bus (Redis) is down,
@@ -102,6 +105,7 @@ export function parseFrame(message: unknown): ServerFrame {
         offset: m['offset'],
         data: m['data'] ?? null,
         epoch: typeof m['epoch'] === 'string' ? m['epoch'] : null,
+        conflated: isCount(m['conflated']) ? m['conflated'] : null,
       };
     case 'reply':
       if (!isCount(m['id']) || !isRecord(m['result'])) {

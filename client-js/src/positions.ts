@@ -7,7 +7,9 @@
  * It sends the subscribe and unsubscribe commands, applies their answers (retrying 429, 500
  * and 503 per channel with backoff), and checks every publication against the position:
  * offsets at or below it are duplicates and dropped; an offset past the next one is a gap,
- * never sent on a healthy socket, so the socket is given up and recovery fills the gap.
+ * never sent on a healthy socket, so the socket is given up and recovery fills the gap, unless
+ * the frame says the offsets skipped were conflated (superseded by this or another newer
+ * publication: docs/protocol.md#conflation), which is no gap and needs no recovery.
  *
  *     idle ──subscribe──▶ subscribing ──reply──▶ live
  *      ▲                   │       ▲              │
@@ -138,13 +140,22 @@ export class ChannelPositions {
    * A publication from the socket: applied if it is the channel's next offset. `epoch` comes
    * only with an epoch's first offset; a position at NO_EPOCH ("-": nothing was published when
    * it was taken) takes it, so that a later subscribe recovers from a named epoch.
+   * `conflated`: the server dropped the offsets from there up to `offset` - 1 on purpose, each
+   * superseded by a newer value (docs/protocol.md#conflation): a skip it covers is no gap. Values
+   * still come in offset order, so an older one is never applied after a newer one.
    */
-  publication(channel: string, offset: number, data: unknown, epoch: string | null = null): void {
+  publication(
+    channel: string,
+    offset: number,
+    data: unknown,
+    epoch: string | null = null,
+    conflated: number | null = null,
+  ): void {
     const entry = this.entries.get(channel);
     if (entry === undefined || entry.state !== 'live' || entry.position === null) return; // not ours (any more)
     const position = entry.position;
     if (offset <= position.offset) return; // a duplicate
-    if (offset > position.offset + 1) {
+    if (offset > position.offset + 1 && !(conflated !== null && conflated <= position.offset + 1)) {
       this.host.broken(`${LocalCause.GAP} (${channel}: ${position.offset} then ${offset})`);
       return;
     }

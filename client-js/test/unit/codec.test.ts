@@ -24,10 +24,15 @@ describe('the JSON codec', () => {
       offset: 3,
       data: { s: 1 },
       epoch: null,
+      conflated: null,
     });
     expect(codec.decode('{"type":"pub","channel":"q:1","offset":1,"data":0,"epoch":"e1"}')).toMatchObject({
       offset: 1,
       epoch: 'e1',
+    });
+    expect(codec.decode('{"type":"pub","channel":"q:1","offset":9,"data":0,"conflated":5}')).toMatchObject({
+      offset: 9,
+      conflated: 5,
     });
     expect(() => codec.decode(new ArrayBuffer(2))).toThrow(ProtocolError);
     expect(() => codec.decode('{"type":')).toThrow(ProtocolError);

@@ -89,6 +89,11 @@ export class FakeSocket implements SocketLike {
   pub(channel: string, offset: number, data: unknown = { n: offset }): void {
     this.receive({ type: 'pub', channel, offset, data });
   }
+
+  /** A publication that says the offsets from `conflated` on were superseded (conflation). */
+  conflatedPub(channel: string, offset: number, conflated: number, data: unknown = { n: offset }): void {
+    this.receive({ type: 'pub', channel, offset, data, conflated });
+  }
 }
 
 export interface FakePage extends Environment {

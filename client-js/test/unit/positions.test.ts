@@ -166,3 +166,59 @@ describe('reconnecting with recovery', () => {
     expect(page.socket().lastCommand('subscribe')['since']).toEqual({ epoch: 'e1', offset: 12 });
   });
 });
+
+describe('conflation (docs/protocol.md#conflation)', () => {
+  function subscribedAt12(c: HeraldClient): Publication[] {
+    const sub = c.subscribe(Q);
+    const pubs = record<Publication>((push) => sub.on('publication', push));
+    const socket = connected(c);
+    socket.replySubscribe(Q, 'e1', 10, 'none');
+    socket.pub(Q, 11);
+    socket.pub(Q, 12);
+    return pubs;
+  }
+
+  it('takes offsets announced as conflated as no gap: no reconnect, no recovery', () => {
+    const c = client();
+    const pubs = subscribedAt12(c);
+    const socket = page.socket();
+    socket.conflatedPub(Q, 17, 13, { score: 5 });
+    socket.pub(Q, 18);
+    expect(socket.closedByClient).toBeNull();
+    expect(page.sockets).toHaveLength(1);
+    expect(offsets(pubs)).toEqual([11, 12, 17, 18]);
+    expect(c.getSubscription(Q)?.position).toEqual({ epoch: 'e1', offset: 18 });
+  });
+
+  it('accepts an announcement that reaches back before its position (an earlier frame came)', () => {
+    const c = client();
+    const pubs = subscribedAt12(c);
+    page.socket().conflatedPub(Q, 15, 12);
+    expect(page.socket().closedByClient).toBeNull();
+    expect(offsets(pubs)).toEqual([11, 12, 15]);
+  });
+
+  it('still treats a skip it was not told about as a gap', () => {
+    const c = client();
+    subscribedAt12(c);
+    page.socket().pub(Q, 17);
+    expect(page.socket().closedByClient).not.toBeNull();
+  });
+
+  it('treats an announcement that starts after the skip as a gap (something before it was lost)', () => {
+    const c = client();
+    const pubs = subscribedAt12(c);
+    page.socket().conflatedPub(Q, 17, 15);
+    expect(page.socket().closedByClient).not.toBeNull();
+    expect(offsets(pubs)).toEqual([11, 12]);
+  });
+
+  it('never applies an older value after a newer one', () => {
+    const c = client();
+    const pubs = subscribedAt12(c);
+    const socket = page.socket();
+    socket.conflatedPub(Q, 17, 13, { score: 9 });
+    socket.pub(Q, 14, { score: 4 }); // an older offset than the one applied: dropped
+    expect(pubs.map((p) => p.data)).toEqual([{ n: 11 }, { n: 12 }, { score: 9 }]);
+  });
+});
