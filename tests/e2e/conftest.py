@@ -131,3 +131,20 @@ def log_in(page: Page, system: LiveSystem, user: User, next_path: str = "/") -> 
     page.get_by_label("Password").fill(user.password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{system.qa.url}{next_path}")
+
+
+@pytest.fixture(scope="session")
+def shared_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSystem]:
+    """One system (Redis, fleet, Q&A core) for the page modules that only add data and never
+    stop a part (test_pages_width_a11y, test_pages_account, test_pages_inbox): started once,
+    each module's users have their own emails."""
+    tmp = tmp_path_factory.mktemp("shared-system")
+    redis = RedisServer.launch(tmp / "redis")
+    try:
+        system = LiveSystem.start(tmp, redis.url)
+        try:
+            yield system
+        finally:
+            system.close()
+    finally:
+        redis.close()

@@ -22,6 +22,7 @@ import { api, loadSession, logOut, socketToken } from './session.js';
  * @property {string} kind  answer, comment or accepted
  * @property {string | null} [actor_name]  who did it (null without an actor)
  * @property {number | null} question_id
+ * @property {string | null} [question_title]  the question's title (null without a question)
  * @property {number | null} answer_id
  * @property {string} excerpt
  * @property {string} created_at
@@ -99,27 +100,51 @@ function startInbox(client, userId) {
   const changed = () => {
     for (const listener of listeners) listener(state);
   };
+  /** The question this page shows, if it is a question page (issue 13, item 6). */
+  const shown = document.body.dataset.page === 'question' ? Number(document.querySelector('main')?.dataset.question) : null;
+  /** @param {InboxItem} item */
+  const viewing = (item) => shown !== null && item.question_id === shown && document.visibilityState === 'visible';
+  /** Viewing a question reads its items: marked read here and by the API (published). */
+  const markQuestionRead = async (/** @type {number | null} */ questionId) => {
+    if (questionId === null) return;
+    /** @type {{ unread: number }} */
+    const result = await api(`/api/inbox/questions/${questionId}/read`, { method: 'POST' }).catch(() => null);
+    if (result === null) return;
+    for (const item of state.items) if (item.question_id === questionId) item.read = true;
+    state.unread = result.unread;
+    changed();
+  };
+  let markedOnLoad = false;
   follow(client, `user:${userId}`, {
     load: () => api('/api/inbox?limit=20'),
     render: (/** @type {InboxState} */ page) => {
       state.unread = page.unread;
       state.items = page.items;
       changed();
+      if (shown !== null && !markedOnLoad) {
+        markedOnLoad = true; // after the load, so the marks are not undone by it
+        void markQuestionRead(shown);
+      }
     },
     apply: (/** @type {any} */ data) => {
       if (data?.type === 'inbox') {
         const item = data.item;
         if (!state.items.some((known) => known.id === item.id)) {
-          state.items.unshift({
+          // The loaded item's shape (issue 13, item 6): a live item reads the same.
+          const added = {
             id: item.id,
             kind: item.kind,
+            actor_name: item.actor_name ?? null,
             question_id: item.question,
+            question_title: item.question_title ?? null,
             answer_id: item.answer,
             excerpt: item.excerpt,
             created_at: item.created_at,
             read: false,
-          });
+          };
+          state.items.unshift(added);
           announce(`${describe(item)}: ${item.excerpt}`);
+          if (viewing(added)) void markQuestionRead(added.question_id);
         }
         state.unread = data.unread;
       } else if (data?.type === 'unread') {
@@ -164,6 +189,7 @@ export function inboxEntry(item, inbox) {
   const link = h('a', { href, class: 'inbox-link' }, [
     h('span', { class: 'inbox-kind' }, [describe(item)]),
     item.actor_name ? h('span', { class: 'inbox-actor' }, [`from ${item.actor_name}`]) : null,
+    item.question_title ? h('span', { class: 'inbox-question' }, [`on “${item.question_title}”`]) : null,
     h('span', { class: 'inbox-excerpt' }, [item.excerpt]),
     timeElement(item.created_at),
   ]);

@@ -121,6 +121,8 @@ function copyNode(node) {
     }
   }
   if (tag === 'a') element.setAttribute('rel', 'nofollow noopener');
+  // Code blocks and tables scroll inside themselves at any width: reachable by keyboard too.
+  if (tag === 'pre' || tag === 'table') element.tabIndex = 0;
   if (tag === 'th' || tag === 'td') {
     // The one style Markdown tables carry; set through the CSSOM (the CSP forbids style attributes' text).
     const align = ALIGNMENT.exec(source.getAttribute('style') ?? '');
