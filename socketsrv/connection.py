@@ -29,9 +29,10 @@ the bound is ``outbox_max_bytes`` again.
 Conflation (issue 12, item 2; docs/protocol.md#conflation): once the transport holds more than
 ``conflate_mark_bytes`` unsent, frames are held in the connection's own queue
 (socketsrv/outbox.py) rather than handed to the transport, where a newer publication with the
-same conflation key supersedes a held one; the transport's high-water mark is lowered to the
-conflation mark meanwhile, and each ``resume_writing`` (at half of it) hands it the head of
-the queue up to the mark. The bound is then what the transport and the queue hold together.
+same conflation key supersedes a held one; meanwhile the transport's marks are 0, so that
+``resume_writing`` says when it has handed everything to the kernel, and then the head of
+the queue goes, up to the mark at a time. The bound is then what the transport and the queue
+hold together.
 ``send_lowat_bytes`` (``TCP_NOTSENT_LOWAT``) keeps the kernel from taking megabytes a slow
 client has not read, so that the backlog is here, where it can be bounded and conflated.
 """
@@ -608,22 +609,21 @@ class ClientConnection(asyncio.Protocol):
         self._set_limits()
 
     def _set_limits(self) -> None:
-        """The transport's marks: ``outbox_max_bytes`` (past it: slow), or lowered to the
-        replay mark or the conflation mark (whichever is lower) while a paced replay waits or
-        frames are held, with the low mark at half so that ``resume_writing`` says when the
-        client has read that far."""
+        """The transport's marks: ``outbox_max_bytes`` (past it: slow); lowered to the replay
+        mark (low at half) while a paced replay waits, so that ``resume_writing`` says when
+        the client has read that far; to 0 while frames are held, so that it says when the
+        transport is empty."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        high = self._outbox_max_bytes
-        if self._drain_waiters:
-            high = self._replay_mark
-        if self._held is not None and self._conflate_mark is not None:
-            high = min(high, self._conflate_mark)
-        if high == self._outbox_max_bytes:
-            transport.set_write_buffer_limits(high=high)
+        if self._held is not None:
+            # Told when the transport has handed everything to the kernel: held frames wait
+            # (and conflate) until then, then the head of the queue goes (_feed_held).
+            transport.set_write_buffer_limits(high=0, low=0)
+        elif self._drain_waiters:
+            transport.set_write_buffer_limits(high=self._replay_mark, low=self._replay_mark // 2)
         else:
-            transport.set_write_buffer_limits(high=high, low=high // 2)
+            transport.set_write_buffer_limits(high=self._outbox_max_bytes)
 
     @property
     def _lowered(self) -> bool:
@@ -657,22 +657,23 @@ class ClientConnection(asyncio.Protocol):
         self._set_limits()  # calls pause_writing at once (past the mark): not slow
 
     def _feed_held(self) -> None:
-        """Hand the transport the head of the held frames until it holds more than the
-        conflation mark (it then calls pause_writing, and resume_writing again at half of
-        it); once nothing is held, frames go straight to the transport again."""
+        """The transport is empty: hand it the head of the held frames, up to the conflation
+        mark at a time, for as long as the kernel takes them all at once (then it calls
+        pause_writing, and resume_writing once empty again). Once nothing is held when it
+        is empty, frames go straight to the transport again."""
         held, transport, mark = self._held, self.transport, self._conflate_mark
         assert held is not None
         assert mark is not None
         if self.state is not _OPEN or transport is None or transport.is_closing():
             return
         written = 0
-        while held and (buffered := transport.get_write_buffer_size()) <= mark:
-            data = b"".join(held.take(mark - buffered + 1))
+        while held and transport.get_write_buffer_size() == 0:
+            data = b"".join(held.take(mark))
             transport.write(data)
             written += len(data)
         if written:
             self.host.metrics.bytes_written.inc(written)
-        if not held and self._held is held:
+        if not held and transport.get_write_buffer_size() == 0 and self._held is held:
             self._held = None
             self._set_limits()
 
