@@ -333,13 +333,27 @@ def test_hostile_publications_on_a_question_page_are_shown_as_text_and_run_nothi
     # The differences: a cell's alignment is set through the CSSOM (the CSP blocks the
     # style attribute's text), so it reads back as "text-align: center;"; code blocks and
     # tables take keyboard focus, tabindex=0, to scroll (issue 13, item 8).
-    assert [_align(_focusable(x)) for x in shown] == [_align(x) for x in rendered]
+    # Highlighting (highlight.js, issue 13, item 3) wraps tokens of a code block in spans
+    # of its own classes and marks the block; the text stays the server's.
+    assert [_align(_focusable(_plain_code(x))) for x in shown if not _is_token(x)] == [
+        _align(x) for x in rendered
+    ]
     assert getattr(page, "js_errors", []) == []
 
 
 def _focusable(described: str) -> str:
     if described.startswith(("PRE ", "TABLE ")):
         return described.replace(" tabindex=0", "")
+    return described
+
+
+def _is_token(described: str) -> bool:
+    return described.startswith("SPAN class=hljs-")
+
+
+def _plain_code(described: str) -> str:
+    if described.startswith("CODE "):
+        return re.sub(r" data-(highlighted|language)=\S*", "", described)
     return described
 
 
