@@ -85,6 +85,9 @@ class Accounting(TypedDict):
     """Short (a gap, or behind the top) and never told: must be 0."""
     silent_gaps: int
     behind_top: int
+    silent_at_clients_not_ready: int
+    """Of the silent losses, those of clients not connected and ready at the end (still
+    reconnecting, or a subscribe refused): short because they are not back yet."""
     duplicates: int
     clients_not_ready: int
 
@@ -93,7 +96,7 @@ def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) 
     """Every (client, channel) of *slots* against *tops* (see :class:`Accounting`)."""
     counts = dict.fromkeys(
         ("client_channels", "complete", "failed_explicit", "silent_loss", "silent_gaps",
-         "behind_top", "duplicates", "clients_not_ready"), 0,
+         "behind_top", "silent_at_clients_not_ready", "duplicates", "clients_not_ready"), 0,
     )  # fmt: skip
     for slot in slots:
         state = slot.state
@@ -118,6 +121,7 @@ def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) 
                 counts["silent_loss"] += 1
                 counts["silent_gaps"] += channel in gapped
                 counts["behind_top"] += behind
+                counts["silent_at_clients_not_ready"] += not slot.ready
     return counts  # type: ignore[return-value]  # the keys above are Accounting's
 
 

@@ -116,10 +116,12 @@ def markdown(result: dict[str, Any], image: str) -> str:
         "whose recovery answered `failed` (told), or short without a word (silent loss).",
         "",
         "| (client, channel) | complete | failed explicitly | silent loss | of which gaps | "
-        "of which behind the last | duplicates | clients not ready |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "of which behind the last | of which at clients not ready | duplicates | "
+        "clients not ready |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {acc['client_channels']:,} | {acc['complete']:,} | {acc['failed_explicit']:,} | "
         f"{acc['silent_loss']:,} | {acc['silent_gaps']:,} | {acc['behind_top']:,} | "
+        f"{acc.get('silent_at_clients_not_ready', 'n/a')} | "
         f"{acc['duplicates']:,} | {acc['clients_not_ready']:,} |",
         "",
         "## What happened",
@@ -138,7 +140,10 @@ def markdown(result: dict[str, Any], image: str) -> str:
         f"* Reconnects with recovery: {_fmt(result['reconnects']['reconnected'])} "
         f"({result['reconnects']['rounds']} rounds); recoveries "
         f"{result['recoveries']['recovered']:,} recovered, {result['recoveries']['failed']:,} "
-        f"failed; close codes seen by the clients {result['client_closes_by_code']}.",
+        f"failed; close codes seen by the clients {result['client_closes_by_code']}; error "
+        f"replies {result.get('client_errors_by_code', 'n/a')}; failed connects "
+        f"{result.get('connect_failures', 'n/a')}, refused upgrades "
+        f"{result.get('handshake_failures', 'n/a')}.",
     ]
     for event in result["events"]:
         details = {k: v for k, v in event.items() if k not in ("t_s", "what")}
