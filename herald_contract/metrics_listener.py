@@ -75,13 +75,33 @@ def _app(render: Render) -> Callable[..., Iterable[bytes]]:
     return app
 
 
-class MetricsListener:
-    """A running metrics listener; :meth:`close` stops it (idempotent)."""
+class ThreadedListener:
+    """A small HTTP listener answered by a daemon thread: :meth:`close` stops it
+    (idempotent). The metrics listener and the fleet's health listener are two."""
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+    def __init__(self, server: socketserver.TCPServer, name: str) -> None:
         self._server = server
-        self._thread = thread
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name=name
+        )
         self._closed = False
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5.0)
+
+
+class MetricsListener(ThreadedListener):
+    """A running metrics listener; :meth:`close` stops it (idempotent)."""
 
     @classmethod
     def start(
@@ -101,21 +121,4 @@ class MetricsListener:
             )
         except OSError as exc:
             raise MetricsPortUnavailable(exc.errno, exc.strerror) from exc
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
-            name=f"metrics-{host}:{port}",
-        )  # fmt: skip
-        thread.start()
-        return cls(server, thread)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        return cls(server, f"metrics-{host}:{port}")

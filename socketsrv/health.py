@@ -26,11 +26,12 @@ orchestrator's probes are its only clients.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from herald_contract.metrics_listener import ThreadedListener
 
 LOOP_STALL_S = 60.0
 """How long the event loop may go without finishing a sweep before ``/healthz`` says 503."""
@@ -88,13 +89,8 @@ def _handler(is_ready: Check, last_turn: LastTurn, stall_s: float) -> type[BaseH
     return Handler
 
 
-class HealthListener:
+class HealthListener(ThreadedListener):
     """A running health listener; :meth:`close` stops it (idempotent)."""
-
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        self._closed = False
 
     @classmethod
     def start(
@@ -110,21 +106,4 @@ class HealthListener:
         """Listen on *host*:*port* and answer in a daemon thread (OSError when the address
         cannot be bound); ``/healthz`` is 503 once *last_turn* is *stall_s* old."""
         server = _Server((host, port), reuse_port, _handler(is_ready, last_turn, stall_s))
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
-            name=f"health-{host}:{port}",
-        )  # fmt: skip
-        thread.start()
-        return cls(server, thread)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        return cls(server, f"health-{host}:{port}")

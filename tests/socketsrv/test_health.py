@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from socketsrv.health import HealthListener
+from socketsrv.worker import WorkerState
+from tests.support.waiting import eventually
 from tests.support.worker import running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +121,9 @@ async def test_readyz_on_the_health_port_turns_503_when_the_worker_drains() -> N
         port = worker.health_listener.port
         draining = asyncio.ensure_future(worker.drain())
         try:
+            # The drain has begun (unready) before the probe is sent: asking from the thread
+            # at once could be answered before the drain task first ran.
+            await eventually(lambda: worker.state is WorkerState.LEAVING)
             assert await asyncio.to_thread(get, port, "/readyz") == (503, b"not ready\n")
             assert (await asyncio.to_thread(get, port, "/healthz"))[0] == 200
         finally:
