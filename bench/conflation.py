@@ -128,6 +128,8 @@ class Client(asyncio.Protocol):
         self.transport.write(client_frame(OP_TEXT, data))  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
+        from tests.support.raw_ws import take_server_frames
+
         if self.throttled:
             self._throttle(len(data))
         buf = self.buf
@@ -140,24 +142,8 @@ class Client(asyncio.Protocol):
             self.opened = True
             self._send({"op": "connect", "id": 1})
             self._send({"op": "subscribe", "channel": CHANNEL, "id": 2})
-        pos, n = 0, len(buf)
-        while n - pos >= 2:
-            length, head = buf[pos + 1] & 0x7F, 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if n - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
+        for opcode, payload in take_server_frames(buf):
             self._on_message(opcode, payload)
-        del buf[:pos]
 
     def _throttle(self, nbytes: int) -> None:
         """Read at most read_bytes_per_s: past a tenth of it in a tenth of a second, stop

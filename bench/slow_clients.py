@@ -157,6 +157,8 @@ class Client(asyncio.Protocol):
     # reading
 
     def data_received(self, data: bytes) -> None:
+        from tests.support.raw_ws import take_server_frames
+
         buf = self.buf
         buf += data
         if not self.opened:
@@ -175,26 +177,8 @@ class Client(asyncio.Protocol):
             if self.epoch is not None:
                 sub["since"] = {"epoch": self.epoch, "offset": self.offset}
             self._send(sub)
-        pos = 0
-        n = len(buf)
-        while n - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            head = 2
-            if b1 == 126:
-                if n - pos < 4:
-                    break
-                b1, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif b1 == 127:
-                if n - pos < 10:
-                    break
-                b1, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if n - pos < head + b1:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = bytes(buf[pos + head : pos + head + b1])
-            pos += head + b1
+        for opcode, payload in take_server_frames(buf):
             self._on_message(opcode, payload)
-        del buf[:pos]
 
     def _on_message(self, opcode: int, payload: bytes) -> None:
         if opcode == 0x8:

@@ -90,6 +90,26 @@ def parse_server_frame(frame: bytes) -> tuple[int, bytes]:
     return frame[0] & 0x0F, frame[start:]
 
 
+def take_server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """The complete server frames at the start of *buf*, each as (opcode, payload), taken
+    out of it; an incomplete last frame stays for the next bytes."""
+    frames = []
+    pos, n = 0, len(buf)
+    while n - pos >= 2:
+        extra = extended_length_bytes(buf[pos + 1])
+        head = 2 + extra
+        if n - pos < head:
+            break
+        short = buf[pos + 1] & 0x7F
+        length = int.from_bytes(buf[pos + 2 : pos + head], "big") if extra else short
+        if n - pos < head + length:
+            break
+        frames.append((buf[pos] & 0x0F, bytes(buf[pos + head : pos + head + length])))
+        pos += head + length
+    del buf[:pos]
+    return frames
+
+
 def read_server_frame(read: Callable[[int], bytes]) -> tuple[int, bytes]:
     """The opcode and payload of the next server frame from a blocking *read(n)*."""
     head = read(2)
