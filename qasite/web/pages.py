@@ -90,7 +90,8 @@ def render_page(
     settings: Settings, page: str, title: str, script: str, **values: str
 ) -> HTMLResponse:
     """The layout around the page's template; *values* fill the page template (escaped)."""
-    main = _template(page).substitute({k: html.escape(v) for k, v in values.items()})
+    escaped = {k: html.escape(v) for k, v in values.items()}
+    main = _template(page).substitute(escaped, finder_results=_template("finder-results").template)
     dev_meta = '<meta name="herald-dev" content="1">' if settings.serves_dev_mailbox else ""
     body = _template("layout").substitute(
         title=html.escape(title),
