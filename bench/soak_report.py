@@ -148,6 +148,8 @@ def markdown(result: dict[str, Any], image: str) -> str:
     for event in result["events"]:
         details = {k: v for k, v in event.items() if k not in ("t_s", "what")}
         lines.append(f"* t = {event['t_s']} s: {event['what']} {details or ''}")
+    if result.get("notes"):
+        lines += ["", "## Reading it", ""] + [f"* {note}" for note in result["notes"]]
     machine = result["machine"]
     lines += [
         "",
