@@ -93,11 +93,19 @@ def test_a_bad_request_is_answered_with_its_status_and_reason(
 
 
 @pytest.mark.parametrize("refusal", list(Refusal), ids=lambda r: r.value)
-def test_the_workers_own_refusals_are_503_with_their_label(refusal: Refusal) -> None:
-    """503, except one address over its share of the worker: 429 (issue 11, item 6)."""
+def test_the_workers_own_refusals_are_503_or_429_with_their_label(refusal: Refusal) -> None:
+    """503, except one address over its share of the worker (its connections, or its new
+    connections lately): 429 (issue 11, item 6)."""
     response, rejected = answer_handshake(protocol(), opening_request(), refusal)
-    status = 429 if refusal is Refusal.ADDRESS else 503
+    status = 429 if refusal in (Refusal.ADDRESS, Refusal.ADDRESS_RATE) else 503
     assert (response.status_code, rejected) == (status, refusal.value)
+
+
+def test_a_refusal_with_a_delay_says_it_in_whole_seconds_in_retry_after() -> None:
+    response, _ = answer_handshake(protocol(), opening_request(), Refusal.ADDRESS_RATE, 0.3)
+    assert response.headers["Retry-After"] == "1"
+    response, _ = answer_handshake(protocol(), opening_request(), Refusal.ADDRESS_RATE, 2.01)
+    assert response.headers["Retry-After"] == "3"
 
 
 def test_fragments_join_into_one_message_at_the_last_frame() -> None:
