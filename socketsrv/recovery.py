@@ -40,14 +40,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from herald_contract.bus import BusUnavailable
 from herald_contract.envelope import StreamPosition
 from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
-from socketsrv.history import HistoryReader, Recovered
+from socketsrv.history import HistoryReader, Recovered, suffix_after
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
@@ -275,8 +274,9 @@ class ChannelRecovery:
             # Nothing was published when the history was read, and the channel's first
             # publications overtook the reply on the pub/sub connection: they are its
             # stream from offset 1, all queued here, not a change of epoch.
+            # A subscriber from another epoch's position is still told recovery failed.
             assert ch.epoch is not None
-            result = replace(result, position=StreamPosition(ch.epoch, 0), complete=True)
+            result = suffix_after(StreamPosition(ch.epoch, 0), [], since)
         position = result.position
         if ch.epoch is None:
             ch.epoch, ch.last = position.epoch, position.offset

@@ -353,6 +353,25 @@ async def test_a_read_answered_before_the_first_publication_is_not_a_change_of_e
     assert (first.closed_with, second.closed_with) == (None, None)
 
 
+async def test_a_subscriber_from_an_older_epoch_overtaken_by_the_first_publications_is_failed(
+    hub: Hub, bus: LossyBus
+) -> None:
+    """The same race after the history was lost: the subscriber's position is in the old
+    epoch, so however the new epoch's publications reach it, its recovery failed, and it
+    gets the new epoch from offset 1."""
+    bus.hold_histories = asyncio.get_running_loop().create_future()
+    sub = RecordingSubscriber()
+    old = StreamPosition("an-old-epoch", 7)
+    subscribing = asyncio.ensure_future(hub.subscribe(sub, "question:24", old, sub.on_subscribed))
+    await eventually(lambda: bus.held == 1)
+    await publish(bus, "question:24", 2)
+    bus.hold_histories.set_result(None)
+    await subscribing
+    assert [recovery for _, recovery in sub.replies] == [Recovery.FAILED]
+    await until_offsets(sub, [1, 2])
+    assert sub.closed_with is None
+
+
 async def test_a_bus_reconnect_repairs_a_channel_whose_first_publications_were_lost(
     hub: Hub, bus: LossyBus
 ) -> None:
