@@ -38,15 +38,20 @@ def value(text: str, sample: str) -> float:
 
 
 def wait_for_probes(process: subprocess.Popen[bytes], metrics_port: int, count: int) -> str:
-    """The prober's /metrics once *count* probes were timed (each on every connection)."""
+    """The prober's /metrics once *count* probes were timed and its 3 connections are live
+    together (one may still be connecting when the others have timed a few probes)."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the launcher exited with {process.returncode}"
         text = scrape(metrics_port)
-        if value(text, "herald_probe_latency_seconds_count") >= count:
+        timed = value(text, "herald_probe_latency_seconds_count") >= count
+        if timed and value(text, 'herald_probe_connections{state="live"}') == 3:
             return text
         time.sleep(0.1)
-    raise AssertionError(f"fewer than {count} probes timed within 90 s:\n{scrape(metrics_port)}")
+    raise AssertionError(
+        f"fewer than {count} probes timed or 3 connections live within 90 s:\n"
+        f"{scrape(metrics_port)}"
+    )
 
 
 @contextmanager
@@ -72,7 +77,6 @@ def test_embedded_mode_runs_a_prober_whose_probes_reach_the_worker(tmp_path: Pat
     args = ["launch.embedded", "--port", str(free_port()), "--socket-port", "0"]
     with launched(args, env, tmp_path / "embedded.log") as process:
         text = wait_for_probes(process, metrics_port, count=6)
-    assert value(text, 'herald_probe_connections{state="live"}') == 3
     assert value(text, 'herald_probe_missed_total{reason="publish_failed"}') == 0
 
 
@@ -90,7 +94,6 @@ def test_the_system_over_redis_runs_a_prober_pointed_at_the_fleet(
     args += ["--port", str(free_port()), "--socket-port", str(free_port())]
     with launched(args, env, tmp_path / "system.log") as process:
         text = wait_for_probes(process, metrics_port, count=6)
-    assert value(text, 'herald_probe_connections{state="live"}') == 3
     assert value(text, "herald_probe_sent_total") >= 2
 
 
