@@ -92,6 +92,12 @@ pytestmark = [
         "ignore:Exception ignored in. <function ClusterNode.__del__"
         ":pytest.PytestUnraisableExceptionWarning"
     ),
+    # The same connections' sockets, when the collector reaches the socket first (seen once
+    # in CI after the cluster run: an unclosed socket to a cluster node).
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
 ]
 
 
