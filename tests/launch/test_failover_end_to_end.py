@@ -100,8 +100,7 @@ pytestmark = [
         ":pytest.PytestUnraisableExceptionWarning"
     ),
     pytest.mark.filterwarnings(
-        "ignore:Exception ignored in. <socket.socket"
-        ":pytest.PytestUnraisableExceptionWarning"
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
     ),
 ]
 
