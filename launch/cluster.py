@@ -2,7 +2,7 @@
 
     python -m launch.cluster [--primaries 3] [--replicas 1] [--hosts 2] [--workers 2]
         [--qa-workers 2] [--port 8080] [--socket-port 8000] [--host-port 8000]
-        [--stats-port 8404] [--database-url URL]
+        [--health-port 8001] [--stats-port 8404] [--database-url URL]
 
 Starts, under one temporary work directory (removed on exit):
 
@@ -149,6 +149,11 @@ def ports_in_use(qa: Settings, balancer: Balancer, hosts: Sequence[HostAddress])
         (balancer.address, balancer.port, "--socket-port"),
         (balancer.address, balancer.stats_port, "--stats-port"),
         *((h.address, h.port, f"--host-port (host {h.name})") for h in hosts),
+        *(
+            (h.address, h.health_port, f"--health-port (host {h.name})")
+            for h in hosts
+            if h.health_port is not None
+        ),
     ]
     for host, port, option in wanted:
         if (why := cannot_bind(host, port)) is not None:
@@ -209,6 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="the Q&A site's port (8080)")
     p.add_argument("--socket-port", type=int, default=8000, help="HAProxy's websocket port")
     p.add_argument("--host-port", type=int, default=8000, help="each host's port on 127.0.0.x")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=8001,
+        help="each host's /healthz and /readyz on 127.0.0.x, where HAProxy checks (8001; 0: off)",
+    )
     p.add_argument("--stats-port", type=int, default=8404, help="HAProxy stats and /metrics")
     p.add_argument("--database-url", help="the Q&A core's database (default: SQLite, work dir)")
     return p
@@ -240,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, requests: list[int], work_dir: Path) -> int:
     balancer = Balancer("127.0.0.1", args.socket_port, args.stats_port, work_dir)
-    addresses = host_addresses(args.hosts, args.host_port)
+    addresses = host_addresses(args.hosts, args.host_port, args.health_port or None)
     data_dir = work_dir / "qa-data"
     env = core_environment(
         os.environ,

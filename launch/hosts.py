@@ -1,7 +1,7 @@
 """Several socket fleet "hosts" behind HAProxy on one machine, and a rolling deploy.
 
     python -m launch.hosts --redis-url redis://127.0.0.1:6379/0 [--hosts 2] [--workers 2]
-        [--port 8000] [--stats-port 8404]
+        [--port 8000] [--host-port 8000] [--health-port 8001] [--stats-port 8404]
 
 Each host is its own supervisor (``python -m socketsrv --workers W``) bound to its own
 loopback address (127.0.0.2, 127.0.0.3, ...), all on one Redis; HAProxy listens on
@@ -22,7 +22,10 @@ in HAProxy's DRAIN state through the runtime API and waits until ``show stat`` r
 then sends SIGTERM (the host closes its sockets in batches with close 4000 and a reconnect
 hint; the clients reconnect through HAProxy to the other hosts), starts the host again, waits
 for its ``/readyz``, puts it back in READY and waits until HAProxy's own checks report it UP.
-The health checks on ``/readyz`` remain what takes a crashed or unready host out.
+The health checks on ``/readyz`` remain what takes a crashed or unready host out. They go to
+each host's health listener (``--health-port``, 8001 by default; ``HERALD_HEALTH_PORT`` on the
+host), which a thread answers beside the event loop, so a reconnect storm on the public port
+cannot delay them past HAProxy's check timeout and mark a busy, healthy host down.
 """
 
 from __future__ import annotations
@@ -83,9 +86,24 @@ FAST_CHECKS = HealthChecks(inter_ms=100, fall=2, rise=1)
 
 @dataclass(frozen=True)
 class HostAddress:
+    """One fleet host: clients reach ``address:port``; with *health_port* the host also
+    answers ``/healthz`` and ``/readyz`` on ``address:health_port`` (its own listener, answered
+    by a thread: socketsrv/health.py) and HAProxy checks it there, so a handshake storm on the
+    public port cannot make the checks time out and take a busy, healthy host out."""
+
     name: str
     address: str
     port: int
+    health_port: int | None = None
+
+    @property
+    def server_line(self) -> str:
+        """This host's ``server`` line in the HAProxy backend. Checks on the health port go
+        without the PROXY header (``no-check-send-proxy``): that listener is internal."""
+        checks = "check"
+        if self.health_port is not None:
+            checks += f" port {self.health_port} no-check-send-proxy"
+        return f"    server {self.name} {self.address}:{self.port} {checks}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,7 @@ def render_haproxy_config(
 ) -> str:
     """``deploy/haproxy.cfg.template`` filled in for *hosts* behind *balancer*."""
     text = TEMPLATE.read_text() if template is None else template
-    servers = "\n".join(f"    server {h.name} {h.address}:{h.port} check" for h in hosts)
+    servers = "\n".join(h.server_line for h in hosts)
     return Template(text).substitute(
         global_maxconn=max_connections,
         frontend_maxconn=max_connections,
@@ -276,6 +294,12 @@ class FleetHost(GroupedProgram):
     ) -> None:
         if proxy_protocol:
             env = {**env, "HERALD_PROXY_PROTOCOL": "true"}
+        if spec.health_port is not None:
+            env = {
+                **env,
+                "HERALD_HEALTH_HOST": spec.address,
+                "HERALD_HEALTH_PORT": str(spec.health_port),
+            }
         super().__init__(env=env, log_path=log_dir / f"{spec.name}.log")
         self.spec = spec
         self.workers = workers
@@ -292,6 +316,9 @@ class FleetHost(GroupedProgram):
         self.starts += 1
 
     def readyz(self) -> int:
+        """The status of this host's ``/readyz`` where HAProxy asks it (0: no answer)."""
+        if self.spec.health_port is not None:
+            return http_status(f"http://{self.spec.address}:{self.spec.health_port}/readyz")
         if self.proxy_protocol:
             return proxied_http_get(self.spec.address, self.spec.port, "/readyz")
         return http_status(f"http://{self.spec.address}:{self.spec.port}/readyz")
@@ -444,9 +471,10 @@ def rolling_deploy(
         roll_host(host, lb, between=hook)
 
 
-def host_addresses(count: int, port: int) -> list[HostAddress]:
-    """Hosts ``h1``.. on 127.0.0.2, 127.0.0.3, ... (127.0.0.1 is the load balancer's)."""
-    return [HostAddress(f"h{i + 1}", f"127.0.0.{i + 2}", port) for i in range(count)]
+def host_addresses(count: int, port: int, health_port: int | None = None) -> list[HostAddress]:
+    """Hosts ``h1``.. on 127.0.0.2, 127.0.0.3, ... (127.0.0.1 is the load balancer's), each
+    with its health listener on *health_port* (None: checks on the public port)."""
+    return [HostAddress(f"h{i + 1}", f"127.0.0.{i + 2}", port, health_port) for i in range(count)]
 
 
 class Topology:
@@ -504,6 +532,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="workers per host (default 2)")
     p.add_argument("--port", type=int, default=8000, help="HAProxy's port on 127.0.0.1")
     p.add_argument("--host-port", type=int, default=8000, help="each host's port on 127.0.0.x")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=8001,
+        help="each host's /healthz and /readyz listener on 127.0.0.x, where HAProxy checks"
+        " (default 8001; 0: check on --host-port)",
+    )
     p.add_argument("--stats-port", type=int, default=8404, help="HAProxy stats and /metrics")
     return p
 
@@ -550,7 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="herald-hosts-"))
     balancer = Balancer("127.0.0.1", args.port, args.stats_port, run_dir)
     topology = Topology(
-        host_addresses(args.hosts, args.host_port), balancer, workers=args.workers, env=env
+        host_addresses(args.hosts, args.host_port, args.health_port or None),
+        balancer,
+        workers=args.workers,
+        env=env,
     )
     requests = catch_signals()
     try:

@@ -372,16 +372,18 @@ def test_haproxy_passes_the_client_address_to_a_fleet_that_expects_it() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_the_fleet_health_check_passes_on_a_port_that_expects_the_proxy_protocol(
+def test_the_fleet_health_check_asks_the_health_listener_of_a_host_behind_the_proxy_protocol(
     tmp_path: Path,
 ) -> None:
     """The compose health check runs against a real fleet host started the same way (PROXY
-    protocol on), with its address and port in place of 127.0.0.1:8000."""
+    protocol on its public port, a health listener beside it), with the host's address and
+    health port in place of 127.0.0.1:8001."""
     spec = loopback_hosts(1)[0]
+    assert spec.health_port is not None
     host = FleetHost(spec, workers=1, env=os.environ, log_dir=tmp_path, proxy_protocol=True)
     test = as_list(services()["fleet-1"]["healthcheck"]["test"])
-    assert test[:3] == ["CMD", "python", "-c"] and "('127.0.0.1',8000)" in test[3], test
-    code = test[3].replace("('127.0.0.1',8000)", f"('{spec.address}',{spec.port})")
+    assert test[:3] == ["CMD", "python", "-c"] and "127.0.0.1:8001/readyz" in test[3], test
+    code = test[3].replace("127.0.0.1:8001", f"{spec.address}:{spec.health_port}")
 
     def check() -> int:
         return subprocess.run(
@@ -395,6 +397,17 @@ def test_the_fleet_health_check_passes_on_a_port_that_expects_the_proxy_protocol
         assert check() == 0
     finally:
         host.close()
+
+
+def test_haproxy_checks_each_fleet_service_on_its_health_listener() -> None:
+    """The checks go to HERALD_HEALTH_PORT without a PROXY header; clients to 8000 with one."""
+    config = (DEPLOY / "compose" / "haproxy.cfg").read_text()
+    for name, service in fleet_services().items():
+        env = {k: v for k, v in service["environment"].items() if not k.endswith("_FILE")}
+        settings = FleetSettings.from_env(env)
+        assert settings.health_port is not None, name
+        line = f"server {name} {name}:8000 check port {settings.health_port} no-check-send-proxy"
+        assert line in config, (name, line)
 
 
 def prometheus_config() -> dict[str, Any]:

@@ -39,9 +39,10 @@ def short_run_dir() -> Path:
 
 
 def loopback_hosts(count: int) -> list[HostAddress]:
-    """Hosts h1.. on 127.0.0.2, 127.0.0.3, ..., each on a port free on its address."""
+    """Hosts h1.. on 127.0.0.2, 127.0.0.3, ..., each on a port free on its address, with its
+    health listener (where HAProxy checks, as deployed) on another."""
     return [
-        HostAddress(f"h{i + 1}", address, free_port(address))
+        HostAddress(f"h{i + 1}", address, free_port(address), free_port(address))
         for i, address in enumerate(f"127.0.0.{i + 2}" for i in range(count))
     ]
 
