@@ -2,9 +2,10 @@
 
 This module owns:
 
-* :class:`HistorySettings`: how much and how long a channel's history keeps. Retention is
-  applied by whoever makes a publication, so every publisher and the fleet of an
-  installation must build it from the same settings (docs/configuration.md);
+* :class:`HistorySettings`: how much and how long a channel's history keeps, per channel
+  kind (:class:`Retention`, from the namespace file). Retention is applied by whoever makes a
+  publication, so every publisher and the fleet of an installation must build it from the
+  same settings and the same namespace file (docs/configuration.md, docs/namespaces.md);
 * event ids (:func:`check_event_id`): the idempotency keys a publisher may pass;
 * epochs (:func:`new_epoch`): the name of one unbroken history of a channel, and
   :data:`NO_EPOCH`, the position of a channel with nothing published yet (no stored state);
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import InvalidPayload
@@ -87,14 +89,36 @@ def history_complete(
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How much and how long one kind's history keeps; a field left None takes the
+    installation's value (:class:`HistorySettings`). Set by the namespace file
+    (herald_contract/namespaces.py, docs/namespaces.md)."""
+
+    history_size: int | None = None
+    history_ttl_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.history_size is not None and self.history_size < 1:
+            raise ValueError(f"history_size must be at least 1, not {self.history_size}")
+        if self.history_ttl_s is not None and not self.history_ttl_s > 0:
+            raise ValueError(f"history_ttl_s must be positive, not {self.history_ttl_s}")
+
+
+@dataclass(frozen=True, slots=True)
 class HistorySettings:
-    """How long and how much a channel's history keeps (the same for every channel)."""
+    """How long and how much a channel's history keeps.
+
+    *history_size* and *history_ttl_s* apply to every channel whose kind is not in *kinds*
+    (channel kind -> :class:`Retention`, from the namespace file): :meth:`retention` is what
+    a publication of a given channel is made with.
+    """
 
     history_size: int = 500
     history_ttl_s: float = 900.0
     meta_ttl_s: float = 30 * 86400.0
     """How long a channel's epoch and top survive without a publication."""
     idempotency_ttl_s: float = 86400.0
+    kinds: Mapping[str, Retention] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.history_size < 1:
@@ -102,6 +126,21 @@ class HistorySettings:
         for name in ("history_ttl_s", "meta_ttl_s", "idempotency_ttl_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
+    def retention(self, channel: str) -> tuple[int, float]:
+        """(history_size, history_ttl_s) of *channel*'s kind."""
+        kind = self.kinds.get(channel.partition(":")[0])
+        if kind is None:
+            return self.history_size, self.history_ttl_s
+        size = self.history_size if kind.history_size is None else kind.history_size
+        ttl_s = self.history_ttl_s if kind.history_ttl_s is None else kind.history_ttl_s
+        return size, ttl_s
+
+    @property
+    def largest_history_size(self) -> int:
+        """The most publications any channel's history keeps (a reader's useful limit)."""
+        sizes = [k.history_size for k in self.kinds.values() if k.history_size is not None]
+        return max([self.history_size, *sizes])
 
 
 def to_ms(seconds: float) -> int:
