@@ -227,6 +227,10 @@ class QuestionPage(BaseModel):
     next_cursor: str | None = Field(
         description="pass as ?cursor= for the next page; null at the end"
     )
+    prev_cursor: str | None = Field(
+        default=None,
+        description="pass as ?cursor= for the previous page; null on the first page",
+    )
     total: int | None = Field(
         default=None, description="with count=true: how many questions match in all"
     )

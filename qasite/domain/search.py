@@ -2,6 +2,7 @@
 
     query = SearchQuery.build(text="read file", tags=("python",), sort=None, limit=30)
     page = await search_questions(session, query, codec, cursor=None)   # page.next_cursor
+    earlier = await search_questions(session, query, codec, cursor=later.prev_cursor)
 
 Full text runs on SQLite's FTS5 table ``questions_fts`` or on PostgreSQL's ``questions.search``
 ``tsvector`` column (migration 0002). The user's text is never handed to either engine's query
@@ -19,12 +20,12 @@ Semantics (docs/qa-core.md, "Search"):
   ``ts_rank`` on PostgreSQL with title A and body B); all descending, ties broken by id
   descending, so every sort is a total order and keyset pages neither repeat nor skip rows.
 
-A cursor is the last row's sort key and id, the sort and a fingerprint of the filters,
-signed with HMAC-SHA256 (:class:`CursorCodec`): a cursor that was altered, belongs to another
-query or sort, or is not a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP),
-never a 500. A relevance cursor pages
-through a stable order only while the matching rows do not change (bm25 depends on the whole
-index), which is the usual contract of ranked search.
+A cursor is a row's sort key and id, a direction (after it: ``next_cursor``; before it:
+``prev_cursor``), the sort and a fingerprint of the filters, signed with HMAC-SHA256
+(:class:`CursorCodec`): a cursor that was altered, belongs to another query or sort, or is not
+a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP), never a 500. A relevance
+cursor pages through a stable order only while the matching rows do not change (bm25 depends
+on the whole index), which is the usual contract of ranked search.
 """
 
 from __future__ import annotations
@@ -202,10 +203,12 @@ Key = int | float | dt.datetime
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a page ended: the last row's sort key and id."""
+    """Where a page ended (the last row's sort key and id: the next page is after it), or
+    with *before*, where it began (the previous page is the rows just before it)."""
 
     key: Key
     id: int
+    before: bool = False
 
 
 class CursorCodec:
@@ -221,9 +224,10 @@ class CursorCodec:
         key: Any = position.key
         if isinstance(key, dt.datetime):
             key = key.astimezone(dt.UTC).isoformat()
-        body = json.dumps(
-            {"f": query.fingerprint(), "k": key, "i": position.id}, separators=(",", ":")
-        ).encode()
+        fields: dict[str, Any] = {"f": query.fingerprint(), "k": key, "i": position.id}
+        if position.before:
+            fields["b"] = 1
+        body = json.dumps(fields, separators=(",", ":")).encode()
         return f"{_b64(body)}.{_b64(self._mac(body))}"
 
     def decode(self, query: SearchQuery, cursor: str) -> Position:
@@ -238,7 +242,7 @@ class CursorCodec:
         data = json.loads(body)
         if data.get("f") != query.fingerprint():
             raise BadCursor("issued for other filters or another sort; start from the first page")
-        return Position(_key_of(query.sort, data.get("k")), int(data["i"]))
+        return Position(_key_of(query.sort, data.get("k")), int(data["i"]), data.get("b") == 1)
 
 
 def _key_of(sort: Sort, raw: object) -> Key:
@@ -301,16 +305,23 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    """One page of results and the cursor of the next one (None on the last page)."""
+    """One page of results, the cursor of the next one (None on the last page) and of the
+    previous one (None on the first page)."""
 
     found: list[Found]
     next_cursor: str | None
+    prev_cursor: str | None = None
 
 
 async def search_questions(
     session: AsyncSession, query: SearchQuery, codec: CursorCodec, *, cursor: str | None
 ) -> SearchPage:
-    """One page of questions matching *query*, after the position *cursor* names."""
+    """One page of questions matching *query*, after the position *cursor* names (or, for a
+    ``prev_cursor``, the page just before it).
+
+    A previous page is read backwards (ascending from the position) and turned round, so it is
+    a keyset range scan like a next page, and the two directions agree on the same rows.
+    """
     position = codec.decode(query, cursor) if cursor is not None else None
     tag_ids = await _tag_ids(session, query.tags)
     if tag_ids is None:
@@ -335,22 +346,33 @@ async def search_questions(
         rank if rank is not None and query.sort is Sort.RELEVANCE
         else getattr(Question, _COLUMN_OF[query.sort])
     )  # fmt: skip
+    backward = position is not None and position.before
     if position is not None:
         conditions.append(_after(key, position, computed=query.sort is Sort.RELEVANCE))
     if conditions:
         statement = statement.where(and_(*conditions))
-    statement = statement.order_by(key.desc(), Question.id.desc()).limit(query.limit + 1)
+    order = (key.asc(), Question.id.asc()) if backward else (key.desc(), Question.id.desc())
+    statement = statement.order_by(*order).limit(query.limit + 1)
     rows = (await session.execute(statement)).all()
-    page = rows[: query.limit]
-    next_cursor = None
-    if len(rows) > query.limit:
-        last = page[-1]
-        last_key = (
-            last[2] if query.sort is Sort.RELEVANCE else getattr(last[0], _COLUMN_OF[query.sort])
+    page = list(rows[: query.limit])
+    more = len(rows) > query.limit
+    if backward:
+        page.reverse()
+
+    def at(row: Any, *, before: bool) -> str:
+        row_key = (
+            row[2] if query.sort is Sort.RELEVANCE else getattr(row[0], _COLUMN_OF[query.sort])
         )
-        next_cursor = codec.encode(query, Position(last_key, last[0].id))
+        return codec.encode(query, Position(row_key, row[0].id, before))
+
+    # Read backwards, the page the cursor came from follows; read forwards from a cursor, the
+    # page it came from precedes. (An empty page links to neither: the pager's first page does.)
+    has_next = backward or more
+    has_prev = more if backward else position is not None
+    next_cursor = at(page[-1], before=False) if page and has_next else None
+    prev_cursor = at(page[0], before=True) if page and has_prev else None
     found = [Found(row[0], display_name(row[1])) for row in page]
-    return SearchPage(found=found, next_cursor=next_cursor)
+    return SearchPage(found=found, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
 async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
@@ -391,13 +413,17 @@ def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[b
 
 
 def _after(key: ColumnElement[Any], position: Position, *, computed: bool) -> ColumnElement[bool]:
-    """Rows after *position* in ``key DESC, id DESC`` order.
+    """Rows after *position* in ``key DESC, id DESC`` order (before it, with ``before``).
 
     On a column, a row-value comparison, which both databases answer with a range scan of the
     ``(column, id)`` index; a computed rank has no index, so the plain form does as well.
     """
     bound = literal(position.key, key.type)
     after_id = literal(position.id, Question.id.type)
+    if position.before:
+        if computed:
+            return or_(key > bound, and_(key == bound, Question.id > after_id))
+        return tuple_(key, Question.id) > tuple_(bound, after_id)
     if computed:
         return or_(key < bound, and_(key == bound, Question.id < after_id))
     return tuple_(key, Question.id) < tuple_(bound, after_id)

@@ -228,10 +228,12 @@ def wants_page(request: Request) -> bool:
     )
 
 
-def error_page(settings: Settings, status: int) -> HTMLResponse:
-    """The HTML page of an error *status* (a 4xx without words of its own reads as a 404)."""
+def error_page(settings: Settings, status: int, message: str | None = None) -> HTMLResponse:
+    """The HTML page of an error *status* (a 4xx without words of its own reads as a 404),
+    in its own words or *message* (which tag or user does not exist)."""
     shown = status if status in ERROR_WORDS else (500 if status >= 500 else 404)
-    heading, message = ERROR_WORDS[shown]
+    heading, words = ERROR_WORDS[shown]
+    message = words if message is None else message
     response = render_page(
         settings, "error", heading, "error.js", heading=heading, message=message, status=str(shown)
     )
@@ -274,16 +276,6 @@ _TAG_NAME = re.compile(r"[a-z0-9.][a-z0-9+#.\-]{0,34}")
 """The channel grammar's tag alphabet (herald_contract.channels), as the tags table holds."""
 
 
-def missing_page(settings: Settings, message: str) -> HTMLResponse:
-    """:func:`error_page`'s 404 with words of its own: which tag or user does not exist."""
-    heading = ERROR_WORDS[404][0]
-    response = render_page(
-        settings, "error", heading, "error.js", heading=heading, message=message, status="404"
-    )
-    response.status_code = 404
-    return response
-
-
 @router.get("/search", response_class=HTMLResponse)
 async def search_page(settings: SettingsDep) -> HTMLResponse:
     """The shell; the query lives in the URL (``?q=&tag=&sort=&cursor=``...), read by list.js."""
@@ -297,7 +289,7 @@ async def tag_page(name: str, settings: SettingsDep, session: ReadSession) -> HT
         and await session.scalar(select(Tag.id).where(Tag.name == name)) is not None
     )
     if not found:
-        return missing_page(settings, f"There is no tag “{name[:40]}” (yet).")
+        return error_page(settings, 404, f"There is no tag “{name[:40]}” (yet).")
     return render_page(settings, "tag", f"Questions tagged {name}", "list.js", tag=name)
 
 
@@ -307,7 +299,7 @@ async def user_page(user_id: str, settings: SettingsDep, session: ReadSession) -
     if user_id.isascii() and user_id.isdigit() and 0 < int(user_id) <= MAX_ID:
         user = await session.get(User, int(user_id))
     if user is None:
-        return missing_page(settings, "There is no such user.")
+        return error_page(settings, 404, "There is no such user.")
     return render_page(
         settings, "user", display_name(user.display_name), "user.js", user_id=str(user.id)
     )

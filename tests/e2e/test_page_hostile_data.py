@@ -341,6 +341,78 @@ def test_hostile_publications_on_a_question_page_are_shown_as_text_and_run_nothi
     assert getattr(page, "js_errors", []) == []
 
 
+def test_hostile_attachment_events_add_only_this_sites_images_and_run_nothing(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    """An ``attachment`` event names an image by id, URL and sizes; the page shows only an
+    image this origin serves (``/api/attachments/<id>``, integer sizes) with alt text of its
+    own, whatever else the event carries (a filename, alt text, a content type)."""
+    alice = make_user(system, "Alice")
+    question = system.qa.call(
+        "POST",
+        "/api/questions",
+        alice.token,
+        json={"title": "A question with images", "body": "See below.", "tags": ["safe"]},
+    )
+    qid: int = question["id"]
+    channel = f"question:{qid}"
+    url = f"{system.qa.url}/questions/{qid}"
+    context = new_context()
+    foreign = foreign_requests(context, [system.qa.url, system.fleet.url])
+    page = watched(context.new_page())
+    page.goto(url)
+    page.evaluate("window.__notMoved = true")
+    wait_live(page, channel)
+    applied = int(page.evaluate("(c) => window.herald.stats.get(c).applied", channel))
+
+    def image(**fields: Any) -> dict[str, Any]:
+        n = fields.pop("n")
+        return {
+            "id": n,
+            "url": f"/api/attachments/{n}",
+            "content_type": "image/png",
+            "width": 40,
+            "height": 30,
+            **fields,
+        }
+
+    refused = [
+        image(n=990020, url="javascript:window.__pwned=1"),
+        image(n=990021, url="https://evil.example/x.png"),
+        image(n=990022, url="//evil.example/api/attachments/990022"),
+        image(n=990023, url=f"/api/attachments/990023{HOSTILE}"),
+        image(n=990024, width='40" onerror="window.__pwned=1'),
+        image(n=990025, height=None),
+        image(n=f"990026{HOSTILE}", url="/api/attachments/990026"),
+    ]
+    shown = image(n=990027, content_type=HOSTILE, alt=HOSTILE, filename=HOSTILE, title=HOSTILE)
+    events = [
+        {"type": "attachment", "question": qid, "post": f"question:{qid}", "attachment": a}
+        for a in [*refused, shown]
+    ]
+    for post in (HOSTILE, 7, None):  # a post that is markup, or not a reference at all
+        events.append(
+            {"type": "attachment", "question": qid, "post": post, "attachment": image(n=990028)}
+        )
+    for event in events:
+        publish(system.redis_url, channel, event)
+    wait_applied(page, channel, applied + len(events))
+
+    figures = page.locator(f"#question-{qid} .attachments figure")
+    expect(figures).to_have_count(1)
+    img = figures.locator("img")
+    expect(img).to_have_attribute("src", "/api/attachments/990027")
+    expect(img).to_have_attribute("alt", "Image 990027 attached to this question")
+    assert img.evaluate("(e) => [...e.attributes].map((a) => a.name).sort()") == [
+        "alt", "height", "loading", "src", "width",
+    ]  # fmt: skip
+    expect(figures.locator("a")).to_have_attribute("href", "/api/attachments/990027")
+    assert page.locator("[id*='990028']").count() == 0
+    assert "HOSTILE-TEXT" not in page.locator("#main").inner_text()
+    assert_unharmed(page, url, foreign)
+    assert getattr(page, "js_errors", []) == []
+
+
 def _focusable(described: str) -> str:
     if described.startswith(("PRE ", "TABLE ")):
         return described.replace(" tabindex=0", "")

@@ -129,13 +129,26 @@ def test_the_list_pages_through_every_question_with_a_url_that_can_be_shared(
     expect(page.locator("#result-count")).to_have_text(f"{site.total} questions")
     expect(page.locator("#questions > li.question-summary")).to_have_count(30)
     assert page.locator("#sort-tabs [aria-current=page]").inner_text() == "Newest"
+    first = titles(page)
+    expect(page.locator("#pager a")).to_have_text(["Next page »"])
     page.get_by_role("link", name="Next page »").click()
     page.wait_for_url("**/?cursor=*")
     loaded(page)
     second = titles(page)
     assert len(second) == site.total - 30
-    expect(page.get_by_role("link", name="« First page")).to_be_visible()
-    expect(page.get_by_role("link", name="Next page »")).to_have_count(0)
+    expect(page.locator("#pager a")).to_have_text(["« First page", "\u2039 Previous page"])
+    second_url = page.url
+
+    # Back a page by its link (keyset cursors in both directions), then forwards again.
+    page.get_by_role("link", name="\u2039 Previous page").click()
+    page.wait_for_url(lambda url: url != second_url)
+    loaded(page)
+    assert titles(page) == first
+    expect(page.locator("#pager a")).to_have_text(["Next page »"])  # the first page again
+    page.get_by_role("link", name="Next page »").click()
+    page.wait_for_url("**/?cursor=*")
+    loaded(page)
+    assert titles(page) == second
 
     shared = open_page(context, page.url)  # the same page, opened from the link
     loaded(shared)
@@ -288,3 +301,106 @@ def test_unknown_tags_and_users_are_html_404_pages(site: Site) -> None:
         assert response.status_code == 404, path
         assert response.headers["content-type"].startswith("text/html"), path
         assert words in response.text, path
+
+
+def test_the_question_page_links_its_tags_and_people_to_their_pages(
+    site: Site, context: BrowserContext
+) -> None:
+    page = open_page(context, f"{site.url}/questions/{site.socket_q}")
+    question = page.locator(f"#question-{site.socket_q}")
+    expect(question.locator(".tags a.tag")).to_have_text(["python", "websockets"])
+    expect(question.get_by_role("link", name="Ada")).to_have_attribute(
+        "href", f"/users/{site.ada.id}"
+    )
+    answer = page.locator(f"#answer-{site.answer_id}")
+    expect(answer.get_by_role("link", name="Bob")).to_have_attribute(
+        "href", f"/users/{site.bob.id}"
+    )
+    question.get_by_role("link", name="python", exact=True).click()
+    page.wait_for_url("**/tags/python")
+    loaded(page)
+    expect(page.locator("h1")).to_have_text("Questions tagged python")
+
+    page.go_back()
+    page.locator(f"#answer-{site.answer_id}").get_by_role("link", name="Bob").click()
+    page.wait_for_url(f"**/users/{site.bob.id}")
+    expect(page.locator("h1")).to_have_text("Bob")
+    assert_no_script_errors(page)
+    page.close()
+
+
+def wait_user_live(page: Page) -> None:
+    """The user page has loaded after subscribing, and caught up on its questions' channels."""
+    wait_live(page, "questions:new")
+    page.wait_for_function(
+        "() => window.heraldUser.watched().length > 0 && window.heraldUser.catchUps() > 0"
+    )
+
+
+def test_a_user_page_follows_their_new_posts_scores_and_accepts_live(
+    site: Site, context: BrowserContext
+) -> None:
+    """Ada's page and Bob's, open while they ask, answer, vote and edit through the API."""
+    ada_page = open_page(context, f"{site.url}/users/{site.ada.id}")
+    bob_page = open_page(context, f"{site.url}/users/{site.bob.id}")
+    wait_user_live(ada_page)
+    wait_user_live(bob_page)
+    asked = int(ada_page.locator("#profile-question-count").get_attribute("data-count") or 0)
+    answered = int(bob_page.locator("#profile-answer-count").get_attribute("data-count") or 0)
+    system = site.system
+
+    # Ada asks: her page shows the question at the top and counts it.
+    new_q = site.ask(site.ada, "Can a user page follow its owner live?", ["live"])
+    row = ada_page.locator(f"#q-{new_q}")
+    expect(row.locator(".summary-title")).to_have_text("Can a user page follow its owner live?")
+    expect(ada_page.locator("#profile-questions > li").first).to_have_id(f"q-{new_q}")
+    expect(ada_page.locator("#profile-question-count")).to_have_text(f"{asked + 1} questions")
+    expect(bob_page.locator(f"#q-{new_q}")).to_have_count(0)
+
+    # Bob votes it up and answers it: her line shows the vote and the answer.
+    system.qa.call("PUT", f"/api/questions/{new_q}/vote", site.bob.token, json={"value": 1})
+    expect(row.locator(".stat.votes")).to_have_text("1 vote")
+    system.qa.call(
+        "POST", f"/api/questions/{new_q}/answers", site.bob.token,
+        json={"body": "Yes: through the channels of the questions it lists."},
+    )  # fmt: skip
+    expect(row.locator(".stat.answers")).to_have_text("1 answer")
+
+    # Bob answers a question his page lists (through his earlier answer): the answer is at
+    # the top of his answers, and his count includes the one his page does not list.
+    posted = system.qa.call(
+        "POST", f"/api/questions/{site.socket_q}/answers", site.bob.token,
+        json={"body": "Also: a 1006 is never sent on the wire, only reported locally."},
+    )  # fmt: skip
+    line = bob_page.locator(f"#a-{posted['id']}")
+    expect(line).to_contain_text("Why does my websocket close with 1006?")
+    expect(bob_page.locator("#profile-answers > li").first).to_have_id(f"a-{posted['id']}")
+    expect(bob_page.locator("#profile-answer-count")).to_have_text(f"{answered + 2} answers")
+
+    # Ada votes that answer up, accepts it and edits her title: his page follows.
+    system.qa.call("PUT", f"/api/answers/{posted['id']}/vote", site.ada.token, json={"value": 1})
+    expect(line.locator(".stat.votes")).to_have_text("1 vote")
+    system.qa.call("POST", f"/api/answers/{posted['id']}/accept", site.ada.token)
+    expect(line).to_have_class("answer-line accepted")
+    expect(line.locator(".stat.accepted")).to_be_visible()
+    expect(bob_page.locator(f"#a-{site.answer_id}")).to_have_class("answer-line")
+    system.qa.call(
+        "PATCH", f"/api/questions/{site.socket_q}", site.ada.token,
+        json={"title": "Why does my websocket close with code 1006?"},
+    )  # fmt: skip
+    expect(line.locator("a")).to_have_text("Why does my websocket close with code 1006?")
+    expect(bob_page.locator(f"#a-{site.answer_id} a")).to_have_text(
+        "Why does my websocket close with code 1006?"
+    )
+    expect(ada_page.locator(f"#q-{site.socket_q} .summary-title")).to_have_text(
+        "Why does my websocket close with code 1006?"
+    )
+
+    # Bob deletes the answer: gone from his page and from his count.
+    system.qa.call("DELETE", f"/api/answers/{posted['id']}", site.bob.token)
+    expect(line).to_have_count(0)
+    expect(bob_page.locator("#profile-answer-count")).to_have_text(f"{answered + 1} answers")
+    assert_no_script_errors(ada_page)
+    assert_no_script_errors(bob_page)
+    ada_page.close()
+    bob_page.close()

@@ -58,7 +58,8 @@ async def list_questions(
         Sort | None, Query(description="default: relevance with q, else newest")
     ] = None,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor from the previous page")
+        str | None,
+        Query(max_length=512, description="next_cursor or prev_cursor of the page shown"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 30,
     author: Annotated[
@@ -86,5 +87,6 @@ async def list_questions(
     return QuestionPage(
         items=[summary_out(found.question, found.author_name) for found in page.found],
         next_cursor=page.next_cursor,
+        prev_cursor=page.prev_cursor,
         total=await count_questions(session, query) if count else None,
     )

@@ -18,11 +18,11 @@ import { byId, flash, h, plural } from './dom.js';
 import { SORTS, apiUrl, effectiveSort, liveFeed, matches, pageUrl, readQuery } from './finder.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
-import { answeredClass, summaryItem as item } from './summaries.js';
+import { applySummaryEvent, setSummaryNumbers, summaryItem as item } from './summaries.js';
+import { watchQuestions } from './watch.js';
 
 /** @typedef {import('./summaries.js').Summary} Summary */
-/** @typedef {import('@herald/client').Subscription} Subscription */
-/** @typedef {{ items: Summary[], next_cursor: string | null, total?: number | null }} Page */
+/** @typedef {{ items: Summary[], next_cursor: string | null, prev_cursor?: string | null, total?: number | null }} Page */
 
 /**
  * At most this many `question:<id>` subscriptions (the page size). With `questions:new`,
@@ -31,7 +31,7 @@ import { answeredClass, summaryItem as item } from './summaries.js';
  */
 const WATCHED = 30;
 
-const { client, session } = boot();
+const { client } = boot();
 const root = byId('main');
 const mode = root.dataset.finder ?? 'list';
 const query = readQuery(location.search, root.dataset.tag ?? null);
@@ -95,12 +95,18 @@ function drawCount() {
   countLine.dataset.total = String(total);
 }
 
-/** @param {string | null} nextCursor */
-function drawPager(nextCursor) {
+/**
+ * First, previous and next page links (the API's cursors: keyset pages in both directions).
+ * @param {Page} page
+ */
+function drawPager(page) {
+  const prev = page.prev_cursor ?? null;
+  const onFirst = query.cursor === null || (prev === null && page.items.length > 0);
   byId('pager').replaceChildren(
     ...[
-      query.cursor !== null ? h('a', { href: pageUrl(query, { cursor: null }), class: 'pager-link', rel: 'first' }, ['« First page']) : null,
-      nextCursor !== null ? h('a', { href: pageUrl(query, { cursor: nextCursor }), class: 'pager-link', rel: 'next' }, ['Next page »']) : null,
+      onFirst ? null : h('a', { href: pageUrl(query, { cursor: null }), class: 'pager-link', rel: 'first' }, ['« First page']),
+      prev !== null ? h('a', { href: pageUrl(query, { cursor: prev }), class: 'pager-link', rel: 'prev' }, ['‹ Previous page']) : null,
+      page.next_cursor !== null ? h('a', { href: pageUrl(query, { cursor: page.next_cursor }), class: 'pager-link', rel: 'next' }, ['Next page »']) : null,
     ].filter((link) => link !== null),
   );
 }
@@ -114,140 +120,22 @@ function showError(message) {
 
 // --- live scores and answer counts ---------------------------------------------------------
 
-/**
- * One listed question's subscription and what was applied to it. `scoreVersion` is the highest
- * score version applied from an event (a loaded summary carries none); `touched` says an event
- * changed the item since the last catch-up load began.
- * @typedef {{ subscription: Subscription, scoreVersion: number, acceptVersion: number, touched: boolean }} Watch
- */
+const watch = watchQuestions(client, {
+  apply: (id, data) => applySummaryEvent(watch, id, data),
+  catchUp: async (untouched) => {
+    /** @type {{ items: Summary[] }} */
+    const page = await api(apiUrl(query, { limit: WATCHED }));
+    for (const q of page.items) {
+      if (!untouched(q.id)) continue;
+      setSummaryNumbers(q);
+    }
+  },
+});
+Object.assign(window, { heraldList: { watched: watch.ids, catchUps: watch.catchUps } });
 
-/** @type {Map<number, Watch>} */
-const watches = new Map();
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let catchUpTimer;
-/** Catch-up loads done (for the browser tests, as `window.heraldList.catchUps()`). */
-let catchUps = 0;
-Object.assign(window, { heraldList: { watched: () => [...watches.keys()], catchUps: () => catchUps } });
-
-/**
- * @param {number} id
- * @param {number} score
- */
-function setScore(id, score) {
-  const stat = document.querySelector(`#q-${id} .stat.votes`);
-  if (!(stat instanceof HTMLElement) || stat.dataset.score === String(score)) return;
-  stat.dataset.score = String(score);
-  stat.textContent = plural(score, 'vote');
-  flash(stat);
-}
-
-/**
- * @param {number} id
- * @param {number | null} answers  null: unchanged
- * @param {boolean | null} accepted  null: unchanged
- */
-function setAnswers(id, answers, accepted) {
-  const row = document.getElementById(`q-${id}`);
-  const stat = row?.querySelector('.stat.answers');
-  if (!row || !(stat instanceof HTMLElement)) return;
-  const count = answers ?? Number(stat.dataset.answers);
-  if (accepted !== null) row.dataset.accepted = String(accepted);
-  const className = answeredClass(count, row.dataset.accepted === 'true');
-  if (stat.dataset.answers === String(count) && stat.className === className) return;
-  stat.dataset.answers = String(count);
-  stat.className = className;
-  stat.textContent = plural(count, 'answer');
-  flash(stat);
-}
-
-/**
- * One publication of a listed question's channel (the payloads of qasite/domain/events.py).
- * @param {number} id
- * @param {any} data
- */
-function applyToItem(id, data) {
-  const watch = watches.get(id);
-  if (watch === undefined) return;
-  switch (data?.type) {
-    case 'score':
-      if (data.post !== `question:${id}` || data.version <= watch.scoreVersion) return;
-      watch.scoreVersion = data.version;
-      watch.touched = true;
-      setScore(id, data.score);
-      return;
-    case 'answer':
-      watch.touched = true;
-      setAnswers(id, data.answer_count, null);
-      return;
-    case 'accepted':
-      if (data.version <= watch.acceptVersion) return;
-      watch.acceptVersion = data.version;
-      setAnswers(id, null, data.answer !== null);
-      return;
-    case 'deleted':
-      if (data.post === `question:${id}`) {
-        unwatch(id);
-        document.getElementById(`q-${id}`)?.classList.add('deleted');
-      } else if (typeof data.answer_count === 'number') {
-        watch.touched = true;
-        setAnswers(id, data.answer_count, null);
-      }
-      return;
-    default:
-      return;
-  }
-}
-
-/** @param {number} id */
-function unwatch(id) {
-  watches.get(id)?.subscription.unsubscribe();
-  watches.delete(id);
-}
-
-/**
- * Subscribe to the channels of the first {@link WATCHED} questions shown; unsubscribe the rest.
- */
+/** Follow the first {@link WATCHED} questions shown; unfollow the rest. */
 function watchShown() {
-  const shown = [...list.querySelectorAll(':scope > li.question-summary:not(.deleted)')].slice(0, WATCHED).map((li) => Number(li.id.slice(2)));
-  for (const id of watches.keys()) if (!shown.includes(id)) unwatch(id);
-  for (const id of shown) {
-    if (watches.has(id)) continue;
-    const subscription = client.subscribe(`question:${id}`, (publication) => applyToItem(id, publication.data));
-    subscription.on('subscribed', (event) => {
-      if (event.recovery !== 'recovered') scheduleCatchUp();
-    });
-    watches.set(id, { subscription, scoreVersion: -1, acceptVersion: -1, touched: false });
-  }
-}
-
-/**
- * The list was loaded before these subscriptions started: once each has a fresh subscribe
- * reply, load the list again and set the numbers of every item no event has changed since
- * (an event after the reply is newer than that load; before it, older). A later fresh reply
- * (recovery failed) catches up again.
- */
-function scheduleCatchUp() {
-  clearTimeout(catchUpTimer);
-  catchUpTimer = setTimeout(() => void catchUp(), 100);
-}
-
-async function catchUp() {
-  if ([...watches.values()].some((watch) => watch.subscription.state !== 'subscribed')) return; // the last reply schedules it
-  for (const watch of watches.values()) watch.touched = false;
-  /** @type {{ items: Summary[] }} */
-  let page;
-  try {
-    page = await api(apiUrl(query, { limit: WATCHED }));
-  } catch {
-    return; // the next event of each question sets its numbers
-  }
-  for (const q of page.items) {
-    const watch = watches.get(q.id);
-    if (watch === undefined || watch.touched) continue;
-    setScore(q.id, q.score);
-    setAnswers(q.id, q.answer_count, q.accepted_answer_id !== null);
-  }
-  catchUps++;
+  watch.show([...list.querySelectorAll(':scope > li.question-summary:not(.deleted)')].slice(0, WATCHED).map((li) => Number(li.id.slice(2))));
 }
 
 function showBanner() {
@@ -296,7 +184,7 @@ function render(page) {
   listError.textContent = '';
   total = page.total ?? null;
   drawCount();
-  drawPager(page.next_cursor);
+  drawPager(page);
   const empty = query.cursor === null ? (mode === 'list' && query.tags.length === 0 ? 'No questions yet.' : 'No questions match.') : 'No more questions.';
   list.replaceChildren(...(page.items.length === 0 ? [h('li', { class: 'empty' }, [empty])] : page.items.map(item)));
   list.setAttribute('aria-busy', 'false');
@@ -347,25 +235,3 @@ if (mode === 'search') {
 }
 const headerSearch = document.getElementById('site-search-q');
 if (headerSearch instanceof HTMLInputElement && query.q) headerSearch.value = query.q;
-
-// Asking: the new question opens at once; the others' lists learn of it through their banner.
-if (session !== null && document.getElementById('ask') !== null) {
-  const ask = byId('ask');
-  const form = /** @type {HTMLFormElement} */ (byId('ask-form'));
-  const error = byId('ask-form-error');
-  /** @param {string} id */
-  const value = (id) => /** @type {HTMLInputElement | HTMLTextAreaElement} */ (byId(id)).value;
-  ask.hidden = false;
-  form.querySelector('button[type="submit"]')?.removeAttribute('disabled');
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    try {
-      const tags = value('ask-tags').split(/[\s,]+/).filter(Boolean);
-      /** @type {{ id: number }} */
-      const question = await api('/api/questions', { method: 'POST', body: { title: value('ask-title'), body: value('ask-body'), tags } });
-      location.assign(`/questions/${question.id}`);
-    } catch (failure) {
-      error.textContent = failure instanceof ApiError ? failure.message : String(failure);
-    }
-  });
-}

@@ -9,6 +9,7 @@ import { announce, byId, flash, h, markdownElement, markdownNodes, plural, timeE
 import { attachmentFigure, imagePicker, livePreview, previewRegion, uploadImages } from './editor.js';
 import { follow } from './live.js';
 import { ApiError, api } from './session.js';
+import { tagList, userLink } from './summaries.js';
 
 /** @typedef {import('./editor.js').AttachmentOut} AttachmentOut */
 
@@ -76,18 +77,20 @@ let askerId = /** @type {number | null} */ (null);
 /** The question's edit_version as of the last `accepted` applied. */
 let acceptedVersion = 0;
 
-/** @param {string} ref  question:<id>, answer:<id> or comment:<id> */
-const elementOf = (ref) => document.getElementById(ref.replace(':', '-'));
+/** @param {string} ref  question:<id>, answer:<id> or comment:<id> (from an event: anything) */
+const elementOf = (ref) => (typeof ref === 'string' ? document.getElementById(ref.replace(':', '-')) : null);
 
 /**
- * An author as shown: the display name (the API falls back to a neutral label), marked when it
- * is the signed-in user. Events from an older server may lack the name.
+ * An author as shown: the display name (the API falls back to a neutral label) as a link to
+ * their page, marked when it is the signed-in user. Events from an older server may lack the
+ * name; an id that is not one (events are not trusted) is shown without a link.
  * @param {number} userId
  * @param {string | undefined} name
  */
 const who = (userId, name) => {
-  const shown = name ?? `user #${userId}`;
-  return h('span', { class: 'author', 'data-user': userId }, [userId === me ? `${shown} (you)` : shown]);
+  const shown = typeof name === 'string' ? name : `user #${userId}`;
+  const text = userId === me ? `${shown} (you)` : shown;
+  return Number.isSafeInteger(userId) && userId > 0 ? userLink(userId, text) : h('span', { class: 'author' }, [text]);
 };
 /**
  * The same as text, for announcements.
@@ -423,7 +426,8 @@ function applyEdit(edit) {
     document.title = `${edit.title} – Herald Q&A`;
   }
   if (Array.isArray(edit.tags)) {
-    post.querySelector('.tags')?.replaceChildren(...edit.tags.map((tag) => h('li', { class: 'tag' }, [tag])));
+    // The items only: the list may be hidden by an open editor, which shows it again on close.
+    post.querySelector(':scope > .post-main > .tags')?.replaceChildren(...tagList(edit.tags.filter((tag) => typeof tag === 'string')).children);
   }
   setEdited(post.querySelector(':scope > .post-main > .meta > .edited'), edit.edited_at);
   flash(body);
@@ -555,7 +559,7 @@ function render(q) {
     h('div', { class: 'post-main' }, [
       markdownElement('div', 'body', q.body_html),
       gallery(q.attachments ?? [], 'question'),
-      h('ul', { class: 'tags', 'aria-label': 'Tags' }, q.tags.map((tag) => h('li', { class: 'tag' }, [tag]))),
+      tagList(q.tags),
       h('p', { class: 'meta' }, ['asked by ', who(q.author_id, q.author_name), ' ', timeElement(q.created_at), ' ', editedNote(q.edited_at), q.author_id === me ? postActions(ref) : null]),
       h('p', { class: 'post-status', role: 'status' }),
       commentSection(ref, q.comments),

@@ -5,7 +5,9 @@
  *
  *     list.append(summaryItem(question));   tagList(['python']);   userLink(7, 'Ada')
  */
-import { h, plural, timeElement } from './dom.js';
+import { flash, h, plural, timeElement } from './dom.js';
+
+/** @typedef {ReturnType<typeof import('./watch.js').watchQuestions>} Watch */
 
 /**
  * @typedef {object} Summary
@@ -61,4 +63,82 @@ export function summaryItem(q) {
       h('p', { class: 'meta' }, asker === null ? ['asked ', timeElement(q.created_at)] : ['asked by ', asker, ' ', timeElement(q.created_at)]),
     ]),
   ]);
+}
+
+// --- live numbers (list.js, user.js) ------------------------------------------------------
+
+/**
+ * @param {number} id
+ * @param {number} score
+ */
+function setScore(id, score) {
+  const stat = document.querySelector(`#q-${id} .stat.votes`);
+  if (!(stat instanceof HTMLElement) || stat.dataset.score === String(score)) return;
+  stat.dataset.score = String(score);
+  stat.textContent = plural(score, 'vote');
+  flash(stat);
+}
+
+/**
+ * @param {number} id
+ * @param {number | null} answers  null: unchanged
+ * @param {boolean | null} accepted  null: unchanged
+ */
+function setAnswers(id, answers, accepted) {
+  const row = document.getElementById(`q-${id}`);
+  const stat = row?.querySelector('.stat.answers');
+  if (!row || !(stat instanceof HTMLElement)) return;
+  const count = answers ?? Number(stat.dataset.answers);
+  if (accepted !== null) row.dataset.accepted = String(accepted);
+  const className = answeredClass(count, row.dataset.accepted === 'true');
+  if (stat.dataset.answers === String(count) && stat.className === className) return;
+  stat.dataset.answers = String(count);
+  stat.className = className;
+  stat.textContent = plural(count, 'answer');
+  flash(stat);
+}
+
+/**
+ * One publication of a listed question's channel (the payloads of qasite/domain/events.py)
+ * applied to its line.
+ * @param {Watch} watch
+ * @param {number} id
+ * @param {any} data
+ */
+export function applySummaryEvent(watch, id, data) {
+  switch (data?.type) {
+    case 'score':
+      if (data.post !== `question:${id}` || !watch.newer(`score:${data.post}`, data.version)) return;
+      watch.touch(id);
+      setScore(id, data.score);
+      return;
+    case 'answer':
+      watch.touch(id);
+      setAnswers(id, data.answer_count, null);
+      return;
+    case 'accepted':
+      if (!watch.newer(`accepted:${id}`, data.version)) return;
+      setAnswers(id, null, data.answer !== null);
+      return;
+    case 'deleted':
+      if (data.post === `question:${id}`) {
+        watch.drop(id);
+        document.getElementById(`q-${id}`)?.classList.add('deleted');
+      } else if (typeof data.answer_count === 'number') {
+        watch.touch(id);
+        setAnswers(id, data.answer_count, null);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+/**
+ * A loaded summary's numbers on its line (a catch-up load).
+ * @param {Summary} q
+ */
+export function setSummaryNumbers(q) {
+  setScore(q.id, q.score);
+  setAnswers(q.id, q.answer_count, q.accepted_answer_id !== null);
 }

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,19 +81,18 @@ def auth_headers(live_url: str) -> dict[str, str]:
         return headers
 
 
-def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
-    live_url: str, auth_headers: dict[str, str]
-) -> None:
-    schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
+def fuzz(
+    operations: list[Any], auth_headers: dict[str, str], max_examples: int
+) -> tuple[dict[str, str], Counter[int]]:
+    """Call each operation with up to *max_examples* generated requests: the failures by
+    operation, and the statuses seen."""
     failures: dict[str, str] = {}
     statuses: Counter[int] = Counter()
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) > 20
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=MAX_EXAMPLES,
+            max_examples=max_examples,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -106,8 +106,55 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
             call()
         except AssertionError as exc:  # schemathesis failures are AssertionError subclasses
             failures[operation.label] = str(exc)[:2000]
+    return failures, statuses
+
+
+def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
+    live_url: str, auth_headers: dict[str, str]
+) -> None:
+    schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 20
+    failures, statuses = fuzz(operations, auth_headers, MAX_EXAMPLES)
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
     # The examples reached past validation and authentication, not only into 422s.
     assert statuses[200] + statuses[201] + statuses[204] > 0, statuses
     assert statuses[422] > 0, statuses
     assert statuses[404] > 0, statuses
+
+
+ISSUE_13_ROUTES = {
+    "GET /api/questions",  # search, filters, sorts, count, author, next and prev cursors
+    "GET /api/users/{user_id}",
+    "GET /api/users/{user_id}/answers",
+    "POST /api/preview",
+    "GET /api/tag-suggestions",
+    "POST /api/inbox/questions/{question_id}/read",
+    "GET /api/inbox",
+    "DELETE /api/questions/{question_id}/vote",
+    "DELETE /api/answers/{answer_id}/vote",
+    "PATCH /api/questions/{question_id}",
+    "PATCH /api/answers/{answer_id}",
+    "PATCH /api/comments/{comment_id}",
+    "DELETE /api/comments/{comment_id}",
+    "POST /api/answers/{answer_id}/attachments",
+    "POST /api/auth/password/forgot",
+    "POST /api/auth/password/reset",
+    "POST /api/auth/verify/resend",
+}
+"""The routes the pages of issue 13 added or began to use."""
+
+
+def test_the_routes_of_the_pages_are_in_the_schema_and_take_more_examples(
+    live_url: str, auth_headers: dict[str, str]
+) -> None:
+    """Issue 13's routes, each with four times the examples: none missing from the schema
+    (a route outside it would escape the test above), none failing."""
+    schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
+    operations = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
+    missing = ISSUE_13_ROUTES - operations.keys()
+    assert not missing, missing
+    chosen = [operations[label] for label in sorted(ISSUE_13_ROUTES)]
+    failures, statuses = fuzz(chosen, auth_headers, 4 * MAX_EXAMPLES)
+    assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+    assert statuses[200] > 0 and statuses[422] > 0, statuses

@@ -334,6 +334,47 @@ async def test_relevance_pages_cover_every_match_once_despite_ties(qa: QA) -> No
     assert flat == await ids(qa, q="kilo", limit=100)
 
 
+async def page_at(qa: QA, cursor: str | None, **params: Any) -> dict[str, Any]:
+    """The page *cursor* leads to (the first page for None), as the API answers it."""
+    r = await qa.client.get(
+        "/api/questions", params=dict(params, **({"cursor": cursor} if cursor else {}))
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def ids_of(page: dict[str, Any]) -> list[int]:
+    return [item["id"] for item in page["items"]]
+
+
+@pytest.mark.parametrize(
+    "params", [{"sort": "newest"}, {"sort": "votes"}, {"sort": "activity"}, {"q": "kilo"}]
+)
+async def test_previous_pages_are_the_same_pages_read_back_to_the_first(
+    qa: QA, params: dict[str, Any]
+) -> None:
+    a = await author(qa)
+    for i in range(13):  # ties in every sort, as above
+        await put(qa, a, score=i % 3, day=i % 4, active_day=i % 2, body="kilo " * (i % 2 + 1))
+    params["limit"] = 4
+    forward = await all_pages(qa, **params)
+    assert [len(p) for p in forward] == [4, 4, 4, 1]
+    page = await page_at(qa, None, **params)
+    assert page["prev_cursor"] is None
+    while page["next_cursor"] is not None:
+        page = await page_at(qa, page["next_cursor"], **params)
+
+    back: list[list[int]] = []
+    while page["prev_cursor"] is not None:
+        page = await page_at(qa, page["prev_cursor"], **params)
+        back.append(ids_of(page))
+    assert back == forward[-2::-1]
+
+    # A page reached backwards links forwards again, to the page after it.
+    assert ids_of(await page_at(qa, page["next_cursor"], **params)) == forward[1]
+
+
 async def test_a_question_added_between_pages_neither_repeats_nor_skips_older_ones(qa: QA) -> None:
     a = await author(qa)
     made = [await put(qa, a, day=d) for d in range(6)]
