@@ -18,8 +18,10 @@ Reported per run: closes by code (4001 is the figure), recoveries by result, for
 client the time from resuming to holding every publication published up to that moment
 ("catch-up"), the fast clients' publish-to-receive latency (p50/p99/max, all run and during
 the catch-up window), every client's accounting (duplicates, gaps, final offset against the
-last published), and the worker's RSS before publishing, at its peak and ``settle_s`` after
-the last publication. Each run is bounded in time (the schedule) and in connections.
+last published), and the worker's RSS: before publishing, while publishing before anyone
+stops, at its peak, 10 s and 60 s after the last slow client caught up, and ``settle_s`` after
+the last publication (``--probe`` also records the worker's heap, bench/heap_probe.py).
+Each run is bounded in time (the schedule) and in connections.
 """
 
 from __future__ import annotations
@@ -61,9 +63,18 @@ class Plan:
     buffers (about 4 MiB on loopback) and then ``outbox_max_bytes``."""
     catch_up_s: float = 30.0
     """Publishing goes on this long after the slow clients resume."""
-    settle_s: float = 10.0
-    """RSS is read this long after the last publication."""
+    settle_s: float = 60.0
+    """The run goes on this long after the last publication (the worker's RSS is sampled
+    every 0.5 s throughout; the summary reads it 10 s and 60 s after the last slow client
+    caught up, which this leaves room for when catch-up takes under ``catch_up_s``)."""
     slow_rcvbuf: int = 64 * 1024
+    laggards: int = 0
+    """Of the slow clients, how many read at most ``laggard_bytes_per_s`` once they resume (a
+    slow link): their paced replays are still running at the end of the run, after the other
+    slow clients caught up. They are left out of the catch-up figures."""
+    laggard_bytes_per_s: int = 160 * 1024
+    """Fast enough to stay within the history while publishing goes on (10 x 32 KiB/s at the
+    quick scale), too slow to finish the replay before the run ends."""
     server_env: tuple[tuple[str, str], ...] = (
         ("HERALD_REPLAY_BURST_BYTES", str(64 * 1024 * 1024)),
         ("HERALD_ADDRESS_REPLAY_BURST_BYTES", str(1024 * 1024 * 1024)),
@@ -100,8 +111,10 @@ _EPOCH = re.compile(rb'"epoch":"([^"]*)"')
 class Client(asyncio.Protocol):
     """A raw websocket client of protocol v1 (JSON) that records what it got."""
 
-    def __init__(self, run: ClientRun, index: int, slow: bool) -> None:
-        self.run, self.index, self.slow = run, index, slow
+    def __init__(self, run: ClientRun, index: int, slow: bool, laggard: bool = False) -> None:
+        self.run, self.index, self.slow, self.laggard = run, index, slow, laggard
+        self.window_end = 0.0
+        self.window_bytes = 0
         self.epoch: str | None = None
         self.offset = 0
         self.transport: asyncio.Transport | None = None
@@ -159,6 +172,8 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         from tests.support.raw_ws import take_server_frames
 
+        if self.laggard and self.run.resumed():
+            self._throttle(len(data))
         buf = self.buf
         buf += data
         if not self.opened:
@@ -179,6 +194,23 @@ class Client(asyncio.Protocol):
             self._send(sub)
         for opcode, payload in take_server_frames(buf):
             self._on_message(opcode, payload)
+
+    def _throttle(self, nbytes: int) -> None:
+        """A laggard stops reading for the rest of the second once it read its share."""
+        now = time.monotonic()
+        if now >= self.window_end:
+            self.window_end, self.window_bytes = now + 1.0, 0
+        self.window_bytes += nbytes
+        transport = self.transport
+        if self.window_bytes < self.run.plan.laggard_bytes_per_s or transport is None:
+            return
+        transport.pause_reading()
+
+        def again() -> None:
+            if not transport.is_closing():
+                transport.resume_reading()
+
+        asyncio.get_running_loop().call_later(self.window_end - now, again)
 
     def _on_message(self, opcode: int, payload: bytes) -> None:
         if opcode == 0x8:
@@ -204,7 +236,8 @@ class Client(asyncio.Protocol):
             self.offset = offset
             now = time.time()
             if self.slow:
-                self.reach[offset] = now
+                if not self.laggard:
+                    self.reach[offset] = now
             else:
                 t = _T.search(payload[-60:]) or _T.search(head)
                 if t is not None:
@@ -221,7 +254,7 @@ class Client(asyncio.Protocol):
                 assert ep is not None
                 assert off is not None
                 self.epoch, self.offset = ep.group(1).decode(), int(off.group(1))
-                if self.slow and self.offset:
+                if self.slow and not self.laggard and self.offset:
                     self.reach[self.offset] = time.time()
 
 
@@ -238,9 +271,12 @@ class ClientRun:
         stop_at = self.start_at + self.plan.lead_s
         return stop_at <= now < stop_at + self.plan.stop_s
 
+    def resumed(self) -> bool:
+        return time.time() >= self.start_at + self.plan.lead_s + self.plan.stop_s
 
-async def _clients(run: ClientRun, fast: int, slow: int) -> dict[str, Any]:
-    clients = [Client(run, i, i < slow) for i in range(fast + slow)]
+
+async def _clients(run: ClientRun, fast: int, slow: int, laggards: int) -> dict[str, Any]:
+    clients = [Client(run, i, i < slow, i < laggards) for i in range(fast + slow)]
     tasks = [asyncio.ensure_future(c.connect()) for c in clients]
     stop_at = run.start_at + run.plan.lead_s
     await asyncio.sleep(max(0.0, stop_at - time.time()))
@@ -261,14 +297,15 @@ async def _clients(run: ClientRun, fast: int, slow: int) -> dict[str, Any]:
     return {
         "counts": [dict(c.c) for c in clients],
         "slow": [c.slow for c in clients],
+        "laggard": [c.laggard for c in clients],
         "final": [(c.epoch, c.offset) for c in clients],
-        "reach": [c.reach for c in clients if c.slow],
+        "reach": [c.reach for c in clients if c.slow and not c.laggard],
         "latencies": [lat for c in clients for lat in c.latencies],
     }
 
 
-def _client_process(run: ClientRun, fast: int, slow: int) -> dict[str, Any]:
-    return asyncio.run(_clients(run, fast, slow))
+def _client_process(run: ClientRun, fast: int, slow: int, laggards: int) -> dict[str, Any]:
+    return asyncio.run(_clients(run, fast, slow, laggards))
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -311,7 +348,15 @@ async def _publish(plan: Plan, url: str, start_at: float, end_at: float) -> list
     return log
 
 
-def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
+def run(
+    plan: Plan, code: Path, label: str, *, probe: Path | None = None, trace: bool = False
+) -> dict[str, Any]:
+    """One run of *plan* against the worker of the code tree *code*.
+
+    *probe*: the worker runs under bench/heap_probe.py, which appends its heap figures to
+    that file every second; *trace* also runs tracemalloc there, with snapshots taken when
+    the clients are connected (the baseline), when publishing ends, and at the end.
+    """
     from tests.support.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="slow-") as tmp:
@@ -324,11 +369,20 @@ def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
             "HERALD_MAX_CONNECTIONS": "19500",
             **dict(plan.server_env),
         }
+        command = [sys.executable, "-m", "socketsrv"]
+        if probe is not None:
+            probe.unlink(missing_ok=True)
+            command = [sys.executable, str(Path(__file__).with_name("heap_probe.py")), str(probe)]
+            if trace:
+                env["HERALD_HEAP_PROBE_TRACE"] = "1"
+
+        def snapshot() -> None:
+            if probe is not None and trace:
+                Path(f"{probe}.snap").touch()
+
         fleet = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "socketsrv",
+                *command,
                 "--workers",
                 "1",
                 "--host",
@@ -342,10 +396,17 @@ def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
             env=env,
             stdout=subprocess.DEVNULL,
         )
+        series: list[tuple[float, int]] = []
+
+        def rss_now() -> int:
+            kib = measure.sample_tree(fleet.pid).rss_kib
+            series.append((time.time(), kib))
+            return kib
+
         try:
             _wait_port(port)
             time.sleep(0.5)
-            rss_idle = measure.sample_tree(fleet.pid).rss_kib
+            rss_idle = rss_now()
             t0 = time.time() + 3.0 + plan.clients / 500
             publish_end = t0 + plan.lead_s + plan.stop_s + plan.catch_up_s
             end_at = publish_end + plan.settle_s
@@ -353,7 +414,8 @@ def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
             per[0] += plan.clients - sum(per)
             slow = [plan.slow // PROCESSES] * PROCESSES
             slow[0] += plan.slow - sum(slow)
-            rss_peak = 0
+            laggards = [plan.laggards // PROCESSES] * PROCESSES
+            laggards[0] += plan.laggards - sum(laggards)
             with ProcessPoolExecutor(PROCESSES) as pool:
                 futures = [
                     pool.submit(
@@ -361,23 +423,28 @@ def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
                         ClientRun(plan, port, f"127.0.0.{FIRST_SOURCE + i}", t0, end_at),
                         per[i] - slow[i],
                         slow[i],
+                        laggards[i],
                     )
                     for i in range(PROCESSES)
                 ]
                 time.sleep(max(0.0, t0 - time.time() - 0.5))
-                rss_connected = measure.sample_tree(fleet.pid).rss_kib
+                rss_connected = rss_now()
+                snapshot()
                 loop = asyncio.new_event_loop()
                 pub_task = loop.create_task(_publish(plan, redis.url, t0, publish_end))
                 while not pub_task.done():
                     loop.run_until_complete(asyncio.wait([pub_task], timeout=0.5))
-                    rss_peak = max(rss_peak, measure.sample_tree(fleet.pid).rss_kib)
+                    rss_now()
                 published = pub_task.result()
                 loop.close()
+                snapshot()
                 while time.time() < end_at - 0.5:
                     time.sleep(0.5)
-                    rss_peak = max(rss_peak, measure.sample_tree(fleet.pid).rss_kib)
-                rss_after = measure.sample_tree(fleet.pid).rss_kib
+                    rss_now()
+                rss_after = rss_now()
+                snapshot()
                 results = [f.result() for f in futures]
+            time.sleep(1.5 if trace else 0.0)  # the probe takes the last snapshot
         finally:
             fleet.terminate()
             try:
@@ -385,15 +452,18 @@ def run(plan: Plan, code: Path, label: str) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 fleet.kill()
             redis.close()
-    return _summary(
-        plan,
-        label,
-        code,
-        t0,
-        published,
-        results,
-        {"idle": rss_idle, "connected": rss_connected, "peak": rss_peak, "after_settle": rss_after},
-    )
+    rss = {
+        "idle": rss_idle,
+        "connected": rss_connected,
+        "peak": max(kib for _, kib in series),
+        "after_settle": rss_after,
+    }
+    return _summary(plan, label, code, t0, published, results, rss, series)
+
+
+def _rss_at(series: list[tuple[float, int]], at: float) -> int | None:
+    """The first RSS sample taken at or after *at* (None: the run ended before)."""
+    return next((kib for t, kib in series if t >= at), None)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -411,17 +481,18 @@ def _summary(
     published: list[tuple[float, int]],
     results: list[dict[str, Any]],
     rss: dict[str, int],
+    series: list[tuple[float, int]],
 ) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     slow_counts: Counter[str] = Counter()
-    finals, flags = [], []
+    finals, lagging = [], []
     for r in results:
         for c, is_slow in zip(r["counts"], r["slow"], strict=True):
             counts.update(c)
             if is_slow:
                 slow_counts.update(c)
         finals += r["final"]
-        flags += r["slow"]
+        lagging += r.get("laggard", [False] * len(r["final"]))
     last = published[-1][1] if published else 0
     resume_at = t0 + plan.lead_s + plan.stop_s
     top_at_resume = max((o for t, o in published if t <= resume_at), default=0)
@@ -437,7 +508,20 @@ def _summary(
     lat_all = [lat for r in results for _, lat in r["latencies"]]
     window_end = resume_at + (max(catch_up) if catch_up else plan.catch_up_s)
     lat_window = [lat for r in results for t, lat in r["latencies"] if resume_at <= t <= window_end]
-    behind = sum(1 for _, off in finals if off != last)
+    behind = sum(
+        1 for (_, off), lag in zip(finals, lagging, strict=True) if off != last and not lag
+    )
+    laggards_behind = sum(
+        1 for (_, off), lag in zip(finals, lagging, strict=True) if off != last and lag
+    )
+    stop_at = t0 + plan.lead_s
+    caught_at = resume_at + max(catch_up, default=0.0)
+    rss_points = {
+        **rss,
+        "publishing": _rss_at([(t, k) for t, k in series if t < stop_at][-1:], 0.0),
+        "catch_up_plus_10s": _rss_at(series, caught_at + 10.0),
+        "catch_up_plus_60s": _rss_at(series, caught_at + 60.0),
+    }
     return {
         "label": label,
         "code": str(code),
@@ -453,6 +537,7 @@ def _summary(
         "duplicates": counts["duplicates"],
         "gaps": counts["gaps"],
         "clients_not_at_last_offset": behind,
+        "laggards_not_at_last_offset": laggards_behind,
         "catch_up_s": {
             "p50": _pct(catch_up, 0.5),
             "p99": _pct(catch_up, 0.99),
@@ -470,7 +555,8 @@ def _summary(
             "p99": _pct(lat_window, 0.99),
             "samples": len(lat_window),
         },
-        "worker_rss_kib": rss,
+        "worker_rss_kib": rss_points,
+        "worker_rss_series": [(round(t - t0, 2), kib) for t, kib in series],
     }
 
 
@@ -482,15 +568,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--code", type=Path, default=Path.cwd(), help="the checkout to run")
     p.add_argument("--label", default="after")
     p.add_argument("--stop-s", type=float, help="override the scale's stop_s")
+    p.add_argument("--laggards", type=int, help="override the scale's laggards (Plan)")
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--probe", type=Path, help="record the worker's heap figures here (bench/heap_probe.py)"
+    )
+    p.add_argument("--trace", action="store_true", help="with --probe: tracemalloc snapshots")
     args = p.parse_args(argv)
     plan = SCALES[args.scale]
     if args.stop_s is not None:
         plan = replace(plan, stop_s=args.stop_s)
+    if args.laggards is not None:
+        plan = replace(plan, laggards=args.laggards)
     result = {
         "scale": args.scale,
         "machine": measure.machine(),
-        **run(plan, args.code.resolve(), args.label),
+        **run(plan, args.code.resolve(), args.label, probe=args.probe, trace=args.trace),
     }
     text = json.dumps(result, indent=2)
     if args.out:

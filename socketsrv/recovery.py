@@ -21,7 +21,8 @@ holds at most :data:`socketsrv.history.FIRST_READ_PUBLICATIONS`; a replay longer
 is paced whatever its size, and its budget is charged at the subscribe from the count missed
 (:func:`replay_bytes`). Slices start at most :data:`SLICES_PER_TURN` per loop turn across
 the worker (:class:`ReplayTurns`), so a live publication never waits behind more than that
-many slices; when the last paced replay ends, the heap is trimmed (:class:`HeapTrim`).
+many slices; the heap's free pages are given back within an interval of each paced replay's
+start and end (:class:`HeapTrim`).
 
 Gap repair: the hub hands every publication of a channel to the fan-out in offset order. An
 offset that skips ahead, or a bus reconnect, makes the channel REPAIRING: live publications
@@ -151,14 +152,21 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
 
 
 class HeapTrim:
-    """Gives the heap's free pages back to the system once a burst of paced replays is over.
+    """Gives the heap's free pages back to the system after paced replays start and end.
 
-    A replay's publications are tens of KiB each, allocated from the C heap; glibc keeps the
-    freed space, so a worker's RSS stayed about twice its baseline long after the replays of
-    the slow-client experiment ended (bench/results/SLOW.md). ``malloc_trim(0)`` returns
-    every free page; it takes a few milliseconds on a large heap, so it runs at most once per
-    *min_interval_s* (a burst ending sooner is trimmed when the interval is up, if no replay
-    runs then). Does nothing where the C library has no ``malloc_trim``.
+    A replay's publications are tens of KiB each, allocated from the C heap (below glibc's
+    mmap threshold); glibc keeps the freed space, so a worker's RSS stayed about twice its
+    baseline long after the replays of the slow-client experiment ended
+    (bench/results/SLOW.md). ``malloc_trim(0)`` returns every free page, wherever it lies in
+    the heap (measured there: RSS back to the connected baseline while glibc still counts
+    55 MB of its heap as free). It takes a few milliseconds on a large heap, so it runs at
+    most once per *min_interval_s*: :meth:`request` trims at once when the last trim is that
+    old, else when the interval is up. Every paced replay requests one when it starts (its
+    subscribe's first read has been freed by then) and when it ends, so the heap is trimmed
+    within an interval of the last of them whether or not other replays still run. Before,
+    a trim waited until no paced replay ran at all, and one client on a slow link, whose
+    replay runs for minutes, kept everyone else's freed replays in the worker's RSS.
+    Does nothing where the C library has no ``malloc_trim``.
     """
 
     def __init__(
@@ -176,21 +184,19 @@ class HeapTrim:
         self.trims = 0
         """How many times the heap was trimmed (tests)."""
 
-    def burst_over(self, busy: Callable[[], bool]) -> None:
-        """Trim now, or when the interval is up unless *busy* () says replays run again."""
+    def request(self) -> None:
+        """Trim now if the last trim is *min_interval_s* old, else once when it is."""
         if self._trim is None or self._later is not None:
             return
         wait_s = self._last + self._min_interval_s - self._clock()
         if wait_s <= 0:
             self._run()
             return
+        self._later = asyncio.get_running_loop().call_later(wait_s, self._run_later)
 
-        def later() -> None:
-            self._later = None
-            if not busy():
-                self._run()
-
-        self._later = asyncio.get_running_loop().call_later(wait_s, later)
+    def _run_later(self) -> None:
+        self._later = None
+        self._run()
 
     def _run(self) -> None:
         assert self._trim is not None
@@ -315,6 +321,9 @@ class ChannelRecovery:
                 self._metrics.paced_replays.labels(result="started").inc()
                 self.feeds += 1
                 self._spawn(self._feed(ch, sub, progress, position.epoch, mean))
+                # The first read's frames are dropped once this returns: the next trim (at
+                # most an interval away) gives their pages back even if this replay runs on.
+                asyncio.get_running_loop().call_soon(self.heap_trim.request)
                 return
         for pub in missed:
             sub.push(pub.frame(sub.wire))
@@ -371,8 +380,7 @@ class ChannelRecovery:
         finally:
             self._metrics.paced_replays.labels(result=result).inc()
             self.feeds -= 1
-            if not self.feeds:
-                self.heap_trim.burst_over(lambda: self.feeds > 0)
+            self.heap_trim.request()
 
     # A channel's stream
 

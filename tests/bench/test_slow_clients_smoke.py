@@ -25,4 +25,13 @@ def test_every_client_ends_with_every_publication_once_in_order() -> None:
     assert result["clients_not_at_last_offset"] == 0, result
     assert result["catch_up_s"]["not_caught_up"] == 0, result
     assert result["fast_latency_s"]["samples"] > 0
-    assert set(result["worker_rss_kib"]) == {"idle", "connected", "peak", "after_settle"}
+    assert set(result["worker_rss_kib"]) == {
+        "idle",
+        "connected",
+        "publishing",
+        "peak",
+        "catch_up_plus_10s",
+        "catch_up_plus_60s",
+        "after_settle",
+    }
+    assert result["worker_rss_series"]
