@@ -19,7 +19,9 @@ holds each channel's keys before the baseline. Then, for *warmup* + *seconds*:
 * *slow_share* of the clients at any time stop reading for a random 5-40 s, then resume;
 * every long-lived client the server closes (a killed worker, 4002 for a heartbeat a slow
   reader did not answer, 4007 shedding, 4001) reconnects with recovery, as
-  docs/protocol.md asks;
+  docs/protocol.md asks: after the close's ``retry_ms`` hint when it has one; a subscribe
+  refused with 429, 500 or 503 is sent again on its connection after a jittered backoff
+  (bench/soak_load.py);
 * at 35% of *seconds* Redis restarts keeping its data (``SHUTDOWN SAVE``, started again on the
   same port), at 65% one worker gets SIGKILL (the supervisor starts another).
 

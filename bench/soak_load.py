@@ -2,12 +2,20 @@
 
 * :class:`SoakAdapter`: Herald's adapter (bench/loadgen/herald.py) that also remembers, per
   client and channel, where it saw a gap in the offsets (a publication lost without a word)
-  and where a recovery answered ``failed`` (an explicit loss, docs/protocol.md#recovery).
+  and where a recovery answered ``failed`` (an explicit loss, docs/protocol.md#recovery),
+  and which subscribes the server refused with a code that asks for a retry (429, 500, 503:
+  docs/protocol.md#error-codes), each due again after a jittered backoff.
 * :class:`SoakProcess`: a load process with four more commands, each bounded in time:
-  ``mend`` reconnects (with recovery) every long-lived client whose connection is gone,
+  ``mend`` reconnects (with recovery) every long-lived client whose connection is gone, once
+  the ``retry_ms`` hint of the close that ended it has passed (docs/protocol.md#reconnecting),
+  and sends a refused subscribe again on its open connection when its backoff is up;
   ``slow`` makes a share of the clients stop reading for a while and resume (slow readers
   coming and going), ``halt`` ends both early, ``account`` classifies every (client,
   channel) against the top offsets the coordinator published.
+
+Before, a refused subscribe was never sent again and a reconnect ignored the hint: the soak of
+bench/results/SOAK.md counted 2 (client, channel) pairs "silently short" at clients whose
+subscribe had been refused, which was the harness's doing, not the fleet's.
 * :class:`SoakGenerator`: the coordinator's side of those commands.
 """
 
@@ -23,13 +31,14 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any, TypedDict
 
-from bench.loadgen.adapters import ClientState, Message
-from bench.loadgen.client import Slot
+from bench.loadgen.adapters import OP_TEXT, ClientState, Message
+from bench.loadgen.client import Client, Slot
 from bench.loadgen.connecting import ConnectRound
 from bench.loadgen.generator import LoadGenerator
 from bench.loadgen.herald import HeraldAdapter, TokenFor
 from bench.loadgen.pipe import serve, start_reader
 from bench.loadgen.process import LoadProcess
+from socketsrv.protocol.codes import retry_hint_s
 
 Top = tuple[str, int]
 """A channel's last publication: (epoch, offset)."""
@@ -39,6 +48,14 @@ _MEND_PAUSE_S = (0.2, 1.0)
 """A mend round starts after a random pause in this range (clients closed at once do not
 all come back in the same instant)."""
 _SLOW_TICK_S = 1.0
+_RESUBSCRIBE_TICK_S = 0.25
+
+RETRY_SUBSCRIBE_CODES = frozenset({429, 500, 503})
+"""Error codes of a refused subscribe that docs/protocol.md#error-codes says to retry."""
+_RETRY_BASE_S = 0.5
+_RETRY_CAP_S = 10.0
+"""A refused subscribe is sent again after random(0, min(cap, base * 2^attempt)) s, the full
+jitter docs/protocol.md#reconnecting asks of a reconnect (an error frame has no hint)."""
 
 
 class SoakAdapter(HeraldAdapter):
@@ -48,11 +65,16 @@ class SoakAdapter(HeraldAdapter):
         super().__init__(tokens)
         self.gap_channels: dict[int, set[str]] = {}
         self.failed_channels: dict[int, set[str]] = {}
+        self.refused: dict[int, tuple[ClientState, dict[int, float]]] = {}
+        """Per client: its state, and the index of each refused subscribe on its current
+        connection with the time (monotonic) it is due again."""
+        self._attempts: dict[int, dict[int, int]] = {}
+        self.subscribe_refusals = 0
 
     def on_message(
         self, state: ClientState, opcode: int, payload: bytes, probe: bool
     ) -> list[Message]:
-        gaps, failed = state.gaps, state.recovery_failed
+        gaps, failed, errors = state.gaps, state.recovery_failed, self.errors
         out = super().on_message(state, opcode, payload, probe)
         if state.gaps != gaps:  # rare: decode the frame only then
             channel = json.loads(payload)["channel"]
@@ -60,13 +82,59 @@ class SoakAdapter(HeraldAdapter):
         if state.recovery_failed != failed:
             index = json.loads(payload)["id"] - 2
             self.failed_channels.setdefault(id(state), set()).add(state.channels[index])
+        if self.errors != errors:
+            self._on_error(state, json.loads(payload))
         return out
+
+    def _on_error(self, state: ClientState, frame: dict[str, Any]) -> None:
+        """A subscribe refused with a code that asks for a retry is due again later."""
+        index = frame.get("id")
+        if not isinstance(index, int) or not 0 <= index - 2 < len(state.channels):
+            return
+        if frame.get("code") not in RETRY_SUBSCRIBE_CODES:
+            return
+        index -= 2
+        self.subscribe_refusals += 1
+        attempts = self._attempts.setdefault(id(state), {})
+        n = attempts.get(index, 0)
+        attempts[index] = n + 1
+        wait_s = random.uniform(0, min(_RETRY_CAP_S, _RETRY_BASE_S * 2**n))
+        self.refused.setdefault(id(state), (state, {}))[1][index] = time.monotonic() + wait_s
+
+    def due_subscribes(self, now: float) -> list[tuple[ClientState, list[Message]]]:
+        """The refused subscribes due by *now*, per client (they leave the refused set)."""
+        out: list[tuple[ClientState, list[Message]]] = []
+        for state, pending in self.refused.values():
+            due = [index for index, at in pending.items() if at <= now]
+            for index in due:
+                del pending[index]
+            if due:
+                out.append((state, [self._subscribe(state, index) for index in due]))
+        return out
+
+    def _subscribe(self, state: ClientState, index: int) -> Message:
+        channel = state.channels[index]
+        sub: dict[str, Any] = {"op": "subscribe", "id": 2 + index, "channel": channel}
+        position = state.positions.get(channel)
+        if position is not None:
+            sub["since"] = {"epoch": position[0], "offset": position[1]}
+        return (OP_TEXT, json.dumps(sub, separators=(",", ":")).encode())
+
+    def forget(self, state: ClientState) -> None:
+        """The client's connection is gone: its reconnect subscribes to everything again."""
+        self.refused.pop(id(state), None)
+        self._attempts.pop(id(state), None)
 
 
 class MendReply(TypedDict):
     rounds: int
     attempted: int
     reconnected: int
+    hinted: int
+    """Reconnects that waited for the ``retry_ms`` hint of the close that ended them."""
+    subscribe_refusals: int
+    """Subscribes refused with 429, 500 or 503 (each then sent again on its connection)."""
+    resubscribed: int
 
 
 class SlowReply(TypedDict):
@@ -132,6 +200,52 @@ class SoakProcess(LoadProcess):
         super().__init__(index, sources, churn_sources)
         self._halts = {"mend": asyncio.Event(), "slow": asyncio.Event()}
         self._rng = random.Random(index)
+        self._not_before: dict[int, float] = {}
+        """Per slot (``id``): when (monotonic) its reconnect may start, from the hint."""
+        self._slot_of: dict[int, Slot] = {}
+        self.hinted = 0
+        self.resubscribed = 0
+
+    def on_lost(self, client: Client) -> None:
+        super().on_lost(client)
+        slot = client.slot
+        if slot.conn is not client:
+            return
+        if isinstance(self.adapter, SoakAdapter):
+            self.adapter.forget(slot.state)
+        hint_s = retry_hint_s(client.close_reason)
+        if hint_s > 0:
+            self._not_before[id(slot)] = time.monotonic() + hint_s
+            self.hinted += 1
+
+    def may_reconnect(self, slot: Slot, now: float) -> bool:
+        """Whether *slot*'s connection is gone and the hint of its close has passed."""
+        return (slot.conn is None or slot.conn.lost) and self._not_before.get(id(slot), 0) <= now
+
+    def resubscribe_due(self, now: float | None = None) -> int:
+        """Send every refused subscribe whose backoff is up by *now* (monotonic; None: now)
+        on its client's open connection; how many were sent."""
+        adapter = self.adapter
+        if not isinstance(adapter, SoakAdapter) or not adapter.refused:
+            return 0
+        if len(self._slot_of) != len(self.slots):
+            self._slot_of = {id(slot.state): slot for slot in self.slots}
+        sent = 0
+        due = adapter.due_subscribes(time.monotonic() if now is None else now)
+        for state, messages in due:
+            slot = self._slot_of.get(id(state))
+            conn = slot.conn if slot is not None else None
+            if conn is None or conn.lost or conn.closing or not conn.upgraded:
+                continue  # gone meanwhile: its reconnect subscribes again
+            conn.send_all(messages)
+            sent += len(messages)
+        self.resubscribed += sent
+        return sent
+
+    async def _resubscribing(self, halt: asyncio.Event, end: float) -> None:
+        while not halt.is_set() and time.monotonic() < end:
+            self.resubscribe_due()
+            await self._pause(_RESUBSCRIBE_TICK_S, halt)
 
     def cmd_halt(self, command: str) -> None:
         """End the running *command* (``mend`` or ``slow``) early."""
@@ -149,25 +263,44 @@ class SoakProcess(LoadProcess):
         self, host: str, port: int, duration_s: float, concurrency: int
     ) -> MendReply:
         """Until halted or *duration_s* passed: reconnect, with recovery, every client whose
-        connection is gone (killed worker, 4002, 4007, 4001...), in bounded rounds."""
+        connection is gone (killed worker, 4002, 4007, 4001...) once its close's ``retry_ms``
+        hint has passed, in bounded rounds; meanwhile send refused subscribes again."""
         halt = self._halts["mend"]
         halt.clear()
         end = time.monotonic() + duration_s
         rounds = attempted = reconnected = 0
-        while not halt.is_set() and time.monotonic() < end:
-            await self._pause(self._rng.uniform(*_MEND_PAUSE_S), halt)
-            lost = [s for s in self.slots if s.conn is None or s.conn.lost]
-            if not lost or halt.is_set():
-                continue
-            for slot in lost:
-                slot.state.subscribed = 0
-            rounds += 1
-            attempted += len(lost)
-            deadline = min(end, time.monotonic() + _MEND_ROUND_S)
-            reconnected += await ConnectRound(
-                self, host, port, lost, concurrency=concurrency, deadline=deadline, retry=True
-            ).run()
-        return {"rounds": rounds, "attempted": attempted, "reconnected": reconnected}
+        hinted, resubscribed = self.hinted, self.resubscribed
+        refusals = self.adapter.subscribe_refusals if isinstance(self.adapter, SoakAdapter) else 0
+        resubscribing = asyncio.ensure_future(self._resubscribing(halt, end))
+        try:
+            while not halt.is_set() and time.monotonic() < end:
+                await self._pause(self._rng.uniform(*_MEND_PAUSE_S), halt)
+                now = time.monotonic()
+                lost = [s for s in self.slots if self.may_reconnect(s, now)]
+                if not lost or halt.is_set():
+                    continue
+                for slot in lost:
+                    slot.state.subscribed = 0
+                    self._not_before.pop(id(slot), None)
+                rounds += 1
+                attempted += len(lost)
+                deadline = min(end, time.monotonic() + _MEND_ROUND_S)
+                reconnected += await ConnectRound(
+                    self, host, port, lost, concurrency=concurrency, deadline=deadline, retry=True
+                ).run()
+        finally:
+            resubscribing.cancel()
+            await asyncio.gather(resubscribing, return_exceptions=True)
+        if isinstance(self.adapter, SoakAdapter):
+            refusals = self.adapter.subscribe_refusals - refusals
+        return {
+            "rounds": rounds,
+            "attempted": attempted,
+            "reconnected": reconnected,
+            "hinted": self.hinted - hinted,
+            "subscribe_refusals": refusals,
+            "resubscribed": self.resubscribed - resubscribed,
+        }
 
     async def cmd_slow(
         self, duration_s: float, share: float, pause_s: tuple[float, float]

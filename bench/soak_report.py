@@ -138,7 +138,11 @@ def markdown(result: dict[str, Any], image: str) -> str:
         f"* Slow readers: {_fmt(result['slow_readers']['pauses'])} pauses, at most "
         f"{_fmt(result['slow_readers']['paused_at_most'])} at once.",
         f"* Reconnects with recovery: {_fmt(result['reconnects']['reconnected'])} "
-        f"({result['reconnects']['rounds']} rounds); recoveries "
+        f"({result['reconnects']['rounds']} rounds; "
+        f"{_fmt(result['reconnects'].get('hinted', 'not counted'))} after waiting for the "
+        f"close's `retry_ms` hint); subscribes refused with a code that asks for a retry "
+        f"{_fmt(result['reconnects'].get('subscribe_refusals', 'not counted'))}, sent again "
+        f"{_fmt(result['reconnects'].get('resubscribed', 'never (before the fix)'))}; recoveries "
         f"{result['recoveries']['recovered']:,} recovered, {result['recoveries']['failed']:,} "
         f"failed; close codes seen by the clients {result['client_closes_by_code']}; error "
         f"replies {result.get('client_errors_by_code', 'n/a')}; failed connects "

@@ -81,6 +81,7 @@ class Client(asyncio.Protocol):
 
     __slots__ = (
         "buf",
+        "close_reason",
         "closing",
         "frags",
         "lost",
@@ -101,6 +102,8 @@ class Client(asyncio.Protocol):
         self.opened = False
         self.closing = False
         self.lost = False
+        self.close_reason = ""
+        """The reason of the server's close frame, if one came (its ``retry_ms`` hint)."""
         self.frags: list[bytes] | None = None
         self.on_done: Callable[[bool], None] | None = None
         """Called once with True (ready) or False (failed); releases the caller's slot."""
@@ -208,6 +211,7 @@ class Client(asyncio.Protocol):
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.proc.closes[code] += 1
+            self.close_reason = payload[2:].decode("utf-8", "replace")
             if not self.closing:
                 self.closing = True
                 self.send_all([(OP_CLOSE, payload[:2])])
