@@ -8,8 +8,9 @@ nothing). The rules, the same for both:
 * each field ``name`` is read from ``<prefix><NAME>`` (``HERALD_`` for the fleet,
   ``HERALD_QA_`` for the Q&A core); an empty variable counts as unset;
 * the settings both programs must agree on (:class:`BusSettings`: the Redis URL, the key
-  prefix, history retention, the log level) have one shared name, ``HERALD_<NAME>``, that both
-  read; ``REDIS_URL`` is the documented alias of ``HERALD_REDIS_URL``;
+  prefix, history retention, the namespace file, the log level) have one shared name,
+  ``HERALD_<NAME>``, that both read; ``REDIS_URL`` is the documented alias of
+  ``HERALD_REDIS_URL``;
 * a ``*_pem`` field may instead name a file with ``<prefix><NAME without _pem>_FILE``;
 * booleans take ``1/0/true/false/yes/no/on/off``, tuples are comma-separated;
 * a value that cannot work raises :class:`SettingsError`, whose message names the environment
@@ -29,12 +30,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from herald_contract.errors import HeraldError
 from herald_contract.history import HistorySettings
+from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import NamespaceFileError, load_namespaces
 from herald_contract.redis_urls import check_redis_url
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -145,6 +155,7 @@ class BusSettings(HeraldSettings):
         "history_ttl_s": ("HERALD_HISTORY_TTL_S",),
         "meta_ttl_s": ("HERALD_META_TTL_S",),
         "idempotency_ttl_s": ("HERALD_IDEMPOTENCY_TTL_S",),
+        "namespaces_file": ("HERALD_NAMESPACES_FILE",),
         "log_level": ("HERALD_LOG_LEVEL",),
     }
 
@@ -166,7 +177,12 @@ class BusSettings(HeraldSettings):
     history_ttl_s: PositiveSeconds = 900.0
     meta_ttl_s: PositiveSeconds = 30 * 86400.0
     idempotency_ttl_s: PositiveSeconds = 86400.0
+    namespaces_file: str | None = None
+    """The namespace file (docs/namespaces.md); None: the shipped one. Read and checked when
+    the settings are built, so a bad file stops a program at start with one line."""
     log_level: LogLevel = "INFO"
+
+    _namespaces: Namespaces | None = PrivateAttr(default=None)
 
     @field_validator("redis_url")
     @classmethod
@@ -175,10 +191,28 @@ class BusSettings(HeraldSettings):
             check_redis_url(value)  # redis_urls.py: the forms, Sentinel's included
         return value
 
+    @model_validator(mode="after")
+    def _load_namespaces(self) -> Self:
+        try:
+            self._namespaces = load_namespaces(self.namespaces_file)
+        except NamespaceFileError as exc:
+            raise SettingProblem("namespaces_file", str(exc)) from None
+        return self
+
+    def namespaces(self) -> Namespaces:
+        """The channel kinds of this installation, from ``namespaces_file``."""
+        assert self._namespaces is not None  # set by the validator
+        return self._namespaces
+
     def history_settings(self) -> HistorySettings:
-        """The retention every publication of this installation is made with."""
+        """The retention every publication of this installation is made with: the settings,
+        and each kind's own where the namespace file sets it."""
         return HistorySettings(
-            self.history_size, self.history_ttl_s, self.meta_ttl_s, self.idempotency_ttl_s
+            self.history_size,
+            self.history_ttl_s,
+            self.meta_ttl_s,
+            self.idempotency_ttl_s,
+            self.namespaces().retention(),
         )
 
 

@@ -8,7 +8,8 @@ publisher never runs listener code and the offset order is the delivery order.
 Settings, as in the Redis bus:
 
 * ``history_size`` and ``history_ttl_s`` bound each channel's history (entries older than
-  the TTL are dropped whenever the channel is touched);
+  the TTL are dropped whenever the channel is touched), unless ``kind_retention`` (the
+  namespace file's) gives the channel's kind its own;
 * ``idempotency_ttl_s`` is how long an event id is remembered;
 * ``meta_ttl_s`` is how long a channel's epoch and top survive without a publication; an
   expired channel starts a new epoch, like an expired meta key in Redis.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from herald_contract.bus import (
@@ -41,6 +42,7 @@ from herald_contract.envelope import StreamPosition, build_envelope
 from herald_contract.history import (
     NOTHING_PUBLISHED,
     HistorySettings,
+    Retention,
     check_event_id,
     history_complete,
     new_epoch,
@@ -84,9 +86,14 @@ class MemoryBus:
         history_ttl_s: float = 900.0,
         meta_ttl_s: float = 30 * 86400.0,
         idempotency_ttl_s: float = 86400.0,
+        kind_retention: Mapping[str, Retention] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
+        """*kind_retention*: the channel kinds whose retention differs from *history_size* and
+        *history_ttl_s* (:meth:`herald_contract.namespaces.Namespaces.retention`)."""
+        self._settings = HistorySettings(
+            history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s, dict(kind_retention or {})
+        )
         self._clock = clock
         self._lifecycle = BusLifecycle("memory")
         self._listener: BusListener | None = None
@@ -153,7 +160,7 @@ class MemoryBus:
         published_ms = time.time_ns() // 1_000_000
         envelope = build_envelope(state.epoch, state.top, published_ms, event_id, packed_data)
         state.entries.append(_Entry(state.top, now_s, envelope))
-        if len(state.entries) > self._settings.history_size:
+        if len(state.entries) > self._settings.retention(channel)[0]:
             state.entries.popleft()
         if event_id:
             state.events[event_id] = (state.top, now_s + self._settings.idempotency_ttl_s)
@@ -224,7 +231,7 @@ class MemoryBus:
         state = self._channels.get(channel)
         if state is None:
             return None
-        cutoff_s = now_s - self._settings.history_ttl_s
+        cutoff_s = now_s - self._settings.retention(channel)[1]
         while state.entries and state.entries[0].published_s < cutoff_s:
             state.entries.popleft()
         while state.events and next(iter(state.events.values()))[1] <= now_s:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from herald_contract.backoff import Backoff, retry_until_done
@@ -29,7 +29,7 @@ from herald_contract.bus import (
     ShardObserver,
 )
 from herald_contract.envelope import StreamPosition
-from herald_contract.history import HistorySettings
+from herald_contract.history import HistorySettings, Retention
 from herald_contract.keys import KeyLayout
 from herald_contract.lifecycle import BusLifecycle, BusState
 from herald_contract.redis_scripts import PublishScripts
@@ -94,13 +94,16 @@ class RecoveringBus(Generic[_PubSub, _Client]):
         history_ttl_s: float,
         meta_ttl_s: float,
         idempotency_ttl_s: float,
+        kind_retention: Mapping[str, Retention] | None = None,
         backoff: Backoff | None,
         observer: BusObserver | None,
         ping_interval_s: float,
         socket_timeout_s: float,
     ) -> None:
         self._keys = keys
-        self._settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
+        self._settings = HistorySettings(
+            history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s, dict(kind_retention or {})
+        )
         self._backoff = backoff if backoff is not None else Backoff()
         self._observer = observer
         self._ping_interval_s = ping_interval_s

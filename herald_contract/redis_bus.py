@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import ClassVar
 
 from redis.asyncio import Redis
@@ -36,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_contract.backoff import Backoff
 from herald_contract.bus import BusObserver
+from herald_contract.history import Retention
 from herald_contract.keys import KeyLayout
 from herald_contract.recovering_bus import RecoveringBus
 from herald_contract.redis_pubsub import LOST_ERRORS, RedisPubSub
@@ -73,6 +75,7 @@ class RedisBus(RecoveringBus[RedisPubSub, Redis]):
         history_ttl_s: float = 900.0,
         meta_ttl_s: float = 30 * 86400.0,
         idempotency_ttl_s: float = 86400.0,
+        kind_retention: Mapping[str, Retention] | None = None,
         backoff: Backoff | None = None,
         observer: BusObserver | None = None,
         ping_interval_s: float = 5.0,
@@ -85,6 +88,7 @@ class RedisBus(RecoveringBus[RedisPubSub, Redis]):
             history_ttl_s=history_ttl_s,
             meta_ttl_s=meta_ttl_s,
             idempotency_ttl_s=idempotency_ttl_s,
+            kind_retention=kind_retention,
             backoff=backoff,
             observer=observer,
             ping_interval_s=ping_interval_s,

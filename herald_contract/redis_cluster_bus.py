@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import ClassVar, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
@@ -51,6 +51,7 @@ from herald_contract.cluster_pubsub import (
     SlotMoved,
 )
 from herald_contract.cluster_urls import parse_cluster_url
+from herald_contract.history import Retention
 from herald_contract.keys import KeyLayout
 from herald_contract.recovering_bus import RecoveringBus
 from herald_contract.redis_scripts import PublishScripts
@@ -88,6 +89,7 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
         history_ttl_s: float = 900.0,
         meta_ttl_s: float = 30 * 86400.0,
         idempotency_ttl_s: float = 86400.0,
+        kind_retention: Mapping[str, Retention] | None = None,
         backoff: Backoff | None = None,
         observer: BusObserver | None = None,
         ping_interval_s: float = 5.0,
@@ -103,6 +105,7 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
             history_ttl_s=history_ttl_s,
             meta_ttl_s=meta_ttl_s,
             idempotency_ttl_s=idempotency_ttl_s,
+            kind_retention=kind_retention,
             backoff=backoff,
             observer=observer,
             ping_interval_s=ping_interval_s,

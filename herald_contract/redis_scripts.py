@@ -118,13 +118,14 @@ class PublishScripts:
     ) -> tuple[str | bytes | int, ...]:
         """ARGV of ``lua/publish.lua`` for one publication (a fresh epoch candidate each call)."""
         keys, s = self._keys, self._settings
+        history_size, history_ttl_s = s.retention(channel)  # the channel kind's retention
         return (
             keys.live(channel),
             packed_data,
             event_id,
             new_epoch(),
-            s.history_size,
-            to_ms(s.history_ttl_s),
+            history_size,
+            to_ms(history_ttl_s),
             to_ms(s.meta_ttl_s),
             to_ms(s.idempotency_ttl_s),
             keys.event_prefix(channel),

@@ -61,6 +61,7 @@ async def _demo_over_redis(settings: BusSettings, redis_url: str) -> None:
         history_ttl_s=settings.history_ttl_s,
         meta_ttl_s=settings.meta_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        namespaces=settings.namespaces(),
     ) as publisher:
         demo = asyncio.ensure_future(run_demo(publisher.publish))
         stop = asyncio.Event()

@@ -91,6 +91,7 @@ async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings)
         history_ttl_s=socket_settings.history_ttl_s,
         meta_ttl_s=socket_settings.meta_ttl_s,
         idempotency_ttl_s=socket_settings.idempotency_ttl_s,
+        kind_retention=socket_settings.namespaces().retention(),
     )
     worker = Worker(socket_settings, bus=bus, metrics=build_metrics())
     await worker.start()

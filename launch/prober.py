@@ -35,17 +35,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from herald_contract.backoff import Backoff
 from herald_contract.channels import ChannelKind, parse_channel
 from herald_contract.config import (
     BusSettings,
     PositiveSeconds,
+    SettingProblem,
     SettingsError,
     cannot_bind,
     configure_logging,
@@ -89,16 +90,18 @@ class ProberSettings(BusSettings):
             raise ValueError(f"{value!r} is not a ws:// or wss:// URL")
         return value
 
-    @field_validator("channel")
-    @classmethod
-    def _a_probe_channel(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _a_probe_channel(self) -> Self:
+        """A channel of the namespace file's ``probe`` kind (checked once it is loaded)."""
         try:
-            channel = parse_channel(value)
+            channel = parse_channel(self.channel, self.namespaces())
         except InvalidChannel as exc:
-            raise ValueError(str(exc)) from None
-        if channel.kind is not ChannelKind.PROBE:
-            raise ValueError(f"{value!r} is not a probe channel (probe:<name>)")
-        return value
+            raise SettingProblem("channel", str(exc)) from None
+        if channel.kind != ChannelKind.PROBE:
+            raise SettingProblem(
+                "channel", f"{self.channel!r} is not a probe channel (probe:<name>)"
+            )
+        return self
 
     def backoff(self) -> Backoff:
         return Backoff(self.reconnect_base_s, max(self.reconnect_base_s, self.reconnect_cap_s))
@@ -342,6 +345,7 @@ async def _probe_over_redis(settings: ProberSettings, redis_url: str) -> None:
             history_ttl_s=settings.history_ttl_s,
             meta_ttl_s=settings.meta_ttl_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,
+            namespaces=settings.namespaces(),
         ) as publisher,
         running_prober(settings, publisher.publish),
     ):

@@ -10,8 +10,9 @@ id, a setting), 1 Redis unreachable or refusing.
 It publishes as the fleet expects because it reads the settings every publisher shares
 (docs/configuration.md, "Settings shared with every publisher"), under the same names:
 ``HERALD_REDIS_URL`` (alias ``REDIS_URL``), ``HERALD_KEY_PREFIX``, ``HERALD_HISTORY_SIZE``,
-``HERALD_HISTORY_TTL_S``, ``HERALD_META_TTL_S``, ``HERALD_IDEMPOTENCY_TTL_S``; ``--redis-url``
-and ``--prefix`` win over them. :func:`main` is the only place the environment is read.
+``HERALD_HISTORY_TTL_S``, ``HERALD_META_TTL_S``, ``HERALD_IDEMPOTENCY_TTL_S`` and
+``HERALD_NAMESPACES_FILE`` (docs/namespaces.md); ``--redis-url`` and ``--prefix`` win over
+them. :func:`main` is the only place the environment is read.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 from herald_contract.errors import InvalidChannel, InvalidPayload, PublishFailed
 from herald_contract.history import HistorySettings
 from herald_contract.keys import DEFAULT_PREFIX
+from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import NamespaceFileError, load_namespaces
 from herald_contract.stream import PublishResult
 from publisher.publish import Publisher
 
@@ -37,6 +40,7 @@ EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
 
 REDIS_URL_ENV = ("HERALD_REDIS_URL", "REDIS_URL")
 KEY_PREFIX_ENV = "HERALD_KEY_PREFIX"
+NAMESPACES_FILE_ENV = "HERALD_NAMESPACES_FILE"
 HISTORY_ENV = {
     "history_size": "HERALD_HISTORY_SIZE",
     "history_ttl_s": "HERALD_HISTORY_TTL_S",
@@ -52,11 +56,14 @@ class SettingError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and how to publish: the Redis URL, the key prefix, the history retention."""
+    """Where and how to publish: the Redis URL, the key prefix, the history retention, the
+    namespaces."""
 
     redis_url: str
     prefix: str
     history: HistorySettings
+    namespaces: Namespaces | None = None
+    """None: the shipped file's."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="herald-publish",
         description="Publish one event to a Herald channel.",
         epilog="The shared settings HERALD_KEY_PREFIX, HERALD_HISTORY_SIZE, HERALD_HISTORY_TTL_S,"
-        " HERALD_META_TTL_S and HERALD_IDEMPOTENCY_TTL_S are read from the environment.",
+        " HERALD_META_TTL_S, HERALD_IDEMPOTENCY_TTL_S and HERALD_NAMESPACES_FILE are read from"
+        " the environment.",
     )
     parser.add_argument("channel", help="e.g. question:42, questions:new, tag:python, user:7")
     parser.add_argument("data", help="the event as JSON, or - to read it from stdin")
@@ -96,7 +104,11 @@ def target_from(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
             replace(HistorySettings(), **{field: values[field]})  # the contract's rule for it
         except ValueError as exc:
             raise SettingError(f"{name}: {exc}") from None
-    return Target(redis_url, prefix, replace(HistorySettings(), **values))
+    try:
+        namespaces = load_namespaces(env.get(NAMESPACES_FILE_ENV) or None)
+    except NamespaceFileError as exc:
+        raise SettingError(f"{NAMESPACES_FILE_ENV}: {exc}") from None
+    return Target(redis_url, prefix, replace(HistorySettings(), **values), namespaces)
 
 
 def _first(env: Mapping[str, str], names: Sequence[str]) -> str | None:
@@ -130,6 +142,7 @@ async def _publish(args: argparse.Namespace, target: Target, data: Any) -> Publi
         history_ttl_s=history.history_ttl_s,
         meta_ttl_s=history.meta_ttl_s,
         idempotency_ttl_s=history.idempotency_ttl_s,
+        namespaces=target.namespaces,
     ) as publisher:
         return await publisher.publish(args.channel, data, event_id=args.event_id)
 

@@ -1,9 +1,11 @@
 """Publishing from any Python backend: ``Publisher.publish(channel, data)`` over Redis.
 
 This module owns :class:`Publisher`: the checks a backend's call gets before anything is sent
-(channel grammar, JSON-compatible data within ``max_data_bytes``, event id), one Redis client
-per process, and :class:`herald_contract.errors.PublishFailed` when Redis does not take the
-publication. Everything else is the contract's (:mod:`herald_contract`): the publish script
+(the channel grammar and the largest data of the installation's namespace file, JSON-compatible
+data, event id), one Redis client per process, and
+:class:`herald_contract.errors.PublishFailed` when Redis does not take the publication. Each
+publication is made with its channel kind's retention (docs/namespaces.md). Everything else
+is the contract's (:mod:`herald_contract`): the publish script
 (:mod:`herald_contract.redis_scripts`), the key layout and the history rules, the same ones
 the socket fleet's Redis bus uses, so a publication made here is the same in Redis as one
 made by the fleet.
@@ -21,13 +23,14 @@ from typing import Any, Self
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from herald_contract.channels import parse_channel
 from herald_contract.cluster_client import publish_scripts_for
 from herald_contract.cluster_urls import is_cluster_url
-from herald_contract.envelope import MAX_DATA_BYTES, pack_data
+from herald_contract.envelope import pack_data
 from herald_contract.errors import BusUnavailable, PublishFailed
 from herald_contract.history import HistorySettings, check_event_id
 from herald_contract.keys import DEFAULT_PREFIX, KeyLayout
+from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import default_namespaces
 from herald_contract.stream import PublishResult
 
 _LOST = (RedisConnectionError, RedisTimeoutError)
@@ -40,7 +43,7 @@ class Publisher:
 
     Construction does no I/O: the first :meth:`publish` connects. Close it with
     :meth:`close` or ``async with``. Settings must match the socket fleet's (the same
-    *prefix* and history settings), since both write the same keys.
+    *prefix*, history settings and *namespaces*), since both write the same keys.
     """
 
     def __init__(
@@ -52,7 +55,8 @@ class Publisher:
         history_ttl_s: float = 900.0,
         meta_ttl_s: float = 30 * 86400.0,
         idempotency_ttl_s: float = 86400.0,
-        max_data_bytes: int = MAX_DATA_BYTES,
+        max_data_bytes: int | None = None,
+        namespaces: Namespaces | None = None,
         socket_timeout_s: float = 5.0,
         durable_replicas: int = 0,
         durable_timeout_s: float = 1.0,
@@ -61,6 +65,12 @@ class Publisher:
         returns once that many replicas acknowledged the write, waiting at most
         *durable_timeout_s* (which must be shorter than *socket_timeout_s*). Not available on a
         ``redis+cluster://`` URL.
+
+        *namespaces* is the installation's namespace file
+        (:func:`herald_contract.namespaces_file.load_namespaces`; None: the shipped one): the
+        channel grammar, each kind's retention (*history_size* and *history_ttl_s* for a kind
+        that sets none) and largest data. *max_data_bytes*, when given, is the largest data of
+        every channel instead.
         """
         if durable_replicas < 0:
             raise ValueError(f"durable_replicas must be at least 0, not {durable_replicas}")
@@ -73,7 +83,14 @@ class Publisher:
             raise ValueError("durable_replicas is not available on a redis+cluster:// URL")
         self._durable_replicas = durable_replicas
         self._durable_timeout_ms = max(1, round(durable_timeout_s * 1000))
-        settings = HistorySettings(history_size, history_ttl_s, meta_ttl_s, idempotency_ttl_s)
+        self._namespaces = namespaces or default_namespaces()
+        settings = HistorySettings(
+            history_size,
+            history_ttl_s,
+            meta_ttl_s,
+            idempotency_ttl_s,
+            self._namespaces.retention(),
+        )
         self._max_data_bytes = max_data_bytes
         # A redis+cluster:// URL gives a cluster client whose script ends in SPUBLISH.
         self._client, self._scripts = publish_scripts_for(
@@ -103,8 +120,9 @@ class Publisher:
         :class:`PublishFailed` (Redis unreachable or refusing; the publication may or may not
         have been made).
         """
-        parse_channel(channel)
-        packed = pack_data(data, max_bytes=self._max_data_bytes)
+        namespace = self._namespaces.parse(channel).namespace
+        limit = self._max_data_bytes or namespace.max_data_bytes
+        packed = pack_data(data, max_bytes=limit)
         check_event_id(event_id)
         try:
             try:

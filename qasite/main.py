@@ -328,7 +328,8 @@ def _add_docs_routes(app: FastAPI) -> None:
 
 
 def _publisher(settings: Settings) -> Publisher:
-    """The relay's publisher: the fleet's key prefix and history retention (shared names)."""
+    """The relay's publisher: the fleet's key prefix, history retention and namespace file
+    (shared names)."""
     return Publisher(
         settings.redis_url or "",
         prefix=settings.key_prefix,
@@ -337,6 +338,7 @@ def _publisher(settings: Settings) -> Publisher:
         meta_ttl_s=settings.meta_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         socket_timeout_s=settings.publish_timeout_s,
+        namespaces=settings.namespaces(),
     )
 
 

@@ -54,6 +54,7 @@ def build_bus(settings: Settings, metrics: Metrics) -> Bus:
             history_ttl_s=settings.history_ttl_s,
             meta_ttl_s=settings.meta_ttl_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,
+            kind_retention=settings.namespaces().retention(),
         )
     if is_cluster_url(settings.redis_url):
         from herald_contract.redis_cluster_bus import RedisClusterBus
@@ -65,6 +66,7 @@ def build_bus(settings: Settings, metrics: Metrics) -> Bus:
             history_ttl_s=settings.history_ttl_s,
             meta_ttl_s=settings.meta_ttl_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,
+            kind_retention=settings.namespaces().retention(),
             observer=BusMetrics(metrics),
         )
     from herald_contract.redis_bus import RedisBus
@@ -76,5 +78,6 @@ def build_bus(settings: Settings, metrics: Metrics) -> Bus:
         history_ttl_s=settings.history_ttl_s,
         meta_ttl_s=settings.meta_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        kind_retention=settings.namespaces().retention(),
         observer=BusMetrics(metrics),
     )

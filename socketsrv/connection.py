@@ -351,6 +351,7 @@ class ClientConnection(asyncio.Protocol):
             verifier=host.verifier,
             now=host.clock(),
             address=budget,
+            namespaces=host.config.namespaces,
         )
         self.ws.gate = self._admit_frame
         host.connections.add(self)

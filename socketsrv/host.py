@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from herald_contract.namespaces import Namespaces
 from socketsrv.endpoints import HttpHandler
 from socketsrv.expiry import ExpiryQueue
 from socketsrv.hub import Hub
@@ -60,6 +61,8 @@ class ConnectionConfig:
     """Unsent bytes past which keyed publications conflate (socketsrv/outbox.py); 0: never."""
     send_lowat_bytes: int = 0
     """``TCP_NOTSENT_LOWAT`` set on each connection's socket; 0: the kernel's default."""
+    namespaces: Namespaces | None = None
+    """The channel kinds clients may subscribe to (None: the shipped file's)."""
     """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
 
 

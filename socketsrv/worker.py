@@ -117,6 +117,7 @@ def config_of(settings: Settings) -> ConnectionConfig:
         reconnect_spread_s=settings.reconnect_spread_s,
         conflate_mark_bytes=settings.conflate_mark,
         send_lowat_bytes=settings.send_lowat_bytes,
+        namespaces=settings.namespaces(),
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
             connections_burst=settings.address_connections_burst,
@@ -157,7 +158,7 @@ class Worker:
         self.hub = Hub(
             bus,
             metrics=metrics,
-            history_limit=settings.history_size,
+            history_limit=settings.history_settings().largest_history_size,
             unsubscribe_grace_s=settings.unsubscribe_grace_s,
             clock=clock,
             max_channels=settings.max_channels,

@@ -63,6 +63,10 @@ def build_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+NAMESPACES_INFO = "herald_namespaces"
+"""The key of a write session's ``info`` holding the installation's channel namespaces."""
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The engine and its two session factories; built once at start-up."""
@@ -81,7 +85,10 @@ class Database:
         engine = build_engine(settings)
         reads = async_sessionmaker(engine, expire_on_commit=False)
         writes = async_sessionmaker(
-            engine, expire_on_commit=False, execution_options={_IMMEDIATE: True}
+            engine,
+            expire_on_commit=False,
+            execution_options={_IMMEDIATE: True},
+            info={NAMESPACES_INFO: settings.namespaces()},  # outbox.emit checks channels by it
         )
         return cls(engine, reads, writes)
 

@@ -2,8 +2,10 @@
 
 A token is a JWT (RFC 7519) with ``sub`` (the user id, a decimal string as in ``user:<id>``)
 and ``exp`` (expiry, seconds since the epoch); ``aud`` and ``iss`` are checked when
-configured. Only asymmetric algorithms are accepted (EdDSA, ES256, RS256 by default), so the
-fleet holds a public key and cannot mint tokens. The clock is passed in, so expiry is tested
+configured. An optional ``channels`` claim lists the channels of ``subscribe = "token"`` kinds
+the connection may read (docs/namespaces.md#who-may-subscribe). Only asymmetric algorithms
+are accepted (EdDSA, ES256, RS256 by default), so the fleet holds a public key and cannot mint
+tokens. The clock is passed in, so expiry is tested
 without sleeping.
 """
 
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from herald_contract.channels import MAX_ID
+from herald_contract.channels import MAX_CHANNEL_LENGTH, MAX_ID
 from socketsrv.errors import TokenExpired, TokenInvalid, TokenRejected
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+MAX_GRANTS = 128
+"""The most entries a token's ``channels`` claim may hold (as ``max_subscriptions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,9 @@ class Identity:
     expires_at: float
     """``exp``: seconds since the epoch. The session closes the connection with 4004 once
     ``expires_at + leeway_s`` has passed, the same leeway :meth:`TokenVerifier.verify` gives."""
+    channels: tuple[str, ...] = ()
+    """The ``channels`` claim: channel names, or ``<kind>:<prefix>*`` patterns, granted to
+    the connection (herald_contract.namespaces.grants_channel)."""
 
 
 def _families_of(key: object) -> tuple[str, ...]:
@@ -107,4 +114,18 @@ class TokenVerifier:
             raise TokenInvalid("exp must be a number")
         if exp + self.leeway_s <= now:
             raise TokenExpired("exp has passed")
-        return Identity(sub, float(exp))
+        return Identity(sub, float(exp), _grants(claims.get("channels", [])))
+
+
+def _grants(claim: object) -> tuple[str, ...]:
+    """The ``channels`` claim as a tuple; raise :class:`TokenInvalid` if it is not a list of
+    at most :data:`MAX_GRANTS` strings of ASCII, each at most a channel name long."""
+    if (
+        not isinstance(claim, list)
+        or len(claim) > MAX_GRANTS
+        or not all(
+            isinstance(g, str) and 0 < len(g) <= MAX_CHANNEL_LENGTH and g.isascii() for g in claim
+        )
+    ):
+        raise TokenInvalid(f"channels must be a list of at most {MAX_GRANTS} channel names")
+    return tuple(claim)

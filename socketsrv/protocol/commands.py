@@ -16,6 +16,7 @@ import msgpack
 from herald_contract.channels import Channel, parse_channel
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import InvalidChannel
+from herald_contract.namespaces import Namespaces
 from socketsrv.errors import CommandError
 from socketsrv.protocol.codes import ErrorCode
 from socketsrv.protocol.telemetry import InvalidTelemetry, TelemetryReport, parse_counts
@@ -122,9 +123,9 @@ def _request_id(fields: dict[str, Any], op: str) -> int:
     return value
 
 
-def _channel(fields: dict[str, Any], request_id: int) -> Channel:
+def _channel(fields: dict[str, Any], request_id: int, namespaces: Namespaces | None) -> Channel:
     try:
-        return parse_channel(fields.get("channel"))
+        return parse_channel(fields.get("channel"), namespaces)
     except InvalidChannel as exc:
         raise CommandError(ErrorCode.INVALID_CHANNEL, exc.why, request_id) from None
 
@@ -145,8 +146,13 @@ def _since(fields: dict[str, Any], request_id: int) -> StreamPosition | None:
     return StreamPosition(epoch, offset)
 
 
-def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
-    """Parse one client message; raise :class:`CommandError` if it is not a v1 command."""
+def parse_command(
+    payload: bytes | str, wire: WireFormat, namespaces: Namespaces | None = None
+) -> Command:
+    """Parse one client message; raise :class:`CommandError` if it is not a v1 command.
+
+    Channel names follow *namespaces* (None: the shipped file's kinds).
+    """
     fields = _decode(payload, wire)
     if not isinstance(fields, dict):
         raise CommandError(ErrorCode.BAD_REQUEST, "a command is an object")
@@ -161,9 +167,10 @@ def parse_command(payload: bytes | str, wire: WireFormat) -> Command:
         )
     request_id = _request_id(fields, op)
     if op == "subscribe":
-        return Subscribe(request_id, _channel(fields, request_id), _since(fields, request_id))
+        channel = _channel(fields, request_id, namespaces)
+        return Subscribe(request_id, channel, _since(fields, request_id))
     if op == "unsubscribe":
-        return Unsubscribe(request_id, _channel(fields, request_id))
+        return Unsubscribe(request_id, _channel(fields, request_id, namespaces))
     if op == "ping":
         return Ping(request_id)
     if op == "telemetry":

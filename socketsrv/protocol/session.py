@@ -19,6 +19,7 @@ from typing import Any
 
 from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
+from herald_contract.namespaces import Namespaces
 from socketsrv.errors import CommandError, WrongState
 from socketsrv.protocol import frames
 from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
@@ -128,8 +129,10 @@ class Session:
         "_telemetry_at",
         "client_id",
         "expires_at",
+        "grants",
         "last_seen",
         "limits",
+        "namespaces",
         "opened_at",
         "state",
         "subscriptions",
@@ -147,15 +150,20 @@ class Session:
         verifier: TokenVerifier | None,
         now: float,
         address: AddressBudget | None = None,
+        namespaces: Namespaces | None = None,
     ) -> None:
         """*address*: the budget this connection shares with the others of its client
-        address (None: the address is exempt), spent as well as the connection's own."""
+        address (None: the address is exempt), spent as well as the connection's own.
+        *namespaces*: the installation's channel kinds (None: the shipped file's)."""
         self.client_id = client_id
         self.wire = wire
         self.limits = limits
         self.verifier = verifier
         self.state = SessionState.AWAITING_CONNECT
         self.user_id: str | None = None
+        self.namespaces = namespaces
+        self.grants: tuple[str, ...] = ()
+        """The token's ``channels`` claim: what ``subscribe = "token"`` kinds it may read."""
         self.expires_at: float | None = None
         """The token's ``exp`` (wall clock), sent in the connect reply."""
         self._expires_deadline: float | None = None
@@ -199,7 +207,7 @@ class Session:
         if not admitted:
             return [self._error(peek_request_id(payload, self.wire), ErrorCode.TOO_MANY_REQUESTS)]
         try:
-            command = parse_command(payload, self.wire)
+            command = parse_command(payload, self.wire, self.namespaces)
         except CommandError as exc:
             error = self._error(exc.request_id, exc.code, exc.why)
             if isinstance(exc, InvalidTelemetry):
@@ -283,6 +291,7 @@ class Session:
             if isinstance(identity, CloseWith):
                 return [identity]
             self.user_id = identity.user_id
+            self.grants = identity.channels
             self._set_expiry(identity, now, wall_now)
         self.state = SessionState.CONNECTED
         result: dict[str, Any] = {
@@ -323,6 +332,7 @@ class Session:
             return [identity]
         if identity.user_id != self.user_id:
             return [self._close(CloseCode.UNAUTHORIZED)]  # a connection never changes user
+        self.grants = identity.channels  # for later subscribes; subscriptions made stay
         self._set_expiry(identity, now, wall_now)
         return [Send(frames.reply(command.id, {"expires_at": self.expires_at}, self.wire))]
 
@@ -342,7 +352,7 @@ class Session:
 
     def _subscribe(self, command: Subscribe) -> list[Effect]:
         channel = command.channel
-        if not channel.readable_by(self.user_id):
+        if not channel.readable_by(self.user_id, self.grants):
             return [self._error(command.id, ErrorCode.PERMISSION_DENIED)]
         if channel.name in self.subscriptions:
             return [self._error(command.id, ErrorCode.ALREADY_SUBSCRIBED)]

@@ -17,7 +17,7 @@ import pytest
 from herald_contract.bus import BusUnavailable, HistoryRead
 from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
 from herald_contract.errors import BusStateError, InvalidPayload
-from herald_contract.history import NO_EPOCH, NOTHING_PUBLISHED
+from herald_contract.history import NO_EPOCH, NOTHING_PUBLISHED, Retention
 from herald_contract.memory_bus import MemoryBus
 from herald_contract.redis_bus import RedisBus
 from herald_contract.redis_cluster_bus import RedisClusterBus
@@ -224,6 +224,35 @@ async def test_history_older_than_the_age_window_is_incomplete(make_bus: BusFact
     assert [decode_envelope(raw).offset for raw in stale.publications] == [3]
     fresh = await harness.bus.history(Q1, StreamPosition(epoch, 2), 100)
     assert fresh.complete
+
+
+async def test_a_kind_with_its_own_size_keeps_that_many(make_bus: BusFactory) -> None:
+    tag = "tag:python"
+    harness = await make_bus(history_size=5, kind_retention={"tag": Retention(history_size=2)})
+    for n in range(1, 9):
+        await harness.publish(Q1, n)
+        await harness.publish(tag, n)
+    q_epoch, tag_epoch = (position.epoch for position in await harness.bus.positions([Q1, tag]))
+    kept = await harness.bus.history(tag, StreamPosition(tag_epoch, 0), 100)
+    assert [decode_envelope(raw).offset for raw in kept.publications] == [7, 8]
+    assert (await harness.bus.history(tag, StreamPosition(tag_epoch, 6), 100)).complete
+    question = await harness.bus.history(Q1, StreamPosition(q_epoch, 0), 100)
+    assert [decode_envelope(raw).offset for raw in question.publications] == [4, 5, 6, 7, 8]
+
+
+async def test_a_kind_with_its_own_age_forgets_at_that_age(make_bus: BusFactory) -> None:
+    tag = "tag:python"
+    harness = await make_bus(kind_retention={"tag": Retention(history_ttl_s=0.2)})
+    epoch = (await harness.bus.publish(tag, packed(1))).position.epoch
+    q_epoch = (await harness.bus.publish(Q1, packed(1))).position.epoch
+    await harness.outlive_the_history_ttl(tag, 0.2)
+    await harness.publish(tag, 2)
+    await harness.publish(Q1, 2)
+    stale = await harness.bus.history(tag, StreamPosition(epoch, 0), 100)
+    assert [decode_envelope(raw).offset for raw in stale.publications] == [2]
+    assert not stale.complete
+    kept = await harness.bus.history(Q1, StreamPosition(q_epoch, 0), 100)
+    assert kept.complete  # the installation's 900 s
 
 
 async def test_history_cut_by_the_limit_is_incomplete(bus: Harness) -> None:

@@ -278,3 +278,25 @@ def test_the_same_key_verifies_many_tokens_without_parsing_it_again(
     for user in range(1, 4):
         assert verifier.verify(sign_token(sub=str(user), exp=LATER), NOW).user_id == str(user)
     assert verifier._key is key
+
+
+# The channels claim (docs/namespaces.md#who-may-subscribe)
+
+
+def test_the_channels_claim_is_carried_in_the_identity(
+    verifier: TokenVerifier, sign_token: SignToken
+) -> None:
+    token = sign_token(sub="42", exp=LATER, channels=["feed:a", "feed:team-*"])
+    assert verifier.verify(token, NOW).channels == ("feed:a", "feed:team-*")
+    assert verifier.verify(sign_token(sub="42", exp=LATER), NOW).channels == ()
+
+
+@pytest.mark.parametrize(
+    "claim",
+    ["feed:a", ["feed:a", 7], [""], ["x" * 65], ["feed:é"], ["feed:a"] * 129, {"feed:a": 1}],
+)
+def test_a_malformed_channels_claim_makes_the_token_invalid(
+    verifier: TokenVerifier, sign_token: SignToken, claim: object
+) -> None:
+    error = assert_invalid(verifier, sign_token(sub="42", exp=LATER, channels=claim))
+    assert "channels" in str(error)
