@@ -37,7 +37,7 @@ from herald_contract.channels import MAX_ID
 from qasite.api.deps import QuestionId, ReadSession, SettingsDep
 from qasite.api.errors import NotFound
 from qasite.core.settings import Settings
-from qasite.domain.models import Tag, User
+from qasite.domain.models import Question, Tag, User
 from qasite.domain.names import display_name
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -149,8 +149,13 @@ async def vendor_asset(name: Annotated[str, PathParam(pattern=VENDOR_NAME)]) -> 
 
 
 @router.get("/questions/{question_id}", response_class=HTMLResponse)
-async def question_page(question_id: QuestionId, settings: SettingsDep) -> HTMLResponse:
-    """The shell only: a question that does not exist is reported by the page's load."""
+async def question_page(
+    question_id: QuestionId, settings: SettingsDep, session: ReadSession
+) -> HTMLResponse:
+    """The shell; a question that does not exist (or no longer) is the HTML 404 page. (One
+    deleted after this answer is reported by the page's load.)"""
+    if await session.scalar(select(Question.id).where(Question.id == question_id)) is None:
+        return error_page(settings, 404, "There is no such question: it may have been deleted.")
     return render_page(
         settings, "question", "Question", "question.js", question_id=str(question_id)
     )

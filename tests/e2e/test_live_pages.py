@@ -149,9 +149,10 @@ def test_a_visitor_signs_up_verifies_the_email_from_the_dev_mailbox_and_logs_in(
     expect(page.get_by_role("link", name="Log in")).to_be_visible()
     assert page.evaluate("localStorage.getItem('herald.session')") is None
 
-    page.goto(f"{system.qa.url}/questions/999")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Question not found")
-    expect(page.locator("#answer-compose")).to_be_hidden()
+    missing = page.goto(f"{system.qa.url}/questions/999")
+    assert missing is not None and missing.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+    expect(page.locator("main")).to_contain_text("There is no such question")
 
 
 def test_two_users_see_each_others_questions_votes_answers_and_comments_live(

@@ -38,6 +38,16 @@ async def test_a_browser_gets_an_html_page_in_words_for_an_unknown_page(
     assert "Content-Security-Policy" in r.headers
 
 
+async def test_a_question_that_does_not_exist_is_an_html_404_in_words(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/questions/999999", headers=BROWSER)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<h1>Page not found</h1>" in r.text
+    assert "There is no such question: it may have been deleted." in r.text
+
+
 async def test_a_wrong_method_on_the_api_stays_a_json_405_for_a_browser(
     client: httpx.AsyncClient,
 ) -> None:

@@ -303,7 +303,7 @@ def test_unknown_tags_and_users_are_html_404_pages(site: Site) -> None:
         assert words in response.text, path
 
 
-def test_the_question_page_links_its_tags_and_people_to_their_pages(
+def test_the_question_page_links_its_tags_and_people_and_a_visitor_to_log_in(
     site: Site, context: BrowserContext
 ) -> None:
     page = open_page(context, f"{site.url}/questions/{site.socket_q}")
@@ -316,6 +316,11 @@ def test_the_question_page_links_its_tags_and_people_to_their_pages(
     expect(answer.get_by_role("link", name="Bob")).to_have_attribute(
         "href", f"/users/{site.bob.id}"
     )
+    # A visitor is offered a way to log in, not comment boxes that lead there on submit.
+    expect(page.locator(".comment-form")).to_have_count(0)
+    login = question.get_by_role("link", name="Log in to comment")
+    expect(login).to_have_attribute("href", f"/login?next=%2Fquestions%2F{site.socket_q}")
+    expect(answer.get_by_role("link", name="Log in to comment")).to_be_visible()
     question.get_by_role("link", name="python", exact=True).click()
     page.wait_for_url("**/tags/python")
     loaded(page)

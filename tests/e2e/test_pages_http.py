@@ -27,11 +27,27 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
+async def a_question(client: httpx.AsyncClient) -> int:
+    """A question asked by a new, verified user (through the API and the dev mailbox)."""
+    account = {"email": "asker@example.org", "password": "correct horse battery"}
+    assert (await client.post("/api/auth/register", json=account)).status_code == 202
+    link = (await client.get("/dev/mailbox")).json()[0]["link"]
+    assert (await client.get(re.sub(r"^https?://[^/]+", "", link))).status_code == 200
+    token = (await client.post("/api/auth/login", json=account)).json()["access_token"]
+    question = {"title": "A question for the shell", "body": "Its body.", "tags": ["shell"]}
+    r = await client.post(
+        "/api/questions", json=question, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 201, r.text
+    question_id: int = r.json()["id"]
+    return question_id
+
+
 @pytest.mark.parametrize(
     ("path", "script"),
     [
         ("/", "list.js"),
-        ("/questions/42", "question.js"),
+        ("/questions/{question}", "question.js"),
         ("/inbox", "inbox.js"),
         ("/login", "forms.js"),
         ("/signup", "forms.js"),
@@ -41,6 +57,8 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def test_each_page_is_a_shell_with_its_script_the_socket_url_and_a_strict_csp(
     client: httpx.AsyncClient, path: str, script: str
 ) -> None:
+    if "{question}" in path:
+        path = path.format(question=await a_question(client))
     response = await client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -61,7 +79,10 @@ async def test_each_page_is_a_shell_with_its_script_the_socket_url_and_a_strict_
 async def test_the_question_page_carries_its_id_and_refuses_ids_outside_the_grammar(
     client: httpx.AsyncClient,
 ) -> None:
-    assert 'data-question="42"' in (await client.get("/questions/42")).text
+    question_id = await a_question(client)
+    assert f'data-question="{question_id}"' in (await client.get(f"/questions/{question_id}")).text
+    missing = await client.get(f"/questions/{question_id + 1}")  # no such question: HTML 404
+    assert missing.status_code == 404 and "There is no such question" in missing.text
     assert (await client.get("/questions/0")).status_code == 422
     assert (await client.get("/questions/abc")).status_code == 422
 

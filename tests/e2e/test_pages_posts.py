@@ -105,6 +105,14 @@ def test_the_ask_page_suggests_tags_previews_highlights_and_posts_with_an_image(
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     page.set_viewport_size(VIEWPORT)
 
+    # A tag outside the alphabet is refused in words, naming the field, never a pattern.
+    tags.fill("python Geometry!")
+    page.get_by_role("button", name="Post your question").click()
+    expect(page.locator("#ask-page-form-error")).to_have_text(
+        "Tags: 'geometry!' is not a tag: a tag is 1 to 35 lowercase letters, digits and the"
+        " characters + # . - (it starts with a letter, a digit or a dot)"
+    )
+    tags.fill("python geometry")
     page.get_by_role("button", name="Post your question").click()
     page.wait_for_url(re.compile(r"/questions/\d+$"))
     expect(page.locator("#question-title")).to_have_text("How do I compute the area of a circle?")

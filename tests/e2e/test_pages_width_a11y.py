@@ -176,6 +176,38 @@ def test_every_page_fits_every_width_passes_axe_and_is_photographed(
         page.close()
 
 
+@pytest.mark.parametrize("width", [320, 375, 414])
+def test_the_signed_in_header_on_a_phone_is_one_bar_above_the_search_box(
+    width: int, live: LiveSystem, data: dict[str, Any], contexts: Any
+) -> None:
+    page = open_site_page(contexts[True], live, PAGES[0], data)
+    try:
+        page.set_viewport_size({"width": width, "height": 740})
+        page.wait_for_function("(w) => innerWidth === w", arg=width)
+        boxes = {
+            name: page.locator(selector).bounding_box()
+            for name, selector in [
+                ("brand", ".brand"),
+                ("inbox", "#inbox-button"),
+                ("log out", ".account button:text('Log out')"),
+                ("search", "#site-search-q"),
+            ]
+        }
+        tops = {name: round(box["y"] + box["height"] / 2) for name, box in boxes.items() if box}
+        assert len(tops) == 4, boxes
+        row = tops["brand"]
+        assert all(abs(tops[n] - row) <= 6 for n in ("inbox", "log out")), (width, tops)
+        assert tops["search"] > row + 10, (width, tops)
+        # "Log out" on one line, never broken.
+        lines = page.locator(".account button:text('Log out')").evaluate(
+            "(e) => { const r = document.createRange(); r.selectNodeContents(e);"
+            " return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size; }"
+        )
+        assert lines == 1, width
+    finally:
+        page.close()
+
+
 def test_voting_the_inbox_and_a_form_work_with_the_keyboard_only(
     live: LiveSystem, data: dict[str, Any], contexts: Any
 ) -> None:

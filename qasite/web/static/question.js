@@ -442,6 +442,12 @@ const commentOf = (c) => ({ id: c.id, author: c.author_id, author_name: c.author
  * @param {CommentOut[]} comments
  */
 function commentSection(ref, comments) {
+  const list = h('ul', { class: 'comment-list' }, comments.map((c) => commentItem(commentOf(c))));
+  if (session === null) {
+    // No box that only leads to the login page on submit: the link says so first.
+    const login = h('a', { href: `/login?next=${encodeURIComponent(location.pathname)}` }, ['Log in to comment']);
+    return h('section', { class: 'comments', 'aria-label': 'Comments' }, [list, h('p', { class: 'comment-login' }, [login])]);
+  }
   const id = `comment-input-${ref.replace(':', '-')}`;
   const input = /** @type {HTMLInputElement} */ (h('input', { id, name: 'body', type: 'text', required: true, maxlength: 600, autocomplete: 'off' }));
   const error = h('p', { class: 'form-error', role: 'alert' });
@@ -452,7 +458,6 @@ function commentSection(ref, comments) {
   ]);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (!requireLogin(location.pathname)) return;
     const [kind, postId] = ref.split(':');
     try {
       /** @type {CommentOut} */
@@ -464,10 +469,7 @@ function commentSection(ref, comments) {
       say(error, failure instanceof Error ? failure.message : String(failure));
     }
   });
-  return h('section', { class: 'comments', 'aria-label': 'Comments' }, [
-    h('ul', { class: 'comment-list' }, comments.map((c) => commentItem(commentOf(c)))),
-    form,
-  ]);
+  return h('section', { class: 'comments', 'aria-label': 'Comments' }, [list, form]);
 }
 
 /**

@@ -90,9 +90,26 @@ async function parse(response) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const error = data?.error;
-    throw new ApiError(response.status, error?.reason ?? 'error', error?.message ?? response.statusText);
+    const message = Array.isArray(error?.problems) && error.problems.length > 0 ? inWords(error.problems) : error?.message;
+    throw new ApiError(response.status, error?.reason ?? 'error', message ?? response.statusText);
   }
   return data;
+}
+
+/**
+ * A 422's problems for a person: each field by its name ("Tags: …", not "body.tags.0: …").
+ * @param {{ where?: unknown, problem?: unknown }[]} problems
+ */
+function inWords(problems) {
+  return problems
+    .slice(0, 5)
+    .map(({ where, problem }) => {
+      const parts = String(where ?? '').split('.').filter((part) => part !== '' && !['body', 'query', 'path'].includes(part) && !/^\d+$/.test(part));
+      const field = parts.length === 0 ? '' : parts[parts.length - 1].replaceAll('_', ' ');
+      const text = String(problem ?? 'invalid');
+      return field === '' ? text : `${field[0].toUpperCase()}${field.slice(1)}: ${text}`;
+    })
+    .join('; ');
 }
 
 /**
