@@ -33,6 +33,7 @@ from typing import Any
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
 from herald_contract.history import NO_EPOCH
+from herald_contract.namespaces import Namespaces
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import (
     FIRST_READ_PUBLICATIONS,
@@ -86,8 +87,12 @@ class Hub:
         unsubscribe_grace_s: float,
         clock: Callable[[], float] = time.monotonic,
         max_channels: int | None = None,
+        namespaces: Namespaces | None = None,
     ) -> None:
+        """*namespaces*: the installation's, for the conflation keys of publications (None:
+        the shipped file's)."""
         self._bus = bus
+        self._namespaces = namespaces
         self._max_channels = max_channels
         self._metrics = metrics
         self._grace_s = unsubscribe_grace_s
@@ -406,7 +411,7 @@ class Hub:
 
     def _decode(self, channel: str, envelope: bytes) -> Publication | None:
         try:
-            return decode_publication(channel, envelope)
+            return decode_publication(channel, envelope, self._namespaces)
         except InvalidEnvelope as exc:
             self._metrics.bus_invalid_messages.inc()
             log.warning("dropped an invalid envelope on %s: %s", channel, exc)

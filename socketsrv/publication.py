@@ -6,6 +6,7 @@ from typing import Any
 
 from herald_contract.channels import ConflationKey, conflation_key
 from herald_contract.envelope import decode_envelope
+from herald_contract.namespaces import Namespaces
 from socketsrv.protocol import frames
 from socketsrv.protocol.commands import WireFormat
 
@@ -17,6 +18,7 @@ class Publication:
         "_frames",
         "_key",
         "_key_known",
+        "_namespaces",
         "channel",
         "data",
         "epoch",
@@ -24,8 +26,18 @@ class Publication:
         "published_ms",
     )
 
-    def __init__(self, channel: str, epoch: str, offset: int, published_ms: int, data: Any):
+    def __init__(
+        self,
+        channel: str,
+        epoch: str,
+        offset: int,
+        published_ms: int,
+        data: Any,
+        namespaces: Namespaces | None = None,
+    ):
+        """*namespaces*: whose conflation rules apply (None: the shipped file's)."""
         self.channel = channel
+        self._namespaces = namespaces
         self.epoch = epoch
         self.offset = offset
         self.published_ms = published_ms
@@ -37,10 +49,10 @@ class Publication:
     @property
     def conflation_key(self) -> ConflationKey | None:
         """The key under which a newer publication of the channel supersedes this one for a
-        slow connection (herald_contract/channels.py); None: never conflated. Computed on
-        first use: only a connection past its conflation mark asks."""
+        slow connection (the kind's ``conflation`` in the namespace file); None: never
+        conflated. Computed on first use: only a connection past its conflation mark asks."""
         if not self._key_known:
-            self._key = conflation_key(self.channel, self.data)
+            self._key = conflation_key(self.channel, self.data, self._namespaces)
             self._key_known = True
         return self._key
 
@@ -61,7 +73,9 @@ class Publication:
         return frames.publication(self.channel, self.offset, self.data, wire, epoch, conflated)
 
 
-def decode_publication(channel: str, envelope: bytes) -> Publication:
+def decode_publication(
+    channel: str, envelope: bytes, namespaces: Namespaces | None = None
+) -> Publication:
     """Decode envelope bytes from the bus; raises herald_contract.envelope.InvalidEnvelope."""
     e = decode_envelope(envelope)
-    return Publication(channel, e.epoch, e.offset, e.published_ms, e.data)
+    return Publication(channel, e.epoch, e.offset, e.published_ms, e.data, namespaces)

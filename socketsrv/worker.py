@@ -162,6 +162,7 @@ class Worker:
             unsubscribe_grace_s=settings.unsubscribe_grace_s,
             clock=clock,
             max_channels=settings.max_channels,
+            namespaces=settings.namespaces(),
         )
         self._server: asyncio.Server | None = None
         self._host: ConnectionHost | None = None
