@@ -1,7 +1,7 @@
 """The conflation experiment (issue 12, item 2): a hot question voted on, 10% of the clients on
 a throttled reader.
 
-    .venv/bin/python -m bench.conflation [--scale smoke|quick|issue] [--out FILE]
+    .venv/bin/python -m bench.conflation [--scale smoke|quick|issue] [--out FILE] [--before DIR]
 
 One redis-server, one fleet worker (``python -m socketsrv --workers 1`` from this checkout) and
 N raw websocket clients (protocol v1, JSON) in two load processes bound to 127.0.0.20, .21,
@@ -13,6 +13,8 @@ receive buffer of ``throttled_rcvbuf`` bytes (a slow link's window); the others 
 Each scenario is run on a fresh worker: ``calm`` (nobody throttled: the reference p99),
 ``off`` (conflation off: ``conflate_mark_bytes=0``), ``on`` (the defaults: 16 KiB mark,
 16 KiB ``send_lowat_bytes``) and ``on-small`` (1 KiB each: marks sized for a 2 KiB/s link).
+With ``--before DIR`` (a checkout of an older commit, e.g. ``git archive <commit> | tar -x -C
+DIR``), ``on-before`` runs the defaults with that checkout's worker, in the same run.
 Reported per scenario: closes by code (throttled and not), unannounced gaps, how many
 throttled clients hold the final score at the end and how long after the last vote they got
 it, the fast clients' publish-to-receive latency (p50/p99/max), the worker's conflated
@@ -23,14 +25,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import random
 import re
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import urllib.request
 from collections import Counter
@@ -79,6 +85,7 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "off": {"HERALD_CONFLATE_MARK_BYTES": "0"},
     "on": {},
     "on-small": {"HERALD_CONFLATE_MARK_BYTES": "1024", "HERALD_SEND_LOWAT_BYTES": "1024"},
+    "on-before": {},
 }
 
 
@@ -212,12 +219,26 @@ class Client(asyncio.Protocol):
                 self.latencies.append(now - data["t"])
 
 
+def _unread(c: Client) -> int:
+    """The bytes the client's own kernel holds that it has not read (FIONREAD)."""
+    sock = None if c.transport is None else c.transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    with contextlib.suppress(OSError):
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0])
+    return 0
+
+
 async def _clients(
-    plan: Plan, port: int, source: str, fast: int, throttled: int, end_at: float
+    plan: Plan, port: int, source: str, fast: int, throttled: int, end_at: float, last_at: float
 ) -> dict[str, Any]:
     clients = [Client(plan, i < throttled) for i in range(fast + throttled)]
     for c in clients:
         await c.connect(source, port)
+    # What the throttled clients' own kernels hold unread when the last vote is due: the part
+    # of the final score's wait that no server can shorten.
+    await asyncio.sleep(max(0.0, last_at - time.time()))
+    unread = [_unread(c) for c in clients if c.throttled]
     await asyncio.sleep(max(0.0, end_at - time.time()))
     for c in clients:
         c.ending = True
@@ -228,13 +249,14 @@ async def _clients(
         "counts": [dict(c.c) for c in clients],
         "final": [(c.score, c.score_at, c.closed.done()) for c in clients],
         "latencies": [lat for c in clients for lat in c.latencies],
+        "unread_at_last_vote": unread,
     }
 
 
 def _client_process(
-    plan: Plan, port: int, source: str, fast: int, throttled: int, end_at: float
+    plan: Plan, port: int, source: str, fast: int, throttled: int, end_at: float, last_at: float
 ) -> dict[str, Any]:
-    return asyncio.run(_clients(plan, port, source, fast, throttled, end_at))
+    return asyncio.run(_clients(plan, port, source, fast, throttled, end_at, last_at))
 
 
 async def _vote(plan: Plan, url: str, start_at: float) -> tuple[int, float]:
@@ -275,7 +297,9 @@ def _worker_counts(port: int) -> dict[str, float]:
     return counts
 
 
-def run(plan: Plan, scenario: str) -> dict[str, Any]:
+def run(plan: Plan, scenario: str, before: Path | None = None) -> dict[str, Any]:
+    """One scenario on a fresh worker and Redis; ``on-before`` runs the worker of the
+    checkout *before* (its directory comes first on the worker's import path)."""
     from bench.slow_clients import _free_port, _wait_port
     from tests.support.redis_server import RedisServer
 
@@ -300,6 +324,7 @@ def run(plan: Plan, scenario: str) -> dict[str, Any]:
             ],
             env=env,
             stdout=subprocess.DEVNULL,
+            cwd=before if scenario == "on-before" else None,
         )
         try:
             _wait_port(port)
@@ -319,6 +344,7 @@ def run(plan: Plan, scenario: str) -> dict[str, Any]:
                         per[i] - thr[i],
                         thr[i],
                         end_at,
+                        t0 + plan.vote_s,
                     )
                     for i in range(PROCESSES)
                 ]
@@ -356,6 +382,7 @@ def _summary(
                 else:
                     stale += 1
     lat = [x for r in results for x in r["latencies"]]
+    unread = [float(x) for r in results for x in r["unread_at_last_vote"]]
     closes = {
         k: {n[6:]: v for n, v in sorted(c.items()) if n.startswith("close_")}
         for k, c in (("throttled", counts[True]), ("others", counts[False]))
@@ -374,6 +401,10 @@ def _summary(
         "throttled_with_final_score": len(lags),
         "throttled_without_final_score": stale,
         "final_score_lag_s": {"p50": _pct(lags, 0.5), "max": max(lags, default=None)},
+        "throttled_unread_at_last_vote_bytes": {
+            "p50": _pct(unread, 0.5),
+            "max": max(unread, default=None),
+        },
         "others_latency_s": {
             "p50": _pct(lat, 0.5),
             "p99": _pct(lat, 0.99),
@@ -390,9 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     p.add_argument("--out", type=Path)
+    p.add_argument("--before", type=Path, help="an older checkout: adds the on-before scenario")
     args = p.parse_args(argv)
     plan = SCALES[args.scale]
-    runs = [run(plan, s) for s in args.scenario or ("calm", "off", "on", "on-small")]
+    default = ["calm", "off", "on", "on-small"] + (["on-before"] if args.before else [])
+    scenarios = args.scenario or default
+    if "on-before" in scenarios and args.before is None:
+        p.error("on-before needs --before DIR")
+    runs = [run(plan, s, args.before) for s in scenarios]
     text = json.dumps({"scale": args.scale, "machine": measure.machine(), "runs": runs}, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

@@ -27,14 +27,24 @@ transport tells (``resume_writing``) when the client has read it down to half of
 the bound is ``outbox_max_bytes`` again.
 
 Conflation (issue 12, item 2; docs/protocol.md#conflation): once the transport holds more than
-``conflate_mark_bytes`` unsent, frames are held in the connection's own queue
+``conflate_mark_bytes`` unsent, the connection is *congested*: frames are held in its own queue
 (socketsrv/outbox.py) rather than handed to the transport, where a newer publication with the
-same conflation key supersedes a held one; meanwhile the transport's marks are 0, so that
-``resume_writing`` says when it has handed everything to the kernel, and then the head of
-the queue goes, up to the mark at a time. The bound is then what the transport and the queue
-hold together.
+same conflation key supersedes a held one. The queue's head goes to the transport only when the
+transport is empty (its marks are 0 meanwhile, so that ``resume_writing`` says so), at most
+:data:`CONGESTED_LOWAT_BYTES` at a time, and the socket's ``TCP_NOTSENT_LOWAT`` is lowered to
+that much too: what waits ahead of a new frame outside the queue, where nothing can be
+conflated any more, is then about two KiB in the worker and the kernel plus the client's own
+receive window. Once the kernel has taken every write for :data:`CALM_S` and the queue is
+empty, the connection is no longer congested and its ``send_lowat_bytes`` is restored. The
+bound is what the transport and the queue hold together.
 ``send_lowat_bytes`` (``TCP_NOTSENT_LOWAT``) keeps the kernel from taking megabytes a slow
 client has not read, so that the backlog is here, where it can be bounded and conflated.
+
+A heartbeat (sent by the sweep, :meth:`ClientConnection.send_heartbeat`) goes ahead of the
+held frames. While it is unanswered past ``pong_timeout_s``, :meth:`reading_toward_heartbeat`
+tells the sweep whether the client is still reading its way to it (its TCP acknowledged more
+bytes since the last look, and not yet the heartbeat's last byte): such a client is slow, not
+dead, and its deadline runs again (docs/protocol.md#heartbeats).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import enum
 import ipaddress
 import logging
 import socket
+import struct
 from typing import cast
 
 from websockets.frames import Frame, Opcode
@@ -92,6 +103,21 @@ log = logging.getLogger(__name__)
 ws_log = logging.getLogger("socketsrv.ws")
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux 3.12, macOS
+TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+TCP_INFO_BYTES_ACKED = struct.Struct("=Q")
+"""``tcpi_bytes_acked`` of Linux's ``struct tcp_info`` (4.1+), at byte 120."""
+TCP_INFO_BYTES_ACKED_AT = 120
+
+CONGESTED_LOWAT_BYTES = 1024
+"""A congested connection's ``TCP_NOTSENT_LOWAT`` (when ``send_lowat_bytes`` is set) and the
+most of its queue it hands the transport at a time: the bytes ahead of a new frame that can no
+longer be conflated (bench/results/CONFLATION.md: with the 16 KiB of ``send_lowat_bytes`` and a
+16 KiB hand-over, 2 KiB/s readers were ~37 KB behind and missed their heartbeats)."""
+CALM_S = 2.0
+"""A congested connection is so until the kernel has taken every write for this long and its
+queue is empty: a slow reader is refused a write about every CONGESTED_LOWAT_BYTES it reads
+(every 0.5 s at 2 KiB/s); giving it back 16 KiB of ``TCP_NOTSENT_LOWAT`` on a pause would put
+16 KiB of unconflated frames ahead of it again."""
 
 REPLAY_MARK_DIVISOR = 16
 """A paced replay queues only while the connection holds less than ``outbox_max_bytes`` / 16
@@ -122,22 +148,31 @@ class ClientConnection(asyncio.Protocol):
     """One websocket client (see the module docstring)."""
 
     __slots__ = (
+        "_acked_seen",
         "_address_subs",
+        "_calm_timer",
         "_close_timer",
         "_compress",
         "_conflate_mark",
         "_connect_timer",
         "_drain_waiters",
+        "_feed_bytes",
+        "_feed_due",
         "_fragments",
+        "_hb_behind",
+        "_hb_end",
+        "_hb_held",
         "_held",
         "_outbox_max_bytes",
         "_peer",
         "_pending",
         "_proxy_buf",
+        "_refused_at",
         "_replay_mark",
         "_scheduler",
         "_session",
         "_subscribing",
+        "_written",
         "address",
         "host",
         "state",
@@ -165,10 +200,33 @@ class ClientConnection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         """Paced replays waiting for the client to read (the transport's mark is lowered)."""
         mark = cfg.conflate_mark_bytes
-        self._conflate_mark = mark if mark and not cfg.compression else None
-        """None: never conflate (off, or frames compressed as they are pushed)."""
+        self._conflate_mark = (
+            max(0, mark - cfg.send_lowat_bytes) if mark and not cfg.compression else None
+        )
+        """Congested past this many bytes in the transport: what it holds plus the
+        ``send_lowat_bytes`` the kernel holds unsent once it refuses a write is past
+        ``conflate_mark_bytes``. None: never conflate (off, or frames compressed as they
+        are pushed)."""
         self._held: HeldFrames | None = None
-        """Frames held back while the transport is past the conflation mark (outbox.py)."""
+        """Frames held back while congested (past the conflation mark; outbox.py)."""
+        self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
+        self._feed_due = False
+        """A feed of the held frames is scheduled for the end of the turn."""
+        self._refused_at = 0.0
+        self._calm_timer: asyncio.TimerHandle | None = None
+        """While congested with nothing held: when to look whether it has caught up."""
+        """The loop time the kernel last left a write in the transport while congested."""
+        self._written = 0
+        """Bytes handed to the transport: the position in the TCP stream of what is next."""
+        self._hb_end: int | None = None
+        """The stream position just past the last heartbeat (None: still held)."""
+        self._hb_held = False
+        """The last heartbeat is at the head of the held frames, not yet written."""
+        self._hb_behind = False
+        """The last heartbeat was queued behind a backlog (congested, or the transport not
+        empty), or a look found it not yet acknowledged past its deadline."""
+        self._acked_seen: int | None = None
+        """The client's TCP acknowledged bytes when last looked at (reading_toward_heartbeat)."""
         self._compress = cfg.compression
         self._scheduler = host.scheduler
         self._fragments: Fragments | None = None
@@ -248,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.host.transports -= 1
-        for timer in (self._close_timer, self._connect_timer):
+        for timer in (self._close_timer, self._connect_timer, self._calm_timer):
             if timer is not None:
                 timer.cancel()
         self._pending.clear()
@@ -598,6 +656,7 @@ class ClientConnection(asyncio.Protocol):
         """The transport drained below its low-water mark: held frames go on, then paced
         replays."""
         if self._held is not None:
+            self._refused_at = asyncio.get_running_loop().time()  # it held bytes until now
             self._feed_held()
         if self._drain_waiters:
             self._wake_replays()
@@ -649,34 +708,169 @@ class ClientConnection(asyncio.Protocol):
             pub = None  # not the fan-out's frame: a reply, a heartbeat, a replayed one
         if held.add(frame, pub):
             self.host.metrics.conflated.inc()
-        if held.nbytes + transport.get_write_buffer_size() > self._outbox_max_bytes:
+        buffered = transport.get_write_buffer_size()
+        if held.nbytes + buffered > self._outbox_max_bytes:
             asyncio.get_running_loop().call_soon(self._slow)
+        elif not buffered:
+            self._feed_soon()
+
+    def _feed_soon(self) -> None:
+        """The transport is empty and frames are held: feed it at the end of the turn (the
+        frames of one turn go together, and supersede each other first)."""
+        if not self._feed_due:
+            self._feed_due = True
+            asyncio.get_running_loop().call_soon(self._feed_at_end_of_turn)
+
+    def _feed_at_end_of_turn(self) -> None:
+        self._feed_due = False
+        transport = self.transport
+        if (
+            self._held is not None
+            and transport is not None
+            and not transport.get_write_buffer_size()
+        ):
+            self._feed_held()
 
     def _congested(self) -> None:
-        """The transport went past the conflation mark: hold frames from now on."""
+        """The transport went past the conflation mark: hold frames from now on, and let
+        the kernel take little more than it can send (CONGESTED_LOWAT_BYTES)."""
         self._held = HeldFrames(self.wire)
+        self._refused_at = asyncio.get_running_loop().time()
+        lowat = self.host.config.send_lowat_bytes
+        if lowat:
+            self._set_lowat(min(lowat, CONGESTED_LOWAT_BYTES))
         self._set_limits()  # calls pause_writing at once (past the mark): not slow
 
+    def _uncongested(self) -> None:
+        """Caught up: frames go straight to the transport again, with the socket's own
+        ``send_lowat_bytes``."""
+        self._held = None
+        if self._calm_timer is not None:
+            self._calm_timer.cancel()
+            self._calm_timer = None
+        lowat = self.host.config.send_lowat_bytes
+        if lowat:
+            self._set_lowat(lowat)
+        self._set_limits()
+
+    def _catch_up(self) -> None:
+        """Nothing held and the transport empty: no longer congested once the kernel has
+        taken every write for CALM_S (looked at again then, if nothing came meanwhile)."""
+        loop = asyncio.get_running_loop()
+        calm_for = loop.time() - self._refused_at
+        if calm_for >= CALM_S:
+            self._uncongested()
+        elif self._calm_timer is None:
+            self._calm_timer = loop.call_later(CALM_S - calm_for, self._calm_expired)
+
+    def _calm_expired(self) -> None:
+        self._calm_timer = None
+        held, transport = self._held, self.transport
+        if self.state is not _OPEN or held is None or held or transport is None:
+            return  # closed, not congested, or still busy: a later feed looks again
+        if transport.get_write_buffer_size() == 0:
+            self._catch_up()
+
+    def _set_lowat(self, nbytes: int) -> None:
+        transport = self.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not TCP (a Unix socket in tests): no limit
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, nbytes)
+
     def _feed_held(self) -> None:
-        """The transport is empty: hand it the head of the held frames, up to the conflation
-        mark at a time, for as long as the kernel takes them all at once (then it calls
-        pause_writing, and resume_writing once empty again). Once nothing is held when it
-        is empty, frames go straight to the transport again."""
-        held, transport, mark = self._held, self.transport, self._conflate_mark
+        """The transport is empty: hand it the head of the held frames, CONGESTED_LOWAT_BYTES
+        at a time, for as long as the kernel takes them all at once (then the transport
+        calls pause_writing, and resume_writing once empty again). Once the queue is empty
+        and the kernel has taken every write for CALM_S, the connection is not congested
+        any more."""
+        held, transport = self._held, self.transport
         assert held is not None
-        assert mark is not None
         if self.state is not _OPEN or transport is None or transport.is_closing():
             return
         written = 0
+        budget = self._feed_bytes
         while held and transport.get_write_buffer_size() == 0:
-            data = b"".join(held.take(mark))
-            transport.write(data)
+            out = held.take(budget)
+            if self._hb_held:
+                self._hb_held = False  # the heartbeat was at the head: it is written now
+                self._hb_end = self._written + len(out[0])
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._write(transport, data)
             written += len(data)
         if written:
             self.host.metrics.bytes_written.inc(written)
-        if not held and transport.get_write_buffer_size() == 0 and self._held is held:
-            self._held = None
-            self._set_limits()
+        if transport.get_write_buffer_size():
+            self._refused_at = asyncio.get_running_loop().time()
+        elif not held and self._held is held:
+            self._catch_up()
+        if self._drain_waiters and self.replay_room() > 0:
+            self._wake_replays()
+
+    def _write(self, transport: asyncio.Transport, data: bytes) -> None:
+        self._written += len(data)
+        transport.write(data)
+
+    # Heartbeats (sweep.Sweeper)
+
+    def send_heartbeat(self, frame: bytes) -> None:
+        """Queue the heartbeat *frame*: ahead of the held frames when congested, else like
+        :meth:`push`. Remembers where it ends in the stream and what the client's TCP had
+        acknowledged, for :meth:`reading_toward_heartbeat`."""
+        if self.state is not _OPEN:
+            self.push(frame)  # WrongState before the 101; dropped once closing
+            return
+        self._acked_seen = self._bytes_acked()
+        held = self._held
+        transport = self.transport
+        self._hb_behind = held is not None or bool(
+            transport is not None and transport.get_write_buffer_size()
+        )
+        if held is None or self._compress:
+            self.push(frame)
+            self._hb_held = False
+            self._hb_end = self._written + sum(map(len, self._pending))
+            return
+        held.add_first(frame)
+        self._hb_held = True
+        self._hb_end = None
+        if transport is not None and transport.get_write_buffer_size() == 0:
+            self._feed_soon()
+
+    def reading_toward_heartbeat(self) -> bool:
+        """Whether the client is still reading its way to the unanswered heartbeat: its TCP
+        has acknowledged more bytes since the heartbeat was queued (or since the last call),
+        and either not yet the heartbeat's last byte, or that only since the last call when
+        a backlog was ahead of the heartbeat (the client then still reads its own receive
+        buffer up to it). A dead or deaf client acknowledges nothing more; a stopped one at
+        most its receive buffer, once; one that reads everything but never answers is not
+        behind a backlog. False where the kernel does not tell (no ``TCP_INFO``): the
+        heartbeat's deadline then stands."""
+        acked = self._bytes_acked()
+        seen, self._acked_seen = self._acked_seen, acked
+        if acked is None or seen is None or acked <= seen:
+            return False
+        end = self._hb_end
+        if end is None or acked < end:
+            self._hb_behind = True
+            return True
+        return self._hb_behind and seen < end
+
+    def _bytes_acked(self) -> int | None:
+        """The bytes the client's TCP acknowledged (Linux ``tcpi_bytes_acked``), or None."""
+        transport = self.transport
+        sock = None if transport is None or TCP_INFO is None else transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        end = TCP_INFO_BYTES_ACKED_AT + TCP_INFO_BYTES_ACKED.size
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, end)
+        except OSError:
+            return None
+        if len(info) < end:
+            return None
+        acked: int = TCP_INFO_BYTES_ACKED.unpack_from(info, TCP_INFO_BYTES_ACKED_AT)[0]
+        return acked
 
     # Outgoing frames (hub.Subscriber, writes.Writer)
 
@@ -714,7 +908,7 @@ class ClientConnection(asyncio.Protocol):
             return 0
         transport = self.transport
         assert transport is not None  # set before the 101
-        transport.write(data)
+        self._write(transport, data)
         if self._lowered and transport.get_write_buffer_size() > self._outbox_max_bytes:
             # The transport's mark is lowered meanwhile: it calls pause_writing once.
             asyncio.get_running_loop().call_soon(self._slow)
@@ -738,7 +932,8 @@ class ClientConnection(asyncio.Protocol):
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        transport.write(data)  # past outbox_max_bytes buffered, the transport calls pause_writing
+        # Past outbox_max_bytes buffered, the transport calls pause_writing.
+        self._write(transport, data)
 
     def pause_writing(self) -> None:
         """The transport holds more than ``outbox_max_bytes`` the client has not read: slow.
@@ -806,7 +1001,7 @@ class ClientConnection(asyncio.Protocol):
             self._write_now()  # keep our frames ahead of a close frame
             for data in out:
                 if data:
-                    transport.write(data)
+                    self._write(transport, data)
                 elif transport.can_write_eof():
                     transport.write_eof()
         if self.ws.close_expected() and self._close_timer is None:

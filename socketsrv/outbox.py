@@ -8,7 +8,8 @@ a conflation key (herald_contract/channels.py: a post's score on ``question:<id>
 the queued, not yet written publication of the same channel and key: the older one is dropped
 and the newer one is appended, so the offsets of a channel still reach the client in
 increasing order and an older value never follows a newer one. Everything else (keyless
-publications, replies, heartbeats, replays) is never dropped.
+publications, replies, heartbeats, replays) is never dropped; a heartbeat is held ahead of the
+rest (:meth:`HeldFrames.add_first`).
 
 The client must not mistake a dropped offset for a gap: the first publication of the same
 channel written after a dropped one carries ``"conflated": n``, the lowest offset dropped since
@@ -85,6 +86,13 @@ class HeldFrames:
         if self._dead > COMPACT_MIN_DEAD and 2 * self._dead > len(self._queue):
             self._compact()
         return superseded
+
+    def add_first(self, frame: bytes) -> None:
+        """Hold *frame* ahead of everything held, never to be dropped: a heartbeat, which
+        must not wait behind a backlog it has nothing to do with (its answer is what tells a
+        reading client from a dead one; docs/protocol.md#heartbeats)."""
+        self._queue.appendleft(_Held(frame, None))
+        self.nbytes += len(frame)
 
     def take(self, budget_bytes: int) -> list[bytes]:
         """Frames from the head, oldest first, up to *budget_bytes* (at least one while any

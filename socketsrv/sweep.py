@@ -85,7 +85,10 @@ class Sweeper:
         with 3 connections visits them once per cycle too, not once per sweep (issue 12,
         item 8: such a client heard a heartbeat every second). A visit closes the connection
         if a deadline passed, else sends a heartbeat if the previous one was answered; so a
-        client hears about two per ``ping_interval_s``, and at least one.
+        client hears about two per ``ping_interval_s``, and at least one. An unanswered
+        heartbeat the client is still reading its way to (a backlog ahead of it, its TCP
+        acknowledging more: ClientConnection.reading_toward_heartbeat) is given another
+        ``pong_timeout_s`` instead of a 4002.
 
         Token expiries do not wait for the visit: every sweep closes (4004) the connections
         whose ``expires_at`` plus the leeway has passed, so within ``sweep_interval_s`` of it.
@@ -110,10 +113,12 @@ class Sweeper:
                 continue
             session = conn.session
             code = session.deadline_passed(judged_at)
-            if code is not None:
+            if code is CloseCode.NO_PONG and conn.reading_toward_heartbeat():
+                session.heartbeat_delayed(now)  # slow, not dead: it reads toward the heartbeat
+            elif code is not None:
                 conn.close_with(code)
             elif session.heartbeat_due():
-                conn.push(frames.HEARTBEAT[conn.wire])
+                conn.send_heartbeat(frames.HEARTBEAT[conn.wire])
                 session.heartbeat_sent(now)
         self._hub.expire_idle()
         if self._after_sweep is not None:

@@ -417,6 +417,14 @@ class Session:
     def heartbeat_sent(self, now: float) -> None:
         self._heartbeat_at = now
 
+    def heartbeat_delayed(self, now: float) -> None:
+        """The unanswered heartbeat still waits behind bytes the client is reading (the
+        connection saw its TCP acknowledge more): a slow client, not a dead one. Its
+        deadline runs again from *now*; no new heartbeat is sent meanwhile."""
+        if self.state is not SessionState.CONNECTED or self._heartbeat_at is None:
+            raise WrongState("session", "delay a heartbeat", self.state)
+        self._heartbeat_at = now
+
     def closed(self) -> None:
         """The connection is gone; no more input is accepted."""
         self.state = SessionState.CLOSED

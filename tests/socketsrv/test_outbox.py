@@ -114,3 +114,14 @@ def test_msgpack_frames_carry_the_field_too() -> None:
     (frame,) = held.take(1 << 30)
     message = msgpack.unpackb(frame[2:])
     assert (message["offset"], message["conflated"]) == (2, 1)
+
+
+def test_a_heartbeat_is_held_ahead_of_the_backlog_and_never_dropped() -> None:
+    held = held_with(pub(5, score("answer:1", 1)), pub(6, {"type": "answer"}))
+    held.add_first(b"\x81\x0e" + b'{"type":"hb"}x')
+    p7 = pub(7, score("answer:1", 2))
+    held.add(p7.frame(JSON), p7)
+    first, *rest = held.take(1)  # at least one frame: the heartbeat
+    assert first.startswith(b"\x81\x0e")
+    assert rest == []
+    assert [m["offset"] for m in everything(held)] == [6, 7]

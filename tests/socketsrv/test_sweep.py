@@ -31,9 +31,17 @@ class FakeConnection:
             self.session.receive('{"op":"connect","id":1}', 0.0)
         self.pushed: list[bytes] = []
         self.closed_with: CloseCode | None = None
+        self.reading = False
+        """Whether the client reads its way toward an unanswered heartbeat (a backlog)."""
 
     def push(self, frame: bytes) -> None:
         self.pushed.append(frame)
+
+    def send_heartbeat(self, frame: bytes) -> None:
+        self.pushed.append(frame)
+
+    def reading_toward_heartbeat(self) -> bool:
+        return self.reading
 
     def close_with(self, code: CloseCode) -> None:
         self.closed_with = code
@@ -121,6 +129,20 @@ def test_an_unanswered_heartbeat_closes_with_no_pong_and_closing_connections_are
     sweep.sweep(0.6)  # past pong_timeout_s with nothing from the client
     assert deaf.closed_with is CloseCode.NO_PONG
     assert leaving.closed_with is None
+
+
+def test_a_client_reading_toward_its_heartbeat_gets_more_time_and_is_closed_once_it_stops() -> None:
+    slow = FakeConnection(1)
+    sweep = sweeper([slow])
+    sweep.sweep(0.0)
+    assert slow.heartbeats == 1
+    slow.reading = True  # a backlog ahead of the heartbeat, and its TCP acknowledges more
+    sweep.sweep(0.6)  # its next visit, past pong_timeout_s
+    assert slow.closed_with is None
+    assert slow.heartbeats == 1  # no second heartbeat while the first is unanswered
+    slow.reading = False  # stopped reading: the deadline runs again from the last visit
+    sweep.sweep(1.2)  # the next visit, pong_timeout_s after that one
+    assert slow.closed_with is CloseCode.NO_PONG
 
 
 # Issue 12, item 8: the heartbeat rate does not depend on how few connections there are, and

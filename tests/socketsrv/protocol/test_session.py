@@ -450,6 +450,23 @@ def test_a_heartbeat_unanswered_for_longer_than_pong_timeout_closes_with_no_pong
     assert anonymous.session.deadline_passed(anonymous.clock.advance(0.001)) is CloseCode.NO_PONG
 
 
+def test_a_heartbeat_delayed_behind_a_backlog_the_client_reads_gets_its_deadline_again(
+    anonymous: Client,
+) -> None:
+    send_heartbeat(anonymous)
+    session = anonymous.session
+    assert session.deadline_passed(anonymous.clock.advance(10.5)) is CloseCode.NO_PONG
+    session.heartbeat_delayed(anonymous.clock.now)  # the connection saw the client read on
+    assert session.deadline_passed(anonymous.clock.advance(10.0)) is None
+    assert not session.heartbeat_due()  # still unanswered: no second one
+    assert session.deadline_passed(anonymous.clock.advance(0.001)) is CloseCode.NO_PONG
+
+
+def test_only_an_unanswered_heartbeat_can_be_delayed(anonymous: Client) -> None:
+    with pytest.raises(WrongState):
+        anonymous.session.heartbeat_delayed(anonymous.clock.now)
+
+
 def test_silence_without_a_heartbeat_to_answer_is_not_a_missed_pong(anonymous: Client) -> None:
     assert anonymous.session.deadline_passed(anonymous.clock.advance(3600)) is None
 
