@@ -36,6 +36,8 @@ __all__ = [
     "KeyType",
     "Namespace",
     "Namespaces",
+    "char_parts",
+    "char_set",
     "grants_channel",
 ]
 
@@ -146,19 +148,26 @@ class KeyGrammar:
         )
 
 
+def char_parts(spec: str) -> list[str]:
+    """A character-set spec (see :class:`KeyGrammar`) cut into ranges (``a-z``) and single
+    characters: ``a-z0-9.-`` gives ``["a-z", "0-9", ".", "-"]``."""
+    parts: list[str] = []
+    i = 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-" and _same_class(spec[i], spec[i + 2]):
+            parts.append(spec[i : i + 3])
+            i += 3
+        else:
+            parts.append(spec[i])
+            i += 1
+    return parts
+
+
 def char_set(spec: str) -> frozenset[str]:
     """The characters of a character-set spec (see :class:`KeyGrammar`)."""
     out: set[str] = set()
-    i = 0
-    while i < len(spec):
-        a = spec[i]
-        if i + 2 < len(spec) and spec[i + 1] == "-" and _same_class(a, spec[i + 2]):
-            b = spec[i + 2]
-            out.update(chr(c) for c in range(ord(a), ord(b) + 1))
-            i += 3
-        else:
-            out.add(a)
-            i += 1
+    for part in char_parts(spec):
+        out.update(chr(c) for c in range(ord(part[0]), ord(part[-1]) + 1))
     return frozenset(out)
 
 
@@ -172,16 +181,7 @@ def _class(chars: frozenset[str]) -> str:
 
 def _spaced(spec: str) -> str:
     """``a-z0-9+#.-`` as ``a-z 0-9 + # . -`` (ranges kept)."""
-    parts: list[str] = []
-    i = 0
-    while i < len(spec):
-        if i + 2 < len(spec) and spec[i + 1] == "-" and _same_class(spec[i], spec[i + 2]):
-            parts.append(spec[i : i + 3])
-            i += 3
-        else:
-            parts.append(spec[i])
-            i += 1
-    return " ".join(parts)
+    return " ".join(char_parts(spec))
 
 
 @dataclass(frozen=True, slots=True)

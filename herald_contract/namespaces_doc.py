@@ -13,7 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from herald_contract.namespaces import MAX_CHANNEL_LENGTH, Access, KeyType, Namespace, Namespaces
+from herald_contract.namespaces import (
+    MAX_CHANNEL_LENGTH,
+    Access,
+    KeyType,
+    Namespace,
+    Namespaces,
+    char_parts,
+)
 from herald_contract.namespaces_file import default_namespaces
 
 BEGIN = "<!-- namespaces:begin (generated from herald_contract/namespaces.toml) -->"
@@ -41,20 +48,13 @@ def _retention(ns: Namespace) -> str:
 def _abnf_chars(spec: str) -> str:
     """A character-set spec as ABNF alternatives (``a-z0-9.`` -> ``%x61-7A / DIGIT / "."``)."""
     parts: list[str] = []
-    i = 0
-    while i < len(spec):
-        if i + 2 < len(spec) and spec[i + 1] == "-" and spec[i] <= spec[i + 2]:
-            a, b = spec[i], spec[i + 2]
-            if (a, b) == ("0", "9"):
-                parts.append("DIGIT")
-            elif a.isalnum() and b.isalnum():
-                parts.append(f"%x{ord(a):02X}-{ord(b):02X}")
-            else:
-                parts.extend(f'"{c}"' for c in (a, "-", b))
-            i += 3
-            continue
-        parts.append(f'"{spec[i]}"' if spec[i] != '"' else "%x22")
-        i += 1
+    for part in char_parts(spec):
+        if part == "0-9":
+            parts.append("DIGIT")
+        elif len(part) == 3:
+            parts.append(f"%x{ord(part[0]):02X}-{ord(part[2]):02X}")
+        else:
+            parts.append(f'"{part}"' if part != '"' else "%x22")
     return " / ".join(parts)
 
 

@@ -13,6 +13,8 @@ contract's (:mod:`herald_contract.errors`), whose root ``HeraldPublishError`` ca
 from herald_contract.channels import Channel, ChannelKind, parse_channel
 from herald_contract.envelope import Envelope
 from herald_contract.errors import HeraldPublishError, InvalidChannel, InvalidPayload, PublishFailed
+from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import NamespaceFileError, load_namespaces
 from herald_contract.stream import PublishResult
 from publisher.publish import Publisher
 
@@ -23,8 +25,11 @@ __all__ = [
     "HeraldPublishError",
     "InvalidChannel",
     "InvalidPayload",
+    "NamespaceFileError",
+    "Namespaces",
     "PublishFailed",
     "PublishResult",
     "Publisher",
+    "load_namespaces",
     "parse_channel",
 ]
