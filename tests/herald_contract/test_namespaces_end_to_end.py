@@ -156,3 +156,34 @@ async def test_the_qa_core_publishes_with_the_files_retention(
     assert top >= 5
     assert redis.xlen(KEYS.history(channel)) == 3  # the file's history_size for question
     assert redis.xlen(KEYS.history("questions:new")) == 1  # the installation's (500)
+
+
+@pytest.mark.parametrize(
+    ("program", "args"),
+    [
+        ("socketsrv", ["--port", "0"]),
+        ("publisher", ["question:1", "{}"]),
+        ("qasite", ["serve", "--port", "8080"]),
+    ],
+)
+def test_every_program_refuses_a_bad_file_at_start_in_one_line(
+    tmp_path: Path, program: str, args: list[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(FEED + FEED)  # the feed kind twice
+    env = {
+        **os.environ,
+        "HERALD_NAMESPACES_FILE": str(bad),
+        "HERALD_QA_DATA_DIR": str(tmp_path / "qa"),
+        "HERALD_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", program, *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"HERALD_NAMESPACES_FILE: {bad}: namespace 2 (feed): name: overlaps namespace 1:"
+        " the kind 'feed' is declared twice (each kind has one namespace)"
+    )
