@@ -12,9 +12,14 @@ chunks, ``keepcost``: what the top of the main heap could give back). RSS well a
 ``uordblks + hblkhd`` plus the interpreter is memory the allocator keeps, not live objects.
 
 With ``HERALD_HEAP_PROBE_TRACE=1`` tracemalloc runs (slow: diagnostic runs only), and each
-time a file ``OUT.snap`` appears the thread deletes it and takes a snapshot: the first is the
+time a file ``OUT.snap`` appears the thread takes a snapshot (then deletes it): the first is the
 baseline, each later one appends a line with the 25 allocation sites (file:line) that grew
 most since the baseline, and the count of gc-tracked objects by type that grew most.
+
+For a fleet of several workers (``python -m socketsrv --workers N`` spawns them, e.g. in
+bench/soak.py): run the bench with ``PYTHONPATH=bench/heap_probe_site`` and
+``HERALD_HEAP_PROBE_DIR=DIR``; every worker process then writes ``DIR/heap-<pid>.jsonl``
+every ``HERALD_HEAP_PROBE_INTERVAL_S`` (default 5 s there), see :func:`start_in_workers`.
 
 Only for benchmarks: nothing here is part of the worker.
 """
@@ -87,7 +92,6 @@ def _probe(out: Path, interval_s: float, trace: bool) -> None:
     next_at = time.monotonic()
     while True:
         if trace and snap_file.exists():
-            snap_file.unlink()
             snap = tracemalloc.take_snapshot().filter_traces(
                 [tracemalloc.Filter(False, tracemalloc.__file__)]
             )
@@ -115,6 +119,7 @@ def _probe(out: Path, interval_s: float, trace: bool) -> None:
                 }
             with out.open("a") as f:
                 f.write(json.dumps(line) + "\n")
+            snap_file.unlink()  # taken: the bench waits for this
         if time.monotonic() >= next_at:
             next_at += interval_s
             sample: dict[str, Any] = {
@@ -136,6 +141,20 @@ def _probe(out: Path, interval_s: float, trace: bool) -> None:
             with out.open("a") as f:
                 f.write(json.dumps(sample) + "\n")
         time.sleep(0.2)
+
+
+def start_in_workers(out_dir: Path) -> None:
+    """In a process that turns out to be a socket worker (it imports ``socketsrv.worker``),
+    record its heap figures to ``out_dir/heap-<pid>.jsonl``; other processes only run a
+    thread that looks once a second. Called by bench/heap_probe_site/sitecustomize.py."""
+    interval_s = float(os.environ.get("HERALD_HEAP_PROBE_INTERVAL_S", "5"))
+
+    def wait_then_probe() -> None:
+        while "socketsrv.worker" not in sys.modules:
+            time.sleep(1.0)
+        _probe(out_dir / f"heap-{os.getpid()}.jsonl", interval_s, trace=False)
+
+    threading.Thread(target=wait_then_probe, daemon=True).start()
 
 
 def main() -> None:

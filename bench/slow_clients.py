@@ -377,8 +377,14 @@ def run(
                 env["HERALD_HEAP_PROBE_TRACE"] = "1"
 
         def snapshot() -> None:
-            if probe is not None and trace:
-                Path(f"{probe}.snap").touch()
+            """Ask the probe for a snapshot and wait (bounded) until it has taken it."""
+            if probe is None or not trace:
+                return
+            ask = Path(f"{probe}.snap")
+            ask.touch()
+            give_up = time.monotonic() + 60.0
+            while ask.exists() and time.monotonic() < give_up:
+                time.sleep(0.1)
 
         fleet = subprocess.Popen(
             [
@@ -444,7 +450,6 @@ def run(
                 rss_after = rss_now()
                 snapshot()
                 results = [f.result() for f in futures]
-            time.sleep(1.5 if trace else 0.0)  # the probe takes the last snapshot
         finally:
             fleet.terminate()
             try:
@@ -569,6 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="after")
     p.add_argument("--stop-s", type=float, help="override the scale's stop_s")
     p.add_argument("--laggards", type=int, help="override the scale's laggards (Plan)")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one more environment variable for the worker (e.g. a glibc malloc tunable)",
+    )
     p.add_argument("--out", type=Path)
     p.add_argument(
         "--probe", type=Path, help="record the worker's heap figures here (bench/heap_probe.py)"
@@ -580,10 +592,16 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, stop_s=args.stop_s)
     if args.laggards is not None:
         plan = replace(plan, laggards=args.laggards)
+    if args.server_env:
+        pairs = [item.partition("=") for item in args.server_env]
+        extra = tuple((name, value) for name, _, value in pairs)
+        plan = replace(plan, server_env=plan.server_env + extra)
+    load_before = os.getloadavg()
     result = {
         "scale": args.scale,
         "machine": measure.machine(),
         **run(plan, args.code.resolve(), args.label, probe=args.probe, trace=args.trace),
+        "loadavg": {"start": load_before, "end": os.getloadavg()},
     }
     text = json.dumps(result, indent=2)
     if args.out:

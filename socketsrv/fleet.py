@@ -89,11 +89,13 @@ async def _serve(
     from prometheus_client import disable_created_metrics
 
     from socketsrv.buses import build_bus
+    from socketsrv.heap import HeapTrim, map_big_allocations
     from socketsrv.loadshare import LoadShare
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # _created doubles the series
+    map_big_allocations()  # before the first publication (socketsrv/heap.py)
     metrics = build_metrics()
     share = None
     if slot is not None and settings.rebalance_interval_s > 0:
@@ -118,6 +120,9 @@ async def _serve(
     # Everything alive now (modules, the worker) lives as long as the process: keep it out of
     # every later full collection, whose pauses would otherwise grow with it.
     gc.freeze()
+    # Freed heap goes back to the system after any burst, not only after paced replays.
+    heap = HeapTrim()
+    heap.every()
     stop = asyncio.Event()
 
     def on_signal() -> None:
@@ -131,6 +136,7 @@ async def _serve(
     if on_ready is not None:
         on_ready(worker.port)
     await stop.wait()
+    heap.cancel()
     log.info("draining %d connections", len(worker.connections))
     await worker.drain()
 

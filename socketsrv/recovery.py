@@ -34,11 +34,8 @@ recover (or reload) on their own.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol, runtime_checkable
@@ -47,6 +44,7 @@ from herald_contract.bus import BusUnavailable
 from herald_contract.envelope import StreamPosition
 from herald_contract.history import NO_EPOCH
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
+from socketsrv.heap import HeapTrim
 from socketsrv.history import HistoryReader, Recovered, suffix_after
 from socketsrv.metrics import Metrics
 from socketsrv.protocol.codes import CloseCode
@@ -135,79 +133,6 @@ class ReplayTurns:
                 self._used += 1
         if waiting or self._used:
             self._schedule()
-
-
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
-class HeapTrim:
-    """Gives the heap's free pages back to the system after paced replays start and end.
-
-    A replay's publications are tens of KiB each, allocated from the C heap (below glibc's
-    mmap threshold); glibc keeps the freed space, so a worker's RSS stayed about twice its
-    baseline long after the replays of the slow-client experiment ended
-    (bench/results/SLOW.md). ``malloc_trim(0)`` returns every free page, wherever it lies in
-    the heap (measured there: RSS back to the connected baseline while glibc still counts
-    55 MB of its heap as free). It takes a few milliseconds on a large heap, so it runs at
-    most once per *min_interval_s*: :meth:`request` trims at once when the last trim is that
-    old, else when the interval is up. Every paced replay requests one when it starts (its
-    subscribe's first read has been freed by then) and when it ends, so the heap is trimmed
-    within an interval of the last of them whether or not other replays still run. Before,
-    a trim waited until no paced replay ran at all, and one client on a slow link, whose
-    replay runs for minutes, kept everyone else's freed replays in the worker's RSS.
-    Does nothing where the C library has no ``malloc_trim``.
-    """
-
-    def __init__(
-        self,
-        *,
-        min_interval_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-        trim: Callable[[int], int] | None = None,
-    ) -> None:
-        self._min_interval_s = min_interval_s
-        self._clock = clock
-        self._trim = trim if trim is not None else _libc_malloc_trim()
-        self._last = -math.inf
-        self._later: asyncio.TimerHandle | None = None
-        self.trims = 0
-        """How many times the heap was trimmed (tests)."""
-
-    def request(self) -> None:
-        """Trim now if the last trim is *min_interval_s* old, else once when it is."""
-        if self._trim is None or self._later is not None:
-            return
-        wait_s = self._last + self._min_interval_s - self._clock()
-        if wait_s <= 0:
-            self._run()
-            return
-        self._later = asyncio.get_running_loop().call_later(wait_s, self._run_later)
-
-    def _run_later(self) -> None:
-        self._later = None
-        self._run()
-
-    def _run(self) -> None:
-        assert self._trim is not None
-        self._last = self._clock()
-        self._trim(0)
-        self.trims += 1
-
-    def cancel(self) -> None:
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
 
 
 @runtime_checkable

@@ -31,8 +31,9 @@ from websockets.uri import parse_uri
 
 from herald_contract.bus import HistoryRead, HistoryResult
 from socketsrv.connection import ClientConnection, ConnectionState
+from socketsrv.heap import HeapTrim
 from socketsrv.history import FIRST_READ_PUBLICATIONS
-from socketsrv.recovery import HeapTrim, ReplayTurns
+from socketsrv.recovery import ReplayTurns
 from socketsrv.worker import Worker
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
