@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from qasite.domain import errors as domain
 from qasite.domain.search import BadCursor
@@ -172,14 +173,38 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return _reply(422, "invalid", summary or "invalid input", problems=problems)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at this path. Starlette's 405 names those of
+    the first route whose path matched, which is one of several when two routers share a path
+    (``GET /api/questions`` lists, ``POST`` asks: found by schemathesis, ``Allow: GET``)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI reads a body that is not UTF-8 as a 400 of its own; like any other body
+        # that is not JSON (FastAPI's json_invalid), it is invalid input (found by schemathesis).
+        return _reply(422, "invalid", "body: the body is not JSON (not even UTF-8 text)")
     reasons = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return _reply(
         exc.status_code,
         reasons.get(exc.status_code, "http_error"),
         str(exc.detail),
-        dict(exc.headers) if exc.headers else None,
+        headers or None,
     )
 
 

@@ -7,6 +7,7 @@ first, no UTF-8 encoder can write the second), so such input is a 422, not a dat
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
@@ -34,6 +35,17 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*")
+
+
+def _iso_time(value: object) -> object:
+    """Only ISO 8601 text: a bare number, which pydantic would read as Unix time, is refused
+    (the schema says ``date-time``; found by schemathesis: ``created_to=0.5`` was 1970)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("should be a date (2026-01-31) or a date and time in ISO 8601")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_clean_text)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 TagName = Annotated[
@@ -47,6 +59,8 @@ CommentBody = Annotated[
     Text, BeforeValidator(_strip), Field(min_length=1, max_length=models.MAX_COMMENT)
 ]
 Tags = Annotated[list[TagName], Field(min_length=1, max_length=models.MAX_TAGS)]
+Moment = Annotated[dt.datetime, BeforeValidator(_iso_time)]
+"""A time in ISO 8601 (a date alone is its midnight; no zone is UTC), never a bare number."""
 Password = Annotated[Text, Field(min_length=8, max_length=128)]
 OpaqueToken = Annotated[Text, Field(min_length=1, max_length=200)]
 

@@ -5,7 +5,6 @@ The semantics of each parameter are those of :mod:`qasite.domain.search`.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,7 +13,7 @@ from herald_contract.channels import MAX_ID
 from qasite.api.deps import Ctx, ReadSession
 from qasite.api.errors import ERROR_RESPONSES
 from qasite.api.outputs import summary_out
-from qasite.api.schemas import QuestionPage, TagName, Text
+from qasite.api.schemas import Moment, QuestionPage, TagName, Text
 from qasite.domain.search import (
     MAX_PAGE,
     MAX_QUERY_CHARS,
@@ -46,9 +45,9 @@ async def list_questions(
         Query(max_length=5, description="repeat for several: questions with all of them"),
     ] = None,
     created_from: Annotated[
-        dt.datetime | None, Query(description="created at or after (ISO 8601; naive is UTC)")
+        Moment | None, Query(description="created at or after (ISO 8601; naive is UTC)")
     ] = None,
-    created_to: Annotated[dt.datetime | None, Query(description="created before")] = None,
+    created_to: Annotated[Moment | None, Query(description="created before")] = None,
     min_score: Annotated[int | None, Query(ge=-INT32, lt=INT32)] = None,
     answered: Annotated[
         bool | None,

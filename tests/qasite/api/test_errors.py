@@ -46,3 +46,52 @@ def test_the_fields_of_an_error_are_kept_beside_its_message() -> None:
     assert (error.field, error.problem, error.message) == ("limit", "between 1 and 100",
                                                            "limit: between 1 and 100")  # fmt: skip
     assert (NotFound("comment", 9).kind, NotFound("comment", 9).ident) == ("comment", 9)
+
+
+# --- found by schemathesis (issue 13's routes) ---------------------------------------------
+
+
+def two_routers_on_one_path() -> FastAPI:
+    """``GET`` and ``POST /items`` from two routers, as ``/api/questions`` is served."""
+    from fastapi import APIRouter
+
+    app = FastAPI()
+    install_handlers(app)
+    listing, asking = APIRouter(), APIRouter()
+
+    @listing.get("/items")
+    async def list_items() -> list[int]:
+        return []
+
+    @asking.post("/items")
+    async def add_item(item: dict[str, int]) -> dict[str, int]:
+        return item
+
+    app.include_router(listing)
+    app.include_router(asking)
+    return app
+
+
+async def test_a_405_allows_every_method_of_the_path_not_only_the_first_routers() -> None:
+    async with AsyncClient(
+        transport=ASGITransport(two_routers_on_one_path()), base_url="http://qa"
+    ) as client:
+        r = await client.request("OPTIONS", "/items")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, POST"
+    assert r.json()["error"]["reason"] == "method_not_allowed"
+
+
+async def test_a_body_that_is_not_even_utf8_is_invalid_input_not_an_undocumented_400() -> None:
+    async with AsyncClient(
+        transport=ASGITransport(two_routers_on_one_path()), base_url="http://qa"
+    ) as client:
+        r = await client.post(
+            "/items", content=b"\xff\xfeC", headers={"Content-Type": "application/json"}
+        )
+    assert r.status_code == 422
+    assert r.json()["error"] == {
+        "code": 422,
+        "reason": "invalid",
+        "message": "body: the body is not JSON (not even UTF-8 text)",
+    }

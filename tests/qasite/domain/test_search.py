@@ -402,6 +402,8 @@ async def test_bad_parameters_are_422_with_a_message(qa: QA) -> None:
     await assert_invalid(qa, "tag", tag="not a tag!")
     await assert_invalid(qa, "tag", tag=["a", "b", "c", "d", "e", "f"])
     await assert_invalid(qa, "created_from", created_from="yesterday")
+    await assert_invalid(qa, "ISO 8601", created_to="0.5")  # not Unix time (schemathesis)
+    await assert_invalid(qa, "ISO 8601", created_from="1700000000")
     await assert_invalid(qa, "earlier", created_from="2026-02-01", created_to="2026-01-01")
     await assert_invalid(qa, "min_score", min_score="high")
     await assert_invalid(qa, "min_score", min_score=2**40)
