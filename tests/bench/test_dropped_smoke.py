@@ -23,16 +23,25 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
 
 
-def run_bench(mode: str, settle_s: float, out: Path) -> dict[str, Any]:
-    proc = subprocess.run(
+def start_bench(mode: str, settle_s: float, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "bench.dropped", "--modes", mode, "--seconds", "3",
          "--clients", "20", "--channels", "20", "--subscriptions", "3", "--rate", "50",
          "--drop", "0.2", "--check-interval", "0.5", "--settle", str(settle_s),
          "--probe-interval", "0.5", "--probe-deadline", "3", "--probe-connections", "4",
          "--probe-drop-run", "3", "--sample-every", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=70,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def finish_bench(proc: subprocess.Popen[str], mode: str, out: Path) -> dict[str, Any]:
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     run: dict[str, Any] = json.loads(out.read_text())["runs"][mode]
     return run
 
@@ -40,12 +49,20 @@ def run_bench(mode: str, settle_s: float, out: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Checks on may take up to 15 s to be whole (it stops waiting once it is); the control
-    is not waited for: a tail it lost stays lost."""
+    is not waited for: a tail it lost stays lost. The two runs (each its own Redis, fleet,
+    proxy and prober) go side by side."""
     tmp = tmp_path_factory.mktemp("dropped")
-    return {
-        "checks_on": run_bench("checks_on", 15, tmp / "on.json"),
-        "checks_off": run_bench("checks_off", 0.1, tmp / "off.json"),
-    }
+    plan = {"checks_on": (15.0, tmp / "on.json"), "checks_off": (0.1, tmp / "off.json")}
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for mode, (settle_s, out) in plan.items():
+            procs[mode] = start_bench(mode, settle_s, out)
+        return {mode: finish_bench(proc, mode, plan[mode][1]) for mode, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def test_with_position_checks_no_client_silently_misses_a_dropped_publication(

@@ -92,8 +92,10 @@ class RedisClusterTestbed:
         node_timeout_ms: int = TEST_NODE_TIMEOUT_MS,
     ) -> RedisClusterTestbed:
         cluster = LocalRedisCluster.launch(
-            workdir, primaries=primaries, replicas=replicas, node_timeout_ms=node_timeout_ms
-        )
+            workdir, primaries=primaries, replicas=replicas, node_timeout_ms=node_timeout_ms,
+            # A replica's sync starts at once, not after the default 5 s wait for others.
+            extra_args=("--repl-diskless-sync-delay", "0"),
+        )  # fmt: skip
         return cls(cluster)
 
     def __init__(self, cluster: LocalRedisCluster) -> None:

@@ -17,11 +17,14 @@ into the server's own directory and the next start loads that snapshot. The serv
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import random
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -35,12 +38,63 @@ class RedisServerError(RuntimeError):
     """redis-server is missing or did not start; the message says why."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just gave out on *host* (free unless someone races for it)."""
+# free_port() hands out ports below the kernel's ephemeral range, so that an outgoing
+# connection's source port never takes one between the pick and the server's bind, and each
+# pytest-xdist worker (PYTEST_XDIST_WORKER=gw<N>, inherited by the processes a test starts) has
+# its own slot, so that two workers never pick the same port. Within a slot, a process walks
+# its own random order of the slot's ports: consecutive calls give different ports, and two
+# processes of one slot (a test and the bench it starts) seldom try the same one.
+_PORTS_FROM = 10_000
+_PORTS_PER_SLOT = 1_500
+_cursors: dict[int, Iterator[int]] = {}
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _slot() -> int:
+    """0 outside xdist, N + 1 for worker gwN (wrapping when there are more workers than slots)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    slots = max(1, (_ephemeral_low() - _PORTS_FROM) // _PORTS_PER_SLOT)
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return 0
+    return (int(worker[2:]) + 1) % slots
+
+
+def _candidates(slot: int) -> Iterator[int]:
+    first = _PORTS_FROM + slot * _PORTS_PER_SLOT
+    order = random.sample(range(first, first + _PORTS_PER_SLOT), _PORTS_PER_SLOT)
+    return itertools.cycle(order)
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing is bound to on *host*, from this process's slot (see above): no other
+    xdist worker picks it, and no outgoing connection takes it meanwhile."""
+    if _ephemeral_low() - _PORTS_FROM < _PORTS_PER_SLOT:  # an unusual kernel setting
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            kernel_port: int = sock.getsockname()[1]
+            return kernel_port
+    slot = _slot()
+    cursor = _cursors.setdefault(slot, _candidates(slot))
+    for _ in range(_PORTS_PER_SLOT):
+        port = next(cursor)
+        if _bindable(host, port):
+            return port
+    raise RedisServerError(f"no free port on {host} in slot {slot}")
 
 
 def _ask(port: int, command: bytes, timeout_s: float = 0.5) -> bytes:
@@ -119,6 +173,9 @@ class RedisServer:
                 "--appendonly", "no",
                 "--daemonize", "no",
                 "--enable-debug-command", "local",
+                # A replica's first sync starts at once, not after the default 5 s wait for
+                # other replicas (each failover test would otherwise wait it out).
+                "--repl-diskless-sync-delay", "0",
                 "--logfile", str(log),
                 *self._extra_args,
             ],
