@@ -7,12 +7,17 @@ skipped with that reason otherwise (a developer machine without a browser).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
@@ -148,3 +153,37 @@ def shared_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSyst
             system.close()
     finally:
         redis.close()
+
+
+PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The PostgreSQL server of the tests (as tests/qasite/conftest.py reads it)."""
+
+
+def _pg_admin(sql: str) -> None:
+    """Run *sql* on the server's admin database. In a thread of its own: playwright's sync
+    API may be running an event loop in this one."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result(timeout=60)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database (the Q&A core migrates it at start),
+    dropped at the end. Without a server: skipped, or failed under CI=true."""
+    name = f"herald_e2e_{secrets.token_hex(4)}"
+    try:
+        _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        _missing(f"no PostgreSQL server at {PG_ADMIN_URL} ({exc}); set HERALD_TEST_PG_URL")
+    try:
+        yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

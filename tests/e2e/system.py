@@ -84,7 +84,15 @@ class PinnedFleet(Fleet):
 class QACore:
     """``python -m qasite serve`` on a free port, relaying to Redis."""
 
-    def __init__(self, *, data_dir: Path, redis_url: str, socket_url: str, log: Path) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        redis_url: str,
+        socket_url: str,
+        log: Path,
+        database_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
@@ -104,6 +112,8 @@ class QACore:
             "HERALD_QA_DEV_MAILBOX": "true",  # sign_up reads the verification link there
         }
         env.pop("DATABASE_URL", None)
+        if database_url is not None:  # PostgreSQL (migrated at start); else SQLite in data_dir
+            env["DATABASE_URL"] = database_url
         self._log = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qasite", "serve"],
@@ -170,7 +180,9 @@ class LiveSystem:
     fleet_env: dict[str, str]
 
     @classmethod
-    def start(cls, tmp: Path, redis_url: str) -> LiveSystem:
+    def start(cls, tmp: Path, redis_url: str, database_url: str | None = None) -> LiveSystem:
+        """Everything up and answering; the Q&A core on *database_url* (PostgreSQL) or, by
+        default, on a fresh SQLite file."""
         data_dir = tmp / "qa-data"
         # The development key pair, written before either process starts.
         with_secrets(Settings(data_dir=data_dir))
@@ -183,7 +195,11 @@ class LiveSystem:
             port=free_port(), redis_url=redis_url, workers=2, log=tmp / "fleet.log", **fleet_env
         )
         qa = QACore(
-            data_dir=data_dir, redis_url=redis_url, socket_url=fleet.url, log=tmp / "qa.log"
+            data_dir=data_dir,
+            redis_url=redis_url,
+            socket_url=fleet.url,
+            log=tmp / "qa.log",
+            database_url=database_url,
         )
         system = cls(tmp, redis_url, fleet, qa, fleet_env)
         try:

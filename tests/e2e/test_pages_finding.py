@@ -1,5 +1,5 @@
 """Finding questions, tags and people (issue 13, items 1 and 2) in Chromium against the real
-system (Redis, a two-worker fleet, the Q&A core on SQLite): pages of 30 with shareable cursor
+system (Redis, a two-worker fleet, the Q&A core on SQLite, then all again on PostgreSQL): pages of 30 with shareable cursor
 URLs, sort tabs and filter chips, the search page and the header's search box, result counts,
 live "N new questions" banners per tag and per filtered list, tag and user pages, and their
 HTML 404s.
@@ -10,6 +10,7 @@ reads its own part of them. Every wait is for a condition. Screenshots go to doc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import SCREENSHOTS, VIEWPORT, make_user
+from tests.e2e.conftest import SCREENSHOTS, VIEWPORT, make_user, postgres_database
 from tests.e2e.system import LiveSystem, User
 from tests.support.redis_server import RedisServer
 
@@ -68,18 +69,22 @@ class Site:
         return question_id
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp: Path = tmp_path_factory.mktemp("finding")
-    redis = RedisServer.launch(tmp / "redis")
-    try:
-        system = LiveSystem.start(tmp, redis.url)
-        try:
-            yield Site(system)
-        finally:
-            system.close()
-    finally:
-        redis.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    """The module's system, on each database: search is where the two differ (FTS5 and
+    bm25, tsvector and ts_rank), so every test here runs on both."""
+    tmp: Path = tmp_path_factory.mktemp(f"finding-{request.param}")
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if request.param == "postgresql":
+            database_url = stack.enter_context(postgres_database())
+        redis = RedisServer.launch(tmp / "redis")
+        stack.callback(redis.close)
+        system = LiveSystem.start(tmp, redis.url, database_url)
+        stack.callback(system.close)
+        yield Site(system)
 
 
 @pytest.fixture(scope="module")
