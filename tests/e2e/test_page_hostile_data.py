@@ -487,6 +487,70 @@ def test_hostile_publications_in_the_inbox_and_the_list_are_shown_as_text(
     assert getattr(page, "js_errors", []) == []
 
 
+def test_hostile_publications_on_a_user_page_are_shown_as_text(
+    system: LiveSystem, new_context: NewContext
+) -> None:
+    """The user page applies ``questions:new`` and its questions' channels (user.js): what
+    they carry about its owner is shown as text, and what cannot be shown is left out."""
+    alice = make_user(system, "Alice")
+    question = system.qa.call(
+        "POST",
+        "/api/questions",
+        alice.token,
+        json={"title": "A quiet question", "body": "Nothing to see.", "tags": ["safe"]},
+    )
+    qid: int = question["id"]
+    url = f"{system.qa.url}/users/{alice.id}"
+    context = new_context()
+    foreign = foreign_requests(context, [system.qa.url, system.fleet.url])
+    page = watched(context.new_page())
+    page.goto(url)
+    page.evaluate("window.__notMoved = true")
+    wait_live(page, "questions:new")
+    page.wait_for_function("() => window.heraldUser.catchUps() > 0")
+    now = "2026-01-01T00:00:00+00:00"
+
+    def new_question(**fields: Any) -> dict[str, Any]:
+        return {"type": "question", "author": alice.id, "author_name": HOSTILE, "title": HOSTILE,
+                "tags": [HOSTILE, 7], "created_at": now, **fields}  # fmt: skip
+
+    for event in [
+        new_question(id=990030),
+        new_question(id=f"990031{HOSTILE}"),  # not an id: left out
+        new_question(id=990032, created_at=HOSTILE),  # not a time: left out
+        new_question(id=990035, title="Last"),  # in order: once shown, the others were applied
+    ]:
+        publish(system.redis_url, "questions:new", event)
+    for event in [
+        {"type": "answer", "question": qid, "answer_count": 1,
+         "answer": {"id": 990033, "author": alice.id, "author_name": HOSTILE,
+                    "body_html": HOSTILE, "created_at": now}},
+        {"type": "answer", "question": qid, "answer_count": 1,
+         "answer": {"id": 990034, "author": alice.id, "created_at": HOSTILE}},
+        {"type": "edit", "question": qid, "post": f"question:{qid}", "version": 50,
+         "body_html": HOSTILE, "title": f"Title {HOSTILE}", "tags": [HOSTILE]},
+        {"type": "score", "question": qid, "post": HOSTILE, "score": 5, "version": 9},
+        {"type": "deleted", "question": qid, "post": 12},
+        # Last, in order: once its score shows, every event above was applied.
+        {"type": "score", "question": qid, "post": f"question:{qid}", "score": 3, "version": 100},
+    ]:  # fmt: skip
+        publish(system.redis_url, f"question:{qid}", event)
+    expect(page.locator(f"#q-{qid} .stat.votes")).to_have_text("3 votes")
+    expect(page.locator("#q-990035")).to_have_count(1)
+
+    row = page.locator("#q-990030")
+    expect(row.locator(".summary-title")).to_have_text(HOSTILE)
+    expect(row.locator(".tags .tag")).to_have_text([HOSTILE])
+    expect(row.locator(".author")).to_have_text(HOSTILE)
+    assert page.locator("#profile-questions > li").count() == 3  # 990035, 990030, her own
+    answer = page.locator("#a-990033")
+    expect(answer.locator("a")).to_have_text(f"Title {HOSTILE}")
+    expect(page.locator("#a-990034")).to_have_count(0)
+    expect(page.locator(f"#q-{qid} .summary-title")).to_have_text(f"Title {HOSTILE}")
+    assert_unharmed(page, url, foreign)
+    assert getattr(page, "js_errors", []) == []
+
+
 def test_the_page_scripts_have_no_html_sinks() -> None:
     """No script of the pages parses a string as HTML into the document: the one way in for
     markup is dom.js's markdownNodes(), which builds allowlisted elements itself."""
