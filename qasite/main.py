@@ -218,6 +218,7 @@ async def _start_services(
         batch_size=settings.relay_batch_size,
         metrics=metrics,
         retention_s=settings.outbox_retention_s,
+        namespaces=settings.namespaces(),
     )
     relay.start()
     stack.push_async_callback(relay.stop)

@@ -21,6 +21,7 @@ import enum
 from collections.abc import Iterator
 from typing import Protocol
 
+from socketsrv.metrics import NamespaceSeries
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.publication import Publication
@@ -71,11 +72,14 @@ class Channel:
         "ready",
         "repair_buffer",
         "repair_task",
+        "series",
         "state",
     )
 
-    def __init__(self, name: str, ready: asyncio.Task[None]) -> None:
+    def __init__(self, name: str, ready: asyncio.Task[None], series: NamespaceSeries) -> None:
         self.name = name
+        self.series = series
+        """Its namespace's metrics (socketsrv/metrics.py): counted per publication."""
         self.state = ChannelState.SUBSCRIBING
         self.ready = ready
         """The bus subscription; LIVE once it is done without an error."""

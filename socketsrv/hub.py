@@ -32,8 +32,10 @@ from typing import Any
 
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
+from herald_contract.errors import InvalidChannel
 from herald_contract.history import NO_EPOCH
 from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import default_namespaces
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
 from socketsrv.history import (
     FIRST_READ_PUBLICATIONS,
@@ -41,7 +43,7 @@ from socketsrv.history import (
     Recovered,
     suffix_after,
 )
-from socketsrv.metrics import Metrics
+from socketsrv.metrics import Metrics, NamespaceSeries, namespace_series
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
@@ -89,10 +91,13 @@ class Hub:
         max_channels: int | None = None,
         namespaces: Namespaces | None = None,
     ) -> None:
-        """*namespaces*: the installation's, for the conflation keys of publications (None:
-        the shipped file's)."""
+        """*namespaces*: the installation's, for the conflation keys of publications and the
+        ``namespace`` label of the metrics (None: the shipped file's). Channel names come
+        parsed against the same file: a kind it lacks is refused (:meth:`subscribe`)."""
         self._bus = bus
         self._namespaces = namespaces
+        kinds = (namespaces if namespaces is not None else default_namespaces()).kinds
+        self._series = namespace_series(metrics, kinds)
         self._max_channels = max_channels
         self._metrics = metrics
         self._grace_s = unsubscribe_grace_s
@@ -148,8 +153,9 @@ class Hub:
 
         Calls *on_subscribed* once, synchronously, right before the first replayed frame is
         pushed. Raises :class:`BusUnavailable` when the bus cannot be reached,
-        :class:`ChannelLimit` when *channel* would be one more than ``max_channels``; returns
-        quietly if *sub* was removed meanwhile.
+        :class:`ChannelLimit` when *channel* would be one more than ``max_channels``,
+        :class:`InvalidChannel` when its kind is not one of the hub's namespaces (a name the
+        session did not parse: a bug); returns quietly if *sub* was removed meanwhile.
         """
         ch = self._channels.get(channel)
         if ch is None:
@@ -157,11 +163,12 @@ class Hub:
             if limit is not None and len(self._channels) >= limit:
                 # Each channel costs its state here and a bus subscription (docs/protocol.md).
                 raise ChannelLimit(channel)
-            ch = self._open_channel(channel)
+            ch = self._open_channel(channel, self._series_of(channel))
         ch.idle_since = None
         progress = CatchUp()
         ch.catching[sub] = progress
         self._metrics.subscriptions_open.inc()
+        ch.series.subscriptions.inc()
         try:
             if not ch.ready.done():
                 await asyncio.wait([ch.ready])  # its failure is checked below, for everyone
@@ -173,6 +180,7 @@ class Hub:
             if ch.catching.get(sub) is progress:
                 del ch.catching[sub]
                 self._metrics.subscriptions_open.dec()
+                ch.series.subscriptions.dec()
             self._mark_idle_if_empty(ch)
             raise
         if ch.catching.get(sub) is progress:  # else removed while the history was read
@@ -205,8 +213,10 @@ class Hub:
         if sub in live:
             del live[sub]
             self._metrics.subscriptions_open.dec()
+            ch.series.subscriptions.dec()
         elif ch.catching.pop(sub, None) is not None:
             self._metrics.subscriptions_open.dec()
+            ch.series.subscriptions.dec()
         self._mark_idle_if_empty(ch)
 
     def remove(self, sub: Subscriber, channels: set[str]) -> None:
@@ -215,9 +225,15 @@ class Hub:
         for channel in channels:
             self.unsubscribe(sub, channel)
 
-    def _open_channel(self, channel: str) -> Channel:
+    def _series_of(self, channel: str) -> NamespaceSeries:
+        series = self._series.get(channel.partition(":")[0])
+        if series is None:  # the label set stays the file's kinds (socketsrv/metrics.py)
+            raise InvalidChannel(channel, "unknown kind")
+        return series
+
+    def _open_channel(self, channel: str, series: NamespaceSeries) -> Channel:
         ready = asyncio.ensure_future(self._bus.subscribe(channel))
-        ch = Channel(channel, ready)
+        ch = Channel(channel, ready, series)
         ready.add_done_callback(ch.confirmed)
         self._channels[channel] = ch
         self._metrics.channels_subscribed.inc()
@@ -268,6 +284,7 @@ class Hub:
         if ch is None:
             return  # unsubscribed a moment ago
         self._metrics.publications_received.inc()
+        ch.series.publications.inc()
         pub = self._decode(channel, envelope)
         if pub is not None:
             self._accept(ch, pub)
@@ -389,6 +406,7 @@ class Hub:
         self.fanning_out = None
         m = self._metrics
         m.frames_delivered.inc(delivered)
+        ch.series.deliveries.inc(delivered)  # once per publication, never per connection
         m.fanout_duration.observe(time.perf_counter() - started)
         m.delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
 

@@ -4,10 +4,16 @@ Built once per process by :func:`build_metrics` and passed down. With several wo
 fleet runs prometheus-client in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the
 supervisor before workers start), so whichever worker answers ``/metrics`` reports the sum
 over the fleet; gauges say how they combine across processes.
+
+Labels take values from bounded sets only. The ``namespace`` label is a kind of the
+installation's namespace file (herald_contract/namespaces.toml or ``HERALD_NAMESPACES_FILE``),
+fixed at start: :func:`namespace_series` makes one series per kind up front, and a channel
+reaches the hub only once its name parsed against that file (issue 14, item 5).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +47,9 @@ class Metrics:
     errors: Counter
     publications_received: Counter
     frames_delivered: Counter
+    namespace_publications: Counter
+    namespace_deliveries: Counter
+    namespace_subscriptions: Gauge
     bytes_written: Counter
     fanout_duration: Histogram
     delivery_latency: Histogram
@@ -85,9 +94,11 @@ class _Maker:
     def counter(self, name: str, doc: str, *labels: str) -> Counter:
         return Counter(name, doc, labels, registry=self.registry)
 
-    def gauge(self, name: str, doc: str, combined: Literal["livesum", "liveall"]) -> Gauge:
+    def gauge(
+        self, name: str, doc: str, combined: Literal["livesum", "liveall"], *labels: str
+    ) -> Gauge:
         # How the multiprocess collector combines the workers' values (module docstring).
-        return Gauge(name, doc, registry=self.registry, multiprocess_mode=combined)
+        return Gauge(name, doc, labels, registry=self.registry, multiprocess_mode=combined)
 
     def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
         return Histogram(name, doc, buckets=buckets, registry=self.registry)
@@ -135,6 +146,24 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         frames_delivered=counter(
             "herald_frames_delivered", "Publication frames handed to connections."
+        ),
+        # The three above by the channel's kind; they sum to the unlabelled ones, which stay
+        # for the alerts and dashboards that use them (monitoring/README.md#by-namespace).
+        namespace_publications=counter(
+            "herald_namespace_publications_received",
+            "Publications received from the bus, by the channel's namespace (kind).",
+            "namespace",
+        ),
+        namespace_deliveries=counter(
+            "herald_namespace_frames_delivered",
+            "Publication frames handed to connections, by the channel's namespace (kind).",
+            "namespace",
+        ),
+        namespace_subscriptions=gauge(
+            "herald_namespace_subscriptions_open",
+            "Client subscriptions held by connections, by the channel's namespace (kind).",
+            "livesum",
+            "namespace",
         ),
         bytes_written=counter("herald_bytes_written", "Bytes written to client transports."),
         fanout_duration=histogram(
@@ -275,6 +304,24 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         registry=reg,
     )
+
+
+class NamespaceSeries:
+    """The series of one namespace (kind), made once so that counting a publication costs
+    an attribute read and an increment, never a label lookup (socketsrv/hub.py)."""
+
+    __slots__ = ("deliveries", "publications", "subscriptions")
+
+    def __init__(self, metrics: Metrics, namespace: str) -> None:
+        self.publications: Counter = metrics.namespace_publications.labels(namespace)
+        self.deliveries: Counter = metrics.namespace_deliveries.labels(namespace)
+        self.subscriptions: Gauge = metrics.namespace_subscriptions.labels(namespace)
+
+
+def namespace_series(metrics: Metrics, kinds: Iterable[str]) -> dict[str, NamespaceSeries]:
+    """One :class:`NamespaceSeries` per kind of *kinds* (a namespace file's), each exported at
+    0 from now on: the ``namespace`` label has these values and no others."""
+    return {kind: NamespaceSeries(metrics, kind) for kind in kinds}
 
 
 def render(metrics: Metrics, multiproc_dir: str | None) -> bytes:

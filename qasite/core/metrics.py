@@ -49,6 +49,7 @@ class QAMetrics:
     http_requests: Counter
     http_request_duration: Histogram
     outbox_published: Counter
+    namespace_published: Counter
     outbox_publish_failures: Counter
     outbox_dropped: Counter
     outbox_lag: Gauge
@@ -89,6 +90,13 @@ def build_metrics(
         ),
         outbox_published=Counter(
             "herald_qa_outbox_published", "Outbox events accepted by the bus", registry=reg
+        ),
+        namespace_published=Counter(
+            "herald_qa_namespace_publications",
+            "Outbox events accepted by the bus, by the channel's namespace (a kind of the "
+            "namespace file: a bounded set)",
+            ["namespace"],
+            registry=reg,
         ),
         outbox_publish_failures=Counter(
             "herald_qa_outbox_publish_failures",

@@ -41,6 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_contract.envelope import pack_data
 from herald_contract.errors import HeraldPublishError, InvalidChannel, InvalidPayload
+from herald_contract.namespaces import Namespaces
+from herald_contract.namespaces_file import default_namespaces
 from qasite.core.db import Database
 from qasite.core.metrics import QAMetrics, build_metrics
 from qasite.domain.models import OutboxEvent, utcnow
@@ -93,9 +95,14 @@ class OutboxRelay:
         retention_s: float = 86400.0,
         prune_interval_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        namespaces: Namespaces | None = None,
     ) -> None:
+        """*namespaces*: the installation's (None: the shipped file's), whose kinds are the
+        values of the ``namespace`` label of what is published, each exported from the start."""
         self._db = db
         self._metrics = metrics if metrics is not None else build_metrics()
+        kinds = (namespaces if namespaces is not None else default_namespaces()).kinds
+        self._published_in = {k: self._metrics.namespace_published.labels(k) for k in kinds}
         self._sink = sink
         self._poll_interval_s = poll_interval_s
         self._retry_max_s = retry_max_s
@@ -247,6 +254,9 @@ class OutboxRelay:
             else:
                 self.published += 1
                 self._metrics.outbox_published.inc()
+                by_kind = self._published_in.get(row.channel.partition(":")[0])
+                if by_kind is not None:  # always: the sink took the name, parsed by this file
+                    by_kind.inc()
                 if isinstance(row.payload, dict) and row.payload.get("reload") is True:
                     self._metrics.events_degraded.inc()  # too big for the bus: sent without body
             done.append(row.id)

@@ -133,6 +133,47 @@ def test_every_dashboard_panel_but_rows_has_a_query() -> None:
     assert len(ids) == len(set(ids)), "panel ids must be unique"
 
 
+def row_panels(title: str) -> list[dict[str, Any]]:
+    """The panels under the row *title*, up to the next row (rows here are not collapsed)."""
+    panels: list[dict[str, Any]] = load_dashboard()["panels"]
+    start = next(i for i, panel in enumerate(panels) if panel["title"] == title)
+    assert panels[start]["type"] == "row"
+    rest = panels[start + 1 :]
+    end = next((i for i, panel in enumerate(rest) if panel["type"] == "row"), len(rest))
+    return rest[:end]
+
+
+def test_the_by_namespace_row_shows_publications_deliveries_and_subscriptions_by_kind() -> None:
+    panels = row_panels("By namespace")
+    queries = {panel["title"]: list(dashboard_queries(panel["targets"])) for panel in panels}
+    assert list(queries) == [
+        "Publications by namespace /s",
+        "Deliveries by namespace /s",
+        "Subscriptions by namespace",
+    ]
+    used = [set(HERALD_METRIC.findall(" ".join(exprs))) for exprs in queries.values()]
+    assert used == [
+        {"herald_namespace_publications_received_total", "herald_qa_namespace_publications_total"},
+        {"herald_namespace_frames_delivered_total"},
+        {"herald_namespace_subscriptions_open"},
+    ]
+    for expr in (expr for exprs in queries.values() for expr in exprs):
+        assert expr.startswith("sum by (namespace) (")
+        assert 'namespace=~"$namespace"' in expr
+    # Each series carries the label the panels group by, and the variable lists its values.
+    metrics = build_metrics(CollectorRegistry())
+    qa = qa_metrics.build_metrics(CollectorRegistry())
+    for metric in (
+        metrics.namespace_publications,
+        metrics.namespace_deliveries,
+        metrics.namespace_subscriptions,
+        qa.namespace_published,
+    ):
+        assert metric._labelnames == ("namespace",)
+    (variable,) = [v for v in load_dashboard()["templating"]["list"] if v["name"] == "namespace"]
+    assert "herald_namespace_subscriptions_open" in variable["query"]["query"]
+
+
 def test_every_query_of_the_dashboard_parses_as_promql(tmp_path: Path) -> None:
     # promtool parses rule files, so each query becomes a recording rule; Grafana's own
     # variables become what Grafana would substitute.
@@ -162,6 +203,9 @@ def test_what_prometheus_scrapes_passes_promtool_check_metrics() -> None:
     metrics.bus_shard_connections.set(3)
     metrics.bus_recoveries.labels(reason="sunsubscribe").inc()
     metrics.bus_recovery_duration.observe(0.3)
+    metrics.namespace_publications.labels("question").inc()
+    metrics.namespace_deliveries.labels("question").inc(3)
+    metrics.namespace_subscriptions.labels("tag").set(2)
     result = subprocess.run(
         [find_promtool(), "check", "metrics"],
         input=render(metrics, None),
@@ -176,6 +220,7 @@ def test_what_prometheus_scrapes_from_the_qa_core_passes_promtool_check_metrics(
     metrics.http_requests.labels("/api/questions/{question_id}", "GET", "404").inc()
     metrics.http_request_duration.labels("/api/questions/{question_id}").observe(0.004)
     metrics.outbox_lag.set(1.5)
+    metrics.namespace_published.labels("question").inc()
     result = subprocess.run(
         [find_promtool(), "check", "metrics"],
         input=qa_metrics.render(metrics),
