@@ -8,7 +8,10 @@ defaults there is no Redis between the two, so the relay hands events to the wor
 on that bus. Unless ``--no-prober``, the end-to-end prober (:mod:`launch.prober`) runs here too:
 it publishes its probes on that bus and connects to the worker's port (``HERALD_PROBE_URL``
 when set), with its ``/metrics`` on ``HERALD_PROBE_METRICS_PORT`` (9102); when that port is
-taken, one line says the prober is not started and the rest runs without it.
+taken, one line says the prober is not started and the rest runs without it. The HTTP publish
+API (:mod:`publish_api`) runs here too, on ``HERALD_API_PORT`` (8090, loopback) and the same
+bus, with a development key in the data directory unless ``HERALD_API_KEYS`` is set; when its
+port is taken, one line says so and the rest runs without it.
 
 The worker verifies connection tokens with the Q&A core's public key (generated into the data
 directory on first run). Settings: ``HERALD_QA_*`` for the Q&A core, ``HERALD_*`` for the
@@ -28,14 +31,23 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
-from herald_contract.config import SettingsError, configure_logging, uvicorn_log_config
+from herald_contract.config import (
+    SettingsError,
+    cannot_bind,
+    configure_logging,
+    uvicorn_log_config,
+)
 from herald_contract.memory_bus import MemoryBus
 from launch.demo import run_demo
 from launch.prober import ProberSettings, metrics_port_taken, prober_settings, running_prober
 from launch.settings import build_settings, fleet_url, launcher_parser, ports_taken
+from publish_api.__main__ import DEV_KEY_FILE, build_server, checked_settings, development_keys
+from publish_api.settings import ApiSettings
+from publish_api.targets import BusTarget
 from qasite.api.server import server_options
 from qasite.core.keys import with_secrets
 from qasite.core.settings import Settings
@@ -55,6 +67,7 @@ class EmbeddedSystem:
     bus: MemoryBus
     server: uvicorn.Server
     server_task: asyncio.Future[None]
+    api: ApiServer | None = None
 
     def banner(self) -> str:
         s, w = self.qa_settings, self.worker
@@ -71,12 +84,57 @@ class EmbeddedSystem:
                 else "  mailbox:    off",
                 f"  websocket:  {ws}   (token from POST {http}/api/socket-token)",
                 f"  data:       {s.data_dir.resolve()}",
+                *([self.api.banner_line(s.data_dir)] if self.api is not None else []),
             ]
         )
 
 
-async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings) -> EmbeddedSystem:
-    """Start the worker, then the Q&A server (returns once both listen)."""
+@dataclass(slots=True)
+class ApiServer:
+    """The publish API's server on the embedded bus, and the port it got."""
+
+    settings: ApiSettings
+    server: uvicorn.Server
+    task: asyncio.Future[None]
+    port: int
+
+    def banner_line(self, data_dir: Path) -> str:
+        key = (
+            f"key in {(data_dir / DEV_KEY_FILE).resolve()}"
+            if (data_dir / DEV_KEY_FILE).exists() and [n for n, _ in self.settings.keys] == ["dev"]
+            else "keys from HERALD_API_KEYS"
+        )
+        return (
+            f"  publish API: http://{self.settings.host}:{self.port}/docs   ({key};"
+            " docs/publish-api.md)"
+        )
+
+
+async def _started(server: uvicorn.Server, what: str) -> asyncio.Future[None]:
+    """*server* serving in a task, once it listens."""
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError(f"{what} did not start")
+        await asyncio.sleep(0.02)
+    return task
+
+
+async def start_api(settings: ApiSettings, bus: MemoryBus) -> ApiServer:
+    """The publish API on *bus* (returns once it listens)."""
+    server = build_server(settings, BusTarget(bus, settings.namespaces()))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = await _started(server, "the publish API")
+    port = int(server.servers[0].sockets[0].getsockname()[1])
+    return ApiServer(settings, server, task, port)
+
+
+async def start_embedded(
+    qa_settings: Settings, socket_settings: SocketSettings, api_settings: ApiSettings | None = None
+) -> EmbeddedSystem:
+    """Start the worker, then the Q&A server, and with *api_settings* the publish API on the
+    same bus (returns once all listen)."""
     qa_settings = with_secrets(qa_settings)
     if qa_settings.dev_mailbox is None and qa_settings.is_development:
         qa_settings = qa_settings.replace(dev_mailbox=True)  # unless set: the banner says so
@@ -106,16 +164,15 @@ async def start_embedded(qa_settings: Settings, socket_settings: SocketSettings)
     server = uvicorn.Server(config)
     # Signals are this module's to handle (run_embedded drains the worker after the server).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    server_task = asyncio.ensure_future(server.serve())
-    while not server.started:
-        if server_task.done():
-            await server_task
-            raise RuntimeError("the Q&A server did not start")
-        await asyncio.sleep(0.02)
-    return EmbeddedSystem(qa_settings, worker, bus, server, server_task)
+    server_task = await _started(server, "the Q&A server")
+    api = await start_api(api_settings, bus) if api_settings is not None else None
+    return EmbeddedSystem(qa_settings, worker, bus, server, server_task, api)
 
 
 async def stop_embedded(system: EmbeddedSystem) -> None:
+    if system.api is not None:
+        system.api.server.should_exit = True
+        await system.api.task
     system.server.should_exit = True
     await system.server_task
     await system.worker.drain()
@@ -128,12 +185,13 @@ async def run_embedded(
     *,
     demo: bool = False,
     prober: ProberSettings | None = None,
+    api: ApiSettings | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM; with *demo*, publish demo events on the in-process bus;
     with *prober*, probe delivery through that bus and the worker's websockets."""
     import signal
 
-    system = await start_embedded(qa_settings, socket_settings)
+    system = await start_embedded(qa_settings, socket_settings, api)
     print_fn(system.banner())
     demo_task = asyncio.ensure_future(run_demo(PackedBusSink(system.bus).publish)) if demo else None
     async with contextlib.AsyncExitStack() as probing:
@@ -177,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         qa_settings = with_secrets(qa_settings)
         url = fleet_url(socket_settings.host, socket_settings.port)
         prober = None if args.no_prober else prober_settings(os.environ, url=url)
+        api: ApiSettings | None = checked_settings(
+            development_keys(os.environ, qa_settings.data_dir)
+        )
     except SettingsError as exc:
         print(f"launch.embedded: {exc}", file=sys.stderr)
         return 2
@@ -186,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     if prober is not None and (taken := metrics_port_taken(prober)) is not None:
         print(f"launch.embedded: the prober is not started: {taken}", file=sys.stderr)
         prober = None
+    if api is not None and (why := cannot_bind(api.host, api.port)) is not None:
+        print(
+            f"launch.embedded: the publish API is not started: cannot listen on"
+            f" {api.host}:{api.port} (HERALD_API_PORT): {why}",
+            file=sys.stderr,
+        )
+        api = None
     configure_logging(qa_settings.log_level)
     asyncio.run(
         run_embedded(
@@ -194,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda text: print(text, flush=True),
             demo=args.demo,
             prober=prober,
+            api=api,
         )
     )
     return 0

@@ -6,7 +6,9 @@
 
 Starts ``python -m socketsrv --workers N`` and ``python -m qasite serve --workers M``, the
 end-to-end prober ``python -m launch.prober`` (pointed at the fleet's port unless
-``HERALD_PROBE_URL`` is set; not with ``--no-prober``), and ``python -m launch.demo`` with
+``HERALD_PROBE_URL`` is set; not with ``--no-prober``), the HTTP publish API
+``python -m publish_api`` (on ``HERALD_API_PORT``, 8090 on loopback, with a development key
+in the data directory unless ``HERALD_API_KEYS`` is set), and ``python -m launch.demo`` with
 ``--demo``, each configured from the same environment as
 when run alone (``HERALD_*`` for the fleet, ``HERALD_QA_*`` and ``DATABASE_URL`` for the Q&A
 core; the Redis URL, key prefix and history retention are shared names both read), after
@@ -20,7 +22,8 @@ A setting that cannot work or a port in use is refused before anything starts, i
 with a non-zero exit code. SIGINT or SIGTERM stops every child (the fleet drains with close
 4000 and a reconnect hint); if the fleet or the Q&A core exits, the others are stopped and the
 exit code is the first one's; the prober and the demo publisher are helpers, whose exit stops
-nothing (a prober whose metrics port is taken is not started, with one line saying so).
+nothing (a prober whose metrics port is taken, or a publish API whose port is, is not
+started, with one line saying so).
 Without a Redis URL, use :mod:`launch.embedded`.
 """
 
@@ -35,8 +38,11 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
+from herald_contract.config import cannot_bind
 from launch.prober import ProberSettings, metrics_port_taken, prober_settings
 from launch.settings import build_settings, fleet_url, launcher_parser, ports_taken
+from publish_api.__main__ import checked_settings, development_keys
+from publish_api.settings import ApiSettings
 from qasite.core.keys import PUBLIC_KEY_FILE, with_secrets
 from qasite.core.settings import Settings, SettingsError
 
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_prober
             else prober_settings(os.environ, url=fleet_url(fleet.host, fleet.port))
         )
+        api_env = development_keys(os.environ, qa.data_dir)
+        api = checked_settings(api_env)
     except SettingsError as exc:
         return _fail(str(exc), 2)
     if qa.redis_url is None or fleet.redis_url is None:
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(banner(qa, args.workers, args.qa_workers), flush=True)
     if probe is not None and (prober := _start_prober(python, probe)) is not None:
         helpers.append(prober)
+    if (publish_api := _start_api(python, api, api_env)) is not None:
+        helpers.append(publish_api)
     return _supervise(children, helpers)
 
 
@@ -140,6 +150,26 @@ def _start_prober(python: str, probe: ProberSettings) -> subprocess.Popen[bytes]
     )
     env = {**os.environ, "HERALD_PROBE_URL": probe.url}
     return subprocess.Popen([python, "-m", "launch.prober"], env=env)  # noqa: S603
+
+
+def _start_api(
+    python: str, api: ApiSettings, env: dict[str, str]
+) -> subprocess.Popen[bytes] | None:
+    """``python -m publish_api``; None (said on stderr) when its port is taken."""
+    if (why := cannot_bind(api.host, api.port)) is not None:
+        print(
+            f"launch.system: the publish API is not started: cannot listen on"
+            f" {api.host}:{api.port} (HERALD_API_PORT): {why}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    names = ", ".join(name for name, _ in api.keys)
+    print(
+        f"  publish API: http://{api.host}:{api.port}/docs   (keys: {names}; docs/publish-api.md)",
+        flush=True,
+    )
+    return subprocess.Popen([python, "-m", "publish_api"], env=env)  # noqa: S603
 
 
 def _supervise(

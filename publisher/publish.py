@@ -120,10 +120,24 @@ class Publisher:
         :class:`PublishFailed` (Redis unreachable or refusing; the publication may or may not
         have been made).
         """
-        namespace = self._namespaces.parse(channel).namespace
-        limit = self._max_data_bytes or namespace.max_data_bytes
-        packed = pack_data(data, max_bytes=limit)
-        check_event_id(event_id)
+        packed = self.check(channel, data, event_id=event_id)
+        return await self.publish_packed(channel, packed, event_id=event_id)
+
+    def check(self, channel: str, data: Any, *, event_id: str = "") -> bytes:
+        """What :meth:`publish` checks before it sends anything: *data* packed, or
+        :class:`InvalidChannel` / :class:`InvalidPayload` (:func:`check_publication`).
+
+        With :meth:`publish_packed`, a caller checks many publications before it publishes
+        any of them (the HTTP publish API's batches).
+        """
+        return check_publication(
+            self._namespaces, channel, data, event_id=event_id, max_data_bytes=self._max_data_bytes
+        )
+
+    async def publish_packed(
+        self, channel: str, packed: bytes, *, event_id: str = ""
+    ) -> PublishResult:
+        """:meth:`publish` of data that :meth:`check` packed (same retry and durability)."""
         try:
             try:
                 result, acknowledged = await self._publish_once(channel, packed, event_id)
@@ -173,6 +187,27 @@ class Publisher:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def check_publication(
+    namespaces: Namespaces,
+    channel: str,
+    data: Any,
+    *,
+    event_id: str = "",
+    max_data_bytes: int | None = None,
+) -> bytes:
+    """*data* packed for *channel*, after every check a publication gets before it is sent:
+    the channel grammar of *namespaces*, its kind's largest data (or *max_data_bytes*), JSON
+    compatibility, the event id. Raises :class:`InvalidChannel` or :class:`InvalidPayload`.
+
+    The one place these rules are applied, whether the publication then goes through
+    :class:`Publisher` or straight onto a bus (the HTTP publish API on the in-process bus).
+    """
+    namespace = namespaces.parse(channel).namespace
+    packed = pack_data(data, max_bytes=max_data_bytes or namespace.max_data_bytes)
+    check_event_id(event_id)
+    return packed
 
 
 def _connection_lost(exc: BusUnavailable) -> bool:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("herald_contract", "publisher", "socketsrv", "qasite", "launch")
+PACKAGES = ("herald_contract", "publisher", "socketsrv", "qasite", "publish_api", "launch")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
