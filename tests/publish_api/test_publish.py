@@ -269,3 +269,32 @@ def test_the_envelope_data_is_what_was_posted() -> None:
     assert msgpack.unpackb(target.check("question:1", {"1": [True, None, 1.5]})) == {
         "1": [True, None, 1.5]
     }
+
+
+async def test_the_body_is_json_whatever_its_content_type_says(backend: Backend) -> None:
+    """``curl -d`` sends application/x-www-form-urlencoded; the docs' examples use it."""
+    app, _ = api(backend.target)
+    async with client_of(app) as client:
+        reply = await client.post(
+            "/api/publish",
+            content=b'{"channel": "question:4", "data": 4}',
+            headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert reply.status_code == 200, reply.text
+    assert await backend.stored("question:4") == [(1, "", 4)]
+
+
+def test_the_openapi_document_describes_the_request_bodies() -> None:
+    app, _ = api(BusTarget(MemoryBus(), default_namespaces()))
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    assert {"PublishRequest", "BroadcastRequest", "BatchRequest", "ErrorBody"} <= set(schemas)
+    body = document["paths"]["/api/batch"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BatchRequest"
+    }
+    assert schemas["PublishRequest"]["required"] == ["channel", "data"]
+    assert set(document["components"]["securitySchemes"]) == {
+        "APIKeyHeader",
+        "AuthorizationApiKey",
+    }
