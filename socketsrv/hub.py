@@ -284,7 +284,7 @@ class Hub:
         if ch is None:
             return  # unsubscribed a moment ago
         self._metrics.publications_received.inc()
-        ch.series.publications.inc()
+        ch.series.received += 1
         pub = self._decode(channel, envelope)
         if pub is not None:
             self._accept(ch, pub)
@@ -406,9 +406,16 @@ class Hub:
         self.fanning_out = None
         m = self._metrics
         m.frames_delivered.inc(delivered)
-        ch.series.deliveries.inc(delivered)  # once per publication, never per connection
+        ch.series.delivered += delivered  # exported at the next sweep (flush_counts)
         m.fanout_duration.observe(time.perf_counter() - started)
         m.delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
+
+    def flush_counts(self) -> None:
+        """Add the publications and deliveries counted by namespace since the last call to
+        their exported counters (socketsrv/metrics.py: NamespaceSeries); the worker calls it
+        after every sweep and when it stops."""
+        for series in self._series.values():
+            series.flush()
 
     # Position checks (socketsrv/positions.py)
 

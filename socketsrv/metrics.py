@@ -307,15 +307,33 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
 
 
 class NamespaceSeries:
-    """The series of one namespace (kind), made once so that counting a publication costs
-    an attribute read and an increment, never a label lookup (socketsrv/hub.py)."""
+    """The series of one namespace (kind), made once per hub.
 
-    __slots__ = ("deliveries", "publications", "subscriptions")
+    A publication costs the fan-out two integer additions here (:attr:`received`,
+    :attr:`delivered`), not two increments of prometheus-client values, which take a lock
+    each and, in a fleet, write to a memory-mapped file (1.6 us of a 13 us publication with
+    one subscriber, measured in issue 14, item 5); :meth:`flush` adds them to the exported
+    counters, at every sweep of the worker. Subscriptions change the gauge at once."""
+
+    __slots__ = ("_delivered_total", "_received_total", "delivered", "received", "subscriptions")
 
     def __init__(self, metrics: Metrics, namespace: str) -> None:
-        self.publications: Counter = metrics.namespace_publications.labels(namespace)
-        self.deliveries: Counter = metrics.namespace_deliveries.labels(namespace)
+        self.received = 0
+        """Publications received since the last :meth:`flush`."""
+        self.delivered = 0
+        """Frames handed to connections since the last :meth:`flush`."""
         self.subscriptions: Gauge = metrics.namespace_subscriptions.labels(namespace)
+        self._received_total: Counter = metrics.namespace_publications.labels(namespace)
+        self._delivered_total: Counter = metrics.namespace_deliveries.labels(namespace)
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the exported counters."""
+        if self.received:
+            self._received_total.inc(self.received)
+            self.received = 0
+        if self.delivered:
+            self._delivered_total.inc(self.delivered)
+            self.delivered = 0
 
 
 def namespace_series(metrics: Metrics, kinds: Iterable[str]) -> dict[str, NamespaceSeries]:

@@ -352,6 +352,7 @@ class Worker:
         self._loop_turned_at = time.monotonic()  # the health listener's sign of a live loop
         connections = self.connections
         self.metrics.worker_connections.set(len(connections))
+        self.hub.flush_counts()
         if self._load_share is not None and self.state is WorkerState.SERVING:
             self._load_share.tick(now, connections, ConnectionState.OPEN)
 
@@ -433,5 +434,6 @@ class Worker:
             conn.abort()
         await asyncio.sleep(0)
         await self.hub.close()
+        self.hub.flush_counts()
         await self.bus.close()
         self.metrics.bus_live.set(0)

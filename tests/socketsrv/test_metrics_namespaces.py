@@ -106,6 +106,9 @@ async def test_publications_deliveries_and_subscriptions_are_counted_by_namespac
     await bus.publish("user:7", pack_data({"n": 0}))  # nobody here: the hub never gets it
     await eventually(lambda: len(readers[1].frames) == 3 and len(tagged.frames) == 2, timeout_s=20)
 
+    # The fan-out adds to plain integers; the worker's sweep exports them (flush_counts).
+    assert by_namespace(scraped(metrics), SERIES[1])["question"] == 0.0
+    hub.flush_counts()
     text = scraped(metrics)
     publications = by_namespace(text, SERIES[0])
     deliveries = by_namespace(text, SERIES[1])
@@ -123,6 +126,8 @@ async def test_publications_deliveries_and_subscriptions_are_counted_by_namespac
     hub.unsubscribe(tagged, "tag:python")  # twice: counted once
     subscriptions = by_namespace(scraped(metrics), SERIES[2])
     assert subscriptions == {**dict.fromkeys(SHIPPED_KINDS, 0.0), "question": 1.0}
+    hub.flush_counts()  # nothing new: the counters stay
+    assert by_namespace(scraped(metrics), SERIES[1])["question"] == 6.0
 
 
 async def test_a_subscribe_that_fails_leaves_no_subscription_counted(
