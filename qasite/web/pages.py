@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
@@ -295,7 +296,9 @@ async def tag_page(name: str, settings: SettingsDep, session: ReadSession) -> HT
     )
     if not found:
         return error_page(settings, 404, f"There is no tag “{name[:40]}” (yet).")
-    return render_page(settings, "tag", f"Questions tagged {name}", "list.js", tag=name)
+    return render_page(
+        settings, "tag", f"Questions tagged {name}", "list.js", tag=name, ask_tags=quote(name)
+    )
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)

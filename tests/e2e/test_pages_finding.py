@@ -1,7 +1,8 @@
 """Finding questions, tags and people (issue 13, items 1 and 2) in Chromium against the real
-system (Redis, a two-worker fleet, the Q&A core on SQLite, then all again on PostgreSQL): pages of 30 with shareable cursor
-URLs, sort tabs and filter chips, the search page and the header's search box, result counts,
-live "N new questions" banners per tag and per filtered list, tag and user pages, and their
+system (Redis, a two-worker fleet, the Q&A core on SQLite, then all again on PostgreSQL): pages
+of 30 with shareable cursor URLs both ways, sort tabs and filter chips, the search page and the
+header's search box, result counts, live "N new questions" banners per tag and per filtered
+list, tag and user pages (the user page live), and their
 HTML 404s.
 
 One system and one browser serve the whole module (the questions are asked once); each test
@@ -50,6 +51,7 @@ class Site:
         self.popular_q = self.ask(
             self.bob, "How do I read a websocket frame by hand?", ["websockets"]
         )
+        self.ask(self.bob, "Which C# client reconnects by itself?", ["c#"])
         system.qa.call(
             "PUT", f"/api/questions/{self.loop_q}/vote", self.bob.token, json={"value": 1}
         )
@@ -58,7 +60,7 @@ class Site:
             json={"body": "A 1006 means the TCP connection dropped without a close frame."},
         )  # fmt: skip
         self.answer_id: int = posted["id"]
-        self.total = FILLER + 3
+        self.total = FILLER + 4
 
     def ask(self, user: User, title: str, tags: list[str]) -> int:
         body = f"{title}\n\nDetails of the problem."
@@ -268,6 +270,25 @@ def test_a_tag_page_and_a_filtered_list_count_only_their_new_questions_live(
     assert_no_script_errors(tag_page)
     tag_page.close()
     filtered.close()
+
+
+def test_asking_from_a_tag_page_fills_in_its_tag_after_logging_in(
+    site: Site, browser: Browser
+) -> None:
+    context = browser.new_context(viewport=VIEWPORT)  # its own: this one logs in
+    try:
+        page = open_page(context, f"{site.url}/tags/c%23")  # a tag that needs escaping
+        expect(page.locator("h1")).to_have_text("Questions tagged c#")
+        page.get_by_role("link", name="Ask a question").click()
+        page.wait_for_url("**/login?next=*")
+        page.get_by_label("Email").fill(site.ada.email)
+        page.get_by_label("Password").fill(site.ada.password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{site.url}/questions/ask?tags=c%23")
+        expect(page.locator("#ask-page-tags")).to_have_value("c# ")
+        assert_no_script_errors(page)
+    finally:
+        context.close()
 
 
 def test_a_user_page_lists_their_questions_and_answers_and_since_when(

@@ -7,6 +7,7 @@
 import { boot } from './app.js';
 import { byId, h } from './dom.js';
 import { imagePicker, livePreview, previewRegion, uploadImages } from './editor.js';
+import { TAG } from './finder.js';
 import { ApiError, api } from './session.js';
 
 const { session } = boot();
@@ -36,7 +37,7 @@ let asked = 0;
 async function suggest() {
   const mine = ++asked;
   const prefix = typedTag();
-  if (!/^[a-z0-9.][a-z0-9+#.-]{0,34}$/.test(prefix)) {
+  if (!TAG.test(prefix)) {
     suggestions.replaceChildren();
     return;
   }
@@ -53,13 +54,16 @@ async function suggest() {
 }
 
 if (session === null) {
-  location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
 } else {
   byId('ask-page-preview-slot').replaceWith(previewRegion('ask-page-preview'));
   livePreview(body, byId('ask-page-preview'));
   const picker = imagePicker('ask-page-images');
   byId('ask-page-images-slot').replaceWith(picker.element);
   tags.addEventListener('input', () => void suggest());
+  // Asked from a tag's page (/questions/ask?tags=python): its tag is filled in.
+  const given = (new URLSearchParams(location.search).get('tags') ?? '').split(/[\s,]+/).filter((tag) => TAG.test(tag));
+  if (given.length > 0 && tags.value === '') tags.value = `${given.join(' ')} `;
   submit.removeAttribute('disabled'); // disabled in the HTML until the handler is attached
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

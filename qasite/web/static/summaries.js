@@ -118,6 +118,7 @@ export function applySummaryEvent(watch, id, data) {
       return;
     case 'accepted':
       if (!watch.newer(`accepted:${id}`, data.version)) return;
+      watch.touch(id); // a catch-up load begun before it must not undo it
       setAnswers(id, null, data.answer !== null);
       return;
     case 'deleted':

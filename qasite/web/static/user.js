@@ -210,6 +210,7 @@ function applyToAnswers(id, data) {
     }
     case 'accepted':
       if (!watch.newer(`answer-accepted:${id}`, data.version)) return;
+      watch.touch(id);
       for (const line of lines) setAnswerAccepted(line, line.id === `a-${data.answer}`);
       return;
     case 'answer': {
