@@ -448,6 +448,7 @@ def run(
                     time.sleep(0.5)
                     rss_now()
                 rss_after = rss_now()
+                cpu_s = measure.sample_tree(fleet.pid).cpu_s
                 snapshot()
                 results = [f.result() for f in futures]
         finally:
@@ -463,7 +464,11 @@ def run(
         "peak": max(kib for _, kib in series),
         "after_settle": rss_after,
     }
-    return _summary(plan, label, code, t0, published, results, rss, series)
+    summary = _summary(plan, label, code, t0, published, results, rss, series)
+    # What the worker spent, not how long it waited for a core: less sensitive to a loaded
+    # machine than latency or catch-up.
+    summary["worker_cpu_s"] = cpu_s
+    return summary
 
 
 def _rss_at(series: list[tuple[float, int]], at: float) -> int | None:

@@ -89,13 +89,12 @@ async def _serve(
     from prometheus_client import disable_created_metrics
 
     from socketsrv.buses import build_bus
-    from socketsrv.heap import HeapTrim, map_big_allocations
+    from socketsrv.heap import HeapTrim
     from socketsrv.loadshare import LoadShare
     from socketsrv.metrics import build_metrics
     from socketsrv.worker import Worker
 
     disable_created_metrics()  # type: ignore[no-untyped-call]  # _created doubles the series
-    map_big_allocations()  # before the first publication (socketsrv/heap.py)
     metrics = build_metrics()
     share = None
     if slot is not None and settings.rebalance_interval_s > 0:

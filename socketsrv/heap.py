@@ -9,20 +9,20 @@ up although its live memory was back where it was. Measured with bench/heap_prob
 (bench/results/SLOW.md): the heap's bytes in use returned to their baseline while glibc held
 7-55 MB of it free and resident.
 
-Two remedies, both at worker start (socketsrv/fleet.py):
+What stays is free heap, not live objects. :class:`HeapTrim` gives it back:
+``malloc_trim(0)`` returns every free page wherever it lies in the heap, at most once per
+interval. Paced replays request a trim when they start and end (socketsrv/recovery.py); the
+worker also requests one every :data:`SWEEP_EVERY_S` (socketsrv/fleet.py), for bursts that
+are not replays. A trim with nothing to return costs well under a millisecond on a worker's
+heap; one that returns tens of MB, a few milliseconds.
 
-* :func:`map_big_allocations`: an allocation of :data:`MMAP_THRESHOLD_BYTES` or more that
-  the heap's free lists cannot serve gets a mapping of its own, unmapped as soon as it is
-  freed, and glibc no longer raises that threshold. A burst of replayed 32 KiB publications
-  then left the heap as it was (10 MB before and after, against 22-28 MB without it). The
-  cost is a mapping and its page faults per such allocation: building a 32 KiB frame took
-  71 us instead of 55 us; smaller objects (the Q&A site's publications) are not affected.
-* :class:`HeapTrim`: ``malloc_trim(0)`` returns every free page wherever it lies in the
-  heap, at most once per interval. Paced replays request a trim when they start and end
-  (socketsrv/recovery.py); the worker also requests one every :data:`SWEEP_EVERY_S`, for
-  what the heap still takes (small objects of a reconnect storm, buffers the free lists
-  served). A trim with nothing to return costs well under a millisecond on a worker's heap;
-  one that returns tens of MB, a few milliseconds.
+Not done, measured: fixing glibc's mmap threshold at 16 KiB (``mallopt``), so that 32 KiB
+objects get mappings of their own, unmapped when freed. The heap then stayed at 10 MB
+through the replays, but the worker spent 24.6 s of CPU instead of 5.4 s in the same
+slow-client run with two slow links (a mapping, its page faults and an unmapping for every
+such buffer; which buffers are made so often was not examined), and its replays fell
+behind. Nothing showed glibc raising that threshold either: sampled every second, the
+mapped chunks stayed at about 1 MB, the interpreter's own.
 """
 
 from __future__ import annotations
@@ -33,13 +33,6 @@ import ctypes.util
 import math
 import time
 from collections.abc import Callable
-
-MMAP_THRESHOLD_BYTES = 16 * 1024
-"""Allocations this big and bigger are mapped on their own when the free lists cannot serve
-them (glibc's ``M_MMAP_THRESHOLD``; its default is 128 KiB and moves)."""
-
-_M_MMAP_THRESHOLD = -3
-"""``mallopt``'s parameter number (glibc's malloc.h)."""
 
 MIN_INTERVAL_S = 10.0
 """Least time between two trims."""
@@ -60,21 +53,6 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim
-
-
-def map_big_allocations(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Set glibc's mmap threshold to *nbytes* for this process (see the module docstring);
-    whether it was set (False where the C library is not glibc)."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        return False
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, nbytes))
 
 
 class HeapTrim:
