@@ -104,12 +104,14 @@ class SoakAdapter(HeraldAdapter):
     def due_subscribes(self, now: float) -> list[tuple[ClientState, list[Message]]]:
         """The refused subscribes due by *now*, per client (they leave the refused set)."""
         out: list[tuple[ClientState, list[Message]]] = []
-        for state, pending in self.refused.values():
+        for key, (state, pending) in list(self.refused.items()):
             due = [index for index, at in pending.items() if at <= now]
             for index in due:
                 del pending[index]
             if due:
                 out.append((state, [self._subscribe(state, index) for index in due]))
+            if not pending:
+                del self.refused[key]
         return out
 
     def _subscribe(self, state: ClientState, index: int) -> Message:
