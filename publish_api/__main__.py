@@ -64,7 +64,12 @@ def publisher_for(settings: ApiSettings) -> Publisher:
 
 def build_server(settings: ApiSettings, target: PublishTarget) -> uvicorn.Server:
     """A uvicorn server of the API on *target*, not started (``serve()`` it)."""
-    app = create_app(target, ApiKeys(settings.keys), max_body_bytes=settings.max_body_bytes)
+    app = create_app(
+        target,
+        ApiKeys(settings.keys),
+        max_body_bytes=settings.max_body_bytes,
+        namespaces=settings.namespaces(),
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -24,8 +24,11 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from herald_contract.errors import InvalidChannel, InvalidPayload, PublishFailed
+from herald_contract.namespaces import MAX_CHANNEL_LENGTH, Namespaces
+from herald_contract.namespaces_file import default_namespaces
 from publish_api.auth import ApiKeys
 from publish_api.errors import ERROR_RESPONSES, Invalid, Unavailable, install_handlers
+from publish_api.grammar import channel_pattern
 from publish_api.guard import Guard
 from publish_api.metrics import ApiMetrics, build_metrics
 from publish_api.schemas import (
@@ -97,8 +100,15 @@ def create_app(
     *,
     max_body_bytes: int,
     metrics: ApiMetrics | None = None,
+    namespaces: Namespaces | None = None,
 ) -> FastAPI:
+    """*namespaces* (None: the shipped file) gives the document's channel ``pattern``; the
+    checks themselves are *target*'s."""
     metrics = metrics if metrics is not None else build_metrics()
+    channel = {
+        "pattern": channel_pattern(namespaces or default_namespaces()),
+        "maxLength": MAX_CHANNEL_LENGTH,
+    }
     app = FastAPI(
         title="Herald publish API",
         version="1",
@@ -242,6 +252,10 @@ def create_app(
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
+            schemas["PublishRequest"]["properties"]["channel"].update(channel)
+            channels = schemas["BroadcastRequest"]["properties"]["channels"]
+            channels["items"].update(channel)
+            channels["uniqueItems"] = True
             app.openapi_schema = document
         return app.openapi_schema
 

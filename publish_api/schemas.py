@@ -24,8 +24,20 @@ EVENT_ID = Field(
         " answers the first publication's position with duplicate: true."
     ),
 )
-CHANNEL = Field(min_length=1, description="A channel of the namespace file, e.g. question:42")
-DATA = Field(description="Any JSON value; at most the channel kind's max_data_bytes as JSON")
+CHANNEL = Field(
+    min_length=1,
+    description=(
+        "A channel of the namespace file, e.g. question:42 (the document's pattern is the"
+        " installation's grammar)"
+    ),
+)
+DATA = Field(
+    description=(
+        "Any JSON value, at most the channel kind's max_data_bytes as compact JSON; integers"
+        " from -2**63 to 2**64-1 (the envelope is msgpack). Checked by the server: 422"
+        " invalid_data otherwise"
+    )
+)
 
 
 class Strict(BaseModel):
