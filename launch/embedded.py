@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,9 +111,11 @@ class ApiServer:
         )
 
 
-async def _started(server: uvicorn.Server, what: str) -> asyncio.Future[None]:
-    """*server* serving in a task, once it listens."""
-    task = asyncio.ensure_future(server.serve())
+async def _started(
+    server: uvicorn.Server, what: str, sockets: list[socket.socket] | None = None
+) -> asyncio.Future[None]:
+    """*server* serving in a task (on *sockets* when given), once it listens."""
+    task = asyncio.ensure_future(server.serve(sockets))
     while not server.started:
         if task.done():
             await task
@@ -122,12 +125,20 @@ async def _started(server: uvicorn.Server, what: str) -> asyncio.Future[None]:
 
 
 async def start_api(settings: ApiSettings, bus: MemoryBus) -> ApiServer:
-    """The publish API on *bus* (returns once it listens)."""
+    """The publish API on *bus* (returns once it listens). Raises OSError when its address
+    cannot be bound: the socket is bound here, because uvicorn would end the process."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((settings.host, settings.port))
+    except OSError:
+        listener.close()
+        raise
     server = build_server(settings, BusTarget(bus, settings.namespaces()))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = await _started(server, "the publish API")
-    port = int(server.servers[0].sockets[0].getsockname()[1])
-    return ApiServer(settings, server, task, port)
+    task = await _started(server, "the publish API", [listener])
+    return ApiServer(settings, server, task, int(listener.getsockname()[1]))
 
 
 async def start_embedded(
@@ -165,7 +176,17 @@ async def start_embedded(
     # Signals are this module's to handle (run_embedded drains the worker after the server).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     server_task = await _started(server, "the Q&A server")
-    api = await start_api(api_settings, bus) if api_settings is not None else None
+    api = None
+    if api_settings is not None:
+        try:
+            api = await start_api(api_settings, bus)
+        except OSError as exc:  # taken since main() checked it: the rest runs without it
+            print(
+                "launch.embedded: the publish API is not started: cannot listen on"
+                f" {api_settings.host}:{api_settings.port} (HERALD_API_PORT): {exc.strerror}",
+                file=sys.stderr,
+                flush=True,
+            )
     return EmbeddedSystem(qa_settings, worker, bus, server, server_task, api)
 
 

@@ -3,9 +3,11 @@ publishes on the in-process bus the socket worker reads, and the banner names it
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from launch.embedded import start_embedded, stop_embedded
 from publish_api.__main__ import DEV_KEY_FILE, checked_settings, development_keys
@@ -46,3 +48,27 @@ async def test_a_publication_over_http_reaches_the_embedded_worker(tmp_path: Pat
         await stop_embedded(system)
     # The key is generated once and kept.
     assert development_keys({}, data_dir)["HERALD_API_KEYS"] == f"dev:{key}"
+
+
+async def test_a_taken_api_port_leaves_the_rest_running_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    qa_settings = Settings(
+        data_dir=tmp_path / "data", port=port, public_base_url=f"http://127.0.0.1:{port}"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"HERALD_API_PORT": str(taken.getsockname()[1])}
+        api_settings = checked_settings(development_keys(env, tmp_path / "data"))
+        system = await start_embedded(qa_settings, SocketSettings(port=0), api_settings)
+        try:
+            assert system.api is None
+            assert "publish API" not in system.banner()
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        finally:
+            await stop_embedded(system)
+    err = capsys.readouterr().err
+    assert "launch.embedded: the publish API is not started: cannot listen on" in err
