@@ -159,6 +159,7 @@ class ClientConnection(asyncio.Protocol):
         "_feed_bytes",
         "_feed_due",
         "_fragments",
+        "_gate",
         "_hb_behind",
         "_hb_end",
         "_hb_held",
@@ -209,6 +210,9 @@ class ClientConnection(asyncio.Protocol):
         are pushed)."""
         self._held: HeldFrames | None = None
         """Frames held back while congested (past the conflation mark; outbox.py)."""
+        self._gate: list[bytes] | None = None
+        """Frames held back while the connect reply waits for the server-side subscriptions
+        (Session.connect_pending): written behind it, in one write."""
         self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
         self._feed_due = False
         """A feed of the held frames is scheduled for the end of the turn."""
@@ -511,6 +515,8 @@ class ClientConnection(asyncio.Protocol):
             # reply so that the client never shows "live" in between (docs/protocol.md#delivery),
             # and tells this connection of every change from now on.
             self.host.hub.attend(self)
+        if session.connect_pending and self._gate is None:
+            self._gate = []
         self._apply(effects)
         if self._connect_timer is not None and session.state is SessionState.CONNECTED:
             self._connect_timer.cancel()
@@ -524,7 +530,8 @@ class ClientConnection(asyncio.Protocol):
                     metrics.errors.labels(code=str(int(effect.error))).inc()
                 self.push(effect.frame)
             elif isinstance(effect, StartSubscribe):
-                metrics.commands.labels(op="subscribe").inc()
+                if not effect.server:
+                    metrics.commands.labels(op="subscribe").inc()
                 host = self.host
                 if host.take_address(
                     host.address_subscriptions,
@@ -535,9 +542,7 @@ class ClientConnection(asyncio.Protocol):
                     self._start_subscribe(effect)
                 else:
                     metrics.subscriptions_refused.labels(reason="address").inc()
-                    self._reply_failed(
-                        effect.request_id, effect.channel, ErrorCode.TOO_MANY_SUBSCRIPTIONS
-                    )
+                    self._subscribe_refused(effect, ErrorCode.TOO_MANY_SUBSCRIPTIONS)
             elif isinstance(effect, StopSubscription):
                 metrics.commands.labels(op="unsubscribe").inc()
                 self._stop_subscription(effect.channel)
@@ -558,16 +563,42 @@ class ClientConnection(asyncio.Protocol):
         session = self.session
 
         def on_subscribed(position: StreamPosition, recovery: Recovery) -> None:
+            if effect.server:
+                reply = session.server_subscribed(effect.channel.name, position, recovery)
+                if reply is not None:
+                    self._open_gate(reply.frame)
+                return
             self.push(session.subscribed(effect.request_id, position, recovery).frame)
 
         try:
             await self.host.hub.subscribe(self, effect.channel.name, effect.since, on_subscribed)
         except BusUnavailable as exc:
             log.info("subscribe to %s refused: %s", effect.channel.name, exc.why)
-            self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
+            self._subscribe_refused(effect, ErrorCode.UNAVAILABLE)
         except ChannelLimit:
             self.host.metrics.subscriptions_refused.labels(reason="channels").inc()
-            self._reply_failed(effect.request_id, effect.channel, ErrorCode.UNAVAILABLE)
+            self._subscribe_refused(effect, ErrorCode.UNAVAILABLE)
+
+    def _subscribe_refused(self, effect: StartSubscribe, code: ErrorCode) -> None:
+        """A subscribe the hub (or the address limit) refused: an error reply, or for a
+        server-side subscription its entry in the connect reply."""
+        if not effect.server:
+            self._reply_failed(effect.request_id, effect.channel, code)
+            return
+        self._release_subscription(effect.channel.name)
+        reply = self.session.server_subscribe_failed(effect.channel.name, code)
+        if reply is not None:
+            self._open_gate(reply.frame)
+
+    def _open_gate(self, connect_reply: bytes) -> None:
+        """The connect reply is complete: it goes first, then what was held behind it (the
+        server-side subscriptions' replays, and any reply or live frame meanwhile)."""
+        held, self._gate = self._gate, None
+        self.push(connect_reply)
+        for frame in held or ():
+            self.push(frame)
+        if self._drain_waiters:
+            self._wake_replays()
 
     def _release_subscription(self, name: str) -> None:
         if name in self._address_subs:
@@ -621,11 +652,16 @@ class ClientConnection(asyncio.Protocol):
         queued = sum(map(len, self._pending))
         if self._held is not None:
             queued += self._held.nbytes
+        if self._gate is not None:
+            queued += sum(map(len, self._gate))
         return self._replay_mark - transport.get_write_buffer_size() - queued
 
     async def replay_drained(self) -> bool:
         """See :meth:`socketsrv.recovery.PacedSubscriber.replay_drained`."""
         while self.state is _OPEN:
+            if self._gate is not None:
+                await self._gate_opened()
+                continue
             if self.replay_room() > 0:
                 return True
             transport = self.transport
@@ -646,6 +682,16 @@ class ClientConnection(asyncio.Protocol):
                 if waiter in self._drain_waiters:
                     self._drain_waiters.remove(waiter)
         return False
+
+    async def _gate_opened(self) -> None:
+        """Wait until the connect reply has gone (_open_gate), or the connection closes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
 
     @property
     def replays_waiting(self) -> int:
@@ -715,11 +761,12 @@ class ClientConnection(asyncio.Protocol):
             self._feed_soon()
 
     def _feed_soon(self) -> None:
-        """The transport is empty and frames are held: feed it at the end of the turn (the
-        frames of one turn go together, and supersede each other first)."""
+        """The transport is empty and frames are held: feed it at the end of the turn, with
+        the other writers (writes.py; the frames of one turn go together, and supersede each
+        other first). Nothing is pending while frames are held."""
         if not self._feed_due:
             self._feed_due = True
-            asyncio.get_running_loop().call_soon(self._feed_at_end_of_turn)
+            self._scheduler.mark(self)
 
     def _feed_at_end_of_turn(self) -> None:
         self._feed_due = False
@@ -884,6 +931,9 @@ class ClientConnection(asyncio.Protocol):
             if self.state is ConnectionState.CONNECTING:
                 raise WrongState("connection", "push a frame", self.state)
             return
+        if self._gate is not None:
+            self._gate.append(frame)
+            return
         if self._compress:
             frame = reframe(self.ws, frame)
         elif self._held is not None:
@@ -896,6 +946,8 @@ class ClientConnection(asyncio.Protocol):
 
     def write_queued(self) -> int:
         """See :meth:`socketsrv.writes.Writer.write_queued`."""
+        if self._feed_due:
+            self._feed_at_end_of_turn()  # congested: counts its own bytes; nothing is pending
         pending = self._pending
         if not pending:
             return 0  # written by the connection itself (a close) earlier in the turn

@@ -3,7 +3,9 @@
 A token is a JWT (RFC 7519) with ``sub`` (the user id, a decimal string as in ``user:<id>``)
 and ``exp`` (expiry, seconds since the epoch); ``aud`` and ``iss`` are checked when
 configured. An optional ``channels`` claim lists the channels of ``subscribe = "token"`` kinds
-the connection may read (docs/namespaces.md#who-may-subscribe). Only asymmetric algorithms
+the connection may read (docs/namespaces.md#who-may-subscribe); an optional ``subs`` claim
+lists the channels the worker subscribes at connect (server-side subscriptions,
+docs/protocol.md#server-side-subscriptions). Only asymmetric algorithms
 are accepted (EdDSA, ES256, RS256 by default), so the fleet holds a public key and cannot mint
 tokens. The clock is passed in, so expiry is tested
 without sleeping.
@@ -28,6 +30,7 @@ from socketsrv.errors import TokenExpired, TokenInvalid, TokenRejected
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
+    "MAX_SUBS",
     "Identity",
     "TokenExpired",
     "TokenInvalid",
@@ -38,6 +41,9 @@ __all__ = [
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MAX_GRANTS = 128
 """The most entries a token's ``channels`` claim may hold (as ``max_subscriptions``)."""
+MAX_SUBS = 32
+"""The most channels a token's ``subs`` claim may name: each is subscribed (a history read)
+at every connect, so the claim is kept to a page's common subscriptions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,9 @@ class Identity:
     channels: tuple[str, ...] = ()
     """The ``channels`` claim: channel names, or ``<kind>:<prefix>*`` patterns, granted to
     the connection (herald_contract.namespaces.grants_channel)."""
+    subs: tuple[str, ...] = ()
+    """The ``subs`` claim: exact channel names the worker subscribes at connect, each once,
+    in the claim's order (the session parses them against its namespaces)."""
 
 
 def _families_of(key: object) -> tuple[str, ...]:
@@ -114,7 +123,9 @@ class TokenVerifier:
             raise TokenInvalid("exp must be a number")
         if exp + self.leeway_s <= now:
             raise TokenExpired("exp has passed")
-        return Identity(sub, float(exp), _grants(claims.get("channels", [])))
+        return Identity(
+            sub, float(exp), _grants(claims.get("channels", [])), _subs(claims.get("subs", []))
+        )
 
 
 def _grants(claim: object) -> tuple[str, ...]:
@@ -129,3 +140,17 @@ def _grants(claim: object) -> tuple[str, ...]:
     ):
         raise TokenInvalid(f"channels must be a list of at most {MAX_GRANTS} channel names")
     return tuple(claim)
+
+
+def _subs(claim: object) -> tuple[str, ...]:
+    """The ``subs`` claim as a tuple without repeats; raise :class:`TokenInvalid` if it is not
+    a list of at most :data:`MAX_SUBS` strings of ASCII, each at most a channel name long."""
+    if (
+        not isinstance(claim, list)
+        or len(claim) > MAX_SUBS
+        or not all(
+            isinstance(c, str) and 0 < len(c) <= MAX_CHANNEL_LENGTH and c.isascii() for c in claim
+        )
+    ):
+        raise TokenInvalid(f"subs must be a list of at most {MAX_SUBS} channel names")
+    return tuple(dict.fromkeys(claim))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from herald_contract.channels import Channel, parse_channel
+from herald_contract.channels import MAX_CHANNEL_LENGTH, Channel, parse_channel
 from herald_contract.envelope import StreamPosition
 from herald_contract.errors import InvalidChannel
 from herald_contract.namespaces import Namespaces
@@ -24,6 +25,9 @@ from socketsrv.protocol.telemetry import InvalidTelemetry, TelemetryReport, pars
 MAX_REQUEST_ID = 2**31 - 1
 MAX_TOKEN_LENGTH = 4096
 MAX_EPOCH_LENGTH = 64
+MAX_CONNECT_POSITIONS = 32
+"""The most positions a connect's ``since`` may carry (auth.MAX_SUBS: one per server-side
+subscription a token may name)."""
 
 
 class WireFormat(enum.Enum):
@@ -41,6 +45,9 @@ class WireFormat(enum.Enum):
 class Connect:
     id: int
     token: str | None
+    since: Mapping[str, StreamPosition] = field(default_factory=dict)
+    """The client's positions in its server-side subscriptions, by channel name (names the
+    token does not list in ``subs`` are ignored; docs/protocol.md#server-side-subscriptions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,10 @@ def _since(fields: dict[str, Any], request_id: int) -> StreamPosition | None:
     since = fields.get("since")
     if since is None:
         return None
+    return _position(since, request_id)
+
+
+def _position(since: object, request_id: int) -> StreamPosition:
     if not isinstance(since, dict):
         raise CommandError(ErrorCode.BAD_REQUEST, "since must be {epoch, offset}", request_id)
     epoch, offset = since.get("epoch"), since.get("offset")
@@ -144,6 +155,28 @@ def _since(fields: dict[str, Any], request_id: int) -> StreamPosition | None:
             ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer", request_id
         )
     return StreamPosition(epoch, offset)
+
+
+def _connect_positions(fields: dict[str, Any], request_id: int) -> dict[str, StreamPosition]:
+    """A connect's ``since``: {channel name: {epoch, offset}} for its server-side
+    subscriptions; names are only checked for length here (unknown ones are ignored)."""
+    since = fields.get("since")
+    if since is None:
+        return {}
+    if not isinstance(since, dict) or len(since) > MAX_CONNECT_POSITIONS:
+        raise CommandError(
+            ErrorCode.BAD_REQUEST,
+            f"connect since must map at most {MAX_CONNECT_POSITIONS} channels to positions",
+            request_id,
+        )
+    positions: dict[str, StreamPosition] = {}
+    for name, position in since.items():
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_CHANNEL_LENGTH:
+            raise CommandError(
+                ErrorCode.BAD_REQUEST, "connect since keys must be channel names", request_id
+            )
+        positions[name] = _position(position, request_id)
+    return positions
 
 
 def parse_command(
@@ -190,4 +223,4 @@ def parse_command(
     if op == "refresh":
         assert token is not None
         return Refresh(request_id, token)
-    return Connect(request_id, token)
+    return Connect(request_id, token, _connect_positions(fields, request_id))

@@ -3,7 +3,13 @@
 The adapter (socketsrv/connection.py) feeds each complete client message to
 :meth:`Session.receive` and carries out the :data:`Effect` values it returns, in order.
 Subscriptions that need the bus come back as :class:`StartSubscribe`; the adapter reports the
-outcome with :meth:`Session.subscribed` or :meth:`Session.subscribe_failed`.
+outcome with :meth:`Session.subscribed` or :meth:`Session.subscribe_failed`. A connect whose
+token names server-side subscriptions (``subs``) comes back as one ``StartSubscribe`` per
+channel with ``server`` set and no reply: the adapter holds every frame back while
+:attr:`Session.connect_pending`, reports each outcome with
+:meth:`Session.server_subscribed` or :meth:`Session.server_subscribe_failed`, and the last
+one returns the connect reply, to be written ahead of what was held
+(docs/protocol.md#server-side-subscriptions).
 
 States::
 
@@ -17,14 +23,15 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from herald_contract.channels import Channel
+from herald_contract.channels import Channel, parse_channel
 from herald_contract.envelope import StreamPosition
+from herald_contract.errors import InvalidChannel
 from herald_contract.namespaces import Namespaces
 from socketsrv.errors import CommandError, WrongState
 from socketsrv.protocol import frames
 from socketsrv.protocol.auth import Identity, TokenExpired, TokenRejected, TokenVerifier
 from socketsrv.protocol.budget import AddressBudget, TokenBucket
-from socketsrv.protocol.codes import CloseCode, ErrorCode
+from socketsrv.protocol.codes import ERROR_TABLE, CloseCode, ErrorCode
 from socketsrv.protocol.commands import (
     Connect,
     Ping,
@@ -96,6 +103,9 @@ class StartSubscribe:
     request_id: int
     channel: Channel
     since: StreamPosition | None
+    server: bool = False
+    """A server-side subscription of the connect *request_id*: its outcome goes to
+    :meth:`Session.server_subscribed` / :meth:`Session.server_subscribe_failed`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +125,24 @@ class CountTelemetry:
 Effect = Send | CloseWith | StartSubscribe | StopSubscription | CountTelemetry
 
 
+@dataclass(slots=True)
+class _PendingConnect:
+    """A connect reply that waits for its server-side subscriptions."""
+
+    request_id: int
+    result: dict[str, Any]
+    subs: dict[str, dict[str, Any]]
+    """Each server-side subscription's result, in the token's order (None until known)."""
+    waiting: set[str]
+
+
 class Session:
     """Protocol state of one connection; every method takes the current time in seconds."""
 
     __slots__ = (
         "_address",
         "_commands",
+        "_connecting",
         "_expires_deadline",
         "_heartbeat_at",
         "_refused_in_row",
@@ -134,6 +156,7 @@ class Session:
         "limits",
         "namespaces",
         "opened_at",
+        "server_subs",
         "state",
         "subscriptions",
         "user_id",
@@ -170,6 +193,10 @@ class Session:
         self._heartbeat_at: float | None = None
         self.subscriptions: set[str] = set()
         """Channels subscribed or being subscribed (the limit counts both)."""
+        self.server_subs: set[str] = set()
+        """Of :attr:`subscriptions`, those the token's ``subs`` made (the client may not
+        unsubscribe them)."""
+        self._connecting: _PendingConnect | None = None
         self.opened_at = now
         self.last_seen = now
         self._commands = TokenBucket(limits.commands_per_s, limits.commands_burst, now)
@@ -180,6 +207,12 @@ class Session:
         """When the last telemetry report was accepted (monotonic)."""
         self._replay_refused = 0
         """Bytes of the last replay the budgets refused (0: the last one was taken)."""
+
+    @property
+    def connect_pending(self) -> bool:
+        """Whether the connect reply waits for server-side subscriptions: the adapter holds
+        every frame back meanwhile (the reply goes first)."""
+        return self._connecting is not None
 
     @property
     def expires_deadline(self) -> float | None:
@@ -280,6 +313,7 @@ class Session:
     def _connect(self, command: Connect, now: float, wall_now: float) -> list[Effect]:
         if self.state is not SessionState.AWAITING_CONNECT:
             return [self._error(command.id, ErrorCode.ALREADY_CONNECTED)]
+        subs: list[Channel] | None = []
         if command.token is None:
             if not self.limits.allow_anonymous:
                 return [self._close(CloseCode.UNAUTHORIZED)]
@@ -290,8 +324,11 @@ class Session:
             identity = self._verify(command.token, wall_now)
             if isinstance(identity, CloseWith):
                 return [identity]
+            subs = self._server_channels(identity)
+            if subs is None:
+                return [self._close(CloseCode.UNAUTHORIZED)]
             self.user_id = identity.user_id
-            self.grants = identity.channels
+            self.grants = identity.channels + identity.subs
             self._set_expiry(identity, now, wall_now)
         self.state = SessionState.CONNECTED
         result: dict[str, Any] = {
@@ -305,7 +342,49 @@ class Session:
             "commands_burst": self.limits.commands_burst,
             "max_subscriptions": self.limits.max_subscriptions,
         }
-        return [Send(frames.reply(command.id, result, self.wire))]
+        if not subs:
+            return [Send(frames.reply(command.id, result, self.wire))]
+        return self._start_server_subs(command, result, subs)
+
+    def _server_channels(self, identity: Identity) -> list[Channel] | None:
+        """The token's ``subs`` parsed; None if one is not a channel name of this
+        installation or not one the token's user may read (then the token is invalid)."""
+        grants = identity.channels + identity.subs
+        channels = []
+        for name in identity.subs:
+            try:
+                channel = parse_channel(name, self.namespaces)
+            except InvalidChannel:
+                return None
+            if not channel.readable_by(identity.user_id, grants):
+                return None
+            channels.append(channel)
+        return channels
+
+    def _start_server_subs(
+        self, command: Connect, result: dict[str, Any], subs: list[Channel]
+    ) -> list[Effect]:
+        pending = _PendingConnect(command.id, result, {}, set())
+        effects: list[Effect] = []
+        for channel in subs:
+            name = channel.name
+            if len(self.subscriptions) >= self.limits.max_subscriptions:
+                pending.subs[name] = _failure(ErrorCode.TOO_MANY_SUBSCRIPTIONS)
+                continue
+            pending.subs[name] = {}
+            pending.waiting.add(name)
+            self.subscriptions.add(name)
+            self.server_subs.add(name)
+            effects.append(StartSubscribe(command.id, channel, command.since.get(name), True))
+        if not pending.waiting:
+            return [self._connect_reply(pending)]
+        self._connecting = pending
+        return effects
+
+    def _connect_reply(self, pending: _PendingConnect) -> Send:
+        self._connecting = None
+        result = {**pending.result, "subs": pending.subs}
+        return Send(frames.reply(pending.request_id, result, self.wire))
 
     def _verify(self, token: str, wall_now: float) -> Identity | CloseWith:
         """Who *token* authenticates, or the close it calls for (4004 expired, 4500 invalid)."""
@@ -330,9 +409,11 @@ class Session:
         identity = self._verify(command.token, wall_now)
         if isinstance(identity, CloseWith):
             return [identity]
-        if identity.user_id != self.user_id:
+        if identity.user_id != self.user_id or self._server_channels(identity) is None:
             return [self._close(CloseCode.UNAUTHORIZED)]  # a connection never changes user
-        self.grants = identity.channels  # for later subscribes; subscriptions made stay
+        # For later subscribes; subscriptions made stay, server-side ones included (a
+        # changed ``subs`` takes effect at the next connect).
+        self.grants = identity.channels + identity.subs
         self._set_expiry(identity, now, wall_now)
         return [Send(frames.reply(command.id, {"expires_at": self.expires_at}, self.wire))]
 
@@ -364,6 +445,9 @@ class Session:
     def _unsubscribe(self, command: Unsubscribe) -> list[Effect]:
         if command.channel.name not in self.subscriptions:
             return [self._error(command.id, ErrorCode.NOT_SUBSCRIBED)]
+        if command.channel.name in self.server_subs:
+            detail = "a server-side subscription lasts as long as the connection"
+            return [self._error(command.id, ErrorCode.PERMISSION_DENIED, detail)]
         self.subscriptions.discard(command.channel.name)
         return [
             StopSubscription(command.channel),
@@ -381,6 +465,29 @@ class Session:
         """Forget a subscription the hub could not make; the error reply to send."""
         self.subscriptions.discard(channel.name)
         return self._error(request_id, code)
+
+    def server_subscribed(
+        self, name: str, position: StreamPosition, recovery: Recovery
+    ) -> Send | None:
+        """A server-side subscription the hub completed; the connect reply once it was the
+        last one waited for (write it ahead of the frames held back meanwhile)."""
+        result = {"epoch": position.epoch, "offset": position.offset, "recovery": recovery.value}
+        return self._server_outcome(name, result)
+
+    def server_subscribe_failed(self, name: str, code: ErrorCode) -> Send | None:
+        """Forget a server-side subscription the hub could not make (see
+        :meth:`server_subscribed`); the connect reply reports it under its channel."""
+        self.subscriptions.discard(name)
+        self.server_subs.discard(name)
+        return self._server_outcome(name, _failure(code))
+
+    def _server_outcome(self, name: str, result: dict[str, Any]) -> Send | None:
+        pending = self._connecting
+        if pending is None or name not in pending.waiting:
+            raise WrongState("session", f"report a server-side subscription of {name}", self.state)
+        pending.waiting.discard(name)
+        pending.subs[name] = result
+        return None if pending.waiting else self._connect_reply(pending)
 
     # Time
 
@@ -409,8 +516,8 @@ class Session:
     def heartbeat_due(self) -> bool:
         """Whether to send a heartbeat: connected, and the last one was answered (any frame
         after it counts). An unanswered one is left to :meth:`deadline_passed`."""
-        if self.state is not SessionState.CONNECTED:
-            return False
+        if self.state is not SessionState.CONNECTED or self._connecting is not None:
+            return False  # nothing goes ahead of the connect reply
         sent = self._heartbeat_at
         return sent is None or self.last_seen > sent
 
@@ -450,3 +557,8 @@ def _take_both(own: TokenBucket, shared: TokenBucket | None, n: float, now: floa
     own.spend(n)
     shared.spend(n)
     return True
+
+
+def _failure(code: ErrorCode) -> dict[str, Any]:
+    """A server-side subscription's result in the connect reply when it was not made."""
+    return {"error": {"code": int(code), "message": ERROR_TABLE[code].message}}

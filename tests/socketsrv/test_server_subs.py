@@ -1,0 +1,168 @@
+"""Server-side subscriptions from the token's ``subs`` claim, on a running worker, over the
+in-process bus and a real Redis (docs/protocol.md#server-side-subscriptions).
+
+A client that reconnects with its positions in the connect command gets the publications it
+missed right behind the connect reply, in the same write, without sending a subscribe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from socketsrv.connection import ClientConnection
+from socketsrv.worker import Worker
+from tests.support.raw_ws import OP_TEXT, RawConnection, client_frame, raw_connection
+from tests.support.redis_server import RedisServer
+from tests.support.tokens import TokenIssuer
+from tests.support.worker import publish, running_worker
+
+INBOX = "user:7"
+QUESTION = "question:5"
+
+
+@pytest.fixture
+def issuer() -> TokenIssuer:
+    return TokenIssuer()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def worker(request: pytest.FixtureRequest, issuer: TokenIssuer) -> AsyncIterator[Worker]:
+    overrides: dict[str, Any] = {"jwt_public_key_pem": issuer.public_pem}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        overrides["redis_url"] = server.url
+    async with running_worker(**overrides) as w:
+        yield w
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every chunk the worker's connections hand to their transports, in order."""
+    chunks: list[bytes] = []
+    original = ClientConnection._write
+
+    def recording(self: ClientConnection, transport: Any, data: bytes) -> None:
+        chunks.append(data)
+        original(self, transport, data)
+
+    monkeypatch.setattr(ClientConnection, "_write", recording)
+    return chunks
+
+
+async def send(conn: RawConnection, **command: Any) -> None:
+    await conn.send(client_frame(OP_TEXT, json.dumps(command).encode()))
+
+
+async def read(conn: RawConnection) -> dict[str, Any]:
+    opcode, payload = await conn.read_frame(timeout=20.0)
+    assert opcode == OP_TEXT, (opcode, payload)
+    message: dict[str, Any] = json.loads(payload)
+    return message
+
+
+async def connect(conn: RawConnection, token: str, **fields: Any) -> dict[str, Any]:
+    await conn.open_websocket()
+    await send(conn, op="connect", id=1, token=token, **fields)
+    return await read(conn)
+
+
+async def test_a_reconnect_with_positions_gets_what_it_missed_behind_the_connect_reply(
+    worker: Worker, issuer: TokenIssuer, writes: list[bytes]
+) -> None:
+    token = issuer.token("7", subs=[INBOX, QUESTION])
+    await publish(worker, INBOX, {"n": 1})
+    await publish(worker, QUESTION, {"q": 1})
+    async with raw_connection(worker.port) as conn:
+        reply = await connect(conn, token)
+        assert (reply["type"], reply["id"]) == ("reply", 1), reply
+        subs = reply["result"]["subs"]
+        assert list(subs) == [INBOX, QUESTION]
+        assert subs[INBOX]["recovery"] == subs[QUESTION]["recovery"] == "none"
+        assert subs[INBOX]["offset"] == 1
+        inbox_at = {"epoch": subs[INBOX]["epoch"], "offset": 1}
+    for n in range(2, 5):  # missed while away
+        await publish(worker, INBOX, {"n": n})
+    writes.clear()
+    async with raw_connection(worker.port) as conn:
+        since = {INBOX: inbox_at, QUESTION: {"epoch": "gone", "offset": 9}}
+        reply = await connect(conn, token, since=since)
+        assert (reply["type"], reply["id"]) == ("reply", 1), reply
+        subs = reply["result"]["subs"]
+        assert subs[INBOX] == {"epoch": inbox_at["epoch"], "offset": 4, "recovery": "recovered"}
+        assert subs[QUESTION]["recovery"] == "failed"
+        assert subs[QUESTION]["offset"] == 1
+        missed = [await read(conn) for _ in range(3)]
+        assert [(m["type"], m["channel"], m["offset"]) for m in missed] == [
+            ("pub", INBOX, 2),
+            ("pub", INBOX, 3),
+            ("pub", INBOX, 4),
+        ]
+        assert [m["data"] for m in missed] == [{"n": 2}, {"n": 3}, {"n": 4}]
+        # One write: the reply and the replay (nothing of the channel ahead of the reply).
+        first = next(chunk for chunk in writes if b'"reply"' in chunk)
+        pubs = [first.find(b'"type":"pub","channel":"user:7","offset":%d,' % n) for n in (2, 3, 4)]
+        assert 0 <= first.index(b'"type":"reply"') < pubs[0] < pubs[1] < pubs[2], first
+        await publish(worker, INBOX, {"n": 5})
+        live = await read(conn)
+        assert (live["channel"], live["offset"]) == (INBOX, 5)
+
+
+async def test_a_command_sent_right_after_connect_is_answered_after_the_connect_reply(
+    worker: Worker, issuer: TokenIssuer
+) -> None:
+    async with raw_connection(worker.port) as conn:
+        await conn.open_websocket()
+        await send(conn, op="connect", id=1, token=issuer.token("7", subs=[INBOX]))
+        await send(conn, op="ping", id=2)
+        assert [(m["type"], m["id"]) for m in [await read(conn), await read(conn)]] == [
+            ("reply", 1),
+            ("reply", 2),
+        ]
+
+
+async def test_the_client_cannot_unsubscribe_a_server_side_channel(
+    worker: Worker, issuer: TokenIssuer
+) -> None:
+    async with raw_connection(worker.port) as conn:
+        await connect(conn, issuer.token("7", subs=[INBOX]))
+        await send(conn, op="unsubscribe", id=2, channel=INBOX)
+        error = await read(conn)
+        assert (error["type"], error["id"], error["code"]) == ("error", 2, 403)
+        await publish(worker, INBOX, {"still": "subscribed"})
+        pub = await read(conn)
+        assert (pub["channel"], pub["data"]) == (INBOX, {"still": "subscribed"})
+
+
+@pytest.mark.parametrize(
+    "subs",
+    [
+        pytest.param("user:7", id="not-a-list"),
+        pytest.param([f"question:{i}" for i in range(1, 34)], id="too-many"),
+        pytest.param(["question:x"], id="bad-name"),
+        pytest.param(["user:8"], id="another-users-channel"),
+    ],
+)
+async def test_a_bad_subs_claim_closes_with_4500(
+    worker: Worker, issuer: TokenIssuer, subs: object
+) -> None:
+    async with raw_connection(worker.port) as conn:
+        await conn.open_websocket()
+        await send(conn, op="connect", id=1, token=issuer.token("7", subs=subs))
+        assert await conn.close_code() == 4500
+
+
+async def test_a_channel_the_worker_cannot_take_is_reported_without_failing_the_connect(
+    issuer: TokenIssuer,
+) -> None:
+    settings: dict[str, Any] = {"jwt_public_key_pem": issuer.public_pem, "max_channels": 1}
+    async with running_worker(**settings) as worker, raw_connection(worker.port) as conn:
+        reply = await connect(conn, issuer.token("7", subs=[INBOX, QUESTION]))
+        subs = reply["result"]["subs"]
+        assert subs[INBOX]["recovery"] == "none"
+        assert subs[QUESTION] == {"error": {"code": 503, "message": "unavailable"}}
+        await send(conn, op="ping", id=2)
+        assert (await read(conn))["id"] == 2  # still open
