@@ -106,8 +106,8 @@ class ApiServer:
             else "keys from HERALD_API_KEYS"
         )
         return (
-            f"  publish API: http://{self.settings.host}:{self.port}/docs   ({key};"
-            " docs/publish-api.md)"
+            f"  publish API: http://{self.settings.host}:{self.port}/api/   (OpenAPI at"
+            f" /openapi.json; {key}; docs/publish-api.md)"
         )
 
 

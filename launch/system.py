@@ -166,7 +166,8 @@ def _start_api(
         return None
     names = ", ".join(name for name, _ in api.keys)
     print(
-        f"  publish API: http://{api.host}:{api.port}/docs   (keys: {names}; docs/publish-api.md)",
+        f"  publish API: http://{api.host}:{api.port}/api/   (OpenAPI at /openapi.json; keys:"
+        f" {names}; docs/publish-api.md)",
         flush=True,
     )
     return subprocess.Popen([python, "-m", "publish_api"], env=env)  # noqa: S603

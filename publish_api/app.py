@@ -113,6 +113,7 @@ def create_app(
         title="Herald publish API",
         version="1",
         description="Publish to Herald channels from any language (docs/publish-api.md).",
+        docs_url=None,  # no Swagger UI: FastAPI's loads its scripts from a CDN
         redoc_url=None,
     )
     install_handlers(app, metrics)

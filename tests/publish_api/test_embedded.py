@@ -28,7 +28,7 @@ async def test_a_publication_over_http_reaches_the_embedded_worker(tmp_path: Pat
     system = await start_embedded(qa_settings, SocketSettings(port=0), api_settings)
     try:
         assert system.api is not None
-        assert f"publish API: http://127.0.0.1:{system.api.port}/docs" in system.banner()
+        assert f"publish API: http://127.0.0.1:{system.api.port}/api/" in system.banner()
         assert str((data_dir / DEV_KEY_FILE).resolve()) in system.banner()
         client = HeraldTestClient(f"ws://127.0.0.1:{system.worker.port}/ws")
         await client.open()
