@@ -253,7 +253,12 @@ export class Connection {
 
   private sendConnect(): void {
     this.request(
-      (id) => ({ op: 'connect', id, token: this.tokens.token }),
+      (id) => {
+        // Positions for the server-side subscriptions the token may name (none without one).
+        const token = this.tokens.token;
+        const since = token === null ? {} : this.channels.connectPositions();
+        return Object.keys(since).length === 0 ? { op: 'connect', id, token } : { op: 'connect', id, token, since };
+      },
       (answer) => {
         if (answer.type === 'error') {
           this.abandonSocket(0, `connect refused with error ${answer.code}`);
@@ -279,6 +284,9 @@ export class Connection {
       this.unauthorizedRetried = false;
     });
     this.tokens.accepted(result.expiresAtMs);
+    // The server-side subscriptions are live before anyone hears of the connection, so that
+    // a subscribe made on `connected` finds them (and no publication precedes them).
+    this.channels.serverSubscribed(result.subs);
     this.setState('connected', { code: 0, reason: '', connect: result });
     this.channels.subscribeAll();
   }

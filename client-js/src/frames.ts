@@ -17,7 +17,13 @@ export type Recovery = 'none' | 'recovered' | 'failed';
 export const NO_EPOCH = '-';
 
 export type Command =
-  | { readonly op: 'connect'; readonly id: number; readonly token: string | null }
+  | {
+      readonly op: 'connect';
+      readonly id: number;
+      readonly token: string | null;
+      /** Positions in the server-side subscriptions (docs/protocol.md#server-side-subscriptions). */
+      readonly since?: Readonly<Record<string, StreamPosition>>;
+    }
   | { readonly op: 'refresh'; readonly id: number; readonly token: string | null }
   | {
       readonly op: 'subscribe';
@@ -41,7 +47,22 @@ export interface ConnectResult {
   readonly expiresAtMs: number | null;
   readonly pingIntervalMs: number;
   readonly pongTimeoutMs: number;
+  /** The server-side subscriptions the token named, by channel, in the token's order
+   * (docs/protocol.md#server-side-subscriptions); empty when it named none. */
+  readonly subs: Readonly<Record<string, ServerSubResult>>;
 }
+
+/** A server-side subscription's outcome in the connect reply: made, or refused with an
+ * error code (430, 503) and its message. */
+export type ServerSubResult = SubscribeResult | { readonly code: number; readonly message: string };
+
+/** Whether a server-side subscription was made (else it was refused). */
+export function isSubscribed(result: ServerSubResult): result is SubscribeResult {
+  return 'recovery' in result;
+}
+
+/** The most positions a connect command may carry (the server's MAX_CONNECT_POSITIONS). */
+export const MAX_CONNECT_POSITIONS = 32;
 
 export interface SubscribeResult extends StreamPosition {
   readonly recovery: Recovery;
@@ -140,7 +161,26 @@ export function parseConnectResult(result: Readonly<Record<string, unknown>>): C
     expiresAtMs: parseExpiresAtMs(result),
     pingIntervalMs: ping,
     pongTimeoutMs: pong,
+    subs: parseServerSubs(result['subs']),
   };
+}
+
+function parseServerSubs(subs: unknown): Readonly<Record<string, ServerSubResult>> {
+  const parsed: Record<string, ServerSubResult> = {};
+  if (subs === undefined || subs === null) return parsed;
+  if (!isRecord(subs)) throw new ProtocolError('a connect reply whose subs is not an object');
+  for (const [channel, result] of Object.entries(subs)) {
+    if (!isRecord(result)) throw new ProtocolError(`a connect reply with a bad subs entry for ${channel}`);
+    const error = result['error'];
+    if (isRecord(error)) {
+      if (!isCount(error['code'])) throw new ProtocolError(`a subs error without a code for ${channel}`);
+      const message = typeof error['message'] === 'string' ? error['message'] : '';
+      parsed[channel] = { code: error['code'], message };
+    } else {
+      parsed[channel] = parseSubscribeResult(result);
+    }
+  }
+  return parsed;
 }
 
 /** The token expiry of a connect or refresh reply (`expires_at`, seconds) in milliseconds

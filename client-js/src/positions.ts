@@ -11,6 +11,13 @@
  * the frame says the offsets skipped were conflated (superseded by this or another newer
  * publication: docs/protocol.md#conflation), which is no gap and needs no recovery.
  *
+ * Server-side subscriptions (docs/protocol.md#server-side-subscriptions): the connect reply
+ * says which channels the token made the server subscribe; those are live without a
+ * subscribe command, are never unsubscribed (the server refuses it: an app that no longer
+ * wants one stops hearing of it, its position is kept), and their positions go in the next
+ * connect command. One the server refused, or one a new token no longer names, is subscribed
+ * like any other channel if the app wants it.
+ *
  *     idle ──subscribe──▶ subscribing ──reply──▶ live
  *      ▲                   │       ▲              │
  *      │            429, 500, 503  └── retrying   │
@@ -24,8 +31,11 @@ import {
   type Answer,
   type Command,
   NO_EPOCH,
+  MAX_CONNECT_POSITIONS,
   type Recovery,
+  type ServerSubResult,
   type StreamPosition,
+  isSubscribed,
   parseSubscribeResult,
 } from './frames.js';
 import { LocalCause } from './state.js';
@@ -68,6 +78,10 @@ interface ChannelEntry {
   requestId: number | null;
   retryAttempt: number;
   readonly retry: Timer;
+  /** The app wants it (`add`); an unwanted entry is a server-side subscription only. */
+  wanted: boolean;
+  /** The server subscribes it at connect (the last connect reply's `subs` named it). */
+  server: boolean;
 }
 
 export class ChannelPositions {
@@ -80,8 +94,14 @@ export class ChannelPositions {
     private readonly listener: ChannelListener,
   ) {}
 
+  /** Whether the app wants `channel` (server-side subscriptions it has not asked for: no). */
   has(channel: string): boolean {
-    return this.entries.has(channel);
+    return this.entries.get(channel)?.wanted === true;
+  }
+
+  /** Whether the server subscribes `channel` at connect (the last connect reply said so). */
+  isServerSide(channel: string): boolean {
+    return this.entries.get(channel)?.server === true;
   }
 
   /** The channel's position, when it is live on the current socket. */
@@ -92,22 +112,42 @@ export class ChannelPositions {
 
   /** Want `channel` from `since` (null: from now); subscribes at once when connected. */
   add(channel: string, since: StreamPosition | null): void {
-    if (this.entries.has(channel)) return;
-    const entry: ChannelEntry = {
+    const existing = this.entries.get(channel);
+    if (existing !== undefined) {
+      if (existing.wanted) return;
+      // A server-side subscription: the connection's position stands (the router tells an
+      // owner whose own position is behind it that its recovery failed).
+      existing.wanted = true;
+      if (existing.state === 'live' && existing.position !== null) {
+        this.listener.subscribed(channel, 'recovered', existing.position);
+      }
+      return;
+    }
+    const entry = this.newEntry(since, true);
+    this.entries.set(channel, entry);
+    if (this.host.isConnected()) this.subscribe(channel, entry);
+  }
+
+  private newEntry(since: StreamPosition | null, wanted: boolean): ChannelEntry {
+    return {
       state: 'idle',
       position: since,
       requestId: null,
       retryAttempt: 0,
       retry: new Timer(this.env),
+      wanted,
+      server: !wanted,
     };
-    this.entries.set(channel, entry);
-    if (this.host.isConnected()) this.subscribe(channel, entry);
   }
 
   /** Stop wanting `channel`: unsubscribe (which also cancels a pending subscribe). */
   remove(channel: string): void {
     const entry = this.entries.get(channel);
     if (entry === undefined) return;
+    if (entry.server) {
+      entry.wanted = false; // the server keeps sending it (no unsubscribe): kept, unheard
+      return;
+    }
     this.entries.delete(channel);
     entry.retry.clear();
     if (entry.requestId !== null) this.host.cancel(entry.requestId);
@@ -117,11 +157,54 @@ export class ChannelPositions {
     }
   }
 
-  /** The connect reply came: subscribe every channel, from its position. */
+  /** The connect reply came: subscribe every channel not already live, from its position. */
   subscribeAll(): void {
     for (const [channel, entry] of this.entries) {
       if (!this.host.isConnected()) return;
-      this.subscribe(channel, entry);
+      if (entry.state !== 'live') this.subscribe(channel, entry);
+    }
+  }
+
+  /** The positions to send in the connect command: the server-side subscriptions' first,
+   * then the other channels' (the server ignores those its token does not name), at most
+   * MAX_CONNECT_POSITIONS. */
+  connectPositions(): Readonly<Record<string, StreamPosition>> {
+    const positions: Record<string, StreamPosition> = {};
+    const ordered = [...this.entries].sort(([, a], [, b]) => Number(b.server) - Number(a.server));
+    let count = 0;
+    for (const [channel, entry] of ordered) {
+      if (entry.position === null || count >= MAX_CONNECT_POSITIONS) continue;
+      positions[channel] = entry.position;
+      count++;
+    }
+    return positions;
+  }
+
+  /** The connect reply's `subs`, applied before anything else of the new socket: each channel
+   * the server subscribed is live from its result (as a subscribe reply); one it refused, or
+   * one no longer named, is left to `subscribeAll` if the app wants it, else forgotten. */
+  serverSubscribed(subs: Readonly<Record<string, ServerSubResult>>): void {
+    for (const [channel, entry] of [...this.entries]) {
+      const result = subs[channel];
+      if (!entry.server || (result !== undefined && isSubscribed(result))) continue;
+      entry.server = false;
+      if (!entry.wanted) this.entries.delete(channel);
+    }
+    for (const [channel, result] of Object.entries(subs)) {
+      if (!isSubscribed(result)) continue;
+      let entry = this.entries.get(channel);
+      if (entry === undefined) {
+        entry = this.newEntry(null, false);
+        this.entries.set(channel, entry);
+      }
+      entry.server = true;
+      entry.retry.clear();
+      entry.retryAttempt = 0;
+      entry.state = 'live';
+      if (result.recovery !== 'recovered' || entry.position === null) {
+        entry.position = { epoch: result.epoch, offset: result.offset };
+      }
+      this.listener.subscribed(channel, result.recovery, entry.position);
     }
   }
 

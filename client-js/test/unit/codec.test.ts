@@ -78,7 +78,7 @@ describe('parseFrame', () => {
 
   it('reads the connect reply in milliseconds and the subscribe reply', () => {
     expect(parseConnectResult({ client: 'c', user: '42', expires_at: 1767225600.5, ping_interval_ms: 25000, pong_timeout_ms: 10000 })).toEqual({
-      client: 'c', user: '42', expiresAtMs: 1767225600500, pingIntervalMs: 25000, pongTimeoutMs: 10000,
+      client: 'c', user: '42', expiresAtMs: 1767225600500, pingIntervalMs: 25000, pongTimeoutMs: 10000, subs: {},
     });
     expect(() => parseConnectResult({ ping_interval_ms: 0, pong_timeout_ms: 1 })).toThrow(ProtocolError);
     expect(parseSubscribeResult({ epoch: 'e', offset: 4, recovery: 'failed' })).toEqual({ epoch: 'e', offset: 4, recovery: 'failed' });
