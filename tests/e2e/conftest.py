@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -59,12 +60,21 @@ def _newest(paths: Iterator[Path]) -> float:
 
 
 @pytest.fixture(scope="session")
-def client_build() -> Path:
+def client_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """client-js/dist, built once per session when it is missing or older than src/.
 
     Only reads client-js: ``npm ci`` when node_modules is missing (the type check of the
     page scripts needs its TypeScript too), ``npm run build`` when dist is missing or stale.
+    Under pytest-xdist the workers take turns (a lock file in the session's shared temporary
+    directory): the first builds, the others find the build fresh.
     """
+    lock_path = tmp_path_factory.getbasetemp().parent / "client-js-build.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_client()
+
+
+def _build_client() -> Path:
     dist = CLIENT_JS / "dist"
     built = list(dist.glob("*.js"))
     fresh = bool(built) and min(p.stat().st_mtime for p in built) >= _newest(
