@@ -222,10 +222,11 @@ class Client(asyncio.Protocol):
 def _unread(c: Client) -> int:
     """The bytes the client's own kernel holds that it has not read (FIONREAD)."""
     sock = None if c.transport is None else c.transport.get_extra_info("socket")
-    if sock is None:
-        return 0
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return 0  # closed
     with contextlib.suppress(OSError):
-        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0])
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
     return 0
 
 
@@ -288,7 +289,7 @@ async def _vote(plan: Plan, url: str, start_at: float) -> tuple[int, float]:
 def _worker_counts(port: int) -> dict[str, float]:
     """The worker's conflated counter and its closes by code."""
     counts: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=60) as r:
         for line in r.read().decode().splitlines():
             if line.startswith("herald_conflated_publications_total "):
                 counts["conflated"] = float(line.split()[1])
@@ -428,10 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = args.scenario or default
     if "on-before" in scenarios and args.before is None:
         p.error("on-before needs --before DIR")
-    runs = [run(plan, s, args.before) for s in scenarios]
-    text = json.dumps({"scale": args.scale, "machine": measure.machine(), "runs": runs}, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
+    runs: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        runs.append(run(plan, scenario, args.before))
+        runs[-1]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        result = {"scale": args.scale, "machine": measure.machine(), "runs": runs}
+        text = json.dumps(result, indent=2)
+        if args.out:
+            args.out.write_text(text + "\n")  # after each scenario: a later failure keeps it
     print(text)
     return 0
 

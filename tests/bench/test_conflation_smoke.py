@@ -24,3 +24,4 @@ def test_throttled_clients_get_conflated_scores_in_order_without_a_gap() -> None
     assert result["conflated_skips_seen"] > 0
     assert result["others_latency_s"]["samples"] > 0
     assert set(result["final_score_lag_s"]) == {"p50", "max"}
+    assert set(result["throttled_unread_at_last_vote_bytes"]) == {"p50", "max"}
