@@ -8,7 +8,9 @@
 * **Connection tokens**: short-lived JWTs signed with the Ed25519 private key (``EdDSA``),
   with the claims socketsrv's ``TokenVerifier`` requires (``sub`` = the user id as a decimal
   string, ``exp``; ``aud``/``iss`` when configured), verified by the fleet with the public key
-  only (docs/protocol.md#tokens).
+  only (docs/protocol.md#tokens). ``subs`` names the user's inbox channel ``user:<id>``: the
+  worker subscribes it during the connect command, so a reconnecting page gets what its inbox
+  missed with the connect reply (docs/protocol.md#server-side-subscriptions).
 """
 
 from __future__ import annotations
@@ -103,7 +105,12 @@ def issue_socket_token(settings: Settings, user_id: int, now: float) -> IssuedTo
     if not settings.socket_private_key_pem:
         raise RuntimeError("socket_private_key_pem is not set: build settings with with_secrets")
     expires_at = int(now + settings.socket_token_ttl_s)
-    claims: dict[str, object] = {"sub": str(user_id), "iat": int(now), "exp": expires_at}
+    claims: dict[str, object] = {
+        "sub": str(user_id),
+        "iat": int(now),
+        "exp": expires_at,
+        "subs": [f"user:{user_id}"],
+    }
     if settings.socket_token_audience is not None:
         claims["aud"] = settings.socket_token_audience
     if settings.socket_token_issuer is not None:

@@ -87,7 +87,10 @@ function describe(item) {
 }
 
 /**
- * The inbox of the signed-in user, kept live on `user:<id>`.
+ * The inbox of the signed-in user, kept live on `user:<id>`: a server-side subscription (the
+ * socket token names it in `subs`), so the worker subscribes it during the connect and
+ * `follow` finds it live with no subscribe command; a reconnect sends its position with the
+ * connect and gets what it missed behind the reply (docs/protocol.md#server-side-subscriptions).
  * @param {HeraldClient} client
  * @param {number} userId
  * @returns {Inbox}

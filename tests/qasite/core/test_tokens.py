@@ -49,7 +49,8 @@ def test_a_connection_token_carries_audience_and_issuer_for_the_fleet(settings: 
     issued = issue_socket_token(settings, 7, now)
     assert settings.socket_public_key_pem is not None
     verifier = TokenVerifier(settings.socket_public_key_pem, audience="herald", issuer="qa")
-    assert verifier.verify(issued.token, now).user_id == "7"
+    identity = verifier.verify(issued.token, now)
+    assert (identity.user_id, identity.subs) == ("7", ("user:7",))  # the inbox, server-side
     with pytest.raises(TokenInvalid):
         TokenVerifier(settings.socket_public_key_pem, audience="elsewhere").verify(
             issued.token, now
