@@ -68,6 +68,7 @@ class Metrics:
     replays_refused: Counter
     paced_replays: Counter
     conflated: Counter
+    heartbeats_delayed: Counter
     subscriptions_refused: Counter
     accept_errors: Counter
     position_checks: Counter
@@ -230,6 +231,11 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "herald_conflated_publications",
             "Publications dropped from a slow connection's queue because a newer one with the"
             " same conflation key superseded them (docs/protocol.md#conflation).",
+        ),
+        heartbeats_delayed=counter(
+            "herald_heartbeats_delayed",
+            "Unanswered heartbeats given another pong timeout because the client was still"
+            " reading its way to them (docs/protocol.md#heartbeats).",
         ),
         paced_replays=counter(
             "herald_paced_replays",

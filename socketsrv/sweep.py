@@ -115,6 +115,7 @@ class Sweeper:
             code = session.deadline_passed(judged_at)
             if code is CloseCode.NO_PONG and conn.reading_toward_heartbeat():
                 session.heartbeat_delayed(now)  # slow, not dead: it reads toward the heartbeat
+                self._metrics.heartbeats_delayed.inc()
             elif code is not None:
                 conn.close_with(code)
             elif session.heartbeat_due():

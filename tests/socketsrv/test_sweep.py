@@ -9,7 +9,7 @@ from typing import Any
 
 from socketsrv.connection import ConnectionState
 from socketsrv.expiry import ExpiryQueue
-from socketsrv.metrics import build_metrics
+from socketsrv.metrics import Metrics, build_metrics
 from socketsrv.protocol import frames
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
@@ -75,13 +75,14 @@ def sweeper(
     ping_interval_s: float = PING_S,
     sweep_interval_s: float = SWEEP_S,
     expiries: ExpiryQueue[Any] | None = None,
+    metrics: Metrics | None = None,
 ) -> Sweeper:
     fake: Any = connections  # duck-typed ClientConnections
     return Sweeper(
         connections=fake,
         hub=hub or FakeHub(),  # type: ignore[arg-type]
         bus=FakeBus(),  # type: ignore[arg-type]
-        metrics=build_metrics(),
+        metrics=metrics or build_metrics(),
         ping_interval_s=ping_interval_s,
         sweep_interval_s=sweep_interval_s,
         clock=lambda: 0.0,
@@ -133,12 +134,14 @@ def test_an_unanswered_heartbeat_closes_with_no_pong_and_closing_connections_are
 
 def test_a_client_reading_toward_its_heartbeat_gets_more_time_and_is_closed_once_it_stops() -> None:
     slow = FakeConnection(1)
-    sweep = sweeper([slow])
+    metrics = build_metrics()
+    sweep = sweeper([slow], metrics=metrics)
     sweep.sweep(0.0)
     assert slow.heartbeats == 1
     slow.reading = True  # a backlog ahead of the heartbeat, and its TCP acknowledges more
     sweep.sweep(0.6)  # its next visit, past pong_timeout_s
     assert slow.closed_with is None
+    assert metrics.registry.get_sample_value("herald_heartbeats_delayed_total") == 1
     assert slow.heartbeats == 1  # no second heartbeat while the first is unanswered
     slow.reading = False  # stopped reading: the deadline runs again from the last visit
     sweep.sweep(1.2)  # the next visit, pong_timeout_s after that one
