@@ -58,6 +58,9 @@ class HeraldTestClient:
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._on_reply: dict[int, Callable[[dict[str, Any]], None]] = {}
         """Applied by the reader when the reply is read, before the frames after it."""
+        self.server_subs: dict[str, dict[str, Any]] = {}
+        """This connection's server-side subscriptions, from the connect reply's ``subs``
+        (docs/protocol.md#server-side-subscriptions): :meth:`subscribe` answers them itself."""
         self._reader: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[tuple[int | None, str | None]] | None = None
 
@@ -83,9 +86,24 @@ class HeraldTestClient:
         if not send_connect:
             return None
         command: dict[str, Any] = {"op": "connect"}
+        self.server_subs = {}
         if self.token is not None:
             command["token"] = self.token
-        return await self.request(command)
+            since = {n: {"epoch": c.epoch, "offset": c.offset} for n, c in self.channels.items()}
+            since = {n: p for n, p in since.items() if p["epoch"] is not None}
+            if since:
+                command["since"] = dict(list(since.items())[:32])
+        return await self.request(command, on_reply=self._take_server_subs)
+
+    def _take_server_subs(self, reply: dict[str, Any]) -> None:
+        for name, result in reply["result"].get("subs", {}).items():
+            if "recovery" not in result:
+                continue  # refused: subscribe() sends a command for it
+            log = self.channels.setdefault(name, ChannelLog())
+            log.recoveries.append(result["recovery"])
+            if result["recovery"] != "recovered":
+                log.epoch, log.offset = result["epoch"], result["offset"]
+            self.server_subs[name] = result
 
     async def reconnect(self) -> None:
         """Drop this socket, open a new one and resubscribe every channel with recovery."""
@@ -143,6 +161,10 @@ class HeraldTestClient:
         return await asyncio.wait_for(future, timeout)
 
     async def subscribe(self, channel: str, *, recover: bool = False) -> dict[str, Any]:
+        """Subscribe; a server-side subscription of this connection is answered here, with
+        its result in the connect reply, as a reply frame (no command is sent)."""
+        if channel in self.server_subs:
+            return {"type": "reply", "id": None, "result": self.server_subs[channel]}
         log = self.channels.setdefault(channel, ChannelLog())
         command: dict[str, Any] = {"op": "subscribe", "channel": channel}
         if recover and log.epoch is not None:
