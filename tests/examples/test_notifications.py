@@ -10,6 +10,7 @@ here too, so all of it is inside ``./herald test``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -49,20 +50,27 @@ def _missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def client_build() -> Path:
-    """client-js/dist, which the subscriber imports; built when missing (``./herald test``
-    builds it in its client-js check before pytest runs)."""
-    dist = CLIENT_JS / "dist"
+def client_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """client-js/dist, which the subscriber imports, built when missing or older than src/
+    (``./herald test`` builds it in its client-js check before pytest). Under pytest-xdist
+    the workers take turns on the lock file tests/e2e/conftest.py's client_build takes, so
+    this never builds while the browser tests' fixture does."""
     if shutil.which(NODE) is None:
         _missing("node is missing: install Node >= 20")
-    if not (dist / "index.js").is_file():
-        if shutil.which("npm") is None:
+    lock_path = tmp_path_factory.getbasetemp().parent / "client-js-build.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dist = CLIENT_JS / "dist"
+        built = [p.stat().st_mtime for p in dist.glob("*.js")]
+        sources = [p.stat().st_mtime for p in (CLIENT_JS / "src").glob("*.ts")]
+        steps: list[list[str]] = []
+        if not (CLIENT_JS / "node_modules").is_dir():
+            steps.append(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        if not built or min(built) < max(sources, default=0.0):
+            steps.append(["npm", "run", "build"])
+        if steps and shutil.which("npm") is None:
             _missing("npm is missing: install Node >= 20 to build client-js")
-        steps = [
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            ["npm", "run", "build"],
-        ]
-        for step in steps if not (CLIENT_JS / "node_modules").is_dir() else steps[1:]:
+        for step in steps:
             done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
             assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
     assert (dist / "index.js").is_file(), "client-js/dist/index.js is missing after the build"
@@ -190,28 +198,28 @@ def test_likes_comments_and_feed_items_arrive_in_order_with_the_offsets_the_api_
 def test_a_users_feed_is_refused_to_another_user_and_to_a_visitor(system: System) -> None:
     other = system.issuer.token("43", channels=["group:team-7"])
     with (
-        subscriber(system.fleet.url, ["feed:42", "feed:43", "group:team-7", "group:team-8"], other)
+        subscriber(system.fleet.url, ["feed:52", "feed:43", "group:team-7", "group:team-8"], other)
         as tab,
-        subscriber(system.fleet.url, ["feed:42", "post:12"]) as visitor,  # no token
+        subscriber(system.fleet.url, ["feed:52", "post:12"]) as visitor,  # no token
     ):  # fmt: skip
         tab.wait_subscribed("feed:43", "group:team-7")
         visitor.wait_subscribed("post:12")
-        tab.wait_for("feed:42 refused", lambda: bool(tab.of("error", "feed:42")))
+        tab.wait_for("feed:52 refused", lambda: bool(tab.of("error", "feed:52")))
         tab.wait_for("group:team-8 refused", lambda: bool(tab.of("error", "group:team-8")))
-        visitor.wait_for("feed:42 refused", lambda: bool(visitor.of("error", "feed:42")))
+        visitor.wait_for("feed:52 refused", lambda: bool(visitor.of("error", "feed:52")))
         assert [e["code"] for e in tab.of("error")] == [403, 403]
         assert [e["code"] for e in visitor.of("error")] == [403]
 
-        publish(system.api.url, "like", "--post", "12", "--author", "42", "--by", "43",
+        publish(system.api.url, "like", "--post", "12", "--author", "52", "--by", "43",
                 "--likes", "1", "--comments", "0")  # fmt: skip
         publish(system.api.url, "publish", "--channel", "group:team-7",
                 "--data", '{"type": "announcement", "text": "Standup moved"}')  # fmt: skip
         visitor.wait_publications("post:12", 1)
         tab.wait_publications("group:team-7", 1)
-        publish(system.api.url, "fanout", "--followers", "43", "--post", "13", "--by", "42")
-        tab.wait_publications("feed:43", 1)  # after the like: had feed:42 leaked, it came first
-        assert tab.publications("feed:42") == visitor.publications("feed:42") == []
-        assert not tab.of("subscribed", "feed:42") and not tab.of("subscribed", "group:team-8")
+        publish(system.api.url, "fanout", "--followers", "43", "--post", "13", "--by", "52")
+        tab.wait_publications("feed:43", 1)  # after the like: had feed:52 leaked, it came first
+        assert tab.publications("feed:52") == visitor.publications("feed:52") == []
+        assert not tab.of("subscribed", "feed:52") and not tab.of("subscribed", "group:team-8")
 
 
 def test_an_answer_lost_on_the_way_is_retried_with_the_same_event_ids_and_published_once(
@@ -219,18 +227,18 @@ def test_an_answer_lost_on_the_way_is_retried_with_the_same_event_ids_and_publis
 ) -> None:
     proxy = AnswerLosingProxy(system.api.port)
     try:
-        with subscriber(system.fleet.url, ["post:21", "feed:42"], system.issuer.token("42")) as tab:
-            tab.wait_subscribed("post:21", "feed:42")
-            done, like = publish(proxy.url, "like", "--post", "21", "--author", "42",
+        with subscriber(system.fleet.url, ["post:21", "feed:62"], system.issuer.token("62")) as tab:
+            tab.wait_subscribed("post:21", "feed:62")
+            done, like = publish(proxy.url, "like", "--post", "21", "--author", "62",
                                  "--by", "7", "--likes", "1", "--comments", "0")  # fmt: skip
             assert proxy.answers_lost == 1 and proxy.connections >= 2
             assert "publisher: retry 1 in" in done.stderr
             # The first attempt published; the retry found both publications made.
             assert like["counts"]["duplicate"] is True and like["feed"]["duplicate"] is True
-            publish(system.api.url, "like", "--post", "21", "--author", "42", "--by", "8",
+            publish(system.api.url, "like", "--post", "21", "--author", "62", "--by", "8",
                     "--likes", "2", "--comments", "0")  # fmt: skip
             on_post = tab.wait_publications("post:21", 2)
-            on_feed = tab.wait_publications("feed:42", 2)
+            on_feed = tab.wait_publications("feed:62", 2)
     finally:
         proxy.close()
     assert [p["data"]["likes"] for p in on_post] == [1, 2]  # once, then the next like
