@@ -7,6 +7,7 @@ missed right behind the connect reply, in the same write, without sending a subs
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 import pytest
 
 from socketsrv.connection import ClientConnection
+from socketsrv.hub import Hub
 from socketsrv.worker import Worker
 from tests.support.raw_ws import OP_TEXT, RawConnection, client_frame, raw_connection
 from tests.support.redis_server import RedisServer
 from tests.support.tokens import TokenIssuer
+from tests.support.waiting import eventually
 from tests.support.worker import publish, running_worker
 
 INBOX = "user:7"
@@ -166,3 +169,46 @@ async def test_a_channel_the_worker_cannot_take_is_reported_without_failing_the_
         assert subs[QUESTION] == {"error": {"code": 503, "message": "unavailable"}}
         await send(conn, op="ping", id=2)
         assert (await read(conn))["id"] == 2  # still open
+
+
+async def test_a_replay_longer_than_the_first_read_and_the_pacing_mark_follows_the_reply(
+    issuer: TokenIssuer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 publications of ~1 KB: past the first history read (64) and the replay mark
+    (outbox_max_bytes / 16 = 16 KiB). The other channel's history read is held until the
+    inbox's replay waits behind the unsent connect reply, so that the paced replay goes on
+    only once the reply (with the 64 frames held behind it) has gone."""
+    release = asyncio.Event()
+    release.set()
+    read_for = Hub._read_for
+
+    async def held_for_question(self: Hub, sub: Any, channel: str, since: Any) -> Any:
+        if channel == QUESTION:
+            await release.wait()
+        return await read_for(self, sub, channel, since)
+
+    monkeypatch.setattr(Hub, "_read_for", held_for_question)
+    settings: dict[str, Any] = {
+        "jwt_public_key_pem": issuer.public_pem,
+        "redis_url": redis_server.url,
+        "outbox_max_bytes": 256 * 1024,
+    }
+    token = issuer.token("7", subs=[INBOX, QUESTION])
+    async with running_worker(**settings) as worker:
+        async with raw_connection(worker.port) as conn:
+            epoch = (await connect(conn, token))["result"]["subs"][INBOX]["epoch"]
+        await eventually(lambda: not worker.connections)
+        for n in range(1, 201):
+            await publish(worker, INBOX, {"n": n, "pad": "x" * 1000})
+        release.clear()
+        async with raw_connection(worker.port) as conn:
+            await conn.open_websocket()
+            since = {INBOX: {"epoch": epoch, "offset": 0}}
+            await send(conn, op="connect", id=1, token=token, since=since)
+            await eventually(lambda: any(c.replays_waiting for c in worker.connections))
+            release.set()
+            reply = await read(conn)
+            assert reply["result"]["subs"][INBOX]["recovery"] == "recovered", reply
+            got = [await read(conn) for _ in range(200)]  # QUESTION has nothing to replay
+            assert [m["offset"] for m in got] == list(range(1, 201))
+            assert [m["data"]["n"] for m in got] == list(range(1, 201))
