@@ -1,4 +1,3 @@
-// @ts-check
 /**
  * The notification service's publisher: likes, comments and feed items through Herald's HTTP
  * publish API (docs/publish-api.md), with Node 20's global fetch and nothing else.

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from herald_contract.keys import KeyLayout
 from herald_contract.namespaces_file import DEFAULT_FILE, load_namespaces
 from tests.examples.support import (
+    API_KEY,
     EXAMPLE,
     NAMESPACES_FILE,
     NODE,
@@ -41,6 +43,7 @@ from tests.support.tokens import TokenIssuer
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
 CLIENT_JS = ROOT / "client-js"
+KEYS = KeyLayout()
 
 
 def _missing(reason: str) -> None:
@@ -269,3 +272,38 @@ def test_the_qa_kinds_work_beside_the_new_ones_on_the_same_fleet(system: System)
     assert tab.publications("user:42")[0]["offset"] == inbox["offset"]
     assert tab.publications("post:30")[0]["offset"] == counts["counts"]["offset"]
     assert [e["code"] for e in tab.of("error")] == [403]
+
+
+def test_a_503_while_redis_is_down_is_retried_until_redis_is_back(tmp_path: Path) -> None:
+    """Its own Redis and publish API (no fleet): the API answers 503 while Redis is stopped,
+    the publisher retries the same batch, and once Redis is back it is published, once."""
+    redis = RedisServer.launch(tmp_path / "redis")
+    api = PublishApi(redis.url, tmp_path / "api.log")
+    process = None
+    try:
+        api.wait_ready()
+        redis.stop()
+        process = subprocess.Popen(
+            [NODE, str(EXAMPLE / "publisher.mjs"), "like", "--api", api.url, "--post", "40",
+             "--author", "42", "--by", "9", "--likes", "1", "--comments", "0",
+             "--event-id", "like-4001", "--retry-for-ms", "120000"],
+            cwd=ROOT, env={**os.environ, "HERALD_API_KEY": API_KEY},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stderr is not None
+        first_retry = process.stderr.readline()  # blocks until the publisher reports a retry
+        assert first_retry.startswith("publisher: retry 1 in "), first_retry + api.log()
+        assert "after 503 unavailable" in first_retry
+        redis.start()
+        stdout, stderr = process.communicate(timeout=150)
+        assert process.returncode == 0, stderr
+        like = json.loads(stdout)
+        assert like["counts"]["offset"] == like["feed"]["offset"] == 1
+        client = redis.client()
+        assert client.xlen(KEYS.history("post:40")) == client.xlen(KEYS.history("feed:42")) == 1
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        api.close()
+        redis.close()
