@@ -4,6 +4,8 @@ process, and a proxy that loses the answer of the first request sent through it.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
@@ -183,6 +185,27 @@ class PublishApi:
     def close(self) -> None:
         stop_group(self.process)
         self._log.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def static_server() -> Iterator[str]:
+    """The repository's files over HTTP on a free loopback port (the example page imports
+    ../../client-js/dist/index.js, as under any static server run from the root)."""
+    handler = functools.partial(_QuietHandler, directory=str(ROOT))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 class AnswerLosingProxy:

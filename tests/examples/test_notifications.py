@@ -20,8 +20,10 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from herald_contract.keys import KeyLayout
 from herald_contract.namespaces_file import DEFAULT_FILE, load_namespaces
@@ -31,9 +33,11 @@ from tests.examples.support import (
     NAMESPACES_FILE,
     NODE,
     ROOT,
+    WAIT_S,
     AnswerLosingProxy,
     PublishApi,
     publish,
+    static_server,
     subscriber,
 )
 from tests.support.fleet import Fleet
@@ -44,6 +48,13 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
 CLIENT_JS = ROOT / "client-js"
 KEYS = KeyLayout()
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def _missing(reason: str) -> None:
@@ -307,3 +318,48 @@ def test_a_503_while_redis_is_down_is_retried_until_redis_is_back(tmp_path: Path
             process.wait()
         api.close()
         redis.close()
+
+
+def test_the_page_shows_a_posts_counts_comments_and_the_feed_live(system: System) -> None:
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        _missing(f"no Chromium at {chromium}: apt-get install -y chromium (or set CHROMIUM_PATH)")
+    fragment = urlencode(
+        {"post": "50", "user": "72", "socket": system.fleet.url, "token": system.issuer.token("72")}
+    )
+    with static_server() as web, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{web}/examples/notifications/page.html#{fragment}")
+            page.wait_for_function(
+                "() => ['post:50', 'feed:72'].every("
+                "(name) => window.client?.getSubscription(name)?.state === 'subscribed')",
+                timeout=WAIT_S * 1000,
+            )
+            publish(system.api.url, "comment", "--post", "50", "--author", "72", "--by", "9",
+                    "--comment", "500", "--text", "Where was this?", "--likes", "0",
+                    "--comments", "1")  # fmt: skip
+            publish(system.api.url, "like", "--post", "50", "--author", "72", "--by", "11",
+                    "--likes", "1", "--comments", "1")  # fmt: skip
+            page.wait_for_function("() => window.events.length === 5", timeout=WAIT_S * 1000)
+            assert page.text_content("#likes") == "1"
+            assert page.text_content("#comments") == "1"
+            assert page.locator("#comment-list li").all_text_contents() == [
+                "user 9: Where was this?"
+            ]
+            assert page.locator("#feed li").all_text_contents() == [
+                "user 9 commented on post 50",
+                "user 11 liked post 50",
+            ]
+            events = page.evaluate("() => window.events")
+            # In order on each channel (a batch publishes different channels in parallel).
+            for channel, offsets in (("post:50", [1, 2, 3]), ("feed:72", [1, 2])):
+                assert [e["offset"] for e in events if e["channel"] == channel] == offsets
+            assert errors == []
+        finally:
+            browser.close()
