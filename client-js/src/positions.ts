@@ -116,11 +116,16 @@ export class ChannelPositions {
     if (existing !== undefined) {
       if (existing.wanted) return;
       // A server-side subscription: the connection's position stands (the router tells an
-      // owner whose own position is behind it that its recovery failed).
+      // owner whose own position is behind it that its recovery failed). 'none': no recovery
+      // happened on the socket now, so telemetry counts none. Answered after the caller's
+      // turn, as a subscribe reply would be: listeners added right after subscribe() hear it.
       existing.wanted = true;
-      if (existing.state === 'live' && existing.position !== null) {
-        this.listener.subscribed(channel, 'recovered', existing.position);
-      }
+      void Promise.resolve().then(() => {
+        const now = this.entries.get(channel);
+        if (now === existing && now.wanted && now.state === 'live' && now.position !== null) {
+          this.listener.subscribed(channel, 'none', now.position);
+        }
+      });
       return;
     }
     const entry = this.newEntry(since, true);

@@ -94,6 +94,7 @@ describe('server-side subscriptions', () => {
     socket.pub(INBOX, 4); // nobody listens yet: the position moves on
     const inbox = c.subscribe(INBOX);
     const pubs = record<Publication>((push) => inbox.on('publication', push));
+    await vi.advanceTimersByTimeAsync(0);
     expect(inbox.state).toBe('subscribed');
     expect(inbox.position).toEqual({ epoch: 'e1', offset: 4 });
     socket.pub(INBOX, 5);
@@ -102,6 +103,21 @@ describe('server-side subscriptions', () => {
     expect(socket.commands('subscribe')).toEqual([]);
     expect(socket.commands('unsubscribe')).toEqual([]);
     expect(offsets(pubs)).toEqual([5]);
+  });
+
+  it('tells a later subscriber whose position is behind the live one that its recovery failed', async () => {
+    const c = client(TOKEN);
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    page.socket().accept(subs('e1', 8));
+    const inbox = c.subscribe(INBOX, undefined, { since: { epoch: 'e1', offset: 5 } });
+    const subscribed = record<SubscribedEvent>((push) => inbox.on('subscribed', push));
+    const failed = record<unknown>((push) => inbox.on('recoveryFailed', push));
+    expect(inbox.state).toBe('subscribing');
+    await vi.advanceTimersByTimeAsync(0); // answered after this turn, like a reply
+    expect(inbox.state).toBe('subscribed');
+    expect(subscribed).toEqual([{ channel: INBOX, recovery: 'failed', position: { epoch: 'e1', offset: 8 } }]);
+    expect(failed).toEqual([{ channel: INBOX, position: { epoch: 'e1', offset: 8 } }]);
   });
 
   it('subscribes a refused server-side channel itself, and one the new token no longer names', async () => {
