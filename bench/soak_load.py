@@ -160,13 +160,23 @@ class Accounting(TypedDict):
     reconnecting, or a subscribe refused): short because they are not back yet."""
     duplicates: int
     clients_not_ready: int
+    not_ready_no_connection: int
+    """Of the clients not ready: their connection is gone (a reconnect is due or running)."""
+    not_ready_handshaking: int
+    """Connected, upgrade not answered yet."""
+    not_ready_retrying_subscribe: int
+    """Upgraded, a refused subscribe waiting for its backoff."""
+    not_ready_awaiting_reply: int
+    """Upgraded, a subscribe sent and not answered."""
 
 
 def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) -> Accounting:
     """Every (client, channel) of *slots* against *tops* (see :class:`Accounting`)."""
     counts = dict.fromkeys(
         ("client_channels", "complete", "failed_explicit", "silent_loss", "silent_gaps",
-         "behind_top", "silent_at_clients_not_ready", "duplicates", "clients_not_ready"), 0,
+         "behind_top", "silent_at_clients_not_ready", "duplicates", "clients_not_ready",
+         "not_ready_no_connection", "not_ready_handshaking", "not_ready_retrying_subscribe",
+         "not_ready_awaiting_reply"), 0,
     )  # fmt: skip
     for slot in slots:
         state = slot.state
@@ -174,6 +184,8 @@ def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) 
         failed = adapter.failed_channels.get(id(state), set())
         counts["duplicates"] += state.duplicates
         counts["clients_not_ready"] += not slot.ready
+        if not slot.ready:
+            counts[_why_not_ready(slot, adapter)] += 1
         for channel in state.channels:
             counts["client_channels"] += 1
             top = tops.get(channel)
@@ -193,6 +205,18 @@ def classify(slots: Sequence[Slot], adapter: SoakAdapter, tops: dict[str, Top]) 
                 counts["behind_top"] += behind
                 counts["silent_at_clients_not_ready"] += not slot.ready
     return counts  # type: ignore[return-value]  # the keys above are Accounting's
+
+
+def _why_not_ready(slot: Slot, adapter: SoakAdapter) -> str:
+    """The accounting key for where a client that is not ready is stuck."""
+    conn = slot.conn
+    if conn is None or conn.lost:
+        return "not_ready_no_connection"
+    if not conn.upgraded:
+        return "not_ready_handshaking"
+    if id(slot.state) in adapter.refused:
+        return "not_ready_retrying_subscribe"
+    return "not_ready_awaiting_reply"
 
 
 class SoakProcess(LoadProcess):

@@ -149,6 +149,13 @@ def markdown(result: dict[str, Any], image: str) -> str:
         f"{result.get('connect_failures', 'n/a')}, refused upgrades "
         f"{result.get('handshake_failures', 'n/a')}.",
     ]
+    if "not_ready_no_connection" in acc:
+        lines.append(
+            f"* Clients not ready at the end: {acc['not_ready_no_connection']} without a "
+            f"connection, {acc['not_ready_handshaking']} waiting for the upgrade, "
+            f"{acc['not_ready_retrying_subscribe']} with a refused subscribe waiting for its "
+            f"backoff, {acc['not_ready_awaiting_reply']} with a subscribe not answered."
+        )
     for event in result["events"]:
         details = {k: v for k, v in event.items() if k not in ("t_s", "what")}
         lines.append(f"* t = {event['t_s']} s: {event['what']} {details or ''}")

@@ -111,3 +111,15 @@ def test_a_close_without_a_hint_reconnects_at_once() -> None:
     client.connection_lost(None)
     assert proc.hinted == 0
     assert proc.may_reconnect(slot, time.monotonic())
+
+
+def test_the_accounting_says_where_a_client_that_is_not_ready_is_stuck() -> None:
+    proc, adapter, slot, _ = soak_client()
+    assert slot.conn is not None
+    slot.conn.data_received(server_frame(1, reply(2, "e1", 40, "none")))
+    assert classify(proc.slots, adapter, {})["not_ready_awaiting_reply"] == 1
+    slot.conn.data_received(server_frame(1, error(3, 503)))
+    assert classify(proc.slots, adapter, {})["not_ready_retrying_subscribe"] == 1
+    slot.conn.connection_lost(None)
+    accounting = classify(proc.slots, adapter, {})
+    assert accounting["not_ready_no_connection"] == accounting["clients_not_ready"] == 1
