@@ -130,6 +130,7 @@ def _serve(settings: Settings, workers: int) -> int:
                 host=settings.host,
                 port=settings.port,
                 workers=workers,
+                timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
                 log_config=log_config,
                 **server_options(settings),
             )

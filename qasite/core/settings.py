@@ -129,6 +129,10 @@ class Settings(BusSettings):
     request's headers; past it the connection is closed (408 if a request had begun)."""
     http_keep_alive_s: PositiveInt = 5
     """An idle keep-alive connection is closed after this many seconds (uvicorn's)."""
+    worker_healthcheck_timeout_s: PositiveInt = 5
+    """With ``--workers`` > 1: how long a worker may leave the supervisor's ping unanswered
+    before it is killed and replaced (uvicorn's ``timeout_worker_healthcheck``; a thread of the
+    worker answers it, so only a stopped or wedged worker misses it)."""
     http_max_connections: PositiveInt = 1000
     """Open HTTP connections per process (at most half the open-file limit); the next one is
     answered 503 and closed."""

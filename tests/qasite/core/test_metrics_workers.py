@@ -157,6 +157,10 @@ def start_service(tmp_path: Path, sqlite_template: Path, **env: str) -> Service:
                 "HERALD_QA_PORT": str(port),
                 "HERALD_QA_RELAY_POLL_INTERVAL_S": "0.05",
                 "HERALD_QA_RELAY_RETRY_MAX_S": "0.2",
+                # only_worker stops the other workers with SIGSTOP for as long as its block
+                # takes on a loaded machine: uvicorn's supervisor must not replace them meanwhile
+                # (it did after 5 s: ProcessLookupError on the SIGCONT).
+                "HERALD_QA_WORKER_HEALTHCHECK_TIMEOUT_S": "300",
                 **env,
             },
             stdout=log,
