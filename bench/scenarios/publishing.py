@@ -44,6 +44,8 @@ class RatePublisher:
         self.population = population
         self.counts: Counter[str] = Counter()
         self.failed = 0
+        self.errors: Counter[str] = Counter()
+        """The failed publications by exception type (in the results, for the reader)."""
         self.late_ticks = 0
         self._gate = asyncio.Semaphore(max_in_flight)
         self._n = 0
@@ -56,8 +58,9 @@ class RatePublisher:
         try:
             await self.publisher.publish(channel, data(self._n))
             self.counts[channel] += 1
-        except Exception:  # noqa: BLE001 - counted: the clients do not expect it
+        except Exception as exc:  # noqa: BLE001 - counted: the clients do not expect it
             self.failed += 1
+            self.errors[type(exc).__name__] += 1
         finally:
             self._gate.release()
 

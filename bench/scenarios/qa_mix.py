@@ -49,6 +49,7 @@ class QaStep(ConnectionSummary):
     rates_per_s: StepRates
     publications: int
     publish_failures: int
+    publish_errors: dict[str, int]
     publisher_late_ticks: int
     seconds: float
     publications_per_s: float
@@ -188,6 +189,7 @@ async def _step(
         },
         "publications": published,
         "publish_failures": rp.failed,
+        "publish_errors": dict(rp.errors),
         "publisher_late_ticks": rp.late_ticks,
         "seconds": round(t_pub, 2),
         "publications_per_s": round(published / max(t_pub, 1e-9), 1),
