@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from tests.e2e.system import ROOT, LiveSystem, User
+from tests.support.client_js import built_client_js
 from tests.support.redis_server import RedisServer
 
 CLIENT_JS = ROOT / "client-js"
@@ -55,43 +53,11 @@ def chromium_path() -> str:
     return path
 
 
-def _newest(paths: Iterator[Path]) -> float:
-    return max((p.stat().st_mtime for p in paths), default=0.0)
-
-
 @pytest.fixture(scope="session")
 def client_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """client-js/dist, built once per session when it is missing or older than src/.
-
-    Only reads client-js: ``npm ci`` when node_modules is missing (the type check of the
-    page scripts needs its TypeScript too), ``npm run build`` when dist is missing or stale.
-    Under pytest-xdist the workers take turns (a lock file in the session's shared temporary
-    directory): the first builds, the others find the build fresh.
-    """
-    lock_path = tmp_path_factory.getbasetemp().parent / "client-js-build.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_client()
-
-
-def _build_client() -> Path:
-    dist = CLIENT_JS / "dist"
-    built = list(dist.glob("*.js"))
-    fresh = bool(built) and min(p.stat().st_mtime for p in built) >= _newest(
-        (CLIENT_JS / "src").glob("*.ts")
-    )
-    steps: list[list[str]] = []
-    if not (CLIENT_JS / "node_modules").is_dir():
-        steps.append(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"])
-    if not fresh:
-        steps.append(["npm", "run", "build"])
-    if steps and shutil.which("npm") is None:
-        _missing("npm is missing: install Node >= 20 to build client-js")
-    for step in steps:
-        done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
-    assert (dist / "index.js").is_file(), "client-js/dist/index.js is missing after the build"
-    return dist
+    """client-js/dist, built once per session when it is missing or older than src/
+    (tests/support/client_js.py: the xdist workers take turns)."""
+    return built_client_js(tmp_path_factory, _missing)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ here too, so all of it is inside ``./herald test``.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -40,13 +39,13 @@ from tests.examples.support import (
     static_server,
     subscriber,
 )
+from tests.support.client_js import built_client_js
 from tests.support.fleet import Fleet
 from tests.support.redis_server import RedisServer
 from tests.support.tokens import TokenIssuer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
-CLIENT_JS = ROOT / "client-js"
 KEYS = KeyLayout()
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -66,29 +65,10 @@ def _missing(reason: str) -> None:
 @pytest.fixture(scope="module")
 def client_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """client-js/dist, which the subscriber imports, built when missing or older than src/
-    (``./herald test`` builds it in its client-js check before pytest). Under pytest-xdist
-    the workers take turns on the lock file tests/e2e/conftest.py's client_build takes, so
-    this never builds while the browser tests' fixture does."""
+    (tests/support/client_js.py: the same lock as the browser tests' build)."""
     if shutil.which(NODE) is None:
         _missing("node is missing: install Node >= 20")
-    lock_path = tmp_path_factory.getbasetemp().parent / "client-js-build.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        dist = CLIENT_JS / "dist"
-        built = [p.stat().st_mtime for p in dist.glob("*.js")]
-        sources = [p.stat().st_mtime for p in (CLIENT_JS / "src").glob("*.ts")]
-        steps: list[list[str]] = []
-        if not (CLIENT_JS / "node_modules").is_dir():
-            steps.append(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        if not built or min(built) < max(sources, default=0.0):
-            steps.append(["npm", "run", "build"])
-        if steps and shutil.which("npm") is None:
-            _missing("npm is missing: install Node >= 20 to build client-js")
-        for step in steps:
-            done = subprocess.run(step, cwd=CLIENT_JS, capture_output=True, text=True, check=False)
-            assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}"
-    assert (dist / "index.js").is_file(), "client-js/dist/index.js is missing after the build"
-    return dist
+    return built_client_js(tmp_path_factory, _missing)
 
 
 @dataclass

@@ -5,49 +5,26 @@ every answer is documented and matches its schema, schema-invalid input is refus
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from hypothesis import HealthCheck, Phase, given, settings
 
 from herald_contract.namespaces_file import default_namespaces
 from publish_api.targets import BusTarget
 from tests.publish_api.support import AUTH, api, started_memory_bus
-from tests.support.redis_server import free_port
+from tests.support.openapi_fuzz import fuzz, served
 
 MAX_EXAMPLES = 60
-CHECKS = [
-    schemathesis.checks.not_a_server_error,
-    schemathesis.checks.status_code_conformance,
-    schemathesis.checks.content_type_conformance,
-    schemathesis.checks.response_schema_conformance,
-    schemathesis.checks.negative_data_rejection,
-]
 
 
 @pytest.fixture(scope="module")
 def live_url() -> Iterator[str]:
     bus = asyncio.run(started_memory_bus())
     app, _ = api(BusTarget(bus, default_namespaces()), max_body_bytes=16 * 1024)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(app) as url:
+        yield url
 
 
 def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
@@ -60,26 +37,7 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
         "POST /api/broadcast",
         "POST /api/batch",
     }
-    failures: dict[str, str] = {}
-    statuses: Counter[int] = Counter()
-    for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=MAX_EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        )
-        def call(case: schemathesis.Case) -> None:
-            response = case.call_and_validate(headers=AUTH, checks=CHECKS)
-            statuses[response.status_code] += 1
-
-        try:
-            call()
-        except AssertionError as exc:  # schemathesis failures are AssertionError subclasses
-            failures[operation.label] = str(exc)[:2000]
+    failures, statuses = fuzz(operations, AUTH, MAX_EXAMPLES)
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
     assert statuses[422] > 0, statuses
     # The document's channel pattern lets examples reach past the grammar to a publication.

@@ -9,21 +9,16 @@ operation, so the whole module runs in seconds.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from hypothesis import HealthCheck, Phase, given, settings
 
 from qasite.main import create_app
 from tests.qasite.support import RecordingSink, png_bytes, qa_settings, truncate
+from tests.support.openapi_fuzz import fuzz, served
 from tests.support.redis_server import free_port
 
 # The work is bounded by the number of examples, not by time: the live server shares the
@@ -32,13 +27,6 @@ from tests.support.redis_server import free_port
 pytestmark = pytest.mark.timeout(600)
 
 MAX_EXAMPLES = 12
-CHECKS = [
-    schemathesis.checks.not_a_server_error,
-    schemathesis.checks.status_code_conformance,
-    schemathesis.checks.content_type_conformance,
-    schemathesis.checks.response_schema_conformance,
-    schemathesis.checks.negative_data_rejection,
-]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -53,19 +41,8 @@ def live_url(
         asyncio.run(truncate(database_url))
     port = free_port()
     settings = qa_settings(tmp, database_url, public_base_url=f"http://127.0.0.1:{port}")
-    app = create_app(settings, sink=RecordingSink())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(create_app(settings, sink=RecordingSink()), port) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -84,34 +61,6 @@ def auth_headers(live_url: str) -> dict[str, str]:
         image = client.post("/api/questions/1/attachments", content=png_bytes(), headers=headers)
         assert image.status_code == 201
         return headers
-
-
-def fuzz(
-    operations: list[Any], auth_headers: dict[str, str], max_examples: int
-) -> tuple[dict[str, str], Counter[int]]:
-    """Call each operation with up to *max_examples* generated requests: the failures by
-    operation, and the statuses seen."""
-    failures: dict[str, str] = {}
-    statuses: Counter[int] = Counter()
-    for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=max_examples,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        )
-        def call(case: schemathesis.Case) -> None:
-            response = case.call_and_validate(headers=auth_headers, checks=CHECKS)
-            statuses[response.status_code] += 1
-
-        try:
-            call()
-        except AssertionError as exc:  # schemathesis failures are AssertionError subclasses
-            failures[operation.label] = str(exc)[:2000]
-    return failures, statuses
 
 
 def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
