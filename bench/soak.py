@@ -127,7 +127,9 @@ class TopPublisher:
             self.published += 1
             epoch, offset = result.position.epoch, result.position.offset
             top = self.tops.get(channel)
-            if top is None or top[0] != epoch or offset > top[1]:
+            # The highest offset, not the last answer: Redis restarts keeping its data (the
+            # offsets go on in a new epoch), and an answer of the old epoch may come late.
+            if top is None or offset > top[1]:
                 self.tops[channel] = (epoch, offset)
         finally:
             self._gate.release()
@@ -425,11 +427,25 @@ class Soak:
 
     async def _settle(self, gen: SoakGenerator, pub: TopPublisher) -> Any:
         """Until every client is whole (or explicitly failed), at most ``settle_s``."""
-        deadline = time.monotonic() + self.plan.settle_s
+        began = time.monotonic()
+        deadline = began + self.plan.settle_s
+        progress: list[tuple[float, int, int]] = []
+        """(seconds into the settle, clients not ready, silent losses) every few seconds: a
+        settle that ends while they still fall was too short, one that ends flat is stuck."""
         while True:
             accounting = await gen.account(pub.tops)
-            if accounting["silent_loss"] == 0 or time.monotonic() >= deadline:
-                self.event("settled", **accounting)
+            now = time.monotonic()
+            row = (
+                round(now - began, 1),
+                accounting["clients_not_ready"],
+                accounting["silent_loss"],
+            )
+            if not progress or now - began - progress[-1][0] >= 5.0 or row[1:] != progress[-1][1:]:
+                progress.append(row)
+            if accounting["silent_loss"] == 0 or now >= deadline:
+                accounting["settle_progress"] = progress
+                details = {k: v for k, v in accounting.items() if not isinstance(v, list)}
+                self.event("settled", **details)
                 return accounting
             await asyncio.sleep(1.0)
 

@@ -70,6 +70,66 @@ def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f} s"
+
+
+def not_ready_lines(acc: dict[str, Any]) -> list[str]:
+    """A table of the clients not ready at the end, when the JSON has their details: their
+    state, last close, reconnects, the hint they wait on, and per short channel where they
+    stand against its top."""
+    clients = acc.get("not_ready_clients")
+    if not clients:
+        return []
+    lines = [
+        "",
+        "  Clients not ready at the end (seconds before the accounting):",
+        "",
+        "  | client | state | ever ready | last close (ago) | losses / connects (failed) | "
+        "waits for hint | subscribes | short channels: position / top |",
+        "  |---|---|---|---|---|---|---|---|",
+    ]
+    for c in clients:
+        h, conn = c["history"], c.get("connection") or {}
+        close = h["last_close_code"]
+        if close is None:  # a connection of the initial open (a plain Client) has no code
+            close = "code ?" if h["last_close_reason"] else "no close frame"
+        if h["losses"] == 0:
+            close = "never lost"
+        state = c["state"]
+        if conn and not conn.get("lost"):
+            state += f" (made {_seconds(conn.get('made_s_ago'))} ago"
+            state += f", upgraded {_seconds(conn.get('upgraded_s_ago'))} ago)"
+            if conn.get("reading") is False:
+                state += ", not reading"
+        subs = ", ".join(
+            f"{ch['channel']}: {ch['subscribe']}"
+            for ch in c["channels"]
+            if ch["subscribe"] != "answered"
+        )
+        short = ", ".join(
+            f"{ch['channel']} {ch['position'] and tuple(ch['position'])} / "
+            f"{ch['top'] and tuple(ch['top'])}"
+            for ch in c["channels"]
+            if ch["behind"] or ch["gap_seen"]
+        )
+        lines.append(
+            f"  | {c.get('process', '?')}/{c['slot']} | {state} | {c['ever_ready']} | "
+            f"{close} {h['last_close_reason']!r} ({_seconds(h['last_lost_at'])}) | "
+            f"{h['losses']} / {h['connects']} ({h['connect_failures']}"
+            f"{' ' + h['last_connect_error'] if h['last_connect_error'] else ''}) | "
+            f"{_seconds(c['waits_for_hint_s'])} | {subs or '-'} | {short or '-'} |"
+        )
+    progress = acc.get("settle_progress")
+    if progress:
+        lines += [
+            "",
+            "  Settle (s, clients not ready, silent losses): "
+            + ", ".join(f"({t:.0f}, {n}, {lost})" for t, n, lost in progress),
+        ]
+    return lines
+
+
 def markdown(result: dict[str, Any], image: str) -> str:
     from bench.soak import RESOURCES, TOLERANCE
 
@@ -154,8 +214,16 @@ def markdown(result: dict[str, Any], image: str) -> str:
             f"* Clients not ready at the end: {acc['not_ready_no_connection']} without a "
             f"connection, {acc['not_ready_handshaking']} waiting for the upgrade, "
             f"{acc['not_ready_retrying_subscribe']} with a refused subscribe waiting for its "
-            f"backoff, {acc['not_ready_awaiting_reply']} with a subscribe not answered."
+            f"backoff, {acc.get('not_ready_refused', 'n/a')} refused without retry, "
+            f"{acc['not_ready_awaiting_reply']} with a subscribe not answered."
         )
+    if "failed_then_short" in acc:
+        lines.append(
+            f"* Of the {acc['failed_explicit']:,} (client, channel) failed explicitly, "
+            f"{acc['failed_then_short']:,} are at ready clients: short after their last failed "
+            "recovery (which leaves a client at the channel's top), so not explained by it."
+        )
+    lines += not_ready_lines(acc)
     for event in result["events"]:
         details = {k: v for k, v in event.items() if k not in ("t_s", "what")}
         lines.append(f"* t = {event['t_s']} s: {event['what']} {details or ''}")
