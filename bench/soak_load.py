@@ -212,6 +212,18 @@ class SoakConnectRound(ConnectRound):
                 history.connect_failures += 1
                 history.last_connect_error = type(exc).__name__
             client.settle(False)
+        except asyncio.CancelledError:
+            # The round's deadline cancels the connects still in flight. A client cancelled
+            # before it had a transport is never lost (no connection_lost comes) and stays the
+            # slot's connection, so the mend would never reconnect it: the 10-minute soak's
+            # client stuck "handshaking" for 438 s with 2 channels short was one.
+            if client.transport is None:
+                client.lost = True
+                proc.connect_failures["cancelled"] += 1
+                if history is not None:
+                    history.connect_failures += 1
+                    history.last_connect_error = "cancelled"
+            raise
 
 
 @dataclass(slots=True)

@@ -11,9 +11,19 @@ import json
 import time
 from typing import cast
 
+import pytest
+
+from bench import soak_load
 from bench.loadgen.adapters import OP_CLOSE
 from bench.loadgen.client import Slot
-from bench.soak_load import SoakAdapter, SoakClient, SoakProcess, classify, is_behind
+from bench.soak_load import (
+    SoakAdapter,
+    SoakClient,
+    SoakConnectRound,
+    SoakProcess,
+    classify,
+    is_behind,
+)
 from tests.bench.test_loadgen_frames import RESPONSE, FakeTransport, reply, server_frame, unmask
 
 CHANNELS = ["question:1", "questions:new"]
@@ -216,3 +226,34 @@ def test_a_ready_client_behind_after_a_failed_recovery_is_counted_failed_then_sh
     (sample,) = accounting["failed_then_short_samples"]
     assert sample["position"] == ["e2", 40] and sample["top"] == ["e2", 41]
     assert cast(list[object], sample["last_reply"])[:3] == ["failed", "e2", 40]
+
+
+def test_a_reconnect_cancelled_at_the_rounds_deadline_before_it_connected_is_reconnected_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def connect_never(*_: object) -> None:
+        await asyncio.Event().wait()  # a SYN nobody answers
+
+    monkeypatch.setattr(soak_load, "connect", connect_never)
+
+    async def scenario() -> tuple[SoakProcess, Slot]:
+        proc = SoakProcess(0, ["127.0.0.2"], ["127.1.0.1"])
+        proc.cmd_adapter(SoakAdapter(), "127.0.0.1", 1)
+        slot = Slot(list(CHANNELS), probe=False)
+        proc.slots.append(slot)
+        deadline = time.monotonic() + 1e6
+        round_ = SoakConnectRound(
+            proc, "127.0.0.1", 1, [slot], concurrency=1, deadline=deadline, retry=True
+        )
+        task = asyncio.ensure_future(round_._one(slot, "127.0.0.2"))
+        while slot.conn is None:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        task.cancel()  # what ConnectRound.run does to the connects in flight at its deadline
+        await asyncio.gather(task, return_exceptions=True)
+        return proc, slot
+
+    proc, slot = asyncio.run(scenario())
+    assert slot.conn is not None and slot.conn.transport is None
+    assert proc.may_reconnect(slot, time.monotonic())
+    assert proc.histories[id(slot)].last_connect_error == "cancelled"
