@@ -409,6 +409,7 @@ def not_ready_detail(
     if conn is not None:
         connection = {
             "upgraded": conn.upgraded, "closing": conn.closing, "lost": conn.lost,
+            "transport": conn.transport is not None,
             "reading": conn.transport is not None and _is_reading(conn.transport),
             "made_s_ago": _ago(now, getattr(conn, "made_at", None)),
             "upgraded_s_ago": _ago(now, getattr(conn, "upgraded_at", None)),

@@ -100,7 +100,9 @@ def not_ready_lines(acc: dict[str, Any]) -> list[str]:
         if conn and not conn.get("lost"):
             state += f" (made {_seconds(conn.get('made_s_ago'))} ago"
             state += f", upgraded {_seconds(conn.get('upgraded_s_ago'))} ago)"
-            if conn.get("reading") is False:
+            if conn.get("transport") is False:
+                state += ", no transport"
+            elif conn.get("reading") is False:
                 state += ", not reading"
         subs = ", ".join(
             f"{ch['channel']}: {ch['subscribe']}"
