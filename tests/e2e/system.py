@@ -123,7 +123,13 @@ class QACore:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+        # A pooled connection idle for as long as the server's keep-alive (uvicorn: 5 s, the
+        # same as httpx's default expiry) can be closed by the server as the next request goes
+        # out ("Server disconnected without sending a response", once in a loaded CI run):
+        # the client drops idle connections well before the server does.
+        self.http = httpx.Client(
+            base_url=self.url, timeout=10.0, limits=httpx.Limits(keepalive_expiry=1.0)
+        )
 
     def wait_ready(self) -> None:
         """Until ``/readyz`` answers 200: the database and Redis answer, so the relay can
