@@ -67,7 +67,7 @@ SCALES = {
         qa_rate_boost=200.0, qa_probe_every=5, qa_lower_multipliers=[],
         churn_workers=1, churn_rates=[40.0], churn_step_s=2.0,
         storm_tabs=300, storm_workers=2, storm_rate_multiplier=100.0,
-        storm_before_s=1.0, storm_after_s=1.0, storm_timeout_s=30.0, open_timeout_s=30.0,
+        storm_before_s=1.0, storm_after_s=1.0, storm_timeout_s=120.0, open_timeout_s=30.0,
         broadcast_deliveries=4000, broadcast_min_pubs=10, settle_s=0.3, burst_size=5,
     ),
     "quick": Scale(
