@@ -41,7 +41,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NotRequired, TypedDict
 
 from bench.loadgen.adapters import OP_CLOSE, OP_TEXT, ClientState, Message
-from bench.loadgen.client import Client, Slot, connect
+from bench.loadgen.client import Client, Slot
 from bench.loadgen.connecting import ConnectRound
 from bench.loadgen.generator import LoadGenerator
 from bench.loadgen.herald import HeraldAdapter, TokenFor
@@ -194,36 +194,22 @@ class SoakClient(Client):
 class SoakConnectRound(ConnectRound):
     """:class:`ConnectRound` with :class:`SoakClient` s, each attempt in the slot's history."""
 
-    async def _one(self, slot: Slot, source: str) -> None:
+    def _client(self, slot: Slot) -> Client:
         client = SoakClient(self.proc, slot)
-        client.on_done = lambda ok: self._done(slot, ok)
-        slot.conn = client
         proc = self.proc
         history = proc.history_of(slot) if isinstance(proc, SoakProcess) else None
         if history is not None:
             history.connects += 1
             history.last_connect_at = client.made_at
-        try:
-            async with asyncio.timeout(max(0.01, self.deadline - time.monotonic())):
-                await connect(asyncio.get_running_loop(), client, self.host, self.port, source)
-        except (OSError, TimeoutError) as exc:
-            proc.connect_failures[type(exc).__name__] += 1
-            if history is not None:
-                history.connect_failures += 1
-                history.last_connect_error = type(exc).__name__
-            client.settle(False)
-        except asyncio.CancelledError:
-            # The round's deadline cancels the connects still in flight. A client cancelled
-            # before it had a transport is never lost (no connection_lost comes) and stays the
-            # slot's connection, so the mend would never reconnect it: the 10-minute soak's
-            # client stuck "handshaking" for 438 s with 2 channels short was one.
-            if client.transport is None:
-                client.lost = True
-                proc.connect_failures["cancelled"] += 1
-                if history is not None:
-                    history.connect_failures += 1
-                    history.last_connect_error = "cancelled"
-            raise
+        return client
+
+    def _connect_failed(self, slot: Slot, reason: str) -> None:
+        super()._connect_failed(slot, reason)
+        proc = self.proc
+        history = proc.history_of(slot) if isinstance(proc, SoakProcess) else None
+        if history is not None:
+            history.connect_failures += 1
+            history.last_connect_error = reason
 
 
 @dataclass(slots=True)
@@ -585,7 +571,14 @@ class SoakProcess(LoadProcess):
                 attempted += len(lost)
                 deadline = min(end, time.monotonic() + _MEND_ROUND_S)
                 reconnected += await SoakConnectRound(
-                    self, host, port, lost, concurrency=concurrency, deadline=deadline, retry=True
+                    self,
+                    host,
+                    port,
+                    lost,
+                    concurrency=concurrency,
+                    deadline=deadline,
+                    retry=True,
+                    ready_timeout_s=None,  # refused subscribes are sent again on the connection
                 ).run()
         finally:
             resubscribing.cancel()

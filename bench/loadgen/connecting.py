@@ -2,7 +2,10 @@
 
 Used by the ``open`` command (each slot tries once) and by ``reconnect_all`` (the reconnect
 storm: a connection that fails before it is ready tries again after a jittered backoff, as
-a real client does, until the deadline).
+a real client does, until the deadline). In the storm a connection that is not ready
+``ready_timeout_s`` after its TCP connect (a subscribe refused, a handshake that stalls) is
+aborted and tries again, as client-js does after its ``connectTimeoutMs`` (10 s; None:
+never, for a caller that mends such connections itself).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 _BACKOFF_MIN_S = 0.25
 _BACKOFF_CAP_S = 5.0
+READY_TIMEOUT_S = 10.0
+"""client-js's default ``connectTimeoutMs``."""
 
 
 class ConnectRound:
@@ -37,6 +42,7 @@ class ConnectRound:
         concurrency: int,
         deadline: float,
         retry: bool,
+        ready_timeout_s: float | None = READY_TIMEOUT_S,
     ) -> None:
         self.proc = proc
         self.host = host
@@ -44,6 +50,7 @@ class ConnectRound:
         self.slots = slots
         self.deadline = deadline
         self.retry = retry
+        self.ready_timeout_s = ready_timeout_s
         self._gate = asyncio.Semaphore(concurrency)
         self._sources = itertools.cycle(proc.sources)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,16 +99,45 @@ class ConnectRound:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _client(self, slot: Slot) -> Client:
+        """A new connection of *slot* (a subclass makes its own kind)."""
+        return Client(self.proc, slot)
+
+    def _connect_failed(self, slot: Slot, reason: str) -> None:
+        """An attempt of *slot* ended before it was ready (*reason*: the exception's name,
+        ``cancelled`` or ``not_ready_in_time``)."""
+        self.proc.connect_failures[reason] += 1
+
     async def _one(self, slot: Slot, source: str) -> None:
-        client = Client(self.proc, slot)
+        client = self._client(slot)
         client.on_done = lambda ok: self._done(slot, ok)
         slot.conn = client
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(max(0.01, self.deadline - time.monotonic())):
-                await connect(asyncio.get_running_loop(), client, self.host, self.port, source)
+                await connect(loop, client, self.host, self.port, source)
         except (OSError, TimeoutError) as exc:
-            self.proc.connect_failures[type(exc).__name__] += 1
+            self._connect_failed(slot, type(exc).__name__)
             client.settle(False)
+            return
+        except asyncio.CancelledError:
+            # The deadline cancels the connects still in flight. A client cancelled before it
+            # had a transport never gets connection_lost: marked lost here, so whoever comes
+            # back to the slot (the soak's mend) reconnects it instead of waiting on it.
+            if client.transport is None:
+                client.lost = True
+                self._connect_failed(slot, "cancelled")
+            raise
+        if self.retry and self.ready_timeout_s is not None:
+            loop.call_later(self.ready_timeout_s, self._expire, client)
+
+    def _expire(self, client: Client) -> None:
+        """Abort *client* if it is still not ready: its failure retries the slot."""
+        if client.on_done is None or client.lost or client.transport is None:
+            return  # settled already
+        self._connect_failed(client.slot, "not_ready_in_time")
+        client.closing = True  # the client's own decision, not a loss
+        client.abort()
 
     def _done(self, slot: Slot, ok: bool) -> None:
         self._gate.release()

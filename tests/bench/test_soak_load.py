@@ -13,7 +13,7 @@ from typing import cast
 
 import pytest
 
-from bench import soak_load
+from bench.loadgen import connecting
 from bench.loadgen.adapters import OP_CLOSE
 from bench.loadgen.client import Slot
 from bench.soak_load import (
@@ -234,7 +234,7 @@ def test_a_reconnect_cancelled_at_the_rounds_deadline_before_it_connected_is_rec
     async def connect_never(*_: object) -> None:
         await asyncio.Event().wait()  # a SYN nobody answers
 
-    monkeypatch.setattr(soak_load, "connect", connect_never)
+    monkeypatch.setattr(connecting, "connect", connect_never)
 
     async def scenario() -> tuple[SoakProcess, Slot]:
         proc = SoakProcess(0, ["127.0.0.2"], ["127.1.0.1"])

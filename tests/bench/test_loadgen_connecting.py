@@ -1,0 +1,120 @@
+"""A connect round never leaves a client stuck: a connect cancelled at the deadline before
+it had a socket is marked lost, and in the reconnect storm a connection not ready in time is
+aborted and tries again (client-js's connect timeout). No sockets: fake transports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import cast
+
+import pytest
+
+from bench.loadgen import connecting
+from bench.loadgen.client import Client, Slot
+from bench.loadgen.connecting import ConnectRound
+from bench.loadgen.herald import HeraldAdapter
+from bench.loadgen.process import LoadProcess
+from tests.bench.test_loadgen_frames import RESPONSE, FakeTransport
+
+FAR_FUTURE_S = 1e6
+
+
+def load_process() -> LoadProcess:
+    proc = LoadProcess(0, ["127.0.0.2"], ["127.1.0.1"])
+    proc.cmd_adapter(HeraldAdapter(), "127.0.0.1", 1)
+    return proc
+
+
+class DeafThenAnswering:
+    """A fake ``connect``: the first connection never hears back; later ones get a 101."""
+
+    def __init__(self) -> None:
+        self.transports: list[FakeTransport] = []
+
+    async def __call__(
+        self, _loop: object, protocol: asyncio.Protocol, _host: str, _port: int, _src: str
+    ) -> None:
+        client = cast(Client, protocol)
+        transport = AbortingTransport(client)
+        self.transports.append(transport)
+        client.connection_made(cast(asyncio.Transport, transport))
+        if len(self.transports) > 1:
+            asyncio.get_running_loop().call_soon(client.data_received, RESPONSE)
+
+
+class AbortingTransport(FakeTransport):
+    """Aborting it loses the connection, as a real transport's abort does."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self.client = client
+
+    def abort(self) -> None:
+        if not self.aborted:
+            super().abort()
+            asyncio.get_running_loop().call_soon(self.client.connection_lost, None)
+
+
+def test_a_storm_connection_not_ready_in_time_is_aborted_and_tries_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = DeafThenAnswering()
+    monkeypatch.setattr(connecting, "connect", fake)
+    proc = load_process()
+    slot = Slot([], probe=False)  # no channels: ready at the 101
+    proc.slots.append(slot)
+
+    async def storm() -> int:
+        return await ConnectRound(
+            proc,
+            "127.0.0.1",
+            1,
+            [slot],
+            concurrency=1,
+            deadline=time.monotonic() + FAR_FUTURE_S,
+            retry=True,
+            ready_timeout_s=0.01,
+        ).run()
+
+    assert asyncio.run(storm()) == 1
+    assert slot.ready
+    assert len(fake.transports) == 2
+    assert fake.transports[0].aborted and not fake.transports[1].aborted
+    assert proc.connect_failures["not_ready_in_time"] == 1
+    assert proc.retries == 1
+    assert proc.lost_unexpectedly == 0  # the client's own decision, not a loss
+
+
+def test_a_connect_cancelled_before_it_had_a_socket_is_marked_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def connect_never(*_: object) -> None:
+        await asyncio.Event().wait()  # a SYN nobody answers
+
+    monkeypatch.setattr(connecting, "connect", connect_never)
+    proc = load_process()
+    slot = Slot(["tag:x"], probe=False)
+    proc.slots.append(slot)
+
+    async def cancelled() -> None:
+        round_ = ConnectRound(
+            proc,
+            "127.0.0.1",
+            1,
+            [slot],
+            concurrency=1,
+            deadline=time.monotonic() + FAR_FUTURE_S,
+            retry=True,
+        )
+        task = asyncio.ensure_future(round_._one(slot, "127.0.0.2"))
+        while slot.conn is None:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        task.cancel()  # what ConnectRound.run does to the connects in flight at its deadline
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(cancelled())
+    assert slot.conn is not None and slot.conn.transport is None
+    assert slot.conn.lost
+    assert proc.connect_failures["cancelled"] == 1
