@@ -42,7 +42,8 @@ from bench.targets import TARGETS, Target
 from tests.support.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("herald", "floor", "socketio")
+ALL_TARGETS = tuple(TARGETS)
+"""Every target bench/targets.py defines, in its order."""
 
 
 class MachineCpu(TypedDict):
