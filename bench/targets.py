@@ -1,6 +1,6 @@
 """What the scenario runner needs to know about each server it measures (bench/README.md).
 
-    target = TARGETS["floor"]                      # or get_target("herald"), "socketio"
+    target = TARGETS["floor"]          # or get_target("herald"), "socketio", "socketio-node"
     proc = target.start(port, redis_url, workers=2)   # returns once every worker serves
     async with target.publisher(redis_url) as pub:
         await pub.publish("question:1", {"ts": time.time() * 1000, "n": 1})
@@ -8,14 +8,20 @@
     target.adapter                                  # how a load connection speaks to it
 
 Every target runs as ONE process tree whose root is the returned ``Popen``: Herald's own
-supervisor with ``--workers N``, and for the floor and python-socketio a small supervisor
+supervisor with ``--workers N``, for the floor and python-socketio a small supervisor
 (bench/peers/supervisor.py) over N processes that share the port with
-SO_REUSEPORT. With one worker the root is the server itself. CPU and memory are the sum over
-the tree: :func:`bench.measure.descendants` lists it (the root's children are the workers).
+SO_REUSEPORT, and for Socket.IO on Node.js a node:cluster primary over N workers (the
+primary holds the one listening socket and hands connections to the workers). With one
+worker the root is the server itself. CPU and memory are the sum over the tree:
+:func:`bench.measure.descendants` lists it (the root's children are the workers).
 
 "Ready" means: the server said so (stdout "ready", or GET /readyz 200 for Herald) and the
-kernel lists as many listening sockets on the port as there are workers, so no worker is
-still starting when the load arrives.
+kernel lists as many listening sockets on the port as there are workers (one for node:cluster,
+whose workers share the primary's), so no worker is still starting when the load arrives.
+
+A target's program is Python (``sys.executable``) unless its ``program`` says otherwise:
+Socket.IO on Node.js runs ``node`` on bench/peers/socketio_node/server.mjs, whose pinned
+packages ``npm ci`` installs on first use (:func:`node_peer_installed`).
 
 Channel names: use names Herald accepts (``question:1``, ``tag:bench``, ``user:7``); the
 other targets take any name.
@@ -24,10 +30,12 @@ other targets take any name.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,7 +172,53 @@ class SocketIOPublisher(TargetPublisher[Any]):
             await client.redis.aclose()
 
 
+SOCKETIO_NODE_PREFIX = "socket.io"
+"""The sharded Redis adapter's ``channelPrefix`` (its default)."""
+SOCKETIO_EMITTER_UID = "emitter"
+"""The sender id socket.io-adapter reserves for emitters (not counted as a server node)."""
+
+
+def socketio_node_message(channel: str, data: Data) -> tuple[str, bytes]:
+    """The Redis channel and message with which @socket.io/redis-adapter's sharded adapter
+    (subscription mode "dynamic") broadcasts ``io.to(channel).emit("pub", data)``: SPUBLISH
+    to ``socket.io#/#<room>#``, a ClusterAdapter BROADCAST message, JSON-encoded (the adapter
+    uses msgpack only when the data holds binary), byte for byte what the adapter writes."""
+    message = {
+        "type": 3,  # socket.io-adapter MessageType.BROADCAST
+        "data": {
+            "packet": {"type": 2, "data": ["pub", data]},  # socket.io-parser EVENT
+            "opts": {"rooms": [channel], "except": [], "flags": {}},
+        },
+        "uid": SOCKETIO_EMITTER_UID,
+        "nsp": "/",
+    }
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return f"{SOCKETIO_NODE_PREFIX}#/#{channel}#", body
+
+
+class SocketIONodePublisher(TargetPublisher["Redis"]):
+    """``SPUBLISH socket.io#/#<channel># <BROADCAST message>``: what the sharded Redis adapter
+    of another Socket.IO server publishes for ``io.to(channel).emit("pub", data)``
+    (:func:`socketio_node_message`); every worker subscribed to that room's channel
+    delivers it to its sockets in the room."""
+
+    def _connect(self) -> Redis:
+        from redis.asyncio import Redis
+
+        return Redis.from_url(self.redis_url)
+
+    async def _send(self, client: Redis, channel: str, data: Data) -> None:
+        await client.spublish(*socketio_node_message(channel, data))
+
+    async def _disconnect(self, client: Redis) -> None:
+        await client.aclose()
+
+
 Command = Callable[[int, str, int], list[str]]
+
+
+def python_program() -> list[str]:
+    return [sys.executable]
 
 
 @dataclass
@@ -176,6 +230,11 @@ class Target:
     publisher_factory: Callable[[str], AnyPublisher]
     ready: Literal["stdout", "readyz"]
     env: dict[str, str] = field(default_factory=dict)
+    program: Callable[[], list[str]] = python_program
+    """The argv before *command*'s; called at each start, so it may prepare the program
+    (install what it needs) or raise RuntimeError when it cannot be had."""
+    shared_listener: bool = False
+    """The workers share one listening socket (node:cluster): ready with 1, not N."""
 
     @cached_property
     def adapter(self) -> Adapter:
@@ -199,8 +258,9 @@ class Target:
         Raises RuntimeError (the server exited) or TimeoutError; the process is stopped then.
         *stderr* is inherited unless given (a file, or subprocess.DEVNULL).
         """
+        argv = [*self.program(), *self.command(port, redis_url, workers)]
         proc = subprocess.Popen(
-            [sys.executable, *self.command(port, redis_url, workers)],
+            argv,
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=subprocess.PIPE if self.ready == "stdout" else subprocess.DEVNULL,
@@ -210,7 +270,7 @@ class Target:
             deadline = time.monotonic() + timeout_s
             if self.ready == "stdout":
                 _wait_ready_line(proc, deadline)
-            _wait_listening(proc, port, workers, deadline)
+            _wait_listening(proc, port, 1 if self.shared_listener else workers, deadline)
             if self.ready == "readyz":
                 _wait_readyz(proc, port, workers, deadline)
         except BaseException:
@@ -337,6 +397,69 @@ def _socketio_adapter() -> Adapter:
     return SocketIOAdapter()
 
 
+SOCKETIO_NODE = ROOT / "bench" / "peers" / "socketio_node"
+NPM_CI = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+NPM_CI_TIMEOUT_S = 600.0
+
+
+def node_peer_installed(directory: Path = SOCKETIO_NODE) -> Path:
+    """*directory* with its node_modules as its package-lock.json pins them: ``npm ci``
+    when missing or stale. Processes take turns on a lock file there (parallel test
+    workers, a bench run beside them): the first installs, the others find it done.
+    Raises RuntimeError when node or npm is missing or the install fails."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is missing: install Node >= 20 for the Socket.IO peer")
+    with (directory / ".npm-ci.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _node_modules_match(directory):
+            done = subprocess.run(
+                NPM_CI, cwd=directory, capture_output=True, text=True, check=False,
+                timeout=NPM_CI_TIMEOUT_S,
+            )  # fmt: skip
+            if done.returncode != 0 or not _node_modules_match(directory):
+                raise RuntimeError(f"npm ci in {directory} failed:\n{done.stdout}{done.stderr}")
+    return directory
+
+
+def _node_modules_match(directory: Path) -> bool:
+    """Whether node_modules holds every package package-lock.json pins, at its version
+    (npm records what it installed in node_modules/.package-lock.json); optional packages
+    (ws's native add-ons) may be missing on a platform without their prebuilt binaries."""
+    try:
+        wanted = json.loads((directory / "package-lock.json").read_text())["packages"]
+        have = json.loads((directory / "node_modules" / ".package-lock.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return False
+    installed = have.get("packages", {})
+    for path, pkg in wanted.items():
+        if not path:
+            continue  # the root package itself
+        got = installed.get(path)
+        if got is None and pkg.get("optional"):
+            continue
+        if got is None or got.get("version") != pkg.get("version"):
+            return False
+    return True
+
+
+def _node_program() -> list[str]:
+    node_peer_installed()
+    node = shutil.which("node")
+    assert node is not None  # node_peer_installed checked it
+    return [node, str(SOCKETIO_NODE / "server.mjs")]
+
+
+def _node_command(port: int, redis_url: str, workers: int) -> list[str]:
+    return ["--port", str(port), "--redis-url", redis_url, "--workers", str(workers)]
+
+
+def _socketio_node_adapter() -> Adapter:
+    from bench.peers.socketio_adapter import SocketIOAdapter
+
+    return SocketIOAdapter(wait_for_connect=True)
+
+
 def _peer_command(module: str) -> Command:
     def command(port: int, redis_url: str, workers: int) -> list[str]:
         return ["-m", module, "--port", str(port), "--redis-url", redis_url,
@@ -372,6 +495,15 @@ TARGETS: dict[str, Target] = {
         command=_peer_command("bench.peers.socketio_server"),
         publisher_factory=SocketIOPublisher,
         ready="stdout",
+    ),
+    "socketio-node": Target(
+        name="socketio-node",
+        adapter_factory=_socketio_node_adapter,
+        command=_node_command,
+        publisher_factory=SocketIONodePublisher,
+        ready="stdout",
+        program=_node_program,
+        shared_listener=True,
     ),
 }
 

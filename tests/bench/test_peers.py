@@ -1,15 +1,20 @@
-"""The benchmark's peers work end to end: floor server and python-socketio (bench/peers/).
+"""The benchmark's peers work end to end: floor server, python-socketio and Socket.IO on
+Node.js with the sharded Redis adapter (bench/peers/).
 
 Each target is started through bench/targets.py on a real redis-server, three raw websocket
 clients speak to it through the target's Adapter (the bytes the load engine would send),
 publications go through the target's publisher, and every client's counts are checked.
-Counts only, never timings.
+Counts only, never timings. The Node peer needs node and npm (its packages are installed
+by ``npm ci`` on first use): skipped without them on a developer's machine, failed under
+``CI=true``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 
@@ -18,7 +23,8 @@ import pytest
 from bench.loadgen.adapters import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Adapter, ClientState
 from bench.peers.floor_adapter import FloorAdapter
 from bench.peers.socketio_adapter import SocketIOAdapter
-from bench.targets import get_target
+from bench.targets import get_target, socketio_node_message
+from tests.support.client_js import fail_under_ci
 from tests.support.raw_ws import RawConnection, client_frame, parse_http_answer
 from tests.support.redis_server import RedisServer, free_port
 
@@ -77,13 +83,19 @@ async def _until(done: Callable[[], bool], what: Callable[[], str]) -> None:
         await asyncio.sleep(0.02)
 
 
+PEERS = [
+    ("floor", 1), ("floor", 2), ("socketio", 1), ("socketio", 2),
+    ("socketio-node", 1), ("socketio-node", 2),
+]  # fmt: skip
+
+
 @pytest.mark.redis
-@pytest.mark.parametrize(
-    ("name", "workers"), [("floor", 1), ("floor", 2), ("socketio", 1), ("socketio", 2)]
-)
+@pytest.mark.parametrize(("name", "workers"), PEERS)
 async def test_peer_delivers_every_publication(
     redis_server: RedisServer, name: str, workers: int
 ) -> None:
+    if name == "socketio-node" and (shutil.which("node") is None or shutil.which("npm") is None):
+        fail_under_ci("node and npm are needed for the Socket.IO peer on Node.js")
     target = get_target(name)
     port = free_port()
     proc = target.start(port, redis_server.url, workers, timeout_s=20.0)
@@ -131,6 +143,36 @@ def test_socketio_adapter_speaks_engineio() -> None:
     adapter.on_message(state, OP_TEXT, b'431["ok"]', False)
     adapter.on_message(state, OP_TEXT, b'42["pub",{"ts":1.5,"n":1}]', True)
     assert (state.subscribed, state.publications, len(state.latencies_ms)) == (2, 1, 1)
+
+
+def test_socketio_adapter_subscribes_once_connected_for_node() -> None:
+    adapter = SocketIOAdapter(wait_for_connect=True)
+    state = ClientState(channels=["a", "b"])
+    assert adapter.open_messages(["a", "b"], None) == [(OP_TEXT, b"40")]
+    assert adapter.on_message(state, OP_TEXT, b'0{"sid":"x","pingInterval":25000}', False) == []
+    assert adapter.on_message(state, OP_TEXT, b'40{"sid":"y"}', False) == [
+        (OP_TEXT, b'420["subscribe","a"]'),
+        (OP_TEXT, b'421["subscribe","b"]'),
+    ]
+    assert adapter.on_message(state, OP_TEXT, b"2", False) == [(OP_TEXT, b"3")]
+    adapter.on_message(state, OP_TEXT, b'430["ok"]', False)
+    adapter.on_message(state, OP_TEXT, b'431["ok"]', False)
+    assert state.ready
+
+
+def test_socketio_node_message_is_the_sharded_adapters_broadcast() -> None:
+    # What @socket.io/redis-adapter 8.3 (createShardedAdapter, socket.io 4.8) SPUBLISHed for
+    # io.to("question:1").emit("pub", {ts: 1.5, n: 1}), captured with SSUBSCRIBE; only the
+    # sender's uid differs (a server's random id there, the emitters' reserved one here).
+    channel, body = socketio_node_message("question:1", {"ts": 1.5, "n": 1})
+    assert channel == "socket.io#/#question:1#"
+    captured = (
+        '{"type":3,"data":{"packet":{"type":2,"data":["pub",{"ts":1.5,"n":1}]},'
+        '"opts":{"rooms":["question:1"],"except":[],"flags":{}}},"uid":"0ed7e10e59b461b4",'
+        '"nsp":"/"}'
+    )
+    assert json.loads(body) == {**json.loads(captured), "uid": "emitter"}
+    assert body.startswith(b"{")  # the adapter decodes JSON when the first byte is "{"
 
 
 def test_floor_adapter_counts() -> None:
