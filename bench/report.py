@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.bars import sorted_runs
+from bench.bars import sorted_runs, target_key
 from bench.plots import make_plots
 
 
@@ -105,6 +105,7 @@ def _bars(results: dict[str, Any]) -> list[str]:
 
 _IDLE_POINT: list[Column] = [
     ("target", lambda rp: rp[0]["target"]),
+    ("round", lambda rp: rp[0].get("round", 0) + 1),
     ("workers", lambda rp: rp[0]["workers"]),
     ("connections", lambda rp: rp[1]["connections"]),
     ("RSS KiB/conn", lambda rp: rp[1]["rss_per_connection_kib"]),
@@ -114,6 +115,7 @@ _IDLE_POINT: list[Column] = [
 ]
 _IDLE_HOLD: list[Column] = [
     ("target", lambda r: r["target"]),
+    ("round", lambda r: r.get("round", 0) + 1),
     ("workers", lambda r: r["workers"]),
     ("connections", lambda r: r["hold"]["connections"]),
     ("window s", lambda r: r["hold"]["seconds"]),
@@ -154,6 +156,7 @@ def _burst_frames_per_write(point: dict[str, Any]) -> object:
 
 _BROADCAST_POINT: list[Column] = [
     ("target", lambda rp: rp[0]["target"]),
+    ("round", lambda rp: rp[0].get("round", 0) + 1),
     ("workers", lambda rp: rp[0]["workers"]),
     ("connections", lambda rp: rp[1]["connections"]),
     ("window", lambda rp: rp[1].get("window")),
@@ -201,6 +204,16 @@ def _broadcast(results: dict[str, Any]) -> list[str]:
     ]
 
 
+_RATIO_HEADERS = [
+    "measure", "connections", "herald", "peer", "herald / peer (median)", "min", "max",
+    "rounds",
+]  # fmt: skip
+_QA_PEER_HEADERS = [
+    "peer", "connections", "rate", "herald p50 ms", "peer p50 ms", "p50 ratio",
+    "herald p99 ms", "peer p99 ms", "p99 ratio", "Herald's own share of the gap", "rounds",
+]  # fmt: skip
+
+
 def _ratios(results: dict[str, Any]) -> list[str]:
     ratios = results.get("ratios") or {}
     if not ratios:
@@ -209,11 +222,68 @@ def _ratios(results: dict[str, Any]) -> list[str]:
     for key, entries in ratios.items():
         for e in entries:
             peer = key.rsplit("/", 1)[1]
-            rows.append([key, e["connections"], e["herald"], e[peer], f"{e['ratio']:.2f}"])
+            rows.append([
+                key, e["connections"], e["herald"], e[peer], f"{e['ratio']:.2f}",
+                _fmt(e.get("ratio_min"), 2), _fmt(e.get("ratio_max"), 2), e.get("rounds", 1),
+            ])  # fmt: skip
+    rounds = results["settings"].get("rounds", 1)
     return [
         "## Ratios (single worker each, same load)",
         "",
-        *_table(["measure", "connections", "herald", "peer", "herald / peer"], rows),
+        (
+            f"The targets ran in {rounds} interleaved rounds (herald, floor, ..., herald, "
+            "floor, ...: each target once per round, next to the others). A ratio is taken "
+            "within each round (herald's run against the peer's run of the same round); the "
+            "table gives the median over the rounds with the lowest and highest, and the "
+            "herald and peer columns are the medians of their values."
+            if rounds > 1
+            else "One round: each ratio is one pair of runs made next to each other."
+        ),
+        "",
+        *_table(_RATIO_HEADERS, rows),
+        "",
+    ]
+
+
+def _qa_against_peers(results: dict[str, Any]) -> list[str]:
+    ratios = results.get("ratios") or {}
+    rows = []
+    for key, entries in ratios.items():
+        if not key.startswith("qa_mix.") or ".p99_ms." not in key:
+            continue
+        peer = key.rsplit("/", 1)[1]
+        p50 = {
+            (e["tabs"], e["multiplier"]): e
+            for e in ratios.get(key.replace(".p99_ms.", ".p50_ms."), [])
+        }
+        for e in entries:
+            m = p50.get((e["tabs"], e["multiplier"]))
+            rows.append([
+                peer, e["connections"], f"x{e['multiplier']}",
+                _fmt(m["herald"]) if m else "-", _fmt(m[peer]) if m else "-",
+                f"{m['ratio']:.2f} ({m['ratio_min']:.2f} to {m['ratio_max']:.2f})" if m else "-",
+                _fmt(e["herald"]), _fmt(e[peer]),
+                f"{e['ratio']:.2f} ({e['ratio_min']:.2f} to {e['ratio_max']:.2f})",
+                f"{e['herald_own_share']:.2f} ({e['herald_own_share_min']:.2f} to "
+                f"{e['herald_own_share_max']:.2f})",
+                e["rounds"],
+            ])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Q&A mix: Herald against the peers on the same workload",
+        "",
+        "Each target ran the same Q&A mix: the same population (channels per connection), the "
+        "same publication stream at each rate (channel sequence seeded per rate), the same "
+        "probe connections, publishing through its own path (Herald: script, stream, pub/sub; "
+        "the floor: one PUBLISH it frames once). Medians over the rounds with (min to max). "
+        "**Herald's own share of the gap** = (herald p99 - peer p99) / herald p99, per round: "
+        "the part of Herald's p99 that the peer, on the same machine, Redis, load generator "
+        "and workload, does not have (0: Herald adds nothing over the peer; negative: Herald "
+        "is faster). What the peers skip (tokens, offsets, the slow-disconnect metric) is "
+        "listed per run in the JSON (`skipped`).",
+        "",
+        *_table(_QA_PEER_HEADERS, rows),
         "",
     ]
 
@@ -227,7 +297,7 @@ _QA_STEP: list[Column] = [
     ("p99.9 ms", lambda s: s["latency"]["p999_ms"]),
     ("samples", lambda s: s["latency"]["samples"]),
     ("drops", lambda s: s["drops"]),
-    ("slow disconnects (4001)", lambda s: s["slow_disconnects"]),
+    ("slow disconnects (4001)", lambda s: s.get("slow_disconnects")),
     ("server CPU % (of one core)", lambda s: s["server_cpu_percent"]),
     ("load-gen CPU s", lambda s: s["loadgen_cpu_s"]),
     ("p99 <= 50 ms, no drop", lambda s: "yes" if s["meets_bar"] else "no"),
@@ -235,27 +305,38 @@ _QA_STEP: list[Column] = [
 
 
 def _qa(results: dict[str, Any]) -> list[str]:
-    runs = results["scenarios"].get("qa_mix", [])
+    runs = sorted_runs(results, "qa_mix")
     if not runs:
         return []
-    out = ["## c. Q&A mix (Herald)", ""]
+    targets = sorted({r["target"] for r in runs}, key=target_key)
+    out = [f"## c. Q&A mix ({', '.join(targets)})", ""]
     for r in runs:
         nominal = r["nominal_rates_per_100k_tabs"]
+        skipped = r.get("skipped") or []
         out += [
-            f"{r['opened']:,} of {r['tabs']:,} connections opened on {r['workers']} workers "
-            f"({r['subscriptions']:,} subscriptions over {r['questions']:,} questions with Zipf "
-            "popularity, `questions:new` on 10 % of tabs, `user:<id>` with a token on 50 %). "
-            f"Nominal rate for 100,000 tabs: {nominal['question_per_s']} question events/s, "
-            f"{nominal['user_per_s']} user events/s, {nominal['questions_new_per_s']} "
+            f"**{r['target']}**"
+            + (f", round {r['round'] + 1}" if "round" in r else "")
+            + f": {r['opened']:,} of {r['tabs']:,} connections opened on {r['workers']} "
+            f"workers ({r['subscriptions']:,} subscriptions over {r['questions']:,} questions "
+            "with Zipf popularity, `questions:new` on 10 % of tabs, `user:<id>` on 50 %"
+            + (" with a token" if r["target"] == "herald" else "")
+            + f"). Nominal rate for 100,000 tabs: {nominal['question_per_s']} question "
+            f"events/s, {nominal['user_per_s']} user events/s, {nominal['questions_new_per_s']} "
             "questions:new/s, scaled with the number of tabs"
             + (
                 f" and multiplied by {r['rate_boost']} at this scale"
                 if r["rate_boost"] != 1
                 else ""
             )
-            + ". Publications go through `publisher.Publisher` (Lua script, stream, pub/sub). "
-            "Latency: publish call to receipt on probe connections (one in "
-            f"{results['settings']['qa_probe_every']}).",
+            + ". "
+            + (
+                "Publications go through `publisher.Publisher` (Lua script, stream, pub/sub). "
+                if r["target"] == "herald"
+                else "Publications go through the target's own publisher (bench/targets.py). "
+            )
+            + "Latency: publish call to receipt on probe connections (one in "
+            f"{results['settings']['qa_probe_every']})."
+            + (" Skipped for this target: " + "; ".join(skipped) + "." if skipped else ""),
             "",
         ]
         out += _columns(_QA_STEP, r["steps"])
@@ -385,7 +466,7 @@ def build_report(results: dict[str, Any], source: Path, out: Path) -> str:
             if key in plots:
                 lines += [f"![{title}]({plots[key]})", ""]
     lines += _idle(results) + _broadcast(results) + _ratios(results)
-    lines += _qa(results) + _churn(results) + _storm(results)
+    lines += _qa(results) + _qa_against_peers(results) + _churn(results) + _storm(results)
     lines += _machine_cpu(results)
     notes = results.get("notes") or []
     if notes:

@@ -2,15 +2,19 @@
 
     .venv/bin/python -m bench.run [--scale smoke|quick|full]
         [--scenarios idle,broadcast,qa_mix,churn,storm] [--targets herald,floor,socketio]
-        [--name NAME] [--no-report]
+        [--rounds N] [--name NAME] [--no-report]
 
 Starts its own redis-server on a free port (never 6379) and the load processes
 (bench/loadgen/), then runs each scenario (bench/scenarios/) against each target
-(bench/targets.py) where it makes sense: idle and broadcast for all three, the Q&A mix,
-churn and the reconnect storm for Herald (they need its history and recovery). The JSON
-records the machine, the scale's settings, every measurement, the ratios (herald/floor,
-herald/socketio) and where each bar stands (bench/bars.py). ``bench.report`` turns it
-into REPORT.md with plots (run at the end unless ``--no-report``).
+(bench/targets.py) where it makes sense: idle, broadcast and the Q&A mix for every target
+(the Q&A mix's Herald-only parts, tokens and offsets, are skipped for the others and the
+results say so), churn and the reconnect storm for Herald (they need its history and
+recovery). Idle, broadcast and the Q&A mix run their targets in interleaved rounds
+(herald, floor, ..., herald, floor, ...; ``--rounds``, 3 by default, 1 at smoke scale), and
+every ratio is the median over the rounds with its min and max. The JSON records the
+machine, the scale's settings, every measurement, the ratios (herald/<every other target>)
+and where each bar stands (bench/bars.py). ``bench.report`` turns it into REPORT.md with
+plots (run at the end unless ``--no-report``).
 
 Scales (bench/scales.py): ``smoke`` (a few hundred connections, seconds: the test suite runs
 it), ``quick`` (10-20k connections, a few minutes), ``full`` (100,000 connections over 6
@@ -206,6 +210,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=sorted(SCALES), default="quick")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--targets", default=",".join(ALL_TARGETS))
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="interleaved rounds of idle, broadcast and the Q&A mix (default: the scale's)",
+    )
     p.add_argument("--name", help="results file name (default: <scale>-<timestamp>)")
     p.add_argument("--output", type=Path, help="write the JSON here only (no latest.json)")
     p.add_argument("--no-report", action="store_true")
@@ -244,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         if name not in {f.name for f in dataclasses.fields(Scale)}:
             p.error(f"--set: the scale has no field {name!r}")
         scale = dataclasses.replace(scale, **{name: json.loads(raw)})
+    if args.rounds is not None:
+        if args.rounds < 1:
+            p.error("--rounds: at least 1")
+        scale = dataclasses.replace(scale, rounds=args.rounds)
     scenario_names = [s for s in args.scenarios.split(",") if s]
     target_names = [t for t in args.targets.split(",") if t]
     for s in scenario_names:

@@ -28,6 +28,15 @@ class Scale:
     churn_step_s: float
     storm_tabs: int
     storm_workers: int
+    rounds: int = 3
+    """Rounds of idle, broadcast and the Q&A mix: each round runs every target once, in the
+    run's target order (herald, floor, ..., herald, floor, ...), so that targets compared in a
+    ratio run minutes apart at most and every ratio is a median over the rounds with its
+    min and max (bench/bars.py). Churn and the storm run once (Herald only)."""
+    qa_targets: tuple[str, ...] = ()
+    """The targets that run the Q&A mix (among the run's); empty: every target of the run.
+    Herald-only parts (tokens for ``user:`` channels, its slow-disconnect metric) are skipped
+    for the others and the run says so (``skipped``)."""
     qa_rate_boost: float = 1.0
     """Multiplies the nominal rate (smoke only: a few hundred tabs publish almost nothing
     at the nominal rate, and the smoke test needs publications to count)."""
@@ -69,6 +78,7 @@ SCALES = {
         storm_tabs=300, storm_workers=2, storm_rate_multiplier=100.0,
         storm_before_s=1.0, storm_after_s=1.0, storm_timeout_s=120.0, open_timeout_s=30.0,
         broadcast_deliveries=4000, broadcast_min_pubs=10, settle_s=0.3, burst_size=5,
+        rounds=1, qa_targets=("herald", "floor"),
     ),
     "quick": Scale(
         name="quick", load_processes=2,

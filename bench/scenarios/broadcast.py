@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 from bench.loadgen.results import Verify
 from bench.scenarios.harness import (
@@ -68,6 +68,8 @@ class BroadcastRun(TypedDict):
     target: str
     workers: int
     points: list[BroadcastPoint]
+    round: NotRequired[int]
+    """Which round of the run (bench.scenarios.harness.per_plan sets it)."""
 
 
 async def run(bench: Bench) -> list[BroadcastRun]:

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import Redis
 
@@ -107,16 +107,40 @@ class Server:
         return total
 
 
+def interleaved(
+    target_names: Sequence[str], plans: Plans, rounds: int
+) -> list[tuple[int, str, int, list[int]]]:
+    """The order a scenario runs its plans in: ``(round, target, workers, sizes)``.
+
+    Every round runs each target's plans once, plan by plan, the targets in *target_names*
+    order for each plan (herald x1, floor x1, herald x6, floor x6, then the next round), so
+    two targets compared in a ratio run next to each other, and again in every round.
+    Targets without a plan in *plans* are skipped."""
+    names = [name for name in target_names if name in plans]
+    depth = max((len(plans[name]) for name in names), default=0)
+    order = []
+    for round_ in range(max(1, rounds)):
+        for i in range(depth):
+            for name in names:
+                if i < len(plans[name]):
+                    workers, sizes = plans[name][i]
+                    order.append((round_, name, workers, list(sizes)))
+    return order
+
+
 async def per_plan(
     bench: Bench, plans: Plans, run_one: Callable[[Bench, Target, int, list[int]], Awaitable[R]]
 ) -> list[R]:
-    """``run_one(bench, target, workers, sizes)`` for every plan of every target of the run
-    (targets of *plans* that the run leaves out are skipped)."""
+    """``run_one(bench, target, workers, sizes)`` for every plan of every target of the run,
+    interleaved over ``bench.scale.rounds`` rounds (:func:`interleaved`); each run gets the
+    key ``round`` (0, 1, ...). Targets of *plans* that the run leaves out are skipped."""
     runs = []
-    for name, target_plans in plans.items():
-        if name in bench.targets:
-            for workers, sizes in target_plans:
-                runs.append(await run_one(bench, bench.targets[name], workers, sizes))
+    for round_, name, workers, sizes in interleaved(list(bench.targets), plans, bench.scale.rounds):
+        if bench.scale.rounds > 1:
+            bench.log(f"round {round_ + 1}/{bench.scale.rounds}: {name} x{workers}")
+        result = await run_one(bench, bench.targets[name], workers, sizes)
+        cast(dict[str, Any], result)["round"] = round_
+        runs.append(result)
     return runs
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from bench import measure
 from bench.scenarios.harness import HOST, Bench, Server, cpu_of_loadgen, per_plan, running
@@ -50,6 +50,8 @@ class IdleRun(TypedDict):
     points: list[IdlePoint]
     rss_before_kib: int
     hold: IdleHold
+    round: NotRequired[int]
+    """Which round of the run (bench.scenarios.harness.per_plan sets it)."""
 
 
 async def run(bench: Bench) -> list[IdleRun]:

@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("floor", "herald", "socketio")
+"""The targets the smoke scale plans idle and broadcast for (bench/scales.py)."""
+QA_TARGETS = ("herald", "floor")
+"""The targets the smoke scale runs the Q&A mix on."""
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
 
@@ -85,17 +88,49 @@ def test_herald_coalesces_frames_ready_together_into_one_write(results: dict[str
 
 
 def test_qa_mix_delivers_every_publication_to_every_subscriber(results: dict[str, Any]) -> None:
-    (run,) = runs(results, "qa_mix")
-    assert run["opened"] == run["tabs"]
-    for step in run["steps"]:
-        assert step["publications"] > 0
-        assert step["publish_failures"] == 0, step["publish_errors"]
-        assert step["verify"]["missing"] == 0
-        assert step["verify"]["clients_short"] == 0
-        assert step["drops"] == 0
-        assert step["slow_disconnects"] == 0
-        assert step["latency"]["samples"] > 0
-        assert_no_connection_trouble(step)
+    qa = runs(results, "qa_mix")
+    assert [r["target"] for r in qa] == list(QA_TARGETS)
+    for run in qa:
+        assert run["round"] == 0
+        assert run["opened"] == run["tabs"], run["target"]
+        for step in run["steps"]:
+            assert step["publications"] > 0
+            assert step["publish_failures"] == 0, step["publish_errors"]
+            assert step["verify"]["missing"] == 0, run["target"]
+            assert step["verify"]["clients_short"] == 0, run["target"]
+            assert step["drops"] == 0
+            assert step["latency"]["samples"] > 0
+            assert_no_connection_trouble(step)
+    herald, floor = qa
+    assert herald["skipped"] == []
+    assert [s["slow_disconnects"] for s in herald["steps"]] == [0] * len(herald["steps"])
+    assert floor["skipped"], "the floor's run says what of the Q&A mix it skips"
+    assert [s["slow_disconnects"] for s in floor["steps"]] == [None] * len(floor["steps"])
+
+
+def test_qa_mix_is_the_same_workload_on_herald_and_the_floor(results: dict[str, Any]) -> None:
+    herald, floor = runs(results, "qa_mix")
+    for key in ("tabs", "questions", "subscriptions", "workers", "rate_boost"):
+        assert herald[key] == floor[key], key
+    h, f = herald["steps"][0], floor["steps"][0]
+    assert h["multiplier"] == f["multiplier"]
+    assert h["rates_per_s"] == f["rates_per_s"]
+    # The same population and publication stream: the deliveries per publication are alike
+    # (the stream's length differs by the publisher's pace only).
+    per_pub = [s["deliveries"] / s["publications"] for s in (h, f)]
+    assert abs(per_pub[0] - per_pub[1]) / max(per_pub) < 0.25, per_pub
+
+
+def test_qa_mix_ratios_against_the_floor(results: dict[str, Any]) -> None:
+    (row,) = results["ratios"]["qa_mix.x1.0.p99_ms.herald/floor"]
+    herald, floor = runs(results, "qa_mix")
+    assert row["herald"] == herald["steps"][0]["latency"]["p99_ms"]
+    assert row["floor"] == floor["steps"][0]["latency"]["p99_ms"]
+    assert row["rounds"] == 1
+    assert row["ratio_min"] == row["ratio"] == row["ratio_max"]
+    assert row["herald_own_share"] == round((row["herald"] - row["floor"]) / row["herald"], 3)
+    assert "qa_mix.x1.0.p50_ms.herald/floor" in results["ratios"]
+    assert any(b["bar"].startswith("Q&A mix p99 <= 1.25 x the floor") for b in results["bars"])
 
 
 def test_churn_completes_its_count(results: dict[str, Any]) -> None:
@@ -136,6 +171,13 @@ def test_results_carry_machine_settings_ratios_and_bars(results: dict[str, Any])
     assert results["machine"]["cores"] >= 1
     assert results["scale"] == "smoke"
     assert set(results["machine_cpu"]) == {"idle", "broadcast", "qa_mix", "churn", "storm"}
+    assert results["settings"]["rounds"] == 1
     assert any(key.endswith("herald/floor") for key in results["ratios"])
     assert any(key.endswith("herald/socketio") for key in results["ratios"])
+    for rows in results["ratios"].values():
+        for row in rows:
+            assert row["rounds"] == 1
+            assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    for scenario in ("idle", "broadcast"):
+        assert {r["round"] for r in runs(results, scenario)} == {0}
     assert {b["bar"].split(" ")[0] for b in results["bars"]} >= {"memory", "broadcast"}
