@@ -453,11 +453,25 @@ def _machine_cpu(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def for_plots(results: dict[str, Any]) -> dict[str, Any]:
+    """What the plots draw: the first round's runs only (one line per target and worker
+    count, not one per round), and of the Q&A mix Herald's (its latency CDF)."""
+    scenarios = {}
+    for name, runs in results["scenarios"].items():
+        kept = [r for r in runs if not isinstance(r, dict) or r.get("round", 0) == 0]
+        if name == "qa_mix":
+            kept = [r for r in kept if r["target"] == "herald"]
+        scenarios[name] = kept
+    return {**results, "scenarios": scenarios}
+
+
 def build_report(results: dict[str, Any], source: Path, out: Path) -> str:
-    plots = make_plots(results, out)
+    plots = make_plots(for_plots(results), out)
     lines = _header(results, source) + _bars(results)
     if plots:
         lines += ["## Plots", ""]
+        if results["settings"].get("rounds", 1) > 1:
+            lines += ["The plots draw the first round; the tables give every round.", ""]
         for title, key in (
             ("Q&A mix latency CDF", "latency_cdf"),
             ("Broadcast against connections", "broadcast"),

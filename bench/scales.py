@@ -86,11 +86,13 @@ SCALES = {
             "herald": [(1, [2000, 10000, 19000])],
             "floor": [(1, [2000, 10000, 19000])],
             "socketio": [(1, [2000, 10000, 19000])],
+            "socketio-node": [(1, [2000, 10000, 19000])],
         },
         broadcast={
             "herald": [(1, [2000, 10000, 19000])],
             "floor": [(1, [2000, 10000, 19000])],
             "socketio": [(1, [2000, 10000, 19000])],
+            "socketio-node": [(1, [2000, 10000, 19000])],
         },
         idle_window_s=27.0, qa_tabs=19000, qa_workers=2,
         qa_multipliers=[1.0, 2.0, 4.0, 8.0, 16.0], qa_step_s=26.0,
@@ -104,11 +106,13 @@ SCALES = {
             "herald": [(1, [5000, 10000, 19000]), (6, [50000, 100000])],
             "floor": [(1, [5000, 10000, 19000]), (6, [100000])],
             "socketio": [(1, [5000, 10000, 19000])],
+            "socketio-node": [(1, [5000, 10000, 19000])],
         },
         broadcast={
             "herald": [(1, [2000, 10000, 19000]), (6, [100000])],
             "floor": [(1, [2000, 10000, 19000]), (6, [100000])],
             "socketio": [(1, [2000, 10000, 19000])],
+            "socketio-node": [(1, [2000, 10000, 19000])],
         },
         idle_window_s=27.0, qa_tabs=100_000, qa_workers=6,
         qa_multipliers=[1.0, 2.0, 4.0, 8.0], qa_step_s=26.0,
@@ -117,5 +121,7 @@ SCALES = {
         storm_rate_multiplier=0.2,
         broadcast_deliveries_for={"socketio": 200_000},
         open_timeout_s=400.0, storm_timeout_s=240.0,
+        # python-socketio is measured up to 19,000 connections on one worker only.
+        qa_targets=("herald", "floor", "socketio-node"),
     ),
 }  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.bars import bars, peers, qa_ratios, ratios, sorted_runs, spread
-from bench.report import _qa, _qa_against_peers, _ratios
+from bench.report import _qa, _qa_against_peers, _ratios, for_plots
 from bench.scales import SCALES
 from bench.scenarios.harness import interleaved
 from bench.scenarios.qa_mix import qa_target_names, skipped_for, stream_seed
@@ -246,3 +246,17 @@ def test_report_prints_rounds_ratios_and_the_qa_comparison() -> None:
     assert "| floor | 19,000 | x1.0 |" in text
     assert "1.50 (1.50 to 1.50)" in text and "0.33 (0.33 to 0.33)" in text
     assert "**floor**, round 3" in text and "Skipped for this target: no tokens." in text
+
+
+def test_plots_draw_the_first_round_and_herald_latency() -> None:
+    both = [(t, r) for r in range(3) for t in ("herald", "floor")]
+    results = _results(
+        {
+            "broadcast": [_broadcast_run(t, r, {100: 1.0}) for t, r in both],
+            "qa_mix": [_qa_run(t, r, []) for t, r in both],
+        }
+    )
+    kept = for_plots(results)["scenarios"]
+    assert [(r["target"], r["round"]) for r in kept["broadcast"]] == [("herald", 0), ("floor", 0)]
+    assert [(r["target"], r["round"]) for r in kept["qa_mix"]] == [("herald", 0)]
+    assert len(results["scenarios"]["broadcast"]) == 6  # the results themselves are kept
