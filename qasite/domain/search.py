@@ -16,16 +16,22 @@ Semantics (docs/qa-core.md, "Search"):
 * *answered* means at least one answer (``answer_count > 0``), accepted or not;
 * *created_from* is inclusive, *created_to* exclusive;
 * sorts: ``newest`` (``created_at``), ``votes`` (``score``), ``activity``
-  (``last_activity_at``), ``relevance`` (bm25 on SQLite with the title weighted 10:1,
-  ``ts_rank`` on PostgreSQL with title A and body B); all descending, ties broken by id
-  descending, so every sort is a total order and keyset pages neither repeat nor skip rows.
+  (``last_activity_at``), ``relevance``; all descending, ties broken by id descending, so
+  every sort is a total order and keyset pages neither repeat nor skip rows;
+* ``relevance`` is two segments: first the questions with every word (and phrase) of the
+  query in the title, ranked (bm25 on SQLite with the title weighted 10:1, ``ts_rank`` on
+  PostgreSQL with title A and body B); then every other match, newest (highest id) first.
+  Only the title matches are ranked, so the work is bounded by them (typically a tenth of
+  the matches or less), not by all matches: ranking every match of a two-word query on
+  1,000,000 questions cost 16-30 ms of PostgreSQL CPU (bench/results/QA_SEARCH.md).
 
 A cursor is a row's sort key and id, a direction (after it: ``next_cursor``; before it:
 ``prev_cursor``), the sort and a fingerprint of the filters, signed with HMAC-SHA256
 (:class:`CursorCodec`): a cursor that was altered, belongs to another query or sort, or is not
 a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP), never a 500. A relevance
 cursor pages through a stable order only while the matching rows do not change (bm25 depends
-on the whole index), which is the usual contract of ranked search.
+on the whole index), which is the usual contract of ranked search; its key is 1 + the rank in
+the title segment and 0.0 in the other one.
 """
 
 from __future__ import annotations
@@ -272,15 +278,82 @@ def _unb64(text: str) -> bytes:
 _fts = table("questions_fts", column("rowid"))
 _fts_table: ColumnElement[Any] = literal_column("questions_fts")
 _search = literal_column("questions.search", TSVECTOR)
+_ENGLISH = literal_column("'english'::regconfig", REGCONFIG)
+"""A constant, not a bound parameter, so that the planner matches the expression index
+``ix_questions_title_search`` (migration 0003) in every plan, generic ones included."""
+TITLE_TIER_FLOOR = 1.0
+"""Relevance keys of questions with every word in the title are 1 + their rank (rank > 0);
+the other matches all have the key 0.0 and follow, newest (highest id) first."""
 
 
-def _rank_and_match(dialect: str, terms: Sequence[Term]) -> tuple[ColumnElement[float], Any]:
-    """The relevance expression (higher is better) and the full-text condition."""
+def _tsquery_text(terms: Sequence[Term], *, weight: str) -> str:
+    """``to_tsquery`` text of the positive terms ANDed, each word quoted (so never syntax),
+    a phrase's words joined by ``<->``, each word labelled *weight* (``:A``: in the title)."""
+    return " & ".join(
+        "(" + " <-> ".join(f"'{word}'{weight}" for word in term.words) + ")"
+        for term in terms
+        if not term.negated
+    )
+
+
+def _title_fts5_expression(terms: Sequence[Term]) -> str:
+    """An FTS5 expression: the positive terms, all of them in the title column."""
+    positive = " AND ".join(f'"{" ".join(t.words)}"' for t in terms if not t.negated)
+    return f"{{title}} : ({positive})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One run of a sort order: its rows' full-text conditions and their sort key.
+
+    Every sort but relevance is one segment. Relevance is two (docs/qa-core.md, "Search"):
+    the questions with every word in the title, ranked (keys >= :data:`TITLE_TIER_FLOOR`),
+    then every other match, newest first (*key* None: the constant key 0.0, order by id).
+    """
+
+    conditions: tuple[Any, ...]
+    key: ColumnElement[Any] | None
+    floor: float | None = None
+    """The lowest key of the segment; a position whose key is at or above it is in it."""
+
+
+def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
+    """The segments of *query*'s order, in order."""
+    terms = query.terms
+    if query.sort is not Sort.RELEVANCE:
+        column_key: ColumnElement[Any] = getattr(Question, _COLUMN_OF[query.sort])
+        return [_Segment((_match(dialect, terms),) if terms else (), column_key)]
     if dialect == "sqlite":
-        rank = -func.bm25(_fts_table, TITLE_WEIGHT_SQLITE, 1.0)
-        return rank, _fts_table.op("MATCH")(fts5_expression(terms))
-    tsquery = func.websearch_to_tsquery(literal("english", REGCONFIG), websearch_text(terms))
-    return func.ts_rank(_search, tsquery, type_=Float), _search.op("@@")(tsquery)
+        full, title = fts5_expression(terms), _title_fts5_expression(terms)
+        rank = literal(TITLE_TIER_FLOOR, Float) - func.bm25(_fts_table, TITLE_WEIGHT_SQLITE, 1.0)
+        in_title = _fts_table.bool_op("MATCH")(f"({full}) AND {title}")
+        elsewhere = _fts_table.bool_op("MATCH")(f"({full}) NOT {title}")
+        return [_Segment((in_title,), rank, TITLE_TIER_FLOOR), _Segment((elsewhere,), None, 0.0)]
+    tsquery = _websearch(terms)
+    title_words = func.to_tsquery(_ENGLISH, _tsquery_text(terms, weight=""))
+    weighted = func.to_tsquery(_ENGLISH, _tsquery_text(terms, weight=":A"))
+    title_weighted = _search.bool_op("@@")(weighted)
+    # The expression index finds the title matches (few: the words must all be in the
+    # title); the weighted test decides the segment, the same test in both, so the two
+    # segments split the matches exactly. It implies the indexed one, which only narrows.
+    in_title = func.to_tsvector(_ENGLISH, Question.title).bool_op("@@")(title_words)
+    rank = func.ts_rank(_search, tsquery, type_=Float) + literal(TITLE_TIER_FLOOR, Float)
+    match = _search.bool_op("@@")(tsquery)
+    return [
+        _Segment((match, in_title, title_weighted), rank, TITLE_TIER_FLOOR),
+        _Segment((match, ~title_weighted), None, 0.0),
+    ]
+
+
+def _websearch(terms: Sequence[Term]) -> ColumnElement[Any]:
+    return func.websearch_to_tsquery(literal("english", REGCONFIG), websearch_text(terms))
+
+
+def _match(dialect: str, terms: Sequence[Term]) -> ColumnElement[bool]:
+    """The full-text condition: every positive term matches, no negated one does."""
+    if dialect == "sqlite":
+        return _fts_table.bool_op("MATCH")(fts5_expression(terms))
+    return _search.bool_op("@@")(_websearch(terms))
 
 
 _COLUMN_OF = {Sort.NEWEST: "created_at", Sort.VOTES: "score", Sort.ACTIVITY: "last_activity_at"}
@@ -320,41 +393,27 @@ async def search_questions(
     ``prev_cursor``, the page just before it).
 
     A previous page is read backwards (ascending from the position) and turned round, so it is
-    a keyset range scan like a next page, and the two directions agree on the same rows.
+    a keyset range scan like a next page, and the two directions agree on the same rows. A
+    page that reaches the end of a segment (relevance: the title matches) goes on into the
+    next one (the previous one, read backwards), with one more query.
     """
     position = codec.decode(query, cursor) if cursor is not None else None
     tag_ids = await _tag_ids(session, query.tags)
     if tag_ids is None:
         return SearchPage(found=[], next_cursor=None)
-    dialect = session.get_bind().dialect.name
-    rank: ColumnElement[float] | None = None
-    statement: Select[*tuple[Any, ...]] = (
-        select(Question, User.display_name)
-        .join(User, User.id == Question.author_id)
-        .options(selectinload(Question.tags))
-    )
-    conditions: list[Any] = []
-    if query.terms:
-        rank, match = _rank_and_match(dialect, query.terms)
-        if dialect == "sqlite":
-            statement = statement.join(_fts, _fts.c.rowid == Question.id)
-        conditions.append(match)
-        if query.sort is Sort.RELEVANCE:
-            statement = statement.add_columns(rank)
-    conditions.extend(_filters(query, tag_ids))
-    key: ColumnElement[Any] = (
-        rank if rank is not None and query.sort is Sort.RELEVANCE
-        else getattr(Question, _COLUMN_OF[query.sort])
-    )  # fmt: skip
+    segments = _segments(session.get_bind().dialect.name, query)
     backward = position is not None and position.before
-    if position is not None:
-        conditions.append(_after(key, position, computed=query.sort is Sort.RELEVANCE))
-    if conditions:
-        statement = statement.where(and_(*conditions))
-    order = (key.asc(), Question.id.asc()) if backward else (key.desc(), Question.id.desc())
-    statement = statement.order_by(*order).limit(query.limit + 1)
-    rows = (await session.execute(statement)).all()
-    page = list(rows[: query.limit])
+    start = 0 if position is None else _segment_of(segments, position)
+    order = list(reversed(segments[: start + 1])) if backward else segments[start:]
+    filters = _filters(query, tag_ids)
+    rows: list[Any] = []
+    for i, segment in enumerate(order):
+        want = query.limit + 1 - len(rows)
+        if want <= 0:
+            break
+        start_at = position if i == 0 else None
+        rows.extend(await _read(session, query, segment, filters, start_at, backward, want))
+    page = rows[: query.limit]
     more = len(rows) > query.limit
     if backward:
         page.reverse()
@@ -375,6 +434,53 @@ async def search_questions(
     return SearchPage(found=found, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
+def _segment_of(segments: Sequence[_Segment], position: Position) -> int:
+    """The index of the segment that holds *position*."""
+    for i, segment in enumerate(segments):
+        if segment.floor is None:
+            return i
+        if isinstance(position.key, int | float) and position.key >= segment.floor:
+            return i
+    return len(segments) - 1
+
+
+async def _read(
+    session: AsyncSession,
+    query: SearchQuery,
+    segment: _Segment,
+    filters: Sequence[ColumnElement[bool]],
+    position: Position | None,
+    backward: bool,
+    limit: int,
+) -> list[Any]:
+    """Up to *limit* rows of *segment* after *position* (before it, *backward*: ascending)."""
+    statement: Select[*tuple[Any, ...]] = (
+        select(Question, User.display_name)
+        .join(User, User.id == Question.author_id)
+        .options(selectinload(Question.tags))
+    )
+    if query.terms and session.get_bind().dialect.name == "sqlite":
+        statement = statement.join(_fts, _fts.c.rowid == Question.id)
+    if query.sort is Sort.RELEVANCE:
+        floor = segment.floor if segment.floor is not None else 0.0
+        statement = statement.add_columns(
+            segment.key if segment.key is not None else literal(floor, Float)
+        )
+    conditions = [*segment.conditions, *filters]
+    if position is not None:
+        conditions.append(_after(segment, position, computed=query.sort is Sort.RELEVANCE))
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    if segment.key is None:
+        order: tuple[Any, ...] = (Question.id.asc(),) if backward else (Question.id.desc(),)
+    elif backward:
+        order = (segment.key.asc(), Question.id.asc())
+    else:
+        order = (segment.key.desc(), Question.id.desc())
+    statement = statement.order_by(*order).limit(limit)
+    return list((await session.execute(statement)).all())
+
+
 async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
     """How many questions match *query* (all its pages): the result count of a search."""
     tag_ids = await _tag_ids(session, query.tags)
@@ -383,10 +489,10 @@ async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
     statement = select(func.count()).select_from(Question)
     conditions: list[Any] = list(_filters(query, tag_ids))
     if query.terms:
-        _, match = _rank_and_match(session.get_bind().dialect.name, query.terms)
-        if session.get_bind().dialect.name == "sqlite":
+        dialect = session.get_bind().dialect.name
+        if dialect == "sqlite":
             statement = statement.join(_fts, _fts.c.rowid == Question.id)
-        conditions.append(match)
+        conditions.append(_match(dialect, query.terms))
     if conditions:
         statement = statement.where(and_(*conditions))
     return int((await session.scalar(statement)) or 0)
@@ -412,14 +518,19 @@ def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[b
     return conditions
 
 
-def _after(key: ColumnElement[Any], position: Position, *, computed: bool) -> ColumnElement[bool]:
-    """Rows after *position* in ``key DESC, id DESC`` order (before it, with ``before``).
+def _after(segment: _Segment, position: Position, *, computed: bool) -> ColumnElement[bool]:
+    """Rows of *segment* after *position* in ``key DESC, id DESC`` order (before it, with
+    ``before``).
 
     On a column, a row-value comparison, which both databases answer with a range scan of the
-    ``(column, id)`` index; a computed rank has no index, so the plain form does as well.
+    ``(column, id)`` index; a computed rank has no index, so the plain form does as well. In a
+    segment of one constant key (relevance's second), the id alone: a range of the primary key.
     """
-    bound = literal(position.key, key.type)
     after_id = literal(position.id, Question.id.type)
+    if segment.key is None:
+        return Question.id > after_id if position.before else Question.id < after_id
+    key = segment.key
+    bound = literal(position.key, key.type)
     if position.before:
         if computed:
             return or_(key > bound, and_(key == bound, Question.id > after_id))

@@ -273,12 +273,30 @@ async def test_relevance_ranks_a_title_match_above_a_body_match(qa: QA) -> None:
     assert await ids(qa, q="sockets", sort="votes") == [in_title, in_body]
 
 
-async def test_relevance_ranks_more_occurrences_higher(qa: QA) -> None:
+async def test_relevance_ranks_more_occurrences_higher_among_title_matches(qa: QA) -> None:
     a = await author(qa)
-    once = await put(qa, a, title="About queues", body="redis is mentioned once among many words")
-    thrice = await put(qa, a, title="About queues", body="redis redis redis keeps coming up")
+    # The older one first: only the rank, not the newest-first tie-break, can put it on top.
+    thrice = await put(qa, a, title="Redis queues", body="redis redis redis keeps coming up")
+    once = await put(qa, a, title="Redis queues", body="redis is mentioned once among words")
     await put(qa, a, title="About queues", body="nothing to see")
     assert await ids(qa, q="redis queues") == [thrice, once]
+
+
+async def test_relevance_puts_every_title_match_first_then_the_rest_newest_first(qa: QA) -> None:
+    a = await author(qa)
+    title_old = await put(qa, a, title="Socket timeout in a loop", body="plain", day=0)
+    body_many = await put(qa, a, title="Network trouble", body="socket timeout " * 5, day=1)
+    half = await put(qa, a, title="A socket question", body="with a timeout", day=2)
+    body_new = await put(qa, a, title="Other words", body="socket then timeout", day=3)
+    await put(qa, a, title="Socket only", body="nothing else", day=4)
+    # Title matches ranked first however old; the others (words partly or only in the body)
+    # newest first, however often they name the words.
+    assert await ids(qa, q="socket timeout") == [title_old, body_new, half, body_many]
+    assert await ids(qa, q="socket timeout -loop") == [body_new, half, body_many]
+    assert await ids(qa, q='"socket timeout"') == [title_old, body_many]
+    assert await ids(qa, q="socket timeout", min_score=0, tag="python") == [
+        title_old, body_new, half, body_many
+    ]  # fmt: skip
 
 
 async def test_the_index_follows_an_edit_and_a_delete(qa: QA) -> None:
@@ -332,6 +350,33 @@ async def test_relevance_pages_cover_every_match_once_despite_ties(qa: QA) -> No
     flat = [i for page in pages for i in page]
     assert sorted(flat) == sorted(made)
     assert flat == await ids(qa, q="kilo", limit=100)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+async def test_relevance_pages_run_through_title_matches_into_the_rest(qa: QA, limit: int) -> None:
+    a = await author(qa)
+    in_title = [
+        await put(qa, a, title="Kilo " * (i % 2 + 1) + "title", body="kilo " * (i % 3 + 1))
+        for i in range(5)
+    ]
+    in_body = [
+        await put(qa, a, title="Another title", body="kilo " * (i % 2 + 1)) for i in range(4)
+    ]
+    pages = await all_pages(qa, q="kilo", limit=limit)
+    flat = [i for page in pages for i in page]
+    assert all(len(page) == limit for page in pages[:-1])
+    assert sorted(flat[:5]) == sorted(in_title)
+    assert flat[5:] == in_body[::-1]
+    assert flat == await ids(qa, q="kilo", limit=100)
+    # Backwards from the last page, through the boundary, to the first.
+    page = await page_at(qa, None, q="kilo", limit=limit)
+    while page["next_cursor"] is not None:
+        page = await page_at(qa, page["next_cursor"], q="kilo", limit=limit)
+    back = [ids_of(page)]
+    while page["prev_cursor"] is not None:
+        page = await page_at(qa, page["prev_cursor"], q="kilo", limit=limit)
+        back.append(ids_of(page))
+    assert back[::-1] == pages
 
 
 async def page_at(qa: QA, cursor: str | None, **params: Any) -> dict[str, Any]:
