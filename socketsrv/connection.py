@@ -72,6 +72,7 @@ from socketsrv.outbox import HeldFrames
 from socketsrv.protocol.budget import AddressBudget
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode, close_reason
 from socketsrv.protocol.commands import WireFormat
+from socketsrv.protocol.opening import BadOpen
 from socketsrv.protocol.session import (
     CloseWith,
     CountTelemetry,
@@ -90,7 +91,9 @@ from socketsrv.websocket import (
     Refusal,
     answer_handshake,
     close_of,
+    offered_commands,
     reframe,
+    reject_open,
     server_protocol,
     wire_of,
 )
@@ -160,10 +163,13 @@ class ClientConnection(asyncio.Protocol):
         "_feed_due",
         "_fragments",
         "_gate",
+        "_gate_reply_at",
         "_hb_behind",
         "_hb_end",
         "_hb_held",
+        "_head",
         "_held",
+        "_opening",
         "_outbox_max_bytes",
         "_peer",
         "_pending",
@@ -212,7 +218,15 @@ class ClientConnection(asyncio.Protocol):
         """Frames held back while congested (past the conflation mark; outbox.py)."""
         self._gate: list[bytes] | None = None
         """Frames held back while the connect reply waits for the server-side subscriptions
-        (Session.connect_pending): written behind it, in one write."""
+        (Session.connect_pending): written behind it, in one write. Also from the 101 of a
+        fast open until its commands are answered (_fast_open)."""
+        self._gate_reply_at = 0
+        """Where in the held frames the connect reply goes once complete (after a delivery
+        frame sent ahead of it)."""
+        self._head: bytes | None = None
+        """A fast open's 101, held until its commands are answered: then it goes first."""
+        self._opening: set[int] | None = None
+        """A fast open's subscribes not answered yet (request ids); None: not opening."""
         self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
         self._feed_due = False
         """A feed of the held frames is scheduled for the end of the turn."""
@@ -374,6 +388,7 @@ class ClientConnection(asyncio.Protocol):
         refusal = None
         retry_after_s = None
         budget = None
+        commands = None
         if not host.accepting:
             refusal = Refusal.DRAINING
         elif len(host.connections) >= host.config.max_connections:
@@ -389,6 +404,13 @@ class ClientConnection(asyncio.Protocol):
                 elif not budget.connections.has(1, now):
                     refusal = Refusal.ADDRESS_RATE
                     retry_after_s = budget.connections.seconds_until(1, now)
+        if refusal is None:
+            try:
+                commands = offered_commands(request)
+            except BadOpen as bad:
+                self._rejected("open")
+                self.ws.send_response(reject_open(self.ws, bad))
+                return
         response, rejected = answer_handshake(self.ws, request, refusal, retry_after_s)
         if rejected is not None:
             self._rejected(rejected)
@@ -398,6 +420,49 @@ class ClientConnection(asyncio.Protocol):
                 budget.connections.spend(1)
             host.take_address(host.address_connections, self.address, 1 << 62)
             self._opened(wire_of(response), budget)
+            if commands is not None:
+                self._fast_open(commands)
+
+    def _fast_open(self, commands: list[str]) -> None:
+        """Run the open token's commands as the connection's first messages (JSON whatever
+        the wire); the 101 and their answers are written together once every one is
+        answered (docs/protocol.md#fast-open)."""
+        self._head = b"".join(self.ws.data_to_send())
+        self._gate = []
+        self._opening = set()
+        self.host.metrics.fast_opens.inc()
+        for text in commands:
+            if self.state is not _OPEN:
+                break  # the connect closed it (4004, 4500) or a flood did
+            self._handle(text, WireFormat.JSON)
+        self._fast_open_answered()
+
+    def _fast_open_answered(self, request_id: int | None = None) -> None:
+        """A fast open's subscribe was answered (or, None, its commands were all run):
+        once nothing is left unanswered, the 101 and the answers go in one write."""
+        opening = self._opening
+        if opening is None:
+            return
+        if request_id is not None:
+            opening.discard(request_id)
+        if not opening and not (self._session is not None and self._session.connect_pending):
+            self._release_head()
+
+    def _release_head(self) -> None:
+        """The held 101 first, then every frame held behind it, queued for one write."""
+        head, self._head = self._head, None
+        held, self._gate = self._gate or [], None
+        self._opening = None
+        if head is None:
+            return
+        if self._compress:
+            held = [reframe(self.ws, frame) for frame in held]
+        pending = self._pending
+        if not pending:
+            self._scheduler.mark(self)
+        pending[:0] = [head, *held]
+        if self._drain_waiters:
+            self._wake_replays()
 
     def _rejected(self, reason: str) -> None:
         self.host.metrics.handshake_rejections.labels(reason=reason).inc()
@@ -490,8 +555,6 @@ class ClientConnection(asyncio.Protocol):
     def _on_message(self, data: bytes, is_text: bool) -> None:
         if self.state is not _OPEN:
             return
-        session = self.session
-        connecting = session.state is SessionState.AWAITING_CONNECT
         payload: bytes | str = data
         if is_text:
             try:
@@ -499,9 +562,17 @@ class ClientConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 self._fail(CloseCode.INVALID_DATA)
                 return
+        self._handle(payload)
+
+    def _handle(self, payload: bytes | str, encoding: WireFormat | None = None) -> None:
+        """One client message (or an open token's command: *encoding* JSON) to the session."""
+        session = self.session
+        connecting = session.state is SessionState.AWAITING_CONNECT
         expiry = session.expires_deadline
         try:
-            effects = session.receive(payload, self.host.clock(), self.host.wall_clock())
+            effects = session.receive(
+                payload, self.host.clock(), self.host.wall_clock(), encoding=encoding
+            )
         except Exception:
             # A bug below us must not escape data_received: asyncio would drop the TCP
             # connection with no close frame and nothing counted.
@@ -515,8 +586,10 @@ class ClientConnection(asyncio.Protocol):
             # reply so that the client never shows "live" in between (docs/protocol.md#delivery),
             # and tells this connection of every change from now on.
             self.host.hub.attend(self)
-        if session.connect_pending and self._gate is None:
-            self._gate = []
+        if connecting and session.connect_pending:
+            if self._gate is None:
+                self._gate = []
+            self._gate_reply_at = len(self._gate)
         self._apply(effects)
         if self._connect_timer is not None and session.state is SessionState.CONNECTED:
             self._connect_timer.cancel()
@@ -532,6 +605,8 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(effect, StartSubscribe):
                 if not effect.server:
                     metrics.commands.labels(op="subscribe").inc()
+                    if self._opening is not None:
+                        self._opening.add(effect.request_id)
                 host = self.host
                 if host.take_address(
                     host.address_subscriptions,
@@ -569,6 +644,7 @@ class ClientConnection(asyncio.Protocol):
                     self._open_gate(reply.frame)
                 return
             self.push(session.subscribed(effect.request_id, position, recovery).frame)
+            self._fast_open_answered(effect.request_id)
 
         try:
             await self.host.hub.subscribe(self, effect.channel.name, effect.since, on_subscribed)
@@ -592,7 +668,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _open_gate(self, connect_reply: bytes) -> None:
         """The connect reply is complete: it goes first, then what was held behind it (the
-        server-side subscriptions' replays, and any reply or live frame meanwhile)."""
+        server-side subscriptions' replays, and any reply or live frame meanwhile); in a
+        fast open, behind the 101 once the open's subscribes are answered too."""
+        if self._head is not None and self._gate is not None:
+            self._gate.insert(self._gate_reply_at, connect_reply)
+            self._fast_open_answered()
+            return
         held, self._gate = self._gate, None
         self.push(connect_reply)
         for frame in held or ():
@@ -609,6 +690,7 @@ class ClientConnection(asyncio.Protocol):
         self._release_subscription(channel.name)
         self.host.metrics.errors.labels(code=str(int(code))).inc()
         self.push(self.session.subscribe_failed(request_id, channel, code).frame)
+        self._fast_open_answered(request_id)
 
     def _subscribe_done(self, name: str, task: asyncio.Task[None]) -> None:
         if self._subscribing.get(name, (None,))[0] is task:
@@ -974,6 +1056,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _write_now(self) -> None:
         """Write everything queued in one call now, ahead of a close frame."""
+        if self._head is not None:
+            self._release_head()  # the 101 goes ahead of anything
         pending = self._pending
         transport = self.transport
         held, self._held = self._held, None

@@ -38,6 +38,7 @@ class Metrics:
     connections_open: Gauge
     worker_connections: Gauge
     connections_accepted: Counter
+    fast_opens: Counter
     handshake_rejections: Counter
     metrics_refused: Counter
     disconnects: Counter
@@ -119,6 +120,10 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         connections_accepted=counter(
             "herald_connections_accepted", "Websocket handshakes accepted."
+        ),
+        fast_opens=counter(
+            "herald_fast_opens",
+            "Websocket handshakes whose upgrade request carried an open token (fast open).",
         ),
         handshake_rejections=counter(
             "herald_handshake_rejections",

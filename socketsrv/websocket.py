@@ -25,6 +25,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import LoggerLike, Origin, Subprotocol
 
 from socketsrv.protocol.commands import WireFormat
+from socketsrv.protocol.opening import BadOpen, is_open_token, open_commands
 
 SUBPROTOCOLS = [Subprotocol(w.subprotocol) for w in WireFormat]
 
@@ -132,6 +133,20 @@ def answer_handshake(
     return response, "bad_handshake"
 
 
+def offered_commands(request: Request) -> list[str] | None:
+    """The commands of the request's open token (socketsrv/protocol/opening.py), None when
+    it has none; raises :class:`BadOpen`."""
+    offered = [
+        s.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol") for s in v.split(",")
+    ]
+    return open_commands(offered)
+
+
+def reject_open(ws: ServerProtocol, bad: BadOpen) -> Response:
+    """The 400 answer to an upgrade request whose open token the server cannot run."""
+    return ws.reject(400, f"Bad open token: {bad.why}.\n")
+
+
 def wire_of(response: Response) -> WireFormat:
     """The wire format a 101 response agreed on (JSON when no subprotocol was chosen)."""
     subprotocol = response.headers.get("Sec-WebSocket-Protocol")
@@ -141,7 +156,9 @@ def wire_of(response: Response) -> WireFormat:
 def _select_subprotocol(
     protocol: ServerProtocol, offered: Sequence[Subprotocol]
 ) -> Subprotocol | None:
-    """The first Herald subprotocol the client offers; JSON when it offers none."""
+    """The first Herald subprotocol the client offers; JSON when it offers none (an open
+    token is not an encoding)."""
+    offered = [name for name in offered if not is_open_token(name)]
     if not offered:
         return None
     for name in offered:

@@ -223,14 +223,22 @@ class Session:
     # Input
 
     def receive(
-        self, payload: bytes | str, now: float, wall_now: float | None = None
+        self,
+        payload: bytes | str,
+        now: float,
+        wall_now: float | None = None,
+        *,
+        encoding: WireFormat | None = None,
     ) -> list[Effect]:
         """Handle one complete client message.
 
         *now* is the monotonic clock (heartbeats, rate limit, deadlines); *wall_now* is
         seconds since the epoch, needed only to check a token's ``exp`` (RFC 7519 4.1.4);
-        None means the two clocks agree (tests with one fake clock).
+        None means the two clocks agree (tests with one fake clock). *encoding* is the
+        message's own when it is not the connection's (the open token's commands are JSON
+        on every wire: socketsrv/protocol/opening.py); replies are in the connection's.
         """
+        decode_as = self.wire if encoding is None else encoding
         if self.state is SessionState.CLOSED:
             raise WrongState("session", "receive", self.state)
         self.last_seen = now
@@ -238,9 +246,9 @@ class Session:
         if isinstance(admitted, CloseWith):
             return [admitted]
         if not admitted:
-            return [self._error(peek_request_id(payload, self.wire), ErrorCode.TOO_MANY_REQUESTS)]
+            return [self._error(peek_request_id(payload, decode_as), ErrorCode.TOO_MANY_REQUESTS)]
         try:
-            command = parse_command(payload, self.wire, self.namespaces)
+            command = parse_command(payload, decode_as, self.namespaces)
         except CommandError as exc:
             error = self._error(exc.request_id, exc.code, exc.why)
             if isinstance(exc, InvalidTelemetry):
