@@ -16,6 +16,14 @@ What it does, bounded in time and count:
    * ``question``: GET /api/questions/{id}, ids uniform over the whole table;
    * ``search``: GET /api/questions?q=<two words>, ranked by relevance (the default with q);
    * ``tag_newest``: GET /api/questions?tag=<Zipf-popular tag>&sort=newest (a keyset list);
+   * ``question_warm``: GET /api/questions/{id} over a hot set of ``--hot-set`` ids, each
+     read ``WARM_PASSES`` times in the warm-up (the page cache warm, issue 15);
+   * ``question_cold``: GET /api/questions/{id}, every id read once and never before in
+     the run (every read builds its page; the warm-up reads other ids);
+
+   with ``--page-cache on,off`` every scenario runs against a service with the page cache on,
+   then one with it off (``HERALD_QA_PAGE_CACHE``), side by side in one JSON; the page
+   cache's hits and misses over each measured run are read from ``/metrics``;
 
 4. records requests/s, p50/p95/p99/max latency, status counts, the CPU of the load
    generator, the server's workers, PostgreSQL's backends and the whole machine; with
@@ -74,6 +82,10 @@ class CpuCores(TypedDict):
 
 class Measurement(RunSummary, total=False):
     cpu: CpuCores
+    uptime_load: float
+    """The 1-minute load average when the run ended."""
+    page_cache: dict[str, float]
+    """``herald_qa_page_cache_total`` over the run, by ``<level>_<result>`` (cache on only)."""
     postgres_sessions_opened: int
     """New PostgreSQL sessions during the run (pool churn); PostgreSQL only."""
     worker_cpu_ms_per_request: float
@@ -264,15 +276,60 @@ def _start_profiler(
     return profiler, spy_log
 
 
+WARM_PASSES = 3
+"""Reads of each hot id in ``question_warm``'s warm-up (two workers each keep their own L1)."""
+COLD_IDS = 200_000
+"""Distinct ids ``question_cold`` draws: more than a measured run reads, so none repeats."""
+
+
+def page_paths(
+    scenario: str, max_id: int, rng: random.Random, hot_set: int
+) -> tuple[list[str], list[str], int]:
+    """(warm-up paths, measured paths, warm-up request bound) of the page cache scenarios."""
+    if scenario == "question_warm":
+        hot = [f"/api/questions/{i}" for i in rng.sample(range(1, max_id + 1), hot_set)]
+        measured = [rng.choice(hot) for _ in range(20_000)]
+        return hot, measured, hot_set * WARM_PASSES
+    ids = rng.sample(range(1, max_id + 1), min(max_id, COLD_IDS + 5_000))
+    paths = [f"/api/questions/{i}" for i in ids]
+    warm = min(5_000, len(paths) // 10)
+    return paths[:warm], paths[warm:], warm  # warm-up ids are never measured
+
+
+def cache_counts(port: int) -> dict[str, float]:
+    """``herald_qa_page_cache_total`` of the service (summed over its workers), by
+    ``<level>_<result>``; empty when the service has none."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    counts: dict[str, float] = {}
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("herald_qa_page_cache_total{"):
+            labels, _, value = line.rpartition(" ")
+            level = labels.split('level="')[1].split('"')[0]
+            result = labels.split('result="')[1].split('"')[0]
+            counts[f"{level}_{result}"] = counts.get(f"{level}_{result}", 0.0) + float(value)
+    return counts
+
+
 def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
                      scenario: str, connections: int, max_id: int,
                      log_dir: Path) -> Measurement:  # fmt: skip
     """A warm-up, then one measured run of *scenario* with *connections* connections."""
     rng = random.Random(f"{args.seed}-{scenario}")
-    requests = request_bytes(scenario_paths(scenario, max_id, rng, 20_000))
+    if scenario in ("question_warm", "question_cold"):
+        warm_paths, paths, warm_bound = page_paths(scenario, max_id, rng, args.hot_set)
+        warm_requests, requests = request_bytes(warm_paths), request_bytes(paths)
+        warm_s = max(args.warmup, 120.0 if scenario == "question_warm" else args.warmup)
+    else:
+        requests = request_bytes(scenario_paths(scenario, max_id, rng, 20_000))
+        warm_requests, warm_bound, warm_s = requests, args.max_requests, args.warmup
     if args.warmup > 0:
-        asyncio.run(load("127.0.0.1", port, scenario, requests, connections=connections,
-                         duration_s=args.warmup, max_requests=args.max_requests))  # fmt: skip
+        asyncio.run(load("127.0.0.1", port, scenario, warm_requests, connections=connections,
+                         duration_s=warm_s, max_requests=warm_bound))  # fmt: skip
+    counts0 = cache_counts(port)
     workers = worker_pids(proc)
     sessions_before = pg_sessions(args.database_url or "")
     pg_before = {p: cpu_s(p) for p in postgres_pids()}
@@ -303,6 +360,9 @@ def measure_scenario(args: argparse.Namespace, proc: subprocess.Popen[bytes], po
         "machine_cores": cores[3],
         "other_cores": round(cores[3] - cores[0] - cores[1] - cores[2], 2),
     }
+    counts = cache_counts(port)
+    if counts:
+        summary["page_cache"] = {k: v - counts0.get(k, 0.0) for k, v in sorted(counts.items())}
     if sessions_before is not None:
         # -1: the sessions of pg_sessions() itself; new sessions mean pool churn
         sessions_after = pg_sessions(args.database_url) or 0
@@ -327,7 +387,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before each run")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="per run")
-    p.add_argument("--scenarios", default="question,search,tag_newest")
+    p.add_argument(
+        "--scenarios",
+        default="question,search,tag_newest",
+        help="of question, search, tag_newest, question_warm, question_cold",
+    )
+    p.add_argument("--page-cache", default="on", help="comma-separated on/off: a service each")
+    p.add_argument("--hot-set", type=int, default=4_000, help="ids question_warm reads")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds per scenario")
     p.add_argument("--profile-dir", type=Path, default=ROOT / "bench/results/raw/qa-http")
     p.add_argument("--seed", type=int, default=1)
@@ -366,13 +432,20 @@ def main(argv: list[str] | None = None) -> int:
         env = production_env(database_url, tmp_path / "data", port)
         results: dict[str, list[Measurement]] = {}
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        with running_service(env, args.workers, log_dir / "service.log") as proc:
-            for scenario in args.scenarios.split(","):
-                results[scenario] = []
-                for connections in (int(c) for c in args.connections.split(",")):
-                    run = measure_scenario(args, proc, port, scenario, connections, max_id, log_dir)
-                    results[scenario].append(run)
-                    print(json.dumps(run), flush=True)
+        modes = args.page_cache.split(",")
+        for mode in modes:
+            env["HERALD_QA_PAGE_CACHE"] = "true" if mode == "on" else "false"
+            service_log = log_dir / f"service-cache-{mode}.log"
+            with running_service(env, args.workers, service_log) as proc:
+                for scenario in args.scenarios.split(","):
+                    key = scenario if len(modes) == 1 else f"{scenario} (cache {mode})"
+                    results[key] = []
+                    for connections in (int(c) for c in args.connections.split(",")):
+                        run = measure_scenario(args, proc, port, scenario, connections, max_id,
+                                               log_dir)  # fmt: skip
+                        run["uptime_load"] = round(os.getloadavg()[0], 2)
+                        results[key].append(run)
+                        print(key, json.dumps(run), flush=True)
     report = {
         "benchmark": "qa_http",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -384,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "environment": "production",
             "redis": None,
             "access_log": True,
+            "page_cache": args.page_cache,
         },
         "load": {
             "client": "raw asyncio HTTP/1.1 keep-alive, closed loop, uvloop, in-process",

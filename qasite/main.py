@@ -84,6 +84,7 @@ from qasite.core.metrics import (
     build_metrics,
     render,
 )
+from qasite.core.page_cache import LocalPages, PageCache
 from qasite.core.passwords import Passwords
 from qasite.core.settings import Settings
 from qasite.domain.images import ImageStore
@@ -130,6 +131,7 @@ def create_app(
                 app.state.metrics_listener = listener
             app.state.relay = relay
             app.state.readiness = (db, redis)
+            page_cache = await _page_cache(stack, resolved, metrics)
             app.state.qa = QAContext(
                 settings=resolved,
                 db=db,
@@ -137,6 +139,7 @@ def create_app(
                 passwords=Passwords.of(resolved),
                 images=ImageStore(resolved.attachments_path),
                 nudge_relay=relay.nudge if relay is not None else _noop,
+                pages=page_cache,
             )
             # The lifespan state reaches uvicorn's protocols (qasite/api/server.py).
             yield {GUARD_STATE_KEY: HttpGuard.of(resolved, metrics.http_refused)}
@@ -223,6 +226,33 @@ async def _start_services(
     relay.start()
     stack.push_async_callback(relay.stop)
     return db, redis, relay
+
+
+async def _page_cache(
+    stack: AsyncExitStack, settings: Settings, metrics: QAMetrics
+) -> PageCache | None:
+    """The question page cache of *settings* (None when off); its L2 in ``redis_url`` when
+    configured, on a client of its own with ``page_cache_redis_timeout_s``."""
+    if not settings.page_cache:
+        return None
+    redis: Redis | RedisCluster | None = None
+    if settings.redis_url is not None and settings.page_cache_redis:
+        redis = any_command_client(
+            settings.redis_url, socket_timeout_s=settings.page_cache_redis_timeout_s
+        )
+        stack.push_async_callback(redis.aclose)
+    local = LocalPages(
+        max_entries=settings.page_cache_max_entries,
+        max_bytes=settings.page_cache_max_bytes,
+        ttl_s=settings.page_cache_ttl_s,
+    )
+    return PageCache(
+        local,
+        metrics.page_cache,
+        redis=redis,
+        key_prefix=settings.key_prefix,
+        ttl_s=settings.page_cache_ttl_s,
+    )
 
 
 class _MetricsRefused:

@@ -32,7 +32,9 @@ from qasite.domain.models import Answer, Comment, Question, User
 from qasite.domain.rendering import Renderer
 
 
-def get_context(request: Request) -> QAContext:
+async def get_context(request: Request) -> QAContext:
+    # async: a plain def dependency runs in the thread pool, a hop that cost 7% of a question
+    # page's CPU (bench/results/QA_HTTP.md)
     context: QAContext = request.app.state.qa
     return context
 
@@ -40,14 +42,14 @@ def get_context(request: Request) -> QAContext:
 Ctx = Annotated[QAContext, Depends(get_context)]
 
 
-def get_settings(context: Ctx) -> Settings:
+async def get_settings(context: Ctx) -> Settings:
     return context.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_renderer(request: Request) -> Renderer:
+async def get_renderer(request: Request) -> Renderer:
     renderer: Renderer = request.app.state.renderer
     return renderer
 
@@ -113,7 +115,7 @@ async def optional_user_id(
 OptionalUserId = Annotated[int | None, Depends(optional_user_id)]
 
 
-def current_user_id(user_id: OptionalUserId) -> int:
+async def current_user_id(user_id: OptionalUserId) -> int:
     if user_id is None:
         raise Unauthenticated()
     return user_id

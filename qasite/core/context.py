@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from qasite.core.db import Database
 from qasite.core.mail import Mailer
+from qasite.core.page_cache import PageCache
 from qasite.core.passwords import Passwords
 from qasite.core.settings import Settings
 from qasite.domain.images import ImageStore
@@ -22,3 +23,5 @@ class QAContext:
     images: ImageStore
     nudge_relay: Callable[[], None]
     """Called after every committed write, so the relay publishes without waiting a poll."""
+    pages: PageCache | None = None
+    """The question page cache (qasite/api/page.py); None with ``page_cache`` off."""

@@ -60,6 +60,7 @@ class QAMetrics:
     auth_refused: Counter
     uploads_refused: Counter
     access_tokens_refused: Counter
+    page_cache: Counter
     registry: CollectorRegistry
     multiproc_dir: str | None = None
     """Where the workers write their values (multiprocess mode); None: this process only."""
@@ -159,6 +160,14 @@ def build_metrics(
             "herald_qa_access_tokens_refused",
             "Requests answered 401 for a valid access token on the deny list: revoked (logout)",
             ["reason"],
+            registry=reg,
+        ),
+        page_cache=Counter(
+            "herald_qa_page_cache",
+            "Question page cache lookups by level (l1: the process, l2: Redis) and result: hit, "
+            "miss (absent), stale (older versions than the database's: rebuilt), bad (unreadable "
+            "bytes in Redis: dropped), error (Redis did not answer: counted as a miss)",
+            ["level", "result"],
             registry=reg,
         ),
         registry=reg,

@@ -153,6 +153,22 @@ class Settings(BusSettings):
     """Published outbox rows older than this are deleted by the relay (hourly at most)."""
     publish_timeout_s: PositiveSeconds = 5.0
 
+    page_cache: bool = True
+    """Keep the question page (``GET /api/questions/{id}``) cached: in each process (L1) and,
+    with ``redis_url``, in Redis (L2). Every read checks the cached page against the question's
+    versions in one query, so a cached page is never older than the last committed write."""
+    page_cache_max_entries: PositiveInt = 20_000
+    """Pages one process keeps at most (least recently used leave first)."""
+    page_cache_max_bytes: PositiveInt = 64 * 1024 * 1024
+    """Bytes of pages (their JSON) one process keeps at most."""
+    page_cache_ttl_s: PositiveSeconds = 3600.0
+    """A cached page is dropped this long after it was built (in the process and in Redis),
+    whatever its versions say: a safety net, not what keeps pages fresh."""
+    page_cache_redis: bool = True
+    """With ``redis_url``: share built pages between processes and hosts through Redis (L2)."""
+    page_cache_redis_timeout_s: PositiveSeconds = 0.25
+    """Redis timeout of the L2 cache; a read that times out is a miss (the page is built)."""
+
     @model_validator(mode="before")
     @classmethod
     def _public_base_url_from_the_address(cls, data: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, status
+from fastapi import APIRouter, FastAPI, Response, status
 
 from qasite.api.deps import (
     Author,
@@ -14,14 +14,13 @@ from qasite.api.deps import (
     OptionalUserId,
     OwnedQuestion,
     QuestionId,
-    ReadSession,
     WriteTx,
 )
 from qasite.api.errors import ERROR_RESPONSES
 from qasite.api.outputs import question_out
+from qasite.api.page import question_page
 from qasite.api.schemas import QuestionIn, QuestionOut, QuestionPatch
 from qasite.core.context import QAContext
-from qasite.domain.posts import load_question
 from qasite.domain.questions import ask_question, delete_question, edit_question
 from qasite.domain.rendering import Renderer
 
@@ -57,13 +56,12 @@ async def ask(
 
 
 @router.get("/{question_id}", response_model=QuestionOut)
-async def read(
-    question_id: QuestionId, session: ReadSession, viewer_id: OptionalUserId
-) -> QuestionOut:
+async def read(question_id: QuestionId, context: Ctx, viewer_id: OptionalUserId) -> Response:
     """The question page: the question, its answers, comments and attachments; signed in,
-    each post's ``my_vote`` is your vote on it."""
-    question = await load_question(session, question_id)
-    return await question_out(session, question, viewer_id=viewer_id)
+    each post's ``my_vote`` is your vote on it. Served from the page cache while the page's
+    versions are unchanged (never older than the last committed write)."""
+    body = await question_page(context.db, context.pages, question_id, viewer_id)
+    return Response(body, media_type="application/json")
 
 
 @router.patch("/{question_id}", response_model=QuestionOut)

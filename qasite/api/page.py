@@ -1,0 +1,165 @@
+"""The question page as JSON bytes, from the page cache when its versions still hold (issue 15,
+item 5; what Stack Overflow does for the page every view reads).
+
+Each read costs one query on a hit: the page's version stamp
+(:func:`qasite.domain.page.page_stamp`), compared with the stamp the cached bytes were built
+at, in the process (L1) and then in Redis (L2, when configured). On a miss the page is read
+with the authors' names joined in (:func:`qasite.domain.page.page_rows`: two to four queries
+instead of seven), built as :class:`~qasite.api.schemas.QuestionOut` and serialised once by
+pydantic-core; the bytes are kept at the stamp read *before* the rows, so they are never
+older than it. A signed-in viewer gets the same bytes with their votes filled in (one more
+query).
+
+Reads on PostgreSQL run in autocommit (no ``BEGIN``/``ROLLBACK`` round trips): each statement
+sees the data committed when it starts, as in the READ COMMITTED transaction it replaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qasite.api.outputs import EDIT_GRACE
+from qasite.api.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut
+from qasite.core.db import Database
+from qasite.core.page_cache import PageCache
+from qasite.domain.errors import NotFound
+from qasite.domain.names import display_name
+from qasite.domain.page import PageRowsLite, page_rows, page_stamp, votes_of
+
+
+@asynccontextmanager
+async def read_connection(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection for the page's reads: autocommit on PostgreSQL, a deferred read
+    transaction on SQLite (in-process, so its ``BEGIN`` costs no round trip)."""
+    async with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+def _attachment(row: Any) -> AttachmentOut:
+    return AttachmentOut(
+        id=row.id,
+        url=f"/api/attachments/{row.id}",
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        width=row.width,
+        height=row.height,
+        question_id=row.question_id,
+        answer_id=row.answer_id,
+    )
+
+
+def _comment(row: Any) -> CommentOut:
+    return CommentOut(
+        id=row.id,
+        author_id=row.author_id,
+        author_name=display_name(row.author_name),
+        question_id=row.question_id,
+        answer_id=row.answer_id,
+        body=row.body,
+        edit_version=row.edit_version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        edited_at=row.updated_at if row.edit_version > 0 else None,
+    )
+
+
+def build_page(rows: PageRowsLite) -> QuestionOut:
+    """The page as :func:`qasite.api.outputs.question_out` builds it, from plain rows."""
+    q = rows.question
+    comments_of: dict[int, list[CommentOut]] = {}
+    on_question: list[CommentOut] = []
+    for row in rows.comments:
+        out = _comment(row)
+        if row.question_id is not None:
+            on_question.append(out)
+        else:
+            comments_of.setdefault(row.answer_id, []).append(out)
+    files_of: dict[int, list[AttachmentOut]] = {}
+    files_on_question: list[AttachmentOut] = []
+    for row in rows.attachments:
+        if row.question_id is not None:
+            files_on_question.append(_attachment(row))
+        else:
+            files_of.setdefault(row.answer_id, []).append(_attachment(row))
+    answers = [
+        AnswerOut(
+            id=a.id,
+            question_id=a.question_id,
+            author_id=a.author_id,
+            author_name=display_name(a.author_name),
+            body_md=a.body_md,
+            body_html=a.body_html,
+            score=a.score,
+            score_version=a.score_version,
+            edit_version=a.edit_version,
+            accepted=a.id == q.accepted_answer_id,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            edited_at=a.updated_at if a.edit_version > 0 else None,
+            comments=comments_of.get(a.id, []),
+            attachments=files_of.get(a.id, []),
+        )
+        for a in rows.answers
+    ]
+    return QuestionOut(
+        id=q.id,
+        author_id=q.author_id,
+        author_name=display_name(q.author_name),
+        title=q.title,
+        tags=sorted(set(q.tag_names.split(","))) if q.tag_names else [],
+        score=q.score,
+        answer_count=q.answer_count,
+        accepted_answer_id=q.accepted_answer_id,
+        created_at=q.created_at,
+        last_activity_at=q.last_activity_at,
+        body_md=q.body_md,
+        body_html=q.body_html,
+        score_version=q.score_version,
+        edit_version=q.edit_version,
+        updated_at=q.updated_at,
+        edited_at=q.updated_at if q.updated_at - q.created_at > EDIT_GRACE else None,
+        answers=answers,
+        comments=on_question,
+        attachments=files_on_question,
+    )
+
+
+async def question_page(
+    db: Database, cache: PageCache | None, question_id: int, viewer_id: int | None
+) -> bytes:
+    """The page of *question_id* as JSON; :class:`NotFound` when it does not exist."""
+    async with read_connection(db) as conn:
+        stamp = await page_stamp(conn, question_id)
+        if stamp is None:
+            raise NotFound("question", question_id)
+        body = None if cache is None else await cache.get(question_id, stamp)
+        if body is None:
+            rows = await page_rows(conn, question_id, stamp)
+            if rows is None:  # deleted since the stamp was read
+                raise NotFound("question", question_id)
+            body = build_page(rows).model_dump_json().encode()
+            if cache is not None:
+                await cache.put(question_id, stamp, body)
+        if viewer_id is None:
+            return body
+        return await _with_votes(conn, body, question_id, viewer_id)
+
+
+async def _with_votes(
+    conn: AsyncConnection, body: bytes, question_id: int, viewer_id: int
+) -> bytes:
+    """*body* with ``my_vote`` set on the question and on each answer for *viewer_id*."""
+    page = json.loads(body)
+    answers = page.get("answers", [])
+    votes = await votes_of(conn, viewer_id, question_id, [a["id"] for a in answers])
+    page["my_vote"] = votes.get(f"question:{question_id}", 0)
+    for answer in answers:
+        answer["my_vote"] = votes.get(f"answer:{answer['id']}", 0)
+    return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()
