@@ -47,7 +47,12 @@ from socketsrv.metrics import Metrics, NamespaceSeries, namespace_series
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
-from socketsrv.recovery import ChannelRecovery, OnSubscribed, PacedSubscriber, ReplayBudget
+from socketsrv.recovery import (
+    ChannelRecovery,
+    OnSubscribed,
+    has_replay_budget,
+    is_paced,
+)
 
 __all__ = ["ChannelLimit", "ChannelState", "DeliveryState", "Hub", "OnSubscribed", "Subscriber"]
 
@@ -194,8 +199,8 @@ class Hub:
         subscribe-from-0 loop made every refused replay a full history read); then the
         recovery is failed unless nothing was missed. A subscriber whose replays are paced
         reads at most a first read; the rest of a longer replay is read in slices."""
-        if since is None or not isinstance(sub, ReplayBudget) or sub.replay_affordable():
-            paced = isinstance(sub, PacedSubscriber)
+        if since is None or not has_replay_budget(sub) or sub.replay_affordable():
+            paced = is_paced(sub)
             limit = FIRST_READ_PUBLICATIONS if paced else None
             return await self._history.read(channel, since, limit)
         position = (await self._history.read(channel, None)).position

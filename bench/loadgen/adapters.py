@@ -71,6 +71,19 @@ class Adapter(Protocol):
 
 
 @runtime_checkable
+class OpensFast(Protocol):
+    """An adapter whose first commands can ride in the upgrade request (Herald's fast open,
+    docs/protocol.md#fast-open): then nothing is sent after the 101."""
+
+    fast_open: bool
+
+    def open_request(
+        self, host: str, port: int, channels: Sequence[str], positions: Positions | None
+    ) -> bytes:
+        """The upgrade request carrying the connection's connect and subscribes."""
+
+
+@runtime_checkable
 class CountsErrors(Protocol):
     """An adapter that counts the error replies its connections received (Herald's): the
     load process reports them and zeroes them at each reset."""

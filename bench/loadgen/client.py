@@ -111,7 +111,13 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = t = cast(asyncio.Transport, transport)
-        t.write(self.proc.upgrade)
+        proc = self.proc
+        fast = proc.fast
+        if fast is None:
+            t.write(proc.upgrade)
+        else:
+            state = self.slot.state
+            t.write(fast.open_request(*proc.target, state.channels, state.positions or None))
 
     def settle(self, ok: bool) -> None:
         done, self.on_done = self.on_done, None
@@ -185,8 +191,9 @@ class Client(asyncio.Protocol):
         self.opened = True
         self.proc.open_count += 1
         slot = self.slot
-        positions = slot.state.positions or None
-        self.send_all(self.proc.adapter.open_messages(slot.state.channels, positions))
+        if self.proc.fast is None:  # else they came with the upgrade request
+            positions = slot.state.positions or None
+            self.send_all(self.proc.adapter.open_messages(slot.state.channels, positions))
         if not slot.state.channels:
             self.proc.mark_ready(self)
         return data[end + 4 :]

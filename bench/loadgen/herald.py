@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bench.loadgen.adapters import OP_TEXT, ClientState, Message, Positions
+from socketsrv.protocol.opening import open_token
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -113,35 +114,51 @@ class HeraldAdapter:
 
     name = "herald"
 
-    def __init__(self, tokens: TokenFor | None = None, *, path: str = "/ws") -> None:
+    def __init__(
+        self, tokens: TokenFor | None = None, *, path: str = "/ws", fast_open: bool = True
+    ) -> None:
         self.tokens = tokens
         self.path = path
+        self.fast_open = fast_open
+        """Carry the connect and the subscribes in the upgrade request (as client-js does;
+        docs/protocol.md#fast-open) rather than sending them after the 101."""
         self.errors = 0
         self.error_codes: dict[str, int] = {}
 
-    def upgrade_request(self, host: str, port: int) -> bytes:
+    def upgrade_request(self, host: str, port: int, offered: str = SUBPROTOCOL) -> bytes:
         # The key only has to be 16 bytes in base64 (RFC 6455 4.1); a fixed one saves the
         # load generator a random draw per connection and the server does the same work.
         return (
             f"GET {self.path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {offered}\r\n\r\n"
         ).encode()
 
+    def open_request(
+        self, host: str, port: int, channels: Sequence[str], positions: Positions | None
+    ) -> bytes:
+        token = open_token(self._commands(channels, positions))
+        return self.upgrade_request(host, port, f"{SUBPROTOCOL}, {token}")
+
     def open_messages(self, channels: Sequence[str], positions: Positions | None) -> list[Message]:
+        return [(OP_TEXT, _dumps(c)) for c in self._commands(channels, positions)]
+
+    def _commands(
+        self, channels: Sequence[str], positions: Positions | None
+    ) -> list[dict[str, Any]]:
         connect: dict[str, Any] = {"op": "connect", "id": 1}
         if self.tokens is not None:
             for channel in channels:
                 if channel.startswith("user:"):
                     connect["token"] = self.tokens(channel[5:])
                     break
-        out: list[Message] = [(OP_TEXT, _dumps(connect))]
+        out: list[dict[str, Any]] = [connect]
         for i, channel in enumerate(channels):
             sub: dict[str, Any] = {"op": "subscribe", "id": 2 + i, "channel": channel}
             if positions and channel in positions:
                 epoch, offset = positions[channel]
                 sub["since"] = {"epoch": epoch, "offset": offset}
-            out.append((OP_TEXT, _dumps(sub)))
+            out.append(sub)
         return out
 
     def on_message(

@@ -18,7 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from bench.loadgen.adapters import Adapter, ClientState, CountsErrors, Message, Positions
+from bench.loadgen.adapters import (
+    Adapter,
+    ClientState,
+    CountsErrors,
+    Message,
+    OpensFast,
+    Positions,
+)
 from bench.loadgen.churn import ChurnPlan, ChurnRun
 from bench.loadgen.client import Client, Slot
 from bench.loadgen.connecting import ConnectRound
@@ -68,6 +75,10 @@ class LoadProcess:
         self.churn_sources = list(churn_sources)
         self.adapter: Adapter = NoAdapter()
         self.upgrade = b""
+        self.target = ("", 0)
+        """The host and port the upgrade requests name."""
+        self.fast: OpensFast | None = None
+        """The adapter, when its connections open fast (the upgrade request is per connection)."""
         self.slots: list[Slot] = []
         self.open_count = 0
         self.ready_count = 0
@@ -105,6 +116,8 @@ class LoadProcess:
     def cmd_adapter(self, adapter: Adapter, host: str, port: int) -> None:
         self.adapter = adapter
         self.upgrade = adapter.upgrade_request(host, port)
+        self.target = (host, port)
+        self.fast = adapter if isinstance(adapter, OpensFast) and adapter.fast_open else None
 
     async def cmd_open(
         self,
@@ -261,6 +274,7 @@ class LoadProcess:
             slot.state.subscribed = 0
         await asyncio.sleep(0)
         self.upgrade = self.adapter.upgrade_request(host, port)
+        self.target = (host, port)
         retries0 = self.retries
         ok = await ConnectRound(
             self, host, port, self.slots, concurrency=concurrency,

@@ -182,3 +182,30 @@ def test_herald_adapter_signs_a_token_only_for_user_channels() -> None:
     import base64
 
     assert json.loads(base64.urlsafe_b64decode(claims + "=="))["sub"] == "42"
+
+
+def test_a_fast_opening_herald_connection_carries_its_commands_in_the_upgrade_request() -> None:
+    from socketsrv.protocol.opening import open_commands
+
+    proc = LoadProcess(0, ["127.0.0.2"], ["127.1.0.1"])
+    proc.cmd_adapter(HeraldAdapter(), "127.0.0.1", 1)
+    slot = Slot(["tag:x", "question:1"], probe=False)
+    slot.state.positions["tag:x"] = ("e1", 4)
+    client = Client(proc, slot)
+    slot.conn = client
+    transport = FakeTransport()
+    client.connection_made(transport)
+    (request,) = transport.written
+    offered = next(
+        line.split(":", 1)[1] for line in request.decode().split("\r\n")
+        if line.startswith("Sec-WebSocket-Protocol:")
+    )  # fmt: skip
+    commands = open_commands([s.strip() for s in offered.split(",")])
+    assert commands is not None
+    assert [json.loads(c) for c in commands] == [
+        {"op": "connect", "id": 1},
+        {"op": "subscribe", "id": 2, "channel": "tag:x", "since": {"epoch": "e1", "offset": 4}},
+        {"op": "subscribe", "id": 3, "channel": "question:1"},
+    ]
+    client.data_received(RESPONSE)
+    assert transport.written == [request]  # nothing more after the 101
