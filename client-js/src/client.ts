@@ -42,6 +42,10 @@ export interface HeraldClientOptions {
   /** How often the connection reports what it saw to the fleet (reconnects, recoveries, time
    * without updates; docs/protocol.md#client-telemetry), in ms; 0 turns it off. Default 60 s. */
   readonly telemetryIntervalMs?: number;
+  /** Carry the connect and the subscribes in the upgrade request (docs/protocol.md#fast-open):
+   * their answers come with the 101, one round trip. Default true; false sends them as the
+   * socket's first messages. */
+  readonly fastOpen?: boolean;
   /** For tests and unusual hosts: sockets, timers, clock, page signals. */
   readonly environment?: Environment;
 }
@@ -82,6 +86,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
       tokenRefreshMarginMs: options.tokenRefreshMarginMs ?? DEFAULT_CONNECTION_OPTIONS.tokenRefreshMarginMs,
       floodDelayMs: options.floodDelayMs ?? DEFAULT_CONNECTION_OPTIONS.floodDelayMs,
       telemetryIntervalMs: options.telemetryIntervalMs ?? DEFAULT_CONNECTION_OPTIONS.telemetryIntervalMs,
+      fastOpen: options.fastOpen ?? true,
     };
     const listener = this.linkListener();
     this.link =

@@ -18,7 +18,7 @@ export interface Codec {
 }
 
 /** `since: null` and `token: null` mean "absent": they are left out of the message. */
-function toWire(command: Command): Record<string, unknown> {
+export function toWire(command: Command): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(command)) {
     if (value !== null) out[key] = value;

@@ -27,6 +27,7 @@ import {
   parseConnectResult,
 } from './frames.js';
 import { Liveness } from './liveness.js';
+import { MAX_OPEN_TOKEN_LENGTH, openToken } from './opening.js';
 import { type ChannelHost, type ChannelListener, ChannelPositions } from './positions.js';
 import { type TokenProvider, TokenKeeper } from './renewal.js';
 import { Requests } from './requests.js';
@@ -51,6 +52,9 @@ export interface ConnectionOptions {
   /** How often to report telemetry while connected (docs/protocol.md#client-telemetry);
    * 0 turns it off. Default 60 s. */
   readonly telemetryIntervalMs?: number;
+  /** Carry the connect and the subscribes in the upgrade request (docs/protocol.md#fast-open),
+   * so that their answers come with the 101: one round trip. Default true. */
+  readonly fastOpen?: boolean;
 }
 
 export const DEFAULT_CONNECTION_OPTIONS = {
@@ -96,6 +100,9 @@ export class Connection {
   private waitingFor: Wait | null = null;
   private readonly retryTimer: Timer;
   private readonly stableTimer: Timer;
+  /** While the first commands of a socket are gathered for its open token: `send` puts them
+   * here instead of on a socket. */
+  private gathering: Command[] | null = null;
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -228,10 +235,18 @@ export class Connection {
 
   private openSocket(): void {
     const generation = ++this.generation;
+    // Fast open: the connect and the subscribes are made now; they travel in the upgrade
+    // request when their open token fits, else as the socket's first messages.
+    const first = this.options.fastOpen === false ? null : this.gather();
+    const token = first === null ? null : openToken(first);
+    const protocols = [this.options.codec.subprotocol];
+    if (token !== null && token.length <= MAX_OPEN_TOKEN_LENGTH) protocols.push(token);
     let socket: SocketLike;
     try {
-      socket = this.env.createSocket(this.options.url, [this.options.codec.subprotocol]);
+      socket = this.env.createSocket(this.options.url, protocols);
     } catch {
+      this.requests.clear();
+      this.channels.lost();
       this.scheduleRetry({ code: 0, reason: LocalCause.SOCKET });
       return;
     }
@@ -239,7 +254,9 @@ export class Connection {
     this.socket = socket;
     const current = (): boolean => generation === this.generation && this.socket === socket;
     socket.onopen = () => {
-      if (current()) this.sendConnect();
+      if (!current()) return;
+      if (first === null) this.sendConnect();
+      else if (protocols.length === 1) for (const command of first) this.send(command);
     };
     socket.onmessage = (event) => {
       if (current()) this.receive(event.data);
@@ -249,6 +266,20 @@ export class Connection {
     };
     socket.onerror = () => undefined; // a close event follows; it carries the code
     this.liveness.opened(this.options.connectTimeoutMs);
+  }
+
+  /** The first commands of a new socket: the connect, then a subscribe for every channel the
+   * app wants that the token's server-side subscriptions may not cover. */
+  private gather(): Command[] {
+    const first: Command[] = [];
+    this.gathering = first;
+    try {
+      this.sendConnect();
+      this.channels.subscribeAhead();
+    } finally {
+      this.gathering = null;
+    }
+    return first;
   }
 
   private sendConnect(): void {
@@ -474,6 +505,10 @@ export class Connection {
   }
 
   private send(command: Command): void {
+    if (this.gathering !== null) {
+      this.gathering.push(command);
+      return;
+    }
     const socket = this.socket;
     if (socket === null) return;
     try {

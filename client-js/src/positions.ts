@@ -162,11 +162,21 @@ export class ChannelPositions {
     }
   }
 
-  /** The connect reply came: subscribe every channel not already live, from its position. */
+  /** The connect reply came: subscribe every channel not already live (or being subscribed
+   * by the socket's fast open), from its position. */
   subscribeAll(): void {
     for (const [channel, entry] of this.entries) {
       if (!this.host.isConnected()) return;
-      if (entry.state !== 'live') this.subscribe(channel, entry);
+      if (entry.state === 'idle' || entry.state === 'retrying') this.subscribe(channel, entry);
+    }
+  }
+
+  /** A socket is being opened (fast open, docs/protocol.md#fast-open): subscribe, ahead of
+   * the connect reply, every channel not known to be a server-side subscription. */
+  subscribeAhead(): void {
+    for (const [channel, entry] of this.entries) {
+      if (entry.server) continue; // the connect subscribes it, from its position
+      if (entry.state === 'idle' || entry.state === 'retrying') this.subscribe(channel, entry);
     }
   }
 
@@ -205,6 +215,12 @@ export class ChannelPositions {
       entry.server = true;
       entry.retry.clear();
       entry.retryAttempt = 0;
+      if (entry.requestId !== null) {
+        // Subscribed ahead too (fast open, before the token's subs were known): the server
+        // answers that one 409; the connect's subscription is the one that counts.
+        this.host.cancel(entry.requestId);
+        entry.requestId = null;
+      }
       entry.state = 'live';
       if (result.recovery !== 'recovered' || entry.position === null) {
         entry.position = { epoch: result.epoch, offset: result.offset };

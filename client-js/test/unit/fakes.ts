@@ -2,6 +2,7 @@
 import { codecFor, type Format } from '../../src/codec.js';
 import type { Environment, SocketLike } from '../../src/env.js';
 import { decode, encode } from '../../src/msgpack.js';
+import { OPEN_PREFIX } from '../../src/opening.js';
 
 export type Wire = Record<string, unknown>;
 
@@ -16,10 +17,21 @@ export class FakeSocket implements SocketLike {
   readonly sent: Wire[] = [];
   closedByClient: { code: number | undefined; reason: string | undefined } | null = null;
 
+  /** The commands the upgrade request carried in its open token (fast open), if any. */
+  readonly opened: Wire[] = [];
+
   constructor(
     readonly url: string,
     readonly protocols: string[],
-  ) {}
+  ) {
+    const token = protocols.find((p) => p.startsWith(OPEN_PREFIX));
+    if (token !== undefined) {
+      const base64 = token.slice(OPEN_PREFIX.length).replace(/-/g, '+').replace(/_/g, '/');
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      this.opened.push(...(JSON.parse(new TextDecoder().decode(bytes)) as Wire[]));
+      this.sent.push(...this.opened); // as good as sent: the server runs them first
+    }
+  }
 
   private get format(): Format {
     return this.protocols[0] === 'herald.v1.msgpack' ? 'msgpack' : 'json';

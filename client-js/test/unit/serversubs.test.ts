@@ -9,6 +9,8 @@ useFakePage();
 
 const INBOX = 'user:7';
 const TOKEN = { getToken: () => 'tok' };
+/** The connect and the subscribes sent as messages: what a fast open carries is below. */
+const CLASSIC = { ...TOKEN, fastOpen: false };
 
 function subs(epoch: string, offset: number, recovery = 'none'): Record<string, unknown> {
   return { subs: { [INBOX]: { epoch, offset, recovery } } };
@@ -16,7 +18,7 @@ function subs(epoch: string, offset: number, recovery = 'none'): Record<string, 
 
 describe('server-side subscriptions', () => {
   it('makes a channel the connect reply names live without a subscribe command', async () => {
-    const c = client(TOKEN);
+    const c = client(CLASSIC);
     const inbox = c.subscribe(INBOX);
     const pubs = record<Publication>((push) => inbox.on('publication', push));
     const subscribed = record<SubscribedEvent>((push) => inbox.on('subscribed', push));
@@ -29,6 +31,30 @@ describe('server-side subscriptions', () => {
     expect(subscribed).toEqual([{ channel: INBOX, recovery: 'none', position: { epoch: 'e1', offset: 3 } }]);
     socket.pub(INBOX, 4);
     expect(offsets(pubs)).toEqual([4]);
+  });
+
+  it('in a fast open, drops its own subscribe ahead once the connect reply names the channel', async () => {
+    const c = client(TOKEN);
+    const inbox = c.subscribe(INBOX);
+    const errors = record<SubscriptionError>((push) => inbox.on('error', push));
+    const pubs = record<Publication>((push) => inbox.on('publication', push));
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const first = page.socket();
+    // Not known to be server-side yet: subscribed ahead, beside the connect.
+    const ahead = first.opened.find((m) => m['op'] === 'subscribe');
+    expect(ahead?.['channel']).toBe(INBOX);
+    first.accept({ user: '7', ...subs('e1', 3) });
+    first.receive({ type: 'error', id: ahead?.['id'], code: 409, message: 'already subscribed' });
+    expect(inbox.state).toBe('subscribed');
+    expect(errors).toEqual([]);
+    first.pub(INBOX, 4);
+    expect(offsets(pubs)).toEqual([4]);
+    first.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(1000);
+    const second = page.socket(); // known now: only its position rides in the connect
+    expect(second.opened.map((m) => m['op'])).toEqual(['connect']);
+    expect(second.opened[0]?.['since']).toEqual({ [INBOX]: { epoch: 'e1', offset: 4 } });
   });
 
   it('tells the app of the server-side subscriptions in the connected event', async () => {
@@ -121,7 +147,7 @@ describe('server-side subscriptions', () => {
   });
 
   it('subscribes a refused server-side channel itself, and one the new token no longer names', async () => {
-    const c = client(TOKEN);
+    const c = client(CLASSIC);
     const inbox = c.subscribe(INBOX);
     const errors = record<SubscriptionError>((push) => inbox.on('error', push));
     c.connect();
