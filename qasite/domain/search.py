@@ -317,9 +317,13 @@ class _Segment:
     key: ColumnElement[Any] | None
     floor: float | None = None
     """The lowest key of the segment; a position whose key is at or above it is in it."""
-    id_column: ColumnElement[Any] = Question.id
-    """What a segment of one constant key is ordered by: the id, or on SQLite the FTS5 rowid
-    (the same number), whose order FTS5 serves itself, stopping at the page's end."""
+    fts_rowid: bool = False
+    """A segment of one constant key is ordered by the id; with *fts_rowid*, by the FTS5
+    rowid (the same number), whose order FTS5 serves itself, stopping at the page's end."""
+
+    @property
+    def id_column(self) -> ColumnElement[Any]:
+        return _fts.c.rowid if self.fts_rowid else Question.__table__.c.id
 
 
 def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
@@ -337,8 +341,8 @@ def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
         in_title = _fts_table.bool_op("MATCH")(f"({full}) AND {title}")
         elsewhere = _fts_table.bool_op("MATCH")(f"({full}) NOT {title}")
         return [
-            _Segment((in_title,), None, TITLE_TIER_FLOOR, _fts.c.rowid),
-            _Segment((elsewhere,), None, 0.0, _fts.c.rowid),
+            _Segment((in_title,), None, TITLE_TIER_FLOOR, fts_rowid=True),
+            _Segment((elsewhere,), None, 0.0, fts_rowid=True),
         ]
     tsquery = _websearch(terms)
     title_words = func.to_tsquery(_ENGLISH, _tsquery_text(terms, weight=""))
