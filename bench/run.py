@@ -73,6 +73,9 @@ class _Results(TypedDict):
 
 
 class Results(_Results, total=False):
+    failed_scenarios: dict[str, str]
+    """Scenario -> the exception that ended it (its runs are lost; the others are kept and
+    the command exits with status 1)."""
     seconds: float
     notes: list[str]
     ratios: dict[str, Any]
@@ -172,7 +175,15 @@ async def run(
         try:
             await gen.start()
             for name in scenario_names:
-                await _run_scenario(bench, name, results)
+                try:
+                    await _run_scenario(bench, name, results)
+                except Exception as exc:  # noqa: BLE001 - the other scenarios' results are kept
+                    bench.log(f"scenario {name} failed: {type(exc).__name__}: {exc}")
+                    results.setdefault("failed_scenarios", {})[name] = (
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    bench.notes.append(f"scenario {name} failed: {type(exc).__name__}: {exc}")
+                    results["scenarios"].setdefault(name, [])
         finally:
             await gen.stop()
             redis.close()
@@ -290,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import report
 
         print(f"report: {report.write_report(path)}")
-    return 0
+    for name, error in results.get("failed_scenarios", {}).items():
+        print(f"scenario {name} FAILED: {error}", file=sys.stderr)
+    return 1 if results.get("failed_scenarios") else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ bench/bars.py, bench/report.py), without a server: synthetic results in, ratios 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench.bars import bars, peers, qa_ratios, ratios, sorted_runs, spread
 from bench.report import _qa, _qa_against_peers, _ratios, for_plots
@@ -260,3 +263,32 @@ def test_plots_draw_the_first_round_and_herald_latency() -> None:
     assert [(r["target"], r["round"]) for r in kept["broadcast"]] == [("herald", 0), ("floor", 0)]
     assert [(r["target"], r["round"]) for r in kept["qa_mix"]] == [("herald", 0)]
     assert len(results["scenarios"]["broadcast"]) == 6  # the results themselves are kept
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+def test_a_failing_scenario_keeps_the_others_results(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asyncio
+    import dataclasses
+
+    from bench import run as bench_run
+
+    async def fine(bench: Any) -> list[dict[str, Any]]:
+        return [{"target": "floor", "workers": 1, "points": []}]
+
+    async def boom(bench: Any) -> list[dict[str, Any]]:
+        raise RuntimeError("server not ready in time")
+
+    monkeypatch.setitem(bench_run.SCENARIOS, "fine_a", fine)
+    monkeypatch.setitem(bench_run.SCENARIOS, "boom", boom)
+    monkeypatch.setitem(bench_run.SCENARIOS, "fine_b", fine)
+    scale = dataclasses.replace(SCALES["smoke"], load_processes=1)
+    results = asyncio.run(
+        bench_run.run(scale, ["fine_a", "boom", "fine_b"], ["floor"], log_dir=tmp_path)
+    )
+    assert results["scenarios"]["fine_a"] == results["scenarios"]["fine_b"] != []
+    assert results["scenarios"]["boom"] == []
+    assert results["failed_scenarios"] == {"boom": "RuntimeError: server not ready in time"}
+    assert any("boom failed" in note for note in results["notes"])
