@@ -65,6 +65,7 @@ from websockets.protocol import State
 from herald_contract.bus import BusUnavailable
 from herald_contract.channels import Channel
 from herald_contract.envelope import StreamPosition
+from socketsrv.admission import Verdict
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
 from socketsrv.hub import ChannelLimit
@@ -121,6 +122,9 @@ CALM_S = 2.0
 queue is empty: a slow reader is refused a write about every CONGESTED_LOWAT_BYTES it reads
 (every 0.5 s at 2 KiB/s); giving it back 16 KiB of ``TCP_NOTSENT_LOWAT`` on a pause would put
 16 KiB of unconflated frames ahead of it again."""
+
+BUSY_RETRY_AFTER_S = 1.0
+"""The ``Retry-After`` of a 503 when ``handshake_queue`` requests already wait."""
 
 REPLAY_MARK_DIVISOR = 16
 """A paced replay queues only while the connection holds less than ``outbox_max_bytes`` / 16
@@ -179,6 +183,8 @@ class ClientConnection(asyncio.Protocol):
         "_scheduler",
         "_session",
         "_subscribing",
+        "_turn",
+        "_waiting_request",
         "_written",
         "address",
         "host",
@@ -227,6 +233,10 @@ class ClientConnection(asyncio.Protocol):
         """A fast open's 101, held until its commands are answered: then it goes first."""
         self._opening: set[int] | None = None
         """A fast open's subscribes not answered yet (request ids); None: not opening."""
+        self._turn = False
+        """It holds a place among the handshakes in flight (socketsrv/admission.py)."""
+        self._waiting_request: Request | None = None
+        """Its upgrade request, while it waits for a turn."""
         self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
         self._feed_due = False
         """A feed of the held frames is scheduled for the end of the turn."""
@@ -385,12 +395,24 @@ class ClientConnection(asyncio.Protocol):
         if response is not None:
             self.ws.send_response(response)
             return
+        busy = False
+        if not self._turn and host.accepting:
+            assert host.admission is not None  # built with the host
+            verdict = host.admission.enter(self)
+            if verdict is Verdict.WAIT:
+                self._wait_for_turn(request)
+                return
+            self._turn = verdict is Verdict.GO
+            busy = verdict is Verdict.FULL
         refusal = None
         retry_after_s = None
         budget = None
         commands = None
         if not host.accepting:
             refusal = Refusal.DRAINING
+        elif busy:
+            refusal = Refusal.BUSY
+            retry_after_s = BUSY_RETRY_AFTER_S
         elif len(host.connections) >= host.config.max_connections:
             refusal = Refusal.CAPACITY
         else:
@@ -415,13 +437,51 @@ class ClientConnection(asyncio.Protocol):
         if rejected is not None:
             self._rejected(rejected)
         self.ws.send_response(response)
-        if response.status_code == 101:
+        if response.status_code != 101:
+            self._end_turn()
+        else:
             if budget is not None:
                 budget.connections.spend(1)
             host.take_address(host.address_connections, self.address, 1 << 62)
             self._opened(wire_of(response), budget)
-            if commands is not None:
-                self._fast_open(commands)
+            if commands is None:
+                # The rest is the client's to send: waiting for it costs the worker nothing,
+                # so it holds no place (a client that never sends connect blocks no one).
+                self._end_turn()
+            else:
+                self._fast_open(commands)  # in flight until its one write (_release_head)
+
+    # Admission (socketsrv/admission.py: admission.Turn)
+
+    def _wait_for_turn(self, request: Request) -> None:
+        """Past ``max_handshakes`` in flight: wait, unread and with no deadline running."""
+        self._waiting_request = request
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def waiting_for_turn(self) -> bool:
+        return self._waiting_request is not None and self.state is ConnectionState.CONNECTING
+
+    def take_turn(self) -> None:
+        request, self._waiting_request = self._waiting_request, None
+        assert request is not None  # checked by waiting_for_turn
+        self._turn = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+        self._on_request(request)
+        self._send_ws_output()
+
+    def _end_turn(self) -> None:
+        """Its opening ended (answered, refused or closed): the next handshake may go."""
+        if self._turn:
+            self._turn = False
+            admission = self.host.admission
+            if admission is not None:
+                admission.leave()
 
     def _fast_open(self, commands: list[str]) -> None:
         """Run the open token's commands as the connection's first messages (JSON whatever
@@ -463,6 +523,7 @@ class ClientConnection(asyncio.Protocol):
         pending[:0] = [head, *held]
         if self._drain_waiters:
             self._wake_replays()
+        self._end_turn()
 
     def _rejected(self, reason: str) -> None:
         self.host.metrics.handshake_rejections.labels(reason=reason).inc()
@@ -1151,6 +1212,8 @@ class ClientConnection(asyncio.Protocol):
         """Leave the hub and the worker's set: CLOSED. Runs once, whichever way it closed."""
         if self.state is ConnectionState.CLOSED:
             return
+        self._end_turn()
+        self._waiting_request = None
         self._move(ConnectionState.CLOSED, "detach")
         self.ws.gate = None  # no cycle left between the connection and its protocol
         for task, _ in self._subscribing.values():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from herald_contract.namespaces import Namespaces
+from socketsrv.admission import Admission
 from socketsrv.endpoints import HttpHandler
 from socketsrv.expiry import ExpiryQueue
 from socketsrv.hub import Hub
@@ -62,6 +63,10 @@ class ConnectionConfig:
     send_lowat_bytes: int = 0
     """``TCP_NOTSENT_LOWAT`` set on each connection's socket; 0: the kernel's default."""
     namespaces: Namespaces | None = None
+    max_handshakes: int = 0
+    """Opening handshakes in flight at once (socketsrv/admission.py); 0: no limit."""
+    handshake_queue: int = 10_000
+    """Upgrade requests that may wait for a turn; past it 503."""
     """The channel kinds clients may subscribe to (None: the shipped file's)."""
     """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
 
@@ -97,10 +102,19 @@ class ConnectionHost:
     accept_ceiling: int | None = None
     """Transports past which a new one is closed at once: RLIMIT_NOFILE minus the reserve
     minus the descriptors the process held before listening (set by :meth:`measure_fds`)."""
+    admission: Admission | None = None
+    """Handshakes in flight and those waiting (built from the config when None)."""
 
     def __post_init__(self) -> None:
         if self.budgets is None:
             self.budgets = AddressBudgets(self.config.address_limits)
+        if self.admission is None:
+            self.admission = Admission(
+                self.config.max_handshakes,
+                self.config.handshake_queue,
+                _call_soon,
+                self.metrics.handshakes_queued,
+            )
 
     def address_budget(self, address: str) -> AddressBudget | None:
         """The budget *address* shares between its connections (None: exempt)."""
@@ -153,6 +167,10 @@ class ConnectionHost:
     def new_client_id(self) -> str:
         self.next_id += 1
         return f"{id(self) & 0xFFFF:04x}-{self.next_id:x}"
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_soon(callback)
 
 
 def _in_networks(address: str, networks: Sequence[str]) -> bool:

@@ -39,6 +39,7 @@ class Metrics:
     worker_connections: Gauge
     connections_accepted: Counter
     fast_opens: Counter
+    handshakes_queued: Gauge
     handshake_rejections: Counter
     metrics_refused: Counter
     disconnects: Counter
@@ -124,6 +125,11 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         fast_opens=counter(
             "herald_fast_opens",
             "Websocket handshakes whose upgrade request carried an open token (fast open).",
+        ),
+        handshakes_queued=gauge(
+            "herald_handshakes_queued",
+            "Upgrade requests waiting for a turn past max_handshakes in flight.",
+            "livesum",
         ),
         handshake_rejections=counter(
             "herald_handshake_rejections",

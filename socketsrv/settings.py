@@ -58,6 +58,11 @@ class Settings(BusSettings):
     close_timeout_s: PositiveSeconds = 5.0
 
     max_connections: PositiveInt = 19000
+    max_handshakes: Annotated[int, Field(ge=0)] = 500
+    """Opening handshakes a worker runs at once; past it upgrade requests wait their turn
+    (socketsrv/admission.py); 0: no limit."""
+    handshake_queue: Annotated[int, Field(ge=0)] = 10_000
+    """Upgrade requests that may wait for a turn; past it HTTP 503 with Retry-After."""
     max_frame_bytes: PositiveInt = 64 * 1024
     outbox_max_bytes: PositiveInt = 1024 * 1024
     conflate_mark_bytes: Annotated[int, Field(ge=0)] | None = None

@@ -40,6 +40,9 @@ class Refusal(enum.Enum):
     ADDRESS_RATE = "address_rate"
     """The client's address opened ``address_connections_burst`` websockets lately (a bucket
     refilled at ``address_connections_per_s``): 429 with Retry-After."""
+    BUSY = "busy"
+    """``handshake_queue`` upgrade requests already wait for a turn (socketsrv/admission.py):
+    503 with Retry-After."""
 
 
 _REFUSAL_ANSWER = {
@@ -47,6 +50,7 @@ _REFUSAL_ANSWER = {
     Refusal.CAPACITY: (503, "Too many connections on this worker.\n"),
     Refusal.ADDRESS: (429, "Too many connections from this address.\n"),
     Refusal.ADDRESS_RATE: (429, "Too many new connections from this address.\n"),
+    Refusal.BUSY: (503, "Too many handshakes waiting on this worker.\n"),
 }
 
 

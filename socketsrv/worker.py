@@ -118,6 +118,8 @@ def config_of(settings: Settings) -> ConnectionConfig:
         conflate_mark_bytes=settings.conflate_mark,
         send_lowat_bytes=settings.send_lowat_bytes,
         namespaces=settings.namespaces(),
+        max_handshakes=settings.max_handshakes,
+        handshake_queue=settings.handshake_queue,
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
             connections_burst=settings.address_connections_burst,
@@ -394,6 +396,8 @@ class Worker:
         deadline = self._clock() + s.drain_timeout_s
         if self._host is not None:
             self._host.accepting = False
+            if self._host.admission is not None:
+                self._host.admission.admit_all()  # each waiting request gets its 503
         if self._server is not None:
             self._server.close()
         pending = list(self.connections)

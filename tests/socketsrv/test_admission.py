@@ -1,0 +1,171 @@
+"""Admission control (socketsrv/admission.py, docs/configuration.md ``max_handshakes``): past
+``max_handshakes`` fast opens in flight an upgrade request waits its turn, unanswered and not
+timed out; past ``handshake_queue`` waiting it gets 503 with Retry-After; /healthz answers
+meanwhile; a waiting request is taken up, in order, as soon as a handshake in flight ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from socketsrv.admission import Admission, Verdict
+from socketsrv.hub import Hub
+from socketsrv.protocol.opening import open_token
+from socketsrv.worker import Worker
+from tests.support.raw_ws import RawConnection, http_get, raw_connection, upgrade_request
+from tests.support.waiting import eventually
+from tests.support.worker import handshake_rejections, metric, running_worker
+
+TAG = "tag:python"
+
+
+class FakeTurn:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name, self.waiting = log, name, True
+
+    def waiting_for_turn(self) -> bool:
+        return self.waiting
+
+    def take_turn(self) -> None:
+        self.waiting = False
+        self.log.append(self.name)
+
+
+def admission(limit: int, queue: int) -> tuple[Admission, list[Callable[[], None]]]:
+    soon: list[Callable[[], None]] = []
+    return Admission(limit, queue, soon.append), soon
+
+
+def test_past_the_limit_requests_wait_in_order_and_past_the_queue_it_is_full() -> None:
+    adm, soon = admission(limit=2, queue=2)
+    log: list[str] = []
+    assert [adm.enter(FakeTurn(log, n)) for n in "ab"] == [Verdict.GO, Verdict.GO]
+    c, d = FakeTurn(log, "c"), FakeTurn(log, "d")
+    assert adm.enter(c) is Verdict.WAIT
+    assert adm.enter(d) is Verdict.WAIT
+    assert adm.enter(FakeTurn(log, "e")) is Verdict.FULL
+    adm.leave()
+    assert log == []  # taken up on the next loop turn, not inside the one that ended
+    (run,) = soon
+    run()
+    assert log == ["c"] and adm.in_flight == 2 and list(adm.waiting) == [d]
+
+
+def test_a_newcomer_does_not_jump_the_queue_and_a_closed_waiter_is_skipped() -> None:
+    adm, soon = admission(limit=1, queue=5)
+    log: list[str] = []
+    assert adm.enter(FakeTurn(log, "a")) is Verdict.GO
+    gone, c = FakeTurn(log, "gone"), FakeTurn(log, "c")
+    assert adm.enter(gone) is Verdict.WAIT
+    assert adm.enter(c) is Verdict.WAIT
+    gone.waiting = False  # its socket closed
+    adm.leave()
+    assert adm.enter(FakeTurn(log, "late")) is Verdict.WAIT  # behind c, though one is free
+    soon.pop()()
+    assert log == ["c"]
+
+
+def test_draining_takes_up_every_waiter_at_once() -> None:
+    adm, _ = admission(limit=1, queue=5)
+    log: list[str] = []
+    adm.enter(FakeTurn(log, "a"))
+    for name in "bcd":
+        adm.enter(FakeTurn(log, name))
+    adm.admit_all()
+    assert log == ["b", "c", "d"]
+
+
+def test_no_limit_means_every_request_goes() -> None:
+    adm, _ = admission(limit=0, queue=0)
+    assert all(adm.enter(FakeTurn([], str(i))) is Verdict.GO for i in range(1000))
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[Worker]:
+    async with running_worker(max_handshakes=1, handshake_queue=1) as w:
+        yield w
+
+
+@pytest.fixture
+def held_subscribes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Subscribes wait for this event: a fast open stays in flight until it is set."""
+    release = asyncio.Event()
+    original = Hub.subscribe
+
+    async def held(self: Hub, *args: Any, **kwargs: Any) -> None:
+        await release.wait()
+        await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hub, "subscribe", held)
+    return release
+
+
+def fast_request() -> bytes:
+    commands = [{"op": "connect", "id": 1}, {"op": "subscribe", "id": 2, "channel": TAG}]
+    return upgrade_request(subprotocol=f"herald.v1.json, {open_token(commands)}")
+
+
+async def send(conn: RawConnection, data: bytes) -> None:
+    conn.writer.write(data)
+    await conn.writer.drain()
+
+
+async def replies(conn: RawConnection) -> set[int]:
+    head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 20.0)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    ids: set[int] = set()
+    while len(ids) < 2:
+        _, payload = await conn.read_frame(timeout=20.0)
+        message = json.loads(payload)
+        if message.get("type") == "reply":
+            ids.add(message["id"])
+    return ids
+
+
+async def test_a_request_past_the_limit_waits_its_turn_and_past_the_queue_gets_503(
+    worker: Worker, held_subscribes: asyncio.Event
+) -> None:
+    async with (
+        raw_connection(worker.port) as first,
+        raw_connection(worker.port) as second,
+        raw_connection(worker.port) as third,
+    ):
+        await send(first, fast_request())
+        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        await send(second, fast_request())
+        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        await send(third, fast_request())
+        answer = await asyncio.wait_for(third.reader.read(), 20.0)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert b"Retry-After: 1" in answer and b"Too many handshakes waiting" in answer
+        assert handshake_rejections(worker, "busy") == 1
+        health = await http_get(worker.port, "/healthz")
+        assert health.status == 200  # answered while handshakes wait
+        held_subscribes.set()
+        assert await replies(first) == {1, 2}
+        assert await replies(second) == {1, 2}
+    assert metric(worker, "herald_handshakes_queued") == 0
+    async with raw_connection(worker.port) as later:  # no place was leaked
+        await send(later, fast_request())
+        assert await replies(later) == {1, 2}
+
+
+async def test_a_waiting_request_whose_client_leaves_frees_its_place(
+    worker: Worker, held_subscribes: asyncio.Event
+) -> None:
+    async with raw_connection(worker.port) as first:
+        await send(first, fast_request())
+        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        async with raw_connection(worker.port) as leaving:
+            await send(leaving, fast_request())
+            await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        held_subscribes.set()
+        assert await replies(first) == {1, 2}
+        async with raw_connection(worker.port) as later:
+            await send(later, fast_request())
+            assert await replies(later) == {1, 2}
+    assert metric(worker, "herald_handshakes_queued") == 0
