@@ -42,6 +42,10 @@ DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MAX_GRANTS = 128
 """The most entries a token's ``channels`` claim may hold (as ``max_subscriptions``)."""
 MAX_SUBS = 32
+VERIFIED_CACHE_ENTRIES = 4096
+"""Tokens remembered as verified (the oldest forgotten first): a client that reconnects to the
+same worker with the same token (a network blip, a reconnect storm's retries) is not checked
+again; an Ed25519 check cost 5% of a reconnect storm's worker CPU."""
 """The most channels a token's ``subs`` claim may name: each is subscribed (a history read)
 at every connect, so the claim is kept to a page's common subscriptions."""
 
@@ -84,6 +88,9 @@ class TokenVerifier:
     _usable: list[str] = field(init=False, repr=False, compare=False)
     """The configured algorithms this key's type can verify: a token whose header names
     another one is invalid before PyJWT ever pairs the key with the wrong algorithm."""
+    _verified: dict[str, Identity] = field(init=False, repr=False, compare=False)
+    """Tokens found valid, by their exact text, until they expire (VERIFIED_CACHE_ENTRIES):
+    the same bytes carry the same signature, so the answer cannot change but for ``exp``."""
 
     def __post_init__(self) -> None:
         try:
@@ -93,9 +100,24 @@ class TokenVerifier:
         usable = [a for a in self.algorithms if a.startswith(_families_of(key))]
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_usable", usable)
+        object.__setattr__(self, "_verified", {})
 
     def verify(self, token: str, now: float) -> Identity:
         """Return who *token* authenticates at time *now*; raise :class:`TokenRejected`."""
+        cache = self._verified
+        known = cache.get(token)
+        if known is not None:
+            if known.expires_at + self.leeway_s <= now:
+                del cache[token]
+                raise TokenExpired("exp has passed")
+            return known
+        identity = self._check(token, now)
+        if len(cache) >= VERIFIED_CACHE_ENTRIES:
+            del cache[next(iter(cache))]  # the oldest
+        cache[token] = identity
+        return identity
+
+    def _check(self, token: str, now: float) -> Identity:
         try:
             claims = jwt.decode(
                 token,

@@ -8,10 +8,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jwt as jwt_module
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from socketsrv.protocol import auth as auth_module
 from socketsrv.protocol.auth import (
     DEFAULT_ALGORITHMS,
     Identity,
@@ -278,6 +280,39 @@ def test_the_same_key_verifies_many_tokens_without_parsing_it_again(
     for user in range(1, 4):
         assert verifier.verify(sign_token(sub=str(user), exp=LATER), NOW).user_id == str(user)
     assert verifier._key is key
+
+
+def test_a_token_verified_once_is_not_checked_again_until_it_expires(
+    verifier: TokenVerifier, sign_token: SignToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = TokenVerifier(verifier.public_key_pem)  # remembers nothing yet
+    token = sign_token(sub="42", exp=int(LATER))
+    first = verifier.verify(token, NOW)
+    checks: list[str] = []
+    monkeypatch.setattr(jwt_module, "decode", lambda *a, **k: checks.append("decode"))
+    assert verifier.verify(token, NOW + 1) is first
+    assert checks == []
+    monkeypatch.undo()
+    with pytest.raises(TokenExpired):
+        verifier.verify(token, LATER + verifier.leeway_s)
+    with pytest.raises(TokenExpired):  # forgotten, then checked again: still expired
+        verifier.verify(token, LATER + verifier.leeway_s)
+
+
+def test_an_invalid_token_is_checked_every_time(verifier: TokenVerifier) -> None:
+    for _ in range(2):
+        assert_invalid(verifier, "not.a.token")
+
+
+def test_the_verified_tokens_remembered_are_bounded(
+    verifier: TokenVerifier, sign_token: SignToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = TokenVerifier(verifier.public_key_pem)  # remembers nothing yet
+    monkeypatch.setattr(auth_module, "VERIFIED_CACHE_ENTRIES", 3)
+    tokens = [sign_token(sub=str(user), exp=int(LATER)) for user in range(1, 6)]
+    for token in tokens:
+        verifier.verify(token, NOW)
+    assert list(verifier._verified) == tokens[2:]
 
 
 # The channels claim (docs/namespaces.md#who-may-subscribe)
