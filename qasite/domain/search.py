@@ -19,19 +19,19 @@ Semantics (docs/qa-core.md, "Search"):
   (``last_activity_at``), ``relevance``; all descending, ties broken by id descending, so
   every sort is a total order and keyset pages neither repeat nor skip rows;
 * ``relevance`` is two segments: first the questions with every word (and phrase) of the
-  query in the title, ranked (bm25 on SQLite with the title weighted 10:1, ``ts_rank`` on
-  PostgreSQL with title A and body B); then every other match, newest (highest id) first.
-  Only the title matches are ranked, so the work is bounded by them (typically a tenth of
-  the matches or less), not by all matches: ranking every match of a two-word query on
-  1,000,000 questions cost 16-30 ms of PostgreSQL CPU (bench/results/QA_SEARCH.md).
+  query in the title (on PostgreSQL ranked by ``ts_rank``, title A and body B; on SQLite
+  newest first), then every other match, newest (highest id) first. Only the title matches
+  are ranked, so the work is bounded by them (a tenth of the matches or less for the
+  benchmark's two-word queries), not by all matches: ranking every match on 1,000,000
+  questions read every matching row (bench/results/QA_SEARCH.md).
 
 A cursor is a row's sort key and id, a direction (after it: ``next_cursor``; before it:
 ``prev_cursor``), the sort and a fingerprint of the filters, signed with HMAC-SHA256
 (:class:`CursorCodec`): a cursor that was altered, belongs to another query or sort, or is not
 a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP), never a 500. A relevance
-cursor pages through a stable order only while the matching rows do not change (bm25 depends
-on the whole index), which is the usual contract of ranked search; its key is 1 + the rank in
-the title segment and 0.0 in the other one.
+cursor pages through a stable order only while the matching rows do not change (the usual
+contract of ranked search); its key is 1 + the rank in the title segment (1.0 on SQLite) and
+0.0 in the other one.
 """
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ from qasite.domain.names import display_name
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
 MAX_PAGE = 100
-TITLE_WEIGHT_SQLITE = 10.0
-"""bm25 column weights (title, body): a word in the title counts as ten in the body."""
 
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
 _WORD = re.compile(r"\w+")
