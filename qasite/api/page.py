@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qasite.api.outputs import EDIT_GRACE
@@ -29,7 +30,7 @@ from qasite.core.db import Database
 from qasite.core.page_cache import PageCache
 from qasite.domain.errors import NotFound
 from qasite.domain.names import display_name
-from qasite.domain.page import PageRowsLite, page_rows, page_stamp, votes_of
+from qasite.domain.page import ConnectionLost, PageRowsLite, page_rows, page_stamp, votes_of
 
 
 @asynccontextmanager
@@ -134,7 +135,23 @@ def build_page(rows: PageRowsLite) -> QuestionOut:
 async def question_page(
     db: Database, cache: PageCache | None, question_id: int, viewer_id: int | None
 ) -> bytes:
-    """The page of *question_id* as JSON; :class:`NotFound` when it does not exist."""
+    """The page of *question_id* as JSON; :class:`NotFound` when it does not exist.
+
+    A read on a pooled connection found dead (PostgreSQL restarted: the pool does not ping
+    before use, qasite/core/db.py) is tried once more on a new one."""
+    try:
+        return await _question_page(db, cache, question_id, viewer_id)
+    except ConnectionLost:
+        pass
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return await _question_page(db, cache, question_id, viewer_id)
+
+
+async def _question_page(
+    db: Database, cache: PageCache | None, question_id: int, viewer_id: int | None
+) -> bytes:
     async with read_connection(db) as conn:
         stamp = await page_stamp(conn, question_id)
         if stamp is None:

@@ -60,7 +60,19 @@ def build_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: on asyncpg outside a transaction it costs three round trips per checkout
+    # (BEGIN, ";", ROLLBACK), 29% of a worker's samples on a cached question page
+    # (bench/results/QA_CACHE.md). A connection found dead when used invalidates the pool's
+    # older connections (SQLAlchemy's optimistic disconnect handling), so after a PostgreSQL
+    # restart only the requests already holding one fail; the question page retries once
+    # (qasite/api/page.py). Connections are replaced after POOL_RECYCLE_S at most.
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_S
+    )
+
+
+POOL_RECYCLE_S = 1800
+"""A pooled PostgreSQL connection is closed and replaced at its first checkout after this."""
 
 
 NAMESPACES_INFO = "herald_namespaces"

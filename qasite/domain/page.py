@@ -56,6 +56,11 @@ _QUESTION, _ANSWERS, _QUESTION_COMMENTS, _ANSWER_COMMENTS, _QUESTION_FILES, _ANS
 _PARTS = 6
 
 
+class ConnectionLost(Exception):
+    """The stamp query failed on the driver's connection, which was dropped from the pool:
+    the read may be tried again on another connection."""
+
+
 _STAMP_SQL = """
 SELECT 0, edit_version, score_version, answer_count, 0 FROM questions WHERE id = {q}
 UNION ALL
@@ -97,10 +102,15 @@ async def page_stamp(conn: AsyncConnection, question_id: int) -> PageStamp | Non
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     sql = _STAMP_BY_DIALECT[conn.dialect.name]
-    if conn.dialect.name == "postgresql":
-        rows = await driver.fetch(sql, question_id)
-    else:
-        rows = await driver.execute_fetchall(sql, (question_id,))
+    try:
+        if conn.dialect.name == "postgresql":
+            rows = await driver.fetch(sql, question_id)
+        else:
+            rows = await driver.execute_fetchall(sql, (question_id,))
+    except Exception as exc:  # the driver's own errors, which SQLAlchemy has not seen
+        # A connection that failed here may be broken (a restarted server): never pooled again.
+        await conn.invalidate()
+        raise ConnectionLost(f"the page stamp query failed: {exc!r}") from exc
     by_part = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
     if _QUESTION not in by_part:
         return None
