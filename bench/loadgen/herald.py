@@ -15,6 +15,7 @@ socketsrv/protocol/frames.py). Probe connections decode the frame to read ``data
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -115,10 +116,12 @@ class HeraldAdapter:
     name = "herald"
 
     def __init__(
-        self, tokens: TokenFor | None = None, *, path: str = "/ws", fast_open: bool = True
+        self, tokens: TokenFor | None = None, *, path: str = "/ws", fast_open: bool | None = None
     ) -> None:
         self.tokens = tokens
         self.path = path
+        if fast_open is None:  # HERALD_BENCH_OPEN=classic measures the connect-then-subscribe path
+            fast_open = os.environ.get("HERALD_BENCH_OPEN", "fast") != "classic"
         self.fast_open = fast_open
         """Carry the connect and the subscribes in the upgrade request (as client-js does;
         docs/protocol.md#fast-open) rather than sending them after the 101."""

@@ -128,7 +128,7 @@ class RawConnection:
         self.reader = reader
         self.writer = writer
 
-    async def exchange(self, data: bytes, timeout: float = 5.0) -> bytes:
+    async def exchange(self, data: bytes, timeout: float = 30.0) -> bytes:
         """Send *data*, then read until the worker closes its side (or *timeout*)."""
         self.writer.write(data)
         await self.writer.drain()
@@ -143,7 +143,7 @@ class RawConnection:
         self.writer.write(b"".join(frames))
         await self.writer.drain()
 
-    async def read_frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
+    async def read_frame(self, timeout: float = 30.0) -> tuple[int, bytes]:
         """The opcode and payload of the next (unmasked, server) frame."""
         head = await asyncio.wait_for(self.reader.readexactly(2), timeout)
         extra = await self.reader.readexactly(extended_length_bytes(head[1]))
@@ -156,7 +156,7 @@ class RawConnection:
             if opcode == OP_CLOSE:
                 return int.from_bytes(payload[:2], "big")
 
-    async def read_http_head(self, data: bytes, timeout: float = 5.0) -> HttpAnswer:
+    async def read_http_head(self, data: bytes, timeout: float = 30.0) -> HttpAnswer:
         """Send *data* (a request) and read the answer's status line and headers only."""
         self.writer.write(data)
         await self.writer.drain()
