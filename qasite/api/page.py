@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qasite.api.outputs import EDIT_GRACE
 from qasite.api.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut
-from qasite.core.db import Database
+from qasite.core.db import POOL_OVERFLOW, POOL_SIZE, Database
 from qasite.core.page_cache import PageCache
 from qasite.domain.errors import NotFound
 from qasite.domain.names import display_name
@@ -138,14 +138,16 @@ async def question_page(
     """The page of *question_id* as JSON; :class:`NotFound` when it does not exist.
 
     A read on a pooled connection found dead (PostgreSQL restarted: the pool does not ping
-    before use, qasite/core/db.py) is tried once more on a new one."""
-    try:
-        return await _question_page(db, cache, question_id, viewer_id)
-    except ConnectionLost:
-        pass
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
+    before use, qasite/core/db.py) is tried again on another, which may be dead too (each
+    attempt drops its own): at most once per connection the pool holds, then on a new one."""
+    for _ in range(POOL_SIZE + POOL_OVERFLOW):
+        try:
+            return await _question_page(db, cache, question_id, viewer_id)
+        except ConnectionLost:
+            continue
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
     return await _question_page(db, cache, question_id, viewer_id)
 
 

@@ -67,10 +67,16 @@ def build_engine(settings: Settings) -> AsyncEngine:
     # restart only the requests already holding one fail; the question page retries once
     # (qasite/api/page.py). Connections are replaced after POOL_RECYCLE_S at most.
     return create_async_engine(
-        url, pool_size=10, max_overflow=10, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_S
+        url,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_S,
     )
 
 
+POOL_SIZE, POOL_OVERFLOW = 10, 10
+"""PostgreSQL connections a process keeps, and opens beyond them under load."""
 POOL_RECYCLE_S = 1800
 """A pooled PostgreSQL connection is closed and replaced at its first checkout after this."""
 

@@ -301,24 +301,25 @@ async def test_redis_shares_pages_between_instances_and_garbage_there_is_a_count
 
 
 async def test_the_page_is_served_after_the_database_dropped_every_pooled_connection(
-    qa: QA, database_url: str
+    settings: Settings, database_url: str
 ) -> None:
     """The pool does not ping before use (qasite/core/db.py): a read that finds its pooled
     connection dead (a restarted PostgreSQL) is tried once more on a new one."""
     if not database_url.startswith("postgres"):
         pytest.skip("SQLite has no server to lose")
-    asker = await qa.signup()
-    q = await qa.ask(asker)
-    expected = await page(qa, q["id"])
-    for _ in range(2):  # once through the stamp query, once with the page built
-        conn = await asyncpg.connect(database_url, timeout=3)
-        try:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await conn.close()
-        assert await page(qa, q["id"]) == expected
-        assert qa.context.pages is not None
-        qa.context.pages.local.discard(q["id"])
+    async with running_qa(settings, migrate_on_start=False) as qa:
+        asker = await qa.signup()
+        q = await qa.ask(asker)
+        expected = await page(qa, q["id"])
+        for _ in range(2):  # once through the stamp query, once with the page built
+            conn = await asyncpg.connect(database_url, timeout=3)
+            try:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await conn.close()
+            assert await page(qa, q["id"]) == expected
+            assert qa.context.pages is not None
+            qa.context.pages.local.discard(q["id"])
