@@ -282,8 +282,15 @@ _ENGLISH = literal_column("'english'::regconfig", REGCONFIG)
 """A constant, not a bound parameter, so that the planner matches the expression index
 ``ix_questions_title_search`` (migration 0003) in every plan, generic ones included."""
 TITLE_TIER_FLOOR = 1.0
-"""Relevance keys of questions with every word in the title are 1 + their rank (rank > 0);
-the other matches all have the key 0.0 and follow, newest (highest id) first."""
+"""Relevance keys of questions with every word in the title are 1.0 where they are listed
+newest first (SQLite; PostgreSQL past :data:`RANKED_TITLE_MATCHES_MAX`), and
+:data:`RANKED_FLOOR` + their rank where they are ranked; the other matches all have the key
+0.0 and follow, newest (highest id) first."""
+RANKED_FLOOR = 2.0
+RANKED_TITLE_MATCHES_MAX = 3000
+"""PostgreSQL ranks the title matches when there are at most this many (each is read from
+the table); past it (``python``: 126,461 titles of 1,000,000, 3.5 s ranked) they are listed
+newest first, a walk of the primary key that stops at the page's end."""
 
 
 def _tsquery_text(terms: Sequence[Term], *, weight: str) -> str:
@@ -318,6 +325,10 @@ class _Segment:
     fts_rowid: bool = False
     """A segment of one constant key is ordered by the id; with *fts_rowid*, by the FTS5
     rowid (the same number), whose order FTS5 serves itself, stopping at the page's end."""
+    cap: int | None = None
+    """Ranked only when it has at most *cap* rows (the segment after it lists them if not)."""
+    when_capped: bool = False
+    """Read only when the ranked segment before it had more than its cap."""
 
     @property
     def id_column(self) -> ColumnElement[Any]:
@@ -351,15 +362,17 @@ def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
     # In the title segment the tests on ``search`` are function calls (``ts_match_vq`` is
     # what ``@@`` calls), which no index serves: given ``@@``, a generic plan of the
     # prepared statement ANDed the bitmap of every match in (25 ms) and rechecked it all.
+    # Listed unranked (past the cap), the title segment has no indexed test at all, so the
+    # plan is the walk of the primary key.
     in_title = func.to_tsvector(_ENGLISH, Question.title).bool_op("@@")(title_words)
     title_weighted = func.ts_match_vq(_search, weighted, type_=Boolean)
-    rank = func.ts_rank(_search, tsquery, type_=Float) + literal(TITLE_TIER_FLOOR, Float)
+    matches = func.ts_match_vq(_search, tsquery, type_=Boolean)
+    rank = func.ts_rank(_search, tsquery, type_=Float) + literal(RANKED_FLOOR, Float)
     return [
         _Segment(
-            (in_title, func.ts_match_vq(_search, tsquery, type_=Boolean), title_weighted),
-            rank,
-            TITLE_TIER_FLOOR,
+            (in_title, matches, title_weighted), rank, RANKED_FLOOR, cap=RANKED_TITLE_MATCHES_MAX
         ),
+        _Segment((matches, title_weighted), None, TITLE_TIER_FLOOR, when_capped=True),
         _Segment((_search.bool_op("@@")(tsquery), not_(title_weighted)), None, 0.0),
     ]
 
@@ -425,12 +438,31 @@ async def search_questions(
     start = 0 if position is None else _segment_of(segments, position)
     order = list(reversed(segments[: start + 1])) if backward else segments[start:]
     filters = _filters(query, tag_ids)
+    # Whether the ranked segment is over its cap: known from a position in either of the
+    # title segments, else from reading the ranked one (first, or on demand).
+    capped: bool | None = None
+    if position is not None and (segments[start].cap or segments[start].when_capped):
+        capped = segments[start].when_capped
     rows: list[Any] = []
     for i, segment in enumerate(order):
         want = query.limit + 1 - len(rows)
         if want <= 0:
             break
         start_at = position if i == 0 else None
+        if segment.cap is not None:
+            if capped:
+                continue
+            found, over = await _read_ranked(session, segment, filters, start_at, backward, want)
+            capped = over if over is not None else capped or False
+            rows.extend([] if capped else found)
+            continue
+        if segment.when_capped:
+            if capped is None:
+                ranked = next(s for s in segments if s.cap is not None)
+                _, over = await _read_ranked(session, ranked, filters, None, False, 1)
+                capped = bool(over)
+            if not capped:
+                continue
         rows.extend(await _read(session, query, segment, filters, start_at, backward, want))
     page = rows[: query.limit]
     more = len(rows) > query.limit
@@ -488,21 +520,6 @@ async def _read(
         .join(User, User.id == Question.author_id)
         .options(selectinload(Question.tags))
     )
-    if query.sort is Sort.RELEVANCE and segment.key is not None:
-        # Rank every row of the segment on ids and ranks alone, then join the page's rows:
-        # joined first, PostgreSQL looked up the author of each of the 1,274 title matches
-        # of 'read file' and sorted whole rows, to keep 31.
-        ranked = (
-            select(Question.id.label("id"), segment.key.label("rank"))
-            .where(and_(*conditions))
-            .order_by(*order)
-            .limit(limit)
-            .subquery("ranked")
-        )
-        rank = ranked.c.rank
-        statement = statement.join(ranked, ranked.c.id == Question.id).add_columns(rank)
-        by_rank = (rank.asc(), Question.id.asc()) if backward else (rank.desc(), Question.id.desc())
-        return list((await session.execute(statement.order_by(*by_rank))).all())
     if query.terms and session.get_bind().dialect.name == "sqlite":
         statement = statement.join(_fts, _fts.c.rowid == Question.id)
     if query.sort is Sort.RELEVANCE:
@@ -510,6 +527,57 @@ async def _read(
     if conditions:
         statement = statement.where(and_(*conditions))
     return list((await session.execute(statement.order_by(*order).limit(limit))).all())
+
+
+async def _read_ranked(
+    session: AsyncSession,
+    segment: _Segment,
+    filters: Sequence[ColumnElement[bool]],
+    position: Position | None,
+    backward: bool,
+    limit: int,
+) -> tuple[list[Any], bool | None]:
+    """Up to *limit* rows of the ranked *segment* after *position* (before it, *backward*)
+    and whether it has more than its cap of rows (None: no row to tell).
+
+    At most cap + 1 candidates are read (the bitmap scan stops there) and ranked on ids and
+    ranks alone; only the page's rows are joined to their authors. (Joined first, PostgreSQL
+    looked up the author of each of the 1,274 title matches of 'read file' and sorted whole
+    rows, to keep 31.)
+    """
+    assert segment.key is not None, segment
+    assert segment.cap is not None, segment
+    candidates = (
+        select(Question.id.label("id"), segment.key.label("rank"))
+        .where(and_(*segment.conditions, *filters))
+        .limit(segment.cap + 1)
+        .subquery("candidates")
+    )
+    counted = select(
+        candidates.c.id, candidates.c.rank, func.count().over().label("candidates")
+    ).subquery("counted")
+    rank, ids = counted.c.rank, counted.c.id
+    order = (rank.asc(), ids.asc()) if backward else (rank.desc(), ids.desc())
+    page = select(counted).order_by(*order).limit(limit)
+    if position is not None:
+        bound, after_id = literal(position.key, Float), literal(position.id, Question.id.type)
+        if backward:
+            page = page.where(or_(rank > bound, and_(rank == bound, ids > after_id)))
+        else:
+            page = page.where(or_(rank < bound, and_(rank == bound, ids < after_id)))
+    ranked = page.subquery("ranked")
+    statement = (
+        select(Question, User.display_name, ranked.c.rank, ranked.c.candidates)
+        .join(ranked, ranked.c.id == Question.id)
+        .join(User, User.id == Question.author_id)
+        .options(selectinload(Question.tags))
+        .order_by(*((ranked.c.rank.asc(), Question.id.asc()) if backward
+                    else (ranked.c.rank.desc(), Question.id.desc())))
+    )  # fmt: skip
+    rows = list((await session.execute(statement)).all())
+    if not rows:
+        return [], (False if position is None else None)
+    return rows, rows[0][3] > segment.cap
 
 
 async def count_questions(session: AsyncSession, query: SearchQuery) -> int:

@@ -380,6 +380,41 @@ async def test_relevance_pages_run_through_title_matches_into_the_rest(qa: QA, l
     assert back[::-1] == pages
 
 
+@pytest.mark.parametrize("limit", [1, 2, 4])
+async def test_past_the_ranking_cap_title_matches_are_listed_newest_first(
+    qa: QA, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qasite.domain.search.RANKED_TITLE_MATCHES_MAX", 3)
+    a = await author(qa)
+    # Oldest first with the most occurrences: ranked, it would come first.
+    in_title = [
+        await put(qa, a, title="Kilo title", body="kilo " * (5 - i), day=i) for i in range(5)
+    ]
+    in_body = [await put(qa, a, title="Another title", body="kilo", day=9) for _ in range(3)]
+    expected = in_title[::-1] + in_body[::-1]
+    assert await ids(qa, q="kilo", limit=100) == expected
+    pages = await all_pages(qa, q="kilo", limit=limit)
+    assert [i for page in pages for i in page] == expected
+    page = await page_at(qa, None, q="kilo", limit=limit)
+    while page["next_cursor"] is not None:
+        page = await page_at(qa, page["next_cursor"], q="kilo", limit=limit)
+    back = [ids_of(page)]
+    while page["prev_cursor"] is not None:
+        page = await page_at(qa, page["prev_cursor"], q="kilo", limit=limit)
+        back.append(ids_of(page))
+    assert back[::-1] == pages
+
+
+async def test_at_the_ranking_cap_title_matches_are_still_ranked_on_postgresql(
+    qa: QA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qasite.domain.search.RANKED_TITLE_MATCHES_MAX", 3)
+    a = await author(qa)
+    made = [await put(qa, a, title="Kilo title", body="kilo " * (3 - i), day=i) for i in range(3)]
+    found = await ids(qa, q="kilo")
+    assert found == (made if qa.context.db.dialect == "postgresql" else made[::-1])
+
+
 async def page_at(qa: QA, cursor: str | None, **params: Any) -> dict[str, Any]:
     """The page *cursor* leads to (the first page for None), as the API answers it."""
     r = await qa.client.get(
