@@ -19,8 +19,9 @@ Semantics (docs/qa-core.md, "Search"):
   (``last_activity_at``), ``relevance``; all descending, ties broken by id descending, so
   every sort is a total order and keyset pages neither repeat nor skip rows;
 * ``relevance`` is two segments: first the questions with every word (and phrase) of the
-  query in the title (on PostgreSQL ranked by ``ts_rank``, title A and body B; on SQLite
-  newest first), then every other match, newest (highest id) first. Only the title matches
+  query in the title (on PostgreSQL ranked by ``ts_rank``, title A and body B, up to
+  :data:`RANKED_TITLE_MATCHES_MAX` of them; on SQLite, and past that, newest first), then
+  every other match, newest (highest id) first. Only the title matches
   are ranked, so the work is bounded by them (a tenth of the matches or less for the
   benchmark's two-word queries), not by all matches: ranking every match on 1,000,000
   questions read every matching row (bench/results/QA_SEARCH.md).
@@ -30,8 +31,9 @@ A cursor is a row's sort key and id, a direction (after it: ``next_cursor``; bef
 (:class:`CursorCodec`): a cursor that was altered, belongs to another query or sort, or is not
 a cursor at all is refused with :class:`BadCursor` (a 422 over HTTP), never a 500. A relevance
 cursor pages through a stable order only while the matching rows do not change (the usual
-contract of ranked search); its key is 1 + the rank in the title segment (1.0 on SQLite) and
-0.0 in the other one.
+contract of ranked search); its key is 2 + the rank in the title segment where it is ranked,
+1.0 where it is listed newest first (SQLite; PostgreSQL past 3,000 title matches), 0.0 in the
+other segment.
 """
 
 from __future__ import annotations
@@ -313,9 +315,11 @@ def _title_fts5_expression(terms: Sequence[Term]) -> str:
 class _Segment:
     """One run of a sort order: its rows' full-text conditions and their sort key.
 
-    Every sort but relevance is one segment. Relevance is two (docs/qa-core.md, "Search"):
-    the questions with every word in the title, ranked (keys >= :data:`TITLE_TIER_FLOOR`),
-    then every other match, newest first (*key* None: the constant key 0.0, order by id).
+    Every sort but relevance is one segment. Relevance (docs/qa-core.md, "Search") is the
+    questions with every word in the title, then every other match, newest first (*key*
+    None: a constant key, *floor*, order by id). On PostgreSQL the title matches are two
+    segments of which one is read: ranked (keys >= :data:`RANKED_FLOOR`) up to the cap,
+    else newest first (key :data:`TITLE_TIER_FLOOR`).
     """
 
     conditions: tuple[Any, ...]
