@@ -115,7 +115,7 @@ async def optional_user_id(
 OptionalUserId = Annotated[int | None, Depends(optional_user_id)]
 
 
-async def current_user_id(user_id: OptionalUserId) -> int:
+def current_user_id(user_id: OptionalUserId) -> int:
     if user_id is None:
         raise Unauthenticated()
     return user_id
