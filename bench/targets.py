@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from publisher.publish import Publisher
 
 ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 
 HERALD_ENV = {

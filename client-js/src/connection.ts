@@ -27,7 +27,7 @@ import {
   parseConnectResult,
 } from './frames.js';
 import { Liveness } from './liveness.js';
-import { MAX_OPEN_TOKEN_LENGTH, openToken } from './opening.js';
+import { MAX_OPEN_TOKEN_LENGTH, openToken, subsOfToken } from './opening.js';
 import { type ChannelHost, type ChannelListener, ChannelPositions } from './positions.js';
 import { type TokenProvider, TokenKeeper } from './renewal.js';
 import { Requests } from './requests.js';
@@ -275,7 +275,7 @@ export class Connection {
     this.gathering = first;
     try {
       this.sendConnect();
-      this.channels.subscribeAhead();
+      this.channels.subscribeAhead(subsOfToken(this.tokens.token));
     } finally {
       this.gathering = null;
     }

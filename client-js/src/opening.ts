@@ -11,6 +11,26 @@ export const OPEN_PREFIX = 'herald.v1.open.';
  * the commands are sent as messages instead. */
 export const MAX_OPEN_TOKEN_LENGTH = 8000;
 
+/**
+ * The channels a connection token's `subs` claim names (docs/protocol.md#server-side-subscriptions),
+ * read from its payload without checking the signature (the server checks it): those the
+ * connect subscribes, so a fast open does not subscribe them ahead. None for an anonymous
+ * connection or a token that is not a JWT with such a claim.
+ */
+export function subsOfToken(token: string | null): ReadonlySet<string> {
+  const payload = token?.split('.')[1];
+  if (payload === undefined) return new Set();
+  try {
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const claims: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    const subs = typeof claims === 'object' && claims !== null ? (claims as Record<string, unknown>)['subs'] : null;
+    return new Set(Array.isArray(subs) ? subs.filter((s): s is string => typeof s === 'string') : []);
+  } catch {
+    return new Set();
+  }
+}
+
 /** `herald.v1.open.` + the unpadded base64url of the JSON array of `commands` (JSON whatever
  * the socket's encoding). */
 export function openToken(commands: readonly Command[]): string {

@@ -172,10 +172,11 @@ export class ChannelPositions {
   }
 
   /** A socket is being opened (fast open, docs/protocol.md#fast-open): subscribe, ahead of
-   * the connect reply, every channel not known to be a server-side subscription. */
-  subscribeAhead(): void {
+   * the connect reply, every channel not known to be a server-side subscription (`server`:
+   * those the token names). */
+  subscribeAhead(server: ReadonlySet<string>): void {
     for (const [channel, entry] of this.entries) {
-      if (entry.server) continue; // the connect subscribes it, from its position
+      if (entry.server || server.has(channel)) continue; // the connect subscribes it
       if (entry.state === 'idle' || entry.state === 'retrying') this.subscribe(channel, entry);
     }
   }

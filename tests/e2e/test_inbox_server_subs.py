@@ -1,7 +1,9 @@
 """The inbox on a server-side subscription (issue 14, item 2), in Chromium against the real
 system: the socket token names ``user:<id>`` in ``subs``, so the page never subscribes it;
 after a reconnect the item it missed comes behind the connect reply, from the position the
-connect command carried (docs/protocol.md#server-side-subscriptions)."""
+connect command carried (docs/protocol.md#server-side-subscriptions). client-js opens fast, so
+its connect travels in the upgrade request's open token (docs/protocol.md#fast-open): the
+test reads it from the handshake through Chromium's DevTools protocol."""
 
 from __future__ import annotations
 
@@ -12,10 +14,18 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, WebSocket, expect
 
+from socketsrv.protocol.opening import open_commands
 from tests.e2e.conftest import VIEWPORT, log_in, make_user
 from tests.e2e.system import LiveSystem
 
 expect.set_options(timeout=20_000)
+
+
+def open_commands_of(headers: dict[str, str]) -> list[dict[str, Any]]:
+    """The commands of the open token among a handshake request's *headers*."""
+    offered = next((v for k, v in headers.items() if k.lower() == "sec-websocket-protocol"), "")
+    commands = open_commands([s.strip() for s in offered.split(",")])
+    return [json.loads(c) for c in commands or []]
 
 
 @pytest.fixture
@@ -46,6 +56,12 @@ def test_the_inbox_is_live_without_a_subscribe_and_recovers_through_the_connect(
 
     page = context.new_page()
     page.on("websocket", watch)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.on(
+        "Network.webSocketWillSendHandshakeRequest",
+        lambda event: sent.extend(open_commands_of(event["request"]["headers"])),
+    )
     log_in(page, shared_system, asker, "/inbox")
     page.wait_for_function(
         "(c) => window.herald?.stats.get(c)?.state === 'subscribed'"

@@ -57,6 +57,19 @@ describe('server-side subscriptions', () => {
     expect(second.opened[0]?.['since']).toEqual({ [INBOX]: { epoch: 'e1', offset: 4 } });
   });
 
+  it('in a fast open, does not subscribe ahead a channel the token names in subs', async () => {
+    const payload = btoa(JSON.stringify({ sub: '7', exp: 1, subs: [INBOX] })).replace(/=+$/, '');
+    const c = client({ getToken: () => `e30.${payload}.sig` });
+    const inbox = c.subscribe(INBOX);
+    c.subscribe('question:1');
+    c.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    const socket = page.socket();
+    expect(socket.opened.filter((m) => m['op'] === 'subscribe').map((m) => m['channel'])).toEqual(['question:1']);
+    socket.accept({ user: '7', ...subs('e1', 3) });
+    expect(inbox.state).toBe('subscribed');
+  });
+
   it('tells the app of the server-side subscriptions in the connected event', async () => {
     const c = client(TOKEN);
     const infos = record<StateInfo>((push) => c.on('connected', push));

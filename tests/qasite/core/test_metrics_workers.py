@@ -63,12 +63,12 @@ class Service:
         """GET *path* on a new connection: status, body and the pid of the worker that
         answered. The request is held back by its last line until a worker has accepted the
         connection and been found holding it (after the answer, it may have closed it)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
             client_port = int(sock.getsockname()[1])
             sock.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
             )
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60  # a busy worker accepts late on a loaded machine
             while True:
                 try:
                     holder = self.worker_holding(client_port)
