@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qasite.api.outputs import EDIT_GRACE
+from qasite.api.outputs import EDIT_GRACE, attachment_out
 from qasite.api.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut
 from qasite.core.db import POOL_OVERFLOW, POOL_SIZE, Database
 from qasite.core.page_cache import PageCache
@@ -41,19 +41,6 @@ async def read_connection(db: Database) -> AsyncIterator[AsyncConnection]:
         if db.dialect == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
-
-
-def _attachment(row: Any) -> AttachmentOut:
-    return AttachmentOut(
-        id=row.id,
-        url=f"/api/attachments/{row.id}",
-        content_type=row.content_type,
-        size_bytes=row.size_bytes,
-        width=row.width,
-        height=row.height,
-        question_id=row.question_id,
-        answer_id=row.answer_id,
-    )
 
 
 def _comment(row: Any) -> CommentOut:
@@ -86,9 +73,9 @@ def build_page(rows: PageRowsLite) -> QuestionOut:
     files_on_question: list[AttachmentOut] = []
     for row in rows.attachments:
         if row.question_id is not None:
-            files_on_question.append(_attachment(row))
+            files_on_question.append(attachment_out(row))
         else:
-            files_of.setdefault(row.answer_id, []).append(_attachment(row))
+            files_of.setdefault(row.answer_id, []).append(attachment_out(row))
     answers = [
         AnswerOut(
             id=a.id,
