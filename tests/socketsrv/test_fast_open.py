@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
 
-from socketsrv.connection import ClientConnection
 from socketsrv.protocol.opening import MAX_OPEN_TOKEN_LENGTH, OPEN_PREFIX, open_token
 from socketsrv.worker import Worker
 from tests.support.raw_ws import (
@@ -27,9 +25,8 @@ from tests.support.raw_ws import (
     raw_connection,
     upgrade_request,
 )
-from tests.support.redis_server import RedisServer
 from tests.support.tokens import TokenIssuer
-from tests.support.worker import handshake_rejections, metric, publish, running_worker
+from tests.support.worker import handshake_rejections, metric, publish
 
 QUESTION = "question:5"
 TAG = "tag:python"
@@ -37,32 +34,9 @@ INBOX = "user:7"
 
 
 @pytest.fixture
-def issuer() -> TokenIssuer:
-    return TokenIssuer()
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def worker(request: pytest.FixtureRequest, issuer: TokenIssuer) -> AsyncIterator[Worker]:
-    overrides: dict[str, Any] = {"jwt_public_key_pem": issuer.public_pem}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides["redis_url"] = server.url
-    async with running_worker(**overrides) as w:
-        yield w
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every chunk the worker's connections hand to their transports, in order."""
-    chunks: list[bytes] = []
-    original = ClientConnection._write
-
-    def recording(self: ClientConnection, transport: Any, data: bytes) -> None:
-        chunks.append(data)
-        original(self, transport, data)
-
-    monkeypatch.setattr(ClientConnection, "_write", recording)
-    return chunks
+def worker(worker_with_tokens: Worker) -> Worker:
+    """On the memory bus and on a real Redis, checking the issuer's tokens (conftest.py)."""
+    return worker_with_tokens
 
 
 async def open_fast(

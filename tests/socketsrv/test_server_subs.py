@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from socketsrv.connection import ClientConnection
 from socketsrv.hub import Hub
 from socketsrv.worker import Worker
 from tests.support.raw_ws import OP_TEXT, RawConnection, client_frame, raw_connection
@@ -28,32 +26,9 @@ QUESTION = "question:5"
 
 
 @pytest.fixture
-def issuer() -> TokenIssuer:
-    return TokenIssuer()
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def worker(request: pytest.FixtureRequest, issuer: TokenIssuer) -> AsyncIterator[Worker]:
-    overrides: dict[str, Any] = {"jwt_public_key_pem": issuer.public_pem}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides["redis_url"] = server.url
-    async with running_worker(**overrides) as w:
-        yield w
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every chunk the worker's connections hand to their transports, in order."""
-    chunks: list[bytes] = []
-    original = ClientConnection._write
-
-    def recording(self: ClientConnection, transport: Any, data: bytes) -> None:
-        chunks.append(data)
-        original(self, transport, data)
-
-    monkeypatch.setattr(ClientConnection, "_write", recording)
-    return chunks
+def worker(worker_with_tokens: Worker) -> Worker:
+    """On the memory bus and on a real Redis, checking the issuer's tokens (conftest.py)."""
+    return worker_with_tokens
 
 
 async def send(conn: RawConnection, **command: Any) -> None:

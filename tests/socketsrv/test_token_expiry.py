@@ -7,8 +7,6 @@ connect allows, not at the connection's next heartbeat visit (which comes only e
 
 from __future__ import annotations
 
-import pytest
-
 from socketsrv.worker import Worker, verifier_of
 from tests.support.client import HeraldTestClient, assert_closed_with, assert_still_open
 from tests.support.tokens import TokenIssuer
@@ -17,11 +15,6 @@ from tests.support.worker import ManualClock, disconnects_counted, running_worke
 
 PING_S = 25.0
 """A production heartbeat interval: a connection's visits come 12.5 s apart."""
-
-
-@pytest.fixture
-def issuer() -> TokenIssuer:
-    return TokenIssuer()
 
 
 def leeway_of(worker: Worker) -> float:

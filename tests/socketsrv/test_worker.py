@@ -58,11 +58,6 @@ CHANNEL = "question:4242"
 
 
 @pytest.fixture
-def issuer() -> TokenIssuer:
-    return TokenIssuer()
-
-
-@pytest.fixture
 async def auth_worker(issuer: TokenIssuer) -> AsyncIterator[Worker]:
     async with running_worker(jwt_public_key_pem=issuer.public_pem) as w:
         yield w
