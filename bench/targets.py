@@ -115,10 +115,24 @@ class TargetPublisher(Generic[C]):
 
 
 AnyPublisher = TargetPublisher[Any]
+"""Any target's publisher, as the scenarios hold it."""
 
 BENCH_PUBLISH_TIMEOUT_S = 60.0
 """How long the bench's Herald publisher waits for Redis's reply to one publication."""
-"""Any target's publisher, as the scenarios hold it."""
+PUBLISH_CONNECTIONS = 256
+"""Connections of a plain-Redis publisher: as many as the publications a RatePublisher keeps
+in flight (bench/scenarios/publishing.py); past them a publish waits for one. redis-py's
+default pool holds 100 and raises MaxConnectionsError past them: 161 publications of a smoke
+Q&A mix on the floor failed so beside a CPU hog."""
+
+
+def _redis(url: str) -> Redis:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=PUBLISH_CONNECTIONS, timeout=BENCH_PUBLISH_TIMEOUT_S
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 class HeraldPublisher(TargetPublisher["Publisher"]):
@@ -144,9 +158,7 @@ class FloorPublisher(TargetPublisher["Redis"]):
     """``PUBLISH floor:<channel> <json data>``; the floor server frames it once."""
 
     def _connect(self) -> Redis:
-        from redis.asyncio import Redis
-
-        return Redis.from_url(self.redis_url)
+        return _redis(self.redis_url)
 
     async def _send(self, client: Redis, channel: str, data: Data) -> None:
         await client.publish("floor:" + channel, json.dumps(data, separators=(",", ":")))
@@ -203,9 +215,7 @@ class SocketIONodePublisher(TargetPublisher["Redis"]):
     delivers it to its sockets in the room."""
 
     def _connect(self) -> Redis:
-        from redis.asyncio import Redis
-
-        return Redis.from_url(self.redis_url)
+        return _redis(self.redis_url)
 
     async def _send(self, client: Redis, channel: str, data: Data) -> None:
         await client.spublish(*socketio_node_message(channel, data))
