@@ -21,7 +21,7 @@ TARGETS = ("floor", "herald", "socketio")
 QA_TARGETS = ("herald", "floor")
 """The targets the smoke scale runs the Q&A mix on."""
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(320)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--scale", "smoke", "--output", str(out),
          "--no-report", "--log-dir", str(tmp / "logs")],
-        cwd=ROOT, capture_output=True, text=True, timeout=140,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     loaded: dict[str, Any] = json.loads(out.read_text())
