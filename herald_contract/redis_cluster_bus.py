@@ -117,6 +117,14 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
         """Pub/sub connections open now, one per primary that owns a wanted channel."""
         return 0 if self._pubsub is None else self._pubsub.shard_count
 
+    def subscribed_at(self) -> dict[str, Address]:
+        """The primary (host, port) each wanted channel is subscribed at now.
+
+        A channel whose SSUBSCRIBE is sent counts before Redis confirms it; while the bus is
+        LIVE every channel here is confirmed, while RECOVERING some may be missing.
+        """
+        return {} if self._pubsub is None else self._pubsub.owners()
+
     # -- connecting ------------------------------------------------------------------------
 
     def _open(self) -> None:

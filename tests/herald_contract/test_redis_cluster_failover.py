@@ -398,6 +398,23 @@ async def settled(cluster: RedisClusterTestbed, run: Run) -> Outcome:
     return outcome
 
 
+async def followed(cluster: RedisClusterTestbed, run: Run) -> None:
+    """Wait until the bus is LIVE and subscribed to each channel at the primary owning it now.
+
+    Each slot move is a recovery of its own, and the last one may still be running when the
+    fault has returned (beside a CPU hog it was, and the shard count seen then was not the
+    final one): what the bus holds is read once it has caught up, never right after the fault.
+    """
+    owners = {channel: cluster.node_of_slot(slot_of(channel)).port for channel in run.channels}
+
+    def caught_up() -> bool:
+        ports = {channel: port for channel, (_, port) in run.bus.subscribed_at().items()}
+        return run.bus.live and ports == owners
+
+    await eventually(caught_up, DEADLINE_S)
+    assert run.bus.shard_connections == len(set(owners.values()))
+
+
 def _keys(envelopes: list[Envelope]) -> list[tuple[str, int, object]]:
     return [(e.epoch, e.offset, e.data["n"]) for e in envelopes]
 
@@ -445,11 +462,11 @@ async def test_busy_slots_migrated_to_another_primary_are_followed(
             await during(lambda: cluster.migrate_slots(slots, target), run)
             outcome = await settled(cluster, run)
             assert all(cluster.node_of_slot(s).port == target.port for s in slots)
+            await followed(cluster, run)  # all at the target, on one shard connection
             assert outcome.lost_acknowledged == 0  # a migration loses nothing
             reasons = {reason for reason, _ in run.observer.recoveries}
             assert reasons and reasons <= {"sunsubscribe", "slot_moved"}, reasons
             assert run.observer.reconnects == len(run.observer.recoveries)
-            assert run.bus.shard_connections == 1  # all at the target now
             print(
                 f"migration: {outcome.line()}; {run.publisher.retries} publish retries,"
                 f" recoveries {run.observer.recoveries}"
@@ -478,15 +495,16 @@ async def test_a_primary_added_then_removed_is_followed_both_ways(
             await asyncio.to_thread(add_and_reshard)
             await run.publisher.acknowledged(PER_PHASE)
             assert all(cluster.node_of_slot(s).port == added[0].port for s in slots)
-            await eventually(lambda: len(run.observer.recoveries) >= 1, DEADLINE_S)
-            assert run.bus.shard_connections == 1  # at the new primary
+            await followed(cluster, run)  # all at the new primary, on one shard connection
             moves_after_add = len(run.observer.recoveries)
+            assert moves_after_add >= 1
             await asyncio.to_thread(cluster.remove_node, added[0])
             await run.publisher.acknowledged(PER_PHASE)
             await run.publisher.stop()
             outcome = await settled(cluster, run)
-            await eventually(lambda: len(run.observer.recoveries) > moves_after_add, DEADLINE_S)
             assert added[0].node_id not in {v.node_id for v in cluster.cluster.topology()}
+            await followed(cluster, run)  # back at the primaries that took the slots over
+            assert len(run.observer.recoveries) > moves_after_add
             assert outcome.lost_acknowledged == 0  # a migration loses nothing
             reasons = {reason for reason, _ in run.observer.recoveries}
             assert reasons <= {"sunsubscribe", "slot_moved"}, reasons
