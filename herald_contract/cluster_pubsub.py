@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_contract.errors import BusUnavailable
@@ -70,7 +70,26 @@ Address = tuple[str, int]
 
 
 class SlotMoved(RedisConnectionError):
-    """Redis dropped a wanted channel (its slot moved) or refused it with MOVED."""
+    """Redis dropped a wanted channel (its slot moved) or refused a subscribe with MOVED/ASK.
+
+    *redirect* is the refusal (``MOVED 1745 10.0.0.2:7001``), None for a dropped *channel*.
+    """
+
+    def __init__(
+        self, node: str, *, channel: str | None = None, redirect: str | None = None
+    ) -> None:
+        self.node = node
+        self.channel = channel
+        self.redirect = redirect
+        if redirect is not None:
+            super().__init__(f"{node} answered a (un)subscribe with {redirect}")
+        else:
+            super().__init__(f"{node} dropped {channel!r}: its slot moved")
+
+    @property
+    def refused(self) -> bool:
+        """An SSUBSCRIBE (or SUNSUBSCRIBE) answered MOVED or ASK, not a channel dropped."""
+        return self.redirect is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +190,10 @@ class ShardConnection:
                 reply = await self._conn.read_response(
                     timeout=interval_s, disconnect_on_error=False, push_request=True
                 )
-            except RedisError as exc:
-                if "MOVED" in str(exc) or "ASK" in str(exc):
-                    raise SlotMoved(f"{self.name}: {exc}") from exc
-                raise
+            except (MovedError, AskError) as exc:
+                # redis-py strips the code from the message ("1745 10.0.0.2:7001"): name it.
+                code = "MOVED" if isinstance(exc, MovedError) else "ASK"
+                raise SlotMoved(self.name, redirect=f"{code} {exc}") from exc
             if reply is not None:
                 pinged = False
                 self._dispatch(reply)
@@ -198,7 +217,7 @@ class ShardConnection:
         if not due:
             if reply.kind is ReplyKind.UNSUBSCRIBE and self._wanted(reply.channel):
                 # Nobody asked: Redis dropped the channel because its slot left this node.
-                raise SlotMoved(f"{self.name} dropped {reply.channel!r}: its slot moved")
+                raise SlotMoved(self.name, channel=reply.channel)
             return
         waiter = due.popleft()
         if not due:
@@ -425,6 +444,9 @@ class ClusterPubSub:
             if not waiters:
                 return
             confirmed = asyncio.gather(*waiters)
+            # A loss ends the wait and cancels it: nobody awaits it then, so its outcome is
+            # taken here (asyncio would log "exception was never retrieved", an ERROR).
+            confirmed.add_done_callback(_take_outcome)
             try:
                 await asyncio.wait([confirmed, lost], return_when=asyncio.FIRST_COMPLETED)
                 if lost.done():
@@ -435,6 +457,11 @@ class ClusterPubSub:
             finally:
                 if not confirmed.done():
                     confirmed.cancel()
+
+
+def _take_outcome(future: asyncio.Future[list[None]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _as_lost(exc: BaseException) -> Exception:

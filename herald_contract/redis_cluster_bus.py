@@ -228,7 +228,7 @@ def shard_loss_reason(exc: BaseException) -> str:
     """The :data:`herald_contract.bus.RECOVERY_REASONS` entry for a shard loss *exc*."""
     if isinstance(exc, SlotMoved):
         # MOVED/ASK: a subscribe was refused; otherwise Redis pushed an unasked sunsubscribe.
-        return "slot_moved" if ("MOVED" in str(exc) or "ASK" in str(exc)) else "sunsubscribe"
+        return "slot_moved" if exc.refused else "sunsubscribe"
     if isinstance(exc, TimeoutError | RedisTimeoutError):
         return "ping_timeout"
     if isinstance(exc, LOST_ERRORS):

@@ -6,6 +6,9 @@ shows: where a channel's keys land and that the bus follows the cluster.
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
@@ -13,10 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from herald_contract.backoff import Backoff
 from herald_contract.cluster_client import GuardedConnection, cluster_command_client
+from herald_contract.cluster_pubsub import Address, ClusterPubSub, ConnectOptions, SlotMoved
 from herald_contract.cluster_urls import parse_cluster_url
 from herald_contract.envelope import StreamPosition, decode_envelope
 from herald_contract.errors import BusUnavailable
-from herald_contract.redis_cluster_bus import RedisClusterBus
+from herald_contract.lifecycle import BusLifecycle, BusState
+from herald_contract.redis_cluster_bus import RedisClusterBus, shard_loss_reason
 from herald_contract.redis_urls import check_redis_url
 from publisher.publish import Publisher
 from tests.herald_contract.bus_support import KEYS, Q1, Observer, Recorder, packed
@@ -221,3 +226,80 @@ async def test_every_cluster_connection_reports_a_stream_closed_under_it_as_a_co
             await closed._send_packed_command([b"PING\r\n"])
     finally:
         await client.aclose()
+
+
+# -- slot moves seen by a subscribe -------------------------------------------------------------
+
+
+def slot_of(channel: str) -> int:
+    return key_slot(KEYS.live(channel).encode())
+
+
+def address_of(cluster: RedisClusterTestbed, channel: str) -> Address:
+    """The primary that owns *channel*'s slot now."""
+    owner = cluster.node_of_slot(slot_of(channel))
+    return owner.node.host, owner.port
+
+
+async def test_a_subscribe_refused_with_moved_is_recovered_as_a_slot_move(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    # The bus's slot map predates the move, so it sends SSUBSCRIBE to the old owner, which
+    # answers MOVED (redis-py: a MovedError reading "<slot> <host:port>", without the code).
+    redis_cluster.flushall()
+    observer = Observer()
+    bus, listener = await started_bus(redis_cluster, observer)
+    channel = channels_on(redis_cluster, 1)[0]
+    source = redis_cluster.node_of_slot(slot_of(channel))
+    target = next(node for node in redis_cluster.primaries() if node.port != source.port)
+    try:
+        migrate_slot(redis_cluster, slot_of(channel), target)
+        with pytest.raises(BusUnavailable):
+            await bus.subscribe(channel)  # not subscribed: the caller is told so
+        await eventually(lambda: listener.events == ["lost", "restored"])
+        assert observer.recoveries == [("slot_moved", 0)]
+        await bus.subscribe(channel)  # at the new owner, by the slot map read since
+        assert bus.subscribed_at() == {channel: address_of(redis_cluster, channel)}
+    finally:
+        await bus.close()
+        migrate_slot(redis_cluster, slot_of(channel), source)
+
+
+async def test_a_resubscribe_cut_short_by_a_moved_slot_leaves_nothing_for_asyncio_to_log(
+    redis_cluster: RedisClusterTestbed, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A recovery's resubscribe at a slot map gone stale is answered MOVED while another
+    # channel's confirmation is still due (a reshard of several slots does this). It raises for
+    # the loss; the confirmations it stopped waiting for must not end in asyncio's "exception
+    # was never retrieved" ERROR, logged with no context at every such recovery.
+    redis_cluster.flushall()
+    first, second = channels_on(redis_cluster, 2)
+    locate = {KEYS.live(c): address_of(redis_cluster, c) for c in (first, second)}
+    lifecycle = BusLifecycle("Redis Cluster")
+    lifecycle.move(BusState.LIVE, "start")
+    pubsub = ClusterPubSub(
+        keys=KEYS,
+        lifecycle=lifecycle,
+        options=ConnectOptions(None, None, ping_interval_s=5.0, socket_timeout_s=5.0),
+        locate=locate.__getitem__,
+        slot_of=lambda key: key_slot(key.encode()),
+        on_message=lambda channel, envelope: None,
+    )
+    try:
+        await pubsub.subscribe(first)
+        await pubsub.subscribe(second)
+        await pubsub.drop("a test")
+        locate[KEYS.live(second)] = locate[KEYS.live(first)]  # a stale slot map
+        with pytest.raises(SlotMoved) as refused:
+            await pubsub.resubscribe()
+        owner = address_of(redis_cluster, second)
+        assert refused.value.redirect == f"MOVED {slot_of(second)} {owner[0]}:{owner[1]}"
+        assert shard_loss_reason(refused.value) == "slot_moved"
+        del refused
+    finally:
+        await pubsub.close()
+    del pubsub
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
