@@ -74,6 +74,7 @@ class Channel:
         "repair_task",
         "series",
         "state",
+        "tail",
     )
 
     def __init__(self, name: str, ready: asyncio.Task[None], series: NamespaceSeries) -> None:
@@ -92,6 +93,9 @@ class Channel:
         """When the last subscriber left (the hub's clock); None while it has any."""
         self.repair_buffer: list[Publication] = []
         self.repair_task: asyncio.Task[None] | None = None
+        self.tail: list[Publication] | None = None
+        """The last publications handed on, contiguous up to ``last`` (socketsrv/tail.py);
+        None while it holds none (most channels: a list costs more than the slot)."""
 
     def subscribers(self) -> Iterator[Subscriber]:
         for subs in self.live.values():
@@ -120,3 +124,4 @@ class Channel:
         """Forget the stream position: the next publication starts it afresh."""
         self.epoch, self.last = None, 0
         self.repair_buffer = []
+        self.tail = None

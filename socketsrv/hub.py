@@ -33,7 +33,7 @@ from typing import Any
 from herald_contract.bus import Bus, BusUnavailable
 from herald_contract.envelope import InvalidEnvelope, StreamPosition
 from herald_contract.errors import InvalidChannel
-from herald_contract.history import NO_EPOCH
+from herald_contract.history import NO_EPOCH, HistorySettings
 from herald_contract.namespaces import Namespaces
 from herald_contract.namespaces_file import default_namespaces
 from socketsrv.channel import CatchUp, Channel, ChannelState, Subscriber
@@ -53,6 +53,7 @@ from socketsrv.recovery import (
     has_replay_budget,
     is_paced,
 )
+from socketsrv.tail import Retention, Tails
 
 __all__ = ["ChannelLimit", "ChannelState", "DeliveryState", "Hub", "OnSubscribed", "Subscriber"]
 
@@ -95,11 +96,21 @@ class Hub:
         clock: Callable[[], float] = time.monotonic,
         max_channels: int | None = None,
         namespaces: Namespaces | None = None,
+        retention: Retention | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """*namespaces*: the installation's, for the conflation keys of publications and the
         ``namespace`` label of the metrics (None: the shipped file's). Channel names come
-        parsed against the same file: a kind it lacks is refused (:meth:`subscribe`)."""
+        parsed against the same file: a kind it lacks is refused (:meth:`subscribe`).
+        *retention*: each channel's history size and TTL (``HistorySettings.retention``;
+        None: *history_limit* and the default TTL), so that a subscribe answered from what
+        the worker holds never gets more than the history would give (socketsrv/tail.py)."""
         self._bus = bus
+        default_ttl_s = HistorySettings().history_ttl_s
+        self.tails = Tails(retention or (lambda _: (history_limit, default_ttl_s)))
+        self._wall_clock = wall_clock
+        self._read_here = metrics.subscribe_reads.labels(source="worker")
+        self._read_from_bus = metrics.subscribe_reads.labels(source="bus")
         self._namespaces = namespaces
         kinds = (namespaces if namespaces is not None else default_namespaces()).kinds
         self._series = namespace_series(metrics, kinds)
@@ -180,7 +191,7 @@ class Hub:
             if ch.catching.get(sub) is not progress:
                 return  # removed while the bus subscription was made
             self._check_confirmed(ch)
-            result = await self._read_for(sub, channel, since)
+            result = await self._read_for(sub, ch, since)
         except BaseException:
             if ch.catching.get(sub) is progress:
                 del ch.catching[sub]
@@ -190,24 +201,48 @@ class Hub:
             raise
         if ch.catching.get(sub) is progress:  # else removed while the history was read
             self._recovery.catch_up(ch, sub, progress, since, result, on_subscribed)
+            self.tails.seed(ch, result)
 
     async def _read_for(
-        self, sub: Subscriber, channel: str, since: StreamPosition | None
+        self, sub: Subscriber, ch: Channel, since: StreamPosition | None
     ) -> Recovered:
         """The history read of *sub*'s subscribe: the position only when *sub*'s replay
         budget could not cover a replay as big as its last refused one (issue 11: a
         subscribe-from-0 loop made every refused replay a full history read); then the
         recovery is failed unless nothing was missed. A subscriber whose replays are paced
-        reads at most a first read; the rest of a longer replay is read in slices."""
+        reads at most a first read; the rest of a longer replay is read in slices. Answered
+        without a read when the channel is live here and holds what is asked
+        (socketsrv/tail.py)."""
         if since is None or not has_replay_budget(sub) or sub.replay_affordable():
+            held = self._held(ch, since)
+            if held is not None:
+                return held
             paced = is_paced(sub)
             limit = FIRST_READ_PUBLICATIONS if paced else None
-            return await self._history.read(channel, since, limit)
-        position = (await self._history.read(channel, None)).position
-        recovered = suffix_after(position, [], since)
+            self._read_from_bus.inc()
+            return await self._history.read(ch.name, since, limit)
+        held = self._held(ch, None)
+        if held is None:
+            self._read_from_bus.inc()
+            held = await self._history.read(ch.name, None)
+        recovered = suffix_after(held.position, [], since)
         if not recovered.complete:
             self._metrics.replays_refused.inc()
         return recovered
+
+    def _held(self, ch: Channel, since: StreamPosition | None) -> Recovered | None:
+        """A subscribe's read answered from the channel's stream as this worker holds it,
+        when the channel is live on a live bus (socketsrv/tail.py); None: read the bus."""
+        if (
+            ch.state is not ChannelState.LIVE
+            or self._delivery is not DeliveryState.LIVE
+            or not self._history.bus_live
+        ):
+            return None
+        held = self.tails.answer(ch, since, int(self._wall_clock() * 1000))
+        if held is not None:
+            self._read_here.inc()
+        return held
 
     def unsubscribe(self, sub: Subscriber, channel: str) -> None:
         """Stop delivering *channel* to *sub*; unknown pairs are ignored."""
@@ -263,9 +298,13 @@ class Hub:
         raise exc
 
     def expire_idle(self) -> None:
-        """Unsubscribe from the bus channels idle for longer than the grace period."""
+        """Unsubscribe from the bus channels idle for longer than the grace period; drop
+        the publications kept longer than the tails' window (socketsrv/tail.py)."""
         now = self._clock()
+        now_ms = int(self._wall_clock() * 1000)
         for ch in list(self._channels.values()):
+            if ch.tail is not None:
+                self.tails.prune(ch, now_ms)
             idle = ch.idle_since
             if idle is not None and now - idle >= self._grace_s and ch.is_empty():
                 if ch.repair_task is not None:
@@ -385,6 +424,7 @@ class Hub:
             self._recovery.start_repair(ch)
             return
         ch.last = pub.offset
+        self.tails.remember(ch, pub)
         self._fan_out(ch, pub)
 
     def _fan_out(self, ch: Channel, pub: Publication) -> None:

@@ -56,6 +56,7 @@ class Metrics:
     fanout_duration: Histogram
     delivery_latency: Histogram
     recoveries: Counter
+    subscribe_reads: Counter
     gap_repairs: Counter
     bus_live: Gauge
     bus_reconnects: Counter
@@ -189,6 +190,12 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             _LATENCY_BUCKETS,
         ),
         recoveries=counter("herald_recoveries", "Subscribe-with-recovery outcomes.", "result"),
+        subscribe_reads=counter(
+            "herald_subscribe_reads",
+            "Subscribes' reads of a channel's position and missed publications, by where they"
+            " were answered (worker: the stream this worker holds live; bus: a history read).",
+            "source",
+        ),
         gap_repairs=counter(
             "herald_gap_repairs",
             "Worker-side repairs of a channel stream from history.",

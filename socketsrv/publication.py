@@ -24,6 +24,7 @@ class Publication:
         "epoch",
         "offset",
         "published_ms",
+        "size",
     )
 
     def __init__(
@@ -34,14 +35,17 @@ class Publication:
         published_ms: int,
         data: Any,
         namespaces: Namespaces | None = None,
+        size: int = 0,
     ):
-        """*namespaces*: whose conflation rules apply (None: the shipped file's)."""
+        """*namespaces*: whose conflation rules apply (None: the shipped file's); *size*: the
+        bytes of its envelope (what keeping it costs, socketsrv/tail.py)."""
         self.channel = channel
         self._namespaces = namespaces
         self.epoch = epoch
         self.offset = offset
         self.published_ms = published_ms
         self.data = data
+        self.size = size
         self._frames: dict[WireFormat, bytes] = {}
         self._key: ConflationKey | None = None
         self._key_known = False
@@ -78,4 +82,6 @@ def decode_publication(
 ) -> Publication:
     """Decode envelope bytes from the bus; raises herald_contract.envelope.InvalidEnvelope."""
     e = decode_envelope(envelope)
-    return Publication(channel, e.epoch, e.offset, e.published_ms, e.data, namespaces)
+    return Publication(
+        channel, e.epoch, e.offset, e.published_ms, e.data, namespaces, size=len(envelope)
+    )

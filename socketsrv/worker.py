@@ -165,6 +165,8 @@ class Worker:
             clock=clock,
             max_channels=settings.max_channels,
             namespaces=settings.namespaces(),
+            retention=settings.history_settings().retention,
+            wall_clock=wall_clock,
         )
         self._server: asyncio.Server | None = None
         self._host: ConnectionHost | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from socketsrv.channel import Channel
 from socketsrv.hub import Hub
 from socketsrv.worker import Worker
 from tests.support.raw_ws import OP_TEXT, RawConnection, client_frame, raw_connection
@@ -161,10 +162,10 @@ async def test_a_replay_longer_than_the_first_read_and_the_pacing_mark_follows_t
     release.set()
     read_for = Hub._read_for
 
-    async def held_for_question(self: Hub, sub: Any, channel: str, since: Any) -> Any:
-        if channel == QUESTION:
+    async def held_for_question(self: Hub, sub: Any, ch: Channel, since: Any) -> Any:
+        if ch.name == QUESTION:
             await release.wait()
-        return await read_for(self, sub, channel, since)
+        return await read_for(self, sub, ch, since)
 
     monkeypatch.setattr(Hub, "_read_for", held_for_question)
     settings: dict[str, Any] = {
