@@ -25,6 +25,8 @@ import binascii
 import json
 from collections.abc import Sequence
 
+import msgspec
+
 OPEN_PREFIX = "herald.v1.open."
 MAX_OPEN_TOKEN_LENGTH = 8000
 """The longest open token, prefix included: one header line holds at most 8,192 bytes
@@ -57,7 +59,7 @@ def open_commands(offered: Sequence[str]) -> list[str] | None:
     encoded = token[len(OPEN_PREFIX) :]
     try:
         raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
-        commands = json.loads(raw)
+        commands = msgspec.json.decode(raw)
     except (binascii.Error, ValueError, RecursionError):
         raise BadOpen("open token is not base64url of JSON") from None
     if not isinstance(commands, list) or not commands:
@@ -68,7 +70,7 @@ def open_commands(offered: Sequence[str]) -> list[str] | None:
         raise BadOpen("open token does not start with connect")
     if any(c.get("op") != "subscribe" for c in commands[1:]):
         raise BadOpen("open token holds a command other than connect and subscribe")
-    return [json.dumps(c, separators=(",", ":")) for c in commands]
+    return [msgspec.json.encode(c).decode() for c in commands]
 
 
 def open_token(commands: Sequence[object]) -> str:

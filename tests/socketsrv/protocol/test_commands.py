@@ -142,6 +142,21 @@ def test_malformed_json_is_a_bad_request(payload: str) -> None:
     assert error.why == "malformed JSON"
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"op": "ping", "id": 1, "x": NaN}',
+        '{"op": "ping", "id": 1, "x": Infinity}',
+        '{"op": "ping", "id": 1, "x": 1e400}',
+        '{"op": "ping", "id": 1, "x": "\\ud800"}',
+    ],
+    ids=["nan", "infinity", "out-of-range", "lone-surrogate"],
+)
+def test_json_outside_rfc_8259_is_malformed(payload: str) -> None:
+    error = assert_command_error(payload, WireFormat.JSON, ErrorCode.BAD_REQUEST)
+    assert error.why == "malformed JSON"
+
+
 def test_deeply_nested_json_is_a_bad_request_not_a_crash() -> None:
     assert_command_error("[" * 2000 + "]" * 2000, WireFormat.JSON, ErrorCode.BAD_REQUEST)
 

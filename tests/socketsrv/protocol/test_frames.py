@@ -162,3 +162,27 @@ def test_the_same_publication_gives_the_same_bytes_for_every_subscriber() -> Non
     one = frames.publication("tag:python", 3, {"id": 9}, WireFormat.JSON)
     two = frames.publication("tag:python", 3, {"id": 9}, WireFormat.JSON)
     assert one == two
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"title": "Ünïcødé ✓ 日本", "score": -3, "ratio": 0.1, "tiny": 5e-324, "big": 2**63 - 1},
+        {"nested": [[], {}, [1, [2, [3]]]], "flags": [True, False, None], "empty": ""},
+        {"escapes": 'quote " backslash \\ newline \n tab \t nul \x00 bell \x07'},
+        [1.5, 1e16, 123456789.123, -0.0],
+    ],
+    ids=["unicode-numbers", "nesting", "escapes", "floats"],
+)
+def test_a_json_payload_reads_back_as_what_json_dumps_would_have_sent(data: Any) -> None:
+    payload = frames.encode_payload({"type": "pub", "data": data}, WireFormat.JSON)
+    expected = json.dumps({"type": "pub", "data": data}, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(payload) == json.loads(expected)
+
+
+def test_a_json_payload_is_byte_for_byte_what_json_dumps_gives_but_for_exponents() -> None:
+    data = {"s": 'é " \\ \n \x00 \u2028', "n": [0.1, -3, 2**63 - 1, True, None], "o": {}}
+    expected = json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False).encode()
+    assert frames.encode_payload({"data": data}, WireFormat.JSON) == expected
+    # Exponents lose json's "+" and leading zero ("1e16", not "1e+16"): the same numbers.
+    assert frames.encode_payload({"data": [1e16, 1e-7]}, WireFormat.JSON) == b'{"data":[1e16,1e-7]}'
