@@ -256,6 +256,9 @@ class ClusterPubSub:
         self._shards: dict[Address, ShardConnection] = {}
         self._readers: dict[Address, asyncio.Task[None]] = {}
         self._connect_lock = asyncio.Lock()
+        self._drops = 0
+        """Times every shard was closed (:meth:`drop`, :meth:`close`): a connection opened
+        across one is not kept."""
         self._lost: asyncio.Future[BaseException] | None = None
 
     @property
@@ -327,6 +330,7 @@ class ClusterPubSub:
         self._wanted.clear()
 
     async def _close_shards(self, *, wait: bool) -> None:
+        self._drops += 1
         readers, self._readers = self._readers, {}
         for task in readers.values():
             task.cancel()
@@ -338,7 +342,11 @@ class ClusterPubSub:
     # -- shards ----------------------------------------------------------------------------
 
     async def _shard(self, address: Address) -> ShardConnection:
-        """The connection to *address*, opened (and its reader started) if there is none."""
+        """The connection to *address*, opened (and its reader started) if there is none.
+
+        Raises one of LOST_ERRORS, also when the shards are dropped while it opens (a loss
+        elsewhere: the recovery that follows opens its own).
+        """
         shard = self._shards.get(address)
         if shard is not None:
             return shard
@@ -353,7 +361,11 @@ class ClusterPubSub:
                 on_message=self._on_message,
                 wanted=self._wanted.__contains__,
             )
+            drops = self._drops
             await shard.connect()
+            if self._drops != drops:
+                await shard.disconnect()
+                raise RedisConnectionError(f"the shards were dropped while {shard.name} opened")
             self._shards[address] = shard
             self._readers[address] = asyncio.create_task(
                 self._read(shard), name=f"herald-cluster-pubsub-{shard.name}"

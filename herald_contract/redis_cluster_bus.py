@@ -212,9 +212,32 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
             await self._pubsub.resubscribe()
             async with asyncio.timeout(self._socket_timeout_s):
                 await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+                await self._check_subscribed_at_primaries()
         except LOST_ERRORS:
             await self._pubsub.drop(self._lost_why)
             raise
+
+    async def _check_subscribed_at_primaries(self) -> None:
+        """Raise :class:`StaleSlotMap` unless every node subscribed at is a primary now.
+
+        A slot map read from a node that lagged behind a reshard may name as a slot's owner a
+        primary that has since lost its last slot and become the new owner's replica; Redis
+        lets a replica take SSUBSCRIBE for its primary's slots, so the channel is confirmed
+        there, and removing that node later is a lost connection (a "failover" for the
+        observer). Asked after the confirmations: a primary that loses a slot afterwards
+        pushes sunsubscribe.
+        """
+        assert self._pubsub is not None
+        assert self._client is not None
+        for host, port in sorted(set(self._pubsub.owners().values())):
+            node = self._client.get_node(node_name=f"{host}:{port}")
+            role = await self._client.execute_command("ROLE", target_nodes=node)
+            if role[0] not in (b"master", "master"):
+                raise StaleSlotMap(f"{host}:{port} took SSUBSCRIBE as a replica: a stale map")
+
+
+class StaleSlotMap(RedisClusterException):
+    """The slot map named a node that is no longer a primary (a recovery then tries again)."""
 
 
 _CONNECTION_REASONS = ("connection_lost", "ping_timeout")

@@ -265,6 +265,45 @@ async def test_a_subscribe_refused_with_moved_is_recovered_as_a_slot_move(
         migrate_slot(redis_cluster, slot_of(channel), source)
 
 
+def live_pubsub(locate: dict[str, Address], lifecycle: BusLifecycle | None = None) -> ClusterPubSub:
+    """The bus's pub/sub part alone, finding each live key's primary in *locate*; its
+    *lifecycle* (a new one) moved to LIVE."""
+    lifecycle = lifecycle or BusLifecycle("Redis Cluster")
+    lifecycle.move(BusState.LIVE, "start")
+    return ClusterPubSub(
+        keys=KEYS,
+        lifecycle=lifecycle,
+        options=ConnectOptions(None, None, ping_interval_s=5.0, socket_timeout_s=5.0),
+        locate=locate.__getitem__,
+        slot_of=lambda key: key_slot(key.encode()),
+        on_message=lambda channel, envelope: None,
+    )
+
+
+async def test_a_shard_connection_still_opening_when_the_shards_are_dropped_is_not_kept(
+    redis_cluster: RedisClusterTestbed,
+) -> None:
+    # A subscribe opening the first connection to a primary while another shard's loss drops
+    # every connection (the bus then RECOVERING): the connection it opens belongs to no
+    # recovery, and kept, it would be an idle extra shard connection (the gauge one too high)
+    # whose reader could start a whole-bus recovery later, for no channel.
+    redis_cluster.flushall()
+    channel = channels_on(redis_cluster, 1)[0]
+    lifecycle = BusLifecycle("Redis Cluster")
+    pubsub = live_pubsub({KEYS.live(channel): address_of(redis_cluster, channel)}, lifecycle)
+    try:
+        subscribing = asyncio.create_task(pubsub.subscribe(channel))
+        await asyncio.sleep(0)  # it is connecting now
+        lifecycle.move(BusState.RECOVERING, "lose a shard of")  # as the bus does, then drops
+        await pubsub.drop("a shard was lost")
+        with pytest.raises(BusUnavailable):
+            await subscribing
+        assert pubsub.shard_count == 0
+        assert pubsub.channel_count == 0
+    finally:
+        await pubsub.close()
+
+
 async def test_a_resubscribe_cut_short_by_a_moved_slot_leaves_nothing_for_asyncio_to_log(
     redis_cluster: RedisClusterTestbed, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -275,16 +314,7 @@ async def test_a_resubscribe_cut_short_by_a_moved_slot_leaves_nothing_for_asynci
     redis_cluster.flushall()
     first, second = channels_on(redis_cluster, 2)
     locate = {KEYS.live(c): address_of(redis_cluster, c) for c in (first, second)}
-    lifecycle = BusLifecycle("Redis Cluster")
-    lifecycle.move(BusState.LIVE, "start")
-    pubsub = ClusterPubSub(
-        keys=KEYS,
-        lifecycle=lifecycle,
-        options=ConnectOptions(None, None, ping_interval_s=5.0, socket_timeout_s=5.0),
-        locate=locate.__getitem__,
-        slot_of=lambda key: key_slot(key.encode()),
-        on_message=lambda channel, envelope: None,
-    )
+    pubsub = live_pubsub(locate)
     try:
         await pubsub.subscribe(first)
         await pubsub.subscribe(second)

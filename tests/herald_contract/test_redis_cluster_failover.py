@@ -23,9 +23,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from redis.asyncio.cluster import NodesManager
 from redis.cluster import key_slot
 from redis.exceptions import RedisError
 
@@ -34,7 +35,7 @@ from herald_contract.envelope import Envelope, StreamPosition, decode_envelope
 from herald_contract.errors import BusUnavailable, PublishFailed
 from herald_contract.redis_cluster_bus import RedisClusterBus
 from publisher.publish import Publisher
-from tests.herald_contract.bus_support import KEYS, Observer
+from tests.herald_contract.bus_support import KEYS, Observer, Recorder
 from tests.support.redis_cluster import RedisClusterTestbed, TestbedNode
 from tests.support.waiting import eventually
 
@@ -541,3 +542,48 @@ async def test_a_publish_follows_ask_to_a_primary_added_a_moment_ago(
         await publisher.close()
         if added is not None:
             await asyncio.to_thread(cluster.remove_node, added)
+
+
+async def test_a_recovery_reading_a_stale_slot_map_does_not_stay_subscribed_at_a_replica(
+    replicated_cluster: RedisClusterTestbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py reads the slot map from any node it knows, and one that lags behind a change
+    # of roles names the old primary, a replica now; Redis lets a replica take SSUBSCRIBE
+    # for its primary's slots. Here the recovery's first read answers as such a node would
+    # (the map it had); the bus must not settle there (the add/remove test once saw it
+    # subscribed at the removed node, a replica by then, and its removal counted a failover).
+    cluster = replicated_cluster
+    cluster.flushall()
+    primary = cluster.primaries()[0]
+    channel = channels_on(cluster, primary, 1)[0]
+    observer = Observer()
+    listener = Recorder()
+    bus = RedisClusterBus(
+        cluster.url, keys=KEYS, backoff=Backoff(base_s=0.01, cap_s=0.2), observer=observer
+    )
+    read_map = NodesManager.initialize
+    lagging: list[NodesManager] = []
+    armed = asyncio.Event()
+
+    async def first_read_lags(manager: NodesManager, *args: Any, **kwargs: Any) -> None:
+        if armed.is_set() and not lagging:
+            lagging.append(manager)  # the map stays as it was read before the swap
+            return
+        await read_map(manager, *args, **kwargs)
+
+    swapped: TestbedNode | None = None
+    monkeypatch.setattr(NodesManager, "initialize", first_read_lags)
+    await bus.start(listener)
+    try:
+        await bus.subscribe(channel)
+        armed.set()
+        swapped = await asyncio.to_thread(cluster.swap_with_replica, primary)
+        await eventually(lambda: listener.events == ["lost", "restored"], DEADLINE_S)
+        assert lagging, "the recovery read no slot map"
+        ports = {c: port for c, (_, port) in bus.subscribed_at().items()}
+        assert ports == {channel: swapped.port}  # not primary.port: a replica now
+        assert observer.recoveries == [("sunsubscribe", 1)]
+    finally:
+        await bus.close()
+        if swapped is not None:
+            await asyncio.to_thread(cluster.swap_with_replica, swapped)

@@ -4,6 +4,7 @@
     cluster.url                          # redis+cluster://127.0.0.1:<port>
     cluster.client()                     # a synchronous cluster client
     cluster.kill_primary_of_slot(slot)   # SIGKILL; returns the promoted replica's port
+    cluster.swap_with_replica(primary)   # CLUSTER FAILOVER: its replica becomes the primary
     cluster.migrate_slot(slot, node)     # the slot and its keys move, as a reshard does
     node = cluster.add_primary()         # an empty primary, known to every node
     cluster.remove_node(node)            # its slots moved away, forgotten, stopped
@@ -188,6 +189,26 @@ class RedisClusterTestbed:
 
         wait_for(promoted, timeout_s=READY_TIMEOUT_S, what=f"a replica taking slot {slot} over")
         return self.cluster.node_of_slot(slot).port
+
+    def swap_with_replica(self, primary: TestbedNode) -> TestbedNode:
+        """``CLUSTER FAILOVER`` on *primary*'s replica: the two swap roles, nothing lost.
+
+        Returns the replica, once every running node sees it own *primary*'s slots and the
+        cluster is healthy. The old primary drops its slots' shard channels (pushing
+        ``sunsubscribe``) and, a replica now, takes SSUBSCRIBE for them again.
+        """
+        replica = self.replicas_of(primary)[0]
+        slot = self.slots_of(primary)[0]
+        _command(replica.client(), "CLUSTER", "FAILOVER")
+
+        def swapped() -> bool:
+            for node in self.cluster.live_nodes:
+                if _owner_in_view(node, slot) != replica.node_id:
+                    return False
+            return self.cluster.healthy()
+
+        wait_for(swapped, timeout_s=READY_TIMEOUT_S, what=f"{replica} taking slot {slot} over")
+        return replica
 
     def replace_dead_nodes(self) -> list[TestbedNode]:
         """Forget every killed node and give each primary left without a replica a new one.
