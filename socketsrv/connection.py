@@ -68,7 +68,7 @@ from herald_contract.envelope import StreamPosition
 from socketsrv.admission import Verdict
 from socketsrv.errors import WrongState
 from socketsrv.host import ConnectionConfig, ConnectionHost
-from socketsrv.hub import ChannelLimit
+from socketsrv.hub import ChannelLimit, OnSubscribed
 from socketsrv.outbox import HeldFrames
 from socketsrv.protocol.budget import AddressBudget
 from socketsrv.protocol.codes import CLOSE_TABLE, CloseCode, ErrorCode, close_reason
@@ -489,17 +489,20 @@ class ClientConnection(asyncio.Protocol):
         answered (docs/protocol.md#fast-open)."""
         self._head = b"".join(self.ws.data_to_send())
         self._gate = []
-        self._opening = set()
+        # Request ids start at 1: 0 stands for the commands not run yet, so that a subscribe
+        # answered at once (a channel live here) does not release the head before the rest.
+        self._opening = {_RUNNING_OPEN}
         self.host.metrics.fast_opens.inc()
         for text in commands:
             if self.state is not _OPEN:
                 break  # the connect closed it (4004, 4500) or a flood did
             self._handle(text, WireFormat.JSON)
-        self._fast_open_answered()
+        self._fast_open_answered(_RUNNING_OPEN)
 
     def _fast_open_answered(self, request_id: int | None = None) -> None:
-        """A fast open's subscribe was answered (or, None, its commands were all run):
-        once nothing is left unanswered, the 101 and the answers go in one write."""
+        """A fast open's subscribe was answered (:data:`_RUNNING_OPEN`: its commands were
+        all run; None: its connect was): once nothing is left unanswered, the 101 and the
+        answers go in one write."""
         opening = self._opening
         if opening is None:
             return
@@ -691,11 +694,23 @@ class ClientConnection(asyncio.Protocol):
 
     def _start_subscribe(self, effect: StartSubscribe) -> None:
         name = effect.channel.name
+        try:
+            # A channel live on this worker is answered at once, without a task.
+            done = self.host.hub.subscribe_at_once(
+                self, name, effect.since, self._on_subscribed(effect)
+            )
+        except Exception:
+            log.exception("subscribe to %s failed", name)
+            self.close_with(CloseCode.INTERNAL_ERROR)
+            return
+        if done:
+            return
         task = asyncio.ensure_future(self._subscribe(effect))
         self._subscribing[name] = (task, effect)
         task.add_done_callback(lambda t: self._subscribe_done(name, t))
 
-    async def _subscribe(self, effect: StartSubscribe) -> None:
+    def _on_subscribed(self, effect: StartSubscribe) -> OnSubscribed:
+        """What the hub calls when *effect*'s subscribe is answered: its reply pushed."""
         session = self.session
 
         def on_subscribed(position: StreamPosition, recovery: Recovery) -> None:
@@ -707,6 +722,10 @@ class ClientConnection(asyncio.Protocol):
             self.push(session.subscribed(effect.request_id, position, recovery).frame)
             self._fast_open_answered(effect.request_id)
 
+        return on_subscribed
+
+    async def _subscribe(self, effect: StartSubscribe) -> None:
+        on_subscribed = self._on_subscribed(effect)
         try:
             await self.host.hub.subscribe(self, effect.channel.name, effect.since, on_subscribed)
         except BusUnavailable as exc:
@@ -1237,6 +1256,10 @@ class ClientConnection(asyncio.Protocol):
         log.debug(
             "client %s closed: peer %s, code %d %s", self.session.client_id, self._peer, code, by
         )
+
+
+_RUNNING_OPEN = 0
+"""In a fast open's unanswered ids while its commands are being run (no request id is 0)."""
 
 
 def _peer_of(transport: asyncio.BaseTransport | None) -> str:

@@ -203,6 +203,32 @@ class Hub:
             self._recovery.catch_up(ch, sub, progress, since, result, on_subscribed)
             self.tails.seed(ch, result)
 
+    def subscribe_at_once(
+        self,
+        sub: Subscriber,
+        channel: str,
+        since: StreamPosition | None,
+        on_subscribed: OnSubscribed,
+    ) -> bool:
+        """:meth:`subscribe` done before this returns, when the channel is live here and the
+        worker holds the answer (socketsrv/tail.py): no task, no await, the reply and the
+        replay pushed now. False: nothing was done, :meth:`subscribe` must be awaited."""
+        ch = self._channels.get(channel)
+        if ch is None or ch.state is not ChannelState.LIVE or not ch.ready.done():
+            return False
+        if since is not None and has_replay_budget(sub) and not sub.replay_affordable():
+            return False  # the refused-replay gate reads the position (_read_for)
+        held = self._held(ch, since)
+        if held is None:
+            return False
+        ch.idle_since = None
+        progress = CatchUp()
+        ch.catching[sub] = progress
+        self._metrics.subscriptions_open.inc()
+        ch.series.subscriptions.inc()
+        self._recovery.catch_up(ch, sub, progress, since, held, on_subscribed)
+        return True
+
     async def _read_for(
         self, sub: Subscriber, ch: Channel, since: StreamPosition | None
     ) -> Recovered:

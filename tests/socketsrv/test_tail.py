@@ -200,6 +200,32 @@ async def test_a_read_that_reaches_the_channels_position_is_kept_for_later_recon
     assert bus.reads == [CHANNEL]
 
 
+async def test_a_subscribe_the_worker_can_answer_is_done_before_the_call_returns(
+    hub: Hub, bus: CountingBus
+) -> None:
+    await live_channel(hub, bus, CHANNEL, 3)
+    ch = _channel(hub, CHANNEL)
+    assert ch.epoch is not None
+    sub = Subscriber()
+    assert hub.subscribe_at_once(sub, CHANNEL, StreamPosition(ch.epoch, 1), sub.on_subscribed)
+    assert sub.replies == [(StreamPosition(ch.epoch, 3), Recovery.RECOVERED)]
+    assert sub.offsets == [2, 3]
+    assert hub.subscriber_count(CHANNEL) == 2
+
+
+async def test_one_it_cannot_answer_is_left_undone_for_the_awaited_subscribe(
+    hub: Hub, bus: CountingBus
+) -> None:
+    await live_channel(hub, bus, CHANNEL, TAIL_PUBLICATIONS + 2)
+    ch = _channel(hub, CHANNEL)
+    assert ch.epoch is not None
+    sub = Subscriber()
+    assert not hub.subscribe_at_once(sub, CHANNEL, StreamPosition(ch.epoch, 0), sub.on_subscribed)
+    assert not hub.subscribe_at_once(sub, "question:2", None, sub.on_subscribed)  # not held
+    assert (sub.replies, sub.frames, hub.subscriber_count(CHANNEL)) == ([], [], 1)
+    assert hub.channel_state("question:2") is None
+
+
 # Read from the bus: what the worker cannot vouch for
 
 
