@@ -118,7 +118,8 @@ class RedisClusterBus(RecoveringBus[ClusterPubSub, RedisCluster]):
         return 0 if self._pubsub is None else self._pubsub.shard_count
 
     def subscribed_at(self) -> dict[str, Address]:
-        """The primary (host, port) each wanted channel is subscribed at now.
+        """The node (host, port) each wanted channel is subscribed at now: its slot's primary
+        by the bus's slot map (checked to be a primary by every recovery).
 
         A channel whose SSUBSCRIBE is sent counts before Redis confirms it; while the bus is
         LIVE every channel here is confirmed, while RECOVERING some may be missing.
