@@ -75,6 +75,7 @@ class Channel:
         "series",
         "state",
         "tail",
+        "tail_bytes",
     )
 
     def __init__(self, name: str, ready: asyncio.Task[None], series: NamespaceSeries) -> None:
@@ -96,6 +97,8 @@ class Channel:
         self.tail: list[Publication] | None = None
         """The last publications handed on, contiguous up to ``last`` (socketsrv/tail.py);
         None while it holds none (most channels: a list costs more than the slot)."""
+        self.tail_bytes = 0
+        """The envelope bytes of ``tail``."""
 
     def subscribers(self) -> Iterator[Subscriber]:
         for subs in self.live.values():
@@ -124,4 +127,4 @@ class Channel:
         """Forget the stream position: the next publication starts it afresh."""
         self.epoch, self.last = None, 0
         self.repair_buffer = []
-        self.tail = None
+        self.tail, self.tail_bytes = None, 0

@@ -43,7 +43,7 @@ from socketsrv.history import (
     Recovered,
     suffix_after,
 )
-from socketsrv.metrics import Metrics, NamespaceSeries, namespace_series
+from socketsrv.metrics import HistogramBatch, Metrics, NamespaceSeries, namespace_series
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.frames import DELIVERY, Delivery
 from socketsrv.publication import Publication, decode_publication
@@ -109,6 +109,8 @@ class Hub:
         default_ttl_s = HistorySettings().history_ttl_s
         self.tails = Tails(retention or (lambda _: (history_limit, default_ttl_s)))
         self._wall_clock = wall_clock
+        self._fanout_duration = HistogramBatch(metrics.fanout_duration)
+        self._delivery_latency = HistogramBatch(metrics.delivery_latency)
         self._read_here = metrics.subscribe_reads.labels(source="worker")
         self._read_from_bus = metrics.subscribe_reads.labels(source="bus")
         self._namespaces = namespaces
@@ -353,8 +355,7 @@ class Hub:
         ch = self._channels.get(channel)
         if ch is None:
             return  # unsubscribed a moment ago
-        self._metrics.publications_received.inc()
-        ch.series.received += 1
+        ch.series.received += 1  # exported at the next sweep (flush_counts)
         pub = self._decode(channel, envelope)
         if pub is not None:
             self._accept(ch, pub)
@@ -475,18 +476,19 @@ class Hub:
                     delivered += 1
             ch.promote()
         self.fanning_out = None
-        m = self._metrics
-        m.frames_delivered.inc(delivered)
         ch.series.delivered += delivered  # exported at the next sweep (flush_counts)
-        m.fanout_duration.observe(time.perf_counter() - started)
-        m.delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
+        self._fanout_duration.observe(time.perf_counter() - started)
+        self._delivery_latency.observe(max(0.0, time.time() - pub.published_ms / 1000))
 
     def flush_counts(self) -> None:
-        """Add the publications and deliveries counted by namespace since the last call to
-        their exported counters (socketsrv/metrics.py: NamespaceSeries); the worker calls it
-        after every sweep and when it stops."""
+        """Add the publications and deliveries counted by namespace, and the fan-outs'
+        durations and latencies, since the last call to their exported series
+        (socketsrv/metrics.py: NamespaceSeries, HistogramBatch); the worker calls it after
+        every sweep and when it stops."""
         for series in self._series.values():
             series.flush()
+        self._fanout_duration.flush()
+        self._delivery_latency.flush()
 
     # Position checks (socketsrv/positions.py)
 

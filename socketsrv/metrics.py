@@ -13,6 +13,7 @@ reaches the hub only once its name parsed against that file (issue 14, item 5).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -334,12 +335,22 @@ class NamespaceSeries:
     """The series of one namespace (kind), made once per hub.
 
     A publication costs the fan-out two integer additions here (:attr:`received`,
-    :attr:`delivered`), not two increments of prometheus-client values, which take a lock
-    each and, in a fleet, write to a memory-mapped file (1.6 us of a 13 us publication with
-    one subscriber, measured in issue 14, item 5); :meth:`flush` adds them to the exported
-    counters, at every sweep of the worker. Subscriptions change the gauge at once."""
+    :attr:`delivered`), not four increments of prometheus-client values (these and the
+    unlabelled ``herald_publications_received_total`` and ``herald_frames_delivered_total``),
+    which take a lock each and, in a fleet, write to a memory-mapped file (1.6 us of a 13 us
+    publication with one subscriber for two of them, measured in issue 14, item 5);
+    :meth:`flush` adds them to the exported counters, at every sweep of the worker.
+    Subscriptions change the gauge at once."""
 
-    __slots__ = ("_delivered_total", "_received_total", "delivered", "received", "subscriptions")
+    __slots__ = (
+        "_delivered_all",
+        "_delivered_total",
+        "_received_all",
+        "_received_total",
+        "delivered",
+        "received",
+        "subscriptions",
+    )
 
     def __init__(self, metrics: Metrics, namespace: str) -> None:
         self.received = 0
@@ -349,15 +360,58 @@ class NamespaceSeries:
         self.subscriptions: Gauge = metrics.namespace_subscriptions.labels(namespace)
         self._received_total: Counter = metrics.namespace_publications.labels(namespace)
         self._delivered_total: Counter = metrics.namespace_deliveries.labels(namespace)
+        self._received_all = metrics.publications_received
+        self._delivered_all = metrics.frames_delivered
 
     def flush(self) -> None:
-        """Add what was counted since the last flush to the exported counters."""
+        """Add what was counted since the last flush to the exported counters: this
+        namespace's, and the unlabelled ones they sum to."""
         if self.received:
             self._received_total.inc(self.received)
+            self._received_all.inc(self.received)
             self.received = 0
         if self.delivered:
             self._delivered_total.inc(self.delivered)
+            self._delivered_all.inc(self.delivered)
             self.delivered = 0
+
+
+class HistogramBatch:
+    """Observations of one unlabelled histogram counted in plain integers, and added to it
+    bucket by bucket at :meth:`flush` (after every sweep, as :class:`NamespaceSeries`).
+
+    ``Histogram.observe`` walks the bounds and takes two locks (in a fleet, two writes to
+    the multiprocess file): the fan-out observes two histograms per publication, and they
+    were a quarter of the worker's Python time for a publication with two subscribers. The
+    exported histogram is the one observing each value would give, a sweep later. It adds
+    to prometheus-client's own bucket values (``_buckets``, ``_sum``: not part of its
+    documented API; tests/socketsrv/test_metrics_batch.py checks it against ``observe``)."""
+
+    __slots__ = ("_bounds", "_counts", "_histogram", "_sum")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._bounds: list[float] = list(histogram._upper_bounds)  # ends with +Inf
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count *value* in the first bucket whose upper bound is at least *value*."""
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def flush(self) -> None:
+        """Add what was observed since the last flush to the histogram."""
+        counts = self._counts
+        if not any(counts):
+            return
+        buckets = self._histogram._buckets
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+        self._histogram._sum.inc(self._sum)
+        self._counts = [0] * len(counts)
+        self._sum = 0.0
 
 
 def namespace_series(metrics: Metrics, kinds: Iterable[str]) -> dict[str, NamespaceSeries]:

@@ -56,15 +56,14 @@ class Tails:
         """Keep *pub*, just handed on as the channel's next offset, at the end of its tail."""
         tail = ch.tail
         if pub.size > TAIL_CHANNEL_BYTES:
-            ch.tail = None  # too big to keep: the tail would not reach the new last offset
-        elif not tail:
-            ch.tail = [pub]
-        elif tail[-1].offset != pub.offset - 1 or tail[-1].epoch != pub.epoch:
-            ch.tail = [pub]  # not contiguous: the stream started afresh
+            _keep(ch, None)  # too big to keep: the tail would not reach the new last offset
+        elif not tail or tail[-1].offset != pub.offset - 1 or tail[-1].epoch != pub.epoch:
+            _keep(ch, [pub])  # the first, or not contiguous: the stream started afresh
         else:
             tail.append(pub)
-            while len(tail) > TAIL_PUBLICATIONS or _size(tail) > TAIL_CHANNEL_BYTES:
-                del tail[0]
+            ch.tail_bytes += pub.size
+            while len(tail) > TAIL_PUBLICATIONS or ch.tail_bytes > TAIL_CHANNEL_BYTES:
+                ch.tail_bytes -= tail.pop(0).size
 
     def seed(self, ch: Channel, result: Recovered) -> None:
         """Start a channel's tail from the history read that gave it its position, when what
@@ -75,18 +74,21 @@ class Tails:
         if pubs[-1].offset != ch.last or pubs[-1].epoch != ch.epoch:
             return
         kept: list[Publication] = []
+        size = 0
         for pub in reversed(pubs[-TAIL_PUBLICATIONS:]):
-            if pub.size + _size(kept) > TAIL_CHANNEL_BYTES:
+            if size + pub.size > TAIL_CHANNEL_BYTES:
                 break
-            kept.insert(0, pub)
-        ch.tail = kept or None
+            kept.append(pub)
+            size += pub.size
+        kept.reverse()
+        _keep(ch, kept or None)
 
     def prune(self, ch: Channel, now_ms: int) -> None:
         """Drop what was published more than the window ago (*now_ms*: the wall clock)."""
         tail = ch.tail
         cutoff = now_ms - self._window_ms
         if tail and tail[0].published_ms < cutoff:
-            ch.tail = [p for p in tail if p.published_ms >= cutoff] or None
+            _keep(ch, [p for p in tail if p.published_ms >= cutoff] or None)
 
     def answer(self, ch: Channel, since: StreamPosition | None, now_ms: int) -> Recovered | None:
         """The history read of a subscribe from *since*, answered from what the worker holds,
@@ -114,5 +116,6 @@ class Tails:
         return Recovered(position, True, pubs)
 
 
-def _size(pubs: list[Publication]) -> int:
-    return sum(p.size for p in pubs)
+def _keep(ch: Channel, tail: list[Publication] | None) -> None:
+    ch.tail = tail
+    ch.tail_bytes = sum(p.size for p in tail) if tail else 0

@@ -344,7 +344,7 @@ def _kept(ch: Channel) -> int:
 
 def _bare_channel() -> Channel:
     ch = Channel.__new__(Channel)
-    ch.tail = None
+    ch.tail, ch.tail_bytes = None, 0
     ch.name = CHANNEL
     return ch
 
