@@ -25,7 +25,7 @@ from socketsrv.metrics import build_metrics
 from socketsrv.protocol import frames
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.worker import Worker
-from tests.socketsrv.test_hub import LossyBus, RecordingSubscriber
+from tests.socketsrv.test_hub import LossyBus
 from tests.support.client import HeraldTestClient, assert_closed_with
 from tests.support.raw_ws import (
     OP_TEXT,
@@ -35,6 +35,7 @@ from tests.support.raw_ws import (
     raw_connection,
 )
 from tests.support.redis_server import RedisServer
+from tests.support.subscribers import RecordingSubscriber
 from tests.support.waiting import eventually
 from tests.support.worker import metric, publish, running_worker, ws_url
 

@@ -8,7 +8,6 @@ connection's traffic for a while (tests/support/tcp_proxy.py): what issue 12 (it
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -24,13 +23,11 @@ from socketsrv.hub import ChannelState, Hub
 from socketsrv.metrics import Metrics, build_metrics
 from socketsrv.positions import TICKS_PER_INTERVAL, PositionChecker
 from socketsrv.protocol.codes import CloseCode
-from socketsrv.protocol.commands import WireFormat
-from socketsrv.protocol.session import Recovery
 from socketsrv.settings import Settings, SettingsError
 from socketsrv.worker import Worker
 from tests.support.client import HeraldTestClient, assert_closed_with, assert_offsets_exactly
-from tests.support.raw_ws import parse_server_frame
 from tests.support.redis_server import RedisServer
+from tests.support.subscribers import RecordingSubscriber
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 from tests.support.worker import metric, running_worker, ws_url
@@ -84,26 +81,6 @@ class LossyBus(MemoryBus):
     async def history(self, channel: str, since: StreamPosition | None, limit: int) -> Any:
         self.history_reads += 1
         return await super().history(channel, since, limit)
-
-
-class RecordingSubscriber:
-    def __init__(self) -> None:
-        self.wire = WireFormat.JSON
-        self.frames: list[bytes] = []
-        self.closed_with: CloseCode | None = None
-
-    def push(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def close_with(self, code: CloseCode) -> None:
-        self.closed_with = code
-
-    def on_subscribed(self, position: StreamPosition, recovery: Recovery) -> None:
-        pass
-
-    @property
-    def offsets(self) -> list[int]:
-        return [json.loads(parse_server_frame(frame)[1])["offset"] for frame in self.frames]
 
 
 class Setup:

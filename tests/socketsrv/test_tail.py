@@ -8,9 +8,9 @@ are recording fakes (the hub needs push and close_with).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,37 +23,13 @@ from herald_contract.memory_bus import MemoryBus
 from socketsrv.channel import Channel
 from socketsrv.hub import ChannelState, Hub
 from socketsrv.metrics import build_metrics
-from socketsrv.protocol.codes import CloseCode
-from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import Recovery
 from socketsrv.publication import Publication
 from socketsrv.tail import TAIL_CHANNEL_BYTES, TAIL_PUBLICATIONS, TAIL_WINDOW_S, Tails
-from tests.support.raw_ws import parse_server_frame
+from tests.support.subscribers import RecordingSubscriber
 from tests.support.waiting import eventually
 
 CHANNEL = "question:1"
-
-
-class Subscriber:
-    wire = WireFormat.JSON
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.replies: list[tuple[StreamPosition, Recovery]] = []
-        self.closed_with: CloseCode | None = None
-
-    def push(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def close_with(self, code: CloseCode) -> None:
-        self.closed_with = code
-
-    def on_subscribed(self, position: StreamPosition, recovery: Recovery) -> None:
-        self.replies.append((position, recovery))
-
-    @property
-    def offsets(self) -> list[int]:
-        return [json.loads(parse_server_frame(f)[1])["offset"] for f in self.frames]
 
 
 class CountingBus(MemoryBus):
@@ -113,18 +89,29 @@ async def publish(bus: MemoryBus, channel: str, count: int, pad: int = 0) -> Non
         await bus.publish(channel, pack_data({"i": i, "pad": "x" * pad}))
 
 
-async def live_channel(hub: Hub, bus: CountingBus, channel: str, published: int) -> Subscriber:
-    """A subscriber that keeps *channel* live on the worker, *published* publications in."""
-    watcher = Subscriber()
+@dataclass
+class Live:
+    """A channel live on the worker: its state, its epoch, and the subscriber keeping it."""
+
+    ch: Channel
+    epoch: str
+    watcher: RecordingSubscriber
+
+
+async def live_channel(hub: Hub, bus: CountingBus, channel: str, published: int) -> Live:
+    """*channel* kept live on the worker by a subscriber, *published* publications in."""
+    watcher = RecordingSubscriber()
     await hub.subscribe(watcher, channel, None, watcher.on_subscribed)
     await publish(bus, channel, published)
     await eventually(lambda: len(watcher.frames) == published)
     bus.reads.clear()
-    return watcher
+    ch = _channel(hub, channel)
+    assert ch.epoch is not None
+    return Live(ch, ch.epoch, watcher)
 
 
-async def reconnect(hub: Hub, channel: str, since: StreamPosition | None) -> Subscriber:
-    sub = Subscriber()
+async def reconnect(hub: Hub, channel: str, since: StreamPosition | None) -> RecordingSubscriber:
+    sub = RecordingSubscriber()
     await hub.subscribe(sub, channel, since, sub.on_subscribed)
     return sub
 
@@ -140,12 +127,10 @@ def reads_from(registry: CollectorRegistry, source: str) -> float:
 async def test_a_reconnect_to_a_live_channel_gets_what_it_missed_without_a_history_read(
     hub: Hub, bus: CountingBus, registry: CollectorRegistry
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, 6)
+    live = await live_channel(hub, bus, CHANNEL, 6)
     assert hub.channel_state(CHANNEL) is ChannelState.LIVE
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 3))
-    assert sub.replies == [(StreamPosition(ch.epoch, 6), Recovery.RECOVERED)]
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 3))
+    assert sub.replies == [(StreamPosition(live.epoch, 6), Recovery.RECOVERED)]
     assert sub.offsets == [4, 5, 6]
     assert bus.reads == []
     assert reads_from(registry, "worker") == 1
@@ -154,12 +139,10 @@ async def test_a_reconnect_to_a_live_channel_gets_what_it_missed_without_a_histo
 async def test_its_frames_are_the_very_bytes_the_live_subscribers_got(
     hub: Hub, bus: CountingBus
 ) -> None:
-    watcher = await live_channel(hub, bus, CHANNEL, 4)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 1))
-    assert sub.frames == watcher.frames[1:]
-    assert all(a is b for a, b in zip(sub.frames, watcher.frames[1:], strict=True))
+    live = await live_channel(hub, bus, CHANNEL, 4)
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 1))
+    assert sub.frames == live.watcher.frames[1:]
+    assert all(a is b for a, b in zip(sub.frames, live.watcher.frames[1:], strict=True))
 
 
 async def test_a_fresh_subscribe_to_a_live_channel_gets_its_position_without_a_read(
@@ -175,10 +158,8 @@ async def test_a_fresh_subscribe_to_a_live_channel_gets_its_position_without_a_r
 async def test_publications_after_the_answer_arrive_live_in_order(
     hub: Hub, bus: CountingBus
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, 5)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 2))
+    live = await live_channel(hub, bus, CHANNEL, 5)
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 2))
     await publish(bus, CHANNEL, 3)
     await eventually(lambda: len(sub.offsets) == 6)
     assert sub.offsets == [3, 4, 5, 6, 7, 8]
@@ -203,12 +184,10 @@ async def test_a_read_that_reaches_the_channels_position_is_kept_for_later_recon
 async def test_a_subscribe_the_worker_can_answer_is_done_before_the_call_returns(
     hub: Hub, bus: CountingBus
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, 3)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = Subscriber()
-    assert hub.subscribe_at_once(sub, CHANNEL, StreamPosition(ch.epoch, 1), sub.on_subscribed)
-    assert sub.replies == [(StreamPosition(ch.epoch, 3), Recovery.RECOVERED)]
+    live = await live_channel(hub, bus, CHANNEL, 3)
+    sub = RecordingSubscriber()
+    assert hub.subscribe_at_once(sub, CHANNEL, StreamPosition(live.epoch, 1), sub.on_subscribed)
+    assert sub.replies == [(StreamPosition(live.epoch, 3), Recovery.RECOVERED)]
     assert sub.offsets == [2, 3]
     assert hub.subscriber_count(CHANNEL) == 2
 
@@ -216,11 +195,9 @@ async def test_a_subscribe_the_worker_can_answer_is_done_before_the_call_returns
 async def test_one_it_cannot_answer_is_left_undone_for_the_awaited_subscribe(
     hub: Hub, bus: CountingBus
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, TAIL_PUBLICATIONS + 2)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = Subscriber()
-    assert not hub.subscribe_at_once(sub, CHANNEL, StreamPosition(ch.epoch, 0), sub.on_subscribed)
+    live = await live_channel(hub, bus, CHANNEL, TAIL_PUBLICATIONS + 2)
+    sub = RecordingSubscriber()
+    assert not hub.subscribe_at_once(sub, CHANNEL, StreamPosition(live.epoch, 0), sub.on_subscribed)
     assert not hub.subscribe_at_once(sub, "question:2", None, sub.on_subscribed)  # not held
     assert (sub.replies, sub.frames, hub.subscriber_count(CHANNEL)) == ([], [], 1)
     assert hub.channel_state("question:2") is None
@@ -232,10 +209,8 @@ async def test_one_it_cannot_answer_is_left_undone_for_the_awaited_subscribe(
 async def test_a_position_older_than_what_the_worker_keeps_is_read_from_the_bus(
     hub: Hub, bus: CountingBus
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, TAIL_PUBLICATIONS + 4)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 2))
+    live = await live_channel(hub, bus, CHANNEL, TAIL_PUBLICATIONS + 4)
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 2))
     assert sub.offsets == list(range(3, TAIL_PUBLICATIONS + 5))
     assert sub.replies[0][1] is Recovery.RECOVERED
     assert bus.reads == [CHANNEL]
@@ -245,11 +220,9 @@ async def test_a_replay_the_history_size_would_not_cover_is_not_recovered_from_t
     hub: Hub, bus: CountingBus
 ) -> None:
     # user:* keeps 5 publications; 7 were missed.
-    await live_channel(hub, bus, "user:7", 8)
-    ch = _channel(hub, "user:7")
-    assert ch.tail is not None and len(ch.tail) == 8
-    assert ch.epoch is not None
-    sub = await reconnect(hub, "user:7", StreamPosition(ch.epoch, 1))
+    live = await live_channel(hub, bus, "user:7", 8)
+    assert _kept(live.ch) == 8
+    sub = await reconnect(hub, "user:7", StreamPosition(live.epoch, 1))
     assert sub.replies[0][1] is Recovery.FAILED
     assert sub.frames == []
     assert bus.reads == ["user:7"]
@@ -258,27 +231,23 @@ async def test_a_replay_the_history_size_would_not_cover_is_not_recovered_from_t
 async def test_publications_older_than_the_history_ttl_are_read_from_the_bus(
     hub: Hub, bus: CountingBus, wall: WallClock
 ) -> None:
-    await live_channel(hub, bus, "user:8", 3)
-    ch = _channel(hub, "user:8")
-    assert ch.epoch is not None
+    live = await live_channel(hub, bus, "user:8", 3)
     wall.ahead_s = 61.0  # user:* keeps its history 60 s; the tail is not pruned yet
-    await reconnect(hub, "user:8", StreamPosition(ch.epoch, 1))
+    await reconnect(hub, "user:8", StreamPosition(live.epoch, 1))
     assert bus.reads == ["user:8"]
 
 
 async def test_the_sweep_drops_what_was_published_longer_ago_than_the_window(
     hub: Hub, bus: CountingBus, wall: WallClock
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, 3)
-    ch = _channel(hub, CHANNEL)
-    assert ch.tail is not None and len(ch.tail) == 3
+    live = await live_channel(hub, bus, CHANNEL, 3)
+    assert _kept(live.ch) == 3
     hub.expire_idle()
-    assert ch.tail is not None and len(ch.tail) == 3
+    assert _kept(live.ch) == 3
     wall.ahead_s = TAIL_WINDOW_S + 1
     hub.expire_idle()
-    assert _kept(ch) == 0
-    assert ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 1))
+    assert _kept(live.ch) == 0
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 1))
     assert sub.offsets == [2, 3]
     assert bus.reads == [CHANNEL]
 
@@ -286,12 +255,11 @@ async def test_the_sweep_drops_what_was_published_longer_ago_than_the_window(
 async def test_a_publication_too_big_to_keep_sends_the_next_reconnect_to_the_bus(
     hub: Hub, bus: CountingBus
 ) -> None:
-    watcher = await live_channel(hub, bus, CHANNEL, 2)
+    live = await live_channel(hub, bus, CHANNEL, 2)
     await publish(bus, CHANNEL, 1, pad=TAIL_CHANNEL_BYTES)
-    await eventually(lambda: len(watcher.frames) == 3)
-    ch = _channel(hub, CHANNEL)
-    assert ch.tail is None and ch.epoch is not None
-    sub = await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 2))
+    await eventually(lambda: len(live.watcher.frames) == 3)
+    assert _kept(live.ch) == 0
+    sub = await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 2))
     assert sub.offsets == [3]
     assert bus.reads == [CHANNEL]
 
@@ -308,7 +276,7 @@ async def test_a_position_from_another_epoch_is_read_from_the_bus(
 async def test_a_channel_with_nothing_published_is_read_from_the_bus(
     hub: Hub, bus: CountingBus
 ) -> None:
-    watcher = Subscriber()
+    watcher = RecordingSubscriber()
     await hub.subscribe(watcher, CHANNEL, None, watcher.on_subscribed)
     await reconnect(hub, CHANNEL, None)
     assert bus.reads == [CHANNEL, CHANNEL]
@@ -317,12 +285,10 @@ async def test_a_channel_with_nothing_published_is_read_from_the_bus(
 async def test_nothing_is_answered_by_the_worker_while_the_bus_is_down(
     hub: Hub, bus: CountingBus
 ) -> None:
-    await live_channel(hub, bus, CHANNEL, 2)
-    ch = _channel(hub, CHANNEL)
-    assert ch.epoch is not None
+    live = await live_channel(hub, bus, CHANNEL, 2)
     await bus.close()
     with pytest.raises(BusUnavailable):
-        await reconnect(hub, CHANNEL, StreamPosition(ch.epoch, 1))
+        await reconnect(hub, CHANNEL, StreamPosition(live.epoch, 1))
 
 
 # The tail itself
