@@ -14,7 +14,7 @@ from socketsrv.protocol import frames
 from socketsrv.protocol.codes import CloseCode
 from socketsrv.protocol.commands import WireFormat
 from socketsrv.protocol.session import Limits, Session
-from socketsrv.sweep import Sweeper
+from socketsrv.sweep import VISIT_TICKS, Sweeper
 
 PING_S, SWEEP_S = 1.0, 0.1
 LIMITS = Limits(ping_interval_s=PING_S, pong_timeout_s=0.5, connect_timeout_s=2.0)
@@ -108,6 +108,21 @@ def test_each_connection_gets_one_heartbeat_per_half_ping_interval_spread_over_t
         assert sum(c.heartbeats for c in conns) == 2 * n
     assert [c.heartbeats for c in conns] == [1] * 10
     assert hub.expiries == 5
+
+
+def test_the_visits_between_two_sweeps_take_the_next_sweeps_share_a_tenth_at_a_time() -> None:
+    conns, hub = [FakeConnection(n) for n in range(100)], FakeHub()
+    sweep = sweeper(conns, hub)  # 5 sweeps per cycle: 20 connections each
+    sweep.visit(SWEEP_S / VISIT_TICKS)  # the first cycle starts at the first sweep, not before
+    assert sum(c.heartbeats for c in conns) == 0
+    sweep.sweep(SWEEP_S)
+    assert [c.heartbeats for c in conns] == [1] * 20 + [0] * 80
+    for tick in range(1, VISIT_TICKS):
+        sweep.visit(SWEEP_S + tick * SWEEP_S / VISIT_TICKS)
+        assert sum(c.heartbeats for c in conns) == 20 + 2 * tick
+    sweep.sweep(2 * SWEEP_S)  # the sweep visits what is left of its share, and only that
+    assert [c.heartbeats for c in conns] == [1] * 40 + [0] * 60
+    assert hub.expiries == 2
 
 
 def test_a_connection_past_a_deadline_is_closed_instead_of_pinged() -> None:
