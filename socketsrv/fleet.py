@@ -88,6 +88,7 @@ async def _serve(
 ) -> None:
     from prometheus_client import disable_created_metrics
 
+    from socketsrv import gc_policy
     from socketsrv.buses import build_bus
     from socketsrv.heap import HeapTrim
     from socketsrv.loadshare import LoadShare
@@ -117,8 +118,10 @@ async def _serve(
         await worker.bus.close()
         raise _cannot_listen(settings, exc) from None
     # Everything alive now (modules, the worker) lives as long as the process: keep it out of
-    # every later full collection, whose pauses would otherwise grow with it.
+    # every later full collection, whose pauses would otherwise grow with it; and so with the
+    # survivors of each full collection from now on (socketsrv/gc_policy.py).
     gc.freeze()
+    gc_policy.install()
     # Freed heap goes back to the system after any burst, not only after paced replays.
     heap = HeapTrim()
     heap.every()
