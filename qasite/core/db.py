@@ -75,8 +75,11 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-POOL_SIZE, POOL_OVERFLOW = 10, 10
-"""PostgreSQL connections a process keeps, and opens beyond them under load."""
+POOL_SIZE, POOL_OVERFLOW = 16, 4
+"""PostgreSQL connections a process keeps, and opens beyond them under load (20 in all, as
+before; 10 + 10 kept too few: with 16 clients on 2 workers one worker often held more than 10
+requests at once, and each overflow connection was closed on return and opened again, 504
+new PostgreSQL sessions in 15 s of cached question pages, bench/results/QA_CACHE.md)."""
 POOL_RECYCLE_S = 1800
 """A pooled PostgreSQL connection is closed and replaced at its first checkout after this."""
 
