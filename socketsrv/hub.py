@@ -182,11 +182,7 @@ class Hub:
                 # Each channel costs its state here and a bus subscription (docs/protocol.md).
                 raise ChannelLimit(channel)
             ch = self._open_channel(channel, self._series_of(channel))
-        ch.idle_since = None
-        progress = CatchUp()
-        ch.catching[sub] = progress
-        self._metrics.subscriptions_open.inc()
-        ch.series.subscriptions.inc()
+        progress = self._catching(ch, sub)
         try:
             if not ch.ready.done():
                 await asyncio.wait([ch.ready])  # its failure is checked below, for everyone
@@ -216,20 +212,26 @@ class Hub:
         worker holds the answer (socketsrv/tail.py): no task, no await, the reply and the
         replay pushed now. False: nothing was done, :meth:`subscribe` must be awaited."""
         ch = self._channels.get(channel)
-        if ch is None or ch.state is not ChannelState.LIVE or not ch.ready.done():
+        if ch is None:
             return False
         if since is not None and has_replay_budget(sub) and not sub.replay_affordable():
             return False  # the refused-replay gate reads the position (_read_for)
-        held = self._held(ch, since)
+        held = self._held(ch, since)  # None unless the channel is LIVE (its bus subscription done)
         if held is None:
             return False
+        progress = self._catching(ch, sub)
+        self._recovery.catch_up(ch, sub, progress, since, held, on_subscribed)
+        return True
+
+    def _catching(self, ch: Channel, sub: Subscriber) -> CatchUp:
+        """Register *sub* on *ch* as catching up (its subscribe counted): from here on every
+        publication the channel hands on reaches it, queued until its reply."""
         ch.idle_since = None
         progress = CatchUp()
         ch.catching[sub] = progress
         self._metrics.subscriptions_open.inc()
         ch.series.subscriptions.inc()
-        self._recovery.catch_up(ch, sub, progress, since, held, on_subscribed)
-        return True
+        return progress
 
     async def _read_for(
         self, sub: Subscriber, ch: Channel, since: StreamPosition | None
