@@ -185,9 +185,12 @@ class LoadGenerator:
         probe_every: int = 0,
         concurrency: int = 500,
         timeout_s: float = 60.0,
+        retry: bool = False,
     ) -> Opened:
         """Open one connection per assignment (its channels), spread over the processes;
-        return once all are ready or *timeout_s* passed."""
+        return once all are ready or *timeout_s* passed. With *retry*, an attempt that fails
+        (or is not ready in client-js's connect timeout) is made again, as a browser's
+        client would, until *timeout_s*; ``retries`` counts those attempts."""
         if len(assignments) > self.capacity:
             raise ValueError(f"{len(assignments)} connections > capacity {self.capacity}")
         chunks = split_even(list(assignments), self.processes)
@@ -198,6 +201,7 @@ class LoadGenerator:
             "probe_every": probe_every,
             "concurrency": max(1, concurrency // self.processes),
             "timeout_s": timeout_s,
+            "retry": retry,
         }
         per: list[OpenReply] = await self._all(
             "open", timeout_s + _ANSWER_MARGIN_S, [{**args, "assignments": c} for c in chunks]
@@ -206,6 +210,7 @@ class LoadGenerator:
             "requested": len(assignments),
             "opened": sum(r["opened"] for r in per),
             "seconds": time.monotonic() - started,
+            "retries": sum(r["retries"] for r in per),
         }
 
     async def stats(self) -> Stats:

@@ -28,7 +28,7 @@ from bench.loadgen.adapters import (
 )
 from bench.loadgen.churn import ChurnPlan, ChurnRun
 from bench.loadgen.client import Client, Slot
-from bench.loadgen.connecting import ConnectRound
+from bench.loadgen.connecting import READY_TIMEOUT_S, ConnectRound
 from bench.loadgen.results import (
     ChurnReply,
     CloseReply,
@@ -89,7 +89,9 @@ class LoadProcess:
         self.messages = 0
         """Data messages handed to the adapter (cheap progress for flow control)."""
         self.retries = 0
-        """Reconnect attempts after a failed one (reconnect_all only)."""
+        """Connect attempts after a failed one (reconnect_all, and open with retry)."""
+        self.ready_timeout_s = READY_TIMEOUT_S
+        """How long a retrying connect waits to be ready before it tries again."""
         self.churn_lost: dict[Client, asyncio.Future[None]] = {}
         """Churn cycles waiting for the server to close their connection."""
         self._all_lost: asyncio.Event | None = None
@@ -127,9 +129,10 @@ class LoadProcess:
         probe_every: int,
         concurrency: int,
         timeout_s: float,
+        retry: bool = False,
     ) -> OpenReply:
         """One client per assignment (its channels); every *probe_every*-th one measures
-        latency."""
+        latency; with *retry*, failed attempts are made again until the deadline."""
         if len(self.slots) + len(assignments) > MAX_PER_PROCESS:
             raise ValueError(f"at most {MAX_PER_PROCESS} connections per load process")
         start_index = len(self.slots)
@@ -139,12 +142,17 @@ class LoadProcess:
         ]
         self.slots.extend(new)
         started = time.monotonic()
+        retries0 = self.retries
         ok = await ConnectRound(
             self, host, port, new, concurrency=concurrency, deadline=started + timeout_s,
-            retry=False,
+            retry=retry, ready_timeout_s=self.ready_timeout_s,
         ).run()  # fmt: skip
         gc.freeze()  # the clients live long: keep them out of every later collection
-        return {"opened": ok, "seconds": time.monotonic() - started}
+        return {
+            "opened": ok,
+            "seconds": time.monotonic() - started,
+            "retries": self.retries - retries0,
+        }
 
     def cmd_progress(self) -> Progress:
         return {"messages": self.messages, "open": self.open_count, "ready": self.ready_count}
@@ -278,7 +286,7 @@ class LoadProcess:
         retries0 = self.retries
         ok = await ConnectRound(
             self, host, port, self.slots, concurrency=concurrency,
-            deadline=started + timeout_s, retry=True,
+            deadline=started + timeout_s, retry=True, ready_timeout_s=self.ready_timeout_s,
         ).run()  # fmt: skip
         gc.freeze()
         return {

@@ -15,12 +15,15 @@ class OpenReply(TypedDict):
     opened: int
     """Connections ready (every subscription confirmed) before the timeout."""
     seconds: float
+    retries: int
+    """Attempts made after a failed one (only when opened with ``retry``)."""
 
 
 class Opened(TypedDict):
     requested: int
     opened: int
     seconds: float
+    retries: int
 
 
 class Progress(TypedDict):

@@ -118,3 +118,43 @@ def test_a_connect_cancelled_before_it_had_a_socket_is_marked_lost(
     assert slot.conn is not None and slot.conn.transport is None
     assert slot.conn.lost
     assert proc.connect_failures["cancelled"] == 1
+
+
+def test_a_first_open_with_retry_tries_a_deaf_connection_again_and_counts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = DeafThenAnswering()
+    monkeypatch.setattr(connecting, "connect", fake)
+    proc = load_process()
+    proc.ready_timeout_s = 0.01
+
+    async def open_one() -> dict[str, object]:
+        reply = await proc.cmd_open(
+            "127.0.0.1", 1, [[]], probe_every=0, concurrency=1, timeout_s=FAR_FUTURE_S,
+            retry=True,
+        )  # fmt: skip
+        return dict(reply)
+
+    reply = asyncio.run(open_one())
+    assert reply["opened"] == 1
+    assert reply["retries"] == 1
+    assert len(fake.transports) == 2
+
+
+def test_a_first_open_without_retry_leaves_a_deaf_connection_unopened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = DeafThenAnswering()
+    monkeypatch.setattr(connecting, "connect", fake)
+    proc = load_process()
+
+    async def open_one() -> dict[str, object]:
+        reply = await proc.cmd_open(
+            "127.0.0.1", 1, [[]], probe_every=0, concurrency=1, timeout_s=0.05
+        )
+        return dict(reply)
+
+    reply = asyncio.run(open_one())
+    assert reply["opened"] == 0
+    assert reply["retries"] == 0
+    assert len(fake.transports) == 1
