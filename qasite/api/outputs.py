@@ -18,6 +18,7 @@ from qasite.api.schemas import AnswerOut, AttachmentOut, CommentOut, QuestionOut
 from qasite.domain.models import Answer, Attachment, Comment, Question, User, Vote
 from qasite.domain.names import display_name, names_of
 from qasite.domain.posts import load_page
+from qasite.domain.search import Found
 
 EDIT_GRACE = dt.timedelta(milliseconds=1)
 """Only an edit moves a question's ``updated_at`` past its ``created_at`` (an accept bumps
@@ -61,6 +62,23 @@ def summary_out(question: Question, author_name: str | None = None) -> QuestionS
         accepted_answer_id=question.accepted_answer_id,
         created_at=question.created_at,
         last_activity_at=question.last_activity_at,
+    )
+
+
+def found_out(found: Found) -> QuestionSummary:
+    """A search result's line (:class:`qasite.domain.search.Found`: plain columns, no ORM)."""
+    q = found.question
+    return QuestionSummary(
+        id=q.id,
+        author_id=q.author_id,
+        author_name=found.author_name,
+        title=q.title,
+        tags=found.tags,
+        score=q.score,
+        answer_count=q.answer_count,
+        accepted_answer_id=q.accepted_answer_id,
+        created_at=q.created_at,
+        last_activity_at=q.last_activity_at,
     )
 
 

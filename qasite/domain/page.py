@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, func, literal, or_, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qasite.domain.models import (
@@ -40,11 +40,10 @@ from qasite.domain.models import (
     Attachment,
     Comment,
     Question,
-    Tag,
     User,
     Vote,
-    question_tags,
 )
+from qasite.domain.tag_names import tag_names
 
 PageRow = Any
 """A row of :func:`page_rows` (attribute access by column name; SQLAlchemy's ``Row``)."""
@@ -148,17 +147,6 @@ class PageRowsLite:
 def _statements(dialect: str) -> dict[str, Any]:
     """The page's queries for *dialect*, built once: their SQLAlchemy cache keys are
     memoized on them, so a miss does not build and hash four statements again."""
-    if dialect == "postgresql":
-        joined = func.string_agg(Tag.name, literal(","))
-    else:
-        joined = func.group_concat(Tag.name, literal(","))
-    tag_names = (
-        select(joined)
-        .select_from(question_tags.join(Tag, Tag.id == question_tags.c.tag_id))
-        .where(question_tags.c.question_id == Question.id)
-        .scalar_subquery()
-        .label("tag_names")
-    )
     qid: BindParameter[int] = bindparam("qid")
     ids: BindParameter[list[int]] = bindparam("answer_ids", expanding=True)
 
@@ -175,7 +163,7 @@ def _statements(dialect: str) -> dict[str, Any]:
     attachment = select(*Attachment.__table__.columns)
     return {
         "question": select(
-            *Question.__table__.columns, User.display_name.label("author_name"), tag_names
+            *Question.__table__.columns, User.display_name.label("author_name"), tag_names(dialect)
         )
         .join(User, User.id == Question.author_id)
         .where(Question.id == qid),

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from herald_contract.channels import MAX_ID
 from qasite.api.deps import Ctx, ReadSession
 from qasite.api.errors import ERROR_RESPONSES
-from qasite.api.outputs import summary_out
+from qasite.api.outputs import found_out
 from qasite.api.schemas import Moment, QuestionPage, TagName, Text
 from qasite.domain.search import (
     MAX_PAGE,
@@ -84,7 +84,7 @@ async def list_questions(
     assert secret is not None, "with_secrets() fills it in at start-up"
     page = await search_questions(session, query, CursorCodec(secret), cursor=cursor)
     return QuestionPage(
-        items=[summary_out(found.question, found.author_name) for found in page.found],
+        items=[found_out(found) for found in page.found],
         next_cursor=page.next_cursor,
         prev_cursor=page.prev_cursor,
         total=await count_questions(session, query) if count else None,

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from typing import Any
 
+import asyncpg
 import pytest
+from sqlalchemy import event
 
+from qasite.core.settings import Settings
 from qasite.domain.models import Question, User
 from qasite.domain.posts import tags_named
 from qasite.domain.search import (
@@ -24,7 +28,7 @@ from qasite.domain.search import (
     parse_terms,
     websearch_text,
 )
-from tests.qasite.support import QA, error_of
+from tests.qasite.support import QA, error_of, running_qa
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 _titles = itertools.count(1)
@@ -507,3 +511,64 @@ async def test_a_cursor_that_is_not_ours_is_422(qa: QA) -> None:
     await assert_invalid(qa, "other filters", cursor=cursor, tag="python")
     r = await qa.client.get("/api/questions", params={"cursor": cursor, "limit": 1})
     assert r.status_code == 200
+
+
+def _per_row_text(node: dict[str, Any]) -> str:
+    """What a plan node and its children compute, except in InitPlans (computed once)."""
+    if node.get("Parent Relationship") == "InitPlan":
+        return ""
+    own = json.dumps({k: v for k, v in node.items() if k != "Plans"})
+    return own + "".join(_per_row_text(child) for child in node.get("Plans", []))
+
+
+@pytest.mark.parametrize(
+    "params", [{"q": "kilo"}, {"q": "nowhere kilo"}, {"q": "kilo -lima", "sort": "votes"}]
+)
+async def test_a_generic_plan_parses_the_query_once_not_once_per_row(
+    settings: Settings, database_url: str, params: dict[str, str]
+) -> None:
+    if not database_url.startswith("postgres"):
+        pytest.skip("SQLite has no generic plans: FTS5 takes the MATCH text once")
+    async with running_qa(settings, migrate_on_start=False) as qa:
+        await _assert_parsed_once(qa, params)
+
+
+async def _assert_parsed_once(qa: QA, params: dict[str, str]) -> None:
+    a = await author(qa)
+    await put(qa, a, title="Kilo title", body="kilo")
+    await put(qa, a, title="Another title", body="kilo nowhere")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "tsquery" in statement:
+            statements.append((statement, parameters))
+
+    engine = qa.context.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert await ids(qa, **params)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert statements
+    url = qa.context.db.engine.url.set(drivername="postgresql")
+    driver = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        # What PostgreSQL picks for a prepared statement after five runs of it.
+        await driver.execute("SET plan_cache_mode = force_generic_plan")
+        for statement, parameters in statements:
+            # EXPLAIN of the statement itself would plan it with the values as constants;
+            # EXECUTE of a prepared one takes literals only.
+            types = (await driver.prepare(statement)).get_parameters()
+            args = ", ".join(
+                "'" + str(value).replace("'", "''") + f"'::{kind.name}"
+                for value, kind in zip(parameters, types, strict=True)
+            )
+            await driver.execute("PREPARE probe AS " + statement)
+            explained = await driver.fetchval(
+                f"EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE probe({args})"
+            )
+            await driver.execute("DEALLOCATE probe")
+            (plan,) = json.loads(explained)
+            assert "to_tsquery" not in _per_row_text(plan["Plan"]), statement
+    finally:
+        await driver.close()
