@@ -57,7 +57,15 @@ def build_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # The same pool as PostgreSQL's: with SQLAlchemy's default (5 + 10) a worker with more
+        # than 5 requests at once opened an overflow connection for each (a thread, a file
+        # open and four PRAGMAs) and closed it on return (bench/results/QA_CACHE.md).
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+        )
         _configure_sqlite(engine)
         return engine
     # No pre-ping: on asyncpg outside a transaction it costs three round trips per checkout
