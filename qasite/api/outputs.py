@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,34 +51,27 @@ def attachment_out(attachment: Attachment) -> AttachmentOut:
 
 def summary_out(question: Question, author_name: str | None = None) -> QuestionSummary:
     """The question's line in a list; *author_name* as stored (None: the neutral label)."""
+    return _line_out(question, display_name(author_name), [tag.name for tag in question.tags])
+
+
+def found_out(found: Found) -> QuestionSummary:
+    """A search result's line (:class:`qasite.domain.search.Found`: plain columns, no ORM)."""
+    return _line_out(found.question, found.author_name, found.tags)
+
+
+def _line_out(question: Any, author_name: str, tags: list[str]) -> QuestionSummary:
+    """*question*: a :class:`Question` or a row with its summary's columns."""
     return QuestionSummary(
         id=question.id,
         author_id=question.author_id,
-        author_name=display_name(author_name),
+        author_name=author_name,
         title=question.title,
-        tags=[tag.name for tag in question.tags],
+        tags=tags,
         score=question.score,
         answer_count=question.answer_count,
         accepted_answer_id=question.accepted_answer_id,
         created_at=question.created_at,
         last_activity_at=question.last_activity_at,
-    )
-
-
-def found_out(found: Found) -> QuestionSummary:
-    """A search result's line (:class:`qasite.domain.search.Found`: plain columns, no ORM)."""
-    q = found.question
-    return QuestionSummary(
-        id=q.id,
-        author_id=q.author_id,
-        author_name=found.author_name,
-        title=q.title,
-        tags=found.tags,
-        score=q.score,
-        answer_count=q.answer_count,
-        accepted_answer_id=q.accepted_answer_id,
-        created_at=q.created_at,
-        last_activity_at=q.last_activity_at,
     )
 
 
