@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -135,8 +136,17 @@ def _redis(url: str) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
+PUBLISH_ATTEMPTS = 3
+"""How often the bench's Herald publisher sends one publication (with the same event id)."""
+
+
 class HeraldPublisher(TargetPublisher["Publisher"]):
     """The real publishing path: script, stream, pub/sub (``publisher.publish.Publisher``)."""
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url)
+        self.retries = 0
+        """Publications sent again after a :class:`PublishFailed`."""
 
     def _connect(self) -> Publisher:
         from publisher.publish import Publisher
@@ -148,7 +158,21 @@ class HeraldPublisher(TargetPublisher["Publisher"]):
         return Publisher(self.redis_url, socket_timeout_s=BENCH_PUBLISH_TIMEOUT_S)
 
     async def _send(self, client: Publisher, channel: str, data: Data) -> None:
-        await client.publish(channel, data)
+        # As the Q&A site's outbox relay does: an event id on every publication, and a failed
+        # one sent again with the same id, which publishes it at most once. Without them a
+        # publication whose reply was lost on a loaded machine counted as failed (so the
+        # clients did not expect it) although it may have been made.
+        from herald_contract.errors import PublishFailed
+
+        event_id = uuid.uuid4().hex
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await client.publish(channel, data, event_id=event_id)
+                return
+            except PublishFailed:
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
+                self.retries += 1
 
     async def _disconnect(self, client: Publisher) -> None:
         await client.close()

@@ -45,7 +45,7 @@ class RatePublisher:
         self.counts: Counter[str] = Counter()
         self.failed = 0
         self.errors: Counter[str] = Counter()
-        """The failed publications by exception type (in the results, for the reader)."""
+        """The failed publications by exception and message (in the results, for the reader)."""
         self.late_ticks = 0
         self._gate = asyncio.Semaphore(max_in_flight)
         self._n = 0
@@ -60,7 +60,7 @@ class RatePublisher:
             self.counts[channel] += 1
         except Exception as exc:  # noqa: BLE001 - counted: the clients do not expect it
             self.failed += 1
-            self.errors[type(exc).__name__] += 1
+            self.errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
         finally:
             self._gate.release()
 
