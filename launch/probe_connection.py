@@ -166,7 +166,10 @@ class ProbeConnection:
         self._move(ConnectionState.LIVE)
         while True:
             try:
-                raw = await asyncio.wait_for(ws.recv(), silence_s)
+                # asyncio.timeout, not wait_for: wait_for wraps recv() in a task of its own,
+                # whose coroutine was once left never awaited when the loop closed under it.
+                async with asyncio.timeout(silence_s):
+                    raw = await ws.recv()
             except TimeoutError:
                 raise LostConnection(f"no frame for {silence_s:g} s (a deaf socket)") from None
             await self._frame(ws, _decode(raw))
