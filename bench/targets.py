@@ -84,6 +84,9 @@ class TargetPublisher(Generic[C]):
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self._client: C | None = None
+        self.retries = 0
+        """Publications sent again after a failed attempt (Herald's only: its event ids
+        make a second attempt safe)."""
 
     async def open(self) -> None:
         self._client = self._connect()
@@ -142,11 +145,6 @@ PUBLISH_ATTEMPTS = 3
 
 class HeraldPublisher(TargetPublisher["Publisher"]):
     """The real publishing path: script, stream, pub/sub (``publisher.publish.Publisher``)."""
-
-    def __init__(self, redis_url: str) -> None:
-        super().__init__(redis_url)
-        self.retries = 0
-        """Publications sent again after a :class:`PublishFailed`."""
 
     def _connect(self) -> Publisher:
         from publisher.publish import Publisher

@@ -222,7 +222,7 @@ async def _step(
     s0, lg0, r0 = srv.sample(), await cpu_of_loadgen(bench), bench.redis_cpu_s()
     t0 = time.monotonic()
     rp = RatePublisher(publisher, pop)
-    retries0 = getattr(publisher, "retries", 0)
+    retries0 = publisher.retries
     profiles = start_profiles(bench, srv, f"qa-x{multiplier}")
     await rp.run(rates, scale.qa_step_s)
     t_pub = time.monotonic() - t0
@@ -256,7 +256,7 @@ async def _step(
         "publications": published,
         "publish_failures": rp.failed,
         "publish_errors": dict(rp.errors),
-        "publish_retries": getattr(publisher, "retries", 0) - retries0,
+        "publish_retries": publisher.retries - retries0,
         "publisher_late_ticks": rp.late_ticks,
         "seconds": round(t_pub, 2),
         "publications_per_s": round(published / max(t_pub, 1e-9), 1),
