@@ -146,6 +146,11 @@ class Hub:
         ch = self._channels.get(name)
         return None if ch is None else ch.state
 
+    def channel_offset(self, name: str) -> int | None:
+        """The offset of the last publication the worker holds of *name* (None: not held)."""
+        ch = self._channels.get(name)
+        return None if ch is None else ch.last
+
     def subscriber_count(self, name: str) -> int:
         ch = self._channels.get(name)
         return 0 if ch is None else sum(1 for _ in ch.subscribers())

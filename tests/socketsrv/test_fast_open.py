@@ -26,6 +26,7 @@ from tests.support.raw_ws import (
     upgrade_request,
 )
 from tests.support.tokens import TokenIssuer
+from tests.support.waiting import eventually
 from tests.support.worker import handshake_rejections, metric, publish
 
 QUESTION = "question:5"
@@ -85,6 +86,9 @@ async def test_a_reconnect_gets_the_101_replies_and_replays_in_one_write(
         assert replies[3]["result"]["offset"] == 0
     for n in range(4, 7):  # missed while away
         await publish(worker, QUESTION, {"n": n})
+    # The channel stays live on the worker for its grace period, and a subscribe is answered
+    # from what the worker holds: wait until that is all three (over Redis they arrive later).
+    await eventually(lambda: worker.hub.channel_offset(QUESTION) in (None, 6))
     writes.clear()
     since = {"epoch": question_at["epoch"], "offset": 3}
     async with raw_connection(worker.port) as conn:
