@@ -55,6 +55,7 @@ from herald_contract.metrics_listener import MetricsListener
 from publisher.publish import Publisher
 from qasite.api.errors import install_handlers
 from qasite.api.limits import BodyLimit
+from qasite.api.page_front import PageFront
 from qasite.api.routes import (
     account,
     answers,
@@ -160,6 +161,7 @@ def create_app(
         app.include_router(dev.router)
     app.include_router(pages.router)
     pages.install_error_pages(app, settings)
+    app.add_middleware(PageFront, site=app, route=questions.PAGE_ROUTE)  # innermost
     app.add_middleware(
         BodyLimit,
         default_bytes=settings.max_request_body_bytes,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response, status
+from fastapi.routing import APIRoute
 
 from qasite.api.deps import (
     Author,
@@ -62,6 +63,11 @@ async def read(question_id: QuestionId, context: Ctx, viewer_id: OptionalUserId)
     versions are unchanged (never older than the last committed write)."""
     body = await question_page(context.db, context.pages, question_id, viewer_id)
     return Response(body, media_type="application/json")
+
+
+PAGE_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is read)
+"""The page's route: answered in front of the framework for anonymous views
+(qasite/api/page_front.py)."""
 
 
 @router.patch("/{question_id}", response_model=QuestionOut)
