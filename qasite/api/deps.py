@@ -1,8 +1,9 @@
 """Dependencies shared by the routers, as ``Annotated`` aliases.
 
 * :data:`Ctx`, :data:`SettingsDep`: the service's context and settings.
-* :data:`ReadSession`: a session for reads. :data:`WriteTx`: a write transaction the route
-  commits with :meth:`Tx.commit` (which also wakes the outbox relay).
+* :data:`ReadSession`: a session for reads (:data:`AutocommitReadSession`: one without a
+  transaction). :data:`WriteTx`: a write transaction the route commits with
+  :meth:`Tx.commit` (which also wakes the outbox relay).
 * :data:`CurrentUserId` (401 without a valid access token, or with one revoked at logout:
   :mod:`qasite.core.revocation`), :data:`OptionalUserId`, :data:`Bearer` (the raw token),
   :data:`Author` (the user row, 403 until the email is verified).
@@ -63,6 +64,15 @@ async def read_session(context: Ctx) -> AsyncIterator[AsyncSession]:
 
 
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
+
+
+async def autocommit_read_session(context: Ctx) -> AsyncIterator[AsyncSession]:
+    async with context.db.autocommit_reads() as session:
+        yield session
+
+
+AutocommitReadSession = Annotated[AsyncSession, Depends(autocommit_read_session)]
+"""A session for reads without a transaction on PostgreSQL (:attr:`Database.autocommit_reads`)."""
 
 
 class Tx:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from qasite.core.settings import Settings
+from qasite.domain.tag_names import TAG_NAMES_INFO, TagNames
 
 _IMMEDIATE = "herald_sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -103,6 +104,12 @@ class Database:
     engine: AsyncEngine
     reads: async_sessionmaker[AsyncSession]
     writes: async_sessionmaker[AsyncSession]
+    autocommit_reads: async_sessionmaker[AsyncSession]
+    """Sessions for reads whose statements each see what was committed when they start, as
+    in the READ COMMITTED transaction of :attr:`reads`, without its ``BEGIN`` and
+    ``ROLLBACK`` round trips: autocommit on PostgreSQL; on SQLite (in-process, a ``BEGIN``
+    costs no round trip) the same as :attr:`reads`. For searches (qasite/api/routes/
+    questions_list.py); never for a session that writes."""
 
     @property
     def dialect(self) -> str:
@@ -112,14 +119,19 @@ class Database:
     @classmethod
     def open(cls, settings: Settings) -> Database:
         engine = build_engine(settings)
-        reads = async_sessionmaker(engine, expire_on_commit=False)
+        info = {TAG_NAMES_INFO: TagNames()}  # the names of tags read in this process
+        reads = async_sessionmaker(engine, expire_on_commit=False, info=info)
+        autocommit_reads = reads
+        if engine.dialect.name == "postgresql":
+            autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+            autocommit_reads = async_sessionmaker(autocommit, expire_on_commit=False, info=info)
         writes = async_sessionmaker(
             engine,
             expire_on_commit=False,
             execution_options={_IMMEDIATE: True},
             info={NAMESPACES_INFO: settings.namespaces()},  # outbox.emit checks channels by it
         )
-        return cls(engine, reads, writes)
+        return cls(engine, reads, writes, autocommit_reads)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

@@ -42,6 +42,7 @@ import base64
 import binascii
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -51,11 +52,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     ColumnElement,
     Float,
+    Integer,
     Select,
+    String,
     and_,
+    bindparam,
     column,
     exists,
     func,
@@ -73,7 +78,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qasite.domain.errors import InvalidInput
 from qasite.domain.models import Question, Tag, User, question_tags
 from qasite.domain.names import display_name
-from qasite.domain.tag_names import tag_names
+from qasite.domain.tag_names import ids_of, session_tag_names, tag_ids
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -312,6 +317,75 @@ def _title_fts5_expression(terms: Sequence[Term]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Shape:
+    """What decides the text of a search's statements; the values (the query's words, the
+    filters' values, the position, the page size) are bound parameters, named in
+    :func:`_values` and :func:`_read_values`.
+
+    Each shape's statements are built once per process (``functools.cache``) and reused, so a
+    search builds no SQLAlchemy expression and computes no cache key: building them took
+    1.7 ms of the 2.9 ms of Python a search cost on PostgreSQL, the query itself 0.2 ms
+    (bench/results/QA_SEARCH.md). The shapes are few: a filter is present or not, tags count
+    up to the route's limit of 5.
+    """
+
+    dialect: str
+    sort: Sort
+    full_text: bool
+    negated: bool
+    """Any excluded word or phrase (on PostgreSQL the title segment then tests them)."""
+    tags: int
+    created_from: bool
+    created_to: bool
+    min_score: bool
+    answered: bool | None
+    author: bool
+    ranking_cap: int
+    """:data:`RANKED_TITLE_MATCHES_MAX` when the shape was taken."""
+
+    @classmethod
+    def of(cls, dialect: str, query: SearchQuery, tags: int) -> _Shape:
+        return cls(
+            dialect=dialect,
+            sort=query.sort,
+            full_text=bool(query.terms),
+            negated=any(t.negated for t in query.terms),
+            tags=tags,
+            created_from=query.created_from is not None,
+            created_to=query.created_to is not None,
+            min_score=query.min_score is not None,
+            answered=query.answered,
+            author=query.author_id is not None,
+            ranking_cap=RANKED_TITLE_MATCHES_MAX,
+        )
+
+
+def _values(dialect: str, query: SearchQuery, tag_ids: Sequence[int]) -> dict[str, Any]:
+    """The bound values of *query*'s statements (see :func:`_filters` and :func:`_segments`)."""
+    values: dict[str, Any] = {f"tag_{i}": tag_id for i, tag_id in enumerate(tag_ids)}
+    optional = {"created_from": query.created_from, "created_to": query.created_to,
+                "min_score": query.min_score, "author_id": query.author_id}  # fmt: skip
+    values.update((name, value) for name, value in optional.items() if value is not None)
+    terms = query.terms
+    if not terms:
+        return values
+    if dialect == "sqlite":
+        full, title = fts5_expression(terms), _title_fts5_expression(terms)
+        values["fts_match"] = full
+        values["fts_in_title"] = f"({full}) AND {title}"
+        values["fts_elsewhere"] = f"({full}) NOT {title}"
+    else:
+        values["websearch"] = websearch_text(terms)
+        values["title_words"] = _tsquery_text(terms, weight="")
+        values["weighted"] = _tsquery_text(terms, weight=":A")
+    return values
+
+
+def _text(name: str) -> BindParameter[str]:
+    return bindparam(name, type_=String)
+
+
+@dataclass(frozen=True, slots=True)
 class _Segment:
     """One run of a sort order: its rows' full-text conditions and their sort key.
 
@@ -339,27 +413,26 @@ class _Segment:
         return _fts.c.rowid if self.fts_rowid else Question.__table__.c.id
 
 
-def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
-    """The segments of *query*'s order, in order."""
-    terms = query.terms
-    if query.sort is not Sort.RELEVANCE:
-        column_key: ColumnElement[Any] = getattr(Question, _COLUMN_OF[query.sort])
-        return [_Segment((_match(dialect, terms),) if terms else (), column_key)]
-    if dialect == "sqlite":
+@functools.cache
+def _segments(shape: _Shape) -> tuple[_Segment, ...]:
+    """The segments of the order of a query of *shape*, in order."""
+    if shape.sort is not Sort.RELEVANCE:
+        column_key: ColumnElement[Any] = getattr(Question, _COLUMN_OF[shape.sort])
+        return (_Segment((_match(shape.dialect),) if shape.full_text else (), column_key),)
+    if shape.dialect == "sqlite":
         # No bm25 here: to weigh each word it reads the word's whole doclist (15-40 ms for
         # two common words on 1,000,000 questions, whatever the number of rows ranked), so
         # both segments are newest first, each read from FTS5 in rowid order, stopping at
         # the page's end.
-        full, title = fts5_expression(terms), _title_fts5_expression(terms)
-        in_title = _fts_table.bool_op("MATCH")(f"({full}) AND {title}")
-        elsewhere = _fts_table.bool_op("MATCH")(f"({full}) NOT {title}")
-        return [
+        in_title = _fts_table.bool_op("MATCH")(_text("fts_in_title"))
+        elsewhere = _fts_table.bool_op("MATCH")(_text("fts_elsewhere"))
+        return (
             _Segment((in_title,), None, TITLE_TIER_FLOOR, fts_rowid=True),
             _Segment((elsewhere,), None, 0.0, fts_rowid=True),
-        ]
-    tsquery = _websearch(terms)
-    title_words = _once(func.to_tsquery(_ENGLISH, _tsquery_text(terms, weight=""), type_=TSQUERY))
-    weighted = _once(func.to_tsquery(_ENGLISH, _tsquery_text(terms, weight=":A"), type_=TSQUERY))
+        )
+    tsquery = _websearch()
+    title_words = _once(func.to_tsquery(_ENGLISH, _text("title_words"), type_=TSQUERY))
+    weighted = _once(func.to_tsquery(_ENGLISH, _text("weighted"), type_=TSQUERY))
     # The expression index finds the title matches (few: the words must all be in the
     # title); the weighted test decides the segment, the same test in both, so the two
     # segments split the matches exactly. It implies the indexed one, which only narrows.
@@ -372,20 +445,22 @@ def _segments(dialect: str, query: SearchQuery) -> list[_Segment]:
     title_weighted = func.ts_match_vq(_search, weighted, type_=Boolean)
     matches = func.ts_match_vq(_search, tsquery, type_=Boolean)
     rank = func.ts_rank(_search, tsquery, type_=Float) + literal(RANKED_FLOOR, Float)
-    return [
-        _Segment(
-            (in_title, matches, title_weighted), rank, RANKED_FLOOR, cap=RANKED_TITLE_MATCHES_MAX
-        ),
+    # Without an excluded word, the indexed test is the other two: ``search`` is the title's
+    # words with weight A (the same function and configuration as the index) followed by the
+    # body's, so every word or phrase in the title is one in ``search`` with weight A, which
+    # is a match. Each of the two tests read and decompressed ``search`` again for every
+    # title match: 2.9 ms of 7.7 for the 1,425 of 'convert string' (QA_SEARCH.md).
+    ranked_conditions = (in_title, matches, title_weighted) if shape.negated else (in_title,)
+    return (
+        _Segment(ranked_conditions, rank, RANKED_FLOOR, cap=shape.ranking_cap),
         _Segment((matches, title_weighted), None, TITLE_TIER_FLOOR, when_capped=True),
         _Segment((_search.bool_op("@@")(tsquery), not_(title_weighted)), None, 0.0),
-    ]
+    )
 
 
-def _websearch(terms: Sequence[Term]) -> ColumnElement[Any]:
+def _websearch() -> ColumnElement[Any]:
     return _once(
-        func.websearch_to_tsquery(
-            literal("english", REGCONFIG), websearch_text(terms), type_=TSQUERY
-        )
+        func.websearch_to_tsquery(literal("english", REGCONFIG), _text("websearch"), type_=TSQUERY)
     )
 
 
@@ -399,11 +474,11 @@ def _once(tsquery: ColumnElement[Any]) -> ColumnElement[Any]:
     return select(tsquery).scalar_subquery()
 
 
-def _match(dialect: str, terms: Sequence[Term]) -> ColumnElement[bool]:
+def _match(dialect: str) -> ColumnElement[bool]:
     """The full-text condition: every positive term matches, no negated one does."""
     if dialect == "sqlite":
-        return _fts_table.bool_op("MATCH")(fts5_expression(terms))
-    return _search.bool_op("@@")(_websearch(terms))
+        return _fts_table.bool_op("MATCH")(_text("fts_match"))
+    return _search.bool_op("@@")(_websearch())
 
 
 _COLUMN_OF = {Sort.NEWEST: "created_at", Sort.VOTES: "score", Sort.ACTIVITY: "last_activity_at"}
@@ -444,11 +519,11 @@ identity map: a page of 30 was most of a worker's time per search)."""
 
 
 def _line(dialect: str) -> list[ColumnElement[Any]]:
-    """The columns of a result line: :data:`LINE_COLUMNS`, ``author_name``, ``tag_names``."""
+    """The columns of a result line: :data:`LINE_COLUMNS`, ``author_name``, ``tag_ids``."""
     return [
         *(getattr(Question, name) for name in LINE_COLUMNS),
         User.display_name.label("author_name"),
-        tag_names(dialect),
+        tag_ids(dialect),
     ]
 
 
@@ -477,37 +552,42 @@ async def search_questions(
     tag_ids = await _tag_ids(session, query.tags)
     if tag_ids is None:
         return SearchPage(found=[], next_cursor=None)
-    segments = _segments(session.get_bind().dialect.name, query)
+    dialect = session.get_bind().dialect.name
+    shape = _Shape.of(dialect, query, len(tag_ids))
+    values = _values(dialect, query, tag_ids)
+    segments = _segments(shape)
     backward = position is not None and position.before
     start = 0 if position is None else _segment_of(segments, position)
-    order = list(reversed(segments[: start + 1])) if backward else segments[start:]
-    filters = _filters(query, tag_ids)
+    order = list(reversed(range(start + 1))) if backward else list(range(start, len(segments)))
     # Whether the ranked segment is over its cap: known from a position in either of the
     # title segments, else from reading the ranked one (first, or on demand).
     capped: bool | None = None
     if position is not None and (segments[start].cap or segments[start].when_capped):
         capped = segments[start].when_capped
     rows: list[Any] = []
-    for i, segment in enumerate(order):
+    for i, index in enumerate(order):
+        segment = segments[index]
         want = query.limit + 1 - len(rows)
         if want <= 0:
             break
-        start_at = position if i == 0 else None
+        read = _Read(shape, index, at=position is not None and i == 0, backward=backward)
+        start_at = position if read.at else None
         if segment.cap is not None:
             if capped:
                 continue
-            found, over = await _read_ranked(session, segment, filters, start_at, backward, want)
+            found, over = await _read_ranked(session, read, values, start_at, want)
             capped = over if over is not None else capped or False
             rows.extend([] if capped else found)
             continue
         if segment.when_capped:
             if capped is None:
-                ranked = next(s for s in segments if s.cap is not None)
-                _, over = await _read_ranked(session, ranked, filters, None, False, 1)
+                ranked = next(i for i, s in enumerate(segments) if s.cap is not None)
+                first = _Read(shape, ranked, at=False, backward=False)
+                _, over = await _read_ranked(session, first, values, None, 1)
                 capped = bool(over)
             if not capped:
                 continue
-        rows.extend(await _read(session, query, segment, filters, start_at, backward, want))
+        rows.extend(await _read(session, read, values, start_at, want))
     page = rows[: query.limit]
     more = len(rows) > query.limit
     if backward:
@@ -525,12 +605,13 @@ async def search_questions(
     has_prev = more if backward else position is not None
     next_cursor = at(page[-1], before=False) if page and has_next else None
     prev_cursor = at(page[0], before=True) if page and has_prev else None
-    found = [Found(row, display_name(row.author_name), _split_tags(row.tag_names)) for row in page]
+    lines = [(row, ids_of(row.tag_ids)) for row in page]
+    names = await session_tag_names(session).names(session, (i for _, ids in lines for i in ids))
+    found = [
+        Found(row, display_name(row.author_name), sorted(names[i] for i in ids))
+        for row, ids in lines
+    ]
     return SearchPage(found=found, next_cursor=next_cursor, prev_cursor=prev_cursor)
-
-
-def _split_tags(names: str | None) -> list[str]:
-    return sorted(names.split(",")) if names else []
 
 
 def _segment_of(segments: Sequence[_Segment], position: Position) -> int:
@@ -543,19 +624,48 @@ def _segment_of(segments: Sequence[_Segment], position: Position) -> int:
     return len(segments) - 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One read of a segment: of a query of *shape*, segment number *index*, from a position
+    (*at*) or from its start, in descending order or, *backward*, ascending."""
+
+    shape: _Shape
+    index: int
+    at: bool
+    backward: bool
+
+    @property
+    def segment(self) -> _Segment:
+        return _segments(self.shape)[self.index]
+
+
+def _read_values(values: dict[str, Any], position: Position | None, limit: int) -> dict[str, Any]:
+    """*values* with the page size and the position's key and id (``after_key``,
+    ``after_id``), which :func:`_after` names."""
+    bound = dict(values, page_limit=limit)
+    if position is not None:
+        bound["after_key"], bound["after_id"] = position.key, position.id
+    return bound
+
+
 async def _read(
     session: AsyncSession,
-    query: SearchQuery,
-    segment: _Segment,
-    filters: Sequence[ColumnElement[bool]],
+    read: _Read,
+    values: dict[str, Any],
     position: Position | None,
-    backward: bool,
     limit: int,
 ) -> list[Any]:
-    """Up to *limit* rows of *segment* after *position* (before it, *backward*: ascending)."""
-    conditions = [*segment.conditions, *filters]
-    if position is not None:
-        conditions.append(_after(segment, position, computed=query.sort is Sort.RELEVANCE))
+    """Up to *limit* rows of the segment after *position* (before it, backward: ascending)."""
+    statement = _read_statement(read)
+    return list((await session.execute(statement, _read_values(values, position, limit))).all())
+
+
+@functools.cache
+def _read_statement(read: _Read) -> Select[*tuple[Any, ...]]:
+    shape, segment, backward = read.shape, read.segment, read.backward
+    conditions = [*segment.conditions, *_filters(shape)]
+    if read.at:
+        conditions.append(_after(segment, before=backward, computed=shape.sort is Sort.RELEVANCE))
     if segment.key is None:
         ids = segment.id_column
         order: tuple[Any, ...] = (ids.asc(),) if backward else (ids.desc(),)
@@ -563,40 +673,51 @@ async def _read(
         order = (segment.key.asc(), Question.id.asc())
     else:
         order = (segment.key.desc(), Question.id.desc())
-    dialect = session.get_bind().dialect.name
-    statement: Select[*tuple[Any, ...]] = select(*_line(dialect)).join(
+    statement: Select[*tuple[Any, ...]] = select(*_line(shape.dialect)).join(
         User, User.id == Question.author_id
     )
-    if query.terms and dialect == "sqlite":
+    if shape.full_text and shape.dialect == "sqlite":
         statement = statement.join(_fts, _fts.c.rowid == Question.id)
-    if query.sort is Sort.RELEVANCE:
+    if shape.sort is Sort.RELEVANCE:
         statement = statement.add_columns(literal(segment.floor or 0.0, Float).label("sort_key"))
     if conditions:
         statement = statement.where(and_(*conditions))
-    return list((await session.execute(statement.order_by(*order).limit(limit))).all())
+    return statement.order_by(*order).limit(bindparam("page_limit", type_=Integer))
 
 
 async def _read_ranked(
     session: AsyncSession,
-    segment: _Segment,
-    filters: Sequence[ColumnElement[bool]],
+    read: _Read,
+    values: dict[str, Any],
     position: Position | None,
-    backward: bool,
     limit: int,
 ) -> tuple[list[Any], bool | None]:
-    """Up to *limit* rows of the ranked *segment* after *position* (before it, *backward*)
-    and whether it has more than its cap of rows (None: no row to tell).
+    """Up to *limit* rows of the ranked segment after *position* (before it, backward) and
+    whether it has more than its cap of rows (None: no row to tell).
 
     At most cap + 1 candidates are read (the bitmap scan stops there) and ranked on ids and
     ranks alone; only the page's rows are joined to their authors. (Joined first, PostgreSQL
     looked up the author of each of the 1,274 title matches of 'read file' and sorted whole
     rows, to keep 31.)
     """
+    statement = _ranked_statement(read)
+    bound = _read_values(values, position, limit)
+    rows = list((await session.execute(statement, bound)).all())
+    if not rows:
+        return [], (False if position is None else None)
+    cap = read.segment.cap
+    assert cap is not None, read
+    return rows, rows[0].candidates > cap
+
+
+@functools.cache
+def _ranked_statement(read: _Read) -> Select[*tuple[Any, ...]]:
+    segment, backward = read.segment, read.backward
     assert segment.key is not None, segment
     assert segment.cap is not None, segment
     candidates = (
         select(Question.id.label("id"), segment.key.label("rank"))
-        .where(and_(*segment.conditions, *filters))
+        .where(and_(*segment.conditions, *_filters(read.shape)))
         .limit(segment.cap + 1)
         .subquery("candidates")
     )
@@ -605,17 +726,18 @@ async def _read_ranked(
     ).subquery("counted")
     rank, ids = counted.c.rank, counted.c.id
     order = (rank.asc(), ids.asc()) if backward else (rank.desc(), ids.desc())
-    page = select(counted).order_by(*order).limit(limit)
-    if position is not None:
-        bound, after_id = literal(position.key, Float), literal(position.id, Question.id.type)
+    page = select(counted).order_by(*order).limit(bindparam("page_limit", type_=Integer))
+    if read.at:
+        bound = bindparam("after_key", type_=Float)
+        after_id = bindparam("after_id", type_=Question.id.type)
         if backward:
             page = page.where(or_(rank > bound, and_(rank == bound, ids > after_id)))
         else:
             page = page.where(or_(rank < bound, and_(rank == bound, ids < after_id)))
     ranked = page.subquery("ranked")
-    statement = (
+    return (
         select(
-            *_line(session.get_bind().dialect.name),
+            *_line(read.shape.dialect),
             ranked.c.rank.label("sort_key"),
             ranked.c.candidates,
         )
@@ -624,10 +746,6 @@ async def _read_ranked(
         .order_by(*((ranked.c.rank.asc(), Question.id.asc()) if backward
                     else (ranked.c.rank.desc(), Question.id.desc())))
     )  # fmt: skip
-    rows = list((await session.execute(statement)).all())
-    if not rows:
-        return [], (False if position is None else None)
-    return rows, rows[0].candidates > segment.cap
 
 
 async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
@@ -635,53 +753,65 @@ async def count_questions(session: AsyncSession, query: SearchQuery) -> int:
     tag_ids = await _tag_ids(session, query.tags)
     if tag_ids is None:
         return 0
+    dialect = session.get_bind().dialect.name
+    statement = _count_statement(_Shape.of(dialect, query, len(tag_ids)))
+    return int((await session.scalar(statement, _values(dialect, query, tag_ids))) or 0)
+
+
+@functools.cache
+def _count_statement(shape: _Shape) -> Select[int]:
     statement = select(func.count()).select_from(Question)
-    conditions: list[Any] = list(_filters(query, tag_ids))
-    if query.terms:
-        dialect = session.get_bind().dialect.name
-        if dialect == "sqlite":
+    conditions: list[Any] = list(_filters(shape))
+    if shape.full_text:
+        if shape.dialect == "sqlite":
             statement = statement.join(_fts, _fts.c.rowid == Question.id)
-        conditions.append(_match(dialect, query.terms))
-    if conditions:
-        statement = statement.where(and_(*conditions))
-    return int((await session.scalar(statement)) or 0)
+        conditions.append(_match(shape.dialect))
+    return statement.where(and_(*conditions)) if conditions else statement
 
 
-def _filters(query: SearchQuery, tag_ids: Sequence[int]) -> list[ColumnElement[bool]]:
-    """The conditions of every filter but the full-text one."""
+@functools.cache
+def _filters(shape: _Shape) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of every filter but the full-text one, on the values :func:`_values`
+    binds."""
     conditions: list[ColumnElement[bool]] = [
-        exists().where(question_tags.c.question_id == Question.id, question_tags.c.tag_id == t)
-        for t in tag_ids
+        exists().where(
+            question_tags.c.question_id == Question.id,
+            question_tags.c.tag_id == bindparam(f"tag_{i}", type_=question_tags.c.tag_id.type),
+        )
+        for i in range(shape.tags)
     ]
-    if query.created_from is not None:
-        conditions.append(Question.created_at >= query.created_from)
-    if query.created_to is not None:
-        conditions.append(Question.created_at < query.created_to)
-    if query.min_score is not None:
-        conditions.append(Question.score >= query.min_score)
-    if query.answered is not None:
+    if shape.created_from:
+        conditions.append(Question.created_at >= bindparam("created_from", type_=_MOMENT))
+    if shape.created_to:
+        conditions.append(Question.created_at < bindparam("created_to", type_=_MOMENT))
+    if shape.min_score:
+        conditions.append(Question.score >= bindparam("min_score", type_=Integer))
+    if shape.answered is not None:
         answers = Question.answer_count
-        conditions.append(answers > 0 if query.answered else answers == 0)
-    if query.author_id is not None:
-        conditions.append(Question.author_id == query.author_id)
-    return conditions
+        conditions.append(answers > 0 if shape.answered else answers == 0)
+    if shape.author:
+        conditions.append(Question.author_id == bindparam("author_id", type_=Question.id.type))
+    return tuple(conditions)
 
 
-def _after(segment: _Segment, position: Position, *, computed: bool) -> ColumnElement[bool]:
-    """Rows of *segment* after *position* in ``key DESC, id DESC`` order (before it, with
-    ``before``).
+_MOMENT = Question.__table__.c.created_at.type
+
+
+def _after(segment: _Segment, *, before: bool, computed: bool) -> ColumnElement[bool]:
+    """Rows of *segment* after the position ``(after_key, after_id)`` in ``key DESC, id
+    DESC`` order (*before* it: the rows just before).
 
     On a column, a row-value comparison, which both databases answer with a range scan of the
     ``(column, id)`` index; a computed rank has no index, so the plain form does as well. In a
     segment of one constant key (relevance's second), the id alone: a range of the primary key.
     """
-    after_id = literal(position.id, Question.id.type)
+    after_id = bindparam("after_id", type_=Question.id.type)
     if segment.key is None:
         ids = segment.id_column
-        return ids > after_id if position.before else ids < after_id
+        return ids > after_id if before else ids < after_id
     key = segment.key
-    bound = literal(position.key, key.type)
-    if position.before:
+    bound = bindparam("after_key", type_=key.type)
+    if before:
         if computed:
             return or_(key > bound, and_(key == bound, Question.id > after_id))
         return tuple_(key, Question.id) > tuple_(bound, after_id)

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from herald_contract.channels import MAX_ID
-from qasite.api.deps import Ctx, ReadSession
+from qasite.api.deps import AutocommitReadSession, Ctx
 from qasite.api.errors import ERROR_RESPONSES
 from qasite.api.outputs import found_out
 from qasite.api.schemas import Moment, QuestionPage, TagName, Text
@@ -31,7 +31,7 @@ INT32 = 2**31
 
 @router.get("", response_model=QuestionPage)
 async def list_questions(
-    session: ReadSession,
+    session: AutocommitReadSession,
     context: Ctx,
     q: Annotated[
         Text | None,
