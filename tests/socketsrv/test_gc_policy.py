@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -16,23 +17,28 @@ class Cycle:
         self.me = self
 
 
-@pytest.fixture
-def policy() -> Iterator[FreezeAfterFullCollections]:
-    """The policy, with only the test's own collections running (automatic ones off)."""
+@contextmanager
+def installed(policy: FreezeAfterFullCollections) -> Iterator[FreezeAfterFullCollections]:
+    """*policy* installed, with only the test's own collections running (automatic ones off)."""
     enabled = gc.isenabled()
     gc.disable()
     gc.collect()
     gc.unfreeze()
-    installed = FreezeAfterFullCollections(thaw_growth=2.0)
-    gc.callbacks.append(installed)
+    gc.callbacks.append(policy)
     try:
-        yield installed
+        yield policy
     finally:
-        gc.callbacks.remove(installed)
+        gc.callbacks.remove(policy)
         gc.unfreeze()
         gc.collect()
         if enabled:
             gc.enable()
+
+
+@pytest.fixture
+def policy() -> Iterator[FreezeAfterFullCollections]:
+    with installed(FreezeAfterFullCollections(thaw_growth=2.0)) as policy:
+        yield policy
 
 
 def test_the_survivors_of_a_full_collection_are_frozen(policy: FreezeAfterFullCollections) -> None:
@@ -62,3 +68,22 @@ def test_frozen_objects_grown_past_the_bound_are_let_go_and_their_dead_cycles_fr
     freed = gc.collect()
     assert freed >= 2 * baseline
     assert gc.get_freeze_count() < 2 * baseline  # the survivors, frozen again
+
+
+def test_the_frozen_objects_are_counted_at_most_once_per_interval() -> None:
+    now = [100.0]
+    counting = FreezeAfterFullCollections(
+        thaw_growth=2.0, check_interval_s=5.0, clock=lambda: now[0]
+    )
+    with installed(counting) as policy:
+        gc.collect()  # the baseline
+        baseline = gc.get_freeze_count()
+        gc.collect()  # counted: nothing grew
+        grown = [Cycle() for _ in range(2 * baseline + 1000)]
+        gc.collect()  # past the bound, but within the interval of the last count
+        assert policy.thaws == 0
+        assert gc.get_freeze_count() > 2 * baseline
+        now[0] += 5.0
+        gc.collect()
+        assert policy.thaws == 1
+        del grown
