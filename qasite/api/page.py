@@ -10,6 +10,10 @@ pydantic-core; the bytes are kept at the stamp read *before* the rows, so they a
 older than it. A signed-in viewer gets the same bytes with their votes filled in (one more
 query).
 
+On a SQLite file an anonymous read first reads the stamp without the pool, on the event
+loop's thread (:class:`~qasite.domain.page.SqliteStamps`): an L1 hit is then answered with no
+pooled connection and no hop to aiosqlite's thread; anything else takes the path above.
+
 Reads on PostgreSQL run in autocommit (no ``BEGIN``/``ROLLBACK`` round trips): each statement
 sees the data committed when it starts, as in the READ COMMITTED transaction it replaces.
 """
@@ -17,6 +21,7 @@ sees the data committed when it starts, as in the READ COMMITTED transaction it 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +35,14 @@ from qasite.core.db import POOL_OVERFLOW, POOL_SIZE, Database
 from qasite.core.page_cache import PageCache
 from qasite.domain.errors import NotFound
 from qasite.domain.names import display_name
-from qasite.domain.page import ConnectionLost, PageRowsLite, page_rows, page_stamp, votes_of
+from qasite.domain.page import (
+    ConnectionLost,
+    PageRowsLite,
+    SqliteStamps,
+    page_rows,
+    page_stamp,
+    votes_of,
+)
 
 
 @asynccontextmanager
@@ -141,6 +153,10 @@ async def question_page(
 async def _question_page(
     db: Database, cache: PageCache | None, question_id: int, viewer_id: int | None
 ) -> bytes:
+    if viewer_id is None and cache is not None and db.stamps is not None:
+        body = _held_at_quick_stamp(db.stamps, cache, question_id)
+        if body is not None:
+            return body
     async with read_connection(db) as conn:
         stamp = await page_stamp(conn, question_id)
         if stamp is None:
@@ -156,6 +172,17 @@ async def _question_page(
         if viewer_id is None:
             return body
         return await _with_votes(conn, body, question_id, viewer_id)
+
+
+def _held_at_quick_stamp(stamps: SqliteStamps, cache: PageCache, question_id: int) -> bytes | None:
+    """On SQLite, the page from L1 at a stamp read without the pool; None for everything
+    else (a miss, a missing question, a stamp read that failed), which the usual path then
+    answers, counting its own lookups."""
+    try:
+        stamp = stamps.read(question_id)
+    except sqlite3.Error:
+        return None
+    return None if stamp is None else cache.local_hit(question_id, stamp)
 
 
 async def _with_votes(

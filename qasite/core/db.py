@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from qasite.core.settings import Settings
+from qasite.domain.page import SqliteStamps
 from qasite.domain.tag_names import TAG_NAMES_INFO, TagNames
 
 _IMMEDIATE = "herald_sqlite_immediate"
@@ -110,6 +111,8 @@ class Database:
     ``ROLLBACK`` round trips: autocommit on PostgreSQL; on SQLite (in-process, a ``BEGIN``
     costs no round trip) the same as :attr:`reads`. For searches (qasite/api/routes/
     questions_list.py); never for a session that writes."""
+    stamps: SqliteStamps | None = None
+    """On a SQLite file, page stamps read without the pool (qasite/domain/page.py)."""
 
     @property
     def dialect(self) -> str:
@@ -131,7 +134,11 @@ class Database:
             execution_options={_IMMEDIATE: True},
             info={NAMESPACES_INFO: settings.namespaces()},  # outbox.emit checks channels by it
         )
-        return cls(engine, reads, writes, autocommit_reads)
+        database = engine.url.database
+        stamps = None
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            stamps = SqliteStamps(database)
+        return cls(engine, reads, writes, autocommit_reads, stamps)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -140,6 +147,8 @@ class Database:
             yield session
 
     async def close(self) -> None:
+        if self.stamps is not None:
+            self.stamps.close()
         await self.engine.dispose()
 
 

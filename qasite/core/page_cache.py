@@ -141,6 +141,15 @@ class PageCache:
     def _count(self, level: str, result: str) -> None:
         self._counter.labels(level, result).inc()
 
+    def local_hit(self, key: int, stamp: Stamp) -> bytes | None:
+        """The body L1 holds for *key* at exactly *stamp*, counted as an L1 hit; None, counted
+        nowhere, otherwise (the caller then looks up with :meth:`get`)."""
+        found = self.local.get(key)
+        if found is None or found[0] != stamp:
+            return None
+        self._count("l1", "hit")
+        return found[1]
+
     async def get(self, key: int, stamp: Stamp) -> bytes | None:
         """The body stored for *key* at exactly *stamp*; None (a miss) otherwise."""
         found = self.local.get(key)
