@@ -19,7 +19,10 @@ from tests.qasite.support import QA, qa_settings, running_qa
 @pytest.fixture
 async def sqlite_qa(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[QA]:
     shutil.copyfile(sqlite_template, tmp_path / "qa.sqlite3")
-    settings = qa_settings(tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}")
+    # The relay polls only when nudged by a write: its reads would count as checkouts.
+    settings = qa_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'qa.sqlite3'}", relay_poll_interval_s=60.0
+    )
     async with running_qa(settings, migrate_on_start=False) as qa:
         yield qa
 

@@ -80,5 +80,7 @@ async def test_the_connection_writes_nothing(sqlite_qa: QA, tmp_path: Path) -> N
         stamps.close()
 
 
-async def test_postgresql_has_no_stamps_without_the_pool(qa: QA) -> None:
+async def test_postgresql_reads_every_stamp_through_the_pool(qa: QA) -> None:
+    q = await qa.ask(await qa.signup())
+    assert (await qa.client.get(f"/api/questions/{q['id']}")).status_code == 200
     assert (qa.context.db.stamps is None) == (qa.context.db.dialect == "postgresql")
