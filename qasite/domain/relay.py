@@ -80,6 +80,10 @@ class RelayState(enum.Enum):
     STOPPED = "stopped"
 
 
+STOP_GRACE_S = 5.0
+"""How long :meth:`OutboxRelay.stop` lets the batch in flight finish before cancelling it."""
+
+
 class OutboxRelay:
     """Drains the outbox to *sink*; :meth:`start` once, :meth:`nudge` after each commit."""
 
@@ -136,14 +140,26 @@ class OutboxRelay:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop draining (after the row in flight, if any); idempotent."""
+        """Stop draining (after the batch in flight, if any, for at most
+        :data:`STOP_GRACE_S`; then the task is cancelled); idempotent.
+
+        Cancelled at once, a query in flight on SQLite went on in aiosqlite's thread, which
+        then handed its result to an event loop already closed (an error in that thread)."""
         self._state = RelayState.STOPPED
         self._wake.set()
-        if self._task is not None:
+        if self._task is None:
+            return
+        try:
+            async with asyncio.timeout(STOP_GRACE_S):
+                await asyncio.shield(self._task)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
+        self._task = None
 
     async def _run(self) -> None:
         # The state is checked as well as the cancellation: a driver may turn a cancellation

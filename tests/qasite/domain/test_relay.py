@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from sqlalchemy import select, update
 
@@ -226,3 +227,49 @@ async def test_published_rows_past_the_retention_are_pruned_and_pending_ones_kep
             rows = (await session.scalars(select(OutboxEvent))).all()
         assert len(rows) == 2
         assert await qa.pending_events() == 1
+
+
+class HeldSink:
+    """An EventSink whose publish waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.published: list[str] = []
+
+    async def publish(self, channel: str, data: Any, *, event_id: str = "") -> object:
+        self.entered.set()
+        await self.release.wait()
+        self.published.append(event_id)
+        return None
+
+
+async def test_stopping_lets_the_batch_in_flight_finish_and_be_marked(qa: QA) -> None:
+    await qa.app.state.relay.stop()
+    await qa.ask(await qa.signup())
+    sink = HeldSink()
+    relay = OutboxRelay(qa.context.db, sink, poll_interval_s=60.0)
+    relay.start()
+    await asyncio.wait_for(sink.entered.wait(), 10)
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done(), "stop() returned with a publish in flight"
+    sink.release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert sink.published, "the batch in flight was not finished"
+    assert await qa.pending_events() == 0  # and its rows were marked published
+
+
+async def test_a_batch_that_outlasts_the_grace_is_cancelled(
+    qa: QA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qasite.domain.relay.STOP_GRACE_S", 0.05)
+    await qa.app.state.relay.stop()
+    await qa.ask(await qa.signup())
+    sink = HeldSink()  # never released
+    relay = OutboxRelay(qa.context.db, sink, poll_interval_s=60.0)
+    relay.start()
+    await asyncio.wait_for(sink.entered.wait(), 10)
+    await asyncio.wait_for(relay.stop(), 10)
+    assert sink.published == []
+    assert await qa.pending_events() > 0  # nothing marked: published again by the next relay
