@@ -68,6 +68,9 @@ class LocalPages:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: int) -> bool:
+        return key in self._entries
+
     def get(self, key: int) -> tuple[Stamp, bytes] | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -152,11 +155,10 @@ class PageCache:
 
     async def get(self, key: int, stamp: Stamp) -> bytes | None:
         """The body stored for *key* at exactly *stamp*; None (a miss) otherwise."""
-        found = self.local.get(key)
-        if found is not None and found[0] == stamp:
-            self._count("l1", "hit")
-            return found[1]
-        self._count("l1", "miss" if found is None else "stale")
+        body = self.local_hit(key, stamp)
+        if body is not None:
+            return body
+        self._count("l1", "stale" if key in self.local else "miss")
         if self._redis is None:
             return None
         body = await self._get_l2(key, stamp)

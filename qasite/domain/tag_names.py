@@ -16,7 +16,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Label, String, cast, func, literal, select
+from sqlalchemy import ColumnElement, Label, String, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qasite.domain.models import Question, Tag, question_tags
@@ -30,12 +30,8 @@ TAG_NAMES_INFO = "herald_tag_names"
 def tag_names(dialect: str) -> Label[Any]:
     """The ``tag_names`` column of the :class:`Question` in the enclosing query, built once
     per dialect (its SQLAlchemy cache key is memoized on it)."""
-    if dialect == "postgresql":
-        joined = func.string_agg(Tag.name, literal(","))
-    else:
-        joined = func.group_concat(Tag.name, literal(","))
     return (
-        select(joined)
+        select(_comma_joined(dialect, Tag.__table__.c.name))
         .select_from(question_tags.join(Tag, Tag.id == question_tags.c.tag_id))
         .where(question_tags.c.question_id == Question.id)
         .scalar_subquery()
@@ -47,17 +43,19 @@ def tag_names(dialect: str) -> Label[Any]:
 def tag_ids(dialect: str) -> Label[Any]:
     """The ``tag_ids`` column of the :class:`Question` in the enclosing query: its tags' ids,
     comma-separated, None when it has none (read them with :func:`ids_of`)."""
-    tag_id = cast(question_tags.c.tag_id, String)
-    if dialect == "postgresql":
-        joined = func.string_agg(tag_id, literal(","))
-    else:
-        joined = func.group_concat(tag_id, literal(","))
     return (
-        select(joined)
+        select(_comma_joined(dialect, cast(question_tags.c.tag_id, String)))
         .where(question_tags.c.question_id == Question.id)
         .scalar_subquery()
         .label("tag_ids")
     )
+
+
+def _comma_joined(dialect: str, column: ColumnElement[str]) -> ColumnElement[str]:
+    """The aggregate of *column*'s values, comma-separated (None over no row)."""
+    if dialect == "postgresql":
+        return func.string_agg(column, literal(","))
+    return func.group_concat(column, literal(","))
 
 
 def ids_of(column: str | None) -> list[int]:
