@@ -5,31 +5,45 @@ A handshake is *in flight* from its upgrade request to the end of the worker's p
 opening: the 101, or for a fast open (docs/protocol.md#fast-open) the one write that carries
 the 101 and every answer (its history reads are the work that waits). A client that still
 has to send its connect holds no place: waiting for it costs nothing. Past
-``max_handshakes`` in flight, an upgrade request waits in a FIFO: its socket is not read, no
-timer runs against it (the client has done its part), and it is taken up as soon as a
-handshake in flight ends. So in a reconnect storm the worker finishes the handshakes it
-started at the rate it can, rather than starting thousands at once and finishing each so
-late that its client gives up and comes back: the reconnect loop that makes a storm last.
+``max_handshakes`` in flight, an upgrade request waits in a queue: no timer runs against it
+(the client has done its part), and it is taken up as soon as a handshake in flight ends.
+So in a reconnect storm the worker finishes the handshakes it started at the rate it can,
+rather than starting thousands at once and finishing each so late that its client gives up.
 Past ``handshake_queue`` waiting, a request is answered 503 with ``Retry-After``
 (``herald_handshake_rejections_total{reason="busy"}``). Health, readiness and metrics
 requests are answered before admission: they never wait here.
 
-Nothing here does I/O; the connection is told when its turn comes (:meth:`Turn.take_turn`).
+Two things keep a storm from turning into a reconnect loop, where the worker spends its CPU
+on handshakes whose clients have already given up (their connect timeout, 10 s in client-js)
+and those clients come back to wait again:
+
+- A client that leaves while it waits is noticed at once (the socket of a waiting request is
+  still read) and withdrawn: no work is ever done for it
+  (``herald_handshakes_abandoned_total``).
+- The queue is served in order while it moves, and newest first once its oldest request has
+  waited ``handshake_lifo_after_s`` (adaptive LIFO): under overload the worker answers the
+  requests whose clients are surely still there, in well under their timeout, instead of
+  the ones about to give up. The oldest go on waiting; served last, or, if their client
+  gives up first, withdrawn at no cost.
+
+Nothing here does I/O; the connection is told when its turn comes (:meth:`Turn.take_turn`)
+and tells :meth:`Admission.withdraw` when its client leaves.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 
 class Turn(Protocol):
     def waiting_for_turn(self) -> bool:
-        """Whether it still waits (False once its socket is gone)."""
+        """Whether it still waits (False once its client has left)."""
 
     def take_turn(self) -> None:
         """Its handshake goes on now (it holds a place in flight)."""
@@ -39,7 +53,8 @@ class Verdict(enum.Enum):
     GO = "go"
     """Run the handshake now; call :meth:`Admission.leave` when it ends."""
     WAIT = "wait"
-    """Queued: :meth:`Turn.take_turn` is called when its turn comes."""
+    """Queued: :meth:`Turn.take_turn` is called when its turn comes, unless its client leaves
+    first (then call :meth:`Admission.withdraw`)."""
     FULL = "full"
     """The queue is full: answer 503."""
 
@@ -52,34 +67,51 @@ class Admission:
         limit: int,
         queue_max: int,
         call_soon: Callable[[Callable[[], None]], object],
+        *,
+        lifo_after_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
         queued: Gauge | None = None,
+        abandoned: Counter | None = None,
     ) -> None:
         self.limit = limit
         """The most handshakes in flight; 0: no limit."""
         self.queue_max = queue_max
+        self.lifo_after_s = lifo_after_s
         self.in_flight = 0
-        self.waiting: deque[Turn] = deque()
+        self.queued = 0
+        """Requests waiting (withdrawn ones may still sit in :attr:`_waiting` until passed)."""
+        self._waiting: deque[tuple[Turn, float]] = deque()
         self._call_soon = call_soon
+        self._clock = clock
         self._queued = queued
+        self._abandoned = abandoned
         self._scheduled = False
 
     def enter(self, turn: Turn) -> Verdict:
         """A new upgrade request: go, wait (queued behind the others), or full."""
-        if self.limit <= 0 or (self.in_flight < self.limit and not self.waiting):
+        if self.limit <= 0 or (self.in_flight < self.limit and not self.queued):
             self.in_flight += 1
             return Verdict.GO
-        if len(self.waiting) >= self.queue_max:
+        if self.queued >= self.queue_max:
             return Verdict.FULL
-        self.waiting.append(turn)
-        if self._queued is not None:
-            self._queued.inc()
+        self._waiting.append((turn, self._clock()))
+        self._count_queued(1)
         return Verdict.WAIT
+
+    def withdraw(self) -> None:
+        """A waiting request's client left: it no longer counts (its entry is passed over)."""
+        self._count_queued(-1)
+        if self._abandoned is not None:
+            self._abandoned.inc()
+        if len(self._waiting) > 2 * self.queued + 64:
+            # Newest first can leave withdrawn entries at the old end for a long time.
+            self._waiting = deque(e for e in self._waiting if e[0].waiting_for_turn())
 
     def leave(self) -> None:
         """A handshake in flight ended (opened, refused or closed): the next may go, on the
         next loop turn (never inside the callback of the one that ended)."""
         self.in_flight -= 1
-        if self.waiting and not self._scheduled:
+        if self.queued and not self._scheduled:
             self._scheduled = True
             self._call_soon(self._admit)
 
@@ -87,13 +119,25 @@ class Admission:
         """Take up every waiting request now (the worker is draining: each is refused)."""
         self._admit(everyone=True)
 
+    def waited_longest_s(self) -> float:
+        """How long the oldest request still waiting has waited (0: none waits)."""
+        waiting = self._waiting
+        while waiting and not waiting[0][0].waiting_for_turn():
+            waiting.popleft()
+        return self._clock() - waiting[0][1] if waiting else 0.0
+
     def _admit(self, everyone: bool = False) -> None:
         self._scheduled = False
-        while self.waiting and (everyone or self.limit <= 0 or self.in_flight < self.limit):
-            turn = self.waiting.popleft()
-            if self._queued is not None:
-                self._queued.dec()
+        while self.queued and (everyone or self.limit <= 0 or self.in_flight < self.limit):
+            newest_first = not everyone and self.waited_longest_s() >= self.lifo_after_s
+            turn, _ = self._waiting.pop() if newest_first else self._waiting.popleft()
             if not turn.waiting_for_turn():
-                continue  # its socket closed while it waited
+                continue  # withdrawn: counted when its client left
+            self._count_queued(-1)
             self.in_flight += 1
             turn.take_turn()
+
+    def _count_queued(self, n: int) -> None:
+        self.queued += n
+        if self._queued is not None:
+            self._queued.inc(n)

@@ -163,6 +163,7 @@ class ClientConnection(asyncio.Protocol):
         "_conflate_mark",
         "_connect_timer",
         "_drain_waiters",
+        "_early",
         "_feed_bytes",
         "_feed_due",
         "_fragments",
@@ -236,6 +237,8 @@ class ClientConnection(asyncio.Protocol):
         self._turn = False
         """It holds a place among the handshakes in flight (socketsrv/admission.py)."""
         self._waiting_request: Request | None = None
+        self._early: list[Frame | bytes] | None = None
+        """What the client sent while its request waited for a turn."""
         """Its upgrade request, while it waits for a turn."""
         self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
         self._feed_due = False
@@ -310,17 +313,28 @@ class ClientConnection(asyncio.Protocol):
         self._arm_connect_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._waiting_request is not None:
+            self._hold_early([data])
+            return
         if self._proxy_buf is not None:
             rest = self._proxy_header(data)
             if not rest:
                 return
             data = rest
         self.ws.receive_data(data)
-        for event in self.ws.events_received():
+        events = iter(self.ws.events_received())
+        for event in events:
             if isinstance(event, Request):
                 self._on_request(event)
+                if self.waiting_for_turn():
+                    # Sent with the request (pipelined): read after its turn.
+                    self._hold_early([e for e in events if isinstance(e, Frame)])
+                    return
             elif isinstance(event, Frame):
                 self._on_frame(event)
+        self._after_frames()
+
+    def _after_frames(self) -> None:
         if self.state is _OPEN and self.ws.close_sent is not None:
             # The websocket layer failed the connection itself (1002, 1009, 1011).
             self._move(ConnectionState.CLOSING, "fail")
@@ -328,6 +342,8 @@ class ClientConnection(asyncio.Protocol):
         self._send_ws_output()
 
     def eof_received(self) -> bool | None:
+        if self._waiting_request is not None:
+            return None  # it left while waiting for a turn: the transport closes, and _detach
         self.ws.receive_eof()
         self._send_ws_output()
         return None
@@ -454,12 +470,27 @@ class ClientConnection(asyncio.Protocol):
     # Admission (socketsrv/admission.py: admission.Turn)
 
     def _wait_for_turn(self, request: Request) -> None:
-        """Past ``max_handshakes`` in flight: wait, unread and with no deadline running."""
+        """Past ``max_handshakes`` in flight: wait, with no deadline running. The socket is
+        still read, so that a client that gives up is noticed at once (connection_lost or
+        eof_received, then _detach withdraws it); what it sends meanwhile is held for its
+        turn, up to ``max_frame_bytes``, past which reading pauses."""
         self._waiting_request = request
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
-        if self.transport is not None:
+
+    def _hold_early(self, items: list[Frame] | list[bytes]) -> None:
+        """Keep what the client sent while it waits: frames parsed with its request, bytes
+        after it (not parsed yet: the websocket layer answers some frames itself, and nothing
+        may be written before the 101)."""
+        if not items:
+            return
+        early = self._early
+        if early is None:
+            early = self._early = []
+        early.extend(items)
+        held = sum(len(x.data) if isinstance(x, Frame) else len(x) for x in early)
+        if held > self.host.config.max_frame_bytes and self.transport is not None:
             self.transport.pause_reading()
 
     def waiting_for_turn(self) -> bool:
@@ -469,11 +500,24 @@ class ClientConnection(asyncio.Protocol):
         request, self._waiting_request = self._waiting_request, None
         assert request is not None  # checked by waiting_for_turn
         self._turn = True
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
+        early, self._early = self._early, None
         self._on_request(request)
-        self._send_ws_output()
+        self._send_ws_output()  # the 101 first
+        if early is not None and self.state is _OPEN:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+            for item in early:
+                if self.state is not _OPEN:
+                    break
+                if isinstance(item, Frame):
+                    self._on_frame(item)
+                else:
+                    self.ws.receive_data(item)
+                    for event in self.ws.events_received():
+                        if isinstance(event, Frame):
+                            self._on_frame(event)
+            self._after_frames()
 
     def _end_turn(self) -> None:
         """Its opening ended (answered, refused or closed): the next handshake may go."""
@@ -1232,7 +1276,11 @@ class ClientConnection(asyncio.Protocol):
         if self.state is ConnectionState.CLOSED:
             return
         self._end_turn()
-        self._waiting_request = None
+        if self._waiting_request is not None:
+            self._waiting_request = self._early = None
+            admission = self.host.admission
+            if admission is not None:
+                admission.withdraw()
         self._move(ConnectionState.CLOSED, "detach")
         self.ws.gate = None  # no cycle left between the connection and its protocol
         for task, _ in self._subscribing.values():

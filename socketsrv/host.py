@@ -58,17 +58,19 @@ class ConnectionConfig:
     address_limits: AddressLimits = field(default_factory=AddressLimits)
     """What one address may spend, its connections together (rates; the counts are above)."""
     reconnect_spread_s: float = 5.0
+    """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
     conflate_mark_bytes: int = 0
     """Unsent bytes past which keyed publications conflate (socketsrv/outbox.py); 0: never."""
     send_lowat_bytes: int = 0
     """``TCP_NOTSENT_LOWAT`` set on each connection's socket; 0: the kernel's default."""
     namespaces: Namespaces | None = None
+    """The channel kinds clients may subscribe to (None: the shipped file's)."""
     max_handshakes: int = 0
     """Opening handshakes in flight at once (socketsrv/admission.py); 0: no limit."""
     handshake_queue: int = 10_000
     """Upgrade requests that may wait for a turn; past it 503."""
-    """The channel kinds clients may subscribe to (None: the shipped file's)."""
-    """The window of the ``retry_ms`` hint of the closes that carry one (4000, 4003, 4007)."""
+    handshake_lifo_after_s: float = 2.0
+    """Once the oldest waiting request has waited this long, the newest go first."""
 
 
 @dataclass(slots=True)
@@ -113,7 +115,9 @@ class ConnectionHost:
                 self.config.max_handshakes,
                 self.config.handshake_queue,
                 _call_soon,
-                self.metrics.handshakes_queued,
+                lifo_after_s=self.config.handshake_lifo_after_s,
+                queued=self.metrics.handshakes_queued,
+                abandoned=self.metrics.handshakes_abandoned,
             )
 
     def address_budget(self, address: str) -> AddressBudget | None:

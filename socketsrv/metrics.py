@@ -41,6 +41,7 @@ class Metrics:
     connections_accepted: Counter
     fast_opens: Counter
     handshakes_queued: Gauge
+    handshakes_abandoned: Counter
     handshake_rejections: Counter
     metrics_refused: Counter
     disconnects: Counter
@@ -132,6 +133,10 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "herald_handshakes_queued",
             "Upgrade requests waiting for a turn past max_handshakes in flight.",
             "livesum",
+        ),
+        handshakes_abandoned=counter(
+            "herald_handshakes_abandoned",
+            "Upgrade requests whose client left while they waited for a turn.",
         ),
         handshake_rejections=counter(
             "herald_handshake_rejections",

@@ -16,7 +16,14 @@ from socketsrv.admission import Admission, Verdict
 from socketsrv.hub import Hub
 from socketsrv.protocol.opening import open_token
 from socketsrv.worker import Worker
-from tests.support.raw_ws import RawConnection, http_get, raw_connection, upgrade_request
+from tests.support.raw_ws import (
+    OP_TEXT,
+    RawConnection,
+    client_frame,
+    http_get,
+    raw_connection,
+    upgrade_request,
+)
 from tests.support.waiting import eventually
 from tests.support.worker import handshake_rejections, metric, running_worker
 
@@ -34,10 +41,26 @@ class FakeTurn:
         self.waiting = False
         self.log.append(self.name)
 
+    def leave(self, adm: Admission) -> None:
+        """Its client gave up while it waited."""
+        self.waiting = False
+        adm.withdraw()
 
-def admission(limit: int, queue: int) -> tuple[Admission, list[Callable[[], None]]]:
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def admission(
+    limit: int, queue: int, clock: Clock | None = None
+) -> tuple[Admission, list[Callable[[], None]]]:
     soon: list[Callable[[], None]] = []
-    return Admission(limit, queue, soon.append), soon
+    adm = Admission(limit, queue, soon.append, lifo_after_s=2.0, clock=clock or Clock())
+    return adm, soon
 
 
 def test_past_the_limit_requests_wait_in_order_and_past_the_queue_it_is_full() -> None:
@@ -52,7 +75,7 @@ def test_past_the_limit_requests_wait_in_order_and_past_the_queue_it_is_full() -
     assert log == []  # taken up on the next loop turn, not inside the one that ended
     (run,) = soon
     run()
-    assert log == ["c"] and adm.in_flight == 2 and list(adm.waiting) == [d]
+    assert log == ["c"] and adm.in_flight == 2 and adm.queued == 1 and d.waiting
 
 
 def test_a_newcomer_does_not_jump_the_queue_and_a_closed_waiter_is_skipped() -> None:
@@ -62,11 +85,71 @@ def test_a_newcomer_does_not_jump_the_queue_and_a_closed_waiter_is_skipped() -> 
     gone, c = FakeTurn(log, "gone"), FakeTurn(log, "c")
     assert adm.enter(gone) is Verdict.WAIT
     assert adm.enter(c) is Verdict.WAIT
-    gone.waiting = False  # its socket closed
+    gone.leave(adm)
+    assert adm.queued == 1
     adm.leave()
     assert adm.enter(FakeTurn(log, "late")) is Verdict.WAIT  # behind c, though one is free
     soon.pop()()
     assert log == ["c"]
+
+
+def test_once_the_oldest_has_waited_long_the_newest_go_first() -> None:
+    clock = Clock()
+    adm, soon = admission(limit=1, queue=10, clock=clock)
+    log: list[str] = []
+    adm.enter(FakeTurn(log, "a"))
+    for name in "bc":
+        adm.enter(FakeTurn(log, name))
+    clock.now += 1.0
+    adm.leave()
+    soon.pop()()
+    assert log == ["b"]  # the queue moves: in order
+    for name in "de":
+        adm.enter(FakeTurn(log, name))
+    clock.now += 1.5  # c has waited 2.5 s: past lifo_after_s
+    adm.leave()
+    soon.pop()()
+    assert log == ["b", "e"]
+    adm.leave()
+    soon.pop()()
+    assert log == ["b", "e", "d"]
+    adm.leave()
+    soon.pop()()
+    assert log == ["b", "e", "d", "c"] and adm.queued == 0
+
+
+def test_a_client_that_leaves_is_withdrawn_and_never_taken_up() -> None:
+    clock = Clock()
+    adm, soon = admission(limit=1, queue=3, clock=clock)
+    log: list[str] = []
+    adm.enter(FakeTurn(log, "a"))
+    waiters = [FakeTurn(log, name) for name in "bcd"]
+    for turn in waiters:
+        adm.enter(turn)
+    assert adm.enter(FakeTurn(log, "full")) is Verdict.FULL
+    waiters[0].leave(adm)
+    waiters[2].leave(adm)
+    assert adm.queued == 1
+    assert adm.enter(FakeTurn(log, "e")) is Verdict.WAIT  # a place was freed
+    clock.now += 5.0  # past lifo_after_s: d (withdrawn, newest but one) is passed over
+    adm.leave()
+    soon.pop()()
+    assert log == ["e"]
+    adm.leave()
+    soon.pop()()
+    assert log == ["e", "c"] and adm.queued == 0 and adm.waited_longest_s() == 0.0
+
+
+def test_many_withdrawn_waiters_do_not_pile_up() -> None:
+    adm, _ = admission(limit=1, queue=100_000)
+    adm.enter(FakeTurn([], "a"))
+    waiters = [FakeTurn([], str(i)) for i in range(10_000)]
+    for turn in waiters:
+        adm.enter(turn)
+    for turn in waiters[1:]:
+        turn.leave(adm)  # the oldest stays, so nothing is passed from the front
+    assert adm.queued == 1
+    assert len(adm._waiting) <= 2 * adm.queued + 64 + 1
 
 
 def test_draining_takes_up_every_waiter_at_once() -> None:
@@ -154,8 +237,9 @@ async def test_a_request_past_the_limit_waits_its_turn_and_past_the_queue_gets_5
         assert await replies(later) == {1, 2}
 
 
-async def test_a_waiting_request_whose_client_leaves_frees_its_place(
-    worker: Worker, held_subscribes: asyncio.Event
+@pytest.mark.parametrize("how", ["close", "abort"])
+async def test_a_waiting_request_whose_client_leaves_is_withdrawn_at_once(
+    worker: Worker, held_subscribes: asyncio.Event, how: str
 ) -> None:
     async with raw_connection(worker.port) as first:
         await send(first, fast_request())
@@ -163,9 +247,33 @@ async def test_a_waiting_request_whose_client_leaves_frees_its_place(
         async with raw_connection(worker.port) as leaving:
             await send(leaving, fast_request())
             await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+            if how == "abort":
+                leaving.writer.transport.abort()
+        # Noticed while the handshake in flight still holds the only place: no turn needed.
+        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 0, 20.0)
+        assert metric(worker, "herald_handshakes_abandoned_total") == 1
+        assert metric(worker, "herald_connections_accepted_total") == 1  # the first only
         held_subscribes.set()
         assert await replies(first) == {1, 2}
         async with raw_connection(worker.port) as later:
             await send(later, fast_request())
             assert await replies(later) == {1, 2}
-    assert metric(worker, "herald_handshakes_queued") == 0
+    assert metric(worker, "herald_fast_opens_total") == 2  # never opened the one that left
+
+
+async def test_what_a_waiting_client_sends_is_read_after_its_turn(
+    worker: Worker, held_subscribes: asyncio.Event
+) -> None:
+    async with raw_connection(worker.port) as first, raw_connection(worker.port) as eager:
+        await send(first, fast_request())
+        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        connect = json.dumps({"op": "connect", "id": 7}).encode()
+        await send(eager, upgrade_request() + client_frame(OP_TEXT, connect))
+        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        held_subscribes.set()
+        head = await asyncio.wait_for(eager.reader.readuntil(b"\r\n\r\n"), 20.0)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        opcode, payload = await eager.read_frame(timeout=20.0)
+        assert opcode == OP_TEXT, (opcode, payload)
+        reply = json.loads(payload)
+        assert reply["type"] == "reply" and reply["id"] == 7, reply
