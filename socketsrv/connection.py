@@ -164,6 +164,7 @@ class ClientConnection(asyncio.Protocol):
         "_connect_timer",
         "_drain_waiters",
         "_early",
+        "_early_bytes",
         "_feed_bytes",
         "_feed_due",
         "_fragments",
@@ -237,9 +238,10 @@ class ClientConnection(asyncio.Protocol):
         self._turn = False
         """It holds a place among the handshakes in flight (socketsrv/admission.py)."""
         self._waiting_request: Request | None = None
+        """Its upgrade request, while it waits for a turn."""
         self._early: list[Frame | bytes] | None = None
         """What the client sent while its request waited for a turn."""
-        """Its upgrade request, while it waits for a turn."""
+        self._early_bytes = 0
         self._feed_bytes = min(mark, CONGESTED_LOWAT_BYTES) if mark else 0
         self._feed_due = False
         """A feed of the held frames is scheduled for the end of the turn."""
@@ -489,8 +491,8 @@ class ClientConnection(asyncio.Protocol):
         if early is None:
             early = self._early = []
         early.extend(items)
-        held = sum(len(x.data) if isinstance(x, Frame) else len(x) for x in early)
-        if held > self.host.config.max_frame_bytes and self.transport is not None:
+        self._early_bytes += sum(len(x.data) if isinstance(x, Frame) else len(x) for x in items)
+        if self._early_bytes > self.host.config.max_frame_bytes and self.transport is not None:
             self.transport.pause_reading()
 
     def waiting_for_turn(self) -> bool:

@@ -277,3 +277,19 @@ async def test_what_a_waiting_client_sends_is_read_after_its_turn(
         assert opcode == OP_TEXT, (opcode, payload)
         reply = json.loads(payload)
         assert reply["type"] == "reply" and reply["id"] == 7, reply
+
+
+async def test_a_waiting_client_that_sends_too_much_is_read_only_after_its_turn(
+    worker: Worker, held_subscribes: asyncio.Event
+) -> None:
+    too_big = worker.settings.max_frame_bytes + 1
+    async with raw_connection(worker.port) as first, raw_connection(worker.port) as flooding:
+        await send(first, fast_request())
+        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        await send(flooding, upgrade_request())
+        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        flooding.writer.write(client_frame(OP_TEXT, b"x" * too_big))  # not drained: held
+        held_subscribes.set()
+        head = await asyncio.wait_for(flooding.reader.readuntil(b"\r\n\r\n"), 20.0)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert await flooding.close_code() == 1009  # read after the 101, as any frame
