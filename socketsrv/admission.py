@@ -13,18 +13,18 @@ Past ``handshake_queue`` waiting, a request is answered 503 with ``Retry-After``
 (``herald_handshake_rejections_total{reason="busy"}``). Health, readiness and metrics
 requests are answered before admission: they never wait here.
 
-Two things keep a storm from turning into a reconnect loop, where the worker spends its CPU
-on handshakes whose clients have already given up (their connect timeout, 10 s in client-js)
-and those clients come back to wait again:
+A client that leaves while its request waits (its connect timeout ran out: 10 s in
+client-js) is noticed at once, since the socket of a waiting request is still read, and
+withdrawn: no handshake work is ever done for it (``herald_handshakes_abandoned_total``).
+Before, its request stayed queued, unread, and at its turn the worker ran the whole
+handshake (token, subscribes, history reads) for a socket already gone: in a reconnect storm
+the worker spent its CPU on clients that had given up while the ones that had come back
+waited behind them.
 
-- A client that leaves while it waits is noticed at once (the socket of a waiting request is
-  still read) and withdrawn: no work is ever done for it
-  (``herald_handshakes_abandoned_total``).
-- The queue is served in order while it moves, and newest first once its oldest request has
-  waited ``handshake_lifo_after_s`` (adaptive LIFO): under overload the worker answers the
-  requests whose clients are surely still there, in well under their timeout, instead of
-  the ones about to give up. The oldest go on waiting; served last, or, if their client
-  gives up first, withdrawn at no cost.
+The queue is served in order. Adaptive LIFO (the newest first once the oldest has waited a
+while) was tried and measured worse: in the storm of 100,000 the oldest starved into their
+timeout and retried, 15,000-20,000 retries against 1,900 in order, and fewer clients ready
+at the bench's bound (bench/results/REPORT.md, 2026-12-06, fourth session).
 
 Nothing here does I/O; the connection is told when its turn comes (:meth:`Turn.take_turn`)
 and tells :meth:`Admission.withdraw` when its client leaves.
@@ -33,7 +33,6 @@ and tells :meth:`Admission.withdraw` when its client leaves.
 from __future__ import annotations
 
 import enum
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -68,21 +67,17 @@ class Admission:
         queue_max: int,
         call_soon: Callable[[Callable[[], None]], object],
         *,
-        lifo_after_s: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
         queued: Gauge | None = None,
         abandoned: Counter | None = None,
     ) -> None:
         self.limit = limit
         """The most handshakes in flight; 0: no limit."""
         self.queue_max = queue_max
-        self.lifo_after_s = lifo_after_s
         self.in_flight = 0
         self.queued = 0
         """Requests waiting (withdrawn ones may still sit in :attr:`_waiting` until passed)."""
-        self._waiting: deque[tuple[Turn, float]] = deque()
+        self._waiting: deque[Turn] = deque()
         self._call_soon = call_soon
-        self._clock = clock
         self._queued = queued
         self._abandoned = abandoned
         self._scheduled = False
@@ -94,7 +89,7 @@ class Admission:
             return Verdict.GO
         if self.queued >= self.queue_max:
             return Verdict.FULL
-        self._waiting.append((turn, self._clock()))
+        self._waiting.append(turn)
         self._count_queued(1)
         return Verdict.WAIT
 
@@ -104,8 +99,8 @@ class Admission:
         if self._abandoned is not None:
             self._abandoned.inc()
         if len(self._waiting) > 2 * self.queued + 64:
-            # Newest first can leave withdrawn entries at the old end for a long time.
-            self._waiting = deque(e for e in self._waiting if e[0].waiting_for_turn())
+            # Withdrawn entries behind a long-waiting one would otherwise stay until its turn.
+            self._waiting = deque(t for t in self._waiting if t.waiting_for_turn())
 
     def leave(self) -> None:
         """A handshake in flight ended (opened, refused or closed): the next may go, on the
@@ -119,18 +114,10 @@ class Admission:
         """Take up every waiting request now (the worker is draining: each is refused)."""
         self._admit(everyone=True)
 
-    def waited_longest_s(self) -> float:
-        """How long the oldest request still waiting has waited (0: none waits)."""
-        waiting = self._waiting
-        while waiting and not waiting[0][0].waiting_for_turn():
-            waiting.popleft()
-        return self._clock() - waiting[0][1] if waiting else 0.0
-
     def _admit(self, everyone: bool = False) -> None:
         self._scheduled = False
         while self.queued and (everyone or self.limit <= 0 or self.in_flight < self.limit):
-            newest_first = not everyone and self.waited_longest_s() >= self.lifo_after_s
-            turn, _ = self._waiting.pop() if newest_first else self._waiting.popleft()
+            turn = self._waiting.popleft()
             if not turn.waiting_for_turn():
                 continue  # withdrawn: counted when its client left
             self._count_queued(-1)

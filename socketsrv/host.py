@@ -69,8 +69,6 @@ class ConnectionConfig:
     """Opening handshakes in flight at once (socketsrv/admission.py); 0: no limit."""
     handshake_queue: int = 10_000
     """Upgrade requests that may wait for a turn; past it 503."""
-    handshake_lifo_after_s: float = 2.0
-    """Once the oldest waiting request has waited this long, the newest go first."""
 
 
 @dataclass(slots=True)
@@ -115,7 +113,6 @@ class ConnectionHost:
                 self.config.max_handshakes,
                 self.config.handshake_queue,
                 _call_soon,
-                lifo_after_s=self.config.handshake_lifo_after_s,
                 queued=self.metrics.handshakes_queued,
                 abandoned=self.metrics.handshakes_abandoned,
             )

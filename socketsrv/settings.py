@@ -63,9 +63,6 @@ class Settings(BusSettings):
     (socketsrv/admission.py); 0: no limit."""
     handshake_queue: Annotated[int, Field(ge=0)] = 10_000
     """Upgrade requests that may wait for a turn; past it HTTP 503 with Retry-After."""
-    handshake_lifo_after_s: PositiveSeconds = 2.0
-    """Once the oldest waiting upgrade request has waited this long, the newest are taken up
-    first (adaptive LIFO, socketsrv/admission.py)."""
     max_frame_bytes: PositiveInt = 64 * 1024
     outbox_max_bytes: PositiveInt = 1024 * 1024
     conflate_mark_bytes: Annotated[int, Field(ge=0)] | None = None

@@ -120,7 +120,6 @@ def config_of(settings: Settings) -> ConnectionConfig:
         namespaces=settings.namespaces(),
         max_handshakes=settings.max_handshakes,
         handshake_queue=settings.handshake_queue,
-        handshake_lifo_after_s=settings.handshake_lifo_after_s,
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
             connections_burst=settings.address_connections_burst,

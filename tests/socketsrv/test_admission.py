@@ -47,20 +47,9 @@ class FakeTurn:
         adm.withdraw()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def admission(
-    limit: int, queue: int, clock: Clock | None = None
-) -> tuple[Admission, list[Callable[[], None]]]:
+def admission(limit: int, queue: int) -> tuple[Admission, list[Callable[[], None]]]:
     soon: list[Callable[[], None]] = []
-    adm = Admission(limit, queue, soon.append, lifo_after_s=2.0, clock=clock or Clock())
-    return adm, soon
+    return Admission(limit, queue, soon.append), soon
 
 
 def test_past_the_limit_requests_wait_in_order_and_past_the_queue_it_is_full() -> None:
@@ -93,34 +82,8 @@ def test_a_newcomer_does_not_jump_the_queue_and_a_closed_waiter_is_skipped() -> 
     assert log == ["c"]
 
 
-def test_once_the_oldest_has_waited_long_the_newest_go_first() -> None:
-    clock = Clock()
-    adm, soon = admission(limit=1, queue=10, clock=clock)
-    log: list[str] = []
-    adm.enter(FakeTurn(log, "a"))
-    for name in "bc":
-        adm.enter(FakeTurn(log, name))
-    clock.now += 1.0
-    adm.leave()
-    soon.pop()()
-    assert log == ["b"]  # the queue moves: in order
-    for name in "de":
-        adm.enter(FakeTurn(log, name))
-    clock.now += 1.5  # c has waited 2.5 s: past lifo_after_s
-    adm.leave()
-    soon.pop()()
-    assert log == ["b", "e"]
-    adm.leave()
-    soon.pop()()
-    assert log == ["b", "e", "d"]
-    adm.leave()
-    soon.pop()()
-    assert log == ["b", "e", "d", "c"] and adm.queued == 0
-
-
 def test_a_client_that_leaves_is_withdrawn_and_never_taken_up() -> None:
-    clock = Clock()
-    adm, soon = admission(limit=1, queue=3, clock=clock)
+    adm, soon = admission(limit=1, queue=3)
     log: list[str] = []
     adm.enter(FakeTurn(log, "a"))
     waiters = [FakeTurn(log, name) for name in "bcd"]
@@ -131,13 +94,12 @@ def test_a_client_that_leaves_is_withdrawn_and_never_taken_up() -> None:
     waiters[2].leave(adm)
     assert adm.queued == 1
     assert adm.enter(FakeTurn(log, "e")) is Verdict.WAIT  # a place was freed
-    clock.now += 5.0  # past lifo_after_s: d (withdrawn, newest but one) is passed over
     adm.leave()
     soon.pop()()
-    assert log == ["e"]
+    assert log == ["c"]  # b was withdrawn: passed over
     adm.leave()
     soon.pop()()
-    assert log == ["e", "c"] and adm.queued == 0 and adm.waited_longest_s() == 0.0
+    assert log == ["c", "e"] and adm.queued == 0  # d too
 
 
 def test_many_withdrawn_waiters_do_not_pile_up() -> None:
