@@ -69,6 +69,9 @@ async def test_a_reconnect_with_positions_gets_what_it_missed_behind_the_connect
         inbox_at = {"epoch": subs[INBOX]["epoch"], "offset": 1}
     for n in range(2, 5):  # missed while away
         await publish(worker, INBOX, {"n": n})
+    # The channel stays live on the worker for its grace period, and a subscribe is answered
+    # from what the worker holds: wait until that is all three (over Redis they arrive later).
+    await eventually(lambda: worker.hub.channel_offset(INBOX) in (None, 4))
     writes.clear()
     async with raw_connection(worker.port) as conn:
         since = {INBOX: inbox_at, QUESTION: {"epoch": "gone", "offset": 9}}
