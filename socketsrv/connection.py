@@ -1161,13 +1161,15 @@ class ClientConnection(asyncio.Protocol):
             return 0  # written by the connection itself (a close) earlier in the turn
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        if self.state is not _OPEN:
+        transport = self.transport
+        assert transport is not None  # set before the 101
+        if self.state is not _OPEN or transport.is_closing():
+            # Closing: the websocket layer may have ended the stream (its EOF, then close())
+            # in this very turn, before connection_lost moves the state on.
             return 0
         if len(data) > self._outbox_max_bytes:
             self.close_with(CloseCode.SLOW)
             return 0
-        transport = self.transport
-        assert transport is not None  # set before the 101
         self._write(transport, data)
         if self._lowered and transport.get_write_buffer_size() > self._outbox_max_bytes:
             # The transport's mark is lowered meanwhile: it calls pause_writing once.

@@ -12,9 +12,12 @@ connection queued or how it bounds it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 from socketsrv.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class Writer(Protocol):
@@ -47,10 +50,18 @@ class WriteScheduler:
         dirty.append(writer)
 
     def flush(self) -> None:
-        """Write every marked writer now (the end of the turn; tests and benchmarks call it)."""
+        """Write every marked writer now (the end of the turn; tests and benchmarks call it).
+
+        A writer that raises is logged and passed over: the others of the batch are still
+        written. (Before, the exception ended the flush, and every writer after it kept what
+        it had queued, unwritten and never marked again: deaf until closed 4002.)
+        """
         batch, self._dirty = self._dirty, []
         written = 0
         for writer in batch:
-            written += writer.write_queued()
+            try:
+                written += writer.write_queued()
+            except Exception:
+                log.exception("writing a connection's queued frames failed")
         if written:
             self._metrics.bytes_written.inc(written)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from socketsrv.metrics import build_metrics
 from socketsrv.writes import WriteScheduler
 from tests.support.waiting import eventually
@@ -51,3 +53,24 @@ async def test_flush_writes_at_once_and_leaves_nothing_for_the_end_of_the_turn()
     assert writer.writes == [b"now"]
     await asyncio.sleep(0)  # the turn's own flush runs and finds nobody marked
     assert writer.writes == [b"now"]
+
+
+class BrokenWriter:
+    def write_queued(self) -> int:
+        raise RuntimeError("Cannot call write() after write_eof()")
+
+
+async def test_a_writer_that_fails_does_not_keep_the_others_of_its_turn_from_writing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = WriteScheduler(asyncio.get_running_loop(), build_metrics())
+    before, after = QueueingWriter(scheduler), QueueingWriter(scheduler)
+    before.push(b"a")
+    scheduler.mark(BrokenWriter())
+    after.push(b"b")
+    scheduler.flush()
+    assert (before.writes, after.writes) == ([b"a"], [b"b"])
+    assert "writing a connection's queued frames failed" in caplog.text
+    after.push(b"c")  # marked again: not left with a queue nobody writes
+    scheduler.flush()
+    assert after.writes == [b"b", b"c"]
