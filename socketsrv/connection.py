@@ -515,10 +515,7 @@ class ClientConnection(asyncio.Protocol):
                 if isinstance(item, Frame):
                     self._on_frame(item)
                 else:
-                    self.ws.receive_data(item)
-                    for event in self.ws.events_received():
-                        if isinstance(event, Frame):
-                            self._on_frame(event)
+                    self.data_received(item)  # no longer waiting: read as any bytes
             self._after_frames()
 
     def _end_turn(self) -> None:
