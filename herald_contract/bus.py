@@ -159,10 +159,12 @@ class Bus(Protocol):
     async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
         """The current position of each of *channels*, in the same order, in one call.
 
-        Each is the position :meth:`history` would return for that channel (so a failover
-        seen by a history read starts the new epoch here too);
-        :data:`herald_contract.history.NOTHING_PUBLISHED` for a channel with nothing
-        published, for which nothing is stored. One pipelined round trip on Redis (a cluster
-        pipeline: one per node); not one atomic snapshot across channels. Raises
-        :class:`BusUnavailable` for the whole call when the bus is down.
+        Each is the epoch and top offset the channel was last written with, which is the
+        position :meth:`history` would return, except just after a Redis failover: there a
+        read (a position check: cheap, reads only, writes nothing) still shows the epoch the
+        old primary wrote, until the first history read or publication on the new primary
+        starts the new one. :data:`herald_contract.history.NOTHING_PUBLISHED` for a channel
+        with nothing published, for which nothing is stored. One pipelined round trip on
+        Redis (a cluster pipeline: one per node); not one atomic snapshot across channels.
+        Raises :class:`BusUnavailable` for the whole call when the bus is down.
         """

@@ -83,6 +83,18 @@ async def test_a_history_read_on_a_promoted_replica_starts_the_new_epoch_itself(
     assert after == StreamPosition(read.position.epoch, 3)
 
 
+async def test_a_position_read_on_a_promoted_replica_writes_nothing_and_shows_the_old_epoch(
+    redis_server: RedisServer, replica: RedisServer, reader: RedisBus
+) -> None:
+    before = await publish_many(redis_server.url, 2)
+    promote(replica, redis_server)
+    # A position check reads only: the new epoch is started by the first history read.
+    assert await reader.positions([Q1]) == [before[-1]]
+    read = await reader.history(Q1, None, 0)
+    assert read.position.epoch != before[-1].epoch
+    assert await reader.positions([Q1]) == [read.position]
+
+
 async def test_offsets_the_old_primary_gave_after_the_promotion_are_never_reused(
     redis_server: RedisServer, replica: RedisServer, reader: RedisBus
 ) -> None:
