@@ -1,13 +1,14 @@
-"""Publish and history on Redis: the two Lua scripts of ``lua/`` and the client that runs them.
+"""Publish and history on Redis: the Lua scripts of ``lua/`` and the client that runs them.
 
 This module owns:
 
 * :func:`command_client`, the pooled redis-py client the scripts run on (no automatic
   retries, no decoding);
 * :class:`PublishScripts`, the only code that runs ``lua/publish.lua`` (take the next offset,
-  append to the history, broadcast: one atomic step) and ``lua/history.lua`` (the position
+  append to the history, broadcast: one atomic step), ``lua/history.lua`` (the position
   and the publications after one, read atomically; it writes nothing for a channel with
-  nothing published), and that turns their replies into
+  nothing published) and ``lua/positions.lua`` (the positions of many channels, read only),
+  and that turns their replies into
   :class:`herald_contract.stream.PublishResult` and :class:`herald_contract.stream.HistoryResult`.
 
 It builds on the key layout, the envelope and the history rules of this package. Whatever
@@ -92,7 +93,7 @@ def command_client(redis_url: str, *, socket_timeout_s: float, max_connections: 
 
 
 class PublishScripts:
-    """The two Lua scripts on one client: atomic publish and atomic history read.
+    """The Lua scripts on one client: atomic publish, atomic history read, position reads.
 
     Every method raises :class:`BusUnavailable` when Redis cannot be reached or refuses the
     call; the caller owns *client* and closes it. With *sharded* (a Redis Cluster *client*)
@@ -113,6 +114,7 @@ class PublishScripts:
         self._client = client
         self._publish = client.register_script(_script_source("publish.lua"))
         self._history = client.register_script(_script_source("history.lua"))
+        self._positions = client.register_script(_script_source("positions.lua"))
 
     def _publish_args(
         self, channel: str, packed_data: bytes, event_id: str
@@ -258,29 +260,38 @@ class PublishScripts:
     async def positions(self, channels: Sequence[str]) -> list[StreamPosition]:
         """The position of each of *channels*: :meth:`herald_contract.bus.Bus.positions`.
 
-        One ``HMGET meta epoch top`` per channel, pipelined: no script, no write. A position
-        check of a storm's thousands of channels a second cost a tenth of a worker's CPU
-        when each ran ``lua/history.lua`` (bench/results/REPORT.md, fourth session).
+        Reads only each channel's meta hash (``epoch``, ``top``). On one Redis, one EVALSHA
+        of ``lua/positions.lua`` for all of them; on a cluster (whose scripts may not span
+        slots), one ``HMGET`` per channel in a cluster pipeline. A position check of a
+        storm's thousands of channels a second cost a tenth of a worker's CPU when each ran
+        ``lua/history.lua`` (bench/results/REPORT.md, fourth session; bench/position_reads.py
+        compares the two).
         """
         if not channels:
             return []
-        pipe = self._client.pipeline(transaction=False)
-        for channel in channels:
-            pipe.execute_command("HMGET", self._keys.meta(channel), "epoch", "top")
+        metas = [self._keys.meta(channel) for channel in channels]
         try:
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if self._sharded:
+                fields = await self._hmget_pipeline(metas)
+            else:
+                fields = await self._positions(keys=metas)
         except RedisError as exc:
             raise BusUnavailable(f"Redis: {exc}") from exc
-        positions = []
+        return [
+            NOTHING_PUBLISHED if epoch is None else StreamPosition(epoch.decode(), int(top or 0))
+            for epoch, top in zip(fields[::2], fields[1::2], strict=True)
+        ]
+
+    async def _hmget_pipeline(self, metas: list[str]) -> list[Any]:
+        """``epoch`` and ``top`` of each of the *metas* hashes, flattened as positions.lua's."""
+        pipe = self._client.pipeline(transaction=False)
+        for meta in metas:
+            pipe.execute_command("HMGET", meta, "epoch", "top")
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, RedisError):
-                raise BusUnavailable(f"Redis: {reply}")
-            epoch, top = reply
-            if epoch is None:
-                positions.append(NOTHING_PUBLISHED)
-            else:
-                positions.append(StreamPosition(epoch.decode(), int(top or 0)))
-        return positions
+                raise reply
+        return [field for reply in replies for field in reply]
 
     async def _evalsha_pipeline(
         self, calls: list[tuple[list[str], tuple[str | int, ...]]]
