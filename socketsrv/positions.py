@@ -11,7 +11,7 @@ spread over the interval: every ``interval / TICKS_PER_INTERVAL`` a tick checks 
 share of the channels held at the start of the round, so the cost follows the channels a
 worker holds, never its connections, and never comes as one burst. A tick reads its share
 with :meth:`herald_contract.bus.Bus.positions`, :data:`PIPELINE_READS` channels per call
-(one pipelined round trip each).
+(one round trip each).
 
 Behind twice, then repaired. A stream is *behind* a position that holds a publication it has
 not delivered: a higher offset of its epoch, or any offset of another epoch. One check that
