@@ -9,7 +9,7 @@ There is no task and no timer per idle connection.
 
 Lifecycle (:class:`ConnectionState`)::
 
-    CONNECTING --101--> OPEN --close_with / close frame / websocket failure--> CLOSING
+    CONNECTING --101--> OPEN --close_with / close frame / failure / the client's EOF--> CLOSING
         |                 |                                                      |
         +-----------------+---------- TCP lost, or detached after a close -----> CLOSED
 
@@ -347,6 +347,11 @@ class ClientConnection(asyncio.Protocol):
         if self._waiting_request is not None:
             return None  # it left while waiting for a turn: the transport closes, and _detach
         self.ws.receive_eof()
+        if self.state is _OPEN:
+            # The client's end of stream without a close frame: the websocket layer ends
+            # the stream and closes the transport now, before connection_lost. A frame
+            # queued later in this turn (a fan-out) is dropped, not written after the EOF.
+            self._move(ConnectionState.CLOSING, "receive the end of the stream")
         self._send_ws_output()
         return None
 

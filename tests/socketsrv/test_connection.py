@@ -249,3 +249,22 @@ async def test_each_connection_logs_one_debug_line_when_it_opens_and_one_when_it
     assert all(
         r.levelno == logging.DEBUG for r in caplog.records if r.name == "socketsrv.connection"
     )
+
+
+async def test_a_frame_queued_in_the_turn_the_client_ended_its_stream_is_dropped(
+    worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = HeraldTestClient(ws_url(worker))
+    await client.open()
+    try:
+        (conn,) = worker.connections
+        conn.eof_received()  # as the transport calls it on the client's FIN, no close frame
+        assert conn.state is ConnectionState.CLOSING
+        conn.push(b"\x81\x03one")  # later in the same turn a fan-out reaches it: dropped
+        await eventually(lambda: conn.state is ConnectionState.CLOSED)
+        assert worker.connections == set()
+    finally:
+        await client.close()
+    # Before, it stayed OPEN: the frame was queued for a transport that refuses writes
+    # ("Cannot call write() after write_eof()", which once left the rest of the turn unwritten).
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
