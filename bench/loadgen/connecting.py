@@ -2,10 +2,16 @@
 
 Used by the ``open`` command (each slot tries once) and by ``reconnect_all`` (the reconnect
 storm: a connection that fails before it is ready tries again after a jittered backoff, as
-a real client does, until the deadline). In the storm a connection that is not ready
-``ready_timeout_s`` after its TCP connect (a subscribe refused, a handshake that stalls) is
-aborted and tries again, as client-js does after its ``connectTimeoutMs`` (10 s; None:
-never, for a caller that mends such connections itself).
+a real client does, until the deadline). In the storm an attempt that is not ready
+``ready_timeout_s`` after it began (a subscribe refused, a handshake that stalls, or a TCP
+connect still waiting) is aborted and tries again, as client-js does after its
+``connectTimeoutMs`` (10 s; None: never, for a caller that mends such connections itself).
+
+client-js starts that timer when it creates the socket, so it covers the TCP connect. Until
+2026-12-06 this timer started after the TCP connect: a SYN dropped by a worker's full listen
+queue waits for the kernel's retransmissions (1, 3, 7, 15, 31, 63 s after the first), and
+such attempts held their handshake slot for a minute or two instead of 10 s. In the storm
+of 100,000 that starved the last fifth of the clients (bench/results/REPORT.md).
 """
 
 from __future__ import annotations
@@ -113,11 +119,17 @@ class ConnectRound:
         client.on_done = lambda ok: self._done(slot, ok)
         slot.conn = client
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        ready_by = None  # when client-js would give up on this attempt
+        if self.retry and self.ready_timeout_s is not None:
+            ready_by = started + self.ready_timeout_s
+        give_up = self.deadline if ready_by is None else min(self.deadline, ready_by)
         try:
-            async with asyncio.timeout(max(0.01, self.deadline - time.monotonic())):
+            async with asyncio.timeout(max(0.01, give_up - started)):
                 await connect(loop, client, self.host, self.port, source)
         except (OSError, TimeoutError) as exc:
-            self._connect_failed(slot, type(exc).__name__)
+            late = isinstance(exc, TimeoutError) and give_up == ready_by
+            self._connect_failed(slot, "not_ready_in_time" if late else type(exc).__name__)
             client.settle(False)
             return
         except asyncio.CancelledError:
@@ -128,8 +140,8 @@ class ConnectRound:
                 client.lost = True
                 self._connect_failed(slot, "cancelled")
             raise
-        if self.retry and self.ready_timeout_s is not None:
-            loop.call_later(self.ready_timeout_s, self._expire, client)
+        if ready_by is not None:
+            loop.call_later(max(0.0, ready_by - time.monotonic()), self._expire, client)
 
     def _expire(self, client: Client) -> None:
         """Abort *client* if it is still not ready: its failure retries the slot."""

@@ -1,6 +1,7 @@
 """A connect round never leaves a client stuck: a connect cancelled at the deadline before
-it had a socket is marked lost, and in the reconnect storm a connection not ready in time is
-aborted and tries again (client-js's connect timeout). No sockets: fake transports."""
+it had a socket is marked lost, and in the reconnect storm a connection not ready in time,
+its TCP connect included, is aborted and tries again (client-js's connect timeout). No
+sockets: fake transports."""
 
 from __future__ import annotations
 
@@ -84,6 +85,53 @@ def test_a_storm_connection_not_ready_in_time_is_aborted_and_tries_again(
     assert proc.connect_failures["not_ready_in_time"] == 1
     assert proc.retries == 1
     assert proc.lost_unexpectedly == 0  # the client's own decision, not a loss
+
+
+class SynDroppedThenAnswering:
+    """A fake ``connect``: the first TCP connect never completes (its SYN dropped by a full
+    listen queue and retransmitted for minutes); later ones connect and get a 101."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(
+        self, _loop: object, protocol: asyncio.Protocol, _host: str, _port: int, _src: str
+    ) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.Event().wait()
+        client = cast(Client, protocol)
+        client.connection_made(cast(asyncio.Transport, AbortingTransport(client)))
+        asyncio.get_running_loop().call_soon(client.data_received, RESPONSE)
+
+
+def test_a_storm_tcp_connect_not_done_in_time_is_given_up_and_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = SynDroppedThenAnswering()
+    monkeypatch.setattr(connecting, "connect", fake)
+    proc = load_process()
+    slot = Slot([], probe=False)
+    proc.slots.append(slot)
+
+    async def storm() -> int:
+        return await ConnectRound(
+            proc,
+            "127.0.0.1",
+            1,
+            [slot],
+            concurrency=1,
+            deadline=time.monotonic() + FAR_FUTURE_S,
+            retry=True,
+            ready_timeout_s=0.01,
+        ).run()
+
+    # client-js's connect timeout runs from the socket's creation: the stuck connect counts.
+    assert asyncio.run(storm()) == 1
+    assert slot.ready
+    assert fake.calls == 2
+    assert proc.connect_failures == {"not_ready_in_time": 1}
+    assert proc.retries == 1
 
 
 def test_a_connect_cancelled_before_it_had_a_socket_is_marked_lost(
