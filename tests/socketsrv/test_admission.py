@@ -151,9 +151,7 @@ def run_round(adm: Admission, held_s: float) -> None:
         adm.leave(held_s)
 
 
-def test_the_adaptive_limit_starts_at_the_floor_and_doubles_each_fast_round_up_to_the_ceiling() -> (
-    None
-):
+def test_the_adaptive_limit_starts_at_the_floor_and_doubles_each_fast_round_to_the_top() -> None:
     adm, _ = adaptive(ceiling=100)
     assert adm.limit == LIMIT_FLOOR
     run_round(adm, 0.01)
