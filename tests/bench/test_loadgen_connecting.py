@@ -27,6 +27,22 @@ def load_process() -> LoadProcess:
     return proc
 
 
+def storm_of_one(proc: LoadProcess, slot: Slot) -> int:
+    """A reconnect storm of *slot* alone, with retries and a 10 ms connect timeout."""
+    proc.slots.append(slot)
+    storm = ConnectRound(
+        proc,
+        "127.0.0.1",
+        1,
+        [slot],
+        concurrency=1,
+        deadline=time.monotonic() + FAR_FUTURE_S,
+        retry=True,
+        ready_timeout_s=0.01,
+    )
+    return asyncio.run(storm.run())
+
+
 class DeafThenAnswering:
     """A fake ``connect``: the first connection never hears back; later ones get a 101."""
 
@@ -62,23 +78,8 @@ def test_a_storm_connection_not_ready_in_time_is_aborted_and_tries_again(
 ) -> None:
     fake = DeafThenAnswering()
     monkeypatch.setattr(connecting, "connect", fake)
-    proc = load_process()
-    slot = Slot([], probe=False)  # no channels: ready at the 101
-    proc.slots.append(slot)
-
-    async def storm() -> int:
-        return await ConnectRound(
-            proc,
-            "127.0.0.1",
-            1,
-            [slot],
-            concurrency=1,
-            deadline=time.monotonic() + FAR_FUTURE_S,
-            retry=True,
-            ready_timeout_s=0.01,
-        ).run()
-
-    assert asyncio.run(storm()) == 1
+    proc, slot = load_process(), Slot([], probe=False)  # no channels: ready at the 101
+    assert storm_of_one(proc, slot) == 1
     assert slot.ready
     assert len(fake.transports) == 2
     assert fake.transports[0].aborted and not fake.transports[1].aborted
@@ -110,24 +111,9 @@ def test_a_storm_tcp_connect_not_done_in_time_is_given_up_and_tried_again(
 ) -> None:
     fake = SynDroppedThenAnswering()
     monkeypatch.setattr(connecting, "connect", fake)
-    proc = load_process()
-    slot = Slot([], probe=False)
-    proc.slots.append(slot)
-
-    async def storm() -> int:
-        return await ConnectRound(
-            proc,
-            "127.0.0.1",
-            1,
-            [slot],
-            concurrency=1,
-            deadline=time.monotonic() + FAR_FUTURE_S,
-            retry=True,
-            ready_timeout_s=0.01,
-        ).run()
-
+    proc, slot = load_process(), Slot([], probe=False)
     # client-js's connect timeout runs from the socket's creation: the stuck connect counts.
-    assert asyncio.run(storm()) == 1
+    assert storm_of_one(proc, slot) == 1
     assert slot.ready
     assert fake.calls == 2
     assert proc.connect_failures == {"not_ready_in_time": 1}
