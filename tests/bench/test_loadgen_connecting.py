@@ -27,20 +27,18 @@ def load_process() -> LoadProcess:
     return proc
 
 
-def storm_of_one(proc: LoadProcess, slot: Slot) -> int:
-    """A reconnect storm of *slot* alone, with retries and a 10 ms connect timeout."""
+def storm_round(proc: LoadProcess, slot: Slot, **options: float) -> ConnectRound:
+    """A reconnect storm of *slot* alone, with retries."""
     proc.slots.append(slot)
-    storm = ConnectRound(
-        proc,
-        "127.0.0.1",
-        1,
-        [slot],
-        concurrency=1,
-        deadline=time.monotonic() + FAR_FUTURE_S,
-        retry=True,
-        ready_timeout_s=0.01,
+    deadline = time.monotonic() + FAR_FUTURE_S
+    return ConnectRound(
+        proc, "127.0.0.1", 1, [slot], concurrency=1, deadline=deadline, retry=True, **options
     )
-    return asyncio.run(storm.run())
+
+
+def storm_of_one(proc: LoadProcess, slot: Slot) -> int:
+    """:func:`storm_round` with a 10 ms connect timeout, run to its end."""
+    return asyncio.run(storm_round(proc, slot, ready_timeout_s=0.01).run())
 
 
 class DeafThenAnswering:
@@ -129,18 +127,9 @@ def test_a_connect_cancelled_before_it_had_a_socket_is_marked_lost(
     monkeypatch.setattr(connecting, "connect", connect_never)
     proc = load_process()
     slot = Slot(["tag:x"], probe=False)
-    proc.slots.append(slot)
 
     async def cancelled() -> None:
-        round_ = ConnectRound(
-            proc,
-            "127.0.0.1",
-            1,
-            [slot],
-            concurrency=1,
-            deadline=time.monotonic() + FAR_FUTURE_S,
-            retry=True,
-        )
+        round_ = storm_round(proc, slot)
         task = asyncio.ensure_future(round_._one(slot, "127.0.0.2"))
         while slot.conn is None:
             await asyncio.sleep(0)
