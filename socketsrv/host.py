@@ -102,10 +102,6 @@ class ConnectionHost:
     expiries: ExpiryQueue[ClientConnection] = field(default_factory=ExpiryQueue)
     """The connections with a token, by expiry: the sweep closes them on time (4004)."""
     accept_ceiling: int | None = None
-    fds_at_start: int = 0
-    """The descriptors held before listening (set by :meth:`measure_fds`)."""
-    fds_recounted_at: float | None = None
-    """When :meth:`admits_transport` last counted the descriptors themselves."""
     """Transports past which a new one is closed at once: RLIMIT_NOFILE minus the reserve
     minus the descriptors the process held before listening (set by :meth:`measure_fds`)."""
     admission: Admission | None = None
@@ -142,39 +138,11 @@ class ConnectionHost:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return
-        self.fds_at_start = open_fds()
-        self.accept_ceiling = max(0, soft - reserve - self.fds_at_start)
+        self.accept_ceiling = max(0, soft - reserve - open_fds())
 
     def admits_transport(self) -> bool:
-        """Whether a TCP connection just accepted may stay (the descriptor reserve).
-
-        :attr:`transports` counts ``connection_made`` less ``connection_lost``; uvloop does
-        not always call ``connection_lost`` (in a storm of 100,000 clients three of six
-        workers counted their ceiling while holding 9-14k descriptors, and refused every
-        connection from then on). So when the count says full, the descriptors themselves
-        are counted, at most once per :data:`FD_RECOUNT_S`; if there is room, the count
-        is corrected, the drift logged, and the connection stays.
-        """
-        ceiling = self.accept_ceiling
-        if ceiling is None or self.transports < ceiling:
-            return True
-        now = self.clock()
-        if self.fds_recounted_at is not None and now - self.fds_recounted_at < FD_RECOUNT_S:
-            return False
-        self.fds_recounted_at = now
-        held = open_fds() - self.fds_at_start
-        if held >= ceiling:
-            return False
-        log.warning(
-            "%d transports counted but %d descriptors held: %d closed without "
-            "connection_lost; recounted",
-            self.transports,
-            held,
-            self.transports - held,
-        )
-        self.metrics.transport_recounts.inc()
-        self.transports = held
-        return True
+        """Whether a TCP connection just accepted may stay (the descriptor reserve)."""
+        return self.accept_ceiling is None or self.transports < self.accept_ceiling
 
     def take_address(self, counts: dict[str, int], address: str, limit: int) -> bool:
         """Count one more for *address* in *counts* unless it holds *limit* already (an
@@ -224,10 +192,6 @@ def _in_networks(address: str, networks: Sequence[str]) -> bool:
         except ValueError:
             continue
     return False
-
-
-FD_RECOUNT_S = 1.0
-"""How often, at most, a worker whose transport count says full counts its descriptors."""
 
 
 def open_fds() -> int:

@@ -79,7 +79,6 @@ class Metrics:
     heartbeats_delayed: Counter
     subscriptions_refused: Counter
     accept_errors: Counter
-    transport_recounts: Counter
     position_checks: Counter
     position_channels_checked: Counter
     position_channels_behind: Counter
@@ -290,11 +289,6 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         accept_errors=counter(
             "herald_accept_errors",
             "Failed accepts of the listening socket (EMFILE and the like), logged once a minute.",
-        ),
-        transport_recounts=counter(
-            "herald_transport_recounts",
-            "Times the transport count said the descriptor ceiling was reached but the "
-            "descriptors themselves left room (transports closed without connection_lost).",
         ),
         position_checks=counter(
             "herald_position_checks",

@@ -24,13 +24,10 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from websockets.exceptions import InvalidMessage
 
 from socketsrv.host import AcceptErrorLog
 from socketsrv.metrics import build_metrics
-from tests.support.client import HeraldTestClient
 from tests.support.raw_ws import http_get, upgrade_request
-from tests.support.worker import handshake_rejections, metric, running_worker, ws_url
 
 LIMIT = 256
 RESERVE = 64
@@ -137,32 +134,3 @@ def test_accept_errors_are_logged_once_per_interval_with_a_count(
     assert "600 time(s)" in lines[1].getMessage()
     assert all(r.exc_info is None for r in lines)
     assert metrics.registry.get_sample_value("herald_accept_errors_total") == 1000
-
-
-async def test_a_transport_count_that_drifted_to_the_ceiling_is_recounted_from_the_descriptors(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    async with running_worker() as worker:
-        host = worker._host
-        assert host is not None and host.accept_ceiling is not None
-        # As if uvloop had closed that many transports without calling connection_lost.
-        host.transports = host.accept_ceiling
-        client = HeraldTestClient(ws_url(worker))
-        await client.open()  # admitted: the descriptors themselves leave room
-        await client.close()
-        assert metric(worker, "herald_transport_recounts_total") == 1
-        assert host.transports < 16
-        assert "closed without connection_lost; recounted" in caplog.text
-
-
-async def test_a_full_count_is_recounted_at_most_once_a_second_and_refused_meanwhile() -> None:
-    async with running_worker() as worker:
-        host = worker._host
-        assert host is not None and host.accept_ceiling is not None
-        host.transports = host.accept_ceiling
-        host.fds_recounted_at = host.clock()  # just recounted: the count is believed
-        refused = HeraldTestClient(ws_url(worker))
-        with pytest.raises(InvalidMessage):  # closed at once: no HTTP response
-            await refused.open()
-        assert handshake_rejections(worker, "descriptors") == 1
-        assert metric(worker, "herald_transport_recounts_total") == 0
