@@ -28,7 +28,6 @@ import contextlib
 import enum
 import logging
 import random
-import socket
 import time
 from collections.abc import Callable
 
@@ -41,6 +40,7 @@ from socketsrv.errors import WrongState
 from socketsrv.health import LOOP_STALL_S, HealthListener
 from socketsrv.host import AcceptErrorLog, ConnectionConfig, ConnectionHost
 from socketsrv.hub import Hub
+from socketsrv.listener import Listener
 from socketsrv.loadshare import LoadShare
 from socketsrv.metrics import Metrics, render
 from socketsrv.positions import PositionChecker
@@ -169,7 +169,7 @@ class Worker:
             retention=settings.history_settings().retention,
             wall_clock=wall_clock,
         )
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._host: ConnectionHost | None = None
         self._sweeper: Sweeper | None = None
         self._positions: PositionChecker | None = None
@@ -270,15 +270,16 @@ class Worker:
         host.measure_fds()
         if loop.get_exception_handler() is None:
             loop.set_exception_handler(AcceptErrorLog(self.metrics.accept_errors))
-        self._server = await loop.create_server(
+        # Not loop.create_server: uvloop's accepts one connection per loop turn
+        # (socketsrv/listener.py).
+        self._server = await Listener.open(
+            loop,
             lambda: ClientConnection(host),
-            host=s.host,
-            port=s.port,
-            reuse_port=self._reuse_port or None,
+            s.host,
+            s.port,
+            reuse_port=self._reuse_port,
             backlog=4096,
         )
-        for sock in self._server.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._host = host
         return host
 
