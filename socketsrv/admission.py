@@ -21,20 +21,6 @@ handshake (token, subscribes, history reads) for a socket already gone: in a rec
 the worker spent its CPU on clients that had given up while the ones that had come back
 waited behind them.
 
-How many run at once adapts to how long they take (``handshake_target_s``, 1 s). Each
-handshake's time in flight is measured. One that took longer than the target cuts the limit
-to three quarters (at most once per target interval, so that one slow batch counts once);
-one that took less raises it: by one per handshake until the first cut (doubling the limit
-every round of handshakes, from :data:`LIMIT_FLOOR`), then by one per round. The limit stays
-between :data:`LIMIT_FLOOR` and ``max_handshakes``. The measure is what a client waits for
-once its turn has come, so under a storm the worker runs about as many handshakes as it can
-finish within the target, and those past them wait in the queue, where waiting costs
-nothing and a client that gives up is withdrawn for free. Before, 500 ran at once in every
-storm: on two cores shared with the load generator each took longer than the client's
-10 s, which then gave up on a handshake the worker finished anyway, for nothing; from
-about 80 % of 100,000 clients back the rate fell from ~900 to ~50 a second
-(bench/results/REPORT.md, 2026-12-06, fifth session).
-
 The queue is served in order. Adaptive LIFO (the newest first once the oldest has waited a
 while) was tried and measured worse: in the storm of 100,000 the oldest starved into their
 timeout and retried, 15,000-20,000 retries against 1,900 in order, and fewer clients ready
@@ -51,13 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge, Histogram
-
-LIMIT_FLOOR = 16
-"""The fewest handshakes the adaptive limit lets run at once (fewer when ``max_handshakes``
-is lower): enough for a loop turn's history reads to go out as one pipeline."""
-CUT = 0.75
-"""What a handshake slower than the target multiplies the limit by."""
+from prometheus_client import Counter, Gauge
 
 
 class Turn(Protocol):
@@ -87,25 +67,11 @@ class Admission:
         queue_max: int,
         call_soon: Callable[[Callable[[], None]], object],
         *,
-        target_s: float = 0.0,
-        clock: Callable[[], float] | None = None,
         queued: Gauge | None = None,
         abandoned: Counter | None = None,
-        limit_gauge: Gauge | None = None,
-        held: Histogram | None = None,
     ) -> None:
-        self.ceiling = limit
-        """``max_handshakes``: the most handshakes in flight; 0: no limit."""
-        self.target_s = target_s if limit > 0 else 0.0
-        """The time in flight the limit adapts to (``handshake_target_s``); 0: fixed."""
-        self._window = float(min(limit, LIMIT_FLOOR) if self.target_s > 0 else limit)
-        self._floor = float(min(limit, LIMIT_FLOOR))
-        self._cut_at: float | None = None
-        """When the limit was last cut; None: never (it still doubles every round)."""
-        self._clock = clock
-        self._limit_gauge = limit_gauge
-        self._held = held
-        self._show_limit()
+        self.limit = limit
+        """The most handshakes in flight; 0: no limit."""
         self.queue_max = queue_max
         self.in_flight = 0
         self.queued = 0
@@ -116,14 +82,9 @@ class Admission:
         self._abandoned = abandoned
         self._scheduled = False
 
-    @property
-    def limit(self) -> int:
-        """How many handshakes may be in flight now; 0: no limit."""
-        return int(self._window)
-
     def enter(self, turn: Turn) -> Verdict:
         """A new upgrade request: go, wait (queued behind the others), or full."""
-        if self.ceiling <= 0 or (self.in_flight < self.limit and not self.queued):
+        if self.limit <= 0 or (self.in_flight < self.limit and not self.queued):
             self.in_flight += 1
             return Verdict.GO
         if self.queued >= self.queue_max:
@@ -141,38 +102,13 @@ class Admission:
             # Withdrawn entries behind a long-waiting one would otherwise stay until its turn.
             self._waiting = deque(t for t in self._waiting if t.waiting_for_turn())
 
-    def leave(self, held_s: float = 0.0) -> None:
-        """A handshake in flight ended (opened, refused or closed) after *held_s* seconds in
-        flight: the limit adapts to it, and the next may go, on the next loop turn (never
-        inside the callback of the one that ended)."""
+    def leave(self) -> None:
+        """A handshake in flight ended (opened, refused or closed): the next may go, on the
+        next loop turn (never inside the callback of the one that ended)."""
         self.in_flight -= 1
-        if self._held is not None:
-            self._held.observe(held_s)
-        if self.target_s > 0:
-            self._adapt(held_s)
         if self.queued and not self._scheduled:
             self._scheduled = True
             self._call_soon(self._admit)
-
-    def _adapt(self, held_s: float) -> None:
-        window = self._window
-        if held_s > self.target_s:
-            assert self._clock is not None  # required with a target
-            now = self._clock()
-            if self._cut_at is not None and now - self._cut_at < self.target_s:
-                return  # this slow round was counted already
-            self._cut_at = now
-            window = max(self._floor, window * CUT)
-        elif self._cut_at is None:
-            window += 1.0  # a round of fast handshakes doubles it
-        else:
-            window += 1.0 / window  # then one more per round
-        self._window = min(float(self.ceiling), window)
-        self._show_limit()
-
-    def _show_limit(self) -> None:
-        if self._limit_gauge is not None:
-            self._limit_gauge.set(self.limit)
 
     def admit_all(self) -> None:
         """Take up every waiting request now (the worker is draining: each is refused)."""
@@ -180,7 +116,7 @@ class Admission:
 
     def _admit(self, everyone: bool = False) -> None:
         self._scheduled = False
-        while self.queued and (everyone or self.ceiling <= 0 or self.in_flight < self.limit):
+        while self.queued and (everyone or self.limit <= 0 or self.in_flight < self.limit):
             turn = self._waiting.popleft()
             if not turn.waiting_for_turn():
                 continue  # withdrawn: counted when its client left

@@ -186,7 +186,6 @@ class ClientConnection(asyncio.Protocol):
         "_session",
         "_subscribing",
         "_turn",
-        "_turn_at",
         "_waiting_request",
         "_written",
         "address",
@@ -238,8 +237,6 @@ class ClientConnection(asyncio.Protocol):
         """A fast open's subscribes not answered yet (request ids); None: not opening."""
         self._turn = False
         """It holds a place among the handshakes in flight (socketsrv/admission.py)."""
-        self._turn_at = 0.0
-        """When it took that place (the host's clock)."""
         self._waiting_request: Request | None = None
         """Its upgrade request, while it waits for a turn."""
         self._early: list[Frame | bytes] | None = None
@@ -429,7 +426,6 @@ class ClientConnection(asyncio.Protocol):
                 self._wait_for_turn(request)
                 return
             self._turn = verdict is Verdict.GO
-            self._turn_at = host.clock()
             busy = verdict is Verdict.FULL
         refusal = None
         retry_after_s = None
@@ -511,7 +507,6 @@ class ClientConnection(asyncio.Protocol):
         request, self._waiting_request = self._waiting_request, None
         assert request is not None  # checked by waiting_for_turn
         self._turn = True
-        self._turn_at = self.host.clock()
         early, self._early = self._early, None
         self._on_request(request)
         self._send_ws_output()  # the 101 first
@@ -534,7 +529,7 @@ class ClientConnection(asyncio.Protocol):
             self._turn = False
             admission = self.host.admission
             if admission is not None:
-                admission.leave(self.host.clock() - self._turn_at)
+                admission.leave()
 
     def _fast_open(self, commands: list[str]) -> None:
         """Run the open token's commands as the connection's first messages (JSON whatever

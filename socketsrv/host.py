@@ -67,8 +67,6 @@ class ConnectionConfig:
     """The channel kinds clients may subscribe to (None: the shipped file's)."""
     max_handshakes: int = 0
     """Opening handshakes in flight at once (socketsrv/admission.py); 0: no limit."""
-    handshake_target_s: float = 0.0
-    """The time in flight the handshake limit adapts to (socketsrv/admission.py); 0: fixed."""
     handshake_queue: int = 10_000
     """Upgrade requests that may wait for a turn; past it 503."""
 
@@ -115,12 +113,8 @@ class ConnectionHost:
                 self.config.max_handshakes,
                 self.config.handshake_queue,
                 _call_soon,
-                target_s=self.config.handshake_target_s,
-                clock=self.clock,
                 queued=self.metrics.handshakes_queued,
                 abandoned=self.metrics.handshakes_abandoned,
-                limit_gauge=self.metrics.handshake_limit,
-                held=self.metrics.handshake_duration,
             )
 
     def address_budget(self, address: str) -> AddressBudget | None:

@@ -31,7 +31,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _RECOVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-_HANDSHAKE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -43,8 +42,6 @@ class Metrics:
     fast_opens: Counter
     handshakes_queued: Gauge
     handshakes_abandoned: Counter
-    handshake_limit: Gauge
-    handshake_duration: Histogram
     handshake_rejections: Counter
     metrics_refused: Counter
     disconnects: Counter
@@ -140,17 +137,6 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         handshakes_abandoned=counter(
             "herald_handshakes_abandoned",
             "Upgrade requests whose client left while they waited for a turn.",
-        ),
-        handshake_limit=gauge(
-            "herald_handshake_limit",
-            "Handshakes a worker lets run at once now: max_handshakes, or less while its "
-            "handshakes take longer than handshake_target_s (a series per worker pid).",
-            "liveall",
-        ),
-        handshake_duration=histogram(
-            "herald_handshake_seconds",
-            "Time a handshake held its place in flight (admission control), waiting excluded.",
-            _HANDSHAKE_BUCKETS,
         ),
         handshake_rejections=counter(
             "herald_handshake_rejections",

@@ -61,9 +61,6 @@ class Settings(BusSettings):
     max_handshakes: Annotated[int, Field(ge=0)] = 500
     """Opening handshakes a worker runs at once; past it upgrade requests wait their turn
     (socketsrv/admission.py); 0: no limit."""
-    handshake_target_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
-    """The time in flight the handshake limit adapts to: slower handshakes lower it, faster
-    ones raise it back up to ``max_handshakes`` (socketsrv/admission.py); 0: fixed."""
     handshake_queue: Annotated[int, Field(ge=0)] = 10_000
     """Upgrade requests that may wait for a turn; past it HTTP 503 with Retry-After."""
     max_frame_bytes: PositiveInt = 64 * 1024

@@ -119,7 +119,6 @@ def config_of(settings: Settings) -> ConnectionConfig:
         send_lowat_bytes=settings.send_lowat_bytes,
         namespaces=settings.namespaces(),
         max_handshakes=settings.max_handshakes,
-        handshake_target_s=settings.handshake_target_s,
         handshake_queue=settings.handshake_queue,
         address_limits=AddressLimits(
             connections_per_s=settings.address_connections_per_s,
