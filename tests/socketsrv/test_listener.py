@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 import uvloop
@@ -32,33 +33,29 @@ async def turns(count: int) -> None:
         await asyncio.sleep(0)
 
 
+async def made_in_five_turns(sockets: list[socket.socket], close: Callable[[], None]) -> int:
+    """Connections made within five loop turns of WAITING waiting on the first of *sockets*."""
+    Counted.made = 0
+    port = sockets[0].getsockname()[1]
+    clients = connect_many(port, WAITING)  # blocks the loop: all wait in the queue
+    try:
+        await turns(5)
+        return Counted.made
+    finally:
+        close()
+        for client in clients:
+            client.close()
+
+
 def test_every_waiting_connection_is_accepted_within_a_few_loop_turns() -> None:
     async def scenario() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
-        Counted.made = 0
         listener = await Listener.open(
             loop, Counted, "127.0.0.1", 0, reuse_port=False, backlog=4096
         )
-        port = listener.sockets[0].getsockname()[1]
-        clients = connect_many(port, WAITING)  # blocks the loop: all wait in the queue
-        try:
-            await turns(5)
-            with_listener = Counted.made
-        finally:
-            listener.close()
-            for client in clients:
-                client.close()
-        Counted.made = 0
+        with_listener = await made_in_five_turns(listener.sockets, listener.close)
         server = await loop.create_server(Counted, "127.0.0.1", 0, backlog=4096)
-        port = server.sockets[0].getsockname()[1]
-        clients = connect_many(port, WAITING)
-        try:
-            await turns(5)
-            with_uvloop_server = Counted.made
-        finally:
-            server.close()
-            for client in clients:
-                client.close()
+        with_uvloop_server = await made_in_five_turns(list(server.sockets), server.close)
         return with_listener, with_uvloop_server
 
     with_listener, with_uvloop_server = uvloop.run(scenario())
