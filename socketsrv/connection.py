@@ -1161,14 +1161,15 @@ class ClientConnection(asyncio.Protocol):
         pending = self._pending
         if not pending:
             return 0  # written by the connection itself (a close) earlier in the turn
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
         transport = self.transport
         assert transport is not None  # set before the 101
         if self.state is not _OPEN or transport.is_closing():
-            # Closing: the websocket layer may have ended the stream (its EOF, then close())
-            # in this very turn, before connection_lost moves the state on.
+            # Closing: the transport may have been closed in this very turn, before
+            # connection_lost moves the state on. What was queued is dropped unjoined.
+            pending.clear()
             return 0
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         if len(data) > self._outbox_max_bytes:
             self.close_with(CloseCode.SLOW)
             return 0

@@ -21,11 +21,12 @@ asyncio reports them (socketsrv.host.AcceptErrorLog counts them), and accepting 
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import socket
 from collections.abc import Callable
+
+from socketsrv.host import ACCEPT_ERRNOS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ ACCEPTS_PER_TURN = 512
 """The most connections accepted from one socket per readiness (then the loop goes on)."""
 RETRY_AFTER_ERROR_S = 1.0
 """How long accepting pauses after running out of descriptors (asyncio's delay)."""
-RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Listener:
@@ -77,6 +77,7 @@ class Listener:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                # Accepted connections inherit TCP_NODELAY (Linux): no call per connection.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.bind(address)
                 sock.listen(backlog)
@@ -110,12 +111,11 @@ class Listener:
                         "socket": listening,
                     }
                 )
-                if exc.errno in RESOURCE_ERRNOS and not self._closed:
+                if exc.errno in ACCEPT_ERRNOS and not self._closed:
                     self._loop.remove_reader(listening.fileno())
                     self._loop.call_later(RETRY_AFTER_ERROR_S, self._resume, listening)
                 return
             conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
             self._opening.add(task)
             task.add_done_callback(functools.partial(self._opened, conn))
