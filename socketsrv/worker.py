@@ -193,7 +193,8 @@ class Worker:
             raise WrongState("worker", "ask the port", self.state)
         return int(self._server.sockets[0].getsockname()[1])
 
-    def _open_transports(self) -> int:
+    def open_transports(self) -> int:
+        """Transports open now: connections, and sockets still in their handshake."""
         return 0 if self._host is None else self._host.transports
 
     def is_ready(self) -> bool:
@@ -410,7 +411,7 @@ class Worker:
             for conn in batch:
                 conn.close_with(CloseCode.RESTART)  # with its retry_ms hint
             await asyncio.sleep(s.drain_batch_interval_s)
-        while self._open_transports() and self._clock() < deadline:  # noqa: ASYNC110 - bounded
+        while self.open_transports() and self._clock() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()

@@ -255,3 +255,28 @@ async def test_a_waiting_client_that_sends_too_much_is_read_only_after_its_turn(
         head = await asyncio.wait_for(flooding.reader.readuntil(b"\r\n\r\n"), 20.0)
         assert head.startswith(b"HTTP/1.1 101"), head
         assert await flooding.close_code() == 1009  # read after the 101, as any frame
+
+
+async def test_a_waiting_client_that_sent_too_much_and_vanished_is_let_go_at_its_turn(
+    worker: Worker, held_subscribes: asyncio.Event
+) -> None:
+    """Its reading is paused, so its reset goes unseen while it waits (the event loop no
+    longer polls that socket); the 101 written at its turn meets the reset, and the socket,
+    its place and its descriptor are let go: bounded by the wait, not leaked."""
+    too_big = worker.settings.max_frame_bytes + 1
+    async with raw_connection(worker.port) as first:
+        await send(first, fast_request())
+        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        async with raw_connection(worker.port) as vanishing:
+            await send(vanishing, upgrade_request())
+            await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+            await send(vanishing, client_frame(OP_TEXT, b"x" * too_big))
+            await eventually(lambda: worker.open_transports() == 2, 20.0)
+            vanishing.writer.transport.abort()
+        held_subscribes.set()
+        assert await replies(first) == {1, 2}
+        await eventually(lambda: worker.open_transports() == 1, 20.0)  # the first only
+        assert metric(worker, "herald_handshakes_queued") == 0
+        async with raw_connection(worker.port) as later:  # its place was given back
+            await send(later, fast_request())
+            assert await replies(later) == {1, 2}
