@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from herald_contract.cluster_urls import is_cluster_url, parse_cluster_url
 from herald_contract.history import HistorySettings
 from herald_contract.keys import KeyLayout
+from herald_contract.redis_pools import NO_CLIENT_SETINFO
 from herald_contract.redis_scripts import PublishScripts, command_client
 
 
@@ -88,6 +89,7 @@ def cluster_command_client(
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
         max_connections=max_connections,
+        **NO_CLIENT_SETINFO,
     )
 
 

@@ -55,6 +55,7 @@ from herald_contract.pubsub_wire import (
     fail_waiters,
     parse_reply,
 )
+from herald_contract.redis_pools import NO_CLIENT_SETINFO
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class ShardConnection:
             socket_timeout=None,
             # RESP2: messages are plain replies (see herald_contract.redis_pubsub).
             protocol=2,
+            **NO_CLIENT_SETINFO,
         )
         self.write_lock = asyncio.Lock()
         self.channels: set[str] = set()

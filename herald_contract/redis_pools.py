@@ -44,6 +44,17 @@ any Sentinel ``down-after-milliseconds`` (tests run 1 s; 30 s by default), and a
 busy client nothing, since its connections are never idle that long."""
 
 
+NO_CLIENT_SETINFO: dict[str, Any] = {"driver_info": None}
+"""Connection arguments that keep redis-py from sending ``CLIENT SETINFO`` on connect.
+
+Redis before 7.2 (7.0 is what this deployment runs) answers it with an error, which redis-py
+reads and ignores, at the cost of two round trips per new connection. Under a reconnect
+storm of 100,000 those error replies were seen as the replies of history reads
+("unknown subcommand 'SETINFO'", bench/results/REPORT.md, sixth session): some path left
+them unread on a pooled connection. Without the command there is nothing to leave unread.
+"""
+
+
 class _CheckedPool(ConnectionPool):
     """Lends a connection idle for longer than its ``health_check_interval`` only once it
     answered a PING; one that does not is replaced by a new connection (module docstring)."""
@@ -88,11 +99,13 @@ def connection_pool(
     """A pool of connections to the Redis *redis_url* names, or to its current primary.
 
     *kwargs* go to every connection (and to a blocking pool: ``max_connections``,
-    ``timeout``). Finding the primary and connecting to it fits in *socket_timeout_s*, also
+    ``timeout``). No connection sends ``CLIENT SETINFO`` (:data:`NO_CLIENT_SETINFO`).
+    Finding the primary and connecting to it fits in *socket_timeout_s*, also
     when the connections themselves have no socket timeout (the pub/sub reader's): the
     sentinels are asked one after the other, so each gets a share of it, and one that hangs
     (a blackholed host) leaves time to ask the next.
     """
+    kwargs = {**NO_CLIENT_SETINFO, **kwargs}
     if not is_sentinel_url(redis_url):
         pool_class = _CheckedBlockingPool if blocking else _CheckedPool
         return pool_class.from_url(redis_url, **kwargs)

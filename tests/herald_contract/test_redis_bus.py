@@ -171,3 +171,25 @@ async def test_redis_bus_start_fails_with_bus_unavailable_when_redis_is_down(
         await bus.start(Recorder())
     assert bus.state is BusState.NEW
     await bus.close()
+
+
+async def test_no_connection_of_the_bus_sends_client_setinfo(redis_server: RedisServer) -> None:
+    """Redis before 7.2 answers CLIENT SETINFO with an error; a storm once read those errors
+    as the replies of history reads (herald_contract/redis_pools.py: NO_CLIENT_SETINFO).
+    redis-py sends it on connect from its connection's ``driver_info``."""
+    bus = RedisBus(redis_server.url, keys=KEYS)
+    await bus.start(Recorder())
+    try:
+        await bus.subscribe(Q1)
+        await bus.publish(Q1, packed("one"))
+        await bus.history(Q1, None, 10)
+        pools = [bus._client.connection_pool, bus._pubsub._pool]  # type: ignore[union-attr]
+        for pool in pools:
+            connection = await pool.get_connection()
+            try:
+                assert connection.is_connected
+                assert connection.driver_info is None
+            finally:
+                await pool.release(connection)
+    finally:
+        await bus.close()
