@@ -125,8 +125,7 @@ class ConnectRound:
             ready_by = started + self.ready_timeout_s
         give_up = self.deadline if ready_by is None else min(self.deadline, ready_by)
         try:
-            async with asyncio.timeout(max(0.01, give_up - started)):
-                await connect(loop, client, self.host, self.port, source)
+            await connect(loop, client, self.host, self.port, source, max(0.01, give_up - started))
         except (OSError, TimeoutError) as exc:
             late = isinstance(exc, TimeoutError) and give_up == ready_by
             self._connect_failed(slot, "not_ready_in_time" if late else type(exc).__name__)

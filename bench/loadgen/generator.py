@@ -241,6 +241,7 @@ class LoadGenerator:
             "extra": sum(p["extra"] for p in per),
             "clients_never_ready": sum(p["clients_never_ready"] for p in per),
             "missing_never_ready": sum(p["missing_never_ready"] for p in per),
+            "short_samples": [x for p in per for x in p["short_samples"]],
         }
 
     async def close_all(self, timeout_s: float = 20.0) -> CloseReply:

@@ -36,11 +36,32 @@ from bench.loadgen.results import (
     ProcessStats,
     Progress,
     ReconnectReply,
+    ShortClient,
     Verify,
 )
 
 MAX_PER_PROCESS = 19_000
 """Sockets per load process: the open-file limit is 20,000, with room for pipes."""
+_SHORT_SAMPLES = 10
+
+
+def _socket_state(conn: Client) -> str:
+    """Where a slot's current connection is: "open", "closing", "lost" or "no transport"."""
+    if conn.lost:
+        return "lost"
+    transport = conn.transport
+    if transport is None:
+        return "no transport"
+    if conn.closing or transport.is_closing():
+        return "closing"
+    sock = transport.get_extra_info("socket")
+    try:
+        now = sock.getsockname() if sock is not None else None
+    except OSError as exc:
+        return f"open, its descriptor failing ({exc.errno})"
+    if now != transport.get_extra_info("sockname"):
+        return "open, its descriptor another socket's"
+    return "open"
 
 
 def cpu_seconds() -> float:
@@ -221,6 +242,7 @@ class LoadProcess:
         """Compare what each client got (duplicates aside) with *expected*: publications
         per channel since the last reset."""
         missing = extra = short = exact = never_ready = missing_never_ready = 0
+        samples: list[ShortClient] = []
         for slot in self.slots:
             s = slot.state
             want = sum(expected.get(ch, 0) for ch in s.channels)
@@ -231,6 +253,16 @@ class LoadProcess:
             elif got < want:
                 missing += want - got
                 short += 1
+                if len(samples) < _SHORT_SAMPLES:
+                    positions: dict[str, list[str | int]] = {
+                        ch: [e, o] for ch, (e, o) in s.positions.items()
+                    }
+                    conn = slot.conn
+                    samples.append({
+                        "channels": list(s.channels), "want": want, "got": got,
+                        "ready": slot.ready, "positions": positions,
+                        "socket": "none" if conn is None else _socket_state(conn),
+                    })  # fmt: skip
             elif got > want:
                 extra += got - want
             else:
@@ -242,6 +274,7 @@ class LoadProcess:
             "extra": extra,
             "clients_never_ready": never_ready,
             "missing_never_ready": missing_never_ready,
+            "short_samples": samples,
         }
 
     async def cmd_close_all(self, timeout_s: float) -> CloseReply:

@@ -67,6 +67,21 @@ class Stats(ProcessStats):
     per_process_cpu_s: list[float]
 
 
+class ShortClient(TypedDict):
+    """One client that got fewer publications than were published on its channels: where
+    each of its channels stands, for the coordinator to hold against the channel's top."""
+
+    channels: list[str]
+    want: int
+    got: int
+    ready: bool
+    positions: dict[str, list[str | int]]
+    """Per channel, the [epoch, offset] of the last publication received in order (a
+    channel missing here has no position: nothing received, no subscribe reply)."""
+    socket: str
+    """Its current connection: "open", "closing", "lost", "no transport" or "none"."""
+
+
 class Verify(TypedDict):
     """Each client's publications (duplicates aside) against what was published on its
     channels since the last reset."""
@@ -78,6 +93,8 @@ class Verify(TypedDict):
     clients_never_ready: int
     """Clients never ready since the reset: nothing could be sent to them."""
     missing_never_ready: int
+    short_samples: list[ShortClient]
+    """Up to ten short clients per load process, as they stand."""
 
 
 class CloseReply(TypedDict):

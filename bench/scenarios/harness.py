@@ -86,14 +86,20 @@ class Server:
         """write()/writev() calls made by the server's processes (/proc/<pid>/io)."""
         return syscw(measure.descendants(self.proc.pid))
 
-    def metric(self, name: str, **labels: str) -> float | None:
-        """Sum of a Herald metric's samples matching *labels* (None if unavailable)."""
+    def metrics_text(self) -> str | None:
+        """The fleet's /metrics exposition (None if unavailable, or not Herald)."""
         if self.target.name != "herald":
             return None
         try:
             with urllib.request.urlopen(f"http://{HOST}:{self.port}/metrics", timeout=5) as r:
-                text = r.read().decode()
+                return str(r.read().decode())
         except OSError:
+            return None
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """Sum of a Herald metric's samples matching *labels* (None if unavailable)."""
+        text = self.metrics_text()
+        if text is None:
             return None
         total = 0.0
         for line in text.splitlines():

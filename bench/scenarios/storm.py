@@ -14,6 +14,8 @@ import subprocess
 import time
 from typing import TypedDict
 
+from redis.asyncio import Redis
+
 from bench import measure
 from bench.loadgen.results import Verify
 from bench.scenarios.harness import (
@@ -31,6 +33,7 @@ from bench.scenarios.publishing import RatePublisher
 from bench.scenarios.summary import ConnectionSummary, connection_summary
 from bench.targets import Target
 from bench.workload import NOMINAL, Population
+from herald_contract.keys import KeyLayout
 from tests.support.redis_server import free_port
 
 _SEED = 5
@@ -79,6 +82,22 @@ class Accounting(TypedDict):
     verify: Verify
     lost: int
     recoveries_metric: dict[str, float | None]
+    short_channels: list[ShortChannel]
+    """The sampled short clients' channels held against Redis: where a loss is."""
+    diagnosis: dict[str, object]
+    """When a client is short: the fleet's repair and bus counters, and Redis's view of the
+    workers' pub/sub connections (who still subscribes the short channels)."""
+
+
+class ShortChannel(TypedDict):
+    channel: str
+    published: int
+    """Publications on it since the reset (the bench's own count)."""
+    client: list[str | int] | None
+    """The client's [epoch, offset]: its last publication received in order."""
+    top: list[str | int] | None
+    """The channel's [epoch, top offset] in Redis now."""
+    ready: bool
 
 
 class StormRun(StormSetup, Outage, Recovery, Accounting, ConnectionSummary):
@@ -232,5 +251,68 @@ async def _account(
             k: kill["second"].metric("herald_recoveries_total", result=k)
             for k in ("none", "recovered", "failed")
         },
+        "short_channels": await _short_channels(bench, rp, verify),
+        "diagnosis": await _diagnosis(bench, kill["second"], verify) if verify["missing"] else {},
     }
     return accounting, connection_summary(stats)
+
+
+_DIAGNOSIS_METRICS = (
+    "herald_gap_repairs_total",
+    "herald_position_checks_total",
+    "herald_position_channels_behind_total",
+    "herald_position_repairs_total",
+    "herald_bus_reconnects_total",
+    "herald_bus_live",
+    "herald_channels_subscribed",
+    "herald_worker_connections",
+)
+
+
+async def _diagnosis(bench: Bench, fleet: Server, verify: Verify) -> dict[str, object]:
+    """Where a loss may come from: each worker's counters of repairs and bus trouble (the
+    fleet's /metrics, series by series) and the pub/sub connections Redis holds."""
+    series: dict[str, float] = {}
+    for line in (fleet.metrics_text() or "").splitlines():
+        if line.startswith(_DIAGNOSIS_METRICS):
+            head, _, value = line.rpartition(" ")
+            series[head] = float(value)
+    keys = KeyLayout()
+    channels = sorted({ch for x in verify["short_samples"] for ch in x["channels"]})
+    async with Redis.from_url(bench.redis.url, decode_responses=True) as redis:
+        clients = await redis.client_list()
+        numsub = await redis.pubsub_numsub(*(keys.live(ch) for ch in channels))
+    subscribers = [
+        {k: c.get(k) for k in ("id", "age", "idle", "sub", "omem", "tot-mem", "flags", "cmd")}
+        for c in clients
+        if int(c.get("sub", 0)) > 0
+    ]
+    return {
+        "metrics": series,
+        "pubsub_clients": subscribers,
+        "numsub": {str(name): int(n) for name, n in numsub},
+    }
+
+
+async def _short_channels(bench: Bench, rp: RatePublisher, verify: Verify) -> list[ShortChannel]:
+    """Each sampled short client's channels that were published on, with the client's
+    position beside the channel's top: behind it with no gap counted is a tail never
+    delivered; at it, the count was short some other way."""
+    keys = KeyLayout()
+    out: list[ShortChannel] = []
+    async with Redis.from_url(bench.redis.url, decode_responses=True) as redis:
+        for sample in verify["short_samples"]:
+            for channel in sample["channels"]:
+                published = rp.counts.get(channel, 0)
+                if published == 0:
+                    continue
+                position = sample["positions"].get(channel)
+                epoch, top = await redis.hmget(keys.meta(channel), ["epoch", "top"])
+                out.append({
+                    "channel": channel,
+                    "published": published,
+                    "client": position,
+                    "top": None if top is None else [str(epoch), int(top)],
+                    "ready": sample["ready"],
+                })  # fmt: skip
+    return out

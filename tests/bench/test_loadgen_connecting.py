@@ -1,16 +1,20 @@
 """A connect round never leaves a client stuck: a connect cancelled at the deadline before
 it had a socket is marked lost, and in the reconnect storm a connection not ready in time,
-its TCP connect included, is aborted and tries again (client-js's connect timeout). No
-sockets: fake transports."""
+its TCP connect included, is aborted and tries again (client-js's connect timeout). Fake
+transports, but for the connect itself: a connection whose making is cancelled is closed
+once made (bench/loadgen/client.py: connect)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
+from bench.loadgen import client as client_module
 from bench.loadgen import connecting
 from bench.loadgen.client import Client, Slot
 from bench.loadgen.connecting import ConnectRound
@@ -48,7 +52,7 @@ class DeafThenAnswering:
         self.transports: list[FakeTransport] = []
 
     async def __call__(
-        self, _loop: object, protocol: asyncio.Protocol, _host: str, _port: int, _src: str
+        self, _loop: object, protocol: asyncio.Protocol, _h: str, _p: int, _s: str, _t: float
     ) -> None:
         client = cast(Client, protocol)
         transport = AbortingTransport(client)
@@ -94,11 +98,12 @@ class SynDroppedThenAnswering:
         self.calls = 0
 
     async def __call__(
-        self, _loop: object, protocol: asyncio.Protocol, _host: str, _port: int, _src: str
+        self, _loop: object, protocol: asyncio.Protocol, _h: str, _p: int, _s: str, timeout_s: float
     ) -> None:
         self.calls += 1
         if self.calls == 1:
-            await asyncio.Event().wait()
+            async with asyncio.timeout(timeout_s):  # as the real connect bounds its TCP connect
+                await asyncio.Event().wait()
         client = cast(Client, protocol)
         client.connection_made(cast(asyncio.Transport, AbortingTransport(client)))
         asyncio.get_running_loop().call_soon(client.data_received, RESPONSE)
@@ -181,3 +186,62 @@ def test_a_first_open_without_retry_leaves_a_deaf_connection_unopened(
     assert reply["opened"] == 0
     assert reply["retries"] == 0
     assert len(fake.transports) == 1
+
+
+class HeardLost(Client):
+    """A client that tells when it hears connection_lost."""
+
+    __slots__ = ("heard",)
+
+    def __init__(self, proc: LoadProcess, slot: Slot) -> None:
+        super().__init__(proc, slot)
+        self.heard = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.heard.done():
+            self.heard.set_result(None)
+
+
+def test_a_connection_whose_making_is_cancelled_is_aborted_once_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop would close such a transport without telling the protocol: here the client
+    hears connection_lost, as its own decision (not an unexpected loss)."""
+
+    async def scenario(listening: socket.socket) -> HeardLost:
+        loop = asyncio.get_running_loop()
+        go = asyncio.Event()
+        create = loop.create_connection
+
+        async def held_create(*args: Any, **kwargs: Any) -> Any:
+            await go.wait()
+            return await create(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "create_connection", held_create)
+        proc = load_process()
+        client = HeardLost(proc, Slot(["tag:x"], probe=False))
+        port = listening.getsockname()[1]
+        task = asyncio.ensure_future(
+            client_module.connect(loop, client, "127.0.0.1", port, "127.0.0.1", 5.0)
+        )
+        accepted = None
+        while accepted is None:  # the TCP connect is done: the making waits on *go*
+            try:
+                accepted, _ = listening.accept()
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        with accepted:
+            task.cancel()
+            go.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(client.heard, 5.0)
+        assert proc.lost_unexpectedly == 0
+        return client
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        listening.setblocking(False)
+        client = asyncio.run(scenario(listening))
+    assert client.transport is None and client.lost  # it was made, then closed...
+    assert client.closing  # ...by its caller's decision
