@@ -171,6 +171,18 @@ async def replies(conn: RawConnection) -> set[int]:
     return ids
 
 
+async def take_the_only_place(worker: Worker, first: RawConnection) -> None:
+    """*first*'s fast open is in flight (its subscribes held): the worker's one place."""
+    await send(first, fast_request())
+    await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+
+
+async def wait_in_queue(worker: Worker, conn: RawConnection, request: bytes) -> None:
+    """*conn* sends *request*, which waits for a turn."""
+    await send(conn, request)
+    await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+
+
 async def test_a_request_past_the_limit_waits_its_turn_and_past_the_queue_gets_503(
     worker: Worker, held_subscribes: asyncio.Event
 ) -> None:
@@ -179,10 +191,8 @@ async def test_a_request_past_the_limit_waits_its_turn_and_past_the_queue_gets_5
         raw_connection(worker.port) as second,
         raw_connection(worker.port) as third,
     ):
-        await send(first, fast_request())
-        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
-        await send(second, fast_request())
-        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        await take_the_only_place(worker, first)
+        await wait_in_queue(worker, second, fast_request())
         await send(third, fast_request())
         answer = await asyncio.wait_for(third.reader.read(), 20.0)
         assert answer.startswith(b"HTTP/1.1 503"), answer
@@ -204,11 +214,9 @@ async def test_a_waiting_request_whose_client_leaves_is_withdrawn_at_once(
     worker: Worker, held_subscribes: asyncio.Event, how: str
 ) -> None:
     async with raw_connection(worker.port) as first:
-        await send(first, fast_request())
-        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        await take_the_only_place(worker, first)
         async with raw_connection(worker.port) as leaving:
-            await send(leaving, fast_request())
-            await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+            await wait_in_queue(worker, leaving, fast_request())
             if how == "abort":
                 leaving.writer.transport.abort()
         # Noticed while the handshake in flight still holds the only place: no turn needed.
@@ -227,11 +235,9 @@ async def test_what_a_waiting_client_sends_is_read_after_its_turn(
     worker: Worker, held_subscribes: asyncio.Event
 ) -> None:
     async with raw_connection(worker.port) as first, raw_connection(worker.port) as eager:
-        await send(first, fast_request())
-        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        await take_the_only_place(worker, first)
         connect = json.dumps({"op": "connect", "id": 7}).encode()
-        await send(eager, upgrade_request() + client_frame(OP_TEXT, connect))
-        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        await wait_in_queue(worker, eager, upgrade_request() + client_frame(OP_TEXT, connect))
         held_subscribes.set()
         head = await asyncio.wait_for(eager.reader.readuntil(b"\r\n\r\n"), 20.0)
         assert head.startswith(b"HTTP/1.1 101"), head
@@ -246,10 +252,8 @@ async def test_a_waiting_client_that_sends_too_much_is_read_only_after_its_turn(
 ) -> None:
     too_big = worker.settings.max_frame_bytes + 1
     async with raw_connection(worker.port) as first, raw_connection(worker.port) as flooding:
-        await send(first, fast_request())
-        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
-        await send(flooding, upgrade_request())
-        await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+        await take_the_only_place(worker, first)
+        await wait_in_queue(worker, flooding, upgrade_request())
         flooding.writer.write(client_frame(OP_TEXT, b"x" * too_big))  # not drained: held
         held_subscribes.set()
         head = await asyncio.wait_for(flooding.reader.readuntil(b"\r\n\r\n"), 20.0)
@@ -265,11 +269,9 @@ async def test_a_waiting_client_that_sent_too_much_and_vanished_is_let_go_at_its
     its place and its descriptor are let go: bounded by the wait, not leaked."""
     too_big = worker.settings.max_frame_bytes + 1
     async with raw_connection(worker.port) as first:
-        await send(first, fast_request())
-        await eventually(lambda: metric(worker, "herald_fast_opens_total") == 1, 20.0)
+        await take_the_only_place(worker, first)
         async with raw_connection(worker.port) as vanishing:
-            await send(vanishing, upgrade_request())
-            await eventually(lambda: metric(worker, "herald_handshakes_queued") == 1, 20.0)
+            await wait_in_queue(worker, vanishing, upgrade_request())
             await send(vanishing, client_frame(OP_TEXT, b"x" * too_big))
             await eventually(lambda: worker.open_transports() == 2, 20.0)
             vanishing.writer.transport.abort()
