@@ -46,7 +46,9 @@ _SHORT_SAMPLES = 10
 
 
 def _socket_state(conn: Client) -> str:
-    """Where a slot's current connection is: "open", "closing", "lost" or "no transport"."""
+    """Where a slot's current connection is: "open", "closing", "lost", "no transport", or
+    open on a descriptor that fails or now belongs to another socket (the load generator's
+    own socket was closed under it)."""
     if conn.lost:
         return "lost"
     transport = conn.transport

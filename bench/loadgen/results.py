@@ -79,7 +79,7 @@ class ShortClient(TypedDict):
     """Per channel, the [epoch, offset] of the last publication received in order (a
     channel missing here has no position: nothing received, no subscribe reply)."""
     socket: str
-    """Its current connection: "open", "closing", "lost", "no transport" or "none"."""
+    """Its current connection ("none", or process.py's ``_socket_state``)."""
 
 
 class Verify(TypedDict):

@@ -34,6 +34,7 @@ from bench.scenarios.summary import ConnectionSummary, connection_summary
 from bench.targets import Target
 from bench.workload import NOMINAL, Population
 from herald_contract.keys import KeyLayout
+from herald_contract.redis_pools import NO_CLIENT_SETINFO
 from tests.support.redis_server import free_port
 
 _SEED = 5
@@ -83,7 +84,7 @@ class Accounting(TypedDict):
     lost: int
     recoveries_metric: dict[str, float | None]
     short_channels: list[ShortChannel]
-    """The sampled short clients' channels held against Redis: where a loss is."""
+    """When a client is short: the sampled short clients' channels held against Redis."""
     diagnosis: dict[str, object]
     """When a client is short: the fleet's repair and bus counters, and Redis's view of the
     workers' pub/sub connections (who still subscribes the short channels)."""
@@ -251,9 +252,13 @@ async def _account(
             k: kill["second"].metric("herald_recoveries_total", result=k)
             for k in ("none", "recovered", "failed")
         },
-        "short_channels": await _short_channels(bench, rp, verify),
-        "diagnosis": await _diagnosis(bench, kill["second"], verify) if verify["missing"] else {},
+        "short_channels": [],
+        "diagnosis": {},
     }
+    if verify["missing"]:
+        accounting["short_channels"], accounting["diagnosis"] = await _where_lost(
+            bench, kill["second"], rp, verify
+        )
     return accounting, connection_summary(stats)
 
 
@@ -269,50 +274,55 @@ _DIAGNOSIS_METRICS = (
 )
 
 
-async def _diagnosis(bench: Bench, fleet: Server, verify: Verify) -> dict[str, object]:
-    """Where a loss may come from: each worker's counters of repairs and bus trouble (the
-    fleet's /metrics, series by series) and the pub/sub connections Redis holds."""
+async def _where_lost(
+    bench: Bench, fleet: Server, rp: RatePublisher, verify: Verify
+) -> tuple[list[ShortChannel], dict[str, object]]:
+    """Where a loss may come from.
+
+    Each sampled short client's channels that were published on, with the client's position
+    beside the channel's top in Redis: behind it with no gap counted is a tail never
+    delivered; at it, the count was short some other way. Then each worker's counters of
+    repairs and bus trouble (the fleet's /metrics, series by series) and the pub/sub
+    connections Redis holds, with the subscribers of the short channels.
+    """
+    keys = KeyLayout()
+    wanted = [
+        (sample, channel, rp.counts[channel])
+        for sample in verify["short_samples"]
+        for channel in sample["channels"]
+        if rp.counts.get(channel, 0)
+    ]
+    channels = sorted({channel for _, channel, _ in wanted})
+    async with Redis.from_url(bench.redis.url, decode_responses=True, **NO_CLIENT_SETINFO) as r:
+        pipe = r.pipeline(transaction=False)
+        for _, channel, _ in wanted:
+            pipe.hmget(keys.meta(channel), ["epoch", "top"])
+        tops = await pipe.execute()
+        clients = await r.client_list()
+        numsub = await r.pubsub_numsub(*(keys.live(ch) for ch in channels)) if channels else []
+    short: list[ShortChannel] = [
+        {
+            "channel": channel,
+            "published": published,
+            "client": sample["positions"].get(channel),
+            "top": None if top is None else [str(epoch), int(top)],
+            "ready": sample["ready"],
+        }
+        for (sample, channel, published), (epoch, top) in zip(wanted, tops, strict=True)
+    ]
     series: dict[str, float] = {}
     for line in (fleet.metrics_text() or "").splitlines():
         if line.startswith(_DIAGNOSIS_METRICS):
             head, _, value = line.rpartition(" ")
             series[head] = float(value)
-    keys = KeyLayout()
-    channels = sorted({ch for x in verify["short_samples"] for ch in x["channels"]})
-    async with Redis.from_url(bench.redis.url, decode_responses=True) as redis:
-        clients = await redis.client_list()
-        numsub = await redis.pubsub_numsub(*(keys.live(ch) for ch in channels))
     subscribers = [
         {k: c.get(k) for k in ("id", "age", "idle", "sub", "omem", "tot-mem", "flags", "cmd")}
         for c in clients
         if int(c.get("sub", 0)) > 0
     ]
-    return {
+    diagnosis: dict[str, object] = {
         "metrics": series,
         "pubsub_clients": subscribers,
         "numsub": {str(name): int(n) for name, n in numsub},
     }
-
-
-async def _short_channels(bench: Bench, rp: RatePublisher, verify: Verify) -> list[ShortChannel]:
-    """Each sampled short client's channels that were published on, with the client's
-    position beside the channel's top: behind it with no gap counted is a tail never
-    delivered; at it, the count was short some other way."""
-    keys = KeyLayout()
-    out: list[ShortChannel] = []
-    async with Redis.from_url(bench.redis.url, decode_responses=True) as redis:
-        for sample in verify["short_samples"]:
-            for channel in sample["channels"]:
-                published = rp.counts.get(channel, 0)
-                if published == 0:
-                    continue
-                position = sample["positions"].get(channel)
-                epoch, top = await redis.hmget(keys.meta(channel), ["epoch", "top"])
-                out.append({
-                    "channel": channel,
-                    "published": published,
-                    "client": position,
-                    "top": None if top is None else [str(epoch), int(top)],
-                    "ready": sample["ready"],
-                })  # fmt: skip
-    return out
+    return short, diagnosis
