@@ -92,6 +92,7 @@ from socketsrv.websocket import (
     Refusal,
     answer_handshake,
     close_of,
+    forget_request,
     offered_commands,
     reframe,
     reject_open,
@@ -413,6 +414,11 @@ class ClientConnection(asyncio.Protocol):
         return self.address
 
     def _on_request(self, request: Request) -> None:
+        self._answer(request)
+        if self._waiting_request is not request:
+            forget_request(request)
+
+    def _answer(self, request: Request) -> None:
         host = self.host
         response = host.http(request)
         if response is not None:

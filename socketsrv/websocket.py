@@ -137,6 +137,15 @@ def answer_handshake(
     return response, "bad_handshake"
 
 
+def forget_request(request: Request) -> None:
+    """Empty an answered upgrade *request*. websockets' ``ServerProtocol.parse`` keeps it for
+    the connection's whole life (a local of its handshake step, whose frame then runs the
+    frame parser), and its headers and path were 2.5 KiB of the 8.5 an idle connection cost
+    (bench/results/REPORT.md, seventh session). Nothing reads it once it is answered."""
+    request.headers.clear()
+    request.path = ""
+
+
 def offered_commands(request: Request) -> list[str] | None:
     """The commands of the request's open token (socketsrv/protocol/opening.py), None when
     it has none; raises :class:`BadOpen`."""

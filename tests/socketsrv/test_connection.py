@@ -18,11 +18,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection as WebsocketClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request
 from websockets.typing import Origin, Subprotocol
 
 from socketsrv.connection import ClientConnection, ConnectionState
 from socketsrv.errors import WrongState
 from socketsrv.protocol.codes import CloseCode
+from socketsrv.protocol.opening import open_token
 from socketsrv.worker import Worker
 from tests.support.client import HeraldTestClient, assert_closed_with
 from tests.support.raw_ws import (
@@ -216,6 +218,35 @@ async def test_a_connection_goes_open_closing_closed_and_drops_frames_once_closi
         await client.close()
     assert disconnects_counted(worker, 4003) == 1
     assert disconnects_counted(worker, 4000) == 0
+
+
+def requests_held_by(parser: object) -> list[Request]:
+    """The upgrade requests the frames of a websockets parser generator (and the generators
+    it delegates to) hold as locals."""
+    held = []
+    while parser is not None:
+        frame = getattr(parser, "gi_frame", None)
+        if frame is not None:
+            held += [v for v in frame.f_locals.values() if isinstance(v, Request)]
+        parser = getattr(parser, "gi_yieldfrom", None)
+    return held
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [["herald.v1.json"], ["herald.v1.json", open_token([{"op": "connect", "id": 1}])]],
+    ids=["connect_command_to_come", "fast_open"],
+)
+async def test_an_open_connection_keeps_nothing_of_its_upgrade_request(
+    worker: Worker, offered: list[str]
+) -> None:
+    subprotocols = [Subprotocol(s) for s in offered]
+    async with connect(ws_url(worker), subprotocols=subprotocols, open_timeout=5):
+        await eventually(lambda: len(worker.connections) == 1)
+        (conn,) = worker.connections
+        held = requests_held_by(conn.ws.parser)
+        assert held, "websockets no longer keeps the request: forget_request may go"
+        assert [(r.path, list(r.headers.raw_items())) for r in held] == [("", [])]
 
 
 async def test_each_connection_logs_one_debug_line_when_it_opens_and_one_when_it_closes(
