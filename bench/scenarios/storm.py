@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
+from itertools import pairwise
 from typing import TypedDict
 
 from redis.asyncio import Redis
@@ -72,6 +73,26 @@ class Recovery(TypedDict):
     server_cpu_s_during_recovery: float
 
 
+class Steady(TypedDict):
+    steady_cpu_us_per_client_s: float | None
+    """The fleet's CPU per connected client per second once all were back (the
+    ``storm_after_s`` after the recovery, publications still flowing): what a client costs
+    while it is connected (fan-out, heartbeats, the sweep, collections), handshakes aside."""
+    recovery_cpu_split: RecoverySplit | None
+
+
+class RecoverySplit(TypedDict):
+    """The recovery's worker CPU, split by the steady cost: an estimate, not a profile."""
+
+    connected_client_s: float
+    """The ready curve's area: seconds clients spent connected during the recovery."""
+    connected_cpu_s: float
+    """``connected_client_s`` at the steady cost a client-second."""
+    reconnecting_cpu_s: float
+    """The rest: what the reconnects themselves cost (handshakes, recovery, replays)."""
+    reconnecting_ms_per_client: float
+
+
 class Accounting(TypedDict):
     publications: int
     publications_while_fleet_down: int
@@ -101,7 +122,7 @@ class ShortChannel(TypedDict):
     ready: bool
 
 
-class StormRun(StormSetup, Outage, Recovery, Accounting, ConnectionSummary):
+class StormRun(StormSetup, Outage, Recovery, Steady, Accounting, ConnectionSummary):
     """One storm, in the order the results JSON lists its fields."""
 
 
@@ -150,7 +171,7 @@ async def run(bench: Bench) -> list[StormRun]:
                 await asyncio.sleep(scale.storm_before_s)
                 kill = await _kill_and_restart(bench, target, first, rp)
                 recovery = await _recover(bench, kill["second"], pop, kill["t_kill"])
-                await asyncio.sleep(scale.storm_after_s)
+                steady = await _steady(kill["second"], recovery, scale.storm_after_s)
             finally:
                 stop.set()
                 await publishing
@@ -158,7 +179,7 @@ async def run(bench: Bench) -> list[StormRun]:
         with contextlib.suppress(Exception):
             await bench.gen.close_all(timeout_s=20)
         await stop_server(kill["second"])
-    return [{**setup, **kill["outage"], **recovery, **accounting, **summary}]
+    return [{**setup, **kill["outage"], **recovery, **steady, **accounting, **summary}]
 
 
 async def _kill_and_restart(
@@ -228,6 +249,42 @@ async def _recover(bench: Bench, second: Server, pop: Population, t_kill: float)
         "reconnect_retries": rc["retries"],
         "ready_after": progress["ready"],
         "server_cpu_s_during_recovery": round(s1.cpu_s - s0.cpu_s, 2),
+    }
+
+
+async def _steady(second: Server, recovery: Recovery, seconds: float) -> Steady:
+    """The fleet's CPU over *seconds* with every client back, and the recovery split by it."""
+    s0, t0 = second.sample(), time.monotonic()
+    await asyncio.sleep(seconds)
+    s1, t1 = second.sample(), time.monotonic()
+    clients = recovery["ready_after"]
+    if clients == 0 or t1 <= t0:
+        return {"steady_cpu_us_per_client_s": None, "recovery_cpu_split": None}
+    per_client_s = (s1.cpu_s - s0.cpu_s) / (t1 - t0) / clients
+    return {
+        "steady_cpu_us_per_client_s": round(per_client_s * 1e6, 2),
+        "recovery_cpu_split": split_recovery_cpu(
+            recovery["ready_curve"],
+            recovery["server_cpu_s_during_recovery"],
+            recovery["reconnected"],
+            per_client_s,
+        ),
+    }
+
+
+def split_recovery_cpu(
+    curve: list[list[float]], cpu_s: float, reconnected: int, per_client_s: float
+) -> RecoverySplit:
+    """*cpu_s* split into what the clients already back cost at *per_client_s* (CPU-s per
+    client-second) over the area of the ready *curve*, and the rest, the reconnects'."""
+    area = sum((t1 - t0) * (r0 + r1) / 2 for (t0, r0), (t1, r1) in pairwise(curve))
+    connected = min(cpu_s, area * per_client_s)
+    rest = cpu_s - connected
+    return {
+        "connected_client_s": round(area, 1),
+        "connected_cpu_s": round(connected, 2),
+        "reconnecting_cpu_s": round(rest, 2),
+        "reconnecting_ms_per_client": round(1000 * rest / max(reconnected, 1), 3),
     }
 
 

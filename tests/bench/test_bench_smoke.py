@@ -167,6 +167,17 @@ def test_storm_recovers_every_client_and_loses_nothing(results: dict[str, Any]) 
     assert run["verify"]["clients_exact"] == run["tabs"]
 
 
+def test_storm_splits_the_recovery_cpu_into_reconnects_and_clients_already_back(
+    results: dict[str, Any],
+) -> None:
+    (run,) = runs(results, "storm")
+    split = run["recovery_cpu_split"]
+    assert run["steady_cpu_us_per_client_s"] >= 0
+    assert split["connected_cpu_s"] + split["reconnecting_cpu_s"] == pytest.approx(
+        run["server_cpu_s_during_recovery"], abs=0.02
+    )
+
+
 def test_results_carry_machine_settings_ratios_and_bars(results: dict[str, Any]) -> None:
     assert results["machine"]["cores"] >= 1
     assert results["scale"] == "smoke"
